@@ -1,0 +1,295 @@
+"""Tests of analysis.survival.
+
+Reference values: the R survival example of REFERENCES.md and R output written by
+tests/reference/survival/survival_reference.R (survival 3.5.3) into
+tests/reference/survival/*.csv (tests do not need R).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analysis.survival import (
+    kaplan_meier,
+    logrank_test,
+    median_time_to_event,
+    time_to_event,
+    time_to_relapse,
+)
+
+REF = Path(__file__).parent / "reference" / "survival"
+DATA = pd.read_csv(REF / "survival_data.csv")
+R_KM = pd.read_csv(REF / "km.csv")
+R_MEDIAN = pd.read_csv(REF / "median.csv")
+R_LOGRANK = pd.read_csv(REF / "logrank.csv")
+Z = 1.959963984540054
+
+
+def _same(a, b, tol):
+    return (math.isnan(a) and math.isnan(b)) or abs(a - b) <= tol
+
+
+def test_km_matches_references_md():
+    # REFERENCES.md (R survival, as in statsmodels' tests): times 3 1 2 3 2 1 5 3, events
+    # 0 1 1 1 0 0 1 0 -> S = 0.8750000, 0.7291667, 0.5468750, 0.0 at 1, 2, 3, 5; Greenwood
+    # SE 0.1169268, 0.1649762, 0.2005800.
+    tte = pd.DataFrame({"time": [3, 1, 2, 3, 2, 1, 5, 3], "event": [0, 1, 1, 1, 0, 0, 1, 0]})
+    km = kaplan_meier(tte)
+    assert list(km.columns) == [
+        "time",
+        "n_at_risk",
+        "n_events",
+        "survival",
+        "ci_low",
+        "ci_high",
+    ]
+    assert km["time"].tolist() == [1, 2, 3, 5]
+    assert km["survival"].to_numpy() == pytest.approx(
+        [0.8750000, 0.7291667, 0.5468750, 0.0], abs=5e-8
+    )
+    # Greenwood SE of S recovered from the log-log lower limit:
+    # log(-log L) = log(-log S) - z se/log S, se the SE of log S.
+    s, low = km["survival"].to_numpy()[:3], km["ci_low"].to_numpy()[:3]
+    se_log = (np.log(-np.log(s)) - np.log(-np.log(low))) * np.log(s) / Z
+    assert s * se_log == pytest.approx([0.1169268, 0.1649762, 0.2005800], abs=5e-8)
+    assert math.isnan(km["ci_low"].iloc[3]) and math.isnan(km["ci_high"].iloc[3])
+
+
+@pytest.mark.parametrize(
+    ("dataset", "group"), sorted({(r.dataset, r.group) for r in R_KM.itertuples()})
+)
+def test_km_matches_r_survfit_log_log(dataset, group):
+    # Source: R survival 3.5.3, summary(survfit(..., conf.type = "log-log")), km.csv.
+    d = DATA[(DATA.dataset == dataset) & (DATA.group == group)]
+    expected = R_KM[(R_KM.dataset == dataset) & (R_KM.group == group)].reset_index(drop=True)
+    km = kaplan_meier(d[["time", "event"]])
+    assert km["time"].tolist() == expected["time"].tolist()
+    assert km["n_at_risk"].tolist() == expected["n_at_risk"].tolist()
+    assert km["n_events"].tolist() == expected["n_events"].tolist()
+    for col in ("survival", "ci_low", "ci_high"):
+        for a, b in zip(km[col], expected[col], strict=True):
+            assert _same(a, b, 1e-10), (col, a, b)
+
+
+def test_km_grouped_matches_r_per_group():
+    # Source: km.csv, dataset two_routes (R survival 3.5.3).
+    d = DATA[DATA.dataset == "two_routes"].rename(columns={"group": "route"})
+    km = kaplan_meier(d, group="route")
+    assert list(km.columns[:2]) == ["group", "time"]
+    expected = R_KM[R_KM.dataset == "two_routes"]
+    assert km["group"].tolist() == expected["group"].tolist()
+    assert km["survival"].to_numpy() == pytest.approx(expected["survival"].to_numpy(), abs=1e-12)
+    assert km["ci_high"].to_numpy() == pytest.approx(expected["ci_high"].to_numpy(), abs=1e-10)
+
+
+@pytest.mark.parametrize("row", list(R_MEDIAN.itertuples()), ids=lambda r: f"{r.dataset}-{r.group}")
+def test_median_matches_r(row):
+    # Source: R survival 3.5.3, summary(fit)$table median, 0.95LCL, 0.95UCL; median.csv.
+    d = DATA[(DATA.dataset == row.dataset) & (DATA.group == row.group)]
+    med = median_time_to_event(d[["time", "event"]]).iloc[0]
+    assert (med.n, med.n_events) == (row.n, row.n_events)
+    for col in ("median", "ci_low", "ci_high"):
+        assert _same(med[col], getattr(row, col), 1e-12), (col, med[col], getattr(row, col))
+
+
+def test_median_by_group():
+    d = DATA[DATA.dataset == "two_routes"]
+    med = median_time_to_event(d, group="group")
+    assert list(med.columns) == ["group", "n", "n_events", "median", "ci_low", "ci_high"]
+    # Source: median.csv (R survival 3.5.3): iv 28 [1, NA]; oral not reached [28, NA].
+    assert med["median"].iloc[0] == 28 and math.isnan(med["median"].iloc[1])
+    assert med["ci_low"].tolist() == [1, 28]
+
+
+def test_logrank_matches_r_survdiff():
+    # Source: R survival 3.5.3 survdiff(Surv(time, event) ~ group), logrank.csv.
+    d = DATA[DATA.dataset == "two_routes"]
+    expected = R_LOGRANK.set_index("dataset").loc["two_routes"]
+    res = logrank_test(d, "group")
+    assert list(res.columns) == ["n_groups", "chi2", "df", "p_value"]
+    assert res["chi2"].iloc[0] == pytest.approx(expected["chi2"], rel=1e-10)
+    assert res["p_value"].iloc[0] == pytest.approx(expected["p_value"], rel=1e-8)
+    assert res["df"].iloc[0] == expected["df"] == 1
+
+
+def test_tte_input_errors():
+    tte = pd.DataFrame({"time": [1, 2, 3], "event": [1, 0, 1], "g": ["a", "a", None]})
+    with pytest.raises(ValueError, match="`g` has 1 missing"):
+        kaplan_meier(tte, group="g")
+    with pytest.raises(ValueError, match="at least two levels"):
+        logrank_test(tte.fillna("a"), "g")
+    with pytest.raises(ValueError, match="1 \\(event\\) or 0"):
+        kaplan_meier(tte.assign(event=[1, 2, 0]))
+    with pytest.raises(ValueError, match="missing `time` or `event`"):
+        kaplan_meier(tte.assign(time=[1, None, 3]))
+    with pytest.raises(ValueError, match=r"missing the column\(s\) \['time'\]"):
+        kaplan_meier(tte.drop(columns="time"))
+
+
+def test_km_group_without_events_has_no_rows():
+    tte = pd.DataFrame({"time": [7, 14, 28, 28], "event": [1, 0, 0, 0], "g": list("aabb")})
+    km = kaplan_meier(tte, group="g")
+    assert km["group"].tolist() == ["a"]
+
+
+# --- time_to_event and time_to_relapse from endpoint rows -------------------------
+
+
+def _endpoints() -> pd.DataFrame:
+    """Hand-built endpoints (one instrument): see the comment of each patient."""
+    b = "boolean"
+    rows = [
+        # p1: responds at week2 (day 15) -> time 15, event 1; later loses response.
+        ("p1", "week1", 7, False, False, "iv"),
+        ("p1", "week2", 15, True, False, "iv"),
+        ("p1", "week4", 28, True, True, "iv"),
+        ("p1", "week8", 55, False, pd.NA, "iv"),
+        # p2: never responds; last defined visit week4 (day 27) -> censored at 27.
+        ("p2", "week1", 6, False, False, "oral"),
+        ("p2", "week4", 27, False, False, "oral"),
+        ("p2", "week8", 57, pd.NA, pd.NA, "oral"),
+        # p3: responds at week1 (imputed week4 must not count).
+        ("p3", "week1", 8, True, pd.NA, "oral"),
+        ("p3", "week4", pd.NA, False, pd.NA, "oral"),
+        # p4: response never defined (e.g. baseline 0) -> left out.
+        ("p4", "week1", 7, pd.NA, pd.NA, "iv"),
+    ]
+    ep = pd.DataFrame(
+        rows, columns=["patient_id", "visit", "study_day", "response", "remission", "route"]
+    )
+    ep["instrument"] = "GAD7"
+    ep["study_day"] = ep["study_day"].astype("Int64")
+    ep["response"] = ep["response"].astype(b)
+    ep["remission"] = ep["remission"].astype(b)
+    ep["imputed"] = ep["study_day"].isna()
+    ep["score"] = 5.0
+    return ep
+
+
+def test_time_to_event_semantics():
+    # DESIGN.md "Time to event": first visit meeting the event; else censored at the last
+    # visit with a defined value; NA rows ignored; imputed rows ignored; patients with
+    # no defined value left out.
+    tte = time_to_event(_endpoints())
+    assert list(tte.columns) == ["patient_id", "time", "event", "route"]
+    assert tte["patient_id"].tolist() == ["p1", "p2", "p3"]
+    assert tte["time"].tolist() == [15, 27, 8]
+    assert tte["event"].tolist() == [1, 0, 1]
+    assert tte["route"].tolist() == ["iv", "oral", "oral"]
+
+
+def test_time_to_event_other_event_and_choice_error():
+    tte = time_to_event(_endpoints(), "remission")
+    # p1 remits at day 28; p2 never, censored at 27; p3's only defined remission value is
+    # on an imputed row, so p3 is left out.
+    assert tte[["patient_id", "time", "event"]].values.tolist() == [["p1", 28, 1], ["p2", 27, 0]]
+    with pytest.raises(ValueError, match=r"The value for `event` must be one of \["):
+        time_to_event(_endpoints(), "responder")
+
+
+def test_time_to_event_never_mixes_instruments():
+    ep = _endpoints()
+    hama = ep.assign(instrument="HAMA", response=pd.array([pd.NA] * len(ep), dtype="boolean"))
+    both = pd.concat([ep, hama], ignore_index=True)
+    with pytest.raises(ValueError, match="several instruments.*Pass `instrument=`"):
+        time_to_event(both)
+    assert time_to_event(both, instrument="GAD7")["time"].tolist() == [15, 27, 8]
+    assert time_to_event(both, instrument="HAMA").empty
+    with pytest.raises(ValueError, match="`instrument` must be one of"):
+        time_to_event(both, instrument="PHQ9")
+
+
+def test_time_to_relapse_convention():
+    # p1: first response day 15, no longer responding at day 55 -> relapse after 40 days.
+    # p3: responds at day 8, no later observed visit -> censored at time 0.
+    tte = time_to_relapse(_endpoints())
+    assert tte[["patient_id", "time", "event"]].values.tolist() == [["p1", 40, 1], ["p3", 0, 0]]
+    # Remission: p1 remits at day 28, the day-55 value is NA -> censored at 0.
+    tte = time_to_relapse(_endpoints(), "remission")
+    assert tte[["patient_id", "time", "event"]].values.tolist() == [["p1", 0, 0]]
+
+
+def test_end_to_end_km_by_route():
+    tte = time_to_event(_endpoints())
+    km = kaplan_meier(tte, group="route")
+    # iv: p1 responds at 15 (1 of 1) -> S = 0; oral: p3 at 8 (1 of 2) -> S = 0.5.
+    assert km[["group", "time", "n_at_risk", "survival"]].values.tolist() == [
+        ["iv", 15, 1, 0.0],
+        ["oral", 8, 2, 0.5],
+    ]
+
+
+# --- property tests ---------------------------------------------------------------
+
+tte_strategy = st.lists(
+    st.tuples(st.sampled_from([1, 7, 14, 28, 56, 84]), st.integers(0, 1)), min_size=1, max_size=40
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=tte_strategy)
+def test_km_is_non_increasing_in_unit_interval_and_inside_its_ci(rows):
+    tte = pd.DataFrame(rows, columns=["time", "event"])
+    km = kaplan_meier(tte)
+    s = km["survival"].to_numpy()
+    assert ((s >= 0) & (s <= 1)).all()
+    assert (np.diff(s) <= 1e-15).all()
+    ok = km["ci_low"].notna()
+    assert (km.loc[ok, "ci_low"] <= km.loc[ok, "survival"]).all()
+    assert (km.loc[ok, "survival"] <= km.loc[ok, "ci_high"]).all()
+    assert km["n_events"].sum() == tte["event"].sum()
+
+
+visit_days = {"day1": 2, "week1": 7, "week2": 14, "week4": 28, "week8": 56, "week12": 84}
+endpoint_rows = st.lists(
+    st.tuples(
+        st.integers(0, 9),
+        st.sampled_from(sorted(visit_days)),
+        st.sampled_from([True, False, None]),
+        st.booleans(),
+    ),
+    max_size=40,
+)
+
+
+@settings(max_examples=60, deadline=None)
+@given(rows=endpoint_rows)
+def test_every_patient_with_a_defined_outcome_appears_once(rows):
+    ep = pd.DataFrame(rows, columns=["pid", "visit", "response", "imputed"])
+    ep = ep.drop_duplicates(["pid", "visit"])
+    ep["patient_id"] = "p" + ep["pid"].astype(str)
+    ep["study_day"] = ep["visit"].map(visit_days).astype("Int64").mask(ep["imputed"])
+    ep["response"] = ep["response"].astype("boolean")
+    tte = time_to_event(ep)
+    observed = ep[~ep["imputed"] & ep["response"].notna()]
+    assert sorted(tte["patient_id"]) == sorted(observed["patient_id"].unique())
+    assert tte["patient_id"].is_unique
+    for row in tte.itertuples():
+        mine = observed[observed.patient_id == row.patient_id]
+        met = mine.loc[mine["response"].astype(bool), "study_day"]
+        if row.event:
+            assert row.time == met.min()
+        else:
+            assert met.empty and row.time == mine["study_day"].max()
+    relapse = time_to_relapse(ep)
+    assert set(relapse["patient_id"]) == set(tte.loc[tte["event"] == 1, "patient_id"])
+    assert (relapse["time"] >= 0).all()
+
+
+def test_polars_endpoints_are_accepted():
+    pl = pytest.importorskip("polars")
+    ep = _endpoints()
+    expected = time_to_event(ep)
+    got = time_to_event(pl.from_pandas(ep))
+    assert got[["patient_id", "time", "event"]].values.tolist() == (
+        expected[["patient_id", "time", "event"]].values.tolist()
+    )
+    km = kaplan_meier(pl.from_pandas(expected[["time", "event"]]))
+    assert km["survival"].tolist() == kaplan_meier(expected)["survival"].tolist()
