@@ -38,3 +38,29 @@ def check_columns(df: pd.DataFrame, required: Iterable[str], table: str) -> None
             f"Table `{table}` is missing the column(s) {missing}; it has {list(df.columns)}. "
             "Pass the output of the function that makes this table, or rename the columns."
         )
+
+
+def check_alpha(alpha: float) -> float:
+    """Return ``alpha`` as a float, or raise unless it lies strictly between 0 and 1."""
+    if not isinstance(alpha, int | float) or not 0 < alpha < 1:
+        raise ValueError(
+            f"`alpha` must be a number strictly between 0 and 1 (0.05 gives 95% intervals), "
+            f"but {alpha!r} was passed."
+        )
+    return float(alpha)
+
+
+def to_pandas(frame: object) -> pd.DataFrame:
+    """A pandas frame from a pandas, Polars, DuckDB or Spark frame (collects lazy ones).
+
+    For the small, aggregated or patient-level tables that statistics need; the large
+    derivations stay in their engine (see :mod:`analysis.endpoints`).
+    """
+    if isinstance(frame, pd.DataFrame):
+        return frame
+    import narwhals as nw
+
+    nw_frame = nw.from_native(frame)
+    if isinstance(nw_frame, nw.LazyFrame):
+        nw_frame = nw_frame.collect()
+    return nw_frame.to_pandas()

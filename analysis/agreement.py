@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.inter_rater import cohens_kappa
 
-from analysis._utils import check_choice, check_columns
+from analysis._utils import check_alpha, check_choice, check_columns
 
 __all__ = [
     "CronbachAlpha",
@@ -28,15 +28,6 @@ __all__ = [
     "cronbach_alpha",
     "instrument_agreement",
 ]
-
-
-def _check_alpha(alpha: float) -> float:
-    if not isinstance(alpha, int | float) or not 0 < alpha < 1:
-        raise ValueError(
-            f"`alpha` must be a number strictly between 0 and 1 (0.05 gives 95% intervals), "
-            f"but {alpha!r} was passed."
-        )
-    return float(alpha)
 
 
 class _AlphaTuple(NamedTuple):
@@ -119,7 +110,7 @@ def cronbach_alpha(
     >>> print(f"{a:.4f} [{low:.3f}, {high:.3f}]")
     0.7734 [0.336, 0.939]
     """
-    level = _check_alpha(alpha)
+    level = check_alpha(alpha)
     if isinstance(items, pd.DataFrame):
         x = items.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     else:
@@ -264,7 +255,7 @@ def cohen_kappa(
     kappa 0.40, n 50
     """
     check_choice("weights", weights, [None, "linear", "quadratic"])
-    level = _check_alpha(alpha)
+    level = check_alpha(alpha)
     a, b = pd.Series(a).reset_index(drop=True), pd.Series(b).reset_index(drop=True)
     if len(a) != len(b):
         raise ValueError(

@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-from analysis._utils import as_by, check_choice, check_columns
+from analysis._utils import as_by, check_choice, check_columns, to_pandas
 
 __all__ = [
     "EffectSize",
@@ -456,18 +456,6 @@ def effect_size_from_stats(
     return _smd(measure, mean1, sd1, n1, mean2, sd2, n2, s_diff=None, r=None, ci=ci)
 
 
-def _as_pandas(frame: object) -> pd.DataFrame:
-    """A pandas copy of a pandas, Polars, DuckDB or Spark frame (small tables only)."""
-    if isinstance(frame, pd.DataFrame):
-        return frame
-    import narwhals as nw
-
-    nw_frame = nw.from_native(frame)
-    if isinstance(nw_frame, nw.LazyFrame):
-        nw_frame = nw_frame.collect()
-    return nw_frame.to_pandas()
-
-
 TABLE_COLUMNS = ["measure", "estimate", "ci_low", "ci_high", "ci_level", "n1", "n2", "ci_method"]
 
 
@@ -581,7 +569,7 @@ def effect_size_table(
           group reference   measure  estimate  n1  n2
     0  ketamine   placebo  hedges_g    -0.331   3   3
     """
-    endpoints = _as_pandas(endpoints)
+    endpoints = to_pandas(endpoints)
     keys = as_by(by)
     if group is None:
         measure = DEFAULT_WITHIN_MEASURE if measure is None else measure

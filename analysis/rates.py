@@ -33,7 +33,7 @@ from statsmodels.stats.contingency_tables import StratifiedTable
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
-from analysis._utils import as_by, check_choice, check_columns
+from analysis._utils import as_by, check_alpha, check_choice, check_columns
 
 __all__ = [
     "adjust_pvalues",
@@ -94,15 +94,6 @@ _COUNT_COLUMNS = ("n", "events", "n_ref", "events_ref")
 
 # --------------------------------------------------------------------------------------
 # argument checks and counting
-
-
-def _check_alpha(alpha: float) -> float:
-    if not isinstance(alpha, int | float) or not 0 < alpha < 1:
-        raise ValueError(
-            f"`alpha` must be a number strictly between 0 and 1 (0.05 gives 95% intervals), "
-            f"but {alpha!r} was passed."
-        )
-    return float(alpha)
 
 
 def _z(alpha: float) -> float:
@@ -233,7 +224,7 @@ def proportion_ci(
     0.0009 0.1776
     """
     check_choice("method", method, list(_CI_METHODS))
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     x = np.asarray(events, dtype=float)
     m = np.asarray(n, dtype=float)
     if np.any(x < 0) or np.any(x > m):
@@ -292,7 +283,7 @@ def newcombe_interval(
     >>> print(f"{low:.4f} {high:.4f}")
     0.0524 0.3339
     """
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     if n1 <= 0 or n2 <= 0:
         return math.nan, math.nan
     p1, p2 = events1 / n1, events2 / n2
@@ -479,7 +470,7 @@ def rate_table(
     """
     by = as_by(by)
     check_choice("method", method, list(_CI_METHODS))
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     check_columns(endpoints, [*by, outcome], "endpoints")
     y = _binary(endpoints, outcome)
     out = _counts(endpoints, y, by)
@@ -728,7 +719,7 @@ def compare_rates(
     1.333 2.667
     """
     by = as_by(by)
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     if p_adjust is not None:
         check_choice("p_adjust", p_adjust, _P_ADJUST_METHODS)
     events_are = _events_are(outcome, events_are)
@@ -964,7 +955,7 @@ def compare_rates_stratified(
     strata = as_by(strata)
     if not strata:
         raise ValueError("`strata` must name at least one column, for example 'site_id'.")
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     check_columns(endpoints, [*by, outcome, group, *strata], "endpoints")
     data = endpoints[endpoints[[group, *strata]].notna().all(axis=1)]
     levels, reference = _levels(data, group, reference)
@@ -1290,7 +1281,7 @@ def adjusted_compare_rates(
     """
     by = as_by(by)
     covariates = as_by(covariates)
-    alpha = _check_alpha(alpha)
+    alpha = check_alpha(alpha)
     check_choice("ci_method", ci_method, ["delta", "bootstrap"])
     if not isinstance(n_boot, int | np.integer) or n_boot < 1:
         raise ValueError(f"`n_boot` must be a positive integer, but {n_boot!r} was passed.")

@@ -20,7 +20,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.duration.survfunc import SurvfuncRight, survdiff
 
-from analysis._utils import check_choice, check_columns
+from analysis._utils import check_choice, check_columns, to_pandas
 
 __all__ = [
     "EVENTS",
@@ -49,23 +49,11 @@ _ENDPOINT_COLUMNS = frozenset(
 )
 
 
-def _as_pandas(frame: object) -> pd.DataFrame:
-    """A pandas copy of a pandas, Polars, DuckDB or Spark frame (small tables only)."""
-    if isinstance(frame, pd.DataFrame):
-        return frame
-    import narwhals as nw
-
-    nw_frame = nw.from_native(frame)
-    if isinstance(nw_frame, nw.LazyFrame):
-        nw_frame = nw_frame.collect()
-    return nw_frame.to_pandas()
-
-
 def _defined_event_rows(
     endpoints: pd.DataFrame, event: str, instrument: str | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Observed visits with a defined ``event``, sorted, and the patient-level columns."""
-    endpoints = _as_pandas(endpoints)
+    endpoints = to_pandas(endpoints)
     check_choice("event", event, EVENTS)
     check_columns(endpoints, ["patient_id", "study_day", event], "endpoints")
     ep = endpoints
@@ -349,7 +337,7 @@ def kaplan_meier(
     2     3          4         1    0.5469  0.1372   0.8324
     3     5          1         1    0.0000     NaN      NaN
     """
-    tte = _as_pandas(tte)
+    tte = to_pandas(tte)
     _check_tte(tte, group)
     frames = []
     for level, sub in _groups(tte, group):
@@ -435,7 +423,7 @@ def median_time_to_event(
        n  n_events  median  ci_low  ci_high
     0  4         3    21.0     7.0      NaN
     """
-    tte = _as_pandas(tte)
+    tte = to_pandas(tte)
     _check_tte(tte, group)
     rows = []
     for level, sub in _groups(tte, group):
@@ -493,7 +481,7 @@ def logrank_test(tte: pd.DataFrame, group: str) -> pd.DataFrame:
        n_groups    chi2  df  p_value
     0         2  3.6437   1   0.0563
     """
-    tte = _as_pandas(tte)
+    tte = to_pandas(tte)
     _check_tte(tte, group)
     levels = sorted(tte[group].unique().tolist())
     if len(levels) < 2:
