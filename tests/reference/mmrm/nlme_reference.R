@@ -2,8 +2,9 @@
 #
 # Run from the repository root:
 #   Rscript tests/reference/mmrm/nlme_reference.R
-# It reads /work/shared/reference-data/fev_data.csv (or the path given as the first
-# argument) and writes tests/reference/mmrm/nlme_reference.json. The tests only read the
+# It reads tests/reference/mmrm/fev_data.csv (the mmrm R package's simulated FEV1 trial,
+# Apache-2.0, a copy of /work/shared/reference-data/fev_data.csv; or the path given as the
+# first argument) and writes tests/reference/mmrm/nlme_reference.json. The tests only read the
 # JSON, so they do not need R.
 #
 # Each model is FEV1 ~ RACE + SEX + ARMCD * AVISIT fitted by REML, with the residual
@@ -14,8 +15,8 @@
 #   ar1h corAR1(~ VISITN | USUBJID) + varIdent(~ 1 | AVISIT)
 #   us   corSymm(~ VISITN | USUBJID) + varIdent(~ 1 | AVISIT), a cross-check of the SAS
 #        PROC MIXED listing quoted in REFERENCES.md.
-# nlme's REML log-likelihood differs from SAS's by 0.5 * log det(X'X) (nlme adds it), so
-# the script also writes log det(X'X) to let the tests compare on the SAS scale.
+# nlme's REML log-likelihood is on the same scale as SAS's (-2 x the us fit's value is the
+# 3386.45 of the SAS listing).
 
 suppressPackageStartupMessages({
   library(nlme)
@@ -24,14 +25,15 @@ suppressPackageStartupMessages({
 })
 
 args <- commandArgs(trailingOnly = TRUE)
-path <- if (length(args) >= 1) args[1] else "/work/shared/reference-data/fev_data.csv"
+path <- if (length(args) >= 1) args[1] else "tests/reference/mmrm/fev_data.csv"
 fev <- read.csv(path, stringsAsFactors = FALSE)
 fev <- fev[!is.na(fev$FEV1), ]
 for (v in c("USUBJID", "AVISIT", "ARMCD", "RACE", "SEX")) fev[[v]] <- factor(fev[[v]])
 
-# The calls spell out the formula and the structures (rather than passing objects bound
-# to names) because emmeans re-evaluates the call for its Satterthwaite df, and crashed
-# R 4.2.2 when it had to look those names up.
+# emmeans gives the LS means and TRT - PBO differences (estimates and SEs) for each
+# structure. Its Satterthwaite df for gls are not written: they come from nlme's
+# approximate variance of the variance parameters, fail for some of these fits and are not
+# the SAS/mmrm definition (the tests take the df from SAS PROC MIXED instead).
 ctrl <- glsControl(maxIter = 500, msMaxIter = 500, tolerance = 1e-10, msTol = 1e-10)
 models <- list(
   cs = gls(FEV1 ~ RACE + SEX + ARMCD * AVISIT, fev,
@@ -53,12 +55,10 @@ models <- list(
 
 # A subject observed at all four visits, so getVarCov returns the full 4 x 4 matrix.
 complete <- names(which(table(fev$USUBJID) == 4))[1]
-X <- model.matrix(FEV1 ~ RACE + SEX + ARMCD * AVISIT, fev)
-logdet_xtx <- as.numeric(determinant(crossprod(X), logarithm = TRUE)$modulus)
 
 describe <- function(fit) {
   V <- unclass(getVarCov(fit, individual = complete))
-  emm <- emmeans(fit, ~ ARMCD | AVISIT, mode = "satterthwaite")
+  emm <- emmeans(fit, ~ ARMCD | AVISIT, mode = "df.error")
   lsm <- as.data.frame(summary(emm))
   diffs <- as.data.frame(summary(contrast(emm, "trt.vs.ctrl"), infer = TRUE))
   list(
@@ -67,10 +67,10 @@ describe <- function(fit) {
     loglik_nlme = as.numeric(logLik(fit)),
     covariance = unname(V),
     lsmeans = data.frame(ARMCD = as.character(lsm$ARMCD), AVISIT = as.character(lsm$AVISIT),
-                         estimate = lsm$emmean, se = lsm$SE, df = lsm$df),
+                         estimate = lsm$emmean, se = lsm$SE),
     pairwise = data.frame(AVISIT = as.character(diffs$AVISIT),
                           contrast = as.character(diffs$contrast),
-                          estimate = diffs$estimate, se = diffs$SE, df = diffs$df)
+                          estimate = diffs$estimate, se = diffs$SE)
   )
 }
 
@@ -81,8 +81,7 @@ out <- list(
   formula = "FEV1 ~ RACE + SEX + ARMCD * AVISIT",
   n_obs = nrow(fev),
   visits = levels(fev$AVISIT),
-  logdet_xtx = logdet_xtx,
   models = lapply(models, describe)
 )
-write_json(out, "tests/reference/mmrm/nlme_reference.json", digits = NA, pretty = TRUE)
+write_json(out, "tests/reference/mmrm/nlme_reference.json", digits = NA, pretty = TRUE, auto_unbox = TRUE)
 cat("wrote tests/reference/mmrm/nlme_reference.json\n")

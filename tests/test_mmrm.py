@@ -1,0 +1,442 @@
+"""Tests for analysis.mmrm: the MMRM against SAS PROC MIXED and R nlme on fev_data.
+
+Sources of the expected numbers:
+- "SAS": SAS PROC MIXED listings quoted in /work/shared/REFERENCES.md (section "MMRM").
+- "nlme": R 4.2.2, nlme 3.1-162 gls and emmeans 1.8.4.1, written to
+  tests/reference/mmrm/nlme_reference.json by tests/reference/mmrm/nlme_reference.R.
+The data, tests/reference/mmrm/fev_data.csv, is the mmrm R package's simulated FEV1 trial
+(Apache-2.0): 200 subjects x 4 visits, 537 non-missing FEV1.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from analysis.mmrm import MMRMFitError, MMRMResult, fit_mmrm
+
+HERE = Path(__file__).parent / "reference" / "mmrm"
+FORMULA = "FEV1 ~ RACE + SEX + ARMCD * AVISIT"
+NLME = json.loads((HERE / "nlme_reference.json").read_text())
+
+
+@pytest.fixture(scope="module")
+def fev() -> pd.DataFrame:
+    return pd.read_csv(HERE / "fev_data.csv")
+
+
+@pytest.fixture(scope="module")
+def fev_sas(fev) -> pd.DataFrame:
+    """fev_data with SAS's reference cell: SAS takes the last level (Male) as reference, we
+    take the first, so SEX is made an ordered Categorical with Male first."""
+    out = fev.copy()
+    out["SEX"] = pd.Categorical(out["SEX"], categories=["Male", "Female"], ordered=True)
+    return out
+
+
+@pytest.fixture(scope="module")
+def us_fit(fev_sas) -> MMRMResult:
+    return fit_mmrm(fev_sas, FORMULA, subject="USUBJID", visit="AVISIT")
+
+
+def close(actual, expected, rel, scale=None):
+    """|actual - expected| <= rel x max(|expected|, scale) elementwise."""
+    actual, expected = np.asarray(actual, float), np.asarray(expected, float)
+    bound = np.abs(expected) if scale is None else np.maximum(np.abs(expected), scale)
+    return np.all(np.abs(actual - expected) <= rel * bound)
+
+
+# ---------------------------------------------------------------------------------------
+# Item 1 and 4: unstructured covariance, REML, against SAS PROC MIXED
+# ---------------------------------------------------------------------------------------
+
+# SAS PROC MIXED via REFERENCES.md: FEV1 ~ RACE + SEX + ARMCD*AVISIT, us, REML.
+SAS_US_FIXED = {
+    "Intercept": (30.7774, 0.8865),
+    "ARMCD[T.TRT]": (3.7745, 1.0741),
+    "AVISIT[T.VIS2]": (4.8396, 0.8016),
+    "AVISIT[T.VIS3]": (10.3422, 0.8227),
+    "AVISIT[T.VIS4]": (15.0537, 1.3129),
+    "ARMCD[T.TRT]:AVISIT[T.VIS2]": (-0.04231, 1.1292),
+    "ARMCD[T.TRT]:AVISIT[T.VIS3]": (-0.6939, 1.1876),
+    "ARMCD[T.TRT]:AVISIT[T.VIS4]": (0.6240, 1.8510),
+    "RACE[T.Black or African American]": (1.5305, 0.6244),
+    "RACE[T.White]": (5.6436, 0.6656),
+    "SEX[T.Female]": (0.3262, 0.5319),
+}
+
+
+def test_us_reml_fixed_effects_match_sas_proc_mixed(us_fit):
+    # SAS PROC MIXED via REFERENCES.md. Relative 1e-3 of max(|estimate|, SE): the one
+    # estimate near zero, VIS2:TRT = -0.04231 (SE 1.13), differs by 2e-4 (0.0002 SE), a
+    # difference of stopping rules (R nlme gives -0.04206; our optimum is exact to 1e-10 in
+    # -2 log L, see test_us_reml_covariance_and_loglik_match_nlme).
+    names = list(SAS_US_FIXED)
+    expected = np.array([SAS_US_FIXED[n] for n in names])
+    assert close(us_fit.params[names], expected[:, 0], 1e-3, scale=expected[:, 1])
+    assert close(us_fit.bse[names], expected[:, 1], 1e-3)
+
+
+def test_us_reml_loglik_and_variances_match_sas_proc_mixed(us_fit):
+    # SAS PROC MIXED via REFERENCES.md: -2 res log likelihood 3386.45; R(i,i) by visit.
+    assert abs(-2 * us_fit.loglike - 3386.45) < 0.01
+    variances = np.diag(us_fit.covariance)
+    assert close(variances, [40.5509, 26.5692, 14.8970, 95.5528], 1e-3)
+    assert list(us_fit.covariance.index) == ["VIS1", "VIS2", "VIS3", "VIS4"]
+
+
+def test_us_lsmeans_match_sas_proc_mixed(us_fit):
+    # SAS PROC MIXED LSMEANS ARMCD*AVISIT via REFERENCES.md (estimate, SE, Satterthwaite df).
+    expected = pd.DataFrame(
+        [
+            ("PBO", "VIS1", 33.3318, 0.7554, 148),
+            ("TRT", "VIS1", 37.1063, 0.7626, 143),
+            ("PBO", "VIS2", 38.1715, 0.6117, 147),
+            ("TRT", "VIS2", 41.9037, 0.6023, 144),
+            ("PBO", "VIS3", 43.6740, 0.4617, 130),
+            ("TRT", "VIS3", 46.7546, 0.5086, 130),
+            ("PBO", "VIS4", 48.3855, 1.1886, 134),
+            ("TRT", "VIS4", 52.7841, 1.1877, 133),
+        ],
+        columns=["ARMCD", "AVISIT", "estimate", "se", "df"],
+    )
+    got = us_fit.lsmeans("ARMCD", by="AVISIT")
+    assert list(got.columns) == ["ARMCD", "AVISIT", "estimate", "se", "df", "ci_low", "ci_high"]
+    assert got[["ARMCD", "AVISIT"]].astype(str).equals(expected[["ARMCD", "AVISIT"]])
+    assert close(got["estimate"], expected["estimate"], 1e-3)
+    assert close(got["se"], expected["se"], 1e-3)
+    assert np.all(np.abs(got["df"] - expected["df"]) <= 1)
+
+
+def test_us_treatment_differences_match_sas_proc_mixed(us_fit):
+    # SAS PROC MIXED LSMEANS / DIFF, TRT - PBO by visit, via REFERENCES.md
+    # (estimate, SE, df, 95% CI).
+    expected = np.array(
+        [
+            (3.7745, 1.0741, 146, 1.6517, 5.8974),
+            (3.7322, 0.8588, 145, 2.0348, 5.4296),
+            (3.0806, 0.6896, 131, 1.7164, 4.4448),
+            (4.3985, 1.6805, 133, 1.0746, 7.7225),
+        ]
+    )
+    got = us_fit.pairwise("ARMCD", by="AVISIT")
+    assert list(got.columns) == [
+        "AVISIT", "contrast", "estimate", "se", "df", "t", "p", "ci_low", "ci_high",
+    ]  # fmt: skip
+    assert list(got["contrast"]) == ["TRT - PBO"] * 4
+    assert list(got["AVISIT"].astype(str)) == ["VIS1", "VIS2", "VIS3", "VIS4"]
+    assert close(got["estimate"], expected[:, 0], 1e-3)
+    assert close(got["se"], expected[:, 1], 1e-3)
+    assert np.all(np.abs(got["df"] - expected[:, 2]) <= 1)
+    assert close(got[["ci_low", "ci_high"]], expected[:, 3:], 1e-3)
+
+
+def test_conf_int_of_treatment_main_effect_is_the_sas_visit1_difference(us_fit):
+    # SAS PROC MIXED via REFERENCES.md: with PBO/VIS1 as reference the TRT coefficient is
+    # the TRT - PBO difference at VIS1, 95% CI [1.6517, 5.8974], df 146.
+    ci = us_fit.conf_int().loc["ARMCD[T.TRT]"]
+    assert close(ci, [1.6517, 5.8974], 1e-3)
+    assert abs(us_fit.df["ARMCD[T.TRT]"] - 146) <= 1
+    assert us_fit.tvalues["ARMCD[T.TRT]"] == pytest.approx(3.7745 / 1.0741, rel=1e-3)
+    assert 0 < us_fit.pvalues["ARMCD[T.TRT]"] < 0.001
+
+
+@pytest.mark.parametrize(
+    ("reml", "expected"),
+    [
+        # SAS PROC MIXED via REFERENCES.md, FEV1 ~ ARMCD + SEX, us, REML.
+        (True, [(41.0762, 0.5504), (3.8265, 0.6421), (-0.1404, 0.6434)]),
+        # SAS PROC MIXED via REFERENCES.md, FEV1 ~ ARMCD + SEX, us, ML.
+        (False, [(41.0840, 0.5452), (3.8276, 0.6362), (-0.1382, 0.6374)]),
+    ],
+    ids=["reml", "ml"],
+)
+def test_smaller_model_matches_sas_proc_mixed_under_reml_and_ml(fev_sas, reml, expected):
+    fit = fit_mmrm(fev_sas, "FEV1 ~ ARMCD + SEX", subject="USUBJID", visit="AVISIT", reml=reml)
+    expected = np.array(expected)
+    names = ["Intercept", "ARMCD[T.TRT]", "SEX[T.Female]"]
+    assert close(fit.params[names], expected[:, 0], 1e-3)
+    assert close(fit.bse[names], expected[:, 1], 1e-3)
+    assert fit.reml is reml
+
+
+# ---------------------------------------------------------------------------------------
+# Item 2 and 4: the other covariance structures against R nlme::gls
+# ---------------------------------------------------------------------------------------
+
+
+def _r_name(column: str) -> str:
+    """formulaic's 'ARMCD[T.TRT]:AVISIT[T.VIS2]' as R's 'ARMCDTRT:AVISITVIS2'."""
+    return "(Intercept)" if column == "Intercept" else column.replace("[T.", "").replace("]", "")
+
+
+@pytest.mark.parametrize("covariance", ["cs", "csh", "ar1", "ar1h", "us"])
+def test_structures_match_r_nlme_gls(fev, covariance):
+    # R nlme 3.1-162 gls (cs: corCompSymm; csh: + varIdent(~1|AVISIT); ar1:
+    # corAR1(~VISITN|USUBJID); ar1h: + varIdent; us: corSymm + varIdent) and emmeans 1.8.4.1,
+    # tests/reference/mmrm/nlme_reference.R -> nlme_reference.json. Both use Female as the
+    # SEX reference here. nlme stops at a looser tolerance than we do, hence 1e-3 (of
+    # max(|estimate|, SE) for the coefficients); our log-likelihood is never lower.
+    ref = NLME["models"][covariance]
+    fit = fit_mmrm(fev, FORMULA, subject="USUBJID", visit="AVISIT", covariance=covariance)
+    coefficients = pd.DataFrame(ref["coefficients"]).set_index("term")
+    assert [_r_name(c) for c in fit.params.index] == list(coefficients.index)
+    se = coefficients["se"].to_numpy()
+    assert close(fit.params, coefficients["estimate"], 1e-3, scale=se)
+    assert close(fit.bse, se, 1e-3)
+    assert fit.loglike == pytest.approx(ref["loglik_nlme"], abs=1e-3)
+    assert fit.loglike >= ref["loglik_nlme"] - 1e-6
+    assert close(fit.covariance, np.array(ref["covariance"]), 1e-3)
+    lsmeans = fit.lsmeans("ARMCD", by="AVISIT")
+    r_lsmeans = pd.DataFrame(ref["lsmeans"])
+    assert (lsmeans["ARMCD"].astype(str) == r_lsmeans["ARMCD"]).all()
+    assert close(lsmeans["estimate"], r_lsmeans["estimate"], 1e-3)
+    assert close(lsmeans["se"], r_lsmeans["se"], 1e-3)
+    differences = fit.pairwise("ARMCD", by="AVISIT")
+    r_differences = pd.DataFrame(ref["pairwise"])
+    assert list(differences["contrast"]) == list(r_differences["contrast"])
+    assert close(differences["estimate"], r_differences["estimate"], 1e-3)
+    assert close(differences["se"], r_differences["se"], 1e-3)
+
+
+def test_structured_covariances_have_their_shape(fev):
+    # Definitions (SAS PROC MIXED TYPE=CS/CSH/AR(1)/ARH(1), R mmrm cs/csh/ar1/ar1h).
+    fits = {
+        c: fit_mmrm(fev, FORMULA, subject="USUBJID", visit="AVISIT", covariance=c).covariance
+        for c in ["cs", "csh", "ar1", "ar1h"]
+    }
+    sigma = fits["cs"].to_numpy()
+    assert np.allclose(np.diag(sigma), sigma[0, 0])
+    assert np.allclose(sigma[~np.eye(4, dtype=bool)], sigma[0, 1])
+    sd = np.sqrt(np.diag(fits["csh"]))
+    corr = fits["csh"].to_numpy() / np.outer(sd, sd)
+    assert np.allclose(corr[~np.eye(4, dtype=bool)], corr[0, 1])
+    for name in ["ar1", "ar1h"]:
+        sigma = fits[name].to_numpy()
+        sd = np.sqrt(np.diag(sigma))
+        corr = sigma / np.outer(sd, sd)
+        rho = corr[0, 1]
+        lag = np.abs(np.subtract.outer(np.arange(4), np.arange(4)))
+        assert np.allclose(corr, rho**lag)
+
+
+# ---------------------------------------------------------------------------------------
+# Item 3: the result object
+# ---------------------------------------------------------------------------------------
+
+
+def test_missing_rows_are_counted_and_reported(us_fit):
+    # fev_data: 800 rows, 263 with FEV1 missing (REFERENCES.md: 537 non-missing).
+    assert (us_fit.n_obs, us_fit.n_dropped, us_fit.n_subjects) == (537, 263, 197)
+    assert us_fit.missing_by_column == {"FEV1": 263}
+    text = str(us_fit.summary())
+    assert "263 row(s) had a missing value" in text
+    assert "3386.4499" in text and "Satterthwaite" in text
+    assert repr(us_fit.summary()) == text
+
+
+def test_information_criteria_follow_sas_definitions(us_fit, fev_sas):
+    # SAS PROC MIXED "Fit Statistics" (also R mmrm): REML counts the 10 covariance
+    # parameters of a 4-visit us; BIC uses the number of subjects (197). ML adds the 3
+    # fixed effects of FEV1 ~ ARMCD + SEX.
+    m2 = -2 * us_fit.loglike
+    assert us_fit.aic == pytest.approx(m2 + 20)
+    assert us_fit.bic == pytest.approx(m2 + 10 * np.log(197))
+    ml = fit_mmrm(fev_sas, "FEV1 ~ ARMCD + SEX", subject="USUBJID", visit="AVISIT", reml=False)
+    assert ml.aic == pytest.approx(-2 * ml.loglike + 2 * 13)
+
+
+def test_lsmeans_differences_equal_pairwise_estimates(us_fit):
+    # Property: a pairwise contrast is the difference of the two LS means (same L rows).
+    lsmeans = us_fit.lsmeans("ARMCD", by="AVISIT").set_index(["AVISIT", "ARMCD"])["estimate"]
+    differences = us_fit.pairwise("ARMCD", by="AVISIT").set_index("AVISIT")["estimate"]
+    for visit, difference in differences.items():
+        assert difference == pytest.approx(lsmeans[visit, "TRT"] - lsmeans[visit, "PBO"])
+
+
+def test_lsmeans_average_other_factors_equally(us_fit):
+    # emmeans/SAS LSMEANS definition: the ARMCD mean over visits is the plain average of
+    # the four visit means (equal weights, whatever the number of observations per cell).
+    by_visit = us_fit.lsmeans("ARMCD", by="AVISIT")
+    overall = us_fit.lsmeans("ARMCD")
+    assert list(overall.columns) == ["ARMCD", "estimate", "se", "df", "ci_low", "ci_high"]
+    expected = by_visit.groupby("ARMCD", observed=True)["estimate"].mean()
+    assert np.allclose(overall.set_index("ARMCD")["estimate"], expected)
+
+
+def test_pairwise_reference_level_and_sign(us_fit):
+    flipped = us_fit.pairwise("ARMCD", by="AVISIT", reference="TRT")
+    usual = us_fit.pairwise("ARMCD", by="AVISIT")
+    assert list(flipped["contrast"]) == ["PBO - TRT"] * 4
+    assert np.allclose(flipped["estimate"], -usual["estimate"])
+    assert np.allclose(flipped["df"], usual["df"])
+    with pytest.raises(ValueError, match="`reference` must be one of"):
+        us_fit.pairwise("ARMCD", reference="placebo")
+    race = us_fit.pairwise("RACE")
+    assert list(race["contrast"]) == [
+        "Black or African American - Asian",
+        "White - Asian",
+    ]
+
+
+def test_effect_size_is_difference_over_visit_residual_sd(us_fit):
+    # Definition (issue 5): difference / sqrt(Sigma[v, v]), CI = contrast CI / same SD.
+    es = us_fit.effect_size("ARMCD", by="AVISIT")
+    pw = us_fit.pairwise("ARMCD", by="AVISIT")
+    sd = np.sqrt(np.diag(us_fit.covariance))
+    assert list(es.columns) == [
+        "AVISIT", "contrast", "difference", "sd", "estimate", "ci_low", "ci_high",
+    ]  # fmt: skip
+    assert np.allclose(es["sd"], sd)
+    assert np.allclose(es["estimate"], pw["estimate"] / sd)
+    assert np.allclose(es[["ci_low", "ci_high"]], pw[["ci_low", "ci_high"]] / sd[:, None])
+    # SAS PROC MIXED via REFERENCES.md: VIS1 3.7745 / sqrt(40.5509).
+    assert es["estimate"].iloc[0] == pytest.approx(3.7745 / np.sqrt(40.5509), rel=1e-3)
+    with pytest.raises(ValueError, match="pass a `by` that includes the visit column 'AVISIT'"):
+        us_fit.effect_size("ARMCD")
+
+
+def test_factor_coding_first_sorted_level_unless_ordered(fev, fev_sas, us_fit):
+    # Contract (DESIGN.md): strings -> first sorted level is the reference; an ordered
+    # Categorical keeps its order. LS means do not depend on the coding.
+    plain = fit_mmrm(fev, FORMULA, subject="USUBJID", visit="AVISIT")
+    assert "SEX[T.Male]" in plain.params.index and "SEX[T.Female]" in us_fit.params.index
+    assert plain.params["SEX[T.Male]"] == pytest.approx(-us_fit.params["SEX[T.Female]"])
+    assert np.allclose(
+        plain.lsmeans("ARMCD", by="AVISIT")["estimate"],
+        us_fit.lsmeans("ARMCD", by="AVISIT")["estimate"],
+    )
+
+
+def test_numeric_visit_column_is_a_factor(fev):
+    # R mmrm also requires the visit to be a factor; VISITN (1..4) gives the AVISIT fit.
+    by_label = fit_mmrm(fev, "FEV1 ~ ARMCD * AVISIT", subject="USUBJID", visit="AVISIT")
+    by_number = fit_mmrm(fev, "FEV1 ~ ARMCD * VISITN", subject="USUBJID", visit="VISITN")
+    assert np.allclose(by_label.params.to_numpy(), by_number.params.to_numpy())
+    assert list(by_number.covariance.index) == [1, 2, 3, 4]
+
+
+# ---------------------------------------------------------------------------------------
+# Item 5: robustness
+# ---------------------------------------------------------------------------------------
+
+
+def test_results_identical_when_rows_are_shuffled(fev, us_fit, fev_sas):
+    shuffled = fev_sas.sample(frac=1.0, random_state=20240601)
+    again = fit_mmrm(shuffled, FORMULA, subject="USUBJID", visit="AVISIT")
+    for attribute in ["params", "bse", "df", "covariance"]:
+        assert np.allclose(getattr(again, attribute), getattr(us_fit, attribute), rtol=0, atol=1e-8)
+    assert again.loglike == pytest.approx(us_fit.loglike, abs=1e-8)
+    assert np.allclose(
+        again.lsmeans("ARMCD", by="AVISIT")[["estimate", "se", "df"]],
+        us_fit.lsmeans("ARMCD", by="AVISIT")[["estimate", "se", "df"]],
+        rtol=0,
+        atol=1e-8,
+    )
+
+
+def test_replicated_subjects_under_ml_keep_the_estimates(fev):
+    # Property of ML: copying every subject r times multiplies the log-likelihood by r, so
+    # the estimates stay and the SEs shrink by sqrt(r). With r = 3 the larger missingness
+    # patterns are held as cross-products and the smaller as rows, so both paths are used.
+    copies = [fev.assign(USUBJID=fev["USUBJID"] + f"-{i}") for i in range(3)]
+    one = fit_mmrm(fev, FORMULA, subject="USUBJID", visit="AVISIT", reml=False)
+    three = fit_mmrm(pd.concat(copies), FORMULA, subject="USUBJID", visit="AVISIT", reml=False)
+    assert np.allclose(three.params, one.params, rtol=0, atol=1e-6)
+    assert np.allclose(three.covariance, one.covariance, rtol=1e-5)
+    assert np.allclose(three.bse * np.sqrt(3), one.bse, rtol=1e-5)
+    assert three.loglike == pytest.approx(3 * one.loglike, rel=1e-9)
+
+
+@settings(max_examples=8)
+@given(shift=st.floats(min_value=-1e3, max_value=1e3, allow_nan=False))
+def test_adding_a_constant_to_the_response_moves_only_the_intercept(fev, shift):
+    base = fit_mmrm(
+        fev, "FEV1 ~ ARMCD * AVISIT", subject="USUBJID", visit="AVISIT", covariance="cs"
+    )
+    moved = fit_mmrm(
+        fev.assign(FEV1=fev["FEV1"] + shift),
+        "FEV1 ~ ARMCD * AVISIT",
+        subject="USUBJID",
+        visit="AVISIT",
+        covariance="cs",
+    )
+    assert moved.params["Intercept"] == pytest.approx(base.params["Intercept"] + shift, abs=1e-5)
+    others = base.params.index != "Intercept"
+    assert np.allclose(moved.params[others], base.params[others], rtol=0, atol=1e-5)
+    assert np.allclose(moved.bse, base.bse, rtol=1e-5)
+    assert np.allclose(moved.covariance, base.covariance, rtol=1e-5)
+
+
+def test_visit_without_observations_is_an_error(fev):
+    extra = fev[fev["AVISIT"] == "VIS4"].assign(AVISIT="VIS5", FEV1=np.nan)
+    with pytest.raises(MMRMFitError, match=r"`visit` level\(s\) \['VIS5'\] have no observations"):
+        fit_mmrm(pd.concat([fev, extra]), FORMULA, subject="USUBJID", visit="AVISIT")
+
+
+def test_fewer_subjects_than_covariance_parameters_is_an_error(fev):
+    three = fev[fev["USUBJID"].isin(["PT2", "PT3", "PT4"])]
+    with pytest.raises(
+        MMRMFitError, match="has 10 parameters but there are only 3 subjects"
+    ) as info:
+        fit_mmrm(three, "FEV1 ~ 1", subject="USUBJID", visit="AVISIT")
+    assert isinstance(info.value, ValueError)
+
+
+def test_non_convergence_is_an_error_naming_the_optimizer(fev):
+    with pytest.raises(MMRMFitError, match=r"did not converge.*BFGS.*1 iterations") as info:
+        fit_mmrm(fev, FORMULA, subject="USUBJID", visit="AVISIT", max_iter=1)
+    assert "fewer parameters" in str(info.value)
+
+
+def test_duplicate_subject_visit_rows_are_an_error(fev):
+    with pytest.raises(MMRMFitError, match=r"1 row\(s\) repeat a \(`USUBJID`, `AVISIT`\)"):
+        fit_mmrm(pd.concat([fev, fev.iloc[[1]]]), FORMULA, subject="USUBJID", visit="AVISIT")
+
+
+def test_aliased_fixed_effects_are_an_error(fev):
+    with pytest.raises(MMRMFitError, match=r"\['ARM2\[T.TRT\]'\] are linear combinations"):
+        fit_mmrm(
+            fev.assign(ARM2=fev["ARMCD"]), "FEV1 ~ ARMCD + ARM2", subject="USUBJID", visit="AVISIT"
+        )
+
+
+def test_visits_never_seen_together_are_an_error_for_us(fev):
+    # Each subject keeps either VIS1 or VIS2, never both: their covariance has no data.
+    odd = fev["USUBJID"].str[2:].astype(int) % 2 == 1
+    keep = ~((odd & (fev["AVISIT"] == "VIS1")) | (~odd & (fev["AVISIT"] == "VIS2")))
+    with pytest.raises(MMRMFitError, match="'VIS1' and 'VIS2' are never observed"):
+        fit_mmrm(fev[keep], "FEV1 ~ ARMCD * AVISIT", subject="USUBJID", visit="AVISIT")
+    # A structured covariance can still be fitted.
+    fit_mmrm(
+        fev[keep], "FEV1 ~ ARMCD * AVISIT", subject="USUBJID", visit="AVISIT", covariance="ar1h"
+    )
+
+
+def test_argument_errors_name_the_choices(fev, us_fit):
+    with pytest.raises(ValueError, match=r"`covariance` must be one of \['us', 'cs'"):
+        fit_mmrm(fev, FORMULA, subject="USUBJID", visit="AVISIT", covariance="toep")
+    with pytest.raises(ValueError, match="not in `data`"):
+        fit_mmrm(fev, FORMULA, subject="patient", visit="AVISIT")
+    with pytest.raises(ValueError, match="`specs` must be one of"):
+        us_fit.lsmeans("FEV1_BL")
+    with pytest.raises(ValueError, match="has no response"):
+        fit_mmrm(fev, "~ ARMCD", subject="USUBJID", visit="AVISIT")
+
+
+def test_polars_input_is_collected(fev):
+    # DESIGN.md: models that need patient-level rows collect other frame kinds.
+    polars = pytest.importorskip("polars")
+    expected = fit_mmrm(fev, "FEV1 ~ ARMCD * AVISIT", subject="USUBJID", visit="AVISIT")
+    fit = fit_mmrm(
+        polars.from_pandas(fev), "FEV1 ~ ARMCD * AVISIT", subject="USUBJID", visit="AVISIT"
+    )
+    assert np.allclose(fit.params, expected.params, rtol=0, atol=1e-8)
+    with pytest.raises(TypeError, match="`data` must be a data frame"):
+        fit_mmrm([1, 2], FORMULA, subject="USUBJID", visit="AVISIT")
