@@ -1,3 +1,103 @@
-"""anxiety-outcomes: response, remission and effect sizes from GAD-7 and HAM-A data."""
+"""anxiety-outcomes: response, remission and effect sizes from GAD-7 and HAM-A data.
+
+The public API (``DESIGN.md``), re-exported from the modules that define it:
+
+- data: :class:`Cohort`, :func:`load_cohort`, :func:`validate`, :class:`DataValidationError`,
+  :class:`DeidentificationError`, :func:`synthetic_cohort`;
+- instruments: :data:`GAD7`, :data:`HAMA`, :class:`Instrument`, :class:`Criteria`,
+  :func:`score_items`;
+- endpoints: :func:`derive_endpoints`, :func:`endpoint_accounting`;
+- statistics: :func:`rate_table`, :func:`compare_rates`, :func:`effect_size`,
+  :func:`effect_size_table`, :func:`fit_mmrm`, :func:`time_to_event`, :func:`kaplan_meier`,
+  :func:`cronbach_alpha`, :func:`cohen_kappa`;
+- safety: :func:`adverse_event_table`, :func:`blood_pressure_table`,
+  :func:`dissociation_table`, :func:`dose_summary`;
+- reports: :func:`table_one`, :func:`run_reports`.
+"""
+
+from analysis.agreement import cohen_kappa, cronbach_alpha, instrument_agreement
+from analysis.deid import DeidentificationError
+from analysis.effect_sizes import (
+    EffectSize,
+    effect_size,
+    effect_size_from_stats,
+    effect_size_table,
+)
+from analysis.endpoints import derive_endpoints, endpoint_accounting
+from analysis.instruments import GAD7, HAMA, Criteria, Instrument, score_items
+from analysis.mmrm import MMRMFitError, MMRMResult, fit_mmrm
+from analysis.rates import (
+    adjust_pvalues,
+    adjusted_compare_rates,
+    compare_rates,
+    compare_rates_stratified,
+    newcombe_interval,
+    proportion_ci,
+    rate_table,
+    suppress_small_cells,
+)
+from analysis.reports import run_reports
+from analysis.safety import (
+    adverse_event_table,
+    blood_pressure_table,
+    dissociation_table,
+    dose_summary,
+)
+from analysis.schema import Cohort, DataValidationError, load_cohort, validate, write_cohort
+from analysis.survival import (
+    kaplan_meier,
+    logrank_test,
+    median_time_to_event,
+    time_to_event,
+    time_to_relapse,
+)
+from analysis.synthetic import synthetic_cohort
+from analysis.tables import table_one
 
 __version__ = "0.1.0"
+
+__all__ = [
+    "GAD7",
+    "HAMA",
+    "Cohort",
+    "Criteria",
+    "DataValidationError",
+    "DeidentificationError",
+    "EffectSize",
+    "Instrument",
+    "MMRMFitError",
+    "MMRMResult",
+    "adjust_pvalues",
+    "adverse_event_table",
+    "blood_pressure_table",
+    "adjusted_compare_rates",
+    "cohen_kappa",
+    "compare_rates",
+    "compare_rates_stratified",
+    "cronbach_alpha",
+    "derive_endpoints",
+    "dissociation_table",
+    "dose_summary",
+    "effect_size",
+    "effect_size_from_stats",
+    "effect_size_table",
+    "endpoint_accounting",
+    "fit_mmrm",
+    "instrument_agreement",
+    "kaplan_meier",
+    "load_cohort",
+    "logrank_test",
+    "median_time_to_event",
+    "newcombe_interval",
+    "proportion_ci",
+    "rate_table",
+    "run_reports",
+    "score_items",
+    "suppress_small_cells",
+    "synthetic_cohort",
+    "table_one",
+    "time_to_event",
+    "time_to_relapse",
+    "validate",
+    "write_cohort",
+]

@@ -11,10 +11,13 @@ partial response) are marked **convention** and are overridable through
 
 from __future__ import annotations
 
+import functools
+import operator
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+import narwhals as nw
 import numpy as np
 import pandas as pd
 
@@ -29,6 +32,7 @@ __all__ = [
     "Instrument",
     "SeverityBands",
     "get_instrument",
+    "score_items",
 ]
 
 #: Number of ``item_<k>`` columns in the assessments table (the HAM-A has the most items).
@@ -323,3 +327,220 @@ def get_instrument(instrument: str | Instrument) -> Instrument:
         return instrument
     check_choice("instrument", instrument, list(INSTRUMENTS))
     return INSTRUMENTS[instrument]
+
+
+# --- Item scoring -------------------------------------------------------------------------
+#
+# The scoring rules are narwhals expressions so that the same code scores a pandas frame
+# here and every backend in :func:`analysis.derive_endpoints`.
+
+_ASSESSMENT_NUMERIC = ("study_day", *(f"item_{k}" for k in range(1, MAX_ITEMS + 1)), "total")
+
+
+def _total(exprs) -> nw.Expr:
+    return functools.reduce(operator.add, exprs)
+
+
+def answered_expr(instrument: Instrument) -> nw.Expr:
+    """Number of the instrument's items that were answered (not missing)."""
+    # ``0 * item`` is 0 or null; written so rather than ``is_null().cast(...)`` so that
+    # pandas keeps its nullable integer dtype (and the flags built on it three-valued).
+    return _total((0 * nw.col(c)).fill_null(-1) + 1 for c in instrument.item_columns)
+
+
+def score_expr(instrument: Instrument, answered: nw.Expr | None = None) -> nw.Expr:
+    """The analysis score of an assessment of ``instrument`` (null when unscorable).
+
+    ``answered`` is the expression (or column) counting answered items; it defaults to
+    :func:`answered_expr`. The proration ``mean x n_items`` rounded half up is
+    ``floor(sum * k / n + 1/2) = (2 * k * sum + n) // (2 * n)``, computed in integers so
+    that an exact half always rounds up (never to even, as Python's ``round`` does).
+    """
+    n = answered_expr(instrument) if answered is None else answered
+    k, m = instrument.n_items, instrument.max_missing_items
+    item_sum = _total(nw.col(c).fill_null(0) for c in instrument.item_columns)
+    safe_n = nw.when(n > 0).then(n).otherwise(1)
+    prorated_value = (2 * k * item_sum + safe_n) // (2 * safe_n)
+    return (
+        nw.when(n == k)
+        .then(item_sum)
+        .otherwise(nw.when((n >= k - m) & (n > 0)).then(prorated_value).otherwise(nw.col("total")))
+    )
+
+
+def prorated_expr(instrument: Instrument, answered: nw.Expr | None = None) -> nw.Expr:
+    """True when the score is prorated from the answered items (some, but few, missing)."""
+    n = answered_expr(instrument) if answered is None else answered
+    k, m = instrument.n_items, instrument.max_missing_items
+    return (n < k) & (n >= k - m) & (n > 0)
+
+
+def subscale_expr(instrument: Instrument, name: str) -> nw.Expr:
+    """Sum of a subscale's items, null unless every one of them is answered."""
+    columns = [f"item_{k}" for k in instrument.subscales[name]]
+    complete = _total((~nw.col(c).is_null()).cast(nw.Int64) for c in columns) == len(columns)
+    return nw.when(complete).then(_total(nw.col(c) for c in columns))
+
+
+def severity_expr(bands: SeverityBands, score: nw.Expr) -> nw.Expr:
+    """Band label of ``score`` (a narwhals expression) under ``bands``; null when missing."""
+    expr = nw.lit(bands.labels[0])
+    for lower, label in zip(bands.lower[1:], bands.labels[1:], strict=True):
+        expr = nw.when(score >= lower).then(nw.lit(label)).otherwise(expr)
+    return nw.when(~score.is_null()).then(expr)
+
+
+def prepare_assessments(native, columns=None):
+    """A narwhals frame of assessments with every ``item_<k>``/``total`` column present.
+
+    ``columns`` (optional) limits the item and total columns to those named. Missing item
+    or total columns are added as nulls. A pandas frame gets its integer
+    columns as nullable ``Int64``: pandas stores a missing integer as a float NaN, on which
+    comparisons are False rather than missing, and the outcome flags rely on three-valued
+    logic. Other backends are only wrapped.
+    """
+    numeric = [c for c in _ASSESSMENT_NUMERIC if columns is None or c in (*columns, "study_day")]
+    if isinstance(native, pd.DataFrame):
+        converted = {}
+        for column in numeric:
+            if column not in native.columns:
+                converted[column] = pd.array([pd.NA] * len(native), dtype="Int64")
+            elif not isinstance(native[column].dtype, pd.Int64Dtype):
+                converted[column] = _as_nullable_int(native[column], column)
+        native = native.assign(**converted) if converted else native
+        return nw.from_native(native, eager_only=True)
+    frame = nw.from_native(native)
+    missing = [c for c in numeric if c not in frame.columns and c != "study_day"]
+    if missing:
+        frame = frame.with_columns(nw.lit(None, dtype=nw.Int64).alias(c) for c in missing)
+    return frame
+
+
+def _as_nullable_int(series: pd.Series, column: str) -> pd.Series:
+    """``series`` as nullable ``Int64``, with a clear error for non-integer values."""
+    try:
+        values = pd.to_numeric(series).to_numpy(dtype=float, na_value=np.nan)
+    except (TypeError, ValueError):
+        values = np.array([np.nan])
+    missing = np.isnan(values)
+    filled = np.where(missing, 0.0, values)
+    if len(values) != len(series) or not np.array_equal(filled, np.trunc(filled)):
+        raise ValueError(
+            f"Column `{column}` of the assessments must hold whole numbers (or be empty), "
+            "but some values are not integers. Check the data with "
+            "analysis.validate(df, 'assessments')."
+        )
+    array = pd.arrays.IntegerArray(filled.astype(np.int64), missing)
+    return pd.Series(array, index=series.index, name=column)
+
+
+_PANDAS_NULLABLE = {
+    nw.Int64: "Int64",
+    nw.Float64: "Float64",
+    nw.Boolean: "boolean",
+    nw.String: "string",
+}
+
+
+def cast_columns(frame, dtypes: Mapping[str, type]):
+    """Cast columns of a narwhals frame; pandas gets the nullable dtypes (``Int64`` ...).
+
+    narwhals casts a numpy-backed pandas column to a numpy dtype, which cannot hold a
+    missing integer or boolean; pandas is therefore cast natively.
+    """
+    if frame.implementation.is_pandas():
+        native = frame.to_native()
+        wanted = {c: _PANDAS_NULLABLE[d] for c, d in dtypes.items()}
+        wanted = {c: d for c, d in wanted.items() if native[c].dtype != d}
+        return nw.from_native(native.astype(wanted) if wanted else native, eager_only=True)
+    return frame.with_columns(nw.col(c).cast(d) for c, d in dtypes.items())
+
+
+def _by_instrument(make, instruments) -> nw.Expr:
+    """``make(instrument)`` on the rows of each instrument, null on other rows."""
+    expr = None
+    for instrument in instruments:
+        branch = nw.when(nw.col("instrument") == instrument.name).then(make(instrument))
+        expr = branch if expr is None else branch.otherwise(expr)
+    return expr
+
+
+def score_items(assessments):
+    """Score each assessment: the analysis total, items answered, proration, severity.
+
+    Parameters
+    ----------
+    assessments : DataFrame
+        Assessments in the long format of ``data_schema/assessments`` (``instrument``,
+        ``item_1`` .. ``item_14``, ``total``; other columns are kept). pandas by default;
+        a Polars, DuckDB or Spark frame gives a frame of the same kind.
+
+    Returns
+    -------
+    DataFrame
+        A copy with the columns ``score`` (the total used for analysis), ``n_items_answered``,
+        ``prorated``, ``severity`` (the instrument's default bands) and, for HAM-A rows,
+        ``psychic`` and ``somatic`` (missing for GAD-7 rows). Rows of an unknown
+        instrument get missing values. A pandas result uses the nullable dtypes
+        (``Int64``, ``boolean``, ``string``), its item and total columns included.
+
+    Notes
+    -----
+    With ``k`` items, ``n`` answered and ``m = max_missing_items`` (GAD-7 1, HAM-A 2,
+    a **convention**):
+
+    - ``n = k``: the sum of the items (a recorded ``total`` is not consulted here; that it
+      equals the sum is checked by :func:`analysis.validate`);
+    - ``k - m <= n < k``: prorated, ``floor(mean x k + 1/2)`` (half rounds up), even when a
+      total was recorded;
+    - fewer answered: the recorded ``total`` when given, otherwise unscorable (missing).
+
+    A subscale (HAM-A psychic, items 1-6 and 14; somatic, items 7-13) is the sum of its
+    items when all of them are answered and missing otherwise: it is not prorated, since
+    proration from one half of the scale would rest on fewer than seven items.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({
+    ...     "patient_id": ["p1", "p2", "p3", "p4"],
+    ...     "instrument": ["GAD7", "GAD7", "GAD7", "GAD7"],
+    ...     "study_day": [0, 0, 0, 0],
+    ...     "item_1": [3, 3, None, None], "item_2": [2, 2, None, None],
+    ...     "item_3": [2, 2, None, None], "item_4": [1, 1, None, None],
+    ...     "item_5": [1, 1, None, None], "item_6": [1, 1, None, None],
+    ...     "item_7": [2, None, None, None], "total": [None, None, 15, None],
+    ... })
+    >>> score_items(df)[["patient_id", "score", "n_items_answered", "prorated", "severity"]]
+      patient_id  score  n_items_answered  prorated  severity
+    0         p1     12                 7     False  moderate
+    1         p2     12                 6      True  moderate
+    2         p3     15                 0     False    severe
+    3         p4   <NA>                 0     False      <NA>
+
+    Patient p2 answered six items summing to 10: 10 / 6 x 7 = 11.67, rounded to 12.
+    """
+    native = nw.to_native(assessments, pass_through=True)
+    original = list(nw.from_native(native).columns)
+    frame = prepare_assessments(native)
+    every = list(INSTRUMENTS.values())
+    subscales = {
+        name: [i for i in every if name in i.subscales] for i in every for name in i.subscales
+    }
+    # In stages, so that each rule reads the previous column instead of recomputing it.
+    answered = nw.col("n_items_answered")
+    out = frame.with_columns(n_items_answered=_by_instrument(answered_expr, every))
+    out = out.with_columns(
+        score=_by_instrument(lambda i: score_expr(i, answered), every),
+        prorated=_by_instrument(lambda i: prorated_expr(i, answered), every),
+        **{
+            name: _by_instrument(lambda i, name=name: subscale_expr(i, name), having)
+            for name, having in subscales.items()
+        },
+    )
+    out = out.with_columns(
+        severity=_by_instrument(lambda i: severity_expr(i.severity_bands, nw.col("score")), every)
+    )
+    dtypes = {"score": nw.Int64, "n_items_answered": nw.Int64, "prorated": nw.Boolean}
+    dtypes |= {"severity": nw.String} | dict.fromkeys(subscales, nw.Int64)
+    return cast_columns(out, dtypes).select(*original, *dtypes).to_native()

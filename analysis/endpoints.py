@@ -1,0 +1,760 @@
+"""Endpoints: visit windows, baseline, change from baseline, outcome flags, imputation.
+
+From raw GAD-7 and HAM-A assessments to one row per patient x instrument x visit with
+every outcome flag the literature uses (``derive_endpoints``), and the fate of every input
+row (``endpoint_accounting``). The semantics are those of DESIGN.md, "Endpoint semantics";
+every clinical constant comes from :mod:`analysis.instruments`.
+
+Design
+------
+The derivation is written once, as narwhals expressions (window functions ``over``,
+joins, concatenation), so that it runs unchanged on pandas, Polars, DuckDB and Spark; the
+result is of the same kind as the input (lazy for lazy backends). Each assessment is
+assigned to the window that contains its study day; within a window one assessment is
+chosen by the smallest *key*:
+
+- baseline window: ``window_high - study_day`` (the latest assessment);
+- other windows: ``2 x |study_day - target_day| + (study_day > target_day)`` (the closest
+  to the target day; of two equally close, the earlier day has the smaller key).
+
+Keys are distinct within a window because ``(patient_id, instrument, study_day)`` is
+unique, so exactly one assessment per patient and window is chosen.
+
+Choices where DESIGN.md is silent (a clinical-trial statistician's reading):
+
+- Endpoint rows are the post-baseline visits. The baseline visit itself has no row: its
+  score is the ``baseline`` column of every row (change at baseline is 0 by definition and
+  would inflate every rate's denominator).
+- Only scorable assessments compete in a window: an unscorable assessment closer to the
+  target does not hide a scorable one.
+- The Jacobson-Truax threshold uses the chosen baseline assessments of the data passed in
+  (one per patient).
+- Outcome comparisons are done in integers where possible: response is
+  ``100 x change <= -response_reduction x baseline`` rather than a comparison of the
+  rounded percentage, so that a reduction of exactly 50% is a response.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
+
+import narwhals as nw
+import pandas as pd
+
+from analysis._utils import check_choice
+from analysis.instruments import (
+    INSTRUMENTS,
+    Criteria,
+    Instrument,
+    answered_expr,
+    cast_columns,
+    get_instrument,
+    prepare_assessments,
+    score_expr,
+    severity_expr,
+)
+from analysis.schema import Cohort
+
+__all__ = [
+    "BASELINE",
+    "DEFAULT_SCHEDULE",
+    "ENDPOINT_COLUMNS",
+    "IMPUTE",
+    "REASONS",
+    "Visit",
+    "derive_endpoints",
+    "endpoint_accounting",
+    "make_schedule",
+]
+
+#: Name of the baseline visit in a schedule.
+BASELINE = "baseline"
+
+#: Imputation methods of :func:`derive_endpoints`.
+IMPUTE = ("observed", "locf", "bocf")
+
+#: Reasons given by :func:`endpoint_accounting`, in order of priority.
+REASONS = (
+    "unscorable",
+    "outside_schedule",
+    "no_baseline",
+    "superseded_in_window",
+    "baseline",
+    "visit",
+)
+
+#: Columns of :func:`derive_endpoints`, in order.
+ENDPOINT_COLUMNS = (
+    "patient_id",
+    "instrument",
+    "visit",
+    "target_day",
+    "study_day",
+    "baseline",
+    "score",
+    "change",
+    "pct_change",
+    "response",
+    "partial_response",
+    "remission",
+    "reliable_improvement",
+    "reliable_deterioration",
+    "recovery",
+    "reliable_recovery",
+    "severity",
+    "baseline_severity",
+    "imputed",
+)
+
+_DTYPES = {
+    "visit": nw.String,
+    "target_day": nw.Int64,
+    "study_day": nw.Int64,
+    "baseline": nw.Int64,
+    "score": nw.Int64,
+    "change": nw.Int64,
+    "pct_change": nw.Float64,
+    **dict.fromkeys(
+        (
+            "response",
+            "partial_response",
+            "remission",
+            "reliable_improvement",
+            "reliable_deterioration",
+            "recovery",
+            "reliable_recovery",
+            "imputed",
+        ),
+        nw.Boolean,
+    ),
+    "severity": nw.String,
+    "baseline_severity": nw.String,
+}
+
+_REQUIRED = ("patient_id", "instrument", "study_day")
+
+
+@dataclass(frozen=True)
+class Visit:
+    """One visit of a schedule: a target study day and an inclusive window around it.
+
+    Parameters
+    ----------
+    name : str
+        Visit name (``"baseline"`` for the baseline visit).
+    target_day : int
+        Study day the visit aims at.
+    window_low, window_high : int
+        Inclusive window of study days counted as this visit.
+    instruments : tuple of str
+        Instruments scheduled at this visit (an assessment of another instrument in this
+        window is outside the schedule).
+
+    Examples
+    --------
+    >>> Visit("week4", 28, 21, 41).contains(41)
+    True
+    """
+
+    name: str
+    target_day: int
+    window_low: int
+    window_high: int
+    instruments: tuple[str, ...] = tuple(INSTRUMENTS)
+
+    def contains(self, day: int) -> bool:
+        """True when ``day`` lies in the window."""
+        return self.window_low <= day <= self.window_high
+
+
+#: The default visit schedule (DESIGN.md, "Endpoint semantics"): the HAM-A is not
+#: scheduled at day 1.
+DEFAULT_SCHEDULE: tuple[Visit, ...] = (
+    Visit(BASELINE, 0, -14, 0),
+    Visit("day1", 1, 1, 3, ("GAD7",)),
+    Visit("week1", 7, 4, 10),
+    Visit("week2", 14, 11, 20),
+    Visit("week4", 28, 21, 41),
+    Visit("week8", 56, 42, 69),
+    Visit("week12", 84, 70, 111),
+)
+
+
+def make_schedule(schedule=None) -> tuple[Visit, ...]:
+    """Normalise and check a visit schedule.
+
+    Parameters
+    ----------
+    schedule : sequence of Visit, pandas DataFrame or None
+        ``None`` is :data:`DEFAULT_SCHEDULE`. A DataFrame has the columns ``visit``,
+        ``target_day``, ``window_low``, ``window_high`` and optionally ``instruments``
+        (codes separated by commas or spaces, or a list; empty means every instrument).
+
+    Returns
+    -------
+    tuple of Visit
+        Sorted by target day.
+
+    Raises
+    ------
+    ValueError
+        No visit named ``"baseline"``, duplicated names, a target outside its window,
+        overlapping windows (both are named), a visit before or overlapping the baseline
+        window, or an unknown instrument.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> sched = pd.DataFrame({"visit": ["baseline", "day7"], "target_day": [0, 7],
+    ...                       "window_low": [-7, 1], "window_high": [0, 13]})
+    >>> [v.name for v in make_schedule(sched)]
+    ['baseline', 'day7']
+    >>> make_schedule([Visit("baseline", 0, -7, 0), Visit("a", 7, 0, 9)])
+    Traceback (most recent call last):
+    ...
+    ValueError: Visit windows must not overlap, but 'baseline' (-7..0) and 'a' (0..9) do. ...
+    """
+    if schedule is None:
+        return DEFAULT_SCHEDULE
+    if isinstance(schedule, pd.DataFrame):
+        schedule = _visits_from_frame(schedule)
+    visits = tuple(sorted(schedule, key=lambda v: v.target_day))
+    names = [v.name for v in visits]
+    if BASELINE not in names:
+        raise ValueError(
+            f"The schedule needs a visit named {BASELINE!r} (the baseline window), but it has "
+            f"{names}. Rename the baseline visit to {BASELINE!r}."
+        )
+    duplicated = sorted({n for n in names if names.count(n) > 1})
+    if duplicated:
+        raise ValueError(f"Visit names must be unique, but {duplicated} appear more than once.")
+    for v in visits:
+        if not v.window_low <= v.target_day <= v.window_high:
+            raise ValueError(
+                f"Visit {v.name!r} has its target day {v.target_day} outside its window "
+                f"{v.window_low}..{v.window_high}; widen the window or move the target."
+            )
+        for code in v.instruments:
+            check_choice("instruments", code, list(INSTRUMENTS))
+    by_low = sorted(visits, key=lambda v: v.window_low)
+    for a, b in zip(by_low, by_low[1:], strict=False):
+        if b.window_low <= a.window_high:
+            raise ValueError(
+                f"Visit windows must not overlap, but {a.name!r} ({a.window_low}.."
+                f"{a.window_high}) and {b.name!r} ({b.window_low}..{b.window_high}) do. "
+                "Each study day may belong to one visit only; shrink one of the windows."
+            )
+    if visits[0].name != BASELINE:
+        raise ValueError(
+            f"Visit {visits[0].name!r} lies before the baseline window; every visit after "
+            "baseline must have a window after the baseline window."
+        )
+    return visits
+
+
+def _visits_from_frame(frame: pd.DataFrame) -> list[Visit]:
+    required = ["visit", "target_day", "window_low", "window_high"]
+    missing = [c for c in required if c not in frame.columns]
+    if missing:
+        raise ValueError(
+            f"A schedule frame needs the columns {required} (and optionally `instruments`), "
+            f"but it lacks {missing}."
+        )
+    visits = []
+    for row in frame.to_dict("records"):
+        codes = row.get("instruments")
+        if isinstance(codes, str):
+            codes = tuple(codes.replace(",", " ").split())
+        elif codes is None or (not isinstance(codes, Iterable) and pd.isna(codes)):
+            codes = ()
+        visits.append(
+            Visit(
+                str(row["visit"]),
+                int(row["target_day"]),
+                int(row["window_low"]),
+                int(row["window_high"]),
+                tuple(codes) or tuple(INSTRUMENTS),
+            )
+        )
+    return visits
+
+
+def _instrument_visits(schedule, instrument: Instrument) -> tuple[Visit, ...]:
+    visits = tuple(v for v in make_schedule(schedule) if instrument.name in v.instruments)
+    if not visits or visits[0].name != BASELINE:
+        raise ValueError(
+            f"The schedule has no baseline visit for {instrument.name}; add "
+            f"{instrument.name!r} to the instruments of the {BASELINE!r} visit."
+        )
+    return visits
+
+
+def _resolve_criteria(instrument: Instrument, criteria) -> Criteria:
+    if criteria is None:
+        return instrument.criteria
+    if isinstance(criteria, Criteria):
+        return criteria
+    if isinstance(criteria, Mapping):
+        return replace(instrument.criteria, **criteria)
+    raise TypeError(
+        "`criteria` must be a Criteria, a mapping of Criteria fields to override "
+        f"(e.g. {{'response_reduction': 40}}) or None, but {type(criteria).__name__} was passed."
+    )
+
+
+# --- Reading the input ----------------------------------------------------------------------
+
+
+def _assessments(data, instrument: Instrument | None = None):
+    """The assessments of ``data`` (a Cohort or a frame) as a prepared narwhals frame.
+
+    With ``instrument``, only its rows and the columns its scoring needs.
+    """
+    native = data.assessments if isinstance(data, Cohort) else nw.to_native(data, pass_through=True)
+    try:
+        columns = nw.from_native(native).columns
+    except TypeError:
+        raise TypeError(
+            "`data` must be a Cohort or an assessments frame (pandas, Polars, DuckDB or "
+            f"Spark), but {type(data).__name__} was passed."
+        ) from None
+    missing = [c for c in _REQUIRED if c not in columns]
+    if missing:
+        raise ValueError(
+            f"Table `assessments` is missing the column(s) {missing}; it has {list(columns)}. "
+            "Pass the assessments table of the cohort (see data_schema/assessments)."
+        )
+    if instrument is None:
+        return prepare_assessments(native)
+    needed = ["total", *instrument.item_columns]
+    frame = nw.from_native(native).select(*_REQUIRED, *(c for c in needed if c in columns))
+    frame = frame.filter(nw.col("instrument") == instrument.name)
+    return prepare_assessments(frame.to_native(), needed)
+
+
+def _input_columns(data):
+    native = data.assessments if isinstance(data, Cohort) else data
+    return nw.from_native(native).columns
+
+
+def _to_native(frame):
+    native = frame.to_native()
+    return native.reset_index(drop=True) if isinstance(native, pd.DataFrame) else native
+
+
+def _collect(frame):
+    return frame.collect() if isinstance(frame, nw.LazyFrame) else frame
+
+
+# --- The derivation -------------------------------------------------------------------------
+
+
+def _by_visit(visits: Sequence[Visit], condition, value) -> nw.Expr:
+    """``value(v)`` on the rows where ``condition(v)`` holds, null elsewhere."""
+    expr = nw.when(condition(visits[0])).then(value(visits[0]))
+    for v in visits[1:]:
+        expr = nw.when(condition(v)).then(value(v)).otherwise(expr)
+    return expr
+
+
+def _target_day(visits: Sequence[Visit]) -> nw.Expr:
+    day = nw.col("study_day")
+    # ``0 * day + target`` rather than a literal keeps pandas in its nullable integer dtype.
+    return _by_visit(
+        visits,
+        lambda v: (day >= v.window_low) & (day <= v.window_high),
+        lambda v: 0 * day + v.target_day,
+    )
+
+
+def _visit_name(visits: Sequence[Visit]) -> nw.Expr:
+    return _by_visit(
+        visits, lambda v: nw.col("target_day") == v.target_day, lambda v: nw.lit(v.name)
+    )
+
+
+def _annotate(frame, instrument: Instrument, visits: Sequence[Visit], keep=None):
+    """Assessments of ``instrument`` with their score, window, choice and baseline.
+
+    Adds ``n_items_answered``, ``score``, ``target_day`` (of the window, null outside the
+    schedule), ``_chosen`` (the assessment that represents its window) and ``baseline``
+    (the patient's baseline score, null without one). ``keep`` names the input columns to
+    carry along (default all); fewer columns make the window functions cheaper.
+    """
+    base = visits[0]
+    day, target, score = nw.col("study_day"), nw.col("target_day"), nw.col("score")
+    frame = frame.filter(nw.col("instrument") == instrument.name).with_columns(
+        n_items_answered=answered_expr(instrument), target_day=_target_day(visits)
+    )
+    frame = frame.with_columns(score=score_expr(instrument, nw.col("n_items_answered")))
+    if keep is not None:
+        frame = frame.select(*keep, "target_day", "score")
+    key = (
+        nw.when(target == base.target_day)
+        .then(base.window_high - day)
+        .otherwise(2 * (day - target).abs() + (day > target).cast(nw.Int64))
+    )
+    frame = frame.with_columns(_key=nw.when(~score.is_null() & ~target.is_null()).then(key))
+    chosen = nw.col("_key") == nw.col("_key").min().over("patient_id", "target_day")
+    frame = frame.with_columns(_chosen=chosen.fill_null(False))
+    frame = frame.with_columns(
+        _baseline=nw.when(nw.col("_chosen") & (target == base.target_day)).then(score)
+    )
+    return frame.with_columns(baseline=nw.col("_baseline").max().over("patient_id"))
+
+
+def _reason() -> nw.Expr:
+    score, target, baseline = nw.col("score"), nw.col("target_day"), nw.col("baseline")
+    cases = [
+        (score.is_null(), "unscorable"),
+        (target.is_null(), "outside_schedule"),
+        (baseline.is_null(), "no_baseline"),
+        (~nw.col("_chosen"), "superseded_in_window"),
+        (nw.col("_is_baseline_window"), "baseline"),
+    ]
+    expr = nw.lit("visit")
+    for condition, reason in reversed(cases):
+        expr = nw.when(condition).then(nw.lit(reason)).otherwise(expr)
+    return expr
+
+
+def _observed(frame, base: Visit):
+    """The chosen post-baseline assessments of patients with a baseline."""
+    target = nw.col("target_day")
+    return frame.filter(
+        nw.col("_chosen") & (target != base.target_day) & ~nw.col("baseline").is_null()
+    ).select("patient_id", "target_day", "study_day", "baseline", "score")
+
+
+def _impute(frame, observed, visits: Sequence[Visit], method: str):
+    """Every scheduled post-baseline visit of each patient with a baseline, imputed.
+
+    ``locf`` carries the latest earlier observed visit forward (rows before the first
+    observed visit stay empty and are dropped); ``bocf`` fills a missing visit with the
+    baseline score.
+    """
+    base = visits[0]
+    if len(visits) == 1:  # a schedule with a baseline only has nothing to impute
+        return observed.with_columns(imputed=nw.col("score").is_null())
+    patients = frame.filter(nw.col("_chosen") & (nw.col("target_day") == base.target_day))
+    patients = patients.select("patient_id", "baseline")
+    grid = nw.concat(
+        [patients.with_columns(target_day=nw.lit(v.target_day, dtype=nw.Int64)) for v in visits[1:]]
+    )
+    grid = grid.join(
+        observed.select("patient_id", "target_day", "study_day", "score"),
+        on=["patient_id", "target_day"],
+        how="left",
+    )
+    if method == "locf":
+        # The latest observed score at or before each visit, from one column per visit
+        # (a patient-level table) rather than an ordered fill, which pandas lacks for
+        # nullable columns.
+        post = visits[1:]
+        names = [f"_score_{i}" for i in range(len(post))]
+        target = nw.col("target_day")
+        wide = observed.with_columns(
+            **{
+                n: nw.when(target == v.target_day).then(nw.col("score"))
+                for n, v in zip(names, post, strict=True)
+            }
+        )
+        wide = wide.group_by("patient_id").agg(nw.col(n).max() for n in names)
+        grid = grid.join(wide, on="patient_id", how="left")
+        position = {v.target_day: i for i, v in enumerate(post)}
+        carried = _by_visit(
+            post,
+            lambda v: target == v.target_day,
+            lambda v: nw.coalesce(
+                *(nw.col(n) for n in reversed(names[: position[v.target_day] + 1]))
+            ),
+        )
+    else:
+        carried = nw.col("baseline")
+    score = nw.col("score")
+    grid = grid.with_columns(imputed=score.is_null(), score=nw.coalesce(score, carried))
+    return grid.filter(~nw.col("score").is_null()).select(
+        "patient_id", "target_day", "study_day", "baseline", "score", "imputed"
+    )
+
+
+def _jacobson_truax(frame, instrument: Instrument, criteria: Criteria, base_target: int) -> float:
+    """Jacobson-Truax threshold ``z x SD_baseline x sqrt(2 (1 - r))`` from the baselines.
+
+    ``SD_baseline`` is the sample SD of the chosen baseline scores; ``r`` is
+    ``criteria.reliability`` or Cronbach's alpha of the baselines with every item answered,
+    ``k / (k - 1) x (1 - sum of item variances / variance of the totals)``. Only the
+    sufficient statistics (counts, sums, sums of squares) leave the engine.
+    """
+    base = frame.filter(nw.col("_chosen") & (nw.col("target_day") == base_target))
+    score = nw.col("score").cast(nw.Float64)
+    complete = nw.col("n_items_answered") == instrument.n_items
+    aggs = {"n": score.count(), "s": score.sum(), "ss": (score * score).sum()}
+    if criteria.reliability is None:
+        aggs["nc"] = complete.cast(nw.Int64).sum()
+        for c in ["score", *instrument.item_columns]:
+            x = nw.when(complete).then(nw.col(c).cast(nw.Float64))
+            aggs[f"{c}_s"], aggs[f"{c}_ss"] = x.sum(), (x * x).sum()
+    stats = {k: v[0] for k, v in _collect(base.select(**aggs)).to_dict(as_series=False).items()}
+
+    def variance(n, s, ss):
+        return (float(ss or 0) - float(s or 0) ** 2 / n) / (n - 1)
+
+    if stats["n"] == 0:
+        return math.inf  # no baseline, hence no endpoint row to flag
+    if stats["n"] < 2:
+        raise ValueError(
+            f"The Jacobson-Truax reliable change of {instrument.name} needs the baseline SD of "
+            f"at least 2 patients, but {stats['n']} have a baseline. Pass a fixed threshold: "
+            "criteria={'reliable_change': ...}."
+        )
+    reliability = criteria.reliability
+    if reliability is None:
+        nc, k = int(stats["nc"] or 0), instrument.n_items
+        total_var = variance(nc, stats["score_s"], stats["score_ss"]) if nc >= 2 else 0.0
+        if nc < 2 or total_var <= 0:
+            raise ValueError(
+                f"Cronbach's alpha of the {instrument.name} baselines cannot be computed "
+                f"({nc} baselines with every item answered, needing at least 2 with varying "
+                "totals). Pass a reliability, criteria={'reliability': 0.9}, or a fixed "
+                "threshold, criteria={'reliable_change': ...}."
+            )
+        item_var = sum(
+            variance(nc, stats[f"{c}_s"], stats[f"{c}_ss"]) for c in instrument.item_columns
+        )
+        reliability = k / (k - 1) * (1 - item_var / total_var)
+    sd = max(variance(stats["n"], stats["s"], stats["ss"]), 0.0) ** 0.5
+    return criteria.rci_z * sd * (2 * (1 - reliability)) ** 0.5
+
+
+def _outcomes(criteria: Criteria, threshold: float, bands) -> dict[str, nw.Expr]:
+    """The outcome columns from ``score`` and ``baseline`` (DESIGN.md, Endpoint semantics)."""
+    score, baseline = nw.col("score"), nw.col("baseline")
+    change = score - baseline
+    hundred_change = 100 * change
+    out = {
+        "change": change,
+        "pct_change": nw.when(baseline != 0).then(hundred_change / baseline),
+        "response": nw.when(baseline > 0).then(
+            hundred_change <= -criteria.response_reduction * baseline
+        ),
+        "partial_response": nw.when(baseline > 0).then(
+            (hundred_change > -criteria.response_reduction * baseline)
+            & (hundred_change <= -criteria.partial_response_reduction * baseline)
+        ),
+        "remission": nw.when(baseline > criteria.remission_cutoff).then(
+            score <= criteria.remission_cutoff
+        ),
+        "reliable_improvement": -change >= threshold,
+        "reliable_deterioration": change >= threshold,
+        "severity": severity_expr(bands, score),
+        "baseline_severity": severity_expr(bands, baseline),
+    }
+    case = criteria.caseness_cutoff
+    if case is None:
+        out["recovery"] = out["reliable_recovery"] = nw.when(nw.lit(False)).then(score > 0)
+    else:
+        out["recovery"] = nw.when(baseline >= case).then(score < case)
+        out["reliable_recovery"] = nw.when(baseline >= case).then(
+            (score < case) & (-change >= threshold)
+        )
+    return out
+
+
+def derive_endpoints(data, instrument, *, schedule=None, impute="observed", criteria=None):
+    """One row per patient x visit with change from baseline and every outcome flag.
+
+    Parameters
+    ----------
+    data : Cohort or DataFrame
+        A :class:`~analysis.schema.Cohort` (its ``assessments`` are used) or an
+        assessments frame: pandas, Polars (eager or lazy), DuckDB or Spark. The result is
+        a frame of the same kind (lazy for lazy inputs).
+    instrument : {"GAD7", "HAMA"} or Instrument
+        The scale to derive; rows of other instruments are ignored.
+    schedule : sequence of Visit or DataFrame, optional
+        Visit windows; default :data:`DEFAULT_SCHEDULE` (see :func:`make_schedule`).
+    impute : {"observed", "locf", "bocf"}
+        ``"observed"``: rows for observed visits only. ``"locf"``: every scheduled visit
+        from the patient's first observed post-baseline visit on; a missing visit takes the
+        latest earlier observed visit's score. ``"bocf"``: every scheduled visit for every
+        patient with a baseline; a missing visit takes the baseline score.
+    criteria : Criteria or mapping, optional
+        Outcome definitions; default ``instrument.criteria``. A mapping overrides fields
+        of the default, e.g. ``{"response_reduction": 40}``.
+
+    Returns
+    -------
+    DataFrame
+        Columns :data:`ENDPOINT_COLUMNS`, sorted by ``patient_id`` then ``target_day``:
+        one row per patient and post-baseline visit (the baseline is the ``baseline``
+        column, not a row). Booleans are nullable: NA where the outcome is not defined
+        (response and partial response when the baseline is 0; remission when the
+        baseline is already at or under the cut-off; recovery when the baseline is not a
+        case or the instrument has no caseness cut-off). Imputed rows have
+        ``imputed=True`` and ``study_day`` missing.
+
+    Notes
+    -----
+    - Score: :func:`~analysis.instruments.score_items` (sum, prorated, or recorded total).
+    - Baseline: the latest scorable assessment in the baseline window (day 0 is before
+      dosing, so it counts). A patient without one has no rows.
+    - Visit: in each window, the scorable assessment closest to the target day; a tie goes
+      to the earlier day.
+    - ``change = score - baseline``; ``pct_change = 100 x change / baseline`` (NA when the
+      baseline is 0).
+    - response: ``pct_change <= -response_reduction``; partial response:
+      ``-response_reduction < pct_change <= -partial_response_reduction``; remission:
+      ``score <= remission_cutoff``.
+    - Reliable change: a fixed threshold ``reliable_change`` (GAD-7 4 points), or
+      Jacobson-Truax ``rci_z x SD_baseline x sqrt(2 (1 - r))`` (HAM-A) with ``SD_baseline``
+      the sample SD of the baselines and ``r`` the reliability given in the criteria or
+      Cronbach's alpha of the baselines with every item answered. reliable improvement:
+      ``-change >= threshold``; reliable deterioration: ``change >= threshold``.
+    - recovery: ``baseline >= caseness_cutoff`` and ``score < caseness_cutoff``;
+      reliable recovery: recovery and reliable improvement.
+
+    References
+    ----------
+    Jacobson NS, Truax P (1991). Clinical significance: a statistical approach to defining
+    meaningful change in psychotherapy research. J Consult Clin Psychol 59:12-19.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({
+    ...     "patient_id": ["p1", "p1", "p1", "p1", "p2"],
+    ...     "instrument": "GAD7",
+    ...     "study_day": [-3, 0, 8, 27, 0],
+    ...     "total": [16, 15, 9, 4, 3],
+    ... })
+    >>> ep = derive_endpoints(df, "GAD7")
+    >>> ep[["patient_id", "visit", "study_day", "baseline", "score", "pct_change"]]
+      patient_id  visit  study_day  baseline  score  pct_change
+    0         p1  week1          8        15      9       -40.0
+    1         p1  week4         27        15      4  -73.333333
+    >>> ep[["response", "remission", "recovery", "severity", "baseline_severity"]]
+       response  remission  recovery severity baseline_severity
+    0     False      False     False     mild            severe
+    1      True       True      True  minimal            severe
+
+    Patient p2 has a baseline but no later visit; with ``bocf`` p2's visits carry the
+    baseline forward, and remission is undefined (the baseline 3 is already under 5):
+
+    >>> ep = derive_endpoints(df, "GAD7", impute="bocf")
+    >>> ep.loc[ep.patient_id == "p2", ["visit", "score", "imputed", "remission"]].head(2)
+       visit  score  imputed  remission
+    6   day1      3     True       <NA>
+    7  week1      3     True       <NA>
+    """
+    check_choice("impute", impute, list(IMPUTE))
+    instrument = get_instrument(instrument)
+    visits = _instrument_visits(schedule, instrument)
+    criteria = _resolve_criteria(instrument, criteria)
+    bands = instrument.band(criteria.severity_bands)
+    frame = _assessments(data, instrument)
+    keep = ["patient_id", "study_day"]
+    if criteria.reliable_change is None:
+        keep += ["n_items_answered", *instrument.item_columns]
+    frame = _annotate(frame, instrument, visits, keep)
+    if criteria.reliable_change is None:
+        threshold = _jacobson_truax(frame, instrument, criteria, visits[0].target_day)
+    else:
+        threshold = criteria.reliable_change
+    rows = _observed(frame, visits[0])
+    if impute == "observed":
+        rows = rows.with_columns(imputed=nw.col("score").is_null())
+    else:
+        rows = _impute(frame, rows, visits, impute)
+    rows = rows.with_columns(
+        instrument=nw.lit(instrument.name),
+        visit=_visit_name(visits),
+        **_outcomes(criteria, threshold, bands),
+    )
+    rows = rows.select(*ENDPOINT_COLUMNS).sort("patient_id", "target_day")
+    return _to_native(cast_columns(rows, _DTYPES))
+
+
+def endpoint_accounting(data, instrument=None, *, schedule=None, impute="observed", criteria=None):
+    """Every input assessment with what became of it in :func:`derive_endpoints`.
+
+    Parameters
+    ----------
+    data : Cohort or DataFrame
+        As for :func:`derive_endpoints`.
+    instrument : {"GAD7", "HAMA"}, Instrument or None
+        Account for the rows of this instrument; ``None`` (default) accounts for every
+        row, each under the rules of its own instrument.
+    schedule : sequence of Visit or DataFrame, optional
+        As for :func:`derive_endpoints`.
+    impute, criteria
+        Accepted so that the call mirrors :func:`derive_endpoints`; what becomes of an
+        input row does not depend on them (imputation only adds rows, criteria only
+        change flags).
+
+    Returns
+    -------
+    DataFrame
+        The input rows (all their columns) with ``row`` (0-based position in the input;
+        for a lazy input, which has no row order, the position in the order of
+        ``patient_id, instrument, study_day``), ``score``, ``visit`` (the window the study
+        day falls in, NA outside the schedule) and ``reason``, sorted by ``row``.
+        ``reason`` is the first that applies of:
+
+        - ``unscorable``: too many missing items and no total (or an unknown instrument);
+        - ``outside_schedule``: the day is in no window scheduled for the instrument;
+        - ``no_baseline``: the patient has no scorable baseline assessment;
+        - ``superseded_in_window``: another assessment represents the window;
+        - ``baseline``: the patient's baseline;
+        - ``visit``: an endpoint row of :func:`derive_endpoints`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> df = pd.DataFrame({
+    ...     "patient_id": ["p1", "p1", "p1", "p1", "p1", "p2"],
+    ...     "instrument": ["GAD7", "GAD7", "GAD7", "GAD7", "GAD7", "GAD7"],
+    ...     "study_day": [-3, 0, 6, 8, 200, 9],
+    ...     "total": [16, 15, 9, 8, 4, None],
+    ... })
+    >>> endpoint_accounting(df, "GAD7")[["row", "study_day", "visit", "reason"]]
+       row  study_day     visit                reason
+    0    0         -3  baseline  superseded_in_window
+    1    1          0  baseline              baseline
+    2    2          6     week1                 visit
+    3    3          8     week1  superseded_in_window
+    4    4        200      <NA>      outside_schedule
+    5    5          9     week1            unscorable
+    """
+    check_choice("impute", impute, list(IMPUTE))
+    instruments = list(INSTRUMENTS.values()) if instrument is None else [get_instrument(instrument)]
+    plans = [(i, _instrument_visits(schedule, i)) for i in instruments]
+    for i, _ in plans:
+        _resolve_criteria(i, criteria)
+    columns = list(_input_columns(data))
+    frame = _assessments(data)
+    if isinstance(frame, nw.LazyFrame):
+        frame = frame.with_row_index("row", order_by=["patient_id", "instrument", "study_day"])
+    else:
+        frame = frame.with_row_index("row")
+    out_columns = ["row", *columns, "score", "visit", "reason"]
+    dtypes = {"score": nw.Int64, "visit": nw.String, "reason": nw.String}
+    parts = []
+    for i, visits in plans:
+        annotated = _annotate(frame, i, visits).with_columns(
+            _is_baseline_window=nw.col("target_day") == visits[0].target_day
+        )
+        annotated = annotated.with_columns(visit=_visit_name(visits), reason=_reason())
+        parts.append(cast_columns(annotated.select(*out_columns), dtypes))
+    if instrument is None:
+        unknown = frame.filter(~nw.col("instrument").is_in(list(INSTRUMENTS)))
+        never = nw.lit(False)
+        unknown = unknown.with_columns(
+            score=nw.when(never).then(nw.col("study_day")),
+            visit=nw.when(never).then(nw.lit("")),
+            reason=nw.lit("unscorable"),
+        )
+        parts.append(cast_columns(unknown.select(*out_columns), dtypes))
+    return _to_native(nw.concat(parts).sort("row"))

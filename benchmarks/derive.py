@@ -1,0 +1,326 @@
+"""Time `derive_endpoints` on pandas, Polars and DuckDB against hand-written DuckDB SQL.
+
+Builds GAD-7 and HAM-A assessments for N patients (default 1,000,000, about ten million
+rows) with numpy, then, in the same run and on the same data:
+
+- ``sql``: a hand-written DuckDB SQL query implementing the same rules (GAD-7, observed
+  visits: scoring with proration, baseline as the latest in its window, the visit closest
+  to its target with ties to the earlier day, change, outcome flags, severity), the
+  reference;
+- ``pandas``, ``polars``, ``duckdb``: :func:`analysis.derive_endpoints` on each engine's
+  native input, including the conversion of the pandas frame to that input and the
+  materialisation of the result (a DuckDB result is fetched as an Arrow table, as the SQL
+  reference is).
+
+Each engine runs in its own subprocess, so the peak memory of one does not hide in
+another's; peak memory is the resident set size (``ru_maxrss``) of that process minus
+its size after building the data, since ``tracemalloc`` does not see the memory of
+native engines. It is reported next to the in-memory size of the pandas input frame.
+Before timing, the SQL result is checked to equal the narwhals result on a sample of
+patients, so the reference computes the same thing.
+
+Usage::
+
+    python benchmarks/derive.py                      # 1,000,000 patients
+    python benchmarks/derive.py --patients 20000 --engines sql pandas
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pandas as pd
+
+from analysis.endpoints import DEFAULT_SCHEDULE, derive_endpoints
+from analysis.instruments import GAD7, HAMA, MAX_ITEMS
+
+ENGINES = ("sql", "pandas", "polars", "duckdb")
+
+
+def make_assessments(n_patients: int, seed: int = 0) -> pd.DataFrame:
+    """Synthetic assessments: about 7.8 GAD-7 and 2 HAM-A rows per patient.
+
+    Every patient has one or two GAD-7 assessments in the baseline window, one per
+    scheduled visit with a 10% chance of missing it and a 20% chance of a second
+    assessment in the same window, and an occasional assessment outside the schedule.
+    Three in ten patients also have HAM-A assessments. Scores fall with time; 3% of items
+    are missing, and some rows carry only a total.
+    """
+    rng = np.random.default_rng(seed)
+    codes = np.char.add("P", np.char.zfill(np.arange(n_patients).astype(str), 7)).astype(object)
+    frames = [_instrument_rows(rng, codes, GAD7, np.arange(n_patients))]
+    hama = np.flatnonzero(rng.random(n_patients) < 0.3)
+    frames.append(_instrument_rows(rng, codes, HAMA, hama))
+    df = pd.concat(frames, ignore_index=True)
+    df = df.drop_duplicates(["patient_id", "instrument", "study_day"], ignore_index=True)
+    return df
+
+
+def _instrument_rows(rng, codes, instrument, patients) -> pd.DataFrame:
+    visits = [v for v in DEFAULT_SCHEDULE if instrument.name in v.instruments]
+    ids, days = [], []
+    n = len(patients)
+    for v in visits:
+        attended = rng.random(n) < (1.0 if v.name == "baseline" else 0.9)
+        for extra in (False, True):
+            take = attended & (rng.random(n) < (0.2 if extra else 1.0))
+            low, high = v.window_low, v.window_high
+            ids.append(patients[take])
+            if extra or v.name == "baseline":
+                days.append(rng.integers(low, high + 1, take.sum()))
+            else:
+                jitter = np.clip(
+                    np.rint(rng.normal(0, 2, take.sum())), low - v.target_day, high - v.target_day
+                )
+                days.append(v.target_day + jitter.astype(np.int64))
+    outside = rng.random(n) < 0.1
+    ids.append(patients[outside])
+    days.append(rng.integers(visits[-1].window_high + 1, 400, outside.sum()))
+    ids, days = np.concatenate(ids), np.concatenate(days)
+    m = len(ids)
+    severity = rng.uniform(0.3, 0.9, len(codes))[ids] * np.exp(-np.maximum(days, 0) / 60)
+    items = rng.binomial(
+        instrument.item_max, np.clip(severity, 0, 1)[:, None], (m, instrument.n_items)
+    ).astype(float)
+    items[rng.random(items.shape) < 0.03] = np.nan
+    total = np.full(m, np.nan)
+    total_only = rng.random(m) < 0.05
+    total[total_only] = np.nansum(items[total_only], axis=1)
+    items[total_only] = np.nan
+    columns = {
+        "patient_id": codes[ids],
+        "instrument": np.full(m, instrument.name, dtype=object),
+        "study_day": days.astype(np.int64),
+    }
+    for k in range(1, MAX_ITEMS + 1):
+        columns[f"item_{k}"] = items[:, k - 1] if k <= instrument.n_items else np.nan
+    columns["total"] = total
+    return pd.DataFrame(columns)
+
+
+def reference_sql(instrument=GAD7, schedule=DEFAULT_SCHEDULE, table: str = "assessments") -> str:
+    """The same derivation (observed visits) as one hand-written DuckDB SQL query.
+
+    The constants are read from ``instrument``, its default criteria and ``schedule`` so
+    that the query and :func:`derive_endpoints` apply the same rules.
+    """
+    visits = [v for v in schedule if instrument.name in v.instruments]
+    base = visits[0]
+    k, m = instrument.n_items, instrument.max_missing_items
+    crit = instrument.criteria
+    bands = instrument.severity_bands
+    items = [f"item_{j}" for j in range(1, k + 1)]
+    answered = " + ".join(f"({c} IS NOT NULL)::BIGINT" for c in items)
+    summed = " + ".join(f"coalesce({c}, 0)" for c in items)
+    target = (
+        "CASE "
+        + " ".join(
+            f"WHEN study_day BETWEEN {v.window_low} AND {v.window_high} THEN {v.target_day}"
+            for v in visits
+        )
+        + " END"
+    )
+    name = (
+        "CASE target_day "
+        + " ".join(f"WHEN {v.target_day} THEN '{v.name}'" for v in visits)
+        + " END"
+    )
+
+    def severity(x):
+        whens = " ".join(
+            f"WHEN {x} >= {low} THEN '{label}'"
+            for low, label in reversed(list(zip(bands.lower, bands.labels, strict=True)))
+        )
+        return f"CASE {whens} END"
+
+    rr, pr, rem = crit.response_reduction, crit.partial_response_reduction, crit.remission_cutoff
+    rc, case = crit.reliable_change, crit.caseness_cutoff
+    return f"""
+    WITH scored AS (
+        SELECT patient_id, study_day, {target} AS target_day,
+               CASE WHEN n = {k} THEN s
+                    WHEN n >= {k - m} AND n > 0 THEN floor((2 * {k} * s + n) / (2 * n))
+                    ELSE total END::BIGINT AS score
+        FROM (SELECT patient_id, study_day, total, {answered} AS n, {summed} AS s
+              FROM {table} WHERE instrument = '{instrument.name}')
+    ),
+    chosen AS (
+        SELECT * FROM scored
+        WHERE score IS NOT NULL AND target_day IS NOT NULL
+        QUALIFY row_number() OVER (
+            PARTITION BY patient_id, target_day
+            ORDER BY CASE WHEN target_day = {base.target_day} THEN -study_day
+                          ELSE 2 * abs(study_day - target_day) + (study_day > target_day)::INT
+                     END) = 1
+    ),
+    joined AS (
+        SELECT v.patient_id, v.target_day, v.study_day, b.score AS baseline, v.score,
+               v.score - b.score AS change
+        FROM chosen v JOIN chosen b
+          ON v.patient_id = b.patient_id AND b.target_day = {base.target_day}
+        WHERE v.target_day <> {base.target_day}
+    )
+    SELECT patient_id, '{instrument.name}' AS instrument, {name} AS visit, target_day,
+           study_day, baseline, score, change,
+           CASE WHEN baseline <> 0 THEN 100 * change / baseline END AS pct_change,
+           CASE WHEN baseline > 0 THEN 100 * change <= -{rr} * baseline END AS response,
+           CASE WHEN baseline > 0 THEN 100 * change > -{rr} * baseline
+                AND 100 * change <= -{pr} * baseline END AS partial_response,
+           CASE WHEN baseline > {rem} THEN score <= {rem} END AS remission,
+           -change >= {rc} AS reliable_improvement,
+           change >= {rc} AS reliable_deterioration,
+           CASE WHEN baseline >= {case} THEN score < {case} END AS recovery,
+           CASE WHEN baseline >= {case} THEN score < {case} AND -change >= {rc} END
+               AS reliable_recovery,
+           {severity("score")} AS severity, {severity("baseline")} AS baseline_severity,
+           false AS imputed
+    FROM joined
+    ORDER BY patient_id, target_day
+    """
+
+
+def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
+    """A result with one set of dtypes, so that engines can be compared value by value."""
+    dtypes = {}
+    for column in frame.columns:
+        values = frame[column].dropna()
+        if column in ("pct_change",):
+            dtypes[column] = "Float64"
+        elif values.map(lambda v: isinstance(v, str)).all() and len(values):
+            dtypes[column] = "string"
+        elif values.map(lambda v: isinstance(v, bool | np.bool_)).all() and len(values):
+            dtypes[column] = "boolean"
+        else:
+            dtypes[column] = "Int64"
+    return frame.astype(dtypes).reset_index(drop=True)
+
+
+def check_reference(n_patients: int, seed: int) -> int:
+    """Raise unless the SQL reference equals ``derive_endpoints`` on a sample cohort."""
+    import duckdb
+
+    df = make_assessments(n_patients, seed)
+    con = duckdb.connect()
+    con.register("assessments", df)
+    sql = _normalise(con.sql(reference_sql()).df())
+    ours = _normalise(derive_endpoints(df, "GAD7"))
+    pd.testing.assert_frame_equal(sql, ours)
+    return len(ours)
+
+
+def _run(engine: str, df: pd.DataFrame):
+    """Run one engine on the pandas input, conversion and materialisation included."""
+    if engine == "pandas":
+        return derive_endpoints(df, "GAD7")
+    if engine == "polars":
+        import polars as pl
+
+        return derive_endpoints(pl.from_pandas(df), "GAD7")
+    import duckdb
+
+    con = duckdb.connect()
+    if engine == "duckdb":
+        return _arrow(derive_endpoints(con.from_df(df), "GAD7"))
+    con.register("assessments", df)
+    return _arrow(con.sql(reference_sql()))
+
+
+def _arrow(relation):
+    """Materialise a DuckDB relation as an Arrow table (``to_arrow_table`` from DuckDB 2)."""
+    fetch = getattr(relation, "to_arrow_table", None) or relation.fetch_arrow_table
+    return fetch()
+
+
+class _PeakRSS:
+    """Peak resident set size of this process while the block runs (sampled every 5 ms)."""
+
+    def __enter__(self):
+        import threading
+
+        import psutil
+
+        self._process = psutil.Process()
+        self.start = self.peak = self._process.memory_info().rss
+        self._maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self):
+        while not self._stop.wait(0.005):
+            self.peak = max(self.peak, self._process.memory_info().rss)
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak = max(self.peak, self._process.memory_info().rss)
+        # A new lifetime maximum (ru_maxrss, KiB on Linux) was reached inside the block:
+        # it catches a spike between two samples.
+        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if maxrss > self._maxrss:
+            self.peak = max(self.peak, maxrss * 1024)
+
+
+def worker(engine: str, n_patients: int, seed: int) -> dict:
+    """Build the data, run one engine once and measure it (in a fresh process)."""
+    import gc
+
+    df = make_assessments(n_patients, seed)
+    input_bytes = int(df.memory_usage(deep=True).sum())
+    gc.collect()
+    with _PeakRSS() as rss:
+        start = time.perf_counter()
+        result = _run(engine, df)
+        seconds = time.perf_counter() - start
+    return {
+        "engine": engine,
+        "seconds": seconds,
+        "rows_in": len(df),
+        "rows_out": len(result),
+        "input_mb": input_bytes / 2**20,
+        "peak_mb": (rss.peak - rss.start) / 2**20,
+    }
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--patients", type=int, default=1_000_000)
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--check-patients", type=int, default=5_000)
+    parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.worker:
+        print(json.dumps(worker(args.worker, args.patients, args.seed)))
+        return
+    rows = check_reference(min(args.check_patients, args.patients), args.seed)
+    print(f"SQL reference equals derive_endpoints on a sample ({rows:,} endpoint rows).")
+    engines = ["sql", *(e for e in args.engines if e != "sql")]
+    results = {}
+    for engine in engines:
+        command = [sys.executable, __file__, "--worker", engine, "--patients", str(args.patients)]
+        command += ["--seed", str(args.seed)]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        results[engine] = json.loads(out.strip().splitlines()[-1])
+    first = results["sql"]
+    print(
+        f"{args.patients:,} patients, {first['rows_in']:,} assessment rows "
+        f"({first['input_mb']:,.0f} MB as pandas), {first['rows_out']:,} endpoint rows"
+    )
+    print(f"{'engine':<8}{'seconds':>10}{'vs SQL':>9}{'peak MB':>10}{'peak/input':>12}")
+    for engine, r in results.items():
+        print(
+            f"{engine:<8}{r['seconds']:>10.2f}{r['seconds'] / first['seconds']:>8.2f}x"
+            f"{r['peak_mb']:>10,.0f}{r['peak_mb'] / r['input_mb']:>11.2f}x"
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,60 @@
+"""The derivation on Spark gives the pandas result (run with `make test-spark`)."""
+
+from __future__ import annotations
+
+import pandas as pd
+import pytest
+
+from analysis.endpoints import derive_endpoints, endpoint_accounting
+from analysis.instruments import score_items
+
+pytestmark = pytest.mark.spark
+
+pyspark = pytest.importorskip("pyspark")
+
+from test_endpoints_backends import random_assessments, to_pandas  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def spark():
+    from pyspark.sql import SparkSession
+
+    session = (
+        SparkSession.builder.master("local[1]")
+        .appName("anxiety-outcomes-tests")
+        .config("spark.sql.shuffle.partitions", "2")
+        .config("spark.ui.enabled", "false")
+        .config("spark.sql.session.timeZone", "UTC")
+        .getOrCreate()
+    )
+    session.sparkContext.setLogLevel("ERROR")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def cohort():
+    return random_assessments(60, seed=11)
+
+
+@pytest.fixture(scope="module")
+def spark_cohort(spark, cohort):
+    return spark.createDataFrame(cohort.astype(object).where(cohort.notna(), None))
+
+
+@pytest.mark.parametrize("impute", ["observed", "locf", "bocf"])
+@pytest.mark.parametrize("instrument", ["GAD7", "HAMA"])
+def test_spark_endpoints_equal_pandas(cohort, spark_cohort, instrument, impute):
+    result = derive_endpoints(spark_cohort, instrument, impute=impute)
+    assert type(result).__name__ == "DataFrame" and hasattr(result, "toPandas")
+    expected = to_pandas(derive_endpoints(cohort, instrument, impute=impute))
+    pd.testing.assert_frame_equal(to_pandas(result), expected)
+
+
+def test_spark_accounting_and_scores_equal_pandas(cohort, spark_cohort):
+    got = to_pandas(endpoint_accounting(spark_cohort)).drop(columns="row")
+    expected = to_pandas(endpoint_accounting(cohort)).drop(columns="row")
+    pd.testing.assert_frame_equal(got, expected)
+    got = to_pandas(score_items(spark_cohort))
+    expected = to_pandas(score_items(cohort))
+    pd.testing.assert_frame_equal(got[expected.columns], expected)

@@ -1,0 +1,189 @@
+"""The batch report machinery, end to end on a small synthetic cohort."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import nbformat
+import pandas as pd
+import pytest
+
+import analysis
+from analysis.reports import (
+    data_fingerprint,
+    definitions,
+    discover_reports,
+    run_reports,
+    save_table,
+)
+from analysis.schema import Cohort, load_cohort, write_cohort
+from analysis.synthetic import synthetic_cohort
+
+MANIFEST_KEYS = {
+    "package",
+    "package_version",
+    "data",
+    "data_fingerprint",
+    "parameters",
+    "definitions",
+    "reports",
+    "files",
+}
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """All reports rendered once for the module (each notebook run starts a kernel)."""
+    out = tmp_path_factory.mktemp("reports")
+    manifest = run_reports(None, out, n_patients=60, progress=False)
+    return out, manifest
+
+
+@pytest.mark.slow
+def test_every_output_file_is_written(rendered):
+    out, manifest = rendered
+    reports = discover_reports()
+    assert [r["name"] for r in manifest["reports"]] == [r.name for r in reports]
+    for report in reports:
+        assert (out / f"{report.stem}.html").is_file()
+        assert (out / f"{report.stem}.ipynb").is_file()
+    assert (out / "index.html").is_file() and (out / "manifest.json").is_file()
+    listed = set(manifest["files"])
+    on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+    assert listed == on_disk
+
+
+@pytest.mark.slow
+def test_html_has_narrative_and_results_but_no_code(rendered):
+    out, _ = rendered
+    page = (out / "01_data_quality.html").read_text(encoding="utf-8")
+    assert "Completeness by visit" in page  # markdown kept
+    assert "all checks passed" in page  # outputs kept
+    assert "<img" in page  # figures embedded
+    for code in ("load_report_cohort(", "synthetic_cohort(", "save_table(", "import "):
+        assert code not in page
+    assert "Traceback" not in page
+
+
+@pytest.mark.slow
+def test_notebook_ran_clean(rendered):
+    out, _ = rendered
+    nb = nbformat.read(out / "01_data_quality.ipynb", as_version=4)
+    noise = [
+        o
+        for c in nb.cells
+        for o in c.get("outputs", [])
+        if o.output_type == "error" or (o.output_type == "stream" and o.name == "stderr")
+    ]
+    assert not noise, "errors or warnings in the report"
+
+
+@pytest.mark.slow
+def test_executed_notebook_ran_with_the_parameters(rendered):
+    out, _ = rendered
+    nb = nbformat.read(out / "01_data_quality.ipynb", as_version=4)
+    injected = [c for c in nb.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert "n_patients = 60" in injected[0].source
+    assert all(c.execution_count for c in nb.cells if c.cell_type == "code")
+
+
+@pytest.mark.slow
+def test_tables_are_saved_as_csv_and_suppressed(rendered):
+    out, manifest = rendered
+    tables = manifest["reports"][0]["tables"]
+    assert "tables/data_quality/completeness.csv" in tables
+    completeness = pd.read_csv(out / "tables/data_quality/completeness.csv")
+    assert set(completeness["instrument"]) == {"GAD7", "HAMA"}
+    counts = completeness[["expected", "observed"]].stack()
+    assert not counts.between(1, 10).any()  # min_cell=11 by default
+    table_one = pd.read_csv(out / "tables/data_quality/table_one.csv", keep_default_na=False)
+    assert table_one.iloc[0].tolist() == ["n", "", "60"]
+
+
+@pytest.mark.slow
+def test_manifest(rendered):
+    out, manifest = rendered
+    on_disk = json.loads((out / "manifest.json").read_text())
+    assert on_disk == json.loads(json.dumps(manifest))
+    assert set(on_disk) == MANIFEST_KEYS
+    assert on_disk["package_version"] == analysis.__version__
+    assert on_disk["data_fingerprint"] == data_fingerprint(synthetic_cohort(60, 0))
+    assert on_disk["parameters"] == {"data_dir": None, "n_patients": 60, "seed": 0, "min_cell": 11}
+    assert on_disk["definitions"] == json.loads(json.dumps(definitions()))
+    assert on_disk["data"]["rows"]["patients"] == 60
+
+
+@pytest.mark.slow
+def test_index_links_every_report_and_has_no_date(rendered):
+    out, manifest = rendered
+    index = (out / "index.html").read_text(encoding="utf-8")
+    for report in manifest["reports"]:
+        assert f'href="{report["html"]}"' in index
+    assert manifest["data_fingerprint"] in index and analysis.__version__ in index
+    assert not re.search(r"\b\d{4}-\d{2}-\d{2}\b|\b\d{1,2}:\d{2}:\d{2}\b", index)
+
+
+def test_definitions_hold_criteria_and_schedule():
+    defs = definitions()
+    assert defs["instruments"]["HAMA"]["criteria"]["remission_cutoff"] == 7
+    assert defs["instruments"]["GAD7"]["severity_bands"]["spitzer2006"]["lower"] == [0, 5, 10, 15]
+    visits = {v["name"]: v for v in defs["schedule"]}
+    assert visits["week4"]["window_low"] == 21 and visits["day1"]["instruments"] == ["GAD7"]
+    json.dumps(defs)
+
+
+def test_fingerprint_is_stable_for_the_same_data(tmp_path):
+    cohort = synthetic_cohort(40, 5)
+    write_cohort(cohort, tmp_path)
+    shuffled = Cohort(
+        cohort.patients.sample(frac=1, random_state=1)[cohort.patients.columns[::-1]],
+        cohort.assessments,
+        cohort.sessions,
+        cohort.adverse_events,
+    )
+    fingerprint = data_fingerprint(cohort)
+    assert len(fingerprint) == 64
+    assert data_fingerprint(synthetic_cohort(40, 5)) == fingerprint
+    assert data_fingerprint(load_cohort(tmp_path)) == fingerprint  # CSV round trip
+    assert data_fingerprint(shuffled) == fingerprint  # row and column order
+
+
+def test_fingerprint_changes_with_the_data():
+    cohort = synthetic_cohort(40, 5)
+    fingerprint = data_fingerprint(cohort)
+    assessments = cohort.assessments.copy()
+    assessments.loc[0, "study_day"] += 1
+    assert data_fingerprint(Cohort(cohort.patients, assessments)) != fingerprint
+    assert data_fingerprint(Cohort(cohort.patients, cohort.assessments)) != fingerprint  # no AEs
+    assert data_fingerprint(synthetic_cohort(40, 6)) != fingerprint
+
+
+@pytest.mark.slow
+def test_run_reports_on_a_data_folder_and_only(tmp_path):
+    data = tmp_path / "data"
+    write_cohort(synthetic_cohort(40, 2), data)
+    manifest = run_reports(data, tmp_path / "out", reports=["01_data_quality"], progress=False)
+    assert manifest["parameters"] == {"data_dir": str(data), "min_cell": 11}
+    assert manifest["data_fingerprint"] == data_fingerprint(load_cohort(data))
+    nb = nbformat.read(tmp_path / "out/01_data_quality.ipynb", as_version=4)
+    assert str(data) in nb.cells[2].source  # the injected data_dir
+
+
+def test_run_reports_rejects_unknown_reports_and_parameters(tmp_path):
+    with pytest.raises(ValueError, match="Unknown report"):
+        run_reports(None, tmp_path, reports=["nope"])
+    with pytest.raises(ValueError, match="Unknown report parameter"):
+        run_reports(None, tmp_path, n_patient=10)
+    with pytest.raises(ValueError, match="min_cell"):
+        run_reports(None, tmp_path, min_cell="11")
+    assert not any(tmp_path.iterdir())
+
+
+def test_save_table(tmp_path):
+    df = pd.DataFrame({"visit": ["week1"], "n": [12]})
+    assert save_table(df, "counts") is df  # interactive: nothing written
+    assert save_table(df, "counts", tmp_path / "t") is df
+    assert (tmp_path / "t/counts.csv").read_text() == "visit,n\nweek1,12\n"
+    with pytest.raises(ValueError, match="lower-case"):
+        save_table(df, "../counts", tmp_path)
