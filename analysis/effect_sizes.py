@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-from analysis._utils import as_by, check_choice, check_columns, to_pandas
+from analysis._utils import as_by, check_choice, check_columns, sort_cells, to_pandas
 
 __all__ = [
     "EffectSize",
@@ -528,6 +528,7 @@ def effect_size_table(
         baseline and a score; between groups ``n1`` counts the group, ``n2`` the reference.
         Rows with a missing value are left out of a cell. A cell with fewer than 2
         patients (per group) or an SD of 0 has NaN estimate and CI and ``ci_method`` "none".
+        Rows are ordered by ``by``, visits in schedule order (by ``target_day``).
 
     Notes
     -----
@@ -586,7 +587,7 @@ def effect_size_table(
             row = dict(zip(keys, key, strict=True))
             row.update(_row(lambda x=x, y=y: effect_size(x, y, measure=measure), measure, n, n))
             rows.append(row)
-        return pd.DataFrame(rows, columns=keys + TABLE_COLUMNS)
+        return sort_cells(pd.DataFrame(rows, columns=keys + TABLE_COLUMNS), endpoints, keys)
 
     measure = DEFAULT_BETWEEN_MEASURE if measure is None else measure
     check_choice("measure", measure, INDEPENDENT_MEASURES)
@@ -621,4 +622,5 @@ def effect_size_table(
                 )
             )
             rows.append(row)
-    return pd.DataFrame(rows, columns=keys + ["group", "reference"] + TABLE_COLUMNS)
+    out = pd.DataFrame(rows, columns=keys + ["group", "reference"] + TABLE_COLUMNS)
+    return sort_cells(out, endpoints, keys)

@@ -33,7 +33,7 @@ from statsmodels.stats.contingency_tables import StratifiedTable
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
-from analysis._utils import as_by, check_alpha, check_choice, check_columns
+from analysis._utils import as_by, check_alpha, check_choice, check_columns, sort_cells
 
 __all__ = [
     "adjust_pvalues",
@@ -130,22 +130,6 @@ def _counts(df: pd.DataFrame, y: pd.Series, keys: list[str]) -> pd.DataFrame:
     out["n"] = out["n"].astype(int)
     out["events"] = out["events"].astype(int)
     return out
-
-
-def _sort_cells(out: pd.DataFrame, df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Order rows by ``by``, visits in schedule order (by ``target_day``) when known."""
-    if not by:
-        return out.reset_index(drop=True)
-    rank = None
-    if "visit" in by and "target_day" in df.columns:
-        if not isinstance(df["visit"].dtype, pd.CategoricalDtype):
-            days = pd.to_numeric(df["target_day"], errors="coerce")
-            rank = days.groupby(df["visit"].to_numpy()).min()
-
-    def key(col: pd.Series) -> pd.Series:
-        return col.map(rank) if rank is not None and col.name == "visit" else col
-
-    return out.sort_values(by, key=key, kind="stable", na_position="last").reset_index(drop=True)
 
 
 def _levels(df: pd.DataFrame, group: str, reference: object) -> tuple[list, object]:
@@ -486,7 +470,7 @@ def rate_table(
         out = suppress_small_cells(
             out, min_cell, ("events",), total="n", derived=("rate", "ci_low", "ci_high")
         )
-    return _sort_cells(out[[*by, *_RATE_COLUMNS]], endpoints, by)
+    return sort_cells(out[[*by, *_RATE_COLUMNS]], endpoints, by)
 
 
 # --------------------------------------------------------------------------------------
@@ -742,7 +726,7 @@ def compare_rates(
             n1, a = lookup.get((*key, level), (0, 0))
             row = dict(zip(by, key, strict=True)) | {"group": level, "reference": reference}
             rows.append(row | _compare_2x2(a, n1, c, n2, alpha, events_are))
-    out = _sort_cells(_tidy_compare(rows, by, _COMPARE_COLUMNS), data, by)
+    out = sort_cells(_tidy_compare(rows, by, _COMPARE_COLUMNS), data, by)
     if p_adjust is not None:
         out = adjust_pvalues(out, "p_value", p_adjust)
     return out
@@ -988,7 +972,7 @@ def compare_rates_stratified(
             else:
                 stats_ = _mantel_haenszel([], [], [], [], alpha)
             rows.append(row | stats_)
-    return _sort_cells(_tidy_compare(rows, by, _STRATIFIED_COLUMNS), data, by)
+    return sort_cells(_tidy_compare(rows, by, _STRATIFIED_COLUMNS), data, by)
 
 
 # --------------------------------------------------------------------------------------
@@ -1318,4 +1302,4 @@ def adjusted_compare_rates(
             rows.append(dict(zip(by, key, strict=True)) | row)
     out = _tidy_compare(rows, by, _ADJUSTED_COLUMNS)
     out["n_excluded"] = out["n_excluded"].astype("Int64")
-    return _sort_cells(out, data, by)
+    return sort_cells(out, data, by)

@@ -315,6 +315,21 @@ def test_within_patient_table_is_effect_size_of_baseline_vs_score():
         assert row.estimate > 0  # scores fell: improvement is positive within patients
 
 
+def test_table_rows_follow_the_visit_schedule_not_the_alphabet():
+    ep = _endpoints().assign(target_day=lambda d: d.visit.map({"week1": 7, "week4": 28}))
+    week12 = ep[ep.visit == "week4"].assign(visit="week12", target_day=84)
+    week2 = ep[ep.visit == "week1"].assign(visit="week2", target_day=14)
+    both = pd.concat([ep, week12, week2], ignore_index=True)
+    assert effect_size_table(both, by="visit")["visit"].tolist() == [
+        "week1",
+        "week2",
+        "week4",
+        "week12",
+    ]
+    between = effect_size_table(both.assign(route=["iv", "im"] * (len(both) // 2)), group="route")
+    assert between["visit"].tolist() == ["week1", "week2", "week4", "week12"]
+
+
 def test_within_patient_measure_by_and_imputed_rows():
     ep = _endpoints()
     t = effect_size_table(ep[~ep.imputed], measure="d_z", by="visit")
