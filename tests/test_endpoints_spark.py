@@ -4,15 +4,14 @@ from __future__ import annotations
 
 import pandas as pd
 import pytest
+from test_endpoints_backends import random_assessments, to_pandas
 
 from analysis.endpoints import derive_endpoints, endpoint_accounting
 from analysis.instruments import score_items
 
+# Deselected by `make test`, run by `make test-spark`, which installs the `spark` extra: a
+# missing pyspark there is a failure, not a skip.
 pytestmark = pytest.mark.spark
-
-pyspark = pytest.importorskip("pyspark")
-
-from test_endpoints_backends import random_assessments, to_pandas  # noqa: E402
 
 
 @pytest.fixture(scope="module")
