@@ -146,14 +146,16 @@ def cronbach_alpha(
     )
 
 
-@dataclass(frozen=True)
-class Kappa:
-    """Cohen's kappa with its large-sample interval.
+class Kappa(float):
+    """Cohen's kappa with its large-sample interval: a float (the kappa) with attributes.
+
+    Compares, formats and computes as the kappa itself (``cohen_kappa(a, b) > 0.6``), and
+    carries the interval and counts as read-only attributes.
 
     Attributes
     ----------
     kappa : float
-        The (weighted) kappa.
+        The (weighted) kappa, ``float(self)``.
     se : float
         Large-sample standard error (Fleiss, Cohen and Everitt 1969), used for the
         interval.
@@ -169,14 +171,44 @@ class Kappa:
         The ordered categories of the contingency table.
     """
 
-    kappa: float
-    se: float
-    ci_low: float
-    ci_high: float
-    p_value: float
-    n: int
-    weights: str | None
-    categories: tuple
+    __slots__ = ("_fields",)
+    _names = ("se", "ci_low", "ci_high", "p_value", "n", "weights", "categories")
+
+    def __new__(
+        cls,
+        kappa: float,
+        se: float,
+        ci_low: float,
+        ci_high: float,
+        p_value: float,
+        n: int,
+        weights: str | None,
+        categories: tuple,
+    ) -> Kappa:
+        self = super().__new__(cls, kappa)
+        object.__setattr__(
+            self,
+            "_fields",
+            dict(
+                zip(cls._names, (se, ci_low, ci_high, p_value, n, weights, categories), strict=True)
+            ),
+        )
+        return self
+
+    def __getattr__(self, name: str):
+        if name == "kappa":
+            return float(self)
+        try:
+            return object.__getattribute__(self, "_fields")[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def __setattr__(self, name: str, value) -> None:
+        raise AttributeError("Kappa is read-only")
+
+    def __repr__(self) -> str:
+        fields = ", ".join(f"{k}={v!r}" for k, v in self._fields.items())
+        return f"Kappa(kappa={float(self)!r}, {fields})"
 
 
 def _categories(a: pd.Series, b: pd.Series, categories: Sequence | None) -> list:
@@ -225,8 +257,8 @@ def cohen_kappa(
     Returns
     -------
     Kappa
-        Frozen dataclass with ``kappa, se, ci_low, ci_high, p_value, n, weights,
-        categories``. kappa is NaN when chance agreement is 1 (both raters used a single
+        The kappa as a float, with read-only attributes ``kappa, se, ci_low, ci_high,
+        p_value, n, weights, categories``. kappa is NaN when chance agreement is 1 (both raters used a single
         and the same category).
 
     Notes

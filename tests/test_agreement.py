@@ -253,3 +253,14 @@ def test_instrument_agreement_without_common_patients_is_nan_not_an_error():
     res = instrument_agreement(ep)
     assert res.n == 0 and math.isnan(res.kappa.kappa)
     assert res.table.to_numpy().sum() == 0
+
+
+def test_kappa_is_the_number_and_carries_its_interval():
+    # Fleiss 1981 p. 213 example as above: kappa = 0.23 / 0.34.
+    a, b = expand([[75, 1, 4], [5, 4, 1], [0, 0, 10]])
+    k = cohen_kappa(a, b)
+    assert k == pytest.approx(0.23 / 0.34) and isinstance(k, float)
+    assert k.ci_low < k < k.ci_high and k.n == 100
+    with pytest.raises(AttributeError):
+        k.n = 3
+    assert "ci_low=" in repr(k)
