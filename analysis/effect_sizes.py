@@ -37,6 +37,7 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from analysis._utils import as_by, check_choice, check_columns, sort_cells, to_pandas
+from analysis.rates import suppress_small_cells
 
 __all__ = [
     "EffectSize",
@@ -496,6 +497,7 @@ def effect_size_table(
     reference: object | None = None,
     measure: str | None = None,
     by: str | Sequence[str] | None = ("instrument", "visit"),
+    min_cell: int | None = None,
 ) -> pd.DataFrame:
     """Effect sizes of an endpoint table: within patients, or between groups.
 
@@ -519,6 +521,11 @@ def effect_size_table(
     by : str or sequence of str
         Cells to compute separately (default instrument and visit); ``()`` for one overall
         row. Each patient may appear once per cell.
+    min_cell : int, optional
+        When given, small-cell suppression (:func:`analysis.rates.suppress_small_cells`
+        with ``count_columns=("n1", "n2")``, no total): a row where ``n1`` or ``n2`` lies
+        in ``1 .. min_cell - 1`` has both counts, ``estimate``, ``ci_low`` and
+        ``ci_high`` blanked and ``suppressed=True``. Reports use 11.
 
     Returns
     -------
@@ -529,6 +536,8 @@ def effect_size_table(
         Rows with a missing value are left out of a cell. A cell with fewer than 2
         patients (per group) or an SD of 0 has NaN estimate and CI and ``ci_method`` "none".
         Rows are ordered by ``by``, visits in schedule order (by ``target_day``).
+        With ``min_cell`` a boolean ``suppressed`` column is added (only then, so the
+        columns without it are unchanged) and ``n1``, ``n2`` are nullable ``Int64``.
 
     Notes
     -----
@@ -569,6 +578,10 @@ def effect_size_table(
     >>> t[["group", "reference", "measure", "estimate", "n1", "n2"]].round(3)
           group reference   measure  estimate  n1  n2
     0  ketamine   placebo  hedges_g    -0.331   3   3
+    >>> t = effect_size_table(ep, group="arm", reference="placebo", by=(), min_cell=5)
+    >>> t[["group", "estimate", "ci_low", "n1", "n2", "suppressed"]]
+          group  estimate  ci_low    n1    n2  suppressed
+    0  ketamine       NaN     NaN  <NA>  <NA>        True
     """
     endpoints = to_pandas(endpoints)
     keys = as_by(by)
@@ -587,7 +600,8 @@ def effect_size_table(
             row = dict(zip(keys, key, strict=True))
             row.update(_row(lambda x=x, y=y: effect_size(x, y, measure=measure), measure, n, n))
             rows.append(row)
-        return sort_cells(pd.DataFrame(rows, columns=keys + TABLE_COLUMNS), endpoints, keys)
+        out = sort_cells(pd.DataFrame(rows, columns=keys + TABLE_COLUMNS), endpoints, keys)
+        return _suppress_counts(out, min_cell)
 
     measure = DEFAULT_BETWEEN_MEASURE if measure is None else measure
     check_choice("measure", measure, INDEPENDENT_MEASURES)
@@ -623,4 +637,12 @@ def effect_size_table(
             )
             rows.append(row)
     out = pd.DataFrame(rows, columns=keys + ["group", "reference"] + TABLE_COLUMNS)
-    return sort_cells(out, endpoints, keys)
+    return _suppress_counts(sort_cells(out, endpoints, keys), min_cell)
+
+
+def _suppress_counts(table: pd.DataFrame, min_cell: int | None) -> pd.DataFrame:
+    """Blank the estimate, its CI and both counts where n1 or n2 is in 1..min_cell - 1."""
+    if min_cell is None:
+        return table
+    derived = ("estimate", "ci_low", "ci_high")
+    return suppress_small_cells(table, min_cell, ("n1", "n2"), total=None, derived=derived)

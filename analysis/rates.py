@@ -614,6 +614,7 @@ def compare_rates(
     alpha: float = 0.05,
     p_adjust: str | None = None,
     events_are: str | None = None,
+    min_cell: int | None = None,
 ) -> pd.DataFrame:
     """Compare the rate of ``outcome`` between each level of ``group`` and a reference.
 
@@ -640,6 +641,15 @@ def compare_rates(
         Only labels ``nnt_note`` (NNTB = number needed to treat for one more patient to
         benefit, NNTH = to harm). Default: ``"harm"`` when the outcome name contains
         "deterioration", else ``"benefit"``.
+    min_cell : int or None
+        When given, small-cell suppression (:func:`suppress_small_cells`) of both sides of
+        each comparison: the group's counts (``events`` of ``n``) and the reference's
+        (``events_ref`` of ``n_ref``). A side whose n, events or n - events lies in
+        ``1 .. min_cell - 1`` has its events blanked (and its n when under
+        ``min_cell``); a row with either side small has *every* statistic blanked, the
+        text ``nnt_note``, the flags and ``test`` included (they would repeat or hint at
+        the blanked counts), and ``suppressed=True``. P-values are adjusted
+        (``p_adjust``) before blanking, over every comparison made. Reports use 11.
 
     Returns
     -------
@@ -648,8 +658,9 @@ def compare_rates(
         reference, n, events, n_ref, events_ref, risk_difference, rd_ci_low, rd_ci_high,
         risk_ratio, rr_ci_low, rr_ci_high, odds_ratio, or_ci_low, or_ci_high, nnt,
         nnt_ci_low, nnt_ci_high, nnt_ci_includes_infinity, nnt_note,
-        zero_cell_correction, p_value, test`` (+ ``p_adjusted``). Statistics are NaN when
-        a level has no defined outcome in the cell.
+        zero_cell_correction, p_value, test`` (+ ``p_adjusted``; + ``suppressed`` only
+        when ``min_cell`` is given, so the columns without it are unchanged). Statistics
+        are NaN when a level has no defined outcome in the cell.
 
     Notes
     -----
@@ -701,6 +712,16 @@ def compare_rates(
     NNTB 5.0 (95% CI 3.0 to 19.1)
     >>> print(f"{res.loc[0, 'risk_ratio']:.3f} {res.loc[0, 'odds_ratio']:.3f}")
     1.333 2.667
+
+    With ``min_cell=15`` the 14 IV non-responders are a small cell: the IV side's events
+    and every statistic of the row are blanked, while the reference's counts stay.
+
+    >>> res = compare_rates(ep, "response", "route", reference="oral", by=(), min_cell=15)
+    >>> res[["n", "events", "n_ref", "events_ref", "risk_difference", "suppressed"]]
+        n  events  n_ref  events_ref  risk_difference  suppressed
+    0  70    <NA>     80          48              NaN        True
+    >>> res.loc[0, "nnt_note"] is pd.NA
+    True
     """
     by = as_by(by)
     alpha = check_alpha(alpha)
@@ -729,6 +750,22 @@ def compare_rates(
     out = sort_cells(_tidy_compare(rows, by, _COMPARE_COLUMNS), data, by)
     if p_adjust is not None:
         out = adjust_pvalues(out, "p_value", p_adjust)
+    if min_cell is not None:
+        out = _suppress_comparison(out, min_cell)
+    return out
+
+
+def _suppress_comparison(out: pd.DataFrame, min_cell: int) -> pd.DataFrame:
+    """Suppress both sides of each comparison row, then blank the row's statistics."""
+    out = suppress_small_cells(out, min_cell, ("events",), total="n", derived=())
+    out = suppress_small_cells(out, min_cell, ("events_ref",), total="n_ref", derived=())
+    flag = out["suppressed"].to_numpy()
+    # Every statistic, not just the floats: nnt_note spells out the numbers, and
+    # zero_cell_correction and test ("fisher") hint at small counts.
+    first = out.columns.get_loc("risk_difference")
+    for c in out.columns[first:]:
+        if c != "suppressed":
+            out[c] = out[c].mask(flag)
     return out
 
 

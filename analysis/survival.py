@@ -21,6 +21,7 @@ from scipy import stats
 from statsmodels.duration.survfunc import SurvfuncRight, survdiff
 
 from analysis._utils import check_choice, check_columns, to_pandas
+from analysis.rates import suppress_small_cells
 
 __all__ = [
     "EVENTS",
@@ -380,7 +381,11 @@ def _findq(times: np.ndarray, curve: np.ndarray, last_time: float, p: float = 0.
 
 
 def median_time_to_event(
-    tte: pd.DataFrame, group: str | None = None, *, alpha: float = 0.05
+    tte: pd.DataFrame,
+    group: str | None = None,
+    *,
+    alpha: float = 0.05,
+    min_cell: int | None = None,
 ) -> pd.DataFrame:
     """Median time to event with its confidence interval.
 
@@ -392,12 +397,19 @@ def median_time_to_event(
         A column of ``tte``; one row per level (sorted).
     alpha : float
         1 - coverage of the interval (default 0.05).
+    min_cell : int, optional
+        When given, small-cell suppression (:func:`analysis.rates.suppress_small_cells`
+        with ``count_columns=("n_events",)``, ``total="n"``): a row whose n, n_events or
+        n - n_events (the censored) lies in ``1 .. min_cell - 1`` has ``n_events``, the
+        median and its CI blanked, ``n`` too when under ``min_cell``, and
+        ``suppressed=True``. Reports use 11.
 
     Returns
     -------
     DataFrame
-        ``[group,] n, n_events, median, ci_low, ci_high``. NaN where the curve (or a
-        confidence curve) never falls to 0.5 (the median or a limit is not reached).
+        ``[group,] n, n_events, median, ci_low, ci_high`` (+ ``suppressed`` only when
+        ``min_cell`` is given; counts are then nullable ``Int64``). NaN where the curve
+        (or a confidence curve) never falls to 0.5 (the median or a limit is not reached).
 
     Notes
     -----
@@ -422,6 +434,9 @@ def median_time_to_event(
     >>> median_time_to_event(tte)
        n  n_events  median  ci_low  ci_high
     0  4         3    21.0     7.0      NaN
+    >>> median_time_to_event(tte, min_cell=3)  # 1 censored patient: a small cell
+       n  n_events  median  ci_low  ci_high  suppressed
+    0  4      <NA>     NaN     NaN      NaN        True
     """
     tte = to_pandas(tte)
     _check_tte(tte, group)
@@ -441,7 +456,11 @@ def median_time_to_event(
             ci_high=_findq(times, km["ci_high"].to_numpy(dtype=float), last),
         )
         rows.append(row)
-    return pd.DataFrame(rows)
+    out = pd.DataFrame(rows)
+    if min_cell is None:
+        return out
+    derived = ("median", "ci_low", "ci_high")
+    return suppress_small_cells(out, min_cell, ("n_events",), total="n", derived=derived)
 
 
 def logrank_test(tte: pd.DataFrame, group: str) -> pd.DataFrame:

@@ -1,30 +1,40 @@
-"""Report tables: Table 1 of patient characteristics and the data-quality tables.
+"""Report tables: Table 1, the data-quality tables and the outcome report tables.
 
-Every function takes the output of an earlier step (a :class:`~analysis.Cohort` or its
-``assessments`` table) and returns a tidy DataFrame with documented columns, so that a
-notebook only calls and displays. Each count-bearing table accepts ``min_cell``: when it
-is given, counts between 1 and ``min_cell - 1`` are blanked (small-cell suppression, the
-CMS rule of no cell of 1-10 with the report default ``min_cell=11``; see ``DESIGN.md``).
+Every function takes the output of an earlier step (a :class:`~analysis.Cohort`, its
+``assessments`` table, or the endpoint rows of :func:`cohort_endpoints`) and returns a
+tidy DataFrame with documented columns, so that a notebook only calls and displays. Each
+count-bearing table accepts ``min_cell``: when it is given, counts between 1 and
+``min_cell - 1`` are blanked (small-cell suppression, the CMS rule of no cell of 1-10 with
+the report default ``min_cell=11``; see ``DESIGN.md``), and the table has a boolean
+``suppressed`` column, with or without ``min_cell`` (Table 1, whose cells are text, says
+so in the text instead).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from analysis._utils import check_columns
+from analysis._utils import as_by, check_choice, check_columns, to_pandas
 from analysis.instruments import INSTRUMENTS
-from analysis.rates import suppress_small_cells
+from analysis.rates import rate_table, suppress_small_cells
+from analysis.survival import EVENTS
 
 __all__ = [
+    "accounting_summary",
+    "agreement_table",
     "assessments_per_patient",
+    "cohort_endpoints",
     "completeness_table",
     "deidentification_summary",
+    "imputation_sensitivity",
     "item_missingness",
+    "outcome_rates",
     "table_one",
     "validation_summary",
+    "visits_in_schedule_order",
 ]
 
 #: Tables of a cohort in report order; the first two are required.
@@ -67,7 +77,7 @@ def _suppress(
     table: pd.DataFrame,
     min_cell: int | None,
     *,
-    n: str,
+    n: str | None,
     events: str,
     derived: Sequence[str] = (),
     partition: Sequence[str] | None = None,
@@ -75,10 +85,11 @@ def _suppress(
     """Small-cell suppression of a report table; adds the ``suppressed`` column.
 
     The row rule is :func:`analysis.rates.suppress_small_cells` (``events``, ``n`` or
-    ``n - events`` in 1..min_cell - 1 blanks ``events`` and ``derived``). When the rows
-    of a ``partition`` group add up to ``n`` (a distribution), a group with exactly one
-    suppressed row would reveal it as ``n`` minus the others, so the smallest other
-    non-zero row of the group is suppressed too (complementary suppression).
+    ``n - events`` in 1..min_cell - 1 blanks ``events`` and ``derived``; ``n=None`` checks
+    ``events`` alone). When the rows of a ``partition`` group add up to a total (a
+    distribution), a group with exactly one suppressed row would reveal it as the total
+    minus the others, so the smallest other non-zero row of the group is suppressed too
+    (complementary suppression).
     """
     if min_cell is None:
         return table.assign(suppressed=False)
@@ -518,3 +529,437 @@ def table_one(cohort, by: str | None = None, *, min_cell: int | None = None) -> 
         absent = "" if len(column) == 1 else "0 (0.0%)"
         table[name] = [column.get(key, absent) for key in rows]
     return table
+
+
+# --------------------------------------------------------------------------------------
+# outcome report tables (endpoints of both instruments, rates, agreement)
+
+
+def _criteria_for(criteria, name: str, names: list[str]):
+    """The ``criteria`` argument of one instrument: per-instrument mapping or shared."""
+    if isinstance(criteria, Mapping) and criteria and set(criteria) <= set(names):
+        return criteria.get(name)
+    return criteria
+
+
+def cohort_endpoints(
+    cohort,
+    instruments: str | Sequence[str] = ("GAD7", "HAMA"),
+    *,
+    impute: str = "observed",
+    patient_columns: str | Sequence[str] = ("route", "primary_diagnosis"),
+    schedule=None,
+    criteria=None,
+) -> pd.DataFrame:
+    """Endpoint rows of several instruments with patient characteristics merged in.
+
+    Calls :func:`analysis.derive_endpoints` for each instrument, stacks the results and
+    adds the requested columns of ``cohort.patients`` (one value per patient), so that
+    rates, comparisons and models can be split by route, diagnosis, arm, ...
+
+    Parameters
+    ----------
+    cohort : Cohort
+        The cohort (its ``assessments`` and ``patients``).
+    instruments : str or sequence of str
+        Instruments to derive, in output order (default GAD-7 then HAM-A).
+    impute : {"observed", "locf", "bocf"}
+        Handling of missed visits, as in :func:`analysis.derive_endpoints`.
+    patient_columns : str or sequence of str
+        Columns of ``cohort.patients`` to merge by ``patient_id``; those absent from the
+        patients table are skipped (``primary_diagnosis`` is optional, for example).
+        ``()`` merges nothing; an endpoint column name (``visit``, ``score``, ...) is an
+        error.
+    schedule : sequence of Visit or DataFrame, optional
+        Visit windows, as in :func:`analysis.derive_endpoints`.
+    criteria : Criteria or mapping, optional
+        Outcome definitions passed to every instrument, or a mapping from instrument
+        name to its criteria (``{"GAD7": {"response_reduction": 40}}``; instruments not
+        named keep their defaults).
+
+    Returns
+    -------
+    DataFrame
+        The columns of :func:`analysis.derive_endpoints` (``visit`` stays the plain
+        string column of that contract; see :func:`visits_in_schedule_order` for a
+        model-ready ordered one), then the merged patient columns. Rows: the first
+        instrument's, then the next one's, each in ``derive_endpoints`` order.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from analysis.schema import Cohort
+    >>> patients = pd.DataFrame({"patient_id": ["a", "b"], "route": ["iv", "oral"]})
+    >>> assessments = pd.DataFrame({
+    ...     "patient_id": ["a", "a", "b", "b"] * 2,
+    ...     "instrument": ["GAD7"] * 4 + ["HAMA"] * 4,
+    ...     "study_day": [0, 28, -2, 30] * 2, "total": [16, 6, 12, 11, 24, 10, 18, 14]})
+
+    HAM-A totals without items give no Cronbach's alpha for the reliable change, so the
+    example passes a reliability for the HAM-A only:
+
+    >>> ep = cohort_endpoints(Cohort(patients, assessments),
+    ...                       criteria={"HAMA": {"reliability": 0.9}})
+    >>> ep[["patient_id", "instrument", "visit", "baseline", "score", "response", "route"]]
+      patient_id instrument  visit  baseline  score  response route
+    0          a       GAD7  week4        16      6      True    iv
+    1          b       GAD7  week4        12     11     False  oral
+    2          a       HAMA  week4        24     10      True    iv
+    3          b       HAMA  week4        18     14     False  oral
+    """
+    from analysis.endpoints import ENDPOINT_COLUMNS, derive_endpoints
+
+    names = [instruments] if isinstance(instruments, str) else list(instruments)
+    if not names:
+        raise ValueError("`instruments` must name at least one instrument, e.g. ('GAD7',).")
+    check_columns(cohort.patients, ["patient_id"], "patients")
+    requested = as_by(patient_columns)
+    reserved = [c for c in requested if c in ENDPOINT_COLUMNS]
+    if reserved:
+        raise ValueError(
+            f"`patient_columns` {reserved} would overwrite endpoint columns; pass patient "
+            "characteristics such as 'route' or 'arm'."
+        )
+    columns = [c for c in requested if c in cohort.patients.columns]
+    frames = [
+        to_pandas(
+            derive_endpoints(
+                cohort,
+                name,
+                schedule=schedule,
+                impute=impute,
+                criteria=_criteria_for(criteria, str(name), [str(n) for n in names]),
+            )
+        )
+        for name in names
+    ]
+    nonempty = [f for f in frames if len(f)] or frames[:1]
+    endpoints = pd.concat(nonempty, ignore_index=True)
+    if not columns:
+        return endpoints
+    patients = cohort.patients[["patient_id", *columns]]
+    return endpoints.merge(patients, on="patient_id", how="left", validate="many_to_one")
+
+
+def visits_in_schedule_order(endpoints: pd.DataFrame) -> pd.DataFrame:
+    """A copy of the endpoints with ``visit`` as an ordered Categorical in schedule order.
+
+    :func:`analysis.fit_mmrm` (like every model formula) orders a string column
+    alphabetically, so "week12" would come before "week2" and the covariance matrix,
+    LS means and contrasts would list the visits out of time order. An ordered
+    Categorical keeps its order there.
+
+    Parameters
+    ----------
+    endpoints : DataFrame
+        Endpoint rows with ``visit`` and ``target_day``, e.g. of
+        :func:`cohort_endpoints`, usually of one instrument.
+
+    Returns
+    -------
+    DataFrame
+        The same rows and columns; ``visit`` is an ordered Categorical whose levels are
+        the visits present, by their ``target_day`` (ties by name).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> ep = pd.DataFrame({"visit": ["week12", "week2", "week4", "week2"],
+    ...                    "target_day": [84, 14, 28, 14]})
+    >>> visits_in_schedule_order(ep)["visit"].cat.categories.tolist()
+    ['week2', 'week4', 'week12']
+    """
+    check_columns(endpoints, ["visit", "target_day"], "endpoints")
+    visit = endpoints["visit"].astype("string")
+    days = pd.to_numeric(endpoints["target_day"]).groupby(visit.to_numpy()).min()
+    order = days.sort_values(kind="stable").index.tolist()
+    return endpoints.assign(visit=pd.Categorical(visit, categories=order, ordered=True))
+
+
+def outcome_rates(
+    endpoints: pd.DataFrame,
+    outcomes: str | Sequence[str] = EVENTS,
+    *,
+    by: str | Sequence[str] | None = ("instrument", "visit"),
+    method: str = "wilson",
+    alpha: float = 0.05,
+    min_cell: int | None = None,
+) -> pd.DataFrame:
+    """Rates of several outcomes in one long table.
+
+    One :func:`analysis.rate_table` per outcome, stacked.
+
+    Parameters
+    ----------
+    endpoints : DataFrame
+        Endpoint rows (e.g. of :func:`cohort_endpoints`) with the ``by`` columns.
+    outcomes : str or sequence of str
+        Boolean outcome columns, in output order; default every outcome of
+        ``derive_endpoints``: response, partial_response, remission,
+        reliable_improvement, reliable_deterioration, recovery, reliable_recovery.
+    by : str, sequence of str or ()
+        Cells of each rate, as in :func:`analysis.rate_table`.
+    method : {"wilson", "exact", "jeffreys", "agresti_coull"}
+        Interval of each rate.
+    alpha : float
+        Two-sided error rate; 0.05 gives 95% intervals.
+    min_cell : int, optional
+        Small-cell rule of :func:`analysis.rate_table`.
+
+    Returns
+    -------
+    DataFrame
+        ``outcome, by..., n, events, rate, ci_low, ci_high, suppressed``, by outcome
+        (in the order given) then ``by`` (visits in schedule order). A cell where the
+        outcome is defined for nobody (``n`` = 0) is left out, so an outcome defined
+        only for some instruments (recovery: GAD-7 only) has rows only for those.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> ep = pd.DataFrame({
+    ...     "instrument": ["GAD7"] * 4 + ["HAMA"] * 4, "visit": "week4",
+    ...     "response": [True, True, False, False, True, False, False, False],
+    ...     "recovery": pd.array([True, False, None, True] + [None] * 4, dtype="boolean")})
+    >>> outcome_rates(ep, ["response", "recovery"]).round(3)
+        outcome instrument  visit  n  events   rate  ci_low  ci_high  suppressed
+    0  response       GAD7  week4  4       2  0.500   0.150    0.850       False
+    1  response       HAMA  week4  4       1  0.250   0.046    0.699       False
+    2  recovery       GAD7  week4  3       2  0.667   0.208    0.939       False
+    """
+    names = as_by(outcomes)
+    if not names:
+        raise ValueError("`outcomes` must name at least one outcome, e.g. ('response',).")
+    if "outcome" in as_by(by):
+        raise ValueError("`by` must not contain 'outcome': it names the outcome column.")
+    tables = [
+        rate_table(endpoints, name, by, method=method, alpha=alpha, min_cell=min_cell)
+        for name in names
+    ]
+    out = pd.concat(
+        [t.assign(outcome=name) for name, t in zip(names, tables, strict=True)],
+        ignore_index=True,
+    )
+    out = out[["outcome", *(c for c in out.columns if c != "outcome")]]
+    defined = ~out["n"].eq(0).fillna(False).to_numpy(dtype=bool)
+    return out[defined].reset_index(drop=True)
+
+
+def imputation_sensitivity(
+    cohort,
+    instruments: str | Sequence[str] = ("GAD7", "HAMA"),
+    visit: str = "week4",
+    outcomes: str | Sequence[str] = ("response", "remission"),
+    methods: str | Sequence[str] = ("observed", "locf", "bocf"),
+    min_cell: int | None = None,
+    *,
+    schedule=None,
+    criteria=None,
+) -> pd.DataFrame:
+    """Rates at one visit under each way of handling missed visits.
+
+    Derives the endpoints once per imputation method (:func:`cohort_endpoints`) and
+    tabulates the outcomes at ``visit`` (:func:`outcome_rates`), so that observed cases
+    can be set against last and baseline observation carried forward.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        The cohort.
+    instruments : str or sequence of str
+        Instruments to derive.
+    visit : str
+        The visit compared (default ``"week4"``).
+    outcomes : str or sequence of str
+        Boolean outcome columns.
+    methods : str or sequence of str
+        Imputation methods of :func:`analysis.derive_endpoints` (``"observed"``,
+        ``"locf"``, ``"bocf"``), in output order.
+    min_cell : int, optional
+        Small-cell rule of :func:`analysis.rate_table`.
+    schedule, criteria : optional
+        As in :func:`cohort_endpoints`.
+
+    Returns
+    -------
+    DataFrame
+        ``outcome, instrument, impute, n, events, rate, ci_low, ci_high, suppressed``,
+        by outcome, instrument and method (in the order of ``methods``); Wilson 95%
+        intervals.
+
+    Notes
+    -----
+    LOCF fills a missed visit with the latest earlier post-baseline score and leaves out
+    patients never assessed after baseline; BOCF fills it with the baseline score (no
+    change, never a response). When observed cases are clearly above both, the patients
+    who missed the visit were probably doing worse.
+
+    Examples
+    --------
+    Patient ``a`` is assessed at week 4, ``b`` only at week 1 (a response), ``c`` only
+    at baseline:
+
+    >>> import pandas as pd
+    >>> from analysis.schema import Cohort
+    >>> patients = pd.DataFrame({"patient_id": ["a", "b", "c"], "route": "iv"})
+    >>> assessments = pd.DataFrame({
+    ...     "patient_id": ["a", "a", "b", "b", "c"], "instrument": "GAD7",
+    ...     "study_day": [0, 28, 0, 7, 0], "total": [16, 6, 12, 5, 14]})
+    >>> t = imputation_sensitivity(Cohort(patients, assessments), "GAD7",
+    ...                            outcomes="response")
+    >>> t[["outcome", "instrument", "impute", "n", "events", "rate"]].round(3)
+        outcome instrument    impute  n  events   rate
+    0  response       GAD7  observed  1       1  1.000
+    1  response       GAD7      locf  2       2  1.000
+    2  response       GAD7      bocf  3       1  0.333
+    """
+    from analysis.endpoints import IMPUTE
+
+    names = as_by(methods)
+    if not names:
+        raise ValueError("`methods` must name at least one of ('observed', 'locf', 'bocf').")
+    for name in names:
+        check_choice("methods", name, IMPUTE)
+    frames = {
+        name: cohort_endpoints(
+            cohort,
+            instruments,
+            impute=name,
+            patient_columns=(),
+            schedule=schedule,
+            criteria=criteria,
+        )
+        for name in names
+    }
+    endpoints = pd.concat([f.assign(impute=name) for name, f in frames.items()], ignore_index=True)
+    at_visit = endpoints[(endpoints["visit"] == visit).fillna(False).to_numpy(dtype=bool)]
+    # An ordered Categorical keeps the methods in the order given (not alphabetical).
+    at_visit = at_visit.assign(
+        impute=pd.Categorical(at_visit["impute"], categories=names, ordered=True)
+    )
+    out = outcome_rates(at_visit, outcomes, by=("instrument", "impute"), min_cell=min_cell)
+    return out.assign(impute=out["impute"].astype(object))
+
+
+def accounting_summary(accounting: pd.DataFrame, min_cell: int | None = None) -> pd.DataFrame:
+    """How many assessments were used, and why the others were not, by instrument.
+
+    Parameters
+    ----------
+    accounting : DataFrame
+        Output of :func:`analysis.endpoint_accounting` (``instrument`` and ``reason``).
+    min_cell : int, optional
+        Suppress small cells: a count of 1 to ``min_cell - 1`` is blanked; when that
+        leaves one blanked count in an instrument, the smallest other non-zero count of
+        the instrument is blanked too, since the instrument's total may be known from
+        other tables (complementary suppression).
+
+    Returns
+    -------
+    DataFrame
+        ``instrument, reason, assessments, suppressed``: one row for every reason of
+        :data:`analysis.endpoints.REASONS` (0 when no assessment had it) per instrument
+        present, the uses (``visit``, ``baseline``) first, then the reasons for not
+        using an assessment; reasons unknown to this package last. Counts are of
+        assessments, not patients.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> acc = pd.DataFrame({"instrument": "GAD7",
+    ...                     "reason": ["baseline"] * 3 + ["visit"] * 8 + ["unscorable"]})
+    >>> accounting_summary(acc)
+      instrument                reason  assessments  suppressed
+    0       GAD7                 visit            8       False
+    1       GAD7              baseline            3       False
+    2       GAD7  superseded_in_window            0       False
+    3       GAD7           no_baseline            0       False
+    4       GAD7      outside_schedule            0       False
+    5       GAD7            unscorable            1       False
+    """
+    from analysis.endpoints import REASONS
+
+    check_columns(accounting, ["instrument", "reason"], "accounting")
+    counts = accounting.groupby(["instrument", "reason"]).size()
+    present = accounting["reason"].dropna().unique().tolist()
+    # REASONS is in order of priority (unscorable first); reports list the uses first.
+    reasons = list(REASONS[::-1]) + sorted(set(present) - set(REASONS))
+    instruments = sorted(accounting["instrument"].dropna().unique().tolist())
+    index = pd.MultiIndex.from_product([instruments, reasons], names=["instrument", "reason"])
+    table = counts.reindex(index, fill_value=0).rename("assessments").reset_index()
+    table["assessments"] = table["assessments"].astype("int64")
+    return _suppress(table, min_cell, n=None, events="assessments", partition=["instrument"])
+
+
+def agreement_table(
+    endpoints: pd.DataFrame,
+    outcomes: str | Sequence[str] = ("response", "remission"),
+    visit: str = "week4",
+    min_cell: int | None = None,
+    *,
+    instruments: tuple[str, str] = ("GAD7", "HAMA"),
+    alpha: float = 0.05,
+) -> pd.DataFrame:
+    """Agreement of the GAD-7 and HAM-A classifications at a visit, one row per outcome.
+
+    Parameters
+    ----------
+    endpoints : DataFrame
+        Endpoint rows of both instruments (e.g. of :func:`cohort_endpoints`).
+    outcomes : str or sequence of str
+        Boolean outcomes compared (default response and remission).
+    visit : str
+        The visit (default ``"week4"``).
+    min_cell : int, optional
+        Suppress small cells: a row whose ``n``, number of patients classified alike
+        (``n x observed_agreement``) or classified differently lies in
+        ``1 .. min_cell - 1`` has the agreement, kappa and interval blanked (``n`` too
+        when under ``min_cell``) and ``suppressed=True``.
+    instruments : tuple of two str
+        The instruments compared.
+    alpha : float
+        Two-sided error rate of the kappa interval.
+
+    Returns
+    -------
+    DataFrame
+        ``outcome, visit, n, observed_agreement, kappa, ci_low, ci_high, suppressed``
+        from :func:`analysis.agreement.instrument_agreement` (unweighted Cohen's kappa
+        with its large-sample interval); ``n`` counts the patients with the outcome
+        defined on both instruments at the visit. The 2 x 2 table itself is not
+        returned, as its cells can be small.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> gad = [True] * 20 + [True] * 5 + [False] * 10 + [False] * 15
+    >>> ham = [True] * 20 + [False] * 5 + [True] * 10 + [False] * 15
+    >>> ids = [f"p{i}" for i in range(50)]
+    >>> ep = pd.concat([
+    ...     pd.DataFrame({"patient_id": ids, "instrument": "GAD7", "visit": "week4",
+    ...                   "response": gad}),
+    ...     pd.DataFrame({"patient_id": ids, "instrument": "HAMA", "visit": "week4",
+    ...                   "response": ham})])
+    >>> agreement_table(ep, "response").round(3)
+        outcome  visit   n  observed_agreement  kappa  ci_low  ci_high  suppressed
+    0  response  week4  50                 0.7    0.4   0.151    0.649       False
+    """
+    from analysis.agreement import instrument_agreement
+
+    rows = []
+    for outcome in as_by(outcomes):
+        res = instrument_agreement(endpoints, outcome, visit, instruments, alpha=alpha)
+        kappa = (res.kappa.kappa, res.kappa.ci_low, res.kappa.ci_high)
+        rows.append((outcome, visit, res.n, res.observed_agreement, *kappa))
+    columns = ["outcome", "visit", "n", "observed_agreement", "kappa", "ci_low", "ci_high"]
+    table = pd.DataFrame(rows, columns=columns)
+    table["n"] = table["n"].astype("int64")
+    if min_cell is None:
+        return table.assign(suppressed=False)
+    # n x observed_agreement patients agree, the rest disagree: both are counts of people.
+    agree = (table["n"] * table["observed_agreement"]).round()
+    derived = ["observed_agreement", "kappa", "ci_low", "ci_high"]
+    out = suppress_small_cells(
+        table.assign(_agree=agree), min_cell, ("_agree",), total="n", derived=derived
+    )
+    return out.drop(columns="_agree")

@@ -395,3 +395,64 @@ def test_polars_endpoints_are_accepted():
     pd.testing.assert_frame_equal(
         effect_size_table(pl.from_pandas(ep), group="arm"), effect_size_table(ep, group="arm")
     )
+
+
+# --------------------------------------------------------------------------------------
+# effect_size_table: small-cell suppression (DESIGN.md "Small cells")
+
+
+def _changes(sizes: dict[str, int], seed: int = 0) -> pd.DataFrame:
+    """Endpoint rows per (visit, route): `sizes` maps "visit/route" to a patient count."""
+    rng = np.random.default_rng(seed)
+    frames = []
+    for cell, n in sizes.items():
+        visit, route = cell.split("/")
+        baseline = rng.integers(10, 21, n)
+        score = baseline - rng.integers(0, 10, n)
+        frames.append(pd.DataFrame({
+            "patient_id": [f"{cell}-{i}" for i in range(n)], "instrument": "GAD7",
+            "visit": visit, "route": route, "baseline": baseline, "score": score,
+            "change": score - baseline}))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_effect_size_table_min_cell_within_patients():
+    ep = _changes({"week1/iv": 12, "week4/iv": 5})
+    plain = effect_size_table(ep)
+    t = effect_size_table(ep, min_cell=11)
+    assert "suppressed" not in plain.columns
+    assert list(t.columns) == [*plain.columns, "suppressed"]
+    assert t["suppressed"].tolist() == [False, True]
+    # week1 (12 patients) unchanged; week4 (5 patients) keeps only measure, level, method.
+    assert t.loc[0, "estimate"] == plain.loc[0, "estimate"] and t.loc[0, "n1"] == 12
+    assert t.loc[1, ["estimate", "ci_low", "ci_high", "n1", "n2"]].isna().all()
+
+
+def test_effect_size_table_min_cell_between_groups_hides_both_counts():
+    ep = _changes({"week4/iv": 15, "week4/oral": 4, "week4/im": 11})
+    t = effect_size_table(ep, group="route", reference="iv", min_cell=11)
+    assert t["group"].tolist() == ["im", "oral"]
+    assert t.loc[0, ["n1", "n2"]].tolist() == [11, 15] and not t.loc[0, "suppressed"]
+    assert t.loc[1, ["estimate", "ci_low", "ci_high", "n1", "n2"]].isna().all()
+    assert t.loc[1, "suppressed"]
+
+
+@settings(max_examples=40)
+@given(
+    sizes=st.lists(st.tuples(st.integers(1, 25), st.integers(1, 25)), min_size=1, max_size=4),
+    min_cell=st.integers(1, 15),
+)
+def test_property_effect_size_table_never_shows_a_small_count(sizes, min_cell):
+    cells = {}
+    for k, (n_group, n_ref) in enumerate(sizes):
+        cells[f"v{k}/oral"], cells[f"v{k}/iv"] = n_group, n_ref
+    ep = _changes(cells)
+    for t in (
+        effect_size_table(ep, by="visit", min_cell=min_cell),
+        effect_size_table(ep, group="route", reference="iv", by="visit", min_cell=min_cell),
+    ):
+        for column in ("n1", "n2"):
+            shown = pd.to_numeric(t[column]).dropna()
+            assert not shown.between(1, min_cell - 1).any()
+        hidden = t[t["suppressed"]]
+        assert hidden[["estimate", "ci_low", "ci_high"]].isna().all().all()

@@ -725,3 +725,89 @@ def test_adjusted_errors():
     with warnings.catch_warnings():
         warnings.simplefilter("error")
         adjusted_compare_rates(ep, "response", "route", covariates="baseline")
+
+
+# --------------------------------------------------------------------------------------
+# compare_rates: small-cell suppression (DESIGN.md "Small cells", CMS rule with min_cell=11)
+
+STATISTICS = [
+    "risk_difference", "rd_ci_low", "rd_ci_high", "risk_ratio", "rr_ci_low", "rr_ci_high",
+    "odds_ratio", "or_ci_low", "or_ci_high", "nnt", "nnt_ci_low", "nnt_ci_high",
+    "nnt_ci_includes_infinity", "nnt_note", "zero_cell_correction", "p_value", "test",
+]  # fmt: skip
+
+
+def test_compare_rates_min_cell_keeps_rows_without_small_cells():
+    ep = two_groups(30, 50, 12, 40)  # complements 20 and 28: nothing under 11
+    plain = compare_rates(ep, "response", "route", reference="oral", by=())
+    res = compare_rates(ep, "response", "route", reference="oral", by=(), min_cell=11)
+    assert "suppressed" not in plain.columns  # columns unchanged without min_cell
+    assert list(res.columns) == [*plain.columns, "suppressed"]
+    assert not res.loc[0, "suppressed"]
+    pd.testing.assert_frame_equal(res.drop(columns="suppressed"), plain)
+
+
+@pytest.mark.parametrize(
+    ("a", "n1", "c", "n2", "shown"),
+    [
+        (5, 50, 20, 40, [50, None, 40, 20]),  # 5 group events: the group's events hidden
+        (45, 50, 20, 40, [50, None, 40, 20]),  # 5 group non-events
+        (20, 50, 35, 40, [50, 20, 40, None]),  # 5 reference non-events
+        (4, 8, 20, 40, [None, None, 40, 20]),  # group of 8 patients: n hidden too
+    ],
+)
+def test_compare_rates_min_cell_hides_the_small_side_and_every_statistic(a, n1, c, n2, shown):
+    ep = two_groups(a, n1, c, n2)
+    res = compare_rates(ep, "response", "route", reference="oral", by=(), min_cell=11).loc[0]
+    counts = [res[k] for k in ("n", "events", "n_ref", "events_ref")]
+    assert [None if pd.isna(v) else int(v) for v in counts] == shown
+    assert res["suppressed"]
+    for column in STATISTICS:
+        assert pd.isna(res[column]), column
+
+
+def test_compare_rates_min_cell_zero_counts_are_shown():
+    # CMS allows 0: 0/50 vs 20/40 is shown with its (Haldane-corrected) statistics.
+    res = compare_rates(two_groups(0, 50, 20, 40), "response", "route", reference="oral",
+                        by=(), min_cell=11).loc[0]  # fmt: skip
+    assert not res["suppressed"] and res["events"] == 0
+    assert res["risk_difference"] == pytest.approx(-0.5) and res["zero_cell_correction"]
+
+
+def test_compare_rates_min_cell_adjusts_p_values_before_blanking():
+    ep = pd.concat(
+        [outcome_rows(20, 40, route="iv"), outcome_rows(5, 40, route="im"),
+         outcome_rows(28, 40, route="oral")],
+        ignore_index=True,
+    )  # fmt: skip
+    plain = compare_rates(ep, "response", "route", reference="oral", by=(), p_adjust="holm")
+    res = compare_rates(ep, "response", "route", reference="oral", by=(), p_adjust="holm",
+                        min_cell=11)  # fmt: skip
+    assert res["group"].tolist() == ["im", "iv"] and res["suppressed"].tolist() == [True, False]
+    # iv's Holm p-value is still adjusted for both comparisons (blanking is display only).
+    assert res.loc[1, "p_adjusted"] == plain.loc[1, "p_adjusted"]
+    assert pd.isna(res.loc[0, "p_adjusted"])
+
+
+@given(
+    cells=st.lists(counts_2x2, min_size=1, max_size=4),
+    min_cell=st.integers(1, 15),
+)
+def test_property_compare_rates_never_shows_a_small_count(cells, min_cell):
+    ep = pd.concat(
+        [two_groups(a, n1, c, n2, site=f"s{i}") for i, (a, n1, c, n2) in enumerate(cells)],
+        ignore_index=True,
+    )
+    res = compare_rates(ep, "response", "route", reference="oral", by="site",
+                        min_cell=min_cell)  # fmt: skip
+    for _, row in res.iterrows():
+        shown = [row["n"], row["events"], row["n_ref"], row["events_ref"]]
+        for events, n in (("events", "n"), ("events_ref", "n_ref")):
+            if not (pd.isna(row[events]) or pd.isna(row[n])):
+                shown.append(row[n] - row[events])
+        for value in shown:
+            assert pd.isna(value) or value == 0 or value >= min_cell
+        if row["suppressed"]:
+            assert all(pd.isna(row[c]) for c in STATISTICS)
+        else:
+            assert not any(pd.isna(row[c]) for c in ("n", "events", "n_ref", "events_ref"))

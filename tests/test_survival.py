@@ -293,3 +293,52 @@ def test_polars_endpoints_are_accepted():
     )
     km = kaplan_meier(pl.from_pandas(expected[["time", "event"]]))
     assert km["survival"].tolist() == kaplan_meier(expected)["survival"].tolist()
+
+
+# --------------------------------------------------------------------------------------
+# median_time_to_event: small-cell suppression (DESIGN.md "Small cells")
+
+
+def _tte(groups: dict[str, tuple[int, int]]) -> pd.DataFrame:
+    """Per group (events, censored): events on days 7, 14, ... censoring on day 84."""
+    frames = []
+    for group, (events, censored) in groups.items():
+        times = [7 * (1 + k % 8) for k in range(events)] + [84] * censored
+        frames.append(pd.DataFrame({"time": times, "event": [1] * events + [0] * censored,
+                                    "route": group}))  # fmt: skip
+    return pd.concat(frames, ignore_index=True)
+
+
+def test_median_time_to_event_min_cell():
+    tte = _tte({"iv": (15, 15), "im": (20, 5), "oral": (4, 2)})
+    plain = median_time_to_event(tte, group="route")
+    med = median_time_to_event(tte, group="route", min_cell=11)
+    assert list(med.columns) == [*plain.columns, "suppressed"]
+    assert med["group"].tolist() == ["im", "iv", "oral"]
+    assert med["suppressed"].tolist() == [True, False, True]
+    # iv: 30 patients, 15 events, 15 censored: shown unchanged.
+    assert med.loc[1, ["n", "n_events"]].tolist() == [30, 15]
+    assert med.loc[1, "median"] == plain.loc[1, "median"]
+    # im: 5 censored would be n - n_events; n (25) stays, the rest is blanked.
+    assert med.loc[0, "n"] == 25 and med.loc[0, ["n_events", "median", "ci_low"]].isna().all()
+    # oral: only 6 patients, so n is blanked too.
+    assert med.loc[2, ["n", "n_events", "median", "ci_low", "ci_high"]].isna().all()
+
+
+@settings(max_examples=40)
+@given(
+    groups=st.lists(
+        st.tuples(st.integers(0, 25), st.integers(0, 25)), min_size=1, max_size=4
+    ).filter(lambda g: all(e + c > 0 for e, c in g)),
+    min_cell=st.integers(1, 15),
+)
+def test_property_median_time_to_event_never_shows_a_small_count(groups, min_cell):
+    tte = _tte({f"g{k}": cell for k, cell in enumerate(groups)})
+    med = median_time_to_event(tte, group="route", min_cell=min_cell)
+    for _, row in med.iterrows():
+        shown = [row["n"], row["n_events"]]
+        if not (pd.isna(row["n"]) or pd.isna(row["n_events"])):
+            shown.append(row["n"] - row["n_events"])
+        assert all(pd.isna(v) or v == 0 or v >= min_cell for v in shown)
+        if row["suppressed"]:
+            assert all(pd.isna(row[c]) for c in ("median", "ci_low", "ci_high"))

@@ -5,16 +5,24 @@ from __future__ import annotations
 import pandas as pd
 import pytest
 
-from analysis.endpoints import Visit
+from analysis.agreement import instrument_agreement
+from analysis.endpoints import REASONS, Visit, derive_endpoints, endpoint_accounting
+from analysis.rates import rate_table
 from analysis.schema import Cohort
 from analysis.synthetic import synthetic_cohort
 from analysis.tables import (
+    accounting_summary,
+    agreement_table,
     assessments_per_patient,
+    cohort_endpoints,
     completeness_table,
     deidentification_summary,
+    imputation_sensitivity,
     item_missingness,
+    outcome_rates,
     table_one,
     validation_summary,
+    visits_in_schedule_order,
 )
 
 
@@ -222,3 +230,238 @@ def test_table_one_small_cell_suppression():
         .loc[("sex", "other"), "Overall"]
         == "3 (7.5%)"
     )
+
+
+# --------------------------------------------------------------------------------------
+# outcome report tables
+
+# HAM-A rated as totals only: no Cronbach's alpha, so a reliability is given (DESIGN.md).
+HAMA_RELIABILITY = {"HAMA": {"reliability": 0.9}}
+
+
+@pytest.fixture(scope="module")
+def two_scales() -> Cohort:
+    """Three patients rated on both scales at baseline and week 4 (p3: GAD-7 week 1 only)."""
+    patients = pd.DataFrame(
+        {"patient_id": ["p1", "p2", "p3", "p4"], "route": ["iv", "oral", "iv", "im"],
+         "sex": "female"}
+    )  # fmt: skip
+    rows = [
+        # patient, instrument, day, total
+        ("p1", "GAD7", 0, 16), ("p1", "GAD7", 28, 6),  # response, -62.5%
+        ("p2", "GAD7", -2, 12), ("p2", "GAD7", 30, 11),
+        ("p3", "GAD7", 0, 10), ("p3", "GAD7", 7, 4),  # response and remission at week 1
+        ("p1", "HAMA", 0, 24), ("p1", "HAMA", 27, 10),
+        ("p2", "HAMA", 0, 18), ("p2", "HAMA", 29, 14),
+        ("p3", "HAMA", 0, 20),
+    ]  # fmt: skip
+    assessments = pd.DataFrame(rows, columns=["patient_id", "instrument", "study_day", "total"])
+    return Cohort(patients, assessments)
+
+
+def test_cohort_endpoints_stacks_instruments_and_merges_patient_columns(two_scales):
+    ep = cohort_endpoints(two_scales, criteria=HAMA_RELIABILITY)
+    assert ep[["patient_id", "instrument", "visit"]].values.tolist() == [
+        ["p1", "GAD7", "week4"],
+        ["p2", "GAD7", "week4"],
+        ["p3", "GAD7", "week1"],
+        ["p1", "HAMA", "week4"],
+        ["p2", "HAMA", "week4"],
+    ]
+    # primary_diagnosis is not in this patients table: skipped; sex was not asked for.
+    assert ep.columns[-2:].tolist() == ["imputed", "route"]
+    assert ep["route"].tolist() == ["iv", "oral", "iv", "iv", "oral"]
+    # visit stays the string column of derive_endpoints (not a Categorical).
+    assert not isinstance(ep["visit"].dtype, pd.CategoricalDtype)
+    assert ep["response"].tolist() == [True, False, True, True, False]
+
+
+def test_cohort_endpoints_options(two_scales):
+    gad7 = cohort_endpoints(two_scales, "GAD7", patient_columns=())
+    assert gad7.columns.tolist() == derive_endpoints(two_scales, "GAD7").columns.tolist()
+    # bocf: every scheduled post-baseline GAD-7 visit (6) for each of the 3 patients.
+    assert len(cohort_endpoints(two_scales, "GAD7", impute="bocf")) == 18
+    # Per-instrument criteria: a 40% response cut-off for the GAD-7 only.
+    ep = cohort_endpoints(
+        two_scales, criteria={"GAD7": {"response_reduction": 40}, **HAMA_RELIABILITY}
+    )
+    assert ep.loc[ep["instrument"] == "GAD7", "response"].tolist() == [True, False, True]
+    with pytest.raises(ValueError, match="would overwrite endpoint columns"):
+        cohort_endpoints(two_scales, "GAD7", patient_columns=("route", "visit"))
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    cohort = synthetic_cohort(60, seed=1)
+    return cohort, cohort_endpoints(cohort)
+
+
+def test_cohort_endpoints_equals_derive_endpoints_per_instrument(synthetic):
+    cohort, ep = synthetic
+    by_hand = pd.concat(
+        [derive_endpoints(cohort, "GAD7"), derive_endpoints(cohort, "HAMA")], ignore_index=True
+    ).merge(cohort.patients[["patient_id", "route", "primary_diagnosis"]], on="patient_id")
+    pd.testing.assert_frame_equal(ep, by_hand)
+
+
+def test_outcome_rates_stack_rate_tables_and_drop_undefined_cells(two_scales):
+    ep = cohort_endpoints(two_scales, criteria=HAMA_RELIABILITY)
+    t = outcome_rates(ep, ["response", "recovery"])
+    assert t.columns.tolist() == [
+        "outcome", "instrument", "visit", "n", "events", "rate", "ci_low", "ci_high",
+        "suppressed",
+    ]  # fmt: skip
+    assert t[["outcome", "instrument", "visit", "n", "events"]].values.tolist() == [
+        ["response", "GAD7", "week1", 1, 1],
+        ["response", "GAD7", "week4", 2, 1],
+        ["response", "HAMA", "week4", 2, 1],
+        # recovery (GAD-7 baseline >= 8, score < 8): p1 16 -> 6, p2 12 -> 11, p3 10 -> 4.
+        # HAM-A has no recovery: its n = 0 cell is left out.
+        ["recovery", "GAD7", "week1", 1, 1],
+        ["recovery", "GAD7", "week4", 2, 1],
+    ]
+    with pytest.raises(ValueError, match="must not contain 'outcome'"):
+        outcome_rates(ep, by=("outcome",))
+
+
+def test_outcome_rates_equal_rate_table_per_outcome(synthetic):
+    _, ep = synthetic
+    t = outcome_rates(ep, min_cell=11)
+    assert t["outcome"].unique().tolist() == [
+        "response", "partial_response", "remission", "reliable_improvement",
+        "reliable_deterioration", "recovery", "reliable_recovery",
+    ]  # fmt: skip
+    for outcome, rows in t.groupby("outcome", sort=False):
+        subset = ep if "recovery" not in outcome else ep[ep["instrument"] == "GAD7"]
+        expected = rate_table(subset, outcome, min_cell=11)
+        pd.testing.assert_frame_equal(rows.drop(columns="outcome").reset_index(drop=True), expected)
+    shown = t[["n", "events"]].apply(pd.to_numeric)
+    assert not shown.stack().between(1, 10).any()
+    assert not (shown["n"] - shown["events"]).between(1, 10).any()
+
+
+def test_imputation_sensitivity_by_hand(two_scales):
+    t = imputation_sensitivity(two_scales, "GAD7", outcomes="response")
+    # week 4: observed p1 (response) and p2; locf adds p3 (week-1 response carried);
+    # bocf gives p3 its baseline (no response).
+    assert t[["impute", "n", "events"]].values.tolist() == [
+        ["observed", 2, 1],
+        ["locf", 3, 2],
+        ["bocf", 3, 1],
+    ]
+    assert t.columns.tolist() == [
+        "outcome", "instrument", "impute", "n", "events", "rate", "ci_low", "ci_high",
+        "suppressed",
+    ]  # fmt: skip
+    with pytest.raises(ValueError, match="`methods`"):
+        imputation_sensitivity(two_scales, "GAD7", methods=("observed", "mean"))
+
+
+def test_imputation_sensitivity_equals_rates_of_each_derivation(synthetic):
+    cohort, _ = synthetic
+    t = imputation_sensitivity(cohort, visit="week8", min_cell=11)
+    assert t["impute"].tolist()[:3] == ["observed", "locf", "bocf"]
+    for (outcome, instrument, impute), row in t.set_index(
+        ["outcome", "instrument", "impute"]
+    ).iterrows():
+        ep = derive_endpoints(cohort, instrument, impute=impute).query("visit == 'week8'")
+        expected = rate_table(ep, outcome, by=(), min_cell=11).iloc[0]
+        assert row.equals(expected), (outcome, instrument, impute)
+
+
+def test_accounting_summary_counts_every_reason():
+    acc = pd.DataFrame(
+        {"instrument": ["GAD7"] * 40 + ["HAMA"] * 25,
+         "reason": ["visit"] * 20 + ["baseline"] * 12 + ["superseded_in_window"] * 3
+                   + ["no_baseline"] * 5 + ["visit"] * 25}
+    )  # fmt: skip
+    t = accounting_summary(acc)
+    assert t.columns.tolist() == ["instrument", "reason", "assessments", "suppressed"]
+    assert t["reason"].tolist() == list(REASONS[::-1]) * 2
+    assert t["assessments"].sum() == len(acc)
+    gad7 = t[t["instrument"] == "GAD7"].set_index("reason")["assessments"]
+    assert gad7.to_dict() == {
+        "visit": 20, "baseline": 12, "superseded_in_window": 3, "no_baseline": 5,
+        "outside_schedule": 0, "unscorable": 0,
+    }  # fmt: skip
+
+
+def test_accounting_summary_suppression_is_complementary_within_an_instrument():
+    acc = pd.DataFrame(
+        {"instrument": "GAD7", "reason": ["visit"] * 20 + ["baseline"] * 12 + ["unscorable"] * 3}
+    )
+    t = accounting_summary(acc, min_cell=11).set_index("reason")
+    # 3 unscorable is small; the smallest other non-zero count (12 baselines) goes too,
+    # else the 3 would be the GAD-7 total minus the others. Zeros stay.
+    assert t["suppressed"].to_dict() == {
+        "visit": False, "baseline": True, "superseded_in_window": False,
+        "no_baseline": False, "outside_schedule": False, "unscorable": True,
+    }  # fmt: skip
+    assert t.loc["visit", "assessments"] == 20 and pd.isna(t.loc["baseline", "assessments"])
+
+
+def test_accounting_summary_of_a_synthetic_cohort(synthetic):
+    cohort, _ = synthetic
+    acc = endpoint_accounting(cohort)
+    t = accounting_summary(acc)
+    expected = acc.groupby(["instrument", "reason"]).size()
+    shown = t[t["assessments"] > 0].set_index(["instrument", "reason"])["assessments"]
+    pd.testing.assert_series_equal(
+        shown.sort_index(),
+        expected.rename("assessments"),
+        check_dtype=False,
+        check_index_type=False,
+    )
+
+
+def _agreeing(agree_true: int, gad_only: int, ham_only: int, agree_false: int) -> pd.DataFrame:
+    gad = [True] * agree_true + [True] * gad_only + [False] * ham_only + [False] * agree_false
+    ham = [True] * agree_true + [False] * gad_only + [True] * ham_only + [False] * agree_false
+    ids = [f"p{i}" for i in range(len(gad))]
+    return pd.concat(
+        [pd.DataFrame({"patient_id": ids, "instrument": name, "visit": "week4",
+                       "response": values, "remission": values})
+         for name, values in (("GAD7", gad), ("HAMA", ham))]
+    )  # fmt: skip
+
+
+def test_agreement_table_one_row_per_outcome():
+    ep = _agreeing(20, 5, 10, 15)
+    t = agreement_table(ep)
+    assert t.columns.tolist() == [
+        "outcome", "visit", "n", "observed_agreement", "kappa", "ci_low", "ci_high",
+        "suppressed",
+    ]  # fmt: skip
+    assert t["outcome"].tolist() == ["response", "remission"]
+    # 35 of 50 alike; kappa = (0.70 - 0.50) / (1 - 0.50) = 0.40 (p_e = .5 x .6 + .5 x .4).
+    assert t.loc[0, "n"] == 50 and t.loc[0, "observed_agreement"] == pytest.approx(0.7)
+    assert t.loc[0, "kappa"] == pytest.approx(0.4)
+    res = instrument_agreement(ep, "response", "week4")
+    assert (t.loc[0, "ci_low"], t.loc[0, "ci_high"]) == (res.kappa.ci_low, res.kappa.ci_high)
+
+
+@pytest.mark.parametrize(
+    ("cells", "suppressed", "n_shown"),
+    [
+        ((20, 5, 10, 15), False, True),  # 35 agree, 15 disagree
+        ((30, 3, 2, 15), True, True),  # 5 disagree: a small count of people
+        ((4, 1, 1, 2), True, False),  # 8 patients: n hidden too
+    ],
+)
+def test_agreement_table_suppression(cells, suppressed, n_shown):
+    t = agreement_table(_agreeing(*cells), "response", min_cell=11)
+    assert t.loc[0, "suppressed"] == suppressed
+    assert pd.notna(t.loc[0, "n"]) == n_shown
+    stats = t.loc[0, ["observed_agreement", "kappa", "ci_low", "ci_high"]]
+    assert stats.isna().all() == suppressed
+
+
+def test_visits_in_schedule_order(synthetic):
+    _, ep = synthetic
+    hama = visits_in_schedule_order(ep[ep["instrument"] == "HAMA"])
+    assert hama["visit"].cat.ordered
+    assert hama["visit"].cat.categories.tolist() == ["week1", "week2", "week4", "week8", "week12"]
+    assert (
+        hama["visit"].astype(str).tolist() == ep.loc[ep["instrument"] == "HAMA", "visit"].tolist()
+    )
+    assert ep["visit"].dtype == "string"  # the input is not modified
