@@ -38,6 +38,7 @@ __all__ = [
     "NOTEBOOKS_DIR",
     "REPORT_PARAMETERS",
     "Report",
+    "configure_display",
     "data_fingerprint",
     "definitions",
     "discover_reports",
@@ -112,6 +113,34 @@ def _select(available: list[Report], names: Iterable[str] | None) -> list[Report
         )
     wanted = {by_key[n].stem for n in names}
     return [r for r in available if r.stem in wanted]
+
+
+#: pandas display options of the reports: whole tables (a report must not hide rows
+#: behind "..."), three significant decimals.
+REPORT_DISPLAY: Mapping[str, int] = {
+    "display.max_rows": 1000,
+    "display.max_columns": 100,
+    "display.width": 250,
+    "display.precision": 3,
+}
+
+
+def configure_display() -> None:
+    """Show report tables whole: no rows or columns elided, three decimals.
+
+    Called once at the top of every report notebook; the options are in
+    :data:`REPORT_DISPLAY`.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> with pd.option_context("display.max_rows", 10):
+    ...     configure_display()
+    ...     pd.get_option("display.max_rows")
+    1000
+    """
+    for option, value in REPORT_DISPLAY.items():
+        pd.set_option(option, value)
 
 
 def load_report_cohort(data_dir: str | Path | None = None, n_patients: int = 500, seed: int = 0):

@@ -67,6 +67,15 @@ def test_html_has_narrative_and_results_but_no_code(rendered):
 
 
 @pytest.mark.slow
+def test_html_tables_are_shown_whole(rendered):
+    out, _ = rendered
+    for page in out.glob("*.html"):
+        text = page.read_text(encoding="utf-8")
+        # pandas marks an elided table with a "..." row and an "N rows x M columns" footer.
+        assert "rows × " not in text, page.name
+
+
+@pytest.mark.slow
 def test_notebook_ran_clean(rendered):
     out, _ = rendered
     nb = nbformat.read(out / "01_data_quality.ipynb", as_version=4)
