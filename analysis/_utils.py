@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
+import numpy as np
 import pandas as pd
 
 
@@ -80,3 +81,14 @@ def sort_cells(out: pd.DataFrame, df: pd.DataFrame, by: list[str]) -> pd.DataFra
         return col.map(rank) if rank is not None and col.name == "visit" else col
 
     return out.sort_values(by, key=key, kind="stable", na_position="last").reset_index(drop=True)
+
+
+def check_min_cell(min_cell: int | None, *, optional: bool = True) -> None:
+    """Raise unless ``min_cell`` is a positive integer (or None when ``optional``)."""
+    if min_cell is None and optional:
+        return
+    if not isinstance(min_cell, int | np.integer) or isinstance(min_cell, bool) or min_cell < 1:
+        raise ValueError(
+            "`min_cell` must be a positive integer (11 for the CMS rule)"
+            f"{' or None' if optional else ''}, but {min_cell!r} was passed."
+        )

@@ -33,7 +33,14 @@ from statsmodels.stats.contingency_tables import StratifiedTable
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
-from analysis._utils import as_by, check_alpha, check_choice, check_columns, sort_cells
+from analysis._utils import (
+    as_by,
+    check_alpha,
+    check_choice,
+    check_columns,
+    check_min_cell,
+    sort_cells,
+)
 
 __all__ = [
     "adjust_pvalues",
@@ -341,11 +348,7 @@ def suppress_small_cells(
     1    b    40    <NA>   NaN        True
     2    c  <NA>    <NA>   NaN        True
     """
-    if not isinstance(min_cell, int | np.integer) or isinstance(min_cell, bool) or min_cell < 1:
-        raise ValueError(
-            f"`min_cell` must be a positive integer (11 for the CMS rule), but {min_cell!r} "
-            "was passed."
-        )
+    check_min_cell(min_cell, optional=False)
     counts = as_by(count_columns)
     check_columns(table, counts + ([total] if total else []), "table")
     out = table.copy()

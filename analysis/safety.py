@@ -39,7 +39,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from scipy import stats
 
-from analysis._utils import as_by, check_columns
+from analysis._utils import as_by, check_alpha, check_columns, check_min_cell
 from analysis.rates import proportion_ci, suppress_small_cells
 
 __all__ = [
@@ -160,25 +160,6 @@ _DOSE_COLUMNS = [
 
 # --------------------------------------------------------------------------------------
 # helpers
-
-
-def _check_alpha(alpha: float) -> float:
-    if not isinstance(alpha, int | float) or not 0 < alpha < 1:
-        raise ValueError(
-            f"`alpha` must be a number strictly between 0 and 1 (0.05 gives 95% intervals), "
-            f"but {alpha!r} was passed."
-        )
-    return float(alpha)
-
-
-def _check_min_cell(min_cell: int | None) -> None:
-    if min_cell is None:
-        return
-    if not isinstance(min_cell, int | np.integer) or isinstance(min_cell, bool) or min_cell < 1:
-        raise ValueError(
-            f"`min_cell` must be a positive integer (11 for the CMS rule) or None, but "
-            f"{min_cell!r} was passed."
-        )
 
 
 def _patients(cohort, keys: list[str]) -> pd.DataFrame:
@@ -383,8 +364,8 @@ def adverse_event_table(
     7  oral                     nausea  20         1      5.0    0.89       1
     """
     keys = as_by(by)
-    alpha = _check_alpha(alpha)
-    _check_min_cell(min_cell)
+    alpha = check_alpha(alpha)
+    check_min_cell(min_cell)
     patients = _patients(cohort, keys)
     events = cohort.adverse_events
     if events is None or events.empty:
@@ -531,8 +512,8 @@ def blood_pressure_table(
     'SBP >= 180 or DBP >= 110 mmHg'
     """
     keys = as_by(by)
-    alpha = _check_alpha(alpha)
-    _check_min_cell(min_cell)
+    alpha = check_alpha(alpha)
+    check_min_cell(min_cell)
     readings = ["sbp_pre", "dbp_pre", "sbp_peak", "dbp_peak"]
     sessions = _sessions(cohort, keys, readings)
     values = {c: _numeric(sessions[c]) for c in readings}
@@ -669,7 +650,7 @@ def dissociation_table(
     0    iv           4   9.5     8.0  3.5  14.0       2      50.0
     """
     keys = as_by(by)
-    _check_min_cell(min_cell)
+    check_min_cell(min_cell)
     sessions = _sessions(cohort, keys, ["cadss_total"])
     rows = []
     for key, group in _groups(sessions, keys):
@@ -776,7 +757,7 @@ def dose_summary(
     0                     1                    90.0
     """
     keys = as_by(by)
-    _check_min_cell(min_cell)
+    check_min_cell(min_cell)
     plan = INDUCTION_SESSIONS if induction_sessions is None else induction_sessions
     patients = _patients(cohort, keys)
     if "route" in cohort.patients.columns:
