@@ -41,6 +41,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
 
 import narwhals as nw
+import numpy as np
 import pandas as pd
 
 from analysis._utils import check_choice
@@ -329,9 +330,59 @@ def _assessments(data, instrument: Instrument | None = None):
     if instrument is None:
         return prepare_assessments(native)
     needed = ["total", *instrument.item_columns]
-    frame = nw.from_native(native).select(*_REQUIRED, *(c for c in needed if c in columns))
+    frame = _select(nw.from_native(native), *_REQUIRED, *(c for c in needed if c in columns))
     frame = frame.filter(nw.col("instrument") == instrument.name)
     return prepare_assessments(frame.to_native(), needed)
+
+
+class _PatientCodes:
+    """pandas: ``patient_id`` as dense integer codes in the order of the ids, and back.
+
+    Grouping, joining and sorting on a column of Python strings is what pandas does
+    slowest (every ``over``, join and the final sort hashes or compares the strings
+    again); the derivation only needs ``patient_id`` as a key. Codes from one sorted
+    factorisation group, join and sort exactly as the ids do (a missing id is code -1,
+    which sorts first, as a missing id does), and :meth:`restore` puts the input's own
+    values back (same dtype) once, at the end. Other backends keep their ids: their
+    engines group and sort strings well, and a global ranking would be a window over the
+    whole table.
+    """
+
+    def __init__(self, frame):
+        self.ids = None
+        native = frame.to_native()
+        if not frame.implementation.is_pandas() or len(native) == 0:
+            self.frame = frame
+            return
+        ids = native["patient_id"]
+        try:
+            codes, uniques = pd.factorize(ids, sort=True)
+        except TypeError:  # ids of mixed types that do not sort: keep them
+            self.frame = frame
+            return
+        codes = codes.astype(np.int64, copy=False)
+        # A row holding each code (shifted by one for the missing id, code -1).
+        self.position = np.zeros(len(uniques) + 1, dtype=np.intp)
+        self.position[codes + 1] = np.arange(len(codes))
+        self.ids = ids
+        self.frame = nw.from_native(_with_column(native, "patient_id", codes), eager_only=True)
+
+    def restore(self, frame):
+        """``frame`` with the codes in ``patient_id`` replaced by the ids."""
+        if self.ids is None:
+            return frame
+        native = frame.to_native()
+        codes = native["patient_id"].to_numpy()
+        ids = self.ids.take(self.position[codes + 1]).to_numpy()
+        ids = pd.Series(ids, index=native.index, dtype=self.ids.dtype)
+        return nw.from_native(_with_column(native, "patient_id", ids), eager_only=True)
+
+
+def _with_column(native: pd.DataFrame, name: str, values) -> pd.DataFrame:
+    """``native`` with the column ``name`` replaced, the other columns not copied."""
+    out = native.copy(deep=False)
+    out[name] = values
+    return out
 
 
 def _input_columns(data):
@@ -339,9 +390,18 @@ def _input_columns(data):
     return nw.from_native(native).columns
 
 
+def _select(frame, *names: str):
+    """``frame.select(*names)``, through column expressions: narwhals selects names on
+    pandas with ``df[names]``, which copies every column, whereas expressions reuse them."""
+    return frame.select(*(nw.col(name) for name in names))
+
+
 def _to_native(frame):
     native = frame.to_native()
-    return native.reset_index(drop=True) if isinstance(native, pd.DataFrame) else native
+    if isinstance(native, pd.DataFrame):  # a fresh 0..n-1 index, without copying the data
+        native = native.copy(deep=False)
+        native.index = pd.RangeIndex(len(native))
+    return native
 
 
 def _collect(frame):
@@ -359,8 +419,19 @@ def _by_visit(visits: Sequence[Visit], condition, value) -> nw.Expr:
     return expr
 
 
-def _target_day(visits: Sequence[Visit]) -> nw.Expr:
+def _target_day(visits: Sequence[Visit], lookup: bool = False) -> nw.Expr:
+    """Target day of the window holding ``study_day`` (null outside every window).
+
+    ``lookup`` maps each day of a window through a table (``replace_strict``), one hash
+    lookup per row, instead of a chain of comparisons: much faster on pandas, where each
+    link of the chain is a pass over the column (the SQL engines evaluate the chain as
+    one ``CASE`` and keep it).
+    """
     day = nw.col("study_day")
+    if lookup:
+        days = [d for v in visits for d in range(v.window_low, v.window_high + 1)]
+        targets = [v.target_day for v in visits for _ in range(v.window_low, v.window_high + 1)]
+        return day.replace_strict(days, targets, default=None, return_dtype=nw.Int64)
     # ``0 * day + target`` rather than a literal keeps pandas in its nullable integer dtype.
     return _by_visit(
         visits,
@@ -369,35 +440,65 @@ def _target_day(visits: Sequence[Visit]) -> nw.Expr:
     )
 
 
-def _visit_name(visits: Sequence[Visit]) -> nw.Expr:
-    return _by_visit(
-        visits, lambda v: nw.col("target_day") == v.target_day, lambda v: nw.lit(v.name)
-    )
+def _visit_name(visits: Sequence[Visit], lookup: bool = False) -> nw.Expr:
+    """Name of the visit of ``target_day``; ``lookup`` as for :func:`_target_day`."""
+    target = nw.col("target_day")
+    if lookup:
+        return target.replace_strict(
+            [v.target_day for v in visits],
+            [v.name for v in visits],
+            default=None,
+            return_dtype=nw.String,
+        )
+    return _by_visit(visits, lambda v: target == v.target_day, lambda v: nw.lit(v.name))
 
 
-def _annotate(frame, instrument: Instrument, visits: Sequence[Visit], keep=None):
+def _lookup(frame) -> bool:
+    """Whether to map days and visits through a table (pandas) rather than a ``CASE``."""
+    return frame.implementation.is_pandas()
+
+
+def _annotate(
+    frame,
+    instrument: Instrument,
+    visits: Sequence[Visit],
+    keep=None,
+    filtered: bool = False,
+    integer_ids: bool = False,
+):
     """Assessments of ``instrument`` with their score, window, choice and baseline.
 
     Adds ``n_items_answered``, ``score``, ``target_day`` (of the window, null outside the
     schedule), ``_chosen`` (the assessment that represents its window) and ``baseline``
     (the patient's baseline score, null without one). ``keep`` names the input columns to
     carry along (default all); fewer columns make the window functions cheaper.
+    ``filtered`` says that ``frame`` holds only rows of ``instrument`` already;
+    ``integer_ids`` that ``patient_id`` holds integer codes (:class:`_PatientCodes`).
     """
     base = visits[0]
     day, target, score = nw.col("study_day"), nw.col("target_day"), nw.col("score")
-    frame = frame.filter(nw.col("instrument") == instrument.name).with_columns(
-        n_items_answered=answered_expr(instrument), target_day=_target_day(visits)
+    if not filtered:
+        frame = frame.filter(nw.col("instrument") == instrument.name)
+    frame = frame.with_columns(
+        n_items_answered=answered_expr(instrument),
+        target_day=_target_day(visits, _lookup(frame)),
     )
     frame = frame.with_columns(score=score_expr(instrument, nw.col("n_items_answered")))
     if keep is not None:
-        frame = frame.select(*keep, "target_day", "score")
+        frame = _select(frame, *keep, "target_day", "score")
     key = (
         nw.when(target == base.target_day)
         .then(base.window_high - day)
         .otherwise(2 * (day - target).abs() + (day > target).cast(nw.Int64))
     )
     frame = frame.with_columns(_key=nw.when(~score.is_null() & ~target.is_null()).then(key))
-    chosen = nw.col("_key") == nw.col("_key").min().over("patient_id", "target_day")
+    window = ["patient_id", "target_day"]
+    if integer_ids:  # one integer key per patient and window groups faster than two keys
+        first = min(v.target_day for v in visits)
+        span = max(v.target_day for v in visits) - first + 1
+        frame = frame.with_columns(_window=nw.col("patient_id") * span + (target - first))
+        window = ["_window"]
+    chosen = nw.col("_key") == nw.col("_key").min().over(*window)
     frame = frame.with_columns(_chosen=chosen.fill_null(False))
     frame = frame.with_columns(
         _baseline=nw.when(nw.col("_chosen") & (target == base.target_day)).then(score)
@@ -423,9 +524,12 @@ def _reason() -> nw.Expr:
 def _observed(frame, base: Visit):
     """The chosen post-baseline assessments of patients with a baseline."""
     target = nw.col("target_day")
-    return frame.filter(
+    columns = ["patient_id", "target_day", "study_day", "baseline", "score"]
+    # Select before filtering, so that only the columns kept are gathered.
+    observed = _select(frame, *columns, "_chosen").filter(
         nw.col("_chosen") & (target != base.target_day) & ~nw.col("baseline").is_null()
-    ).select("patient_id", "target_day", "study_day", "baseline", "score")
+    )
+    return _select(observed, *columns)
 
 
 def _impute(frame, observed, visits: Sequence[Visit], method: str):
@@ -439,12 +543,12 @@ def _impute(frame, observed, visits: Sequence[Visit], method: str):
     if len(visits) == 1:  # a schedule with a baseline only has nothing to impute
         return observed.with_columns(imputed=nw.col("score").is_null())
     patients = frame.filter(nw.col("_chosen") & (nw.col("target_day") == base.target_day))
-    patients = patients.select("patient_id", "baseline")
+    patients = _select(patients, "patient_id", "baseline")
     grid = nw.concat(
         [patients.with_columns(target_day=nw.lit(v.target_day, dtype=nw.Int64)) for v in visits[1:]]
     )
     grid = grid.join(
-        observed.select("patient_id", "target_day", "study_day", "score"),
+        _select(observed, "patient_id", "target_day", "study_day", "score"),
         on=["patient_id", "target_day"],
         how="left",
     )
@@ -475,8 +579,9 @@ def _impute(frame, observed, visits: Sequence[Visit], method: str):
         carried = nw.col("baseline")
     score = nw.col("score")
     grid = grid.with_columns(imputed=score.is_null(), score=nw.coalesce(score, carried))
-    return grid.filter(~nw.col("score").is_null()).select(
-        "patient_id", "target_day", "study_day", "baseline", "score", "imputed"
+    return _select(
+        grid.filter(~nw.col("score").is_null()),
+        *("patient_id", "target_day", "study_day", "baseline", "score", "imputed"),
     )
 
 
@@ -529,7 +634,22 @@ def _jacobson_truax(frame, instrument: Instrument, criteria: Criteria, base_targ
     return criteria.rci_z * sd * (2 * (1 - reliability)) ** 0.5
 
 
-def _outcomes(criteria: Criteria, threshold: float, bands) -> dict[str, nw.Expr]:
+def _severity(bands, score: nw.Expr, lookup: bool) -> nw.Expr:
+    """:func:`~analysis.instruments.severity_expr`; ``lookup`` as for :func:`_target_day`.
+
+    The lookup maps the score, clipped to ``lower[0]..lower[-1]`` (below the second
+    bound is the first band, from the last bound on the last band), through a table.
+    """
+    if not lookup:
+        return severity_expr(bands, score)
+    low, high = bands.lower[0], bands.lower[-1]
+    values = list(range(low, high + 1))
+    labels = [bands.classify([v])[0] for v in values]
+    clipped = score.clip(low, high)
+    return clipped.replace_strict(values, labels, default=None, return_dtype=nw.String)
+
+
+def _outcomes(criteria: Criteria, threshold: float, bands, lookup=False) -> dict[str, nw.Expr]:
     """The outcome columns from ``score`` and ``baseline`` (DESIGN.md, Endpoint semantics)."""
     score, baseline = nw.col("score"), nw.col("baseline")
     change = score - baseline
@@ -549,8 +669,8 @@ def _outcomes(criteria: Criteria, threshold: float, bands) -> dict[str, nw.Expr]
         ),
         "reliable_improvement": -change >= threshold,
         "reliable_deterioration": change >= threshold,
-        "severity": severity_expr(bands, score),
-        "baseline_severity": severity_expr(bands, baseline),
+        "severity": _severity(bands, score, lookup),
+        "baseline_severity": _severity(bands, baseline, lookup),
     }
     case = criteria.caseness_cutoff
     if case is None:
@@ -654,11 +774,13 @@ def derive_endpoints(data, instrument, *, schedule=None, impute="observed", crit
     visits = _instrument_visits(schedule, instrument)
     criteria = _resolve_criteria(instrument, criteria)
     bands = instrument.band(criteria.severity_bands)
-    frame = _assessments(data, instrument)
+    patients = _PatientCodes(_assessments(data, instrument))
+    frame = patients.frame
     keep = ["patient_id", "study_day"]
     if criteria.reliable_change is None:
         keep += ["n_items_answered", *instrument.item_columns]
-    frame = _annotate(frame, instrument, visits, keep)
+    integer_ids = patients.ids is not None
+    frame = _annotate(frame, instrument, visits, keep, filtered=True, integer_ids=integer_ids)
     if criteria.reliable_change is None:
         threshold = _jacobson_truax(frame, instrument, criteria, visits[0].target_day)
     else:
@@ -668,13 +790,18 @@ def derive_endpoints(data, instrument, *, schedule=None, impute="observed", crit
         rows = rows.with_columns(imputed=nw.col("score").is_null())
     else:
         rows = _impute(frame, rows, visits, impute)
+    eager = isinstance(rows, nw.DataFrame)
+    if eager:  # sort the few columns now, rather than every output column at the end
+        rows = rows.sort("patient_id", "target_day")
     rows = rows.with_columns(
         instrument=nw.lit(instrument.name),
-        visit=_visit_name(visits),
-        **_outcomes(criteria, threshold, bands),
+        visit=_visit_name(visits, _lookup(rows)),
+        **_outcomes(criteria, threshold, bands, _lookup(rows)),
     )
-    rows = rows.select(*ENDPOINT_COLUMNS).sort("patient_id", "target_day")
-    return _to_native(cast_columns(rows, _DTYPES))
+    rows = _select(rows, *ENDPOINT_COLUMNS)
+    if not eager:
+        rows = rows.sort("patient_id", "target_day")
+    return _to_native(patients.restore(cast_columns(rows, _DTYPES)))
 
 
 def endpoint_accounting(data, instrument=None, *, schedule=None, impute="observed", criteria=None):
@@ -746,8 +873,10 @@ def endpoint_accounting(data, instrument=None, *, schedule=None, impute="observe
         annotated = _annotate(frame, i, visits).with_columns(
             _is_baseline_window=nw.col("target_day") == visits[0].target_day
         )
-        annotated = annotated.with_columns(visit=_visit_name(visits), reason=_reason())
-        parts.append(cast_columns(annotated.select(*out_columns), dtypes))
+        annotated = annotated.with_columns(
+            visit=_visit_name(visits, _lookup(annotated)), reason=_reason()
+        )
+        parts.append(cast_columns(_select(annotated, *out_columns), dtypes))
     if instrument is None:
         unknown = frame.filter(~nw.col("instrument").is_in(list(INSTRUMENTS)))
         never = nw.lit(False)
@@ -756,5 +885,5 @@ def endpoint_accounting(data, instrument=None, *, schedule=None, impute="observe
             visit=nw.when(never).then(nw.lit("")),
             reason=nw.lit("unscorable"),
         )
-        parts.append(cast_columns(unknown.select(*out_columns), dtypes))
+        parts.append(cast_columns(_select(unknown, *out_columns), dtypes))
     return _to_native(nw.concat(parts).sort("row"))
