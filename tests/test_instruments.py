@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
+import narwhals as nw
 import numpy as np
 import pandas as pd
 import polars as pl
@@ -17,7 +18,10 @@ from analysis.instruments import (
     INSTRUMENTS,
     MAX_ITEMS,
     Criteria,
+    answered_expr,
     get_instrument,
+    item_sum_expr,
+    score_expr,
     score_items,
 )
 
@@ -220,6 +224,54 @@ def test_score_items_rejects_fractional_items():
     df = pd.DataFrame([_rows(GAD7, [1.5, 1, 1, 1, 1, 1, 1])])
     with pytest.raises(ValueError, match="`item_1` of the assessments must hold whole numbers"):
         score_items(df)
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        pd.Series([1.0, np.nan, 3.0]),
+        pd.Series([1, np.nan, 2], dtype="float32"),
+        pd.Series([1.0, None, 2.0], dtype="Float64"),
+        pd.Series([1, None, 2], dtype="Int32"),
+        pd.Series([1, 2, -3], dtype="int8"),
+        pd.Series([1, None, "3"], dtype=object),
+        pd.Series([], dtype=float),
+    ],
+    ids=["float", "float32", "Float64", "Int32", "int8", "object", "empty"],
+)
+def test_score_items_converts_any_integer_like_items_without_touching_the_input(values):
+    n = len(values)
+    df = pd.DataFrame({"patient_id": ["p"] * n, "instrument": "GAD7", "study_day": 0})
+    df["study_day"] = df["study_day"].astype("int32")
+    df["item_1"] = values.to_numpy()
+    df["item_1"] = df["item_1"].astype(values.dtype)
+    before = df.copy(deep=True)
+    out = score_items(df)
+    expected = pd.array([None if pd.isna(v) else int(v) for v in values], dtype="Int64")
+    pd.testing.assert_extension_array_equal(out["item_1"].array, expected)
+    assert str(out["study_day"].dtype) == "Int64"
+    # The result shares no memory with the input: changing it leaves the input as it was.
+    out.loc[:, ["item_1", "study_day"]] = 9
+    pd.testing.assert_frame_equal(df, before)
+
+
+def test_score_expressions_agree_across_engines_and_forms():
+    # score_expr from the stock expressions or from columns computed beforehand.
+    rng = np.random.default_rng(3)
+    items = rng.integers(0, 4, (200, 7)).astype(float)
+    items[rng.random(items.shape) < 0.2] = np.nan
+    df = pd.DataFrame(items, columns=GAD7.item_columns)
+    df["total"] = rng.integers(0, 22, 200)
+    expected = score_items(df.assign(instrument="GAD7"))["score"].tolist()
+    for native in (df.astype("Int64"), pl.from_pandas(df).fill_nan(None)):
+        frame = nw.from_native(native, eager_only=True)
+        staged = frame.with_columns(_n=answered_expr(GAD7), _s=item_sum_expr(GAD7))
+        staged = staged.with_columns(score=score_expr(GAD7, nw.col("_n"), nw.col("_s")))
+        direct = frame.with_columns(score=score_expr(GAD7))
+        for out in (staged, direct):
+            assert [None if pd.isna(v) else v for v in out["score"].to_list()] == [
+                None if pd.isna(v) else v for v in expected
+            ]
 
 
 @given(
