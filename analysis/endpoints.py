@@ -64,6 +64,7 @@ __all__ = [
     "DEFAULT_SCHEDULE",
     "ENDPOINT_COLUMNS",
     "IMPUTE",
+    "OUTCOMES",
     "REASONS",
     "Visit",
     "derive_endpoints",
@@ -87,6 +88,17 @@ REASONS = (
     "visit",
 )
 
+#: The outcome flags of :func:`derive_endpoints` (nullable booleans: NA where undefined).
+OUTCOMES = (
+    "response",
+    "partial_response",
+    "remission",
+    "reliable_improvement",
+    "reliable_deterioration",
+    "recovery",
+    "reliable_recovery",
+)
+
 #: Columns of :func:`derive_endpoints`, in order.
 ENDPOINT_COLUMNS = (
     "patient_id",
@@ -98,13 +110,7 @@ ENDPOINT_COLUMNS = (
     "score",
     "change",
     "pct_change",
-    "response",
-    "partial_response",
-    "remission",
-    "reliable_improvement",
-    "reliable_deterioration",
-    "recovery",
-    "reliable_recovery",
+    *OUTCOMES,
     "severity",
     "baseline_severity",
     "imputed",
@@ -118,19 +124,7 @@ _DTYPES = {
     "score": nw.Int64,
     "change": nw.Int64,
     "pct_change": nw.Float64,
-    **dict.fromkeys(
-        (
-            "response",
-            "partial_response",
-            "remission",
-            "reliable_improvement",
-            "reliable_deterioration",
-            "recovery",
-            "reliable_recovery",
-            "imputed",
-        ),
-        nw.Boolean,
-    ),
+    **dict.fromkeys((*OUTCOMES, "imputed"), nw.Boolean),
     "severity": nw.String,
     "baseline_severity": nw.String,
 }

@@ -21,6 +21,7 @@ from scipy import stats
 from statsmodels.duration.survfunc import SurvfuncRight, survdiff
 
 from analysis._utils import check_choice, check_columns, to_pandas
+from analysis.endpoints import ENDPOINT_COLUMNS, OUTCOMES
 from analysis.rates import suppress_small_cells
 
 __all__ = [
@@ -33,21 +34,7 @@ __all__ = [
 ]
 
 #: The boolean outcome columns of ``derive_endpoints`` that can define an event.
-EVENTS = (
-    "response",
-    "partial_response",
-    "remission",
-    "reliable_improvement",
-    "reliable_deterioration",
-    "recovery",
-    "reliable_recovery",
-)
-
-_ENDPOINT_COLUMNS = frozenset(
-    "patient_id instrument visit target_day study_day baseline score change pct_change "
-    "response partial_response remission reliable_improvement reliable_deterioration "
-    "recovery reliable_recovery severity baseline_severity imputed".split()
-)
+EVENTS = OUTCOMES
 
 
 def _defined_event_rows(
@@ -78,7 +65,7 @@ def _defined_event_rows(
         ep = ep[~ep["imputed"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
     ep = ep[ep["study_day"].notna() & ep[event].notna()]
 
-    extra = [c for c in ep.columns if c not in _ENDPOINT_COLUMNS]
+    extra = [c for c in ep.columns if c not in ENDPOINT_COLUMNS]
     if extra:
         constant = ep.groupby("patient_id", sort=False)[extra].nunique(dropna=False).max() <= 1
         extra = [c for c in extra if constant.get(c, True)]
