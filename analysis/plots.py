@@ -134,16 +134,26 @@ def _panels(n: int, width: float = 5.0, height: float = 3.8) -> tuple[Figure, np
     return fig, fig.subplots(1, n, squeeze=False, sharey=True)[0]
 
 
-def _line_with_band(ax, x, y, low, high, label, color, offset=0.0) -> None:
-    ax.errorbar(
-        np.asarray(x, dtype=float) + offset,
-        y,
-        yerr=[y - low, high - y],
-        fmt="o-",
-        capsize=3,
-        color=color,
-        label=label,
-    )
+def _dodged_lines(ax, rows, hue, lines, x, order, value="estimate", scale=1.0) -> None:
+    """One line with its interval per level of ``hue``, dodged sideways so none overlap.
+
+    ``x`` is the column placed by its position in ``order``; the interval is
+    ``ci_low``..``ci_high``; values are multiplied by ``scale`` (100 for percentages).
+    """
+    width = 0.3 / max(1, len(lines))
+    for k, line in enumerate(lines):
+        sub = rows if line is None else rows[rows[hue].astype(str) == line]
+        sub = sub.assign(_x=sub[x].astype(str).map(order.index)).sort_values("_x")
+        y = scale * _float(sub[value])
+        ax.errorbar(
+            sub["_x"].to_numpy(dtype=float) + (k - (len(lines) - 1) / 2) * width,
+            y,
+            yerr=[y - scale * _float(sub["ci_low"]), scale * _float(sub["ci_high"]) - y],
+            fmt="o-",
+            capsize=3,
+            color=f"C{k % 10}",
+            label=line,
+        )
 
 
 def plot_rates(
@@ -181,22 +191,9 @@ def plot_rates(
     panels = _levels(table, col)
     lines = _levels(table, hue)
     fig, axes = _panels(len(panels))
-    width = 0.3 / max(1, len(lines))
     for ax, panel in zip(axes, panels, strict=True):
         rows = table if panel is None else table[table[col].astype(str) == panel]
-        for k, line in enumerate(lines):
-            sub = rows if line is None else rows[rows[hue].astype(str) == line]
-            x = sub["visit"].astype(str).map(visits.index).to_numpy()
-            _line_with_band(
-                ax,
-                x,
-                100 * _float(sub[value]),
-                100 * _float(sub["ci_low"]),
-                100 * _float(sub["ci_high"]),
-                line,
-                f"C{k % 10}",
-                (k - (len(lines) - 1) / 2) * width,
-            )
+        _dodged_lines(ax, rows, hue, lines, "visit", visits, value=value, scale=100)
         ax.set_xticks(range(len(visits)), visits)
         ax.set(title=panel or "", xlabel="Visit", ylim=(0, 100))
     axes[0].set_ylabel(ylabel)
@@ -239,22 +236,9 @@ def plot_change_trajectory(
     panels = _levels(table, col)
     lines = _levels(table, group)
     fig, axes = _panels(len(panels), width=6.0)
-    width = 0.3 / max(1, len(lines))
     for ax, panel in zip(axes, panels, strict=True):
         rows = table if panel is None else table[table[col].astype(str) == panel]
-        for k, line in enumerate(lines):
-            sub = rows if line is None else rows[rows[group].astype(str) == line]
-            sub = sub.assign(_x=sub[visit].astype(str).map(visits.index)).sort_values("_x")
-            _line_with_band(
-                ax,
-                sub["_x"].to_numpy(),
-                _float(sub["estimate"]),
-                _float(sub["ci_low"]),
-                _float(sub["ci_high"]),
-                line,
-                f"C{k % 10}",
-                (k - (len(lines) - 1) / 2) * width,
-            )
+        _dodged_lines(ax, rows, group, lines, visit, visits)
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_xticks(range(len(visits)), visits)
         ax.set(title=panel or "", xlabel="Visit")
@@ -362,20 +346,7 @@ def plot_effect_sizes(
     lines = _levels(table, hue)
     fig = Figure(figsize=(8, 4), layout="constrained")
     ax = fig.subplots()
-    width = 0.3 / max(1, len(lines))
-    for k, line in enumerate(lines):
-        sub = table if line is None else table[table[hue].astype(str) == line]
-        sub = sub.assign(_x=sub[x].astype(str).map(order.index)).sort_values("_x")
-        _line_with_band(
-            ax,
-            sub["_x"].to_numpy(),
-            _float(sub["estimate"]),
-            _float(sub["ci_low"]),
-            _float(sub["ci_high"]),
-            line,
-            f"C{k % 10}",
-            (k - (len(lines) - 1) / 2) * width,
-        )
+    _dodged_lines(ax, table, hue, lines, x, order)
     for value in reference_lines:
         for sign in (1, -1):
             ax.axhline(sign * value, color="grey", linewidth=0.6, linestyle=":")
