@@ -134,10 +134,12 @@ def configure_display() -> None:
     Examples
     --------
     >>> import pandas as pd
-    >>> with pd.option_context("display.max_rows", 10):
-    ...     configure_display()
-    ...     pd.get_option("display.max_rows")
-    1000
+    >>> before = {option: pd.get_option(option) for option in REPORT_DISPLAY}
+    >>> configure_display()
+    >>> pd.get_option("display.max_rows"), pd.get_option("display.precision")
+    (1000, 3)
+    >>> for option, value in before.items():  # leave the session as it was
+    ...     pd.set_option(option, value)
     """
     for option, value in REPORT_DISPLAY.items():
         pd.set_option(option, value)
