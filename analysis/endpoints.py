@@ -20,6 +20,13 @@ chosen by the smallest *key*:
 Keys are distinct within a window because ``(patient_id, instrument, study_day)`` is
 unique, so exactly one assessment per patient and window is chosen.
 
+Two steps take a cheaper form on pandas only, with the same result: ``patient_id`` is
+carried as integer codes (:class:`_PatientCodes`) and visits and severity bands are
+mapped through a lookup table instead of a chain of ``when`` (:func:`_lookup`). The
+backend tests (``tests/test_endpoints_backends.py``) require identical results on every
+engine, and ``benchmarks/derive.py`` times each one against a hand-written DuckDB SQL
+query of the same rules.
+
 Choices where DESIGN.md is silent (a clinical-trial statistician's reading):
 
 - Endpoint rows are the post-baseline visits. The baseline visit itself has no row: its
