@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 import analysis
+from analysis.schema import TABLES
 
 __all__ = [
     "NOTEBOOKS_DIR",
@@ -56,7 +57,6 @@ REPORT_PARAMETERS: Mapping[str, int] = {"n_patients": 500, "seed": 0, "min_cell"
 
 _NOTEBOOK_NAME = re.compile(r"^(\d+)_([a-z0-9_]+)\.ipynb$")
 _TABLE_NAME = re.compile(r"^[a-z0-9][a-z0-9_]*$")
-_TABLES = ("patients", "assessments", "sessions", "adverse_events")
 
 
 @dataclass(frozen=True)
@@ -220,7 +220,7 @@ def data_fingerprint(cohort) -> str:
     False
     """
     digest = hashlib.sha256()
-    for name in _TABLES:
+    for name in TABLES:
         table = getattr(cohort, name, None)
         if table is None:
             table = pd.DataFrame()
@@ -545,7 +545,7 @@ def run_reports(
         "package_version": analysis.__version__,
         "data": {
             "source": source,
-            "rows": {name: len(getattr(cohort, name)) for name in _TABLES},
+            "rows": {name: len(getattr(cohort, name)) for name in TABLES},
         },
         "data_fingerprint": data_fingerprint(cohort),
         "parameters": parameters,

@@ -13,6 +13,7 @@ so in the text instead).
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
+from functools import cache
 
 import numpy as np
 import pandas as pd
@@ -20,6 +21,7 @@ import pandas as pd
 from analysis._utils import as_by, check_choice, check_columns, to_pandas
 from analysis.instruments import INSTRUMENTS
 from analysis.rates import rate_table, suppress_small_cells
+from analysis.schema import OPTIONAL_TABLES, TABLES, read_schema
 from analysis.survival import EVENTS
 
 __all__ = [
@@ -37,9 +39,6 @@ __all__ = [
     "visits_in_schedule_order",
 ]
 
-#: Tables of a cohort in report order; the first two are required.
-_TABLES = ("patients", "assessments", "sessions", "adverse_events")
-
 #: Table 1 rows: (column, kind) in display order. Columns absent from the data are skipped.
 _TABLE_ONE_ROWS = (
     ("age", "continuous"),
@@ -54,20 +53,22 @@ _TABLE_ONE_ROWS = (
     ("concurrent_psychotherapy", "boolean"),
 )
 
-#: Level order of the categorical columns (the data schema's order); others sort after.
-_LEVELS = {
-    "sex": ("female", "male", "other", "unknown"),
-    "primary_diagnosis": ("GAD", "SAD", "PD", "PTSD", "MIXED", "OTHER"),
-    "route": ("iv", "im", "intranasal", "oral", "sublingual"),
-}
+
+@cache
+def _levels(column: str) -> tuple:
+    """Level order of a categorical patients column: its enum in the data schema."""
+    for field in read_schema("patients")["fields"]:
+        if field["name"] == column:
+            return tuple(field.get("constraints", {}).get("enum", ()))
+    return ()
 
 
 def _cohort_tables(cohort) -> dict[str, pd.DataFrame]:
     """The cohort's tables by name; the optional ones only when they hold rows."""
     tables = {}
-    for name in _TABLES:
+    for name in TABLES:
         df = getattr(cohort, name, None)
-        if df is None or (name not in _TABLES[:2] and df.empty):
+        if df is None or (name in OPTIONAL_TABLES and df.empty):
             continue
         tables[name] = df
     return tables
@@ -414,7 +415,7 @@ def _level_counts(values: pd.Series, column: str, kind: str) -> pd.Series:
         counts = pd.Series({"yes": int(values.dropna().astype(bool).sum())})
     elif kind == "categorical":
         observed = values.dropna().astype(str).value_counts()
-        order = [v for v in _LEVELS.get(column, ()) if v in observed.index]
+        order = [v for v in _levels(column) if v in observed.index]
         order += sorted(set(observed.index) - set(order))
         counts = observed.reindex(order)
     else:
