@@ -51,7 +51,7 @@ def check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
-def to_pandas(frame: object) -> pd.DataFrame:
+def to_pandas(frame: object, name: str = "data") -> pd.DataFrame:
     """A pandas frame from a pandas, Polars, DuckDB or Spark frame (collects lazy ones).
 
     For the small, aggregated or patient-level tables that statistics need; the large
@@ -61,7 +61,13 @@ def to_pandas(frame: object) -> pd.DataFrame:
         return frame
     import narwhals as nw
 
-    nw_frame = nw.from_native(frame)
+    try:
+        nw_frame = nw.from_native(frame)
+    except TypeError:
+        raise TypeError(
+            f"`{name}` must be a data frame (pandas, Polars, DuckDB, Spark), but a "
+            f"{type(frame).__name__} was passed; build a DataFrame from it first."
+        ) from None
     if isinstance(nw_frame, nw.LazyFrame):
         nw_frame = nw_frame.collect()
     return nw_frame.to_pandas()
@@ -92,3 +98,8 @@ def check_min_cell(min_cell: int | None, *, optional: bool = True) -> None:
             "`min_cell` must be a positive integer (11 for the CMS rule)"
             f"{' or None' if optional else ''}, but {min_cell!r} was passed."
         )
+
+
+def to_float_array(values: pd.Series) -> np.ndarray:
+    """``values`` as a float array, NaN for missing or non-numeric entries (``pd.NA`` too)."""
+    return pd.to_numeric(values, errors="coerce").astype(float).to_numpy()

@@ -583,7 +583,7 @@ def effect_size_table(
           group  estimate  ci_low    n1    n2  suppressed
     0  ketamine       NaN     NaN  <NA>  <NA>        True
     """
-    endpoints = to_pandas(endpoints)
+    endpoints = to_pandas(endpoints, "endpoints")
     keys = as_by(by)
     if group is None:
         measure = DEFAULT_WITHIN_MEASURE if measure is None else measure

@@ -32,13 +32,12 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 
-import narwhals as nw
 import numpy as np
 import pandas as pd
 from formulaic import Formula, model_matrix
 from scipy import linalg, optimize, stats
 
-from analysis._utils import as_by, check_choice
+from analysis._utils import as_by, check_choice, to_pandas
 
 __all__ = ["COVARIANCE_STRUCTURES", "MMRMFitError", "MMRMResult", "fit_mmrm"]
 
@@ -154,28 +153,11 @@ def _is_factor(values: pd.Series) -> bool:
     )
 
 
-def _collect(data) -> pd.DataFrame:
-    """The rows as pandas: an MMRM needs the patient-level rows, so a Polars, DuckDB or
-    Spark frame (anything narwhals reads) is collected."""
-    if isinstance(data, pd.DataFrame):
-        return data
-    try:
-        frame = nw.from_native(data)
-    except TypeError:
-        raise TypeError(
-            f"`data` must be a data frame (pandas, Polars, DuckDB, Spark), but a "
-            f"{type(data).__name__} was passed; build a DataFrame from it first."
-        ) from None
-    if isinstance(frame, nw.LazyFrame):
-        frame = frame.collect()
-    return frame.to_pandas()
-
-
 class _Data:
     """The analysis rows, sorted by subject and visit, with their design."""
 
     def __init__(self, data: pd.DataFrame, formula: str, subject: str, visit: str):
-        data = _collect(data)
+        data = to_pandas(data)
         parsed = Formula(formula)
         if not hasattr(parsed, "lhs") or not parsed.lhs.required_variables:
             raise ValueError(

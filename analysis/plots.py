@@ -17,7 +17,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from analysis._utils import check_columns
+from analysis._utils import check_columns, to_float_array
 from analysis.endpoints import make_schedule
 
 __all__ = [
@@ -125,10 +125,6 @@ def _levels(table: pd.DataFrame, column: str | None) -> list:
     return [None] if column is None else list(dict.fromkeys(table[column].astype(str)))
 
 
-def _float(values: pd.Series) -> np.ndarray:
-    return pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
-
-
 def _panels(n: int, width: float = 5.0, height: float = 3.8) -> tuple[Figure, np.ndarray]:
     fig = Figure(figsize=(width * n + 1, height), layout="constrained")
     return fig, fig.subplots(1, n, squeeze=False, sharey=True)[0]
@@ -144,11 +140,14 @@ def _dodged_lines(ax, rows, hue, lines, x, order, value="estimate", scale=1.0) -
     for k, line in enumerate(lines):
         sub = rows if line is None else rows[rows[hue].astype(str) == line]
         sub = sub.assign(_x=sub[x].astype(str).map(order.index)).sort_values("_x")
-        y = scale * _float(sub[value])
+        y = scale * to_float_array(sub[value])
         ax.errorbar(
             sub["_x"].to_numpy(dtype=float) + (k - (len(lines) - 1) / 2) * width,
             y,
-            yerr=[y - scale * _float(sub["ci_low"]), scale * _float(sub["ci_high"]) - y],
+            yerr=[
+                y - scale * to_float_array(sub["ci_low"]),
+                scale * to_float_array(sub["ci_high"]) - y,
+            ],
             fmt="o-",
             capsize=3,
             color=f"C{k % 10}",
@@ -297,10 +296,10 @@ def plot_cumulative_incidence(
         if min_cell is not None and at_risk < min_cell:
             ax.plot([], [], color="none", label=f"{level}: fewer than {min_cell}, not shown")
             continue
-        time = np.concatenate([[0.0], _float(sub["time"])])
-        surv = np.concatenate([[1.0], _float(sub["survival"])])
-        low = np.concatenate([[1.0], _float(sub["ci_low"])])
-        high = np.concatenate([[1.0], _float(sub["ci_high"])])
+        time = np.concatenate([[0.0], to_float_array(sub["time"])])
+        surv = np.concatenate([[1.0], to_float_array(sub["survival"])])
+        low = np.concatenate([[1.0], to_float_array(sub["ci_low"])])
+        high = np.concatenate([[1.0], to_float_array(sub["ci_high"])])
         if cumulative:
             surv, low, high = 1 - surv, 1 - high, 1 - low
         color = f"C{k % 10}"

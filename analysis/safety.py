@@ -39,7 +39,13 @@ import seaborn as sns
 from matplotlib.figure import Figure
 from scipy import stats
 
-from analysis._utils import as_by, check_alpha, check_columns, check_min_cell
+from analysis._utils import (
+    as_by,
+    check_alpha,
+    check_columns,
+    check_min_cell,
+    to_float_array,
+)
 from analysis.rates import proportion_ci, suppress_small_cells
 
 __all__ = [
@@ -199,10 +205,6 @@ def _groups(frame: pd.DataFrame, keys: list[str]):
     for key, rows in frame.groupby(cols, sort=True, dropna=False, observed=True):
         key = key if isinstance(key, tuple) else (key,)
         yield dict(zip(keys, key if keys else (), strict=True)), rows
-
-
-def _numeric(values: pd.Series) -> np.ndarray:
-    return pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
 
 
 def _pct(part: float, whole: float) -> float:
@@ -516,7 +518,7 @@ def blood_pressure_table(
     check_min_cell(min_cell)
     readings = ["sbp_pre", "dbp_pre", "sbp_peak", "dbp_peak"]
     sessions = _sessions(cohort, keys, readings)
-    values = {c: _numeric(sessions[c]) for c in readings}
+    values = {c: to_float_array(sessions[c]) for c in readings}
     ids = sessions["patient_id"].to_numpy()
     criteria = {
         "sbp": (f"SBP >= {sbp_peak:g} mmHg", f"SBP rise >= {sbp_rise:g} mmHg"),
@@ -654,7 +656,7 @@ def dissociation_table(
     sessions = _sessions(cohort, keys, ["cadss_total"])
     rows = []
     for key, group in _groups(sessions, keys):
-        x = _numeric(group["cadss_total"])
+        x = to_float_array(group["cadss_total"])
         ok = ~np.isnan(x)
         x = x[ok]
         mean, sd = _mean_sd(x)
@@ -796,7 +798,7 @@ def dose_summary(
         n = len(group)
         dose = {}
         for column in ("dose_mg", "dose_mg_per_kg"):
-            values = _numeric(mine[column]) if column in mine.columns else np.array([])
+            values = to_float_array(mine[column]) if column in mine.columns else np.array([])
             dose[f"{column}_median"], dose[f"{column}_q1"], dose[f"{column}_q3"] = _quartiles(
                 values
             )

@@ -41,7 +41,7 @@ def _defined_event_rows(
     endpoints: pd.DataFrame, event: str, instrument: str | None
 ) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Observed visits with a defined ``event``, sorted, and the patient-level columns."""
-    endpoints = to_pandas(endpoints)
+    endpoints = to_pandas(endpoints, "endpoints")
     check_choice("event", event, EVENTS)
     check_columns(endpoints, ["patient_id", "study_day", event], "endpoints")
     ep = endpoints
@@ -325,7 +325,7 @@ def kaplan_meier(
     2     3          4         1    0.5469  0.1372   0.8324
     3     5          1         1    0.0000     NaN      NaN
     """
-    tte = to_pandas(tte)
+    tte = to_pandas(tte, "tte")
     _check_tte(tte, group)
     frames = []
     for level, sub in _groups(tte, group):
@@ -425,7 +425,7 @@ def median_time_to_event(
        n  n_events  median  ci_low  ci_high  suppressed
     0  4      <NA>     NaN     NaN      NaN        True
     """
-    tte = to_pandas(tte)
+    tte = to_pandas(tte, "tte")
     _check_tte(tte, group)
     rows = []
     for level, sub in _groups(tte, group):
@@ -487,7 +487,7 @@ def logrank_test(tte: pd.DataFrame, group: str) -> pd.DataFrame:
        n_groups    chi2  df  p_value
     0         2  3.6437   1   0.0563
     """
-    tte = to_pandas(tte)
+    tte = to_pandas(tte, "tte")
     _check_tte(tte, group)
     levels = sorted(tte[group].unique().tolist())
     if len(levels) < 2:
