@@ -37,7 +37,6 @@ import pandas as pd
 from scipy import optimize, special, stats
 
 from analysis._utils import as_by, check_choice, check_columns, sort_cells, to_pandas
-from analysis.rates import suppress_small_cells
 
 __all__ = [
     "EffectSize",
@@ -522,7 +521,7 @@ def effect_size_table(
         Cells to compute separately (default instrument and visit); ``()`` for one overall
         row. Each patient may appear once per cell.
     min_cell : int, optional
-        When given, small-cell suppression (:func:`analysis.rates.suppress_small_cells`
+        When given, small-cell suppression (:func:`analysis.disclosure.suppress_cells`
         with ``count_columns=("n1", "n2")``, no total): a row where ``n1`` or ``n2`` lies
         in ``1 .. min_cell - 1`` has both counts, ``estimate``, ``ci_low`` and
         ``ci_high`` blanked and ``suppressed=True``. Reports use 11.
@@ -601,7 +600,7 @@ def effect_size_table(
             row.update(_row(lambda x=x, y=y: effect_size(x, y, measure=measure), measure, n, n))
             rows.append(row)
         out = sort_cells(pd.DataFrame(rows, columns=keys + TABLE_COLUMNS), endpoints, keys)
-        return _suppress_counts(out, min_cell)
+        return _suppress_counts(out, min_cell, None)
 
     measure = DEFAULT_BETWEEN_MEASURE if measure is None else measure
     check_choice("measure", measure, INDEPENDENT_MEASURES)
@@ -637,12 +636,23 @@ def effect_size_table(
             )
             rows.append(row)
     out = pd.DataFrame(rows, columns=keys + ["group", "reference"] + TABLE_COLUMNS)
-    return _suppress_counts(sort_cells(out, endpoints, keys), min_cell)
+    return _suppress_counts(sort_cells(out, endpoints, keys), min_cell, [keys])
 
 
-def _suppress_counts(table: pd.DataFrame, min_cell: int | None) -> pd.DataFrame:
-    """Blank the estimate, its CI and both counts where n1 or n2 is in 1..min_cell - 1."""
+def _suppress_counts(
+    table: pd.DataFrame, min_cell: int | None, margins: list[list[str]] | None
+) -> pd.DataFrame:
+    """Blank the estimate, its CI and both counts where n1 or n2 is in 1..min_cell - 1.
+
+    Between groups, the levels of a cell add up (with the reference) to the cell's
+    patients, so ``margins`` adds complementary suppression of ``n1`` across levels
+    (:func:`analysis.disclosure.suppress_cells`).
+    """
     if min_cell is None:
         return table
+    from analysis.disclosure import suppress_cells
+
     derived = ("estimate", "ci_low", "ci_high")
-    return suppress_small_cells(table, min_cell, ("n1", "n2"), total=None, derived=derived)
+    return suppress_cells(
+        table, min_cell, ("n1", "n2"), total=None, derived=derived, margins=margins
+    )

@@ -18,7 +18,8 @@ Conventions shared by every function:
   than ``min_cell`` patients has every statistic blanked; a count under ``min_cell`` (or
   whose complement in its total is) is blanked with its percentage. Blanked cells are NA
   and the row has ``suppressed=True``. The rule is applied row by row
-  (:func:`analysis.rates.suppress_small_cells`).
+  (:func:`analysis.disclosure.suppress_cells`, with complementary suppression across
+  the groups of a patient-level key such as ``route``).
 - Sessions of one patient are correlated: session-level percentages carry no binomial
   interval, and the interval of a mean over sessions is cluster-robust by patient.
 
@@ -46,7 +47,8 @@ from analysis._utils import (
     check_min_cell,
     to_float_array,
 )
-from analysis.rates import proportion_ci, suppress_small_cells
+from analysis.disclosure import partition_margins, suppress_cells
+from analysis.rates import proportion_ci
 
 __all__ = [
     "ANY_EVENT",
@@ -279,9 +281,13 @@ def _finish(
         if c not in (group_size, "suppressed")
         and (c in counts or pd.api.types.is_float_dtype(out[c].dtype))
     ]
-    out = suppress_small_cells(out, min_cell, (group_size,), total=None, derived=stats_columns)
+    # The groups of a key (route, ...) add up to all patients: complementary suppression.
+    margins = partition_margins(keys)
+    out = suppress_cells(
+        out, min_cell, (group_size,), total=None, derived=stats_columns, margins=margins
+    )
     for count, total, derived in parts:
-        out = suppress_small_cells(out, min_cell, (count,), total=total, derived=list(derived))
+        out = suppress_cells(out, min_cell, (count,), total=total, derived=list(derived))
     for c in counts:
         out[c] = pd.to_numeric(out[c]).astype("Int64")
     return out[[*keys, *columns]]
@@ -414,12 +420,13 @@ def adverse_event_table(
         out[c] = out[c].astype("Int64")
     out["suppressed"] = False
     if min_cell is not None:
-        out = suppress_small_cells(
+        out = suppress_cells(
             out,
             min_cell,
             ("patients",),
             total="n",
             derived=("percent", "ci_low", "ci_high", "events"),
+            margins=[[*m, "term"] for m in partition_margins(keys)],
         )
         out["events"] = out["events"].astype("Int64")
     return out[[*keys, *_AE_COLUMNS]].reset_index(drop=True)

@@ -22,7 +22,6 @@ from statsmodels.duration.survfunc import SurvfuncRight, survdiff
 
 from analysis._utils import check_choice, check_columns, to_pandas
 from analysis.endpoints import ENDPOINT_COLUMNS, OUTCOMES
-from analysis.rates import suppress_small_cells
 
 __all__ = [
     "EVENTS",
@@ -273,7 +272,11 @@ def _km(time: np.ndarray, event: np.ndarray, alpha: float) -> pd.DataFrame:
 
 
 def kaplan_meier(
-    tte: pd.DataFrame, group: str | None = None, *, alpha: float = 0.05
+    tte: pd.DataFrame,
+    group: str | None = None,
+    *,
+    alpha: float = 0.05,
+    min_cell: int | None = None,
 ) -> pd.DataFrame:
     """Kaplan-Meier estimate with pointwise log-log confidence limits.
 
@@ -286,6 +289,13 @@ def kaplan_meier(
         A column of ``tte`` (e.g. ``"route"``); one curve per level (sorted).
     alpha : float
         1 - coverage of the pointwise intervals (default 0.05).
+    min_cell : int, optional
+        Disclosure control (:mod:`analysis.disclosure`; reports use 11): no curve for a
+        group of fewer than ``min_cell`` patients (its steps of 1/n would give its event
+        counts), each curve ends before the first time with fewer than ``min_cell``
+        patients at risk, and ``n_events`` of 1 to ``min_cell - 1`` is blanked (the
+        curve itself is kept); a ``suppressed`` column marks the rows with a blanked
+        count. The estimate is computed on all patients, so the shown part is unchanged.
 
     Returns
     -------
@@ -325,8 +335,11 @@ def kaplan_meier(
     2     3          4         1    0.5469  0.1372   0.8324
     3     5          1         1    0.0000     NaN      NaN
     """
+    from analysis.disclosure import check_min_cell, small_count
+
     tte = to_pandas(tte, "tte")
     _check_tte(tte, group)
+    min_cell = check_min_cell(min_cell)
     frames = []
     for level, sub in _groups(tte, group):
         km = _km(
@@ -334,6 +347,15 @@ def kaplan_meier(
             sub["event"].astype(int).to_numpy(),
             alpha,
         )
+        if min_cell is not None:
+            if len(sub) < min_cell:
+                km = km.iloc[:0]
+            at_risk = km["n_at_risk"].to_numpy(dtype=float)
+            end = np.flatnonzero(at_risk < min_cell)
+            km = km.iloc[: end[0] if len(end) else len(km)].copy()
+            hide = small_count(km["n_events"], min_cell)
+            km["n_events"] = km["n_events"].astype("Int64").mask(hide)
+            km["suppressed"] = hide
         if group is not None:
             km.insert(0, "group", level)
         frames.append(km)
@@ -385,7 +407,7 @@ def median_time_to_event(
     alpha : float
         1 - coverage of the interval (default 0.05).
     min_cell : int, optional
-        When given, small-cell suppression (:func:`analysis.rates.suppress_small_cells`
+        When given, small-cell suppression (:func:`analysis.disclosure.suppress_cells`
         with ``count_columns=("n_events",)``, ``total="n"``): a row whose n, n_events or
         n - n_events (the censored) lies in ``1 .. min_cell - 1`` has ``n_events``, the
         median and its CI blanked, ``n`` too when under ``min_cell``, and
@@ -446,8 +468,11 @@ def median_time_to_event(
     out = pd.DataFrame(rows)
     if min_cell is None:
         return out
+    from analysis.disclosure import suppress_cells
+
     derived = ("median", "ci_low", "ci_high")
-    return suppress_small_cells(out, min_cell, ("n_events",), total="n", derived=derived)
+    margins = [[]] if group is not None else None  # the groups add up to all patients
+    return suppress_cells(out, min_cell, ("n_events",), total="n", derived=derived, margins=margins)
 
 
 def logrank_test(tte: pd.DataFrame, group: str) -> pd.DataFrame:
