@@ -53,6 +53,7 @@ __all__ = [
     "check_min_cell",
     "complementary_mask",
     "partition_margins",
+    "shown_count",
     "small_count",
     "suppress_cells",
     "suppress_small_groups",
@@ -139,6 +140,20 @@ def small_count(values: object, min_cell: int) -> np.ndarray:
     """
     v = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype(float)
     return ((v >= 1) & (v < min_cell)).fillna(False).to_numpy(dtype=bool)
+
+
+def shown_count(count: int, min_cell: int | None) -> int | str:
+    """A count as it may be printed: itself, or ``"<min_cell"`` when 1 to min_cell - 1.
+
+    Examples
+    --------
+    >>> shown_count(3, 11), shown_count(0, 11), shown_count(300, 11)
+    ('<11', 0, 300)
+    """
+    min_cell = check_min_cell(min_cell)
+    if min_cell is not None and small_count([count], min_cell)[0]:
+        return f"<{min_cell}"
+    return int(count)
 
 
 def partition_margins(by: Iterable[str]) -> list[list[str]]:

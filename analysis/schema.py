@@ -672,7 +672,7 @@ def _as_tables(tables) -> dict[str, pd.DataFrame]:
 
 def _validate_tables(tables) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, bool]:
     """Typed tables, every failure, and whether the de-identification guard flagged any."""
-    from analysis.deid import IDENTIFIER_CHECKS, _scan
+    from analysis.deid import IDENTIFIER_CHECKS, _scan, redact_failures
 
     raw = {name: df.reset_index(drop=True) for name, df in _as_tables(tables).items()}
     typed, clean, failures = {}, {}, []
@@ -688,13 +688,7 @@ def _validate_tables(tables) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, boo
     failures = [f for f in failures if len(f)]
     result = pd.concat(failures, ignore_index=True) if failures else _empty_failures()
     deid = result["check"].isin(list(IDENTIFIER_CHECKS))
-    if deid.any():
-        flagged = set(zip(result.loc[deid, "table"], result.loc[deid, "column"], strict=True))
-        in_flagged = [
-            any((t, c.strip()) in flagged for c in str(cols).split(","))
-            for t, cols in zip(result["table"], result["column"], strict=True)
-        ]
-        result.loc[np.asarray(in_flagged, dtype=bool), "value"] = ""
+    result = redact_failures(result)  # no value of a flagged or free-text column
     order = result["table"].map({t: k for k, t in enumerate(TABLES)})
     result = (
         result.assign(_order=order)
