@@ -661,8 +661,7 @@ def redact_failures(failures: pd.DataFrame) -> pd.DataFrame:
     deid = out["check"].isin(list(IDENTIFIER_CHECKS))
     flagged = set(zip(out.loc[deid, "table"], out.loc[deid, "column"], strict=True))
     free = {
-        key: _free_text_capable(*key)
-        for key in set(zip(out["table"], out["column"], strict=True))
+        key: _free_text_capable(*key) for key in set(zip(out["table"], out["column"], strict=True))
     }
     blank = [
         any((t, c.strip()) in flagged for c in str(cols).split(","))

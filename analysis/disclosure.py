@@ -56,6 +56,7 @@ __all__ = [
     "shown_count",
     "small_count",
     "suppress_cells",
+    "suppress_group_statistics",
     "suppress_small_groups",
 ]
 
@@ -414,6 +415,84 @@ def suppress_small_groups(
     return out
 
 
+def suppress_group_statistics(
+    table: pd.DataFrame,
+    data: pd.DataFrame,
+    min_cell: int | None,
+    *,
+    subject: str = "patient_id",
+) -> pd.DataFrame:
+    """The small-group rule for model outputs (LS means, contrasts) that carry no n.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Rows of group statistics whose label columns (``route``, ``visit``, ...) are
+        columns of ``data``; a ``contrast`` column ``"a - b"`` names two levels of the
+        one label column of ``data`` it does not otherwise contain (as
+        :meth:`analysis.mmrm.MMRMResult.pairwise` writes it).
+    data : DataFrame
+        The patient-level rows the model was fitted on.
+    min_cell : int or None
+        Groups of fewer than ``min_cell`` distinct ``subject`` have every numeric
+        column blanked; None only adds ``suppressed=False``.
+    subject : str
+        Column of ``data`` identifying patients.
+
+    Returns
+    -------
+    DataFrame
+        A copy with a boolean ``suppressed`` column; no count is added.
+
+    Examples
+    --------
+    >>> data = pd.DataFrame({"patient_id": list("abcdefghijklmn"),
+    ...                      "route": ["iv"] * 12 + ["im"] * 2})
+    >>> ls = pd.DataFrame({"route": ["im", "iv"], "estimate": [-3.0, -8.0]})
+    >>> suppress_group_statistics(ls, data, 11)
+      route  estimate  suppressed
+    0    im       NaN        True
+    1    iv      -8.0       False
+    """
+    min_cell = check_min_cell(min_cell)
+    out = table.copy()
+    flag = np.zeros(len(out), dtype=bool)
+    if min_cell is not None:
+        labels = [c for c in out.columns if c in data.columns and c != subject]
+        if labels:
+            sizes = data.groupby(labels, dropna=False, observed=True)[subject].nunique()
+            keys = pd.MultiIndex.from_frame(out[labels].astype(object))
+            n = sizes.reindex(keys.to_flat_index() if len(labels) > 1 else out[labels[0]])
+            flag |= ~(pd.to_numeric(pd.Series(n.to_numpy()), errors="coerce") >= min_cell)
+        if "contrast" in out.columns:
+            others = [
+                c
+                for c in data.columns
+                if c not in labels
+                and c != subject
+                and not pd.api.types.is_numeric_dtype(data[c].dtype)
+            ]
+            for c in others:
+                per_level = data.groupby(c, observed=True)[subject].nunique()
+                levels = set(per_level.index.astype(str))
+                parts = out["contrast"].astype(str).str.split(" - ", n=1)
+                if not all(set(p) <= levels for p in parts if len(p) == 2):
+                    continue
+                small = {str(k) for k, v in per_level.items() if v < min_cell}
+                flag |= np.array([bool(set(p) & small) for p in parts], dtype=bool)
+        numeric = [
+            c
+            for c in out.columns
+            if pd.api.types.is_numeric_dtype(out[c].dtype)
+            and not pd.api.types.is_bool_dtype(out[c].dtype)
+        ]
+        for c in numeric:
+            _blank(out, c, flag)
+    previous = out["suppressed"].astype(bool).to_numpy() if "suppressed" in out else flag
+    out["suppressed"] = flag | previous
+    return out
+
+
 # --------------------------------------------------------------------------------------
 # audit of a report folder
 
@@ -469,7 +548,7 @@ class AuditResult:
 
 # A column holds counts of people when its name says so.
 _COUNT_NAME = re.compile(
-    r"^(?:n|count|events|patients|subjects|observed|expected|missing|assessments|"
+    r"^(?:n|count|events|patients|subjects|observed|expected|missing|"
     r"n_[a-z0-9_]+|[a-z0-9_]+_n|events_ref|n_ref|n1|n2|responders|non_responders|"
     r"persons|people|participants)$",
     re.IGNORECASE,
@@ -480,8 +559,19 @@ _FORMULA = re.compile(r"^[=+\-@\t\r]")
 _NUMERIC = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
 
 
+#: Count-like names that do not count people (groups of a test, strata, items, ...).
+_NOT_PEOPLE = frozenset(
+    {"n_groups", "n_strata", "n_items", "n_items_answered", "n_boot", "n_levels", "n_visits",
+     "n_params", "n_parameters", "n_iter", "n_terms"}
+)  # fmt: skip
+
+
 def _count_columns(df: pd.DataFrame) -> list[str]:
-    return [str(c) for c in df.columns if _COUNT_NAME.match(str(c).strip())]
+    return [
+        str(c)
+        for c in df.columns
+        if _COUNT_NAME.match(str(c).strip()) and str(c).strip() not in _NOT_PEOPLE
+    ]
 
 
 def _is_text_count_table(df: pd.DataFrame) -> bool:
@@ -526,7 +616,10 @@ def audit_table(
             found.append((name, c, int(r), "small_count"))
     if "n" in df.columns:
         n = _numeric(df["n"])
-        for c in ("events", "patients", "observed", "missing", "n_events"):
+        parts = ["patients", "observed", "missing", "n_events"]
+        if "patients" not in df.columns:  # events of people, not events per person
+            parts.append("events")
+        for c in parts:
             if c in df.columns:
                 for r in np.flatnonzero(small_count(n - _numeric(df[c]), min_cell)):
                     found.append((name, c, int(r), "small_complement"))

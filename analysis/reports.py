@@ -582,8 +582,7 @@ def run_reports(
         "data": {
             "source": source,
             "rows": {
-                name: shown_count(len(getattr(cohort, name)), values["min_cell"])
-                for name in TABLES
+                name: shown_count(len(getattr(cohort, name)), values["min_cell"]) for name in TABLES
             },
         },
         "data_fingerprint": data_fingerprint(cohort),

@@ -854,7 +854,8 @@ def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = No
     ----------
     table : DataFrame
         Output of :func:`adverse_event_table` (its first ``by`` column colours the bars);
-        suppressed cells have no bar.
+        a suppressed cell is a grey "X" at 0 with a "suppressed (small cell)" legend
+        entry, never an empty bar that reads as zero.
     terms : sequence of str, optional
         Terms to draw, in this order; default every term of the table.
 
@@ -873,8 +874,22 @@ def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = No
     fig = Figure(figsize=(8, min(12.0, max(3.0, 1.0 + 0.12 * bars))), layout="constrained")
     ax = fig.subplots()
     sns.barplot(data=data, y="term", x="percent", hue=hue, order=order, errorbar=None, ax=ax)
+    # A suppressed cell is drawn as a marker with a legend entry, never as an empty bar
+    # that reads as zero.
+    from analysis.plots import mark_suppressed, say_empty
+
+    levels = list(dict.fromkeys(data[hue].astype(str))) if hue else [None]
+    width = 0.8 / len(levels)
+    hidden = data[data["percent"].isna()]
+    ys = [
+        order.index(t) - 0.4 + width * ((levels.index(str(h)) if hue else 0) + 0.5)
+        for t, h in zip(hidden["term"], hidden[hue] if hue else hidden["term"], strict=True)
+    ]
+    mark_suppressed(ax, np.zeros(len(ys)), ys)
+    if len(data) and data["percent"].notna().sum() == 0:
+        say_empty(ax)
     ax.set(xlabel="Patients with the event (% of treated)", ylabel="")
-    if hue:
+    if hue or len(ys):
         ax.legend(title=hue, loc="lower right")
     return fig
 
@@ -915,6 +930,9 @@ def plot_blood_pressure(table: pd.DataFrame) -> Figure:
             label=label,
             color=f"C{k}",
         )
+        from analysis.plots import mark_suppressed
+
+        mark_suppressed(ax, pos[np.isnan(mean)], np.zeros(int(np.isnan(mean).sum())))
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xticks(range(len(levels)), levels)
     ax.set(xlabel=x or "", ylabel="Peak - pre-dose (mmHg), mean and 95% CI")
@@ -964,6 +982,10 @@ def plot_dissociation(table: pd.DataFrame, *, x: str | None = None) -> Figure:
             color=f"C{k % 10}",
             label=None if level is None else str(level),
         )
+        from analysis.plots import mark_suppressed
+
+        if pd.api.types.is_numeric_dtype(np.asarray(xs).dtype):
+            mark_suppressed(ax, xs[np.isnan(med)], np.zeros(int(np.isnan(med).sum())))
     ax.set(xlabel=x or "", ylabel="CADSS total, median and IQR")
     if hue:
         ax.legend(title=hue)

@@ -19,8 +19,8 @@ import numpy as np
 import pandas as pd
 
 from analysis._utils import as_by, check_choice, check_columns, check_min_cell, to_pandas
-from analysis.instruments import INSTRUMENTS
 from analysis.disclosure import suppress_cells
+from analysis.instruments import INSTRUMENTS
 from analysis.rates import rate_table
 from analysis.schema import OPTIONAL_TABLES, TABLES, read_schema
 from analysis.survival import EVENTS
@@ -578,7 +578,7 @@ def table_one(cohort, by: str | None = None, *, min_cell: int | None = None) -> 
             column[key] = ("" if n_hidden else "suppressed") if small_group else text
         texts[name] = column
     order = [("n", "")]
-    for column, kind in columns:
+    for column, _kind in columns:
         order += [k for k in parts["Overall"][0] if k[0] == column]
         order += [k for k in keys if k[0] == column and k[1] != "_no"]
     table = pd.DataFrame(order, columns=["variable", "level"])
