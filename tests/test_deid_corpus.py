@@ -90,7 +90,9 @@ def test_load_cohort_refuses_a_parquet_datetime_column(tmp_path, tz):
     with pytest.raises(DeidentificationError) as info:
         load_cohort(tmp_path)
     failures = info.value.failures
-    assert ("enrolled", "temporal_dtype") in set(zip(failures["column"], failures["check"]))
+    assert ("enrolled", "temporal_dtype") in set(
+        zip(failures["column"], failures["check"], strict=True)
+    )
     assert "2024-01" not in str(info.value)
 
 
