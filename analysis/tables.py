@@ -899,7 +899,9 @@ def imputation_sensitivity(
     return out.assign(impute=out["impute"].astype(object))
 
 
-def accounting_summary(accounting: pd.DataFrame, min_cell: int | None = None) -> pd.DataFrame:
+def accounting_summary(
+    accounting: pd.DataFrame, min_cell: int | None = None, *, patients: int | None = None
+) -> pd.DataFrame:
     """How many assessments were used, and why the others were not, by instrument.
 
     Parameters
@@ -911,6 +913,10 @@ def accounting_summary(accounting: pd.DataFrame, min_cell: int | None = None) ->
         leaves one blanked count in an instrument, the smallest other non-zero count of
         the instrument is blanked too, since the instrument's total may be known from
         other tables (complementary suppression).
+    patients : int, optional
+        The number of enrolled patients (shown in Table 1). A patient has at most one
+        baseline, so with ``min_cell`` the ``baseline`` count is also hidden when
+        ``patients - baseline`` is small, as the completeness table hides it.
 
     Returns
     -------
@@ -946,7 +952,14 @@ def accounting_summary(accounting: pd.DataFrame, min_cell: int | None = None) ->
     index = pd.MultiIndex.from_product([instruments, reasons], names=["instrument", "reason"])
     table = counts.reindex(index, fill_value=0).rename("assessments").reset_index()
     table["assessments"] = table["assessments"].astype("int64")
-    return _suppress(table, min_cell, n=None, events="assessments", partition=["instrument"])
+    if patients is None:
+        return _suppress(table, min_cell, n=None, events="assessments", partition=["instrument"])
+    # one baseline per patient: its complement in the enrolled patients is a count too
+    table["_patients"] = np.where(table["reason"] == "baseline", float(patients), np.nan)
+    out = _suppress(
+        table, min_cell, n="_patients", events="assessments", partition=["instrument"]
+    )
+    return out.drop(columns="_patients")
 
 
 def agreement_table(

@@ -460,3 +460,19 @@ def test_full_report_run_on_a_cohort_with_a_tiny_route_passes_the_audit(tmp_path
     result = audit_report_dir(tmp_path / "out", identifiers=cohort.patients["patient_id"])
     assert result.ok, result.message()
     assert len(result.files) >= 10
+
+
+def test_accounting_hides_the_baseline_count_whose_complement_is_small():
+    # Issue 9: completeness blanks GAD-7 baseline (491 of 500) but the accounting showed
+    # 491, so 9 was recoverable.
+    acc = pd.DataFrame(
+        {
+            "instrument": "GAD7",
+            "reason": ["baseline"] * 491 + ["visit"] * 800 + ["unscorable"] * 30,
+        }
+    )
+    shown = accounting_summary(acc, 11).set_index("reason")["assessments"]
+    assert shown["baseline"] == 491
+    hidden = accounting_summary(acc, 11, patients=500).set_index("reason")["assessments"]
+    assert pd.isna(hidden["baseline"]) and pd.isna(hidden["unscorable"])  # + complement
+    assert hidden["visit"] == 800
