@@ -52,6 +52,7 @@ __all__ = [
     "audit_table",
     "check_min_cell",
     "complementary_mask",
+    "model_summary",
     "partition_margins",
     "shown_count",
     "small_count",
@@ -491,6 +492,50 @@ def suppress_group_statistics(
     previous = out["suppressed"].astype(bool).to_numpy() if "suppressed" in out else flag
     out["suppressed"] = flag | previous
     return out
+
+
+def model_summary(result, n_patients: int, min_cell: int | None) -> str:
+    """A fitted model's text summary with its counts of people disclosure-controlled.
+
+    Parameters
+    ----------
+    result : object with ``summary()`` and ``n_subjects``
+        E.g. an :class:`analysis.mmrm.MMRMResult`.
+    n_patients : int
+        Patients in the population the model was fitted in (shown elsewhere, e.g. in
+        Table 1): ``n_patients - n_subjects`` patients are left out of the model.
+    min_cell : int or None
+        The subject count is written ``suppressed`` when it, or the patients left out,
+        is 1 to ``min_cell - 1``; counts of left-out rows of 1 to ``min_cell - 1`` are
+        written ``<min_cell``.
+
+    Returns
+    -------
+    str
+        The summary text.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> fit = SimpleNamespace(n_subjects=297, summary=lambda: "Subjects: 297   Observations: 900")
+    >>> model_summary(fit, 300, 11)
+    'Subjects: suppressed   Observations: 900'
+    """
+    min_cell = check_min_cell(min_cell)
+    text = str(result.summary())
+    if min_cell is None:
+        return text
+    n = int(result.n_subjects)
+    if small_count([n, n_patients - n], min_cell).any():
+        text = re.sub(r"Subjects: \d+", "Subjects: suppressed", text)
+
+    def small(match: re.Match) -> str:
+        value = int(match.group(2))
+        return match.group(1) + (f"<{min_cell}" if 0 < value < min_cell else str(value))
+
+    text = re.sub(r"(Rows left out \(missing values\): )(\d+)", small, text)
+    text = re.sub(r"(Note: )(\d+)", small, text)
+    return text
 
 
 # --------------------------------------------------------------------------------------

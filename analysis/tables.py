@@ -956,9 +956,7 @@ def accounting_summary(
         return _suppress(table, min_cell, n=None, events="assessments", partition=["instrument"])
     # one baseline per patient: its complement in the enrolled patients is a count too
     table["_patients"] = np.where(table["reason"] == "baseline", float(patients), np.nan)
-    out = _suppress(
-        table, min_cell, n="_patients", events="assessments", partition=["instrument"]
-    )
+    out = _suppress(table, min_cell, n="_patients", events="assessments", partition=["instrument"])
     return out.drop(columns="_patients")
 
 
