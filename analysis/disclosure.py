@@ -59,6 +59,7 @@ __all__ = [
     "suppress_cells",
     "suppress_group_statistics",
     "suppress_small_groups",
+    "suppress_survival_curve",
 ]
 
 #: The reports' small-cell threshold: no count of 1 to 10 is shown (CMS rule).
@@ -492,6 +493,64 @@ def suppress_group_statistics(
     previous = out["suppressed"].astype(bool).to_numpy() if "suppressed" in out else flag
     out["suppressed"] = flag | previous
     return out
+
+
+def suppress_survival_curve(
+    km: pd.DataFrame,
+    min_cell: int | None,
+    *,
+    group: str | None = None,
+    sizes: dict | None = None,
+) -> pd.DataFrame:
+    """The small-group rule for Kaplan-Meier tables and curves.
+
+    Parameters
+    ----------
+    km : DataFrame
+        Rows ``[group,] time, n_at_risk, n_events, survival, ...`` sorted by time within
+        a group (as :func:`analysis.survival.kaplan_meier` returns them).
+    min_cell : int or None
+        None returns ``km`` unchanged.
+    group : str, optional
+        The column holding each curve's level.
+    sizes : dict, optional
+        Patients per level (None: the first ``n_at_risk`` of the level).
+
+    Returns
+    -------
+    DataFrame
+        Without the levels of fewer than ``min_cell`` patients, each curve cut before
+        its first time with fewer than ``min_cell`` at risk, ``n_events`` of 1 to
+        ``min_cell - 1`` blanked and a boolean ``suppressed`` column marking them.
+
+    Examples
+    --------
+    >>> km = pd.DataFrame({"time": [1, 2, 3], "n_at_risk": [30, 12, 9],
+    ...                    "n_events": [18, 3, 2], "survival": [0.4, 0.3, 0.23]})
+    >>> suppress_survival_curve(km, 11)
+       time  n_at_risk  n_events  survival  suppressed
+    0     1         30        18       0.4       False
+    1     2         12      <NA>       0.3        True
+    """
+    min_cell = check_min_cell(min_cell)
+    if min_cell is None:
+        return km
+    parts = []
+    levels = [(None, km)] if group is None else list(km.groupby(group, sort=False))
+    for level, sub in levels:
+        risk = pd.to_numeric(sub["n_at_risk"], errors="coerce").to_numpy(dtype=float)
+        size = (sizes or {}).get(level, risk[0] if len(risk) else 0)
+        if size < min_cell:
+            continue
+        end = np.flatnonzero(~(risk >= min_cell))
+        parts.append(sub.iloc[: end[0] if len(end) else len(sub)])
+    out = pd.concat(parts) if parts else km.iloc[:0]
+    out = out.copy()
+    hide = small_count(out["n_events"], min_cell) if "n_events" in out else np.zeros(len(out))
+    if "n_events" in out:
+        out["n_events"] = pd.to_numeric(out["n_events"]).astype("Int64").mask(hide)
+    out["suppressed"] = np.asarray(hide, dtype=bool)
+    return out.reset_index(drop=True)
 
 
 def model_summary(result, n_patients: int, min_cell: int | None) -> str:

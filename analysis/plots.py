@@ -339,21 +339,18 @@ def plot_cumulative_incidence(
     group = group if group is not None and group in km.columns else None
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
-    from analysis.disclosure import check_min_cell
+    from analysis.disclosure import check_min_cell, suppress_survival_curve
 
     min_cell = check_min_cell(min_cell)
     drawn = 0
     for k, level in enumerate(_levels(km, group)):
         sub = km if level is None else km[km[group].astype(str) == level]
         sub = sub.sort_values("time")
-        at_risk = pd.to_numeric(sub["n_at_risk"]).max() if "n_at_risk" in sub else np.inf
-        if min_cell is not None and at_risk < min_cell:
-            ax.plot([], [], color="none", label=f"{level}: fewer than {min_cell}, not shown")
-            continue
         if min_cell is not None and "n_at_risk" in sub:
-            risk = pd.to_numeric(sub["n_at_risk"]).to_numpy(dtype=float)
-            end = np.flatnonzero(risk < min_cell)
-            sub = sub.iloc[: end[0] if len(end) else len(sub)]
+            sub = suppress_survival_curve(sub, min_cell)  # the one small-group rule
+            if sub.empty:
+                ax.plot([], [], color="none", label=f"{level}: fewer than {min_cell}, not shown")
+                continue
         drawn += 1
         time = np.concatenate([[0.0], to_float_array(sub["time"])])
         surv = np.concatenate([[1.0], to_float_array(sub["survival"])])

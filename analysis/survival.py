@@ -335,7 +335,7 @@ def kaplan_meier(
     2     3          4         1    0.5469  0.1372   0.8324
     3     5          1         1    0.0000     NaN      NaN
     """
-    from analysis.disclosure import check_min_cell, small_count
+    from analysis.disclosure import check_min_cell, suppress_survival_curve
 
     tte = to_pandas(tte, "tte")
     _check_tte(tte, group)
@@ -347,15 +347,8 @@ def kaplan_meier(
             sub["event"].astype(int).to_numpy(),
             alpha,
         )
-        if min_cell is not None:
-            if len(sub) < min_cell:
-                km = km.iloc[:0]
-            at_risk = km["n_at_risk"].to_numpy(dtype=float)
-            end = np.flatnonzero(at_risk < min_cell)
-            km = km.iloc[: end[0] if len(end) else len(km)].copy()
-            hide = small_count(km["n_events"], min_cell)
-            km["n_events"] = km["n_events"].astype("Int64").mask(hide)
-            km["suppressed"] = hide
+        if min_cell is not None:  # the small-group rule of analysis.disclosure
+            km = suppress_survival_curve(km, min_cell, sizes={None: len(sub)})
         if group is not None:
             km.insert(0, "group", level)
         frames.append(km)
