@@ -897,6 +897,30 @@ def _typed(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _text_identifier_findings(text: str, ids: set[str], name: str) -> list:
+    """Patient ids appearing anywhere in a text (printed output, page text)."""
+    if not ids:
+        return []
+    hits = {t for t in _TOKEN.findall(text) if t in ids}
+    return [(name, "text", 0, "identifier")] * bool(hits)
+
+
+def _notebook_text(path: Path) -> str:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    parts = []
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            for value in [output.get("text", ""), *output.get("data", {}).values()]:
+                if isinstance(value, list):
+                    value = "".join(str(v) for v in value)
+                if isinstance(value, str) and not value.startswith("iVBOR"):  # not images
+                    parts.append(value)
+    return "\n".join(parts)
+
+
 def _notebook_tables(path: Path) -> list[tuple[str, pd.DataFrame]]:
     nb = json.loads(path.read_text(encoding="utf-8"))
     out = []
@@ -948,7 +972,9 @@ def audit_report_dir(
     min_cell : int, optional
         Threshold; default the ``min_cell`` recorded in ``manifest.json``, else 11.
     identifiers : iterable of str
-        Values that must not appear in any table cell (the cohort's patient ids).
+        Values that must not appear in any table cell (the cohort's patient ids); ids of
+        at least 4 characters that are not all digits are also looked for in the text
+        of HTML pages and notebook outputs.
     raise_on_failure : bool
         Raise :class:`DisclosureAuditError` instead of returning a failed result.
 
@@ -984,6 +1010,8 @@ def audit_report_dir(
             min_cell = params.get("min_cell", DEFAULT_MIN_CELL) or DEFAULT_MIN_CELL
     min_cell = check_min_cell(min_cell, optional=False)
     ids = [str(i) for i in identifiers]
+    # ids that cannot be mistaken for a number or a word in running text
+    id_set = {i for i in ids if len(i) >= 4 and not i.isdigit()}
     result = AuditResult(min_cell=min_cell)
     frames = []
 
@@ -1000,11 +1028,16 @@ def audit_report_dir(
             df = _typed(pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]))
             add(rel, audit_table(df, min_cell, name=path.stem, identifiers=ids))
         elif suffix in (".html", ".htm"):
-            for k, t in enumerate(_html_tables(path.read_text(encoding="utf-8"))):
+            page = path.read_text(encoding="utf-8")
+            for k, t in enumerate(_html_tables(page)):
                 add(rel, audit_table(_flatten(t), min_cell, name=f"table {k + 1}", identifiers=ids))
+            found = _text_identifier_findings(page, id_set, "page text")
+            add(rel, pd.DataFrame(found, columns=["table", "column", "row", "check"]))
         elif suffix == ".ipynb":
             for label, t in _notebook_tables(path):
                 add(rel, audit_table(_flatten(t), min_cell, name=label, identifiers=ids))
+            found = _text_identifier_findings(_notebook_text(path), id_set, "outputs")
+            add(rel, pd.DataFrame(found, columns=["table", "column", "row", "check"]))
         elif path.name == "manifest.json":
             found = _manifest_findings(path, min_cell)
             add(rel, pd.DataFrame(found, columns=["table", "column", "row", "check"]))

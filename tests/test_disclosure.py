@@ -476,3 +476,11 @@ def test_accounting_hides_the_baseline_count_whose_complement_is_small():
     hidden = accounting_summary(acc, 11, patients=500).set_index("reason")["assessments"]
     assert pd.isna(hidden["baseline"]) and pd.isna(hidden["unscorable"])  # + complement
     assert hidden["visit"] == 800
+
+
+def test_audit_finds_a_patient_id_printed_in_a_notebook_output(tmp_path):
+    nb = {"cells": [{"cell_type": "code", "outputs": [{"text": ["worst case: P000123\n"]}]}]}
+    (tmp_path / "r.ipynb").write_text(json.dumps(nb))
+    assert audit_report_dir(tmp_path, 11, identifiers=["P000999"]).ok
+    found = audit_report_dir(tmp_path, 11, identifiers=["P000123"]).findings
+    assert found[["file", "check"]].values.tolist() == [["r.ipynb", "identifier"]]
