@@ -739,11 +739,14 @@ def collect_failures(tables) -> pd.DataFrame:
     >>> patients = pd.DataFrame({"patient_id": ["P1", "P2"], "route": ["iv", "IV"]})
     >>> assessments = pd.DataFrame({"patient_id": ["P1", "P3"], "instrument": "GAD7",
     ...                             "study_day": 0, "total": [12, 30]})
-    >>> print(collect_failures({"patients": patients, "assessments": assessments}).to_string())
-             table  row      column                                        check value
-    0     patients    1       route  one_of iv, im, intranasal, oral, sublingual    IV
-    1  assessments    1  patient_id                 foreign_key patients.patient_id    P3
-    2  assessments    1       total                        in_range 0-21 for GAD7    30
+    >>> failures = collect_failures({"patients": patients, "assessments": assessments})
+    >>> print(failures[["table", "row", "column", "check"]].to_string())
+             table  row      column                                        check
+    0     patients    1       route  one_of iv, im, intranasal, oral, sublingual
+    1  assessments    1  patient_id              foreign_key patients.patient_id
+    2  assessments    1       total                       in_range 0-21 for GAD7
+    >>> failures["value"].tolist()  # a patient_id could hold free text: never kept
+    ['IV', '', '30']
     """
     return _validate_tables(tables)[1]
 
