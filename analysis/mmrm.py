@@ -707,7 +707,8 @@ class MMRMResult:
         freedom, t statistics and two-sided p values, indexed by the design column names
         (formulaic's, e.g. ``'ARMCD[T.TRT]:AVISIT[T.VIS2]'``).
     cov_params : pandas.DataFrame
-        ``(X' V^-1 X)^-1``, the covariance of ``params``.
+        ``(X' V^-1 X)^-1``, the covariance of ``params`` (Kenward-Roger's adjusted one when
+        ``ddf='kr'``).
     covariance : pandas.DataFrame
         The estimated residual covariance, visit x visit.
     loglike, aic, bic : float
@@ -717,8 +718,15 @@ class MMRMResult:
     n_obs, n_subjects, n_dropped : int
         Rows used, subjects, and rows left out for missing values in a model column
         (``missing_by_column`` counts those per column).
-    covariance_structure, reml, formula, subject, visit, n_iter
-        How the model was fitted.
+    covariance_structure, reml, formula, subject, visit, n_iter, ddf
+        How the model was fitted (``ddf``: 'satterthwaite' or 'kr', the standard errors
+        and df of the results).
+    covariance_fallback : str or None
+        When ``fit_mmrm`` was given a fallback order of structures and the first could
+        not be fitted: which structure was used and why the earlier ones failed.
+    not_estimable : list of str
+        Design columns that are linear combinations of earlier ones (aliased), dropped
+        from the fit as SAS does; NaN in ``params``, ``bse``, ``df``, ``cov_params``.
     theta : numpy.ndarray
         The covariance parameters on the optimizer's unconstrained scale (log-Cholesky
         for ``us``).
@@ -735,6 +743,7 @@ class MMRMResult:
         self.n_obs, self.n_subjects = data.n_obs, data.n_subjects
         self.n_dropped, self.missing_by_column = data.n_dropped, data.missing_by_column
         self.not_estimable = list(data.aliased)
+        self.covariance_fallback: str | None = None
         self.theta = theta
         self._data = data
         self._problem = problem
@@ -1067,6 +1076,8 @@ class MMRMResult:
             "Residual covariance (visit x visit):",
             self.covariance.to_string(float_format=lambda x: f"{x:.4f}"),
         ]
+        if self.covariance_fallback:
+            lines += ["", f"Note: {self.covariance_fallback}"]
         if self.not_estimable:
             lines += [
                 "",
@@ -1098,7 +1109,7 @@ def fit_mmrm(
     *,
     subject: str,
     visit: str,
-    covariance: str = "us",
+    covariance: str | Sequence[str] = "us",
     reml: bool = True,
     max_iter: int = 1000,
     ddf: str = "satterthwaite",
@@ -1126,11 +1137,16 @@ def fit_mmrm(
         its level order is the visit order used by ``ar1``/``ar1h`` (use an ordered
         Categorical when sorting the labels does not give the time order, e.g. 'week12'
         sorts before 'week2').
-    covariance : {'us', 'cs', 'csh', 'ar1', 'ar1h'}
+    covariance : {'us', 'cs', 'csh', 'ar1', 'ar1h'} or sequence of them
         Residual covariance: unstructured; compound symmetry (one variance, one
         correlation); heterogeneous compound symmetry (a variance per visit, one
         correlation); first-order autoregressive in the visit order (one variance,
-        correlation ``rho^lag``); heterogeneous AR(1) (a variance per visit).
+        correlation ``rho^lag``); heterogeneous AR(1) (a variance per visit). A sequence
+        is a pre-specified fallback order, as statistical analysis plans write it (e.g.
+        ``("us", "csh", "cs")``): the first structure that can be fitted is used, the
+        result's ``covariance_structure`` names it and ``covariance_fallback`` says why
+        the ones before it could not be (None when the first was used). Problems of the
+        data itself (a visit without observations, repeated rows) raise at once.
     reml : bool
         REML (default, as SAS PROC MIXED and R mmrm) or maximum likelihood.
     max_iter : int
@@ -1255,7 +1271,11 @@ def fit_mmrm(
     1  week2     -1.04   -1.55    -0.52
     2  week4     -1.16   -1.67    -0.64
     """
-    check_choice("covariance", covariance, COVARIANCE_STRUCTURES)
+    structures = [covariance] if isinstance(covariance, str) else list(covariance)
+    if not structures:
+        raise ValueError("`covariance` must name at least one structure, e.g. 'us'.")
+    for name in structures:
+        check_choice("covariance", name, COVARIANCE_STRUCTURES)
     ddf = _DDF_ALIASES.get(str(ddf).lower(), ddf)
     check_choice("ddf", ddf, list(DDF_METHODS))
     if ddf == "kr" and not reml:
@@ -1265,11 +1285,34 @@ def fit_mmrm(
         )
     # Small matrices: a multi-threaded BLAS only adds contention (5-8x slower on 2 cores).
     with threadpool_limits(limits=1, user_api="blas"):
-        return _fit(data, formula, subject, visit, covariance, reml, max_iter, ddf)
+        return _fit(data, formula, subject, visit, structures, reml, max_iter, ddf)
 
 
-def _fit(data, formula, subject, visit, covariance, reml, max_iter, ddf) -> MMRMResult:
+def _fit(data, formula, subject, visit, structures, reml, max_iter, ddf) -> MMRMResult:
+    """The first structure of ``structures`` that can be fitted; data errors raise at once."""
     prepared = _Data(data, formula, subject, visit)
+    failures = []
+    for covariance in structures:
+        try:
+            fit = _fit_structure(prepared, formula, subject, visit, covariance, reml, max_iter, ddf)
+        except MMRMFitError as error:
+            failures.append(f"{covariance!r}: {error}")
+            continue
+        if failures:
+            fit.covariance_fallback = (
+                f"The {fit.covariance_structure!r} covariance was used because "
+                + "; ".join(f"{f}" for f in failures)
+            )
+        return fit
+    if len(failures) == 1:
+        raise MMRMFitError(failures[0].split(": ", 1)[1])
+    raise MMRMFitError(
+        f"None of the covariance structures {list(structures)} could be fitted: "
+        + "; ".join(failures)
+    )
+
+
+def _fit_structure(prepared, formula, subject, visit, covariance, reml, max_iter, ddf):
     m = len(prepared.visits)
     if covariance != "us" and m < 2:
         raise MMRMFitError(

@@ -660,3 +660,30 @@ def test_fit_runs_with_one_blas_thread(fev, monkeypatch):
     monkeypatch.setattr(mmrm_module, "_fit", spy)
     fit_mmrm(fev, "FEV1 ~ ARMCD", subject="USUBJID", visit="AVISIT")
     assert seen and set(seen) == {1}
+
+
+def test_fallback_order_uses_the_first_structure_that_fits(fev):
+    # Issue 10: 8 subjects cannot carry the 10 parameters of 'us' over 4 visits; a
+    # pre-specified fallback order ("us", "csh", "cs") fits 'csh' and says why.
+    few = fev[fev["USUBJID"].isin([f"PT{i}" for i in range(1, 9)])]
+    fit = fit_mmrm(few, "FEV1 ~ 1", subject="USUBJID", visit="AVISIT", covariance=("us", "csh"))
+    direct = fit_mmrm(few, "FEV1 ~ 1", subject="USUBJID", visit="AVISIT", covariance="csh")
+    assert fit.covariance_structure == "csh"
+    assert "'us': The 'us' covariance over 4 visits has 10 parameters" in fit.covariance_fallback
+    assert fit.loglike == pytest.approx(direct.loglike)
+    assert fit.covariance_fallback in fit.summary()
+    assert fit_mmrm(fev, "FEV1 ~ 1", subject="USUBJID", visit="AVISIT").covariance_fallback is None
+    # None fits: one error naming every structure and its cause (2 subjects, 3 visits).
+    two = few[few["USUBJID"].isin(["PT4", "PT7"])].dropna(subset=["FEV1"])
+    with pytest.raises(MMRMFitError, match=r"None of the covariance structures \['us', 'csh'\]"):
+        fit_mmrm(two, "FEV1 ~ 1", subject="USUBJID", visit="AVISIT", covariance=("us", "csh"))
+    # Data problems are not a reason to try another structure.
+    extra = fev[fev["AVISIT"] == "VIS4"].assign(AVISIT="VIS5", FEV1=np.nan)
+    with pytest.raises(MMRMFitError, match=r"`visit` level\(s\) \['VIS5'\] have no observations"):
+        fit_mmrm(
+            pd.concat([fev, extra]),
+            "FEV1 ~ 1",
+            subject="USUBJID",
+            visit="AVISIT",
+            covariance=("us", "cs"),
+        )
