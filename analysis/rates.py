@@ -61,7 +61,7 @@ _CI_METHODS = {
     "agresti_coull": "agresti_coull",
 }
 # Our (R ``p.adjust``) names -> statsmodels' ``multipletests`` names.
-_P_ADJUST_ALIASES = {"hochberg": "simes-hochberg"}
+_P_ADJUST_ALIASES = {"hochberg": "simes-hochberg", "BH": "fdr_bh", "BY": "fdr_by"}
 _P_ADJUST_METHODS = [
     "holm",
     "fdr_bh",
@@ -71,6 +71,8 @@ _P_ADJUST_METHODS = [
     "sidak",
     "holm-sidak",
     "fdr_by",
+    "BH",
+    "BY",
 ]
 _RATE_COLUMNS = ["n", "events", "rate", "ci_low", "ci_high", "suppressed"]
 _COMPARE_COLUMNS = [
@@ -656,7 +658,7 @@ def compare_rates(
         One comparison per cell; ``()`` for one overall comparison.
     alpha : float
         Two-sided error rate of every interval.
-    p_adjust : {None, "holm", "fdr_bh", "bonferroni", "hochberg", "hommel", "sidak", "holm-sidak", "fdr_by"}
+    p_adjust : {None, "holm", "fdr_bh", "bonferroni", "hochberg", "hommel", "sidak", "holm-sidak", "fdr_by", "BH", "BY"}
         When given, adds ``p_adjusted``: the p-values adjusted across all rows of the
         table by :func:`statsmodels.stats.multitest.multipletests`.
     events_are : {None, "benefit", "harm"}
@@ -806,11 +808,12 @@ def adjust_pvalues(
         ``adjusted_compare_rates``, ...).
     column : str
         The p-value column.
-    method : {"holm", "fdr_bh", "bonferroni", "hochberg", "hommel", "sidak", "holm-sidak", "fdr_by"}
+    method : {"holm", "fdr_bh", "bonferroni", "hochberg", "hommel", "sidak", "holm-sidak", "fdr_by", "BH", "BY"}
         ``"holm"`` controls the family-wise error rate (Holm 1979), ``"fdr_bh"`` the false
         discovery rate (Benjamini and Hochberg 1995). The names are R ``p.adjust``'s
         where the two differ: ``"hochberg"`` is Hochberg's (1988) step-up method,
-        statsmodels' ``"simes-hochberg"``.
+        statsmodels' ``"simes-hochberg"``; R's ``"BH"`` and ``"BY"`` are accepted for
+        ``"fdr_bh"`` and ``"fdr_by"``.
 
     Returns
     -------

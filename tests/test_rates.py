@@ -929,3 +929,15 @@ def test_ratio_note_is_na_when_ratios_are_defined():
     ).iloc[0]
     assert res["zero_cell_correction"] and res["risk_ratio"] > 1
     assert pd.isna(res["ratio_note"])
+
+
+def test_r_names_bh_and_by_are_the_fdr_methods():
+    # R: p.adjust(c(0.01, 0.04, 0.03), "BH") -> 0.03 0.04 0.04; "BY" -> 0.055 0.0733 0.0733
+    # (BH times sum(1/(1:3)) = 11/6).
+    p = pd.DataFrame({"p_value": [0.01, 0.04, 0.03]})
+    assert adjust_pvalues(p, method="BH")["p_adjusted"].tolist() == pytest.approx(
+        [0.03, 0.04, 0.04]
+    )
+    assert adjust_pvalues(p, method="BY")["p_adjusted"].tolist() == pytest.approx(
+        [0.055, 0.04 * 11 / 6, 0.04 * 11 / 6]
+    )
