@@ -1056,7 +1056,7 @@ class MMRMResult:
         ).astype(object)
         for name in self.not_estimable:
             table.loc[name] = ["not estimable"] + [""] * (table.shape[1] - 1)
-        se_label = "Kenward-Roger SE, " if self.ddf == "kr" else ""
+        ddf_label = "SE and df: Kenward-Roger" if self.ddf == "kr" else "df: Satterthwaite"
         lines = [
             "Mixed model for repeated measures",
             f"Formula: {self.formula}",
@@ -1066,7 +1066,7 @@ class MMRMResult:
             f"Rows left out (missing values): {self.n_dropped}",
             f"{label}: {-2 * self.loglike:.4f}   AIC: {self.aic:.4f}   BIC: {self.bic:.4f}",
             "",
-            f"Fixed effects ({se_label}df: Satterthwaite; 95% CI):",
+            f"Fixed effects ({ddf_label}; 95% CI):",
             table.to_string(
                 formatters={
                     c: (lambda x: x if isinstance(x, str) else f"{x:.4f}") for c in table.columns
