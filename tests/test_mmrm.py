@@ -693,3 +693,51 @@ def test_fallback_order_uses_the_first_structure_that_fits(fev):
             visit="AVISIT",
             covariance=("us", "cs"),
         )
+
+
+def test_kenward_roger_matches_r_pbkrtest_on_the_full_unbalanced_model(fev):
+    # R lme4 + pbkrtest, random-intercept model = cs MMRM (positive correlation), full
+    # fev_data model, 537 of 800 visits observed: tests/reference/mmrm/kr_pbkrtest.R wrote
+    # kr_pbkrtest.csv. pbkrtest takes W from the expected information, SAS (and our
+    # default) from the observed one; with pbkrtest's W every term agrees to 1e-8, and the
+    # full KR df formula equals the Satterthwaite df for one-row contrasts.
+    from analysis.mmrm import _kenward_roger, _kr_ddf
+
+    ref = pd.read_csv(HERE / "kr_pbkrtest.csv")
+    fit = fit_mmrm(fev, FORMULA, subject="USUBJID", visit="AVISIT", covariance="cs", ddf="kr")
+    names = [
+        "Intercept",
+        "RACE[T.Black or African American]",
+        "RACE[T.White]",
+        "SEX[T.Male]",
+        "ARMCD[T.TRT]",
+        "AVISIT[T.VIS2]",
+        "AVISIT[T.VIS3]",
+        "AVISIT[T.VIS4]",
+        "ARMCD[T.TRT]:AVISIT[T.VIS2]",
+        "ARMCD[T.TRT]:AVISIT[T.VIS3]",
+        "ARMCD[T.TRT]:AVISIT[T.VIS4]",
+    ]
+    assert list(fit.params.index) == names
+    fixed = ref.iloc[:11]
+    assert fit.params.to_numpy() == pytest.approx(fixed["estimate"].to_numpy(), rel=1e-6)
+    phi_a, (phi, P, W) = _kenward_roger(
+        fit._data, fit._problem, fit.theta, fit._h_inv, information="expected"
+    )
+    assert np.sqrt(np.diag(phi)) == pytest.approx(fixed["se_model"].to_numpy(), rel=1e-6)
+    assert np.sqrt(np.diag(phi_a)) == pytest.approx(fixed["se_kr"].to_numpy(), rel=1e-6)
+    L = np.eye(len(names))
+    df = [_kr_ddf(L[i : i + 1], phi, P, W) for i in range(len(names))]
+    assert df == pytest.approx(fixed["df_kr"].to_numpy(), rel=1e-6)
+    # Observed information (SAS's choice): the SEs move by under 1e-4 relative, the df by
+    # about 1.5%; the KR df of each coefficient is its Satterthwaite df.
+    assert fit.bse.to_numpy() == pytest.approx(fixed["se_kr"].to_numpy(), rel=1e-4)
+    _, (phi, P, W) = _kenward_roger(fit._data, fit._problem, fit.theta, fit._h_inv)
+    df = [_kr_ddf(L[i : i + 1], phi, P, W) for i in range(len(names))]
+    assert df == pytest.approx(fit.df.to_numpy(), rel=1e-8)
+    # TRT - PBO by visit (the last three rows of the csv), with KR SEs.
+    diff = fit.pairwise("ARMCD", by="AVISIT").set_index("AVISIT")
+    for v in ("VIS2", "VIS3", "VIS4"):
+        row = ref.set_index("name").loc[f"TRT-PBO@{v}"]
+        assert diff.loc[v, "estimate"] == pytest.approx(row["estimate"], rel=1e-6)
+        assert diff.loc[v, "se"] == pytest.approx(row["se_kr"], rel=1e-4)
