@@ -366,3 +366,44 @@ def test_derive_endpoints_override_changes_only_the_named_outcome(instrument, as
     expected[changed["pct_change"].isna()] = pd.NA
     pd.testing.assert_series_equal(changed["response"], expected, check_names=False)
     assert (changed["response"].fillna(False) >= default["response"].fillna(False)).all()
+
+
+_OVERRIDES = {
+    "response_reduction": st.sampled_from([40.0, 50.0, 60.0]),
+    "remission_cutoff": st.integers(0, 10),
+    "reliable_change": st.sampled_from([None, 3.0, 6.0]),
+    "caseness_cutoff": st.sampled_from([None, 7, 10]),
+    "rci_z": st.sampled_from([1.645, 1.96]),
+}
+
+
+@given(
+    st.sampled_from(["GAD7", "HAMA"]),
+    st.dictionaries(st.sampled_from(sorted(_OVERRIDES)), st.none(), max_size=4).flatmap(
+        lambda keys: st.fixed_dictionaries({k: _OVERRIDES[k] for k in keys})
+    ),
+)
+def test_property_overrides_change_exactly_the_named_fields(code, overrides):
+    base = INSTRUMENTS[code].criteria
+    merged = Criteria(**overrides).applied_to(base)
+    linked = (
+        {"reliable_change"}
+        if "rci_z" in overrides and "reliable_change" not in overrides
+        else set()
+    )
+    for name in (
+        "response_reduction",
+        "partial_response_reduction",
+        "remission_cutoff",
+        "reliable_change",
+        "reliability",
+        "rci_z",
+        "caseness_cutoff",
+        "severity_bands",
+    ):
+        if name in overrides:
+            assert getattr(merged, name) == overrides[name]
+        elif name in linked:
+            assert merged.reliable_change is None
+        else:
+            assert getattr(merged, name) == getattr(base, name)
