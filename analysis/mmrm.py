@@ -306,12 +306,16 @@ class _Data:
         self.all_columns = list(self.columns)
         self.keep = np.flatnonzero(keep)
         self.aliased = [self.columns[j] for j in np.flatnonzero(~keep)]
+        # Each aliased column is X_keep b: e_j - b (in the kept positions) is in the null
+        # space, and these vectors span it (orthonormalised for a scale-free test).
+        null = np.zeros((p, len(self.aliased)))
         if self.aliased:
-            _, sv, vt = linalg.svd(self.X, full_matrices=True)
-            rank = int(np.sum(sv > sv[0] * max(n, p) * np.finfo(float).eps))
-            self.null_space = vt[rank:].T
-        else:
-            self.null_space = np.zeros((p, 0))
+            dropped = np.flatnonzero(~keep)
+            b = linalg.lstsq(self.X[:, keep], self.X[:, dropped])[0]
+            null[self.keep] = -b
+            null[dropped, np.arange(len(dropped))] = 1.0
+            null = linalg.qr(null, mode="economic")[0]
+        self.null_space = null
         self.X = self.X[:, self.keep]
         self.columns = [self.columns[j] for j in self.keep]
         if n <= len(self.keep):
