@@ -331,29 +331,20 @@ def _delimiter(text: str, name: str, known: set[str]) -> tuple[str, list]:
         scores[delimiter] = (matched, len(fields))
     best = max(scores, key=lambda d: scores[d])
     matched, n_fields = scores[best]
-    if matched == 0 and n_fields <= 1:
-        counts = {d: header.count(d) for d in _DELIMITERS}
-        likely = max(counts, key=counts.get)
+    if matched == 0:  # no known column name whatever the delimiter: it cannot be told
+        likely = max(_DELIMITERS, key=lambda d: (header.count(d), d == ","))
         looks = (
-            f"; the file looks {_DELIMITERS[likely]}-separated" if counts[likely] else ""
+            f"the file looks {_DELIMITERS[likely]}-separated, but "
+            if header.count(likely)
+            else ""
         )
         raise FileProblem(
             name,
             "delimiter",
-            "the header line names none of the table's columns with any delimiter (comma, "
-            f"semicolon, tab, |){looks}",
-            "write the header row of column names (data_schema/README.md) and separate the "
-            "values with commas",
-        )
-    ties = [d for d, s in scores.items() if s == scores[best] and d != best and s[1] > 1]
-    if matched == 0 and ties:
-        raise FileProblem(
-            name,
-            "delimiter",
-            "the delimiter cannot be told: the header splits into the same number of "
-            f"columns on {_DELIMITERS[best]} and {_DELIMITERS[ties[0]]}, and none is a "
-            "known column name",
-            "use the column names of data_schema/README.md and separate values with commas",
+            f"the delimiter cannot be told: {looks}the header line names none of the "
+            "table's columns with any delimiter (comma, semicolon, tab, |)",
+            "write the header row with the column names of data_schema/README.md (e.g. "
+            "patient_id) and separate the values with commas",
         )
     findings = []
     if best != ",":
