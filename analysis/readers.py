@@ -334,9 +334,7 @@ def _delimiter(text: str, name: str, known: set[str]) -> tuple[str, list]:
     if matched == 0:  # no known column name whatever the delimiter: it cannot be told
         likely = max(_DELIMITERS, key=lambda d: (header.count(d), d == ","))
         looks = (
-            f"the file looks {_DELIMITERS[likely]}-separated, but "
-            if header.count(likely)
-            else ""
+            f"the file looks {_DELIMITERS[likely]}-separated, but " if header.count(likely) else ""
         )
         raise FileProblem(
             name,
@@ -384,9 +382,7 @@ def _read_csv(path: Path, name: str, known: set[str]):
         )
     if ragged:
         all_lines = sorted(n for v in ragged.values() for n in v)
-        detail = "; ".join(
-            f"{len(v)} line(s) with {k} fields" for k, v in sorted(ragged.items())
-        )
+        detail = "; ".join(f"{len(v)} line(s) with {k} fields" for k, v in sorted(ragged.items()))
         first = ", ".join(map(str, all_lines[:5]))
         raise FileProblem(
             name,

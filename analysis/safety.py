@@ -231,7 +231,9 @@ def collection_status(cohort) -> pd.DataFrame:
     for table in ("patients", "assessments", "sessions", "adverse_events"):
         missing = _not_collected(cohort, table)
         df = getattr(cohort, table)
-        rows.append((table, not missing, 0 if df is None else len(df), NOT_COLLECTED if missing else ""))
+        rows.append(
+            (table, not missing, 0 if df is None else len(df), NOT_COLLECTED if missing else "")
+        )
     return pd.DataFrame(rows, columns=["table", "collected", "rows", "note"])
 
 

@@ -14,6 +14,17 @@ Everything here is built from them:
   a row scorable (a total, or at most ``max_missing_items`` items missing), and session 1
   on study day 0.
 
+The rule: **refuse only what makes the numbers wrong or the data unsafe; account for
+everything else.** *Errors* (identifiers, wrong types, out-of-range values, a total that
+contradicts complete items, duplicate keys or adverse events entered twice, unknown
+patients, missing required columns, files that cannot be read faithfully) refuse the data;
+*findings* (unscorable questionnaires, assessments outside every visit window, patients
+without a baseline or follow-up, sessions or adverse events after the last assessment,
+renamed or unknown columns) load, are listed in :class:`ValidationReport` and
+``Cohort.findings``, and are accounted for by
+:func:`analysis.endpoints.endpoint_accounting`. Files are read by
+:mod:`analysis.readers` (CSV dialects and encodings, Parquet, Excel, SPSS, SAS, Stata).
+
 Validation never stops at the first problem: every failure of every table is collected
 into one tidy frame (``table, row, column, check, value``) before anything is raised.
 ``row`` is the 0-based position of the row in the input file or frame (for a CSV file,
@@ -23,8 +34,8 @@ string, blank in any column the de-identification guard (:mod:`analysis.deid`) f
 
 Types of a validated table: ``string`` -> ``"string"``, ``integer`` -> ``"Int64"``,
 ``number`` -> ``"Float64"``, ``boolean`` -> ``"boolean"`` (pandas nullable dtypes, ``<NA>``
-for a missing value). Text is stripped of surrounding spaces; an empty cell or ``NA`` is
-missing (the JSON ``missingValues``); booleans accept ``true/false``, ``yes/no`` and
+for a missing value). Text is stripped of surrounding spaces; an empty cell, ``NA``, ``N/A``,
+``n/a``, ``NULL`` or ``.`` is missing (the JSON ``missingValues``); booleans accept ``true/false``, ``yes/no`` and
 ``1/0`` in any case. Optional columns absent from the input are added, empty, so that
 every validated table has all its schema columns (in schema order), followed by any extra
 columns, which are kept as read.
@@ -60,6 +71,7 @@ __all__ = [
     "DataValidationError",
     "ValidationReport",
     "collect_failures",
+    "findings_summary",
     "load_cohort",
     "read_schema",
     "schema_dir",
@@ -326,10 +338,12 @@ class DataValidationError(ValueError):
         return "\n".join(lines)
 
 
-#: Columns whose values may be shown in messages: values that cannot identify anyone
-#: (numbers, yes/no and coded values of the schema). Identifier checks, patient, site and
-#: rater codes, adverse-event terms, free text and extra columns are never shown.
 def _showable(table: str, column: str, check: str) -> bool:
+    """Whether values of a check may be shown: only those that cannot identify anyone.
+
+    Numbers, yes/no and coded values of the schema are shown; identifier checks, keys,
+    patient, site and rater codes, adverse-event terms, free text and extra columns never.
+    """
     from analysis.deid import IDENTIFIER_CHECKS
 
     if check in IDENTIFIER_CHECKS or _check_kind(check) in ("unique", "foreign_key"):
@@ -341,9 +355,7 @@ def _showable(table: str, column: str, check: str) -> bool:
     f = _table_validator(table).fields.get(column)
     if f is None or column.endswith("_id"):
         return False
-    return f.get("type") in ("integer", "number", "boolean") or "enum" in f.get(
-        "constraints", {}
-    )
+    return f.get("type") in ("integer", "number", "boolean") or "enum" in f.get("constraints", {})
 
 
 @dataclass
@@ -474,6 +486,68 @@ class ValidationReport:
         if not out:
             return "No errors and no findings."
         return "\n".join(out)
+
+
+def findings_summary(findings: pd.DataFrame, min_cell: int | None = None) -> pd.DataFrame:
+    """Findings counted per table, column and check, for a report.
+
+    Parameters
+    ----------
+    findings : DataFrame or Cohort
+        ``cohort.findings`` or :attr:`ValidationReport.findings`; a Cohort gives its
+        findings (a cohort built in memory, such as the synthetic one, is validated).
+    min_cell : int, optional
+        Small-cell rule: a count of 1 to ``min_cell - 1`` rows is blanked
+        (:func:`analysis.rates.suppress_small_cells`), since a finding about patients
+        counts people.
+
+    Returns
+    -------
+    DataFrame
+        ``table, column, check, rows, fix, suppressed``: rows concerned (for a whole
+        column, the table's rows) and what to do, in table order. No values, no row
+        numbers: those are for ``anxiety-outcomes validate`` on the data manager's side.
+
+    Examples
+    --------
+    >>> patients = pd.DataFrame({"patient_id": ["P1"], "route": ["iv"]})
+    >>> assessments = pd.DataFrame({"patient_id": "P1", "instrument": "GAD7",
+    ...                             "study_day": [0, 7, 400], "total": [15, 9, 5]})
+    >>> report = validate_cohort({"patients": patients, "assessments": assessments})
+    >>> findings_summary(report.findings)[["table", "check", "rows"]]
+             table                      check  rows
+    0  assessments  outside_schedule for GAD7     1
+    """
+    from analysis.rates import suppress_small_cells
+
+    columns = ["table", "column", "check", "rows", "fix", "suppressed"]
+    if isinstance(findings, Cohort):  # loaded: its findings; built in memory: validate it
+        cohort = findings
+        findings = cohort.findings if cohort.collected is not None else None
+        if findings is None:
+            findings = validate_cohort(cohort).findings
+    if findings is None or findings.empty:
+        out = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+        return out.astype({"rows": "Int64", "suppressed": "boolean"})
+    order = findings["table"].map({t: k for k, t in enumerate(TABLES)}).fillna(len(TABLES))
+    grouped = (
+        findings.assign(_order=order, _rows=findings["count"].fillna(1))
+        .groupby(["_order", "table", "column", "check"], sort=True, dropna=False)["_rows"]
+        .sum()
+        .reset_index()
+        .rename(columns={"_rows": "rows"})
+    )
+    grouped["fix"] = [
+        DataValidationError.hints.get(_check_kind(str(c)), "") for c in grouped["check"]
+    ]
+    grouped = grouped.drop(columns="_order").assign(rows=lambda d: d["rows"].astype("Int64"))
+    if min_cell is not None:
+        grouped = suppress_small_cells(
+            grouped, min_cell, count_columns=("rows",), total=None, derived=[]
+        )
+    else:
+        grouped["suppressed"] = False
+    return grouped[columns].reset_index(drop=True)
 
 
 def _file_message(files: pd.DataFrame) -> str:
@@ -1185,7 +1259,9 @@ def _report_frame(result: pd.DataFrame, raw: dict, lines: dict) -> pd.DataFrame:
         numbers = lines.get(table)
         if numbers is not None and len(numbers):
             within = rows < len(numbers)
-            values = np.where(within, np.asarray(numbers)[np.minimum(rows, len(numbers) - 1)], rows + 2)
+            values = np.where(
+                within, np.asarray(numbers)[np.minimum(rows, len(numbers) - 1)], rows + 2
+            )
         else:
             values = rows + 2
         line[np.flatnonzero(mask)] = values

@@ -269,9 +269,7 @@ def test_random_mixes_of_valid_and_finding_rows_load_and_every_row_is_accounted(
 # ----------------------------------------------------------------------------- command line
 
 
-def test_cli_validate_lists_findings_exits_0_strict_exits_1_and_writes_failures(
-    tmp_path, capsys
-):
+def test_cli_validate_lists_findings_exits_0_strict_exits_1_and_writes_failures(tmp_path, capsys):
     folder = _write(_with_findings(), tmp_path / "cohort")
     n = len(valid_tables()["assessments"])
     capsys.readouterr()
@@ -297,3 +295,44 @@ def test_cli_validate_errors_print_lines_and_fix(tmp_path, capsys):
     err = capsys.readouterr().err
     assert "assessments.item_2: 1 row `in_range 0-3 for GAD7` (line 2); values: 4" in err
     assert "fix: correct the value" in err
+
+
+# ----------------------------------------------------------------------------- optional tables
+
+
+def test_absent_optional_tables_are_not_collected_and_not_zero_events(tmp_path):
+    from analysis.safety import adverse_event_table, collection_status, dose_summary
+
+    t = valid_tables()
+    folder = _write({"patients": t["patients"], "assessments": t["assessments"]}, tmp_path)
+    cohort = load_cohort(folder)
+    assert cohort.collected == ("patients", "assessments")
+    assert not cohort.is_collected("adverse_events") and cohort.adverse_events.empty
+    ae = adverse_event_table(cohort)
+    assert ae.empty and ae.attrs["not_collected"] == "adverse_events"
+    assert dose_summary(cohort).empty
+    status = collection_status(cohort)
+    assert status.loc[status["table"] == "adverse_events", "note"].item() == (
+        "not collected in this data set"
+    )
+    # a file with its header and no rows: collected, zero events
+    pd.DataFrame(columns=["patient_id", "study_day", "term"]).to_csv(
+        folder / "adverse_events.csv", index=False
+    )
+    cohort = load_cohort(folder)
+    assert cohort.is_collected("adverse_events")
+    assert adverse_event_table(cohort)["patients"].eq(0).all()
+
+
+@pytest.mark.slow
+def test_every_report_renders_for_a_folder_with_only_patients_and_assessments(tmp_path, capsys):
+    from analysis.schema import write_cohort
+    from analysis.synthetic import synthetic_cohort
+
+    cohort = synthetic_cohort(60, seed=2)
+    folder = write_cohort(type(cohort)(cohort.patients, cohort.assessments), tmp_path / "cohort")
+    assert sorted(p.name for p in folder.iterdir()) == ["assessments.csv", "patients.csv"]
+    out = tmp_path / "reports"
+    assert main(["report", str(folder), "--out", str(out), "--quiet"]) == 0
+    safety = (out / "05_safety.html").read_text(encoding="utf-8")
+    assert "not collected in this data set" in safety
