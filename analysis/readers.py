@@ -233,7 +233,10 @@ def read_table_file(
             "save it again), or send the table as CSV UTF-8",
         ) from exc
     _check_header(header, name)
-    frame = pd.DataFrame(rows, columns=header, dtype=object)
+    if isinstance(rows, pd.DataFrame):
+        frame = rows.set_axis(header, axis=1)
+    else:
+        frame = pd.DataFrame(rows, columns=header, dtype=object)
     frame = _missing_to_na(frame, missing)
     for column in frame.columns:  # extra columns: numbers as numbers, as pandas reads them
         if normalise_name(column) not in known:
@@ -351,12 +354,19 @@ def _delimiter(text: str, name: str, known: set[str]) -> tuple[str, list]:
 
 
 def _read_csv(path: Path, name: str, known: set[str]):
+    """Header, rows (a frame of text), spreadsheet line numbers and reading findings.
+
+    One streaming pass with :mod:`csv` finds blank lines and rows whose number of fields
+    differs from the header (nothing is stored but line numbers); pandas' C parser then
+    reads the cells, with the same quoting rules.
+    """
     text, findings = _decode(path.read_bytes(), name)
     delimiter, more = _delimiter(text, name, known)
     findings += more
     records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
-    header, rows, lines, ragged = None, [], [], {}
+    header, lines, ragged, widest = None, [], {}, 0
     for number, record in enumerate(records, start=1):
+        widest = max(widest, len(record))
         if not any(cell.strip() for cell in record):
             continue
         if header is None:
@@ -366,12 +376,9 @@ def _read_csv(path: Path, name: str, known: set[str]):
             width = len(header)
             header_line = number
             continue
-        if len(record) > width and not any(c.strip() for c in record[width:]):
-            record = record[:width]  # trailing empty fields (a trailing delimiter)
-        if len(record) != width:
+        if len(record) != width and (len(record) < width or any(c.strip() for c in record[width:])):
             ragged.setdefault(len(record), []).append(number)
             continue
-        rows.append(record)
         lines.append(number)
     if header is None:
         raise FileProblem(
@@ -394,7 +401,28 @@ def _read_csv(path: Path, name: str, known: set[str]):
             "separators (empty cells still need their separator)",
             all_lines,
         )
-    return header, rows, lines, findings
+    cells = pd.read_csv(
+        io.StringIO(text, newline=""),
+        sep=delimiter,
+        header=None,
+        names=list(range(max(widest, width))),
+        dtype=object,
+        keep_default_na=False,
+        na_filter=False,
+        skip_blank_lines=True,
+        engine="c",
+    )
+    cells = cells.iloc[:, :width]
+    blank = np.ones(len(cells), dtype=bool)
+    for column in cells.columns:  # on the distinct values: one pass per column
+        codes, uniques = pd.factorize(cells[column], use_na_sentinel=True)
+        empty = np.array([str(u).strip() == "" for u in uniques] + [True], dtype=bool)
+        blank &= empty[codes]
+    cells = cells[~blank].iloc[1:]  # the first non-blank record is the header
+    if len(cells) != len(lines):  # the two parsers disagree: fall back to positions
+        lines = list(range(2, len(cells) + 2))
+    cells = cells.reset_index(drop=True)
+    return header, cells, lines, findings
 
 
 def _read_parquet(path: Path, name: str, missing: set[str]) -> ReadTable:
