@@ -353,6 +353,22 @@ def _delimiter(text: str, name: str, known: set[str]) -> tuple[str, list]:
     return best, findings
 
 
+def _records(text: str, delimiter: str):
+    """``(line number, fields, blank)`` of each record of a CSV text.
+
+    Without any quote character a record is a line, split in C (fast); otherwise the
+    :mod:`csv` module reads the records (quoted delimiters and line breaks).
+    """
+    if '"' not in text:
+        strip = " \t\f\v" + delimiter
+        for number, line in enumerate(re.split("\r\n|\r|\n", text), start=1):
+            yield number, line.split(delimiter), not line.strip(strip)
+        return
+    records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    for number, record in enumerate(records, start=1):
+        yield number, record, not any(cell.strip() for cell in record)
+
+
 def _read_csv(path: Path, name: str, known: set[str]):
     """Header, rows (a frame of text), spreadsheet line numbers and reading findings.
 
@@ -363,11 +379,10 @@ def _read_csv(path: Path, name: str, known: set[str]):
     text, findings = _decode(path.read_bytes(), name)
     delimiter, more = _delimiter(text, name, known)
     findings += more
-    records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     header, lines, ragged, widest = None, [], {}, 0
-    for number, record in enumerate(records, start=1):
+    for number, record, blank in _records(text, delimiter):
         widest = max(widest, len(record))
-        if not any(cell.strip() for cell in record):
+        if blank:
             continue
         if header is None:
             header = [cell.strip() for cell in record]
