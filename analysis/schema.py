@@ -1565,7 +1565,8 @@ def write_cohort(cohort: Cohort, path, format: str = "csv") -> Path:
     Parameters
     ----------
     cohort : Cohort
-        The tables; an optional table without columns is not written.
+        The tables; an optional table that was not collected (``cohort.is_collected``)
+        is not written, so that reading the folder back says the same.
     path : str or Path
         Folder to write (created if needed). Its ``<table>.csv`` / ``<table>.parquet``
         files are replaced, and a file of the other format or of a table not written is
@@ -1597,8 +1598,8 @@ def write_cohort(cohort: Cohort, path, format: str = "csv") -> Path:
         df = getattr(cohort, table)
         for ext in FILE_FORMATS:
             (folder / f"{table}.{ext}").unlink(missing_ok=True)
-        if table in OPTIONAL_TABLES and len(df.columns) == 0:
-            continue
+        if table in OPTIONAL_TABLES and (len(df.columns) == 0 or not cohort.is_collected(table)):
+            continue  # not collected: no file (a file with a header would mean "none occurred")
         target = folder / f"{table}.{format}"
         if format == "csv":
             df.to_csv(target, index=False)

@@ -26,6 +26,7 @@ from analysis.schema import (
     load_cohort,
     validate,
     validate_cohort,
+    write_cohort,
 )
 
 
@@ -315,6 +316,9 @@ def test_absent_optional_tables_are_not_collected_and_not_zero_events(tmp_path):
     assert status.loc[status["table"] == "adverse_events", "note"].item() == (
         "not collected in this data set"
     )
+    # written back, an uncollected table stays uncollected
+    again = load_cohort(write_cohort(cohort, tmp_path / "again"))
+    assert again.collected == ("patients", "assessments")
     # a file with its header and no rows: collected, zero events
     pd.DataFrame(columns=["patient_id", "study_day", "term"]).to_csv(
         folder / "adverse_events.csv", index=False
@@ -326,7 +330,6 @@ def test_absent_optional_tables_are_not_collected_and_not_zero_events(tmp_path):
 
 @pytest.mark.slow
 def test_every_report_renders_for_a_folder_with_only_patients_and_assessments(tmp_path, capsys):
-    from analysis.schema import write_cohort
     from analysis.synthetic import synthetic_cohort
 
     cohort = synthetic_cohort(60, seed=2)
