@@ -95,7 +95,7 @@ def _summary(cohort) -> str:
 
 def _validate(args) -> int:
     """Errors and findings per check: count, first spreadsheet lines, safe values, fix."""
-    from analysis.schema import validate_cohort
+    from analysis.schema import TABLES, validate_cohort
 
     if not Path(args.data_dir).is_dir():
         print(f"anxiety-outcomes validate: no folder {args.data_dir}", file=sys.stderr)
@@ -107,7 +107,7 @@ def _validate(args) -> int:
         return EXIT_INVALID
     if args.strict:
         report = report.strict()
-    if args.failures:
+    if args.failures:  # errors with their values as in `.failures`, findings as listed
         import pandas as pd
 
         listing = pd.concat([report.errors, report.findings], ignore_index=True)
@@ -124,8 +124,8 @@ def _validate(args) -> int:
         )
         return EXIT_INVALID
     cohort = report.tables
-    counts = {t: len(cohort[t]) if t in cohort else "no" for t in cohort_tables()}
-    not_collected = [t for t in cohort_tables() if t not in report.collected]
+    counts = {t: len(cohort[t]) if t in cohort else "no" for t in TABLES}
+    not_collected = [t for t in TABLES if t not in report.collected]
     line = (
         f"valid: {counts['patients']} patients, {counts['assessments']} assessments, "
         f"{counts['sessions']} sessions, {counts['adverse_events']} adverse events"
@@ -138,12 +138,6 @@ def _validate(args) -> int:
     if len(report.findings):
         print(report.describe())
     return EXIT_OK
-
-
-def cohort_tables() -> tuple[str, ...]:
-    from analysis.schema import TABLES
-
-    return TABLES
 
 
 def _report(args) -> int:
