@@ -462,6 +462,9 @@ class ValidationReport:
                 ["_order", "table", "column", "check"], sort=True, dropna=False
             )
             for (_, table, column, check), group in groups:
+                if column == "(file)":  # the check names the file, the problem and the fix
+                    out.append(f"  {check}")
+                    continue
                 rows = group["row"].notna()
                 n = int(group["count"].fillna(0).sum()) if not rows.any() else int(rows.sum())
                 where = f"{table}.{column}" if column != "(file)" else f"{table} file"
@@ -479,8 +482,6 @@ class ValidationReport:
                     text += f"; values: {', '.join(values[:max_rows])}{more}"
                 out.append(text)
                 hint = DataValidationError.hints.get(_check_kind(str(check)))
-                if column == "(file)":
-                    hint = None  # the check of a file problem carries its own fix
                 if hint:
                     out.append(f"      fix: {hint}")
         if not out:
