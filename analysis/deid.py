@@ -622,7 +622,7 @@ def _free_text_capable(table: str, columns: str) -> bool:
 def _showable(value: object) -> bool:
     if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
         return True
-    text = str(value)
+    text = str(value).strip()  # surrounding spaces (a renamed header "Age ") are harmless
     if not _SHOWABLE.match(text) or _has_given_name(text):
         return False
     return not any(pattern.search(text) for _, pattern in _VALUE_PATTERNS.values())
