@@ -182,7 +182,9 @@ def rubin_rules(estimates, variances, *, df_complete: float | None = None, alpha
     >>> pooled = rubin_rules([1.0, 1.2, 0.9, 1.1, 1.3], [0.04, 0.05, 0.04, 0.05, 0.045],
     ...                      df_complete=50)
     >>> round(pooled.estimate, 4), round(pooled.total, 5), round(pooled.df, 2)
-    (1.1, 0.075, 15.84)
+    (1.1, 0.075, 13.4)
+
+    (R ``mice::pool.scalar(q, u, n = 51, k = 1)`` gives df 13.3975.)
     """
     q = np.asarray(estimates, dtype=float)
     u = np.asarray(variances, dtype=float)
@@ -200,13 +202,15 @@ def rubin_rules(estimates, variances, *, df_complete: float | None = None, alpha
         )
     m = len(q)
     q_bar, u_bar, b = float(q.mean()), float(u.mean()), float(q.var(ddof=1))
+    if b <= (64 * np.finfo(float).eps * np.abs(q).max()) ** 2:
+        b = 0.0  # equal estimates up to rounding error
     t = u_bar + (1 + 1 / m) * b
     nu_com = np.inf if df_complete is None else float(df_complete)
     if nu_com <= 0:
         raise ValueError(f"`df_complete` must be positive, but {df_complete!r} was passed.")
     lam = (1 + 1 / m) * b / t if t > 0 else 0.0
     riv = (1 + 1 / m) * b / u_bar if u_bar > 0 else (np.inf if b > 0 else 0.0)
-    nu_old = (m - 1) / lam**2 if lam > 0 else np.inf
+    nu_old = (m - 1) / lam**2 if lam**2 > 0 else np.inf
     if np.isinf(nu_com):
         df = nu_old
     else:
@@ -691,7 +695,7 @@ def multiple_imputation(
     True
     >>> pool_rates(sets, by="visit").query("visit == 'week4'")[["visit", "n", "rate"]].round(3)
        visit    n   rate
-    3  week4  120  0.619
+    3  week4  117  0.614
     """
     check_choice("strategy", strategy, list(STRATEGIES))
     _check_imputations(n_imputations)
@@ -743,6 +747,11 @@ def _assemble(wide: _Wide, rules: _Rules, draws: list[np.ndarray]) -> pd.DataFra
     result = pd.concat(out, ignore_index=True)
     for column in ("baseline", "study_day"):
         result[column] = result[column].astype("Int64")
+    for column in keep:  # the dtypes of derive_endpoints' output
+        try:
+            result[column] = result[column].astype(wide.rows[column].dtype)
+        except (TypeError, ValueError):
+            continue
     return result
 
 
@@ -838,8 +847,11 @@ def pool_rates(
     >>> sets = pd.DataFrame({"imputation": [1] * 4 + [2] * 4,
     ...                      "response": [True, True, False, False, True, False, False, False]})
     >>> pool_rates(sets, by=(), scale="raw")[["n", "rate", "se", "df"]].round(4)
-       n   rate      se   df
-    0  4  0.375  0.3062  2.7
+       n   rate      se     df
+    0  4  0.375  0.3187  0.876
+
+    By hand: rates 0.5 and 0.25 with variances ``p (1 - p) / 4`` = 0.0625 and 0.046875,
+    ``B`` = 0.03125, ``T = 0.0546875 + 1.5 x 0.03125 = 0.1015625``, ``se = 0.3187``.
     """
     check_choice("scale", scale, ["logit", "raw"])
     check_alpha(alpha)
@@ -962,7 +974,10 @@ def pool_rate_differences(
     >>> pool_rate_differences(sets, "response", "arm", by=())[
     ...     ["group", "reference", "risk_difference", "se"]].round(4)
       group reference  risk_difference      se
-    0     b         a          -0.3333  0.3581
+    0     b         a          -0.3333  0.3333
+
+    Set 1: ``1/3 - 2/3`` with variance ``2 (2/9) / 3``; set 2: ``0 - 1/3`` with variance
+    ``(2/9) / 3``; equal differences, so ``B = 0`` and ``se = sqrt(mean(U)) = 1/3``.
     """
     check_alpha(alpha)
     check_min_cell(min_cell)
@@ -1276,7 +1291,7 @@ def conditional_mean_analysis(
     >>> cm = conditional_mean_analysis(ep, jackknife_groups=10, seed=0)
     >>> cm.query("visit == 'week4'")[["visit", "statistic", "estimate", "se"]].round(3)
        visit statistic  estimate     se
-    3  week4      rate     0.614  0.051
+    3  week4      rate     0.613  0.043
     """
     check_choice("strategy", strategy, list(STRATEGIES))
     check_alpha(alpha)
@@ -1429,11 +1444,13 @@ def tipping_point(
     >>> ep = ep[ep["route"].isin(["iv", "oral"])]
     >>> tp = tipping_point(ep, "route", reference="iv", deltas=[0, 2, 4], n_imputations=5,
     ...                    seed=1)
-    >>> tp.grid[["group", "delta", "risk_difference"]].round(3)
-      group  delta  risk_difference
-    0  oral    0.0           -0.035
-    1  oral    2.0           -0.100
-    2  oral    4.0           -0.174
+    >>> tp.grid[["group", "shifted", "delta", "risk_difference", "significant"]].round(3)
+      group shifted  delta  risk_difference  significant
+    0  oral      iv    0.0           -0.092        False
+    1  oral      iv    2.0           -0.046        False
+    2  oral      iv    4.0           -0.008        False
+    >>> tp.tipping_points["note"].iloc[0]
+    'not significant under MAR: no conclusion to overturn'
     """
     check_alpha(alpha)
     _check_imputations(n_imputations)
