@@ -12,7 +12,7 @@ The public API (``DESIGN.md``), re-exported from the modules that define it:
   :func:`cronbach_alpha`, :func:`cohen_kappa`;
 - missing data: :func:`multiple_imputation`, :func:`rubin_rules`, :func:`pool_rates`,
   :func:`pool_rate_differences`, :func:`pool_change_differences`,
-  :func:`conditional_mean_analysis`, :func:`tipping_point`;
+  :func:`conditional_mean_analysis`, :func:`tipping_point`, :func:`missing_data_sensitivity`;
 - safety: :func:`adverse_event_table`, :func:`blood_pressure_table`,
   :func:`dissociation_table`, :func:`dose_summary`;
 - reports: :func:`table_one`, :func:`run_reports`.
@@ -30,6 +30,7 @@ from analysis.endpoints import derive_endpoints, endpoint_accounting
 from analysis.instruments import GAD7, HAMA, Criteria, Instrument, score_items
 from analysis.missing_data import (
     conditional_mean_analysis,
+    missing_data_sensitivity,
     multiple_imputation,
     pool_change_differences,
     pool_rate_differences,
@@ -101,6 +102,7 @@ __all__ = [
     "load_cohort",
     "logrank_test",
     "median_time_to_event",
+    "missing_data_sensitivity",
     "multiple_imputation",
     "newcombe_interval",
     "pool_change_differences",

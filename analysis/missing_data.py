@@ -66,6 +66,7 @@ __all__ = [
     "Pooled",
     "TippingPointResult",
     "conditional_mean_analysis",
+    "missing_data_sensitivity",
     "multiple_imputation",
     "pool_change_differences",
     "pool_rate_differences",
@@ -369,6 +370,8 @@ class _Wide:
         elif need_group:
             raise ValueError("A comparison needs `group`, the column of the groups compared.")
         self.group_values = None if group is None else patients[group].to_numpy()
+        # a group of one level adds nothing to the model (its column is still carried)
+        self.modelled_group = group is not None and len(self.levels) > 1
         self.last_observed = np.where(
             self.observed.any(axis=1), self.m - 1 - np.argmax(self.observed[:, ::-1], axis=1), -1
         )
@@ -386,7 +389,7 @@ class _Wide:
                 "baseline": np.repeat(self.baseline, self.m),
             }
         )
-        if self.group is not None:
+        if self.modelled_group:
             values = self.group_values if group_value is None else [group_value] * self.n
             out["group"] = np.repeat(np.asarray(values, dtype=object).astype(str), self.m)
         for k, column in enumerate(self.covariates):
@@ -401,7 +404,7 @@ class _Wide:
 
     def formula(self) -> str:
         terms = ["baseline"]
-        if self.group is not None:
+        if self.modelled_group:
             terms.append("group")
         terms += [f"covariate_{k}" for k in range(len(self.covariates))]
         return f"change ~ visit * ({' + '.join(terms)})"
@@ -425,7 +428,7 @@ class _Model:
         spec = self.fit._data.spec
         self.X_own = self._design(spec, frame, names)
         self.X_ref = None
-        if wide.group is not None:
+        if wide.modelled_group:
             self.X_ref = self._design(spec, wide.design_frame(wide.reference), names)
         beta = self.fit.params.to_numpy(dtype=float)
         self.estimable = np.isfinite(beta)
@@ -1345,10 +1348,10 @@ class TippingPointResult:
     Attributes
     ----------
     grid : DataFrame
-        One row per comparison and ``delta``: ``group, reference, shifted, delta, rate,
-        rate_ref, risk_difference, se, df, ci_low, ci_high, p_value, significant``.
+        One row per comparison and ``delta``: ``group, reference, shifted, delta, n, n_ref,
+        rate, rate_ref, risk_difference, se, df, ci_low, ci_high, p_value, significant``.
     tipping_points : DataFrame
-        One row per comparison: ``group, reference, shifted, risk_difference, ci_low,
+        One row per comparison: ``group, reference, shifted, n, n_ref, risk_difference, ci_low,
         ci_high, significant_at_zero, tipping_point, note`` (the difference and interval
         under MAR, ``delta = 0``).
     note : str
@@ -1373,6 +1376,7 @@ def tipping_point(
     seed: int | None = None,
     alpha: float = 0.05,
     criteria=None,
+    min_cell: int | None = None,
 ) -> TippingPointResult:
     """Delta-adjusted MI: how much worse must the missing patients be to change the conclusion?
 
@@ -1401,12 +1405,15 @@ def tipping_point(
         Significance level of the conclusion (two-sided).
     criteria : Criteria or mapping, optional
         Outcome definitions, as in :func:`analysis.derive_endpoints`.
+    min_cell : int, optional
+        Small-group rule: a comparison where either group has fewer than ``min_cell``
+        patients shows no statistics (:func:`analysis.rates.suppress_small_cells`).
 
     Returns
     -------
     TippingPointResult
-        With one group level only, empty tables and a ``note`` saying that the comparison
-        is not defined.
+        With one group level only, an empty grid, one ``tipping_points`` row and a
+        ``note`` saying that the comparison is not defined.
 
     Notes
     -----
@@ -1455,12 +1462,16 @@ def tipping_point(
     check_alpha(alpha)
     _check_imputations(n_imputations)
     wide = _Wide(endpoints, group, covariates, reference, need_group=False)
+    check_min_cell(min_cell)
     if len(wide.levels) < 2:
         note = (
             f"The comparison between groups is not defined: `{group}` has one level "
             f"({wide.levels[0]!r}) in these data."
         )
-        return TippingPointResult(pd.DataFrame(), pd.DataFrame(), note)
+        summary = pd.DataFrame(
+            [{"group": wide.levels[0], "reference": wide.reference, "note": note}]
+        )
+        return TippingPointResult(pd.DataFrame(), summary, note)
     check_choice("visit", visit, wide.visits)
     rules = _Rules(wide.instrument, criteria)
     check_choice("outcome", outcome, [c for c in _BENEFICIAL if c in rules.table.columns])
@@ -1497,17 +1508,18 @@ def tipping_point(
             p1s.append(p1)
             p0s.append(p0)
         dfc = max(np.mean(n1s) + np.mean(n0s) - 2, 1.0)
-        return rubin_rules(q, u, df_complete=dfc, alpha=alpha), np.mean(p1s), np.mean(p0s)
+        pooled = rubin_rules(q, u, df_complete=dfc, alpha=alpha)
+        return pooled, np.mean(p1s), np.mean(p0s), round(np.mean(n1s)), round(np.mean(n0s))
 
     grid, summary = [], []
     for level in [lv for lv in wide.levels if lv != wide.reference]:
-        at_zero, _, _ = compare(level, np.zeros(wide.n, dtype=bool), 0.0)
+        at_zero, _, _, n1, n0 = compare(level, np.zeros(wide.n, dtype=bool), 0.0)
         shifted = level if at_zero.estimate >= 0 else wide.reference
         mask = wide.group_values == shifted
         significant_at_zero = not (at_zero.ci_low <= 0 <= at_zero.ci_high)
         tip = np.nan
         for delta in deltas:
-            pooled, p1, p0 = compare(level, mask, delta)
+            pooled, p1, p0, n1, n0 = compare(level, mask, delta)
             significant = not (pooled.ci_low <= 0 <= pooled.ci_high)
             grid.append(
                 {
@@ -1515,6 +1527,8 @@ def tipping_point(
                     "reference": wide.reference,
                     "shifted": shifted,
                     "delta": float(delta),
+                    "n": n1,
+                    "n_ref": n0,
                     "rate": float(p1),
                     "rate_ref": float(p0),
                     "risk_difference": pooled.estimate,
@@ -1542,6 +1556,8 @@ def tipping_point(
                 "group": level,
                 "reference": wide.reference,
                 "shifted": shifted,
+                "n": n1,
+                "n_ref": n0,
                 "risk_difference": at_zero.estimate,
                 "ci_low": at_zero.ci_low,
                 "ci_high": at_zero.ci_high,
@@ -1550,4 +1566,113 @@ def tipping_point(
                 "note": note,
             }
         )
-    return TippingPointResult(pd.DataFrame(grid), pd.DataFrame(summary))
+    grid, summary = pd.DataFrame(grid), pd.DataFrame(summary)
+    if min_cell is not None:
+        counts = ("n", "n_ref")
+        grid = suppress_small_cells(grid, min_cell, counts, total=None, derived=_GRID_STATS)
+        summary = suppress_small_cells(
+            summary, min_cell, counts, total=None, derived=_SUMMARY_STATS
+        )
+    return TippingPointResult(grid, summary)
+
+
+_GRID_STATS = ("rate", "rate_ref", "risk_difference", "se", "df", "ci_low", "ci_high", "p_value")
+_SUMMARY_STATS = ("risk_difference", "ci_low", "ci_high", "tipping_point")
+
+
+# ---------------------------------------------------------------------------------------
+# One table for a report
+# ---------------------------------------------------------------------------------------
+
+
+def missing_data_sensitivity(
+    endpoints,
+    group: str,
+    *,
+    reference=None,
+    visit: str = "week4",
+    outcome: str = "response",
+    strategies: Sequence[str] = STRATEGIES,
+    covariates: str | Sequence[str] = (),
+    n_imputations: int = 20,
+    seed: int | None = None,
+    alpha: float = 0.05,
+    criteria=None,
+    min_cell: int | None = None,
+) -> pd.DataFrame:
+    """The rate difference at one visit under MAR and each reference-based strategy.
+
+    One imputation model (:func:`multiple_imputation`'s MMRM) serves every strategy, and
+    each strategy's ``n_imputations`` sets are pooled by :func:`pool_rate_differences`.
+
+    Parameters
+    ----------
+    endpoints : DataFrame
+        As :func:`multiple_imputation`, with the ``group`` column.
+    group : str
+        Column of the groups compared (each level against ``reference``).
+    reference : optional
+        Reference level (default the first sorted level); also the reference of the
+        reference-based strategies.
+    visit : str
+        The visit compared.
+    outcome : str
+        A boolean outcome flag.
+    strategies : sequence of {"mar", "j2r", "cr", "cir"}
+        Strategies, in output order.
+    covariates, n_imputations, seed, alpha, criteria
+        As :func:`multiple_imputation` and :func:`pool_rate_differences`.
+    min_cell : int, optional
+        Small-group rule of :func:`pool_rate_differences`.
+
+    Returns
+    -------
+    DataFrame
+        ``strategy``, then the columns of :func:`pool_rate_differences` without ``by``,
+        and ``note``. With one group level, one row whose ``note`` says that the
+        comparison is not defined.
+
+    Examples
+    --------
+    >>> from analysis import synthetic_cohort
+    >>> from analysis.tables import cohort_endpoints
+    >>> ep = cohort_endpoints(synthetic_cohort(200, seed=2), "GAD7", impute="bocf",
+    ...                       patient_columns=("route",))
+    >>> ep = ep[ep["route"].isin(["iv", "oral"])]
+    >>> out = missing_data_sensitivity(ep, "route", reference="iv", n_imputations=5, seed=1)
+    >>> out[["strategy", "group", "reference", "risk_difference"]].round(3)
+      strategy group reference  risk_difference
+    0      mar  oral        iv           -0.092
+    1      j2r  oral        iv           -0.092
+    2       cr  oral        iv           -0.092
+    3      cir  oral        iv           -0.102
+    >>> missing_data_sensitivity(ep[ep["route"] == "iv"], "route", n_imputations=2)["note"][0]
+    "The comparison between groups is not defined: `route` has one level ('iv') in these data."
+    """
+    strategies = list(strategies)
+    for strategy in strategies:
+        check_choice("strategies", strategy, list(STRATEGIES))
+    _check_imputations(n_imputations)
+    wide = _Wide(endpoints, group, covariates, reference, need_group=False)
+    if len(wide.levels) < 2:
+        note = (
+            f"The comparison between groups is not defined: `{group}` has one level "
+            f"({wide.levels[0]!r}) in these data."
+        )
+        return pd.DataFrame([{"group": wide.levels[0], "reference": wide.reference, "note": note}])
+    check_choice("visit", visit, wide.visits)
+    rules = _Rules(wide.instrument, criteria)
+    model = _Model(wide)
+    out = []
+    for strategy in strategies:
+        draws = _draw_changes(model, strategy, n_imputations, np.random.default_rng(seed))
+        sets = _assemble(wide, rules, draws)
+        sets = sets[sets["visit"] == visit]
+        table = pool_rate_differences(
+            sets, outcome, group, reference=wide.reference, by=(), alpha=alpha, min_cell=min_cell
+        )
+        table.insert(0, "strategy", strategy)
+        out.append(table)
+    result = pd.concat(out, ignore_index=True)
+    result["note"] = ""
+    return result
