@@ -58,7 +58,7 @@ from scipy import linalg, stats
 from analysis._utils import as_by, check_alpha, check_choice, check_min_cell, to_pandas
 from analysis.endpoints import ENDPOINT_COLUMNS, _outcomes, _resolve_criteria
 from analysis.instruments import get_instrument
-from analysis.mmrm import _Structure, fit_mmrm
+from analysis.mmrm import MMRMFitError, _Structure, fit_mmrm
 from analysis.rates import suppress_small_cells
 
 __all__ = [
@@ -203,8 +203,8 @@ def rubin_rules(estimates, variances, *, df_complete: float | None = None, alpha
         )
     m = len(q)
     q_bar, u_bar, b = float(q.mean()), float(u.mean()), float(q.var(ddof=1))
-    if b <= (64 * np.finfo(float).eps * np.abs(q).max()) ** 2:
-        b = 0.0  # equal estimates up to rounding error
+    if b <= (64 * np.finfo(float).eps * np.abs(q).max()) ** 2 or b <= 1e-12 * u_bar:
+        b = 0.0  # equal estimates up to rounding error, or negligible beside U_bar
     t = u_bar + (1 + 1 / m) * b
     nu_com = np.inf if df_complete is None else float(df_complete)
     if nu_com <= 0:
@@ -426,6 +426,16 @@ class _Model:
         )
         names = self.fit.params.index
         spec = self.fit._data.spec
+        columns = spec.get_model_matrix(frame.iloc[:1]).columns
+        aliased = [c for c in columns if c not in names or not np.isfinite(self.fit.params[c])]
+        if aliased:
+            # Imputing from a model with non-estimable effects would silently borrow
+            # another cell's mean (e.g. a group never seen at a visit).
+            raise MMRMFitError(
+                f"The imputation model's effects {aliased} are not estimable from these data "
+                "(e.g. a group with no observed value at some visit); impute a subset where "
+                "every group is observed at every visit, or leave out that visit."
+            )
         self.X_own = self._design(spec, frame, names)
         self.X_ref = None
         if wide.modelled_group:
@@ -1341,6 +1351,32 @@ def conditional_mean_analysis(
 # ---------------------------------------------------------------------------------------
 
 
+def _one_level(wide: _Wide) -> str:
+    return (
+        f"The comparison between groups is not defined: `{wide.group}` has one level "
+        f"({wide.levels[0]!r}) in these data."
+    )
+
+
+def _no_model(error: Exception) -> str:
+    return f"No imputation: the imputation model cannot be fitted to these data. {error}"
+
+
+def _note_row(wide: _Wide, note: str) -> pd.DataFrame:
+    """One row saying why a comparison has no result (counts and statistics NA)."""
+    return pd.DataFrame(
+        [
+            {
+                "group": wide.levels[0] if len(wide.levels) == 1 else pd.NA,
+                "reference": wide.reference,
+                "n": pd.NA,
+                "n_ref": pd.NA,
+                "note": note,
+            }
+        ]
+    )
+
+
 @dataclass(frozen=True)
 class TippingPointResult:
     """The result of :func:`tipping_point`.
@@ -1412,8 +1448,8 @@ def tipping_point(
     Returns
     -------
     TippingPointResult
-        With one group level only, an empty grid, one ``tipping_points`` row and a
-        ``note`` saying that the comparison is not defined.
+        With one group level only, or when the imputation model cannot be fitted, one
+        row in ``grid`` and in ``tipping_points`` and a ``note``, each saying why.
 
     Notes
     -----
@@ -1464,14 +1500,8 @@ def tipping_point(
     wide = _Wide(endpoints, group, covariates, reference, need_group=False)
     check_min_cell(min_cell)
     if len(wide.levels) < 2:
-        note = (
-            f"The comparison between groups is not defined: `{group}` has one level "
-            f"({wide.levels[0]!r}) in these data."
-        )
-        summary = pd.DataFrame(
-            [{"group": wide.levels[0], "reference": wide.reference, "note": note}]
-        )
-        return TippingPointResult(pd.DataFrame(), summary, note)
+        note = _one_level(wide)
+        return TippingPointResult(_note_row(wide, note), _note_row(wide, note), note)
     check_choice("visit", visit, wide.visits)
     rules = _Rules(wide.instrument, criteria)
     check_choice("outcome", outcome, [c for c in _BENEFICIAL if c in rules.table.columns])
@@ -1484,7 +1514,11 @@ def tipping_point(
             f"worse), but {deltas!r} was passed."
         )
     deltas = np.unique(np.append(deltas, 0.0))
-    model = _Model(wide)
+    try:
+        model = _Model(wide)
+    except MMRMFitError as error:
+        note = _no_model(error)
+        return TippingPointResult(_note_row(wide, note), _note_row(wide, note), note)
     draws = _draw_changes(model, "mar", n_imputations, np.random.default_rng(seed))
     v = wide.visits.index(visit)
     missing = ~wide.observed[:, v]
@@ -1576,8 +1610,14 @@ def tipping_point(
     return TippingPointResult(grid, summary)
 
 
-_GRID_STATS = ("rate", "rate_ref", "risk_difference", "se", "df", "ci_low", "ci_high", "p_value")
-_SUMMARY_STATS = ("risk_difference", "ci_low", "ci_high", "tipping_point")
+_GRID_STATS = (
+    *("shifted", "rate", "rate_ref", "risk_difference", "se", "df"),
+    *("ci_low", "ci_high", "p_value", "significant"),
+)
+_SUMMARY_STATS = (
+    *("shifted", "risk_difference", "ci_low", "ci_high"),
+    *("significant_at_zero", "tipping_point", "note"),
+)
 
 
 # ---------------------------------------------------------------------------------------
@@ -1629,8 +1669,9 @@ def missing_data_sensitivity(
     -------
     DataFrame
         ``strategy``, then the columns of :func:`pool_rate_differences` without ``by``,
-        and ``note``. With one group level, one row whose ``note`` says that the
-        comparison is not defined.
+        and ``note``. With one group level, or when the imputation model cannot be
+        fitted (:class:`analysis.MMRMFitError`, e.g. a group never seen at a visit), one
+        row whose ``note`` says why there is no comparison.
 
     Examples
     --------
@@ -1655,14 +1696,13 @@ def missing_data_sensitivity(
     _check_imputations(n_imputations)
     wide = _Wide(endpoints, group, covariates, reference, need_group=False)
     if len(wide.levels) < 2:
-        note = (
-            f"The comparison between groups is not defined: `{group}` has one level "
-            f"({wide.levels[0]!r}) in these data."
-        )
-        return pd.DataFrame([{"group": wide.levels[0], "reference": wide.reference, "note": note}])
+        return _note_row(wide, _one_level(wide))
     check_choice("visit", visit, wide.visits)
     rules = _Rules(wide.instrument, criteria)
-    model = _Model(wide)
+    try:
+        model = _Model(wide)
+    except MMRMFitError as error:
+        return _note_row(wide, _no_model(error))
     out = []
     for strategy in strategies:
         draws = _draw_changes(model, strategy, n_imputations, np.random.default_rng(seed))

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from analysis import derive_endpoints, fit_mmrm
 from analysis.missing_data import (
     conditional_mean_analysis,
+    missing_data_sensitivity,
     multiple_imputation,
     pool_change_differences,
     pool_rate_differences,
@@ -363,7 +364,10 @@ def test_tipping_point_at_zero_is_the_mar_analysis():
 def test_tipping_point_with_one_group_says_the_comparison_is_not_defined(trial):
     one = trial[trial["arm"] == "a"]
     tp = tipping_point(one, "arm", n_imputations=2, seed=0)
-    assert tp.grid.empty and "not defined" in tp.note
+    assert "not defined" in tp.note
+    assert tp.tipping_points["note"].tolist() == [tp.note] and len(tp.grid) == 1
+    table = missing_data_sensitivity(one, "arm", n_imputations=2, seed=0)
+    assert table["note"].tolist() == [tp.note]
 
 
 # -- input checks ------------------------------------------------------------------------
@@ -386,6 +390,18 @@ def test_errors_name_the_problem_and_the_fix(trial):
     broken = pd.concat([broken, broken.iloc[[5]]])
     with pytest.raises(ValueError, match=r"repeat a \(patient_id, visit\).*`arm`: 3 row"):
         multiple_imputation(broken, group="arm")
+
+
+def test_a_group_never_seen_at_a_visit_is_no_imputation(trial):
+    from analysis import MMRMFitError
+
+    unseen = trial.copy()
+    unseen.loc[(unseen["arm"] == "b") & (unseen["visit"] == "week4"), "imputed"] = True
+    with pytest.raises(MMRMFitError, match="estimable|linear combinations"):
+        multiple_imputation(unseen, group="arm", n_imputations=2, seed=0)
+    table = missing_data_sensitivity(unseen, "arm", n_imputations=2, seed=0)
+    assert len(table) == 1 and table["note"][0].startswith("No imputation")
+    assert tipping_point(unseen, "arm", n_imputations=2, seed=0).note.startswith("No imputation")
 
 
 @settings(max_examples=5)
