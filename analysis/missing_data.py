@@ -24,6 +24,12 @@ and a patient's missing visits have a closed-form distribution given the observe
   assumptions, with jackknife standard errors (Wolbers et al. 2022).
 - :func:`tipping_point` shifts the imputed scores of the missing patients by ``delta``
   points until the week-4 response difference between groups is no longer significant.
+- :func:`missing_data_sensitivity` sets the rate difference under MAR and each
+  reference-based assumption side by side (one table for a report).
+
+``derive_endpoints(impute=...)`` keeps its single imputations (``observed``, ``locf``,
+``bocf``); multiple imputation is not one of them because it needs a model (hence a
+group and covariates) and returns ``M`` data sets, each analysed and then pooled.
 
 Design choices a reviewer should know:
 
