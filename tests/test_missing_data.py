@@ -276,6 +276,27 @@ def test_conditional_mean_under_mar_reproduces_the_mmrm_difference(trial):
         assert cm[visit] == pytest.approx(direct.loc[visit, "estimate"], abs=1e-8)
 
 
+# R 4.2.2, nlme 3.1.162: tests/reference/missing_data/conditional_mean_nlme.R, an
+# independent implementation (gls with corSymm + varIdent, REML; the strategies' mean
+# profiles and conditional means written out in R) on trial.csv = simulate().
+R_WEEK4_DIFFERENCE = {
+    "mar": -0.9535494307,
+    "j2r": -0.3962388767,
+    "cr": -0.6788811328,
+    "cir": -0.9970735358,
+}
+
+
+@pytest.mark.parametrize("strategy", list(R_WEEK4_DIFFERENCE))
+def test_conditional_mean_matches_an_independent_r_implementation(trial, strategy):
+    cm = conditional_mean_analysis(
+        trial, group="arm", reference="a", strategy=strategy, jackknife_groups=2, seed=0
+    )
+    row = cm[(cm["statistic"] == "change_difference") & (cm["visit"] == "week4")]
+    # the two REML optimizers stop within about 1e-6 of each other
+    assert row["estimate"].iloc[0] == pytest.approx(R_WEEK4_DIFFERENCE[strategy], abs=1e-5)
+
+
 def test_conditional_mean_jackknife_of_complete_data_is_the_textbook_se():
     """Without missing values the rate is the observed proportion and the leave-one-out
     jackknife SE of a mean is sd / sqrt(n) (Efron & Tibshirani 1993, sec. 11.2)."""
