@@ -20,6 +20,7 @@ The public API (``DESIGN.md``), re-exported from the modules that define it:
 
 from analysis.agreement import cohen_kappa, cronbach_alpha, instrument_agreement
 from analysis.deid import DeidentificationError
+from analysis.disclosure import audit_report_dir
 from analysis.effect_sizes import (
     EffectSize,
     effect_size,
@@ -91,6 +92,7 @@ __all__ = [
     "ValidationReport",
     "adjust_pvalues",
     "adverse_event_table",
+    "audit_report_dir",
     "blood_pressure_table",
     "adjusted_compare_rates",
     "cohen_kappa",

@@ -89,15 +89,11 @@ def sort_cells(out: pd.DataFrame, df: pd.DataFrame, by: list[str]) -> pd.DataFra
     return out.sort_values(by, key=key, kind="stable", na_position="last").reset_index(drop=True)
 
 
-def check_min_cell(min_cell: int | None, *, optional: bool = True) -> None:
-    """Raise unless ``min_cell`` is a positive integer (or None when ``optional``)."""
-    if min_cell is None and optional:
-        return
-    if not isinstance(min_cell, int | np.integer) or isinstance(min_cell, bool) or min_cell < 1:
-        raise ValueError(
-            "`min_cell` must be a positive integer (11 for the CMS rule)"
-            f"{' or None' if optional else ''}, but {min_cell!r} was passed."
-        )
+def check_min_cell(min_cell: int | None, *, optional: bool = True) -> int | None:
+    """Validate ``min_cell`` (see :func:`analysis.disclosure.check_min_cell`, the policy)."""
+    from analysis.disclosure import check_min_cell as _check
+
+    return _check(min_cell, optional=optional)
 
 
 def to_float_array(values: pd.Series) -> np.ndarray:

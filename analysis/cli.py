@@ -83,7 +83,41 @@ def _parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0, metavar="S")
     synth.add_argument("--out", required=True, metavar="DIR")
     synth.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    _add_audit_parser(commands)
     return parser
+
+
+def _add_audit_parser(commands) -> None:
+    audit = commands.add_parser(
+        "audit",
+        help="check a report folder for small counts, recoverable cells and identifiers",
+        description="Audit a folder of rendered reports (HTML, CSV, executed notebooks, "
+        "manifest.json) against the disclosure policy: no count of 1 to K-1, no hidden "
+        "cell recoverable from a shown total, no identifier. Exit 1 when it fails.",
+    )
+    audit.add_argument("report_dir", metavar="REPORT_DIR")
+    audit.add_argument(
+        "--min-cell",
+        type=int,
+        default=None,
+        metavar="K",
+        help="smallest count allowed besides 0 (default: the manifest's, else 11)",
+    )
+
+
+def _audit(args) -> int:
+    from analysis.disclosure import audit_report_dir
+
+    if not Path(args.report_dir).is_dir():
+        print(f"anxiety-outcomes audit: no folder {args.report_dir}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        result = audit_report_dir(args.report_dir, args.min_cell)
+    except ValueError as error:  # a bad --min-cell
+        print(f"anxiety-outcomes audit: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    print(result.message(), file=sys.stdout if result.ok else sys.stderr)
+    return EXIT_OK if result.ok else EXIT_INVALID
 
 
 def _summary(cohort) -> str:
@@ -200,4 +234,5 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:  # argparse: 0 after --help/--version, 2 on usage errors
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    return {"report": _report, "validate": _validate, "synth": _synth}[args.command](args)
+    handlers = {"report": _report, "validate": _validate, "synth": _synth, "audit": _audit}
+    return handlers[args.command](args)

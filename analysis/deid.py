@@ -37,6 +37,7 @@ without separators is not taken for a phone number, an SSN or a date. Dates are
 
 from __future__ import annotations
 
+import datetime
 import re
 from collections.abc import Mapping
 
@@ -51,6 +52,7 @@ __all__ = [
     "DeidentificationError",
     "check_deidentified",
     "is_identifier_column",
+    "redact_failures",
     "scan_identifiers",
 ]
 
@@ -67,6 +69,35 @@ _MONTHS = (
 _DAY = r"(?:0?[1-9]|[12]\d|3[01])"
 _MONTH = r"(?:0?[1-9]|1[0-2])"
 
+# Common given names (US Social Security top names, unambiguous ones only: no name that
+# is also an ordinary word such as "may", "grace", "mark" or "will").
+_GIVEN_NAMES = frozenset(
+    """
+    aaron abigail adam adrian aiden alan albert alexander alexis alice alicia allison amanda
+    amber amy andrea andrew angela anna anthony antonio ashley austin barbara benjamin
+    betty beverly brandon brenda brian brittany bruce bryan carl carlos carol caroline
+    catherine charles cheryl christian christina christine christopher cynthia daniel
+    danielle david deborah debra denise dennis diana diane donald donna doris dorothy
+    douglas dylan edward elizabeth emily emma eric ethan eugene evelyn frances gabriel
+    gary george gerald gloria gregory hannah harold heather helen henry isabella jacob
+    jacqueline james janet janice jason jeffrey jennifer jeremy jerry jesse jessica joan
+    john johnny jonathan jose joseph joshua joyce juan judith judy julia julie justin
+    karen katherine kathleen kathryn kayla keith kelly kenneth kevin kimberly kyle larry
+    laura lauren lawrence linda lisa logan louis madison margaret maria marie marilyn
+    martha mary matthew megan melissa michael michelle nancy natalie nathan nicholas
+    nicole noah olivia pamela patricia patrick paul peter philip rachel ralph randy
+    raymond rebecca richard robert roger ronald russell ruth ryan samantha samuel sandra
+    sara sarah scott sean sharon shirley sophia stephanie stephen steven susan teresa
+    terry theresa thomas timothy tyler victoria vincent virginia walter wayne william
+    zachary jane jon jim bob tom liz kate beth meg ann anne sue joe mike dave steve
+    """.split()
+)
+
+_STREET = (
+    r"(?:street|avenue|road|boulevard|lane|drive|court|terrace|highway|parkway|ave|blvd"
+    r"|rd|st\.|dr\.|ln\.)"
+)
+
 # check name -> (cheap pre-filter a value must contain, regular expression searched for)
 _VALUE_PATTERNS: dict[str, tuple[str, re.Pattern]] = {
     "email_value": (
@@ -78,19 +109,34 @@ _VALUE_PATTERNS: dict[str, tuple[str, re.Pattern]] = {
         re.compile(
             # international: a leading + then at least 8 digits, maybe grouped
             r"(?<![\w+])\+(?=(?:[\s().-]?\d){8})\d{1,3}(?:[\s.-]?\(?\d{1,4}\)?){2,6}(?!\w)"
-            # national: (area) or area-separator, then two separated groups
-            r"|(?<![\w.+-])(?:\(\d{2,5}\)\s?|\d{2,5}[\s.-])\d{3,4}[\s.-]\d{3,4}(?![\w-]|\.\d)"
+            # national: (area) or area-separator, then two groups joined by - or .
+            r"|(?<![\w.+-])(?:\(\d{2,5}\)\s?|\d{2,5}[\s.-])\d{3,4}[.-]\d{3,4}(?![\w-]|\.\d)"
+            # (area) number with spaces only: (555) 010 0199
+            r"|(?<![\w.+-])\(\d{2,5}\)\s?\d{3,4}\s\d{3,4}(?![\w-]|\.\d)"
+            # local seven-digit number: 010-0199
+            r"|(?<![\w.+/-])\d{3}-\d{4}(?![\w-]|\.\d)"
         ),
     ),
     "ssn_value": (r"\d", re.compile(r"(?<![\d-])\d{3}([- ])\d{2}\1\d{4}(?![\d-])")),
     "date_value": (
         r"\d",
         re.compile(
-            rf"(?<![\d.])(?:19|20)\d{{2}}([-/.]){_MONTH}\1{_DAY}(?!\d)"
-            rf"|(?<![\d.]){_DAY}([-/]){_DAY}\2(?:\d{{4}}|\d{{2}})(?![\d.])"
-            rf"|(?<![\d.]){_DAY}\.{_DAY}\.(?:19|20)\d{{2}}(?![\d.])"
-            rf"|\b{_DAY}(?:st|nd|rd|th)?(?:\s+of)?[\s-]+{_MONTHS}\.?,?[\s-]+(?:\d{{4}}|\d{{2}})\b"
-            rf"|\b{_MONTHS}\.?[\s-]+{_DAY}(?:st|nd|rd|th)?,?[\s-]+\d{{4}}\b"
+            # 2024-03-05, 2024/3/5, 2024.03.05 and month-level 2024-03, 2024/3
+            rf"(?<![\w.-])(?:19|20)\d{{2}}([-/.]){_MONTH}(?:\1{_DAY})?(?!(?!T)[\w-]|\.\d)"
+            # 03/05/2024, 5/3/24, 3/5 (slashes: a date in any order)
+            rf"|(?<![\w./-]){_DAY}/{_DAY}(?:/(?:\d{{4}}|\d{{2}}))?(?![\w/-]|\.\d)"
+            # 11/2023 (month and year)
+            r"|(?<![\w./-])(?:0?[1-9]|1[0-2])/(?:19|20)\d{2}(?![\w/-])"
+            # 05-03-2024 (four-digit year; 05-03-24 is left to codes such as R-05-03-24)
+            rf"|(?<![\w.-]){_DAY}-{_DAY}-(?:19|20)\d{{2}}(?![\w-])"
+            # 5.3.2024 and 05.03.24
+            rf"|(?<![\w.-]){_DAY}\.{_DAY}\.(?:19|20)\d{{2}}(?![\w.]|-)"
+            r"|(?<![\w.-])\d{2}\.\d{2}\.\d{2}(?![\w.]|-)"
+            # 5 March 2024, 5th of March, 5-Mar-24, 5 March
+            rf"|\b{_DAY}(?:st|nd|rd|th)?(?:\s+of)?[\s-]+{_MONTHS}\b\.?(?:,?[\s-]+\d{{2,4}}\b)?"
+            # March 5, 2024; Mar 5
+            rf"|\b{_MONTHS}\.?[\s-]+{_DAY}(?:st|nd|rd|th)?\b(?:,?[\s-]+\d{{4}}\b)?"
+            # March 2024
             rf"|\b{_MONTHS}\.?,?[\s-]+(?:19|20)\d{{2}}\b",
             re.IGNORECASE,
         ),
@@ -102,13 +148,47 @@ _VALUE_PATTERNS: dict[str, tuple[str, re.Pattern]] = {
     "ip_address_value": (
         r"\d",
         re.compile(
-            r"(?<![\d.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"
+            r"(?<![\w.])(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)(?![\d.])"
+        ),
+    ),
+    "record_number_value": (
+        r"\d",
+        re.compile(
+            r"\b(?:mrn|mr\s?#|med(?:ical)?\s*rec(?:ord)?(?:\s*(?:no|num|number|#))?"
+            r"|chart(?:\s*(?:no|num|number|#))?|acct|account|policy|member\s*id|nhs|hosp(?:ital)?"
+            r"(?:\s*(?:no|num|number|#)))\s*[:#.-]?\s*\d{3,}",
+            re.IGNORECASE,
+        ),
+    ),
+    "zip_code_value": (
+        r"\d",
+        re.compile(
+            r"(?<![\w.-])\d{5}-\d{4}(?![\w-])|\bzip(?:\s*code)?\s*[:#]?\s*\d{3,5}\b"
+            r"|^\s*\d{5}\s*$",
+            re.IGNORECASE,
+        ),
+    ),
+    "street_address_value": (
+        r"\d",
+        re.compile(rf"\b\d{{1,5}}\s+(?:[A-Za-z]+\s+){{1,3}}{_STREET}(?!\w)", re.IGNORECASE),
+    ),
+    "age_over_90_value": (
+        r"\d",
+        re.compile(
+            r"\b(?:9[1-9]|1[0-4]\d)\s*(?:-\s*)?(?:years?|yrs?|y/?o)\b(?:\s*old)?"
+            r"|\bage[d:]?\s*(?:9[1-9]|1[0-4]\d)\b",
+            re.IGNORECASE,
         ),
     ),
 }
 
+_NAME_VALUE_CHECK = "person_name_value"
+_TEMPORAL_CHECK = "temporal_dtype"
+
 #: Every check name the guard can report (``check`` column of ``.failures``).
-IDENTIFIER_CHECKS = frozenset({_NAME_CHECK, _AGE_CHECK, *_VALUE_PATTERNS})
+IDENTIFIER_CHECKS = frozenset(
+    {_NAME_CHECK, _AGE_CHECK, _NAME_VALUE_CHECK, _TEMPORAL_CHECK, *_VALUE_PATTERNS}
+)
 
 # A column is refused when one of its tokens is in this set ...
 _IDENTIFIER_TOKENS = frozenset(
@@ -134,6 +214,11 @@ _IDENTIFIER_TOKENS = frozenset(
         # online identifiers and biometrics
         "url", "urls", "website", "webpage", "homepage", "ipaddress", "username", "login",
         "photo", "photograph", "fingerprint", "biometric", "biometrics", "voiceprint",
+        # abbreviations and variants that announce the same (d_o_b, birth_dt, yob, medRecNo,
+        # chart_no, hosp_no, SSN4, addr1, mail, cell, ip, lat/lon, pt_nm, admission_dt)
+        "birth", "yob", "dt", "dts", "admission", "admit", "admitted", "discharge",
+        "discharged", "encounter", "mail", "ip", "lat", "lon", "lng", "nm", "fname",
+        "lname", "chart", "mrno", "medrecno", "hospno",
         # free text
         "note", "notes", "comment", "comments", "freetext", "narrative", "remark",
         "remarks", "memo",
@@ -159,7 +244,33 @@ _IDENTIFIER_PHRASES = (
     ("device", "id"),
     ("device", "serial"),
     ("free", "text"),
+    ("d", "o", "b"),
+    ("post", "code"),
+    ("med", "rec"),
+    ("hosp", "no"),
+    ("hosp", "num"),
+    ("hospital", "no"),
+    ("hospital", "num"),
+    ("hospital", "number"),
+    ("case", "number"),
+    ("case", "no"),
+    ("cell", "phone"),
+    ("cell", "no"),
+    ("cell", "number"),
+    ("cell", "num"),
 )
+
+# Refused only as the whole name (``cell``; ``cell_count`` is not a phone).
+_WHOLE_NAME_TOKENS = frozenset({"cell", "cells", "cellular"})
+
+# A token that is a family name plus digits (ssn4, addr1, zip5, phone2) is that family.
+_TRAILING_DIGITS = re.compile(r"\d+$")
+
+# `age` with a unit other than years is not an age in years (age_months = 240 is 20 y).
+_NOT_YEARS = frozenset(
+    {"month", "months", "mo", "mos", "week", "weeks", "wk", "wks", "day", "days", "group",
+     "groups", "band", "bands", "category", "cat", "class", "onset"}
+)  # fmt: skip
 
 # `name` preceded by one of these names a thing, not a person (drug_name, scale_name).
 _THING_QUALIFIERS = frozenset(
@@ -210,6 +321,18 @@ class DeidentificationError(DataValidationError):
         "url_value": "remove URLs from the data",
         "ip_address_value": "remove IP addresses from the data",
         _AGE_CHECK: f"record ages over {AGE_TOP_CODE - 1} as {AGE_TOP_CODE} ('90 or older')",
+        _TEMPORAL_CHECK: (
+            "a date/time column (datetime, date, timestamp or period type) is refused "
+            "whatever its name: replace it by study days (days since the first ketamine "
+            "session) or by the year alone"
+        ),
+        "record_number_value": "remove medical record, chart, account and similar numbers",
+        "zip_code_value": "remove ZIP/postal codes (geography below state)",
+        "street_address_value": "remove street addresses",
+        "age_over_90_value": f"record ages over {AGE_TOP_CODE - 1} as {AGE_TOP_CODE} ('90 or older')",
+        _NAME_VALUE_CHECK: (
+            "remove personal names (patients, relatives, clinicians); use pseudonymous codes"
+        ),
     }
 
 
@@ -220,26 +343,84 @@ def _name_tokens(column: object) -> list[str]:
 
 
 def is_identifier_column(column: object) -> bool:
-    """Whether a column name announces a direct identifier.
+    """Whether a column name announces a direct identifier, or is one itself.
 
     Examples
     --------
     >>> [is_identifier_column(c) for c in ["patient_name", "DOB", "zipCode", "e-mail"]]
     [True, True, True, True]
+    >>> [is_identifier_column(c) for c in ["d_o_b", "medRecNo", "SSN4", "post_code"]]
+    [True, True, True, True]
     >>> [is_identifier_column(c) for c in ["patient_id", "study_day", "drug_name", "site_id"]]
     [False, False, False, False]
     """
+    return _name_announces(column) or _header_is_identifier(column)
+
+
+def _name_announces(column: object) -> bool:
     tokens = _name_tokens(column)
+    if len(tokens) == 1 and _TRAILING_DIGITS.sub("", tokens[0]) in _WHOLE_NAME_TOKENS:
+        return True
     for k, token in enumerate(tokens):
-        if token in _IDENTIFIER_TOKENS:
-            if token == "name" and k > 0 and tokens[k - 1] in _THING_QUALIFIERS:
+        base = _TRAILING_DIGITS.sub("", token)
+        if token in _IDENTIFIER_TOKENS or (base and base in _IDENTIFIER_TOKENS):
+            if base == "name" and k > 0 and tokens[k - 1] in _THING_QUALIFIERS:
                 continue
+            after = tokens[k + 1 : k + 3]
+            if base == "name" and len(after) == 2 and after[0] == "of":
+                if after[1] in _THING_QUALIFIERS:
+                    continue  # name_of_scale
             return True
     return any(
         tuple(tokens[k : k + len(phrase)]) == phrase
         for phrase in _IDENTIFIER_PHRASES
         for k in range(len(tokens) - len(phrase) + 1)
     )
+
+
+def _header_is_identifier(column: object) -> bool:
+    """A header that is itself an e-mail, phone number, date, name, ... (a pasted value)."""
+    text = str(column)
+    if any(pattern.search(text) for _, pattern in _VALUE_PATTERNS.values()):
+        return True
+    return _has_given_name(text)
+
+
+def _has_given_name(text: str) -> bool:
+    words = re.findall(r"[A-Za-z]+", _CAMEL.sub(" ", text))
+    return any(w.lower() in _GIVEN_NAMES for w in words)
+
+
+def _column_label(column: object, position: int) -> str:
+    """The column name as it may be shown: a header that is an identifier is replaced."""
+    if _header_is_identifier(column):
+        return f"<column {position + 1}>"
+    return str(column)
+
+
+def _is_temporal(series: pd.Series) -> bool:
+    """Dates, datetimes (naive or tz-aware), timestamps, periods, times, whatever the name."""
+    dtype = series.dtype
+    if pd.api.types.is_datetime64_any_dtype(dtype) or isinstance(dtype, pd.PeriodDtype):
+        return True
+    if isinstance(dtype, pd.ArrowDtype):
+        import pyarrow as pa
+
+        t = dtype.pyarrow_dtype
+        return bool(pa.types.is_temporal(t) and not pa.types.is_duration(t))
+    if pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
+        values = series.dropna()
+        if isinstance(dtype, pd.CategoricalDtype):
+            values = pd.Series(dtype.categories)
+        sample = values.iloc[:1000]
+        kinds = (datetime.date, datetime.time, pd.Timestamp, pd.Period, np.datetime64)
+        return bool(len(sample)) and any(isinstance(v, kinds) for v in sample)
+    return False
+
+
+def _is_age_in_years(column: object) -> bool:
+    tokens = _name_tokens(column)
+    return "age" in tokens and not (set(tokens) & _NOT_YEARS)
 
 
 def _is_text(series: pd.Series) -> bool:
@@ -250,12 +431,23 @@ def _is_text(series: pd.Series) -> bool:
     )
 
 
-def _value_masks(series: pd.Series) -> dict[str, np.ndarray]:
+# In a code column (``*_id``) five digits are a code, not a ZIP code.
+_ZIP_IN_CODES = re.compile(
+    r"(?<![\w.-])\d{5}-\d{4}(?![\w-])|\bzip(?:\s*code)?\s*[:#]?\s*\d{3,5}\b", re.IGNORECASE
+)
+
+
+def _value_masks(series: pd.Series, column: object = "") -> dict[str, np.ndarray]:
     """Rows of a text column whose value has each identifier shape (vectorised on uniques)."""
     codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=True)
     text = pd.Series(np.asarray(uniques, dtype=object)).astype(str)
+    is_code = _name_tokens(column)[-1:] == ["id"]
     masks = {}
-    for check, (prefilter, pattern) in _VALUE_PATTERNS.items():
+    checks = [
+        (check, prefilter, _ZIP_IN_CODES if (check == "zip_code_value" and is_code) else pattern)
+        for check, (prefilter, pattern) in _VALUE_PATTERNS.items()
+    ]
+    for check, prefilter, pattern in checks:
         candidate = text.str.contains(prefilter, regex=True)
         hit = np.zeros(len(text) + 1, dtype=bool)  # last slot: missing values (code -1)
         if candidate.any():
@@ -263,6 +455,9 @@ def _value_masks(series: pd.Series) -> dict[str, np.ndarray]:
                 pattern.search(value) is not None for value in text[candidate]
             ]
         masks[check] = hit[codes]
+    hit = np.zeros(len(text) + 1, dtype=bool)
+    hit[: len(text)] = [_has_given_name(value) for value in text]
+    masks[_NAME_VALUE_CHECK] = hit[codes]
     return masks
 
 
@@ -296,23 +491,28 @@ def _scan(tables) -> tuple[pd.DataFrame, pd.DataFrame]:
         )
 
     for table, df in _tables_dict(tables).items():
-        for column in df.columns:
+        for position, column in enumerate(df.columns):
+            label = _column_label(column, position)
             name_flagged = is_identifier_column(column)
-            summary.append((table, str(column), _NAME_CHECK, int(name_flagged)))
+            summary.append((table, label, _NAME_CHECK, int(name_flagged)))
             if name_flagged:
-                flag(table, column, _NAME_CHECK, np.array([pd.NA], dtype=object))
-            series = df[column]
-            if _is_text(series):
-                for check, mask in _value_masks(series).items():
-                    summary.append((table, str(column), check, int(mask.sum())))
+                flag(table, label, _NAME_CHECK, np.array([pd.NA], dtype=object))
+            series = df.iloc[:, position]
+            temporal = _is_temporal(series)
+            summary.append((table, label, _TEMPORAL_CHECK, int(temporal)))
+            if temporal:
+                flag(table, label, _TEMPORAL_CHECK, np.array([pd.NA], dtype=object))
+            elif _is_text(series):
+                for check, mask in _value_masks(series, column).items():
+                    summary.append((table, label, check, int(mask.sum())))
                     if mask.any():
-                        flag(table, column, check, np.flatnonzero(mask))
-            if "age" in _name_tokens(column):
+                        flag(table, label, check, np.flatnonzero(mask))
+            if _is_age_in_years(column) and not temporal:
                 age = pd.to_numeric(series.astype(object), errors="coerce")
                 mask = (age > AGE_TOP_CODE).to_numpy(dtype=bool, na_value=False)
-                summary.append((table, str(column), _AGE_CHECK, int(mask.sum())))
+                summary.append((table, label, _AGE_CHECK, int(mask.sum())))
                 if mask.any():
-                    flag(table, column, _AGE_CHECK, np.flatnonzero(mask))
+                    flag(table, label, _AGE_CHECK, np.flatnonzero(mask))
     summary_df = pd.DataFrame(summary, columns=["table", "column", "check", "n_flagged"])
     summary_df = summary_df.astype(
         {"table": "string", "column": "string", "check": "string", "n_flagged": "int64"}
@@ -357,7 +557,7 @@ def scan_identifiers(tables) -> pd.DataFrame:
     >>> patients = pd.DataFrame({"patient_id": ["P000123", "P000124"], "age": [34, 95]})
     >>> scan_identifiers({"patients": patients}).query("n_flagged > 0")
            table column       check  n_flagged
-    8   patients    age  age_over_90          1
+    15  patients    age  age_over_90          1
     """
     return _scan(tables)[0]
 
@@ -391,3 +591,83 @@ def check_deidentified(tables) -> pd.DataFrame:
     if len(failures):
         raise DeidentificationError(failures)
     return summary
+
+
+# A value of a constrained (numeric, boolean, coded) column may be shown in `.failures`
+# when it is a short single token without an identifier shape, e.g. "thirty" or "IV".
+_SHOWABLE = re.compile(r"^[\w.+-]{1,16}$")
+
+
+def _free_text_capable(table: str, columns: str) -> bool:
+    """Whether a column (or any of a comma-separated key) could hold free text.
+
+    Text columns without a code list (``patient_id``, ``site_id``, ``rater_id``, ``arm``)
+    and columns outside the schema can; numeric, boolean and coded columns cannot.
+    """
+    from analysis.schema import read_schema
+
+    try:
+        fields = {f["name"]: f for f in read_schema(table)["fields"]}
+    except (ValueError, KeyError, FileNotFoundError):
+        return True
+    for column in str(columns).split(","):
+        f = fields.get(column.strip())
+        if f is None:
+            return True
+        if f.get("type", "string") == "string" and "enum" not in f.get("constraints", {}):
+            return True
+    return False
+
+
+def _showable(value: object) -> bool:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return True
+    text = str(value).strip()  # surrounding spaces (a renamed header "Age ") are harmless
+    if not _SHOWABLE.match(text) or _has_given_name(text):
+        return False
+    return not any(pattern.search(text) for _, pattern in _VALUE_PATTERNS.values())
+
+
+def redact_failures(failures: pd.DataFrame) -> pd.DataFrame:
+    """Blank every ``value`` of ``.failures`` that could identify someone.
+
+    ``value`` is blanked (1) in every column the guard flagged (a row of a check of
+    :data:`IDENTIFIER_CHECKS`), (2) in every column that could hold free text (text
+    columns without a code list, columns outside the schema, keys made of them), and
+    (3) elsewhere unless it is a short single token without an identifier shape.
+
+    Parameters
+    ----------
+    failures : DataFrame
+        ``table, row, column, check, value`` (as collected by validation).
+
+    Returns
+    -------
+    DataFrame
+        A copy with the values blanked (``""``).
+
+    Examples
+    --------
+    >>> f = pd.DataFrame({"table": ["patients", "patients", "assessments"],
+    ...                   "row": [0, 1, 2], "column": ["age", "sex", "rater_id"],
+    ...                   "check": ["type integer", "one_of", "pattern"],
+    ...                   "value": ["thirty", "Jane Doe", "RATER ZQX"]})
+    >>> redact_failures(f)["value"].tolist()
+    ['thirty', '', '']
+    """
+    out = failures.copy()
+    if out.empty:
+        return out
+    deid = out["check"].isin(list(IDENTIFIER_CHECKS))
+    flagged = set(zip(out.loc[deid, "table"], out.loc[deid, "column"], strict=True))
+    free = {
+        key: _free_text_capable(*key) for key in set(zip(out["table"], out["column"], strict=True))
+    }
+    blank = [
+        any((t, c.strip()) in flagged for c in str(cols).split(","))
+        or free[(t, cols)]
+        or not _showable(v)
+        for t, cols, v in zip(out["table"], out["column"], out["value"], strict=True)
+    ]
+    out.loc[np.asarray(blank, dtype=bool), "value"] = ""
+    return out

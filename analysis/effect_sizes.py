@@ -47,7 +47,6 @@ from analysis._frames import (
     small_to_pandas,
 )
 from analysis._utils import as_by, check_choice, sort_cells
-from analysis.rates import suppress_small_cells
 
 __all__ = [
     "EffectSize",
@@ -543,7 +542,7 @@ def effect_size_table(
         Cells to compute separately (default instrument and visit); ``()`` for one overall
         row. Each patient may appear once per cell.
     min_cell : int, optional
-        When given, small-cell suppression (:func:`analysis.rates.suppress_small_cells`
+        When given, small-cell suppression (:func:`analysis.disclosure.suppress_cells`
         with ``count_columns=("n1", "n2")``, no total): a row where ``n1`` or ``n2`` lies
         in ``1 .. min_cell - 1`` has both counts, ``estimate``, ``ci_low`` and
         ``ci_high`` blanked and ``suppressed=True``. Reports use 11.
@@ -620,7 +619,7 @@ def effect_size_table(
             row.update(_row(lambda c=cell: _paired_from_moments(c, measure), measure, **_ns(cell)))
             rows.append(row)
         out = pd.DataFrame(rows, columns=keys + TABLE_COLUMNS)
-        return _suppress_counts(sort_cells(out, schedule_of(frame), keys), min_cell)
+        return _suppress_counts(sort_cells(out, schedule_of(frame), keys), min_cell, None)
 
     measure = DEFAULT_BETWEEN_MEASURE if measure is None else measure
     check_choice("measure", measure, INDEPENDENT_MEASURES)
@@ -658,7 +657,7 @@ def effect_size_table(
             )
             rows.append(row)
     out = pd.DataFrame(rows, columns=keys + ["group", "reference"] + TABLE_COLUMNS)
-    return _suppress_counts(sort_cells(out, schedule_of(frame), keys), min_cell)
+    return _suppress_counts(sort_cells(out, schedule_of(frame), keys), min_cell, [keys])
 
 
 _DIFF = "__baseline_minus_score__"
@@ -701,9 +700,20 @@ def _independent_from_moments(group: dict, reference: dict, measure: str) -> Eff
     )
 
 
-def _suppress_counts(table: pd.DataFrame, min_cell: int | None) -> pd.DataFrame:
-    """Blank the estimate, its CI and both counts where n1 or n2 is in 1..min_cell - 1."""
+def _suppress_counts(
+    table: pd.DataFrame, min_cell: int | None, margins: list[list[str]] | None
+) -> pd.DataFrame:
+    """Blank the estimate, its CI and both counts where n1 or n2 is in 1..min_cell - 1.
+
+    Between groups, the levels of a cell add up (with the reference) to the cell's
+    patients, so ``margins`` adds complementary suppression of ``n1`` across levels
+    (:func:`analysis.disclosure.suppress_cells`).
+    """
     if min_cell is None:
         return table
+    from analysis.disclosure import suppress_cells
+
     derived = ("estimate", "ci_low", "ci_high")
-    return suppress_small_cells(table, min_cell, ("n1", "n2"), total=None, derived=derived)
+    return suppress_cells(
+        table, min_cell, ("n1", "n2"), total=None, derived=derived, margins=margins
+    )

@@ -1,7 +1,9 @@
 """Report figures (seaborn); every function returns a matplotlib ``Figure``.
 
 Each figure draws a table made by :mod:`analysis.tables` as it is, so the figure shows
-the same (suppressed) numbers as the table next to it: a blanked cell has no bar.
+the same (suppressed) numbers as the table next to it: a blanked cell is drawn as a grey
+"X" with a "suppressed (small cell)" legend entry (:func:`mark_suppressed`), never as a
+gap that reads as zero, and a panel left empty by suppression says so (:func:`say_empty`).
 
 Figures are made with ``matplotlib.figure.Figure``, not ``pyplot``: nothing is registered
 in pyplot's global state, so a notebook shows a returned figure once (as the cell's
@@ -27,10 +29,39 @@ __all__ = [
     "plot_effect_sizes",
     "plot_item_missingness",
     "plot_rates",
+    "mark_suppressed",
+    "say_empty",
 ]
 
 #: Label drawn where a table cell was blanked by small-cell suppression (no bar).
 _SUPPRESSED = "suppressed"
+
+#: Legend entry of the marker drawn where a cell is suppressed (never a gap that reads
+#: as zero).
+SUPPRESSED_LABEL = "suppressed (small cell)"
+
+#: Text of a panel with nothing left to draw after suppression.
+EMPTY_PANEL_TEXT = "Nothing to show: every cell is suppressed\n(fewer than min_cell patients)"
+
+
+def mark_suppressed(ax, x, y) -> None:
+    """Draw a grey "X" at each (x, y) with one "suppressed (small cell)" legend entry.
+
+    Every figure calls this where a table cell was blanked by disclosure control
+    (:mod:`analysis.disclosure`), so a hidden cell is visible as hidden, not as a
+    missing bar or point that reads as zero.
+    """
+    x, y = np.atleast_1d(x), np.atleast_1d(y)
+    if not len(x):
+        return
+    labels = ax.get_legend_handles_labels()[1]
+    label = "_nolegend_" if SUPPRESSED_LABEL in labels else SUPPRESSED_LABEL
+    ax.scatter(x, y, marker="X", s=70, color="0.3", zorder=6, label=label, clip_on=False)
+
+
+def say_empty(ax, text: str = EMPTY_PANEL_TEXT) -> None:
+    """Write in the middle of a panel that suppression left it empty."""
+    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.3")
 
 
 def plot_completeness(table: pd.DataFrame) -> Figure:
@@ -65,9 +96,14 @@ def plot_completeness(table: pd.DataFrame) -> Figure:
     visits = list(dict.fromkeys(data["visit"]))
     instruments = list(dict.fromkeys(data["instrument"]))
     width = 0.8 / len(instruments)
+    hidden_x = []
     for row in data.loc[data["percent"].isna()].itertuples(index=False):
         x = visits.index(row.visit) - 0.4 + width * (instruments.index(row.instrument) + 0.5)
-        ax.text(x, 1, _SUPPRESSED, rotation=90, ha="center", va="bottom", fontsize=8, color="0.4")
+        ax.text(x, 4, _SUPPRESSED, rotation=90, ha="center", va="bottom", fontsize=8, color="0.4")
+        hidden_x.append(x)
+    mark_suppressed(ax, hidden_x, np.zeros(len(hidden_x)))
+    if data["percent"].notna().sum() == 0:
+        say_empty(ax)
     ax.set(xlabel="Visit", ylabel="Patients assessed (% of expected)", ylim=(0, 100))
     ax.legend(title="Instrument", loc="upper right")
     return fig
@@ -107,9 +143,16 @@ def plot_item_missingness(table: pd.DataFrame) -> Figure:
             errorbar=None,
             ax=ax,
         )
+        hidden_y = []
         for y, value in enumerate(pd.to_numeric(rows["percent"], errors="coerce")):
             if pd.isna(value):
-                ax.text(top / 100, y, _SUPPRESSED, va="center", fontsize=8, color="0.4")
+                ax.text(top / 40, y, _SUPPRESSED, va="center", fontsize=8, color="0.4")
+                hidden_y.append(y)
+        mark_suppressed(ax, np.zeros(len(hidden_y)), hidden_y)
+        if hidden_y:
+            ax.legend(loc="lower right", fontsize="small")
+        if len(hidden_y) == len(rows):
+            say_empty(ax)
         ax.set(title=instrument, xlabel="Missing (% of assessments with items)", xlim=(0, top))
     return fig
 
@@ -153,6 +196,8 @@ def _dodged_lines(ax, rows, hue, lines, x, order, value="estimate", scale=1.0) -
             color=f"C{k % 10}",
             label=line,
         )
+        hidden = np.isnan(y) & sub["_x"].notna().to_numpy()
+        mark_suppressed(ax, sub["_x"].to_numpy(dtype=float)[hidden], np.zeros(hidden.sum()))
 
 
 def plot_rates(
@@ -170,7 +215,7 @@ def plot_rates(
     table : DataFrame
         Output of :func:`analysis.rates.rate_table` with ``visit`` among its ``by``
         columns (``rate, ci_low, ci_high`` on the 0-1 scale; drawn as percentages).
-        Suppressed cells (NaN) leave a gap.
+        Suppressed cells (NaN) are drawn as a grey "X" at 0 with a legend entry.
     hue : str, optional
         Column with one line per level (e.g. ``"route"`` or ``"outcome"``).
     col : str or None
@@ -193,10 +238,12 @@ def plot_rates(
     for ax, panel in zip(axes, panels, strict=True):
         rows = table if panel is None else table[table[col].astype(str) == panel]
         _dodged_lines(ax, rows, hue, lines, "visit", visits, value=value, scale=100)
+        if pd.to_numeric(rows[value], errors="coerce").notna().sum() == 0:
+            say_empty(ax)
         ax.set_xticks(range(len(visits)), visits)
         ax.set(title=panel or "", xlabel="Visit", ylim=(0, 100))
     axes[0].set_ylabel(ylabel)
-    if hue is not None:
+    if hue is not None or SUPPRESSED_LABEL in axes[-1].get_legend_handles_labels()[1]:
         axes[-1].legend(title=hue, fontsize="small")
     return fig
 
@@ -238,11 +285,13 @@ def plot_change_trajectory(
     for ax, panel in zip(axes, panels, strict=True):
         rows = table if panel is None else table[table[col].astype(str) == panel]
         _dodged_lines(ax, rows, group, lines, visit, visits)
+        if pd.to_numeric(rows["estimate"], errors="coerce").notna().sum() == 0:
+            say_empty(ax)
         ax.axhline(0, color="grey", linewidth=0.8)
         ax.set_xticks(range(len(visits)), visits)
         ax.set(title=panel or "", xlabel="Visit")
     axes[0].set_ylabel(ylabel)
-    if group is not None:
+    if group is not None or SUPPRESSED_LABEL in axes[-1].get_legend_handles_labels()[1]:
         axes[-1].legend(title=group, fontsize="small")
     return fig
 
@@ -275,9 +324,10 @@ def plot_cumulative_incidence(
     max_time : float, optional
         Right end of the x axis (default the last event time).
     min_cell : int, optional
-        Leave out the curve of a level with fewer than ``min_cell`` patients at risk at
-        its first event time (its steps would show counts of single patients); the
-        legend says so.
+        Disclosure control (:mod:`analysis.disclosure`): no curve for a level of fewer
+        than ``min_cell`` patients (its steps of 1/n would give its event counts; the
+        legend says so), and each curve stops before the first time with fewer than
+        ``min_cell`` patients at risk. A figure left without any curve says so.
 
     Returns
     -------
@@ -289,13 +339,19 @@ def plot_cumulative_incidence(
     group = group if group is not None and group in km.columns else None
     fig = Figure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
+    from analysis.disclosure import check_min_cell, suppress_survival_curve
+
+    min_cell = check_min_cell(min_cell)
+    drawn = 0
     for k, level in enumerate(_levels(km, group)):
         sub = km if level is None else km[km[group].astype(str) == level]
         sub = sub.sort_values("time")
-        at_risk = pd.to_numeric(sub["n_at_risk"]).max() if "n_at_risk" in sub else np.inf
-        if min_cell is not None and at_risk < min_cell:
-            ax.plot([], [], color="none", label=f"{level}: fewer than {min_cell}, not shown")
-            continue
+        if min_cell is not None and "n_at_risk" in sub:
+            sub = suppress_survival_curve(sub, min_cell)  # the one small-group rule
+            if sub.empty:
+                ax.plot([], [], color="none", label=f"{level}: fewer than {min_cell}, not shown")
+                continue
+        drawn += 1
         time = np.concatenate([[0.0], to_float_array(sub["time"])])
         surv = np.concatenate([[1.0], to_float_array(sub["survival"])])
         low = np.concatenate([[1.0], to_float_array(sub["ci_low"])])
@@ -305,6 +361,8 @@ def plot_cumulative_incidence(
         color = f"C{k % 10}"
         ax.step(time, 100 * surv, where="post", color=color, label=level)
         ax.fill_between(time, 100 * low, 100 * high, step="post", color=color, alpha=0.15)
+    if not drawn:
+        say_empty(ax, "No curve shown: every group is smaller than min_cell")
     ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, 100))
     if max_time is not None:
         ax.set_xlim(0, max_time)

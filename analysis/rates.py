@@ -313,8 +313,9 @@ def suppress_small_cells(
     A row is flagged when any of ``count_columns``, ``total`` or ``total - count`` lies in
     ``1 .. min_cell - 1``. In a flagged row every count column and every derived column
     is blanked (NA), and ``total`` is blanked only when it is itself under ``min_cell``.
-    Zero counts never trigger suppression (CMS allows 0). The rule is row-wise: a table
-    with margins across rows (a total row) needs complementary suppression on top.
+    Zero counts never trigger suppression (CMS allows 0). The rule is row-wise and is
+    :func:`analysis.disclosure.suppress_cells` (the one implementation of the policy),
+    which also does complementary suppression when given ``margins``.
 
     References
     ----------
@@ -333,44 +334,14 @@ def suppress_small_cells(
     1    b    40    <NA>   NaN        True
     2    c  <NA>    <NA>   NaN        True
     """
+    from analysis.disclosure import suppress_cells
+
     check_min_cell(min_cell, optional=False)
     counts = as_by(count_columns)
     check_columns(table, counts + ([total] if total else []), "table")
-    out = table.copy()
-    if derived is None:
-        derived = [
-            c
-            for c in out.columns
-            if pd.api.types.is_float_dtype(out[c].dtype) and c not in counts and c != total
-        ]
-    derived = as_by(derived)
-    check_columns(out, derived, "table")
-
-    def small(v: pd.Series) -> pd.Series:
-        v = pd.to_numeric(v, errors="coerce")
-        return ((v >= 1) & (v < min_cell)).fillna(False).astype(bool)
-
-    flag = pd.Series(False, index=out.index)
-    for c in counts:
-        flag |= small(out[c])
-    if total:
-        flag |= small(out[total])
-        for c in counts:
-            flag |= small(pd.to_numeric(out[total]) - pd.to_numeric(out[c]))
-    for c in counts:
-        out[c] = pd.to_numeric(out[c]).astype("Int64").mask(flag)
-    if total:
-        out[total] = pd.to_numeric(out[total]).astype("Int64").mask(flag & small(out[total]))
-    for c in derived:
-        if pd.api.types.is_numeric_dtype(out[c].dtype) and not pd.api.types.is_bool_dtype(
-            out[c].dtype
-        ):
-            out[c] = out[c].astype(float).mask(flag)
-        else:
-            out[c] = out[c].mask(flag)
-    previous = out["suppressed"].astype(bool) if "suppressed" in out else False
-    out["suppressed"] = (flag | previous).astype(bool)
-    return out
+    return suppress_cells(
+        table, min_cell, counts, total=total, derived=None if derived is None else as_by(derived)
+    )
 
 
 def rate_table(
@@ -380,6 +351,7 @@ def rate_table(
     method: str = "wilson",
     alpha: float = 0.05,
     min_cell: int | None = None,
+    margins: str | Sequence[Sequence[str]] | None = None,
 ) -> pd.DataFrame:
     """Proportion of patients meeting ``outcome`` with a confidence interval, per cell.
 
@@ -405,6 +377,15 @@ def rate_table(
         = ("events",)``, ``total = "n"``): a row whose n, events or n - events lies in
         ``1 .. min_cell - 1`` has events, rate and interval blanked and
         ``suppressed=True``; n is blanked too when under ``min_cell``. Reports use 11.
+    margins : "auto", list of list of str, or None
+        Complementary suppression (with ``min_cell``) for a table published next to its
+        totals: rows sharing the values of a margin's columns add up to a shown total,
+        so a single hidden cell among them is protected by hiding the next-smallest one
+        (:func:`analysis.disclosure.suppress_cells`). ``"auto"`` takes one margin per
+        ``by`` column that splits patients into disjoint groups (route, site,
+        diagnosis, ...; not instrument or visit), see
+        :func:`analysis.disclosure.partition_margins`; the reports use it. None (the
+        default) applies the row rule alone.
 
     Returns
     -------
@@ -442,6 +423,9 @@ def rate_table(
     0  148    <NA>   NaN     NaN      NaN        True
     """
     by = as_by(by)
+    check_min_cell(min_cell)
+    if isinstance(margins, str):
+        check_choice("margins", margins, ["auto"])
     check_choice("method", method, list(_CI_METHODS))
     alpha = check_alpha(alpha)
     frame = as_frame(endpoints, "endpoints")
@@ -456,8 +440,15 @@ def rate_table(
     out["events"] = out["events"].astype("Int64")
     out["suppressed"] = False
     if min_cell is not None:
-        out = suppress_small_cells(
-            out, min_cell, ("events",), total="n", derived=("rate", "ci_low", "ci_high")
+        from analysis.disclosure import partition_margins, suppress_cells
+
+        out = suppress_cells(
+            out,
+            min_cell,
+            ("events",),
+            total="n",
+            derived=("rate", "ci_low", "ci_high"),
+            margins=partition_margins(by) if isinstance(margins, str) else margins,
         )
     return sort_cells(out[[*by, *_RATE_COLUMNS]], schedule_of(frame), by)
 
@@ -764,14 +755,25 @@ def compare_rates(
     return out
 
 
-def _suppress_comparison(out: pd.DataFrame, min_cell: int) -> pd.DataFrame:
-    """Suppress both sides of each comparison row, then blank the row's statistics."""
-    out = suppress_small_cells(out, min_cell, ("events",), total="n", derived=())
-    out = suppress_small_cells(out, min_cell, ("events_ref",), total="n_ref", derived=())
+def _suppress_comparison(
+    out: pd.DataFrame, min_cell: int, extra_counts: Sequence[str] = ()
+) -> pd.DataFrame:
+    """Both sides of each comparison row by the disclosure policy, then its statistics.
+
+    A row with either side small has every statistic blanked, not just the floats:
+    ``nnt_note`` spells out numbers, and ``zero_cell_correction`` and ``test`` hint at
+    small counts. Counts in ``extra_counts`` (patients left out) are hidden when small.
+    """
+    from analysis.disclosure import small_count, suppress_cells
+
+    out = suppress_cells(out, min_cell, ("events",), total="n", derived=())
+    out = suppress_cells(out, min_cell, ("events_ref",), total="n_ref", derived=())
     flag = out["suppressed"].to_numpy()
-    # Every statistic, not just the floats: nnt_note spells out the numbers, and
-    # zero_cell_correction and test ("fisher") hint at small counts.
+    for c in extra_counts:
+        out[c] = out[c].mask(small_count(out[c], min_cell))
     first = out.columns.get_loc("risk_difference")
+    if "risk" in out.columns:
+        first = min(first, out.columns.get_loc("risk"))
     for c in out.columns[first:]:
         if c != "suppressed":
             out[c] = out[c].mask(flag)
@@ -938,6 +940,7 @@ def compare_rates_stratified(
     reference: object = None,
     by: str | Sequence[str] | None = ("instrument", "visit"),
     alpha: float = 0.05,
+    min_cell: int | None = None,
 ) -> pd.DataFrame:
     """Mantel-Haenszel risk difference, risk ratio and odds ratio across ``strata``.
 
@@ -959,6 +962,11 @@ def compare_rates_stratified(
         One comparison per cell.
     alpha : float
         Two-sided error rate.
+    min_cell : int or None
+        When given, the small-cell rule of :mod:`analysis.disclosure` on both sides of
+        each row (as in :func:`compare_rates`): a row with a count, or its complement, in
+        ``1 .. min_cell - 1`` has its counts and every statistic blanked and
+        ``suppressed=True`` (a column added only when ``min_cell`` is given).
 
     Returns
     -------
@@ -1016,6 +1024,7 @@ def compare_rates_stratified(
     0         2              0.15        1.3         2.0
     """
     by = as_by(by)
+    check_min_cell(min_cell)
     strata = as_by(strata)
     if not strata:
         raise ValueError("`strata` must name at least one column, for example 'site_id'.")
@@ -1052,7 +1061,10 @@ def compare_rates_stratified(
             else:
                 stats_ = _mantel_haenszel([], [], [], [], alpha)
             rows.append(row | stats_)
-    return sort_cells(_tidy_compare(rows, by, _STRATIFIED_COLUMNS), schedule_of(data), by)
+    out = sort_cells(_tidy_compare(rows, by, _STRATIFIED_COLUMNS), schedule_of(data), by)
+    if min_cell is not None:
+        out = _suppress_comparison(out, min_cell)
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -1262,6 +1274,7 @@ def adjusted_compare_rates(
     ci_method: str = "delta",
     n_boot: int = 2000,
     seed: int = 0,
+    min_cell: int | None = None,
 ) -> pd.DataFrame:
     """Covariate-adjusted comparison of a binary outcome: logistic model + g-computation.
 
@@ -1293,6 +1306,12 @@ def adjusted_compare_rates(
         Bootstrap replicates (``ci_method="bootstrap"``).
     seed : int
         Seed of the bootstrap.
+    min_cell : int or None
+        When given, the small-cell rule of :mod:`analysis.disclosure` on both sides of
+        each row (as in :func:`compare_rates`): a side with a count or complement in
+        ``1 .. min_cell - 1`` blanks the row's counts and every statistic, including the
+        standardized risks; ``n_excluded`` is blanked when small; ``suppressed`` (added
+        only when ``min_cell`` is given) marks the hidden rows.
 
     Returns
     -------
@@ -1344,6 +1363,7 @@ def adjusted_compare_rates(
     0  0.65       0.5             0.15         2.0
     """
     by = as_by(by)
+    check_min_cell(min_cell)
     covariates = as_by(covariates)
     alpha = check_alpha(alpha)
     check_choice("ci_method", ci_method, ["delta", "bootstrap"])
@@ -1385,4 +1405,7 @@ def adjusted_compare_rates(
             rows.append(dict(zip(by, key, strict=True)) | row)
     out = _tidy_compare(rows, by, _ADJUSTED_COLUMNS)
     out["n_excluded"] = out["n_excluded"].astype("Int64")
-    return sort_cells(out, data, by)
+    out = sort_cells(out, data, by)
+    if min_cell is not None:
+        out = _suppress_comparison(out, min_cell, extra_counts=("n_excluded",))
+    return out

@@ -33,6 +33,7 @@ import numpy as np
 import pandas as pd
 
 import analysis
+from analysis.disclosure import check_min_cell, shown_count
 from analysis.schema import TABLES
 
 __all__ = [
@@ -294,7 +295,9 @@ def save_table(df: pd.DataFrame, name: str, tables_dir: str | Path | None = None
 
     A notebook ends a table cell with ``save_table(table, "name", tables_dir)``: the
     table is displayed and, in a batch run, also saved. With ``tables_dir=None``
-    (interactive use) nothing is written.
+    (interactive use) nothing is written. A text cell starting with ``=``, ``+``, ``-``
+    or ``@`` is written with a leading ``'`` so that a spreadsheet shows it instead of
+    running it as a formula (numbers such as ``-3`` are unchanged).
 
     Parameters
     ----------
@@ -326,8 +329,36 @@ def save_table(df: pd.DataFrame, name: str, tables_dir: str | Path | None = None
     if tables_dir is not None:
         folder = Path(tables_dir)
         folder.mkdir(parents=True, exist_ok=True)
-        df.to_csv(folder / f"{name}.csv", index=False, lineterminator="\n")
+        _neutralise_formulas(df).to_csv(folder / f"{name}.csv", index=False, lineterminator="\n")
     return df
+
+
+_FORMULA_START = re.compile(r"^[=+\-@\t\r]")
+_NUMBER_TEXT = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+def _neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
+    """Text cells starting with ``= + - @`` (or tab/CR) get a leading ``'``.
+
+    A spreadsheet runs such a cell as a formula (``=HYPERLINK(...)``: CSV injection,
+    OWASP); numbers such as ``-3`` are left alone. Column names are treated the same.
+    """
+    out = df.copy()
+
+    def fix(value):
+        if isinstance(value, str) and _FORMULA_START.match(value):
+            if not _NUMBER_TEXT.match(value.strip()):
+                return "'" + value
+        return value
+
+    for c in out.columns:
+        dtype = out[c].dtype
+        if pd.api.types.is_object_dtype(dtype) or pd.api.types.is_string_dtype(dtype):
+            out[c] = out[c].map(fix, na_action="ignore")
+        elif isinstance(dtype, pd.CategoricalDtype):
+            out[c] = out[c].astype(object).map(fix, na_action="ignore")
+    out.columns = [fix(str(c)) if isinstance(c, str) else c for c in out.columns]
+    return out
 
 
 def _kernel_manager_class():
@@ -471,7 +502,11 @@ def run_reports(
         When ``data_dir`` holds invalid or identifying data (before any notebook runs).
     RuntimeError
         When a notebook fails; the executed notebook with the error is kept in
-        ``out_dir``.
+        ``out_dir``. :class:`analysis.disclosure.DisclosureAuditError` (a
+        ``RuntimeError``) when the audit of everything written
+        (:func:`analysis.disclosure.audit_report_dir`) finds a count of 1 to
+        ``min_cell - 1``, a hidden cell recoverable from a shown total or a patient id;
+        the message names the files and tables.
 
     Notes
     -----
@@ -482,6 +517,7 @@ def run_reports(
 
     chosen = _select(discover_reports(), reports)
     values = _check_params(params)
+    check_min_cell(values["min_cell"], optional=False)
     cohort = load_report_cohort(data_dir, values["n_patients"], values["seed"])
     if data_dir is None:
         parameters = {"data_dir": None, **values}
@@ -545,7 +581,9 @@ def run_reports(
         "package_version": analysis.__version__,
         "data": {
             "source": source,
-            "rows": {name: len(getattr(cohort, name)) for name in TABLES},
+            "rows": {
+                name: shown_count(len(getattr(cohort, name)), values["min_cell"]) for name in TABLES
+            },
         },
         "data_fingerprint": data_fingerprint(cohort),
         "parameters": parameters,
@@ -561,4 +599,14 @@ def run_reports(
     (out / "manifest.json").write_text(
         json.dumps(_jsonable(manifest), indent=2) + "\n", encoding="utf-8"
     )
+    _audit_written_reports(out, values["min_cell"], cohort)
     return manifest
+
+
+def _audit_written_reports(out: Path, min_cell: int, cohort) -> None:
+    """The disclosure audit of everything written; raises naming the failing tables."""
+    from analysis.disclosure import audit_report_dir
+
+    audit_report_dir(
+        out, min_cell, identifiers=cohort.patients["patient_id"].astype(str), raise_on_failure=True
+    )

@@ -18,7 +18,8 @@ Conventions shared by every function:
   than ``min_cell`` patients has every statistic blanked; a count under ``min_cell`` (or
   whose complement in its total is) is blanked with its percentage. Blanked cells are NA
   and the row has ``suppressed=True``. The rule is applied row by row
-  (:func:`analysis.rates.suppress_small_cells`).
+  (:func:`analysis.disclosure.suppress_cells`, with complementary suppression across
+  the groups of a patient-level key such as ``route``).
 - Sessions of one patient are correlated: session-level percentages carry no binomial
   interval, and the interval of a mean over sessions is cluster-robust by patient.
 
@@ -47,7 +48,8 @@ from analysis._utils import (
     check_min_cell,
     to_float_array,
 )
-from analysis.rates import proportion_ci, suppress_small_cells
+from analysis.disclosure import partition_margins, suppress_cells
+from analysis.rates import proportion_ci
 
 __all__ = [
     "ANY_EVENT",
@@ -360,9 +362,13 @@ def _finish(
         if c not in (group_size, "suppressed")
         and (c in counts or pd.api.types.is_float_dtype(out[c].dtype))
     ]
-    out = suppress_small_cells(out, min_cell, (group_size,), total=None, derived=stats_columns)
+    # The groups of a key (route, ...) add up to all patients: complementary suppression.
+    margins = partition_margins(keys)
+    out = suppress_cells(
+        out, min_cell, (group_size,), total=None, derived=stats_columns, margins=margins
+    )
     for count, total, derived in parts:
-        out = suppress_small_cells(out, min_cell, (count,), total=total, derived=list(derived))
+        out = suppress_cells(out, min_cell, (count,), total=total, derived=list(derived))
     for c in counts:
         out[c] = pd.to_numeric(out[c]).astype("Int64")
     return out[[*keys, *columns]]
@@ -499,12 +505,13 @@ def adverse_event_table(
         out[c] = out[c].astype("Int64")
     out["suppressed"] = False
     if min_cell is not None:
-        out = suppress_small_cells(
+        out = suppress_cells(
             out,
             min_cell,
             ("patients",),
             total="n",
             derived=("percent", "ci_low", "ci_high", "events"),
+            margins=[[*m, "term"] for m in partition_margins(keys)],
         )
         out["events"] = out["events"].astype("Int64")
     return out[[*keys, *_AE_COLUMNS]].reset_index(drop=True)
@@ -935,7 +942,8 @@ def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = No
     ----------
     table : DataFrame
         Output of :func:`adverse_event_table` (its first ``by`` column colours the bars);
-        suppressed cells have no bar.
+        a suppressed cell is a grey "X" at 0 with a "suppressed (small cell)" legend
+        entry, never an empty bar that reads as zero.
     terms : sequence of str, optional
         Terms to draw, in this order; default every term of the table.
 
@@ -956,8 +964,22 @@ def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = No
     fig = Figure(figsize=(8, min(12.0, max(3.0, 1.0 + 0.12 * bars))), layout="constrained")
     ax = fig.subplots()
     sns.barplot(data=data, y="term", x="percent", hue=hue, order=order, errorbar=None, ax=ax)
+    # A suppressed cell is drawn as a marker with a legend entry, never as an empty bar
+    # that reads as zero.
+    from analysis.plots import mark_suppressed, say_empty
+
+    levels = list(dict.fromkeys(data[hue].astype(str))) if hue else [None]
+    width = 0.8 / len(levels)
+    hidden = data[data["percent"].isna()]
+    ys = [
+        order.index(t) - 0.4 + width * ((levels.index(str(h)) if hue else 0) + 0.5)
+        for t, h in zip(hidden["term"], hidden[hue] if hue else hidden["term"], strict=True)
+    ]
+    mark_suppressed(ax, np.zeros(len(ys)), ys)
+    if len(data) and data["percent"].notna().sum() == 0:
+        say_empty(ax)
     ax.set(xlabel="Patients with the event (% of treated)", ylabel="")
-    if hue:
+    if hue or len(ys):
         ax.legend(title=hue, loc="lower right")
     return fig
 
@@ -1000,6 +1022,9 @@ def plot_blood_pressure(table: pd.DataFrame) -> Figure:
             label=label,
             color=f"C{k}",
         )
+        from analysis.plots import mark_suppressed
+
+        mark_suppressed(ax, pos[np.isnan(mean)], np.zeros(int(np.isnan(mean).sum())))
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xticks(range(len(levels)), levels)
     ax.set(xlabel=x or "", ylabel="Peak - pre-dose (mmHg), mean and 95% CI")
@@ -1051,6 +1076,10 @@ def plot_dissociation(table: pd.DataFrame, *, x: str | None = None) -> Figure:
             color=f"C{k % 10}",
             label=None if level is None else str(level),
         )
+        from analysis.plots import mark_suppressed
+
+        if pd.api.types.is_numeric_dtype(np.asarray(xs).dtype):
+            mark_suppressed(ax, xs[np.isnan(med)], np.zeros(int(np.isnan(med).sum())))
     ax.set(xlabel=x or "", ylabel="CADSS total, median and IQR")
     if hue:
         ax.legend(title=hue)

@@ -1188,7 +1188,7 @@ def _cohort_findings(clean: dict[str, pd.DataFrame]) -> list[pd.DataFrame]:
 
 def _validate_tables(tables, lines=None, read_findings=None) -> ValidationReport:
     """Validate tables together: every error and finding, typed tables, guard outcome."""
-    from analysis.deid import IDENTIFIER_CHECKS, _scan
+    from analysis.deid import IDENTIFIER_CHECKS, _scan, redact_failures
 
     raw = {name: df.reset_index(drop=True) for name, df in _as_tables(tables).items()}
     typed, clean, failures = {}, {}, list(read_findings or [])
@@ -1210,13 +1210,7 @@ def _validate_tables(tables, lines=None, read_findings=None) -> ValidationReport
         result["count"] = pd.NA
     result["severity"] = result["severity"].fillna("error")
     deid = result["check"].isin(list(IDENTIFIER_CHECKS))
-    if deid.any():
-        flagged = set(zip(result.loc[deid, "table"], result.loc[deid, "column"], strict=True))
-        in_flagged = [
-            any((t, c.strip()) in flagged for c in str(cols).split(","))
-            for t, cols in zip(result["table"], result["column"], strict=True)
-        ]
-        result.loc[np.asarray(in_flagged, dtype=bool), "value"] = ""
+    result = redact_failures(result)  # no value of a flagged or free-text column
     order = result["table"].map({t: k for k, t in enumerate(TABLES)})
     result = (
         result.assign(_order=order)
@@ -1314,11 +1308,14 @@ def collect_failures(tables) -> pd.DataFrame:
     >>> patients = pd.DataFrame({"patient_id": ["P1", "P2"], "route": ["iv", "IV"]})
     >>> assessments = pd.DataFrame({"patient_id": ["P1", "P3"], "instrument": "GAD7",
     ...                             "study_day": 0, "total": [12, 30]})
-    >>> print(collect_failures({"patients": patients, "assessments": assessments}).to_string())
-             table  row      column                                        check value
-    0     patients    1       route  one_of iv, im, intranasal, oral, sublingual    IV
-    1  assessments    1  patient_id                 foreign_key patients.patient_id    P3
-    2  assessments    1       total                        in_range 0-21 for GAD7    30
+    >>> failures = collect_failures({"patients": patients, "assessments": assessments})
+    >>> print(failures[["table", "row", "column", "check"]].to_string())
+             table  row      column                                        check
+    0     patients    1       route  one_of iv, im, intranasal, oral, sublingual
+    1  assessments    1  patient_id              foreign_key patients.patient_id
+    2  assessments    1       total                       in_range 0-21 for GAD7
+    >>> failures["value"].tolist()  # a patient_id could hold free text: never kept
+    ['IV', '', '30']
     """
     return _validate_tables(tables).failures
 

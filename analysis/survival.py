@@ -35,7 +35,6 @@ from analysis._frames import (
 )
 from analysis._utils import check_choice, to_pandas
 from analysis.endpoints import ENDPOINT_COLUMNS, OUTCOMES
-from analysis.rates import suppress_small_cells
 
 __all__ = [
     "EVENTS",
@@ -340,7 +339,11 @@ def _km(time: np.ndarray, event: np.ndarray, alpha: float) -> pd.DataFrame:
 
 
 def kaplan_meier(
-    tte: pd.DataFrame, group: str | None = None, *, alpha: float = 0.05
+    tte: pd.DataFrame,
+    group: str | None = None,
+    *,
+    alpha: float = 0.05,
+    min_cell: int | None = None,
 ) -> pd.DataFrame:
     """Kaplan-Meier estimate with pointwise log-log confidence limits.
 
@@ -354,6 +357,13 @@ def kaplan_meier(
         A column of ``tte`` (e.g. ``"route"``); one curve per level (sorted).
     alpha : float
         1 - coverage of the pointwise intervals (default 0.05).
+    min_cell : int, optional
+        Disclosure control (:mod:`analysis.disclosure`; reports use 11): no curve for a
+        group of fewer than ``min_cell`` patients (its steps of 1/n would give its event
+        counts), each curve ends before the first time with fewer than ``min_cell``
+        patients at risk, and ``n_events`` of 1 to ``min_cell - 1`` is blanked (the
+        curve itself is kept); a ``suppressed`` column marks the rows with a blanked
+        count. The estimate is computed on all patients, so the shown part is unchanged.
 
     Returns
     -------
@@ -393,6 +403,9 @@ def kaplan_meier(
     2     3          4         1    0.5469  0.1372   0.8324
     3     5          1         1    0.0000     NaN      NaN
     """
+    from analysis.disclosure import check_min_cell, suppress_survival_curve
+
+    min_cell = check_min_cell(min_cell)
     frame = as_frame(tte, "tte")
     _check_tte(frame, group)
     keys = [group] if group is not None else []
@@ -415,6 +428,9 @@ def kaplan_meier(
             sub["censored"].to_numpy(dtype=float),
             alpha,
         )
+        if min_cell is not None:  # the small-group rule of analysis.disclosure
+            size = float(sub["events"].sum() + sub["censored"].sum())  # the group's patients
+            km = suppress_survival_curve(km, min_cell, sizes={None: size})
         if group is not None:
             km.insert(0, "group", level)
         frames.append(km)
@@ -461,7 +477,7 @@ def median_time_to_event(
     alpha : float
         1 - coverage of the interval (default 0.05).
     min_cell : int, optional
-        When given, small-cell suppression (:func:`analysis.rates.suppress_small_cells`
+        When given, small-cell suppression (:func:`analysis.disclosure.suppress_cells`
         with ``count_columns=("n_events",)``, ``total="n"``): a row whose n, n_events or
         n - n_events (the censored) lies in ``1 .. min_cell - 1`` has ``n_events``, the
         median and its CI blanked, ``n`` too when under ``min_cell``, and
@@ -526,8 +542,11 @@ def median_time_to_event(
     out = pd.DataFrame(rows)
     if min_cell is None:
         return out
+    from analysis.disclosure import suppress_cells
+
     derived = ("median", "ci_low", "ci_high")
-    return suppress_small_cells(out, min_cell, ("n_events",), total="n", derived=derived)
+    margins = [[]] if group is not None else None  # the groups add up to all patients
+    return suppress_cells(out, min_cell, ("n_events",), total="n", derived=derived, margins=margins)
 
 
 def logrank_test(tte: pd.DataFrame, group: str) -> pd.DataFrame:

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from analysis._frames import as_frame, column_names, require_columns
-from analysis._utils import as_by, check_choice, check_columns
+from analysis._utils import as_by, check_choice, check_columns, check_min_cell
+from analysis.disclosure import suppress_cells
 from analysis.instruments import INSTRUMENTS
-from analysis.rates import rate_table, suppress_small_cells
+from analysis.rates import rate_table
 from analysis.schema import OPTIONAL_TABLES, TABLES, read_schema
 from analysis.survival import EVENTS
 
@@ -86,26 +87,17 @@ def _suppress(
 ) -> pd.DataFrame:
     """Small-cell suppression of a report table; adds the ``suppressed`` column.
 
-    The row rule is :func:`analysis.rates.suppress_small_cells` (``events``, ``n`` or
-    ``n - events`` in 1..min_cell - 1 blanks ``events`` and ``derived``; ``n=None`` checks
-    ``events`` alone). When the rows of a ``partition`` group add up to a total (a
-    distribution), a group with exactly one suppressed row would reveal it as the total
-    minus the others, so the smallest other non-zero row of the group is suppressed too
-    (complementary suppression).
+    The policy is :func:`analysis.disclosure.suppress_cells`: ``events``, ``n`` or
+    ``n - events`` in 1..min_cell - 1 blanks ``events`` and ``derived`` (``n=None``
+    checks ``events`` alone). When the rows of a ``partition`` group add up to a total
+    (a distribution), a group with exactly one suppressed row would reveal it as the
+    total minus the others, so the smallest other non-zero row of the group is
+    suppressed too (complementary suppression).
     """
-    if min_cell is None:
-        return table.assign(suppressed=False)
-    out = suppress_small_cells(table, min_cell, [events], total=n, derived=list(derived))
-    if partition:
-        flag = out["suppressed"].copy()
-        for rows in out.groupby(list(partition), sort=False).groups.values():
-            if flag[rows].sum() == 1:
-                others = table.loc[rows, events][~flag[rows] & (table.loc[rows, events] > 0)]
-                if len(others):
-                    flag[others.astype(float).idxmin()] = True
-        out.loc[flag, [events, *derived]] = pd.NA
-        out["suppressed"] = flag
-    return out
+    margins = [list(partition)] if partition else None
+    return suppress_cells(
+        table, min_cell, [events], total=n, derived=list(derived), margins=margins
+    )
 
 
 def _percent(part: pd.Series, whole: pd.Series) -> pd.Series:
@@ -384,14 +376,10 @@ def assessments_per_patient(
     return out.drop(columns="_total")
 
 
-def _format_count(count: int, total: int, min_cell: int | None) -> tuple[str, bool]:
-    """'n (p%)' for a count of a group, and whether it is suppressed."""
-    if min_cell is not None and 0 < count < min_cell:
-        return f"<{min_cell}", True
-    if min_cell is not None and 0 < total - count < min_cell:
-        return "suppressed", True
+def _count_text(count: int, total: int) -> str:
+    """'n (p%)' for a count of a group."""
     percent = 100 * count / total if total else np.nan
-    return f"{count} ({percent:.1f}%)", False
+    return f"{count} ({percent:.1f}%)"
 
 
 def _summaries(values: pd.Series, kind: str) -> dict[str, str]:
@@ -427,32 +415,62 @@ def _level_counts(values: pd.Series, column: str, kind: str) -> pd.Series:
 
 
 def _table_one_column(
-    patients: pd.DataFrame, columns: list[tuple[str, str]], min_cell: int | None
-) -> dict[tuple[str, str], str]:
-    """Table 1 cells of one group: (variable, level) -> text, in display order."""
+    patients: pd.DataFrame, columns: list[tuple[str, str]]
+) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], int]]:
+    """Table 1 of one group: statistics texts and counts by (variable, level).
+
+    The counts include the rows that are not displayed but follow from the displayed
+    ones (the ``no`` of a yes/no characteristic, key level ``"_no"``), so that
+    disclosure control sees every cell of each margin.
+    """
     total = len(patients)
-    if min_cell is not None and 0 < total < min_cell:
-        return {("n", ""): f"<{min_cell}"}
-    cells = {("n", ""): str(total)}
+    stats: dict[tuple[str, str], str] = {}
+    counts: dict[tuple[str, str], int] = {("n", ""): total}
     for column, kind in columns:
         values = patients[column]
         if kind in ("continuous", "count"):
-            cells.update({(column, k): v for k, v in _summaries(values, kind).items()})
-        counts = _level_counts(values, column, kind)
-        texts, small = {}, {}
-        for level, count in counts.items():
-            texts[level], small[level] = _format_count(int(count), total, min_cell)
-        # The hidden "no" of a yes/no row is n - yes - missing: protect it through "yes".
-        no = total - int(counts.sum())
-        if kind == "boolean" and min_cell is not None and 0 < no < min_cell:
-            texts["yes"] = texts["yes"] if small["yes"] else "suppressed"
-        # A category with one suppressed level would reveal it as n minus the others.
-        if kind == "categorical" and sum(small.values()) == 1:
-            shown = counts[[not small[k] and counts[k] > 0 for k in counts.index]]
-            if len(shown):
-                texts[shown.idxmin()] = "suppressed"
-        cells.update({(column, level): text for level, text in texts.items()})
-    return cells
+            stats.update({(column, k): v for k, v in _summaries(values, kind).items()})
+        level_counts = _level_counts(values, column, kind)
+        counts.update({(column, str(level)): int(c) for level, c in level_counts.items()})
+        if kind == "boolean":
+            counts[(column, "_no")] = total - int(level_counts.sum())
+    return stats, counts
+
+
+def _table_one_hidden(
+    counts: pd.DataFrame, variables: pd.Series, min_cell: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Primary and complementary suppression of the Table 1 count grid.
+
+    ``counts``: rows (variable, level), columns the groups then Overall (and a hidden
+    ``_no_group`` column for patients without a group). Margins: the levels of a variable
+    add up to the group's n; the groups add up to Overall. A group whose n is hidden has
+    every count hidden. Returns (hidden, primary) boolean grids.
+    """
+    from analysis.disclosure import complementary_mask, small_count
+
+    values = counts.to_numpy(dtype=float)
+    n_rows, n_cols = values.shape
+    primary = small_count(values.ravel(), min_cell).reshape(values.shape)
+    hidden = primary.copy()
+    row_of = np.repeat(np.arange(n_rows), n_cols)
+    col_of = np.tile(np.arange(n_cols), n_rows)
+    var_codes = pd.factorize(variables)[0]
+    is_n_row = (variables == "n").to_numpy()
+    # levels of a variable within a group column (the n row is the margin's total)
+    level_groups = np.where(is_n_row[row_of], -1, var_codes[row_of] * n_cols + col_of).astype(float)
+    level_groups[level_groups < 0] = np.nan
+    overall = n_cols - 2  # the Overall column (before _no_group)
+    # groups (with _no_group) against Overall: the row's cells except Overall add up to it
+    group_groups = np.where(col_of == overall, np.nan, row_of).astype(float)
+    while True:
+        before = hidden.copy()
+        # a hidden group n hides its whole column
+        hidden[:, hidden[is_n_row].any(axis=0)] = True
+        flat = complementary_mask(values.ravel(), hidden.ravel(), [level_groups, group_groups])
+        hidden = flat.reshape(values.shape)
+        if (hidden == before).all():
+            return hidden, primary
 
 
 def table_one(cohort, by: str | None = None, *, min_cell: int | None = None) -> pd.DataFrame:
@@ -466,11 +484,13 @@ def table_one(cohort, by: str | None = None, *, min_cell: int | None = None) -> 
         Column of ``patients`` to split by (e.g. ``"route"`` or ``"arm"``). Patients with
         no value of ``by`` appear in the Overall column only.
     min_cell : int, optional
-        Suppress small cells: a count between 1 and ``min_cell - 1`` shows as
-        ``"<min_cell>"``; a count whose complement in its group is that small, and the
-        smallest other level of a category with exactly one small level, show as
-        ``"suppressed"``; a group with fewer than ``min_cell`` patients shows only its
-        ``n``, as ``"<min_cell>"``.
+        Suppress small cells (:mod:`analysis.disclosure`): a count between 1 and
+        ``min_cell - 1`` shows as ``"<min_cell>"``; cells hidden so that a small one
+        cannot be recovered from a margin show as ``"suppressed"`` (complementary
+        suppression: the levels of a characteristic add up to the group's n, including
+        the ``no`` of a yes/no row, and the groups add up to Overall). A group of fewer
+        than ``min_cell`` patients, or whose n is hidden, has every cell hidden, its
+        means and medians too.
 
     Returns
     -------
@@ -486,9 +506,9 @@ def table_one(cohort, by: str | None = None, *, min_cell: int | None = None) -> 
     Notes
     -----
     Percentages are of all patients of the group, so the levels of a category and its
-    ``missing`` row add up to 100%. Suppression acts within each column: a group smaller
-    than ``min_cell`` can still be derived as Overall minus the other groups, so combine
-    small groups before splitting by them.
+    ``missing`` row add up to 100%. Suppression acts on the whole grid: a group smaller
+    than ``min_cell`` would be Overall minus the other groups, so the next-smallest group
+    is hidden with it (combine small groups before splitting by them to keep more cells).
 
     Examples
     --------
@@ -523,13 +543,48 @@ def table_one(cohort, by: str | None = None, *, min_cell: int | None = None) -> 
         labels = patients[by].astype(str).where(patients[by].notna())
         groups += [(str(level), group) for level, group in patients.groupby(labels)]
     groups.append(("Overall", patients))
-    cells = {name: _table_one_column(group, columns, min_cell) for name, group in groups}
-    rows = list(cells["Overall"])
-    table = pd.DataFrame(rows, columns=["variable", "level"])
-    for name, column in cells.items():
-        # A level absent from a group is a count of 0; a suppressed group shows only n.
-        absent = "" if len(column) == 1 else "0 (0.0%)"
-        table[name] = [column.get(key, absent) for key in rows]
+    check_min_cell(min_cell)
+    parts = {name: _table_one_column(group, columns) for name, group in groups}
+    keys = list(parts["Overall"][1])
+    counts = pd.DataFrame({name: [c.get(k, 0) for k in keys] for name, (_, c) in parts.items()})
+    if by is not None:
+        counts["_no_group"] = counts["Overall"] - counts.drop(columns="Overall").sum(axis=1)
+    else:
+        counts["_no_group"] = 0
+    variables = pd.Series([k[0] for k in keys])
+    if min_cell is not None:
+        hidden, primary = _table_one_hidden(counts, variables, min_cell)
+    else:
+        hidden = primary = np.zeros(counts.shape, dtype=bool)
+    texts: dict[str, dict[tuple[str, str], str]] = {}
+    for j, name in enumerate(parts):
+        stats, _ = parts[name]
+        group_n = int(counts.iloc[0, j])
+        column: dict[tuple[str, str], str] = {}
+        for i, key in enumerate(keys):
+            value = int(counts.iloc[i, j])
+            if hidden[i, j]:
+                text = f"<{min_cell}" if primary[i, j] else "suppressed"
+            elif key == ("n", ""):
+                text = str(value)
+            else:
+                text = _count_text(value, group_n)
+            column[key] = text
+        n_hidden = bool(hidden[0, j])
+        if n_hidden:  # a hidden group shows its n as hidden, nothing else
+            column = {key: (column[key] if key == ("n", "") else "") for key in column}
+        # no statistic of a group smaller than min_cell (or whose size is hidden)
+        small_group = min_cell is not None and (n_hidden or group_n < min_cell)
+        for key, text in stats.items():
+            column[key] = ("" if n_hidden else "suppressed") if small_group else text
+        texts[name] = column
+    order = [("n", "")]
+    for column, _kind in columns:
+        order += [k for k in parts["Overall"][0] if k[0] == column]
+        order += [k for k in keys if k[0] == column and k[1] != "_no"]
+    table = pd.DataFrame(order, columns=["variable", "level"])
+    for name, column in texts.items():
+        table[name] = [column.get(key, "") for key in order]
     return table
 
 
@@ -755,7 +810,9 @@ def outcome_rates(
     if "outcome" in as_by(by):
         raise ValueError("`by` must not contain 'outcome': it names the outcome column.")
     tables = [
-        rate_table(endpoints, name, by, method=method, alpha=alpha, min_cell=min_cell)
+        rate_table(
+            endpoints, name, by, method=method, alpha=alpha, min_cell=min_cell, margins="auto"
+        )
         for name in names
     ]
     out = pd.concat(
@@ -863,7 +920,9 @@ def imputation_sensitivity(
     return out.assign(impute=out["impute"].astype(object))
 
 
-def accounting_summary(accounting: pd.DataFrame, min_cell: int | None = None) -> pd.DataFrame:
+def accounting_summary(
+    accounting: pd.DataFrame, min_cell: int | None = None, *, patients: int | None = None
+) -> pd.DataFrame:
     """How many assessments were used, and why the others were not, by instrument.
 
     Parameters
@@ -875,6 +934,10 @@ def accounting_summary(accounting: pd.DataFrame, min_cell: int | None = None) ->
         leaves one blanked count in an instrument, the smallest other non-zero count of
         the instrument is blanked too, since the instrument's total may be known from
         other tables (complementary suppression).
+    patients : int, optional
+        The number of enrolled patients (shown in Table 1). A patient has at most one
+        baseline, so with ``min_cell`` the ``baseline`` count is also hidden when
+        ``patients - baseline`` is small, as the completeness table hides it.
 
     Returns
     -------
@@ -910,7 +973,12 @@ def accounting_summary(accounting: pd.DataFrame, min_cell: int | None = None) ->
     index = pd.MultiIndex.from_product([instruments, reasons], names=["instrument", "reason"])
     table = counts.reindex(index, fill_value=0).rename("assessments").reset_index()
     table["assessments"] = table["assessments"].astype("int64")
-    return _suppress(table, min_cell, n=None, events="assessments", partition=["instrument"])
+    if patients is None:
+        return _suppress(table, min_cell, n=None, events="assessments", partition=["instrument"])
+    # one baseline per patient: its complement in the enrolled patients is a count too
+    table["_patients"] = np.where(table["reason"] == "baseline", float(patients), np.nan)
+    out = _suppress(table, min_cell, n="_patients", events="assessments", partition=["instrument"])
+    return out.drop(columns="_patients")
 
 
 def agreement_table(
@@ -981,7 +1049,7 @@ def agreement_table(
     # n x observed_agreement patients agree, the rest disagree: both are counts of people.
     agree = (table["n"] * table["observed_agreement"]).round()
     derived = ["observed_agreement", "kappa", "ci_low", "ci_high"]
-    out = suppress_small_cells(
+    out = suppress_cells(
         table.assign(_agree=agree), min_cell, ("_agree",), total="n", derived=derived
     )
     return out.drop(columns="_agree")

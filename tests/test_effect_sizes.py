@@ -432,9 +432,19 @@ def test_effect_size_table_min_cell_between_groups_hides_both_counts():
     ep = _changes({"week4/iv": 15, "week4/oral": 4, "week4/im": 11})
     t = effect_size_table(ep, group="route", reference="iv", min_cell=11)
     assert t["group"].tolist() == ["im", "oral"]
-    assert t.loc[0, ["n1", "n2"]].tolist() == [11, 15] and not t.loc[0, "suppressed"]
     assert t.loc[1, ["estimate", "ci_low", "ci_high", "n1", "n2"]].isna().all()
     assert t.loc[1, "suppressed"]
+    # Complementary suppression: oral's 4 would be the cell's 30 patients minus iv (15)
+    # and im (11), so im's row is hidden too.
+    assert t.loc[0, ["estimate", "n1"]].isna().all() and t.loc[0, "suppressed"]
+    big = effect_size_table(
+        _changes({"week4/iv": 15, "week4/oral": 12, "week4/im": 11}),
+        group="route",
+        reference="iv",
+        min_cell=11,
+    )
+    assert big[["n1", "n2"]].values.tolist() == [[11, 15], [12, 15]]
+    assert not big["suppressed"].any()
 
 
 @settings(max_examples=40)

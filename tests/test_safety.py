@@ -146,13 +146,28 @@ def test_adverse_events_small_cells(ae_cohort):
     t = adverse_event_table(ae_cohort, min_cell=11)
     shown = _row(t, route="iv", term="nausea")  # 15 of 148: shown
     assert shown["patients"] == 15 and not shown["suppressed"]
-    hidden = _row(t, route="oral", term="nausea")  # 1 of 29: blanked, n stays
-    assert hidden["n"] == 29 and pd.isna(hidden["patients"]) and pd.isna(hidden["events"])
+    hidden = _row(t, route="oral", term="nausea")  # 1 of 29: blanked
+    assert pd.isna(hidden["patients"]) and pd.isna(hidden["events"])
     assert math.isnan(hidden["percent"]) and hidden["suppressed"]
-    zero = _row(t, route="oral", term="dizziness")  # 0 of 29: 0 is allowed
-    assert zero["patients"] == 0 and not zero["suppressed"]
     small = t[t["route"] == "im"]  # a group of 5: n blanked too
     assert small["n"].isna().all() and small["suppressed"].all()
+    # Complementary suppression: im's 5 would be all patients minus iv and oral, so the
+    # next-smallest group (oral, 29) has its n hidden too, in every term.
+    assert t.loc[t["route"] == "oral", "n"].isna().all()
+    assert (t.loc[t["route"] == "iv", "n"] == 148).all()
+    # Without the small group, oral's n stays. Its 1 with nausea is hidden, and since
+    # iv's 15 would give it back from the overall table (16), iv's count is hidden too.
+    ae_cohort.patients = ae_cohort.patients[ae_cohort.patients["route"] != "im"]
+    t = adverse_event_table(ae_cohort, min_cell=11)
+    assert _row(t, route="oral", term="nausea")["n"] == 29
+    assert pd.isna(_row(t, route="iv", term="nausea")["patients"])
+    # A zero is shown when nothing in its margin is hidden (0 is allowed).
+    ae_cohort.adverse_events = ae_cohort.adverse_events[
+        ~ae_cohort.adverse_events["patient_id"].isin(["oral0", "iv1"])
+    ]
+    t = adverse_event_table(ae_cohort, min_cell=11)
+    zero = _row(t, route="oral", term="nausea")  # 0 of 29, iv 15 of 148
+    assert zero["patients"] == 0 and not zero["suppressed"]
 
 
 def test_adverse_events_bad_arguments(ae_cohort):

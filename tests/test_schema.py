@@ -381,7 +381,8 @@ def test_message_never_echoes_values():
     with pytest.raises(DataValidationError) as info:
         validate(tables["assessments"], "assessments")
     assert "ZQX" not in str(info.value) and "ZQX" not in repr(info.value)
-    assert info.value.failures["value"].tolist() == ["RATER ZQX"]
+    # rater_id could hold free text (a name): its values are never kept in `.failures`.
+    assert info.value.failures["value"].tolist() == [""]
 
 
 def test_message_for_a_missing_column_and_many_problems():

@@ -224,6 +224,9 @@ def test_table_one_small_cell_suppression():
     # The im group has 5 patients: only its n is shown, as <11.
     assert rows.loc[("n", ""), "im"] == "<11"
     assert (rows["im"].drop(("n", "")) == "").all()
+    # ... and iv (35) would give it back as Overall minus iv: hidden too (complementary).
+    assert rows.loc[("n", ""), "iv"] == "suppressed"
+    assert (rows["iv"].drop(("n", "")) == "").all()
     assert (
         table_one(patients, min_cell=None)
         .set_index(["variable", "level"])

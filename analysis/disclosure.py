@@ -1,0 +1,1053 @@
+"""Disclosure control: what may leave the package (tables, figures, report folders).
+
+The guard (:mod:`analysis.deid`) decides what may *enter*; this module decides what may
+be *shown*. It is the only place that implements suppression; every public function of
+the package that outputs counts of people or statistics of groups takes a keyword
+``min_cell`` (validated by :func:`check_min_cell`) and calls the functions below.
+
+The policy, with ``min_cell = 11`` in the reports (the CMS cell-size suppression policy:
+no cell of 1 to 10 may be displayed, nor any value from which one can be derived):
+
+1. **Primary rule.** A count of people between 1 and ``min_cell - 1`` is hidden, and so
+   is everything derived from it (a rate, a percentage, an interval). A denominator
+   ``n`` shown next to a count reveals its complement ``n - count``, so a row is hidden
+   also when the complement is small; ``n`` itself is blanked only when it is under
+   ``min_cell``. Zero is shown (CMS allows 0).
+2. **Complementary (secondary) suppression.** When the rows of a group add up to a total
+   that is shown (or shown elsewhere, e.g. the patients of each route add up to all
+   patients), one hidden cell in the group is recoverable as the total minus the shown
+   cells. The next-smallest cell of the group is then hidden too, and this is repeated
+   over every margin until no margin has exactly one hidden cell (as statistical
+   agencies do; Hundepool et al. 2012, ch. 5).
+3. **Small groups.** No estimate, mean, LS mean, effect size, survival curve or median
+   is given for a group of fewer than ``min_cell`` patients.
+
+:func:`audit_report_dir` checks a folder of rendered reports against the same policy.
+
+References
+----------
+Centers for Medicare & Medicaid Services. CMS Cell Size Suppression Policy (no cell of
+1-10 and no cell from which such a value can be derived).
+Hundepool A, Domingo-Ferrer J, Franconi L, et al. (2012). Statistical Disclosure
+Control. Wiley. Chapter 5 (magnitude and frequency tables, secondary suppression).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from html.parser import HTMLParser
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "DEFAULT_MIN_CELL",
+    "AuditResult",
+    "DisclosureAuditError",
+    "audit_report_dir",
+    "audit_table",
+    "check_min_cell",
+    "complementary_mask",
+    "model_summary",
+    "partition_margins",
+    "shown_count",
+    "small_count",
+    "suppress_cells",
+    "suppress_group_statistics",
+    "suppress_small_groups",
+    "suppress_survival_curve",
+]
+
+#: The reports' small-cell threshold: no count of 1 to 10 is shown (CMS rule).
+DEFAULT_MIN_CELL = 11
+
+#: Grouping columns whose levels do *not* split patients into disjoint groups (a patient
+#: has a row at every visit and for both instruments), so they form no margin.
+NON_PARTITION_COLUMNS = frozenset(  # fmt: skip
+    {
+        "instrument",
+        "visit",
+        "impute",
+        "outcome",
+        "time",
+        "term",
+        "variable",
+        "level",
+        "session_number",
+        "session",
+        "phase",
+        "study_day",
+        "week",
+        "day",
+        "target_day",
+        "contrast",
+        "reference",
+    }
+)
+
+
+def check_min_cell(min_cell: object, *, optional: bool = True) -> int | None:
+    """Validate ``min_cell``: a positive integer, or None when ``optional``.
+
+    Parameters
+    ----------
+    min_cell : int or None
+        Smallest count of people that may be shown (besides 0); 11 is the CMS rule.
+    optional : bool
+        Whether ``None`` (no suppression) is accepted.
+
+    Returns
+    -------
+    int or None
+        ``min_cell`` as a Python int (None stays None).
+
+    Raises
+    ------
+    ValueError
+        For 0, a negative number, a bool, a float or anything else.
+
+    Examples
+    --------
+    >>> check_min_cell(11)
+    11
+    >>> check_min_cell(-3)
+    Traceback (most recent call last):
+    ...
+    ValueError: `min_cell` must be a positive integer (11 for the CMS rule) or None, but -3 was passed.
+    """  # noqa: E501
+    if min_cell is None and optional:
+        return None
+    if not isinstance(min_cell, int | np.integer) or isinstance(min_cell, bool | np.bool_):
+        ok = False
+    else:
+        ok = min_cell >= 1
+    if not ok:
+        raise ValueError(
+            "`min_cell` must be a positive integer (11 for the CMS rule)"
+            f"{' or None' if optional else ''}, but {min_cell!r} was passed."
+        )
+    return int(min_cell)
+
+
+def small_count(values: object, min_cell: int) -> np.ndarray:
+    """Whether each value is a count in ``1 .. min_cell - 1`` (missing values: False).
+
+    Examples
+    --------
+    >>> small_count([0, 1, 10, 11, None], 11).tolist()
+    [False, True, True, False, False]
+    """
+    v = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype(float)
+    return ((v >= 1) & (v < min_cell)).fillna(False).to_numpy(dtype=bool)
+
+
+def shown_count(count: int, min_cell: int | None) -> int | str:
+    """A count as it may be printed: itself, or ``"<min_cell"`` when 1 to min_cell - 1.
+
+    Examples
+    --------
+    >>> shown_count(3, 11), shown_count(0, 11), shown_count(300, 11)
+    ('<11', 0, 300)
+    """
+    min_cell = check_min_cell(min_cell)
+    if min_cell is not None and small_count([count], min_cell)[0]:
+        return f"<{min_cell}"
+    return int(count)
+
+
+def partition_margins(by: Iterable[str]) -> list[list[str]]:
+    """The margins of a table grouped by ``by``: one per column that partitions patients.
+
+    For every grouping column whose levels split patients into disjoint groups (route,
+    site, diagnosis, sex, arm, ...; not instrument, visit, imputation, outcome), the rows
+    that share the *other* grouping values add up to a total that is shown elsewhere
+    (the table without that column). Each such margin is returned as the list of the
+    other columns (``[]`` means all rows form one margin).
+
+    Examples
+    --------
+    >>> partition_margins(["instrument", "visit", "route"])
+    [['instrument', 'visit']]
+    >>> partition_margins(["instrument", "visit"])
+    []
+    """
+    by = list(by)
+    return [[c for c in by if c != col] for col in by if col not in NON_PARTITION_COLUMNS]
+
+
+def complementary_mask(
+    values: Sequence[float] | np.ndarray,
+    hidden: Sequence[bool] | np.ndarray,
+    groups: Sequence[np.ndarray | Sequence[object]],
+) -> np.ndarray:
+    """Hidden cells after complementary suppression within every margin.
+
+    Parameters
+    ----------
+    values : array of numbers
+        The cells (counts), one per position.
+    hidden : array of bool
+        Cells already hidden (by the primary rule).
+    groups : sequence of arrays
+        One array of group labels per margin: the cells sharing a label add up to a total
+        that is shown (``None``/NaN labels belong to no group).
+
+    Returns
+    -------
+    ndarray of bool
+        ``hidden`` plus the complementary cells: whenever a group has exactly one hidden
+        cell, its smallest shown non-zero cell (else its smallest shown cell) is hidden
+        too; repeated until no group of any margin has exactly one hidden cell.
+
+    Examples
+    --------
+    >>> complementary_mask([40, 4, 20, 30], [False, True, False, False],
+    ...                    [["a", "a", "a", "a"]]).tolist()
+    [False, True, True, False]
+    """
+    vals = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float)
+    mask = np.asarray(hidden, dtype=bool).copy()
+    labels = [pd.factorize(pd.Series(list(g), dtype=object))[0] for g in groups]
+    changed = True
+    while changed:
+        changed = False
+        for codes in labels:
+            for code in np.unique(codes[codes >= 0]):
+                members = np.flatnonzero(codes == code)
+                if len(members) < 2 or mask[members].sum() != 1:
+                    continue
+                shown = members[~mask[members] & ~np.isnan(vals[members])]
+                if not len(shown):
+                    continue
+                positive = shown[vals[shown] > 0]
+                pool = positive if len(positive) else shown
+                mask[pool[np.argmin(vals[pool])]] = True
+                changed = True
+    return mask
+
+
+def _blank(out: pd.DataFrame, column: str, mask: np.ndarray) -> None:
+    col = out[column]
+    if pd.api.types.is_bool_dtype(col.dtype):
+        out[column] = col.astype("boolean").mask(mask)
+    elif pd.api.types.is_integer_dtype(col.dtype):
+        out[column] = col.astype("Int64").mask(mask)
+    elif pd.api.types.is_numeric_dtype(col.dtype):
+        out[column] = col.astype(float).mask(mask)
+    else:
+        out[column] = col.mask(mask)
+
+
+def suppress_cells(
+    table: pd.DataFrame,
+    min_cell: int | None,
+    counts: Sequence[str] = ("events",),
+    *,
+    total: str | None = "n",
+    derived: Sequence[str] | None = None,
+    margins: Sequence[Sequence[str]] | None = None,
+) -> pd.DataFrame:
+    """Primary and complementary suppression of the counts of a table, row by row.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per cell of a report table.
+    min_cell : int or None
+        Smallest count that may be shown besides 0 (validated by
+        :func:`check_min_cell`); None returns the table with ``suppressed=False``.
+    counts : sequence of str
+        Counts of people that are parts of ``total`` (events, patients in a category).
+    total : str or None
+        Denominator of ``counts`` (``"n"``); its complements ``total - count`` are checked
+        too. None checks the counts alone.
+    derived : sequence of str or None
+        Statistics computed from the counts of a row (rates, intervals, percentages),
+        blanked with them. None means every float column.
+    margins : sequence of sequence of str, optional
+        Margins for complementary suppression: each is a list of columns; rows sharing
+        their values add up to a shown total (``[]``: all rows). See
+        :func:`partition_margins`.
+
+    Returns
+    -------
+    DataFrame
+        A copy: counts as nullable ``Int64`` with hidden ones blanked, ``derived`` blanked
+        in hidden rows, ``total`` blanked where under ``min_cell`` (or hidden as a
+        complement), and a boolean ``suppressed`` column (or-ed with an existing one).
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"site": ["a", "b", "c"], "n": [40, 40, 6],
+    ...                   "events": [12, 35, 3], "rate": [0.3, 0.875, 0.5]})
+    >>> suppress_cells(t, 11)
+      site     n  events  rate  suppressed
+    0    a    40      12   0.3       False
+    1    b    40    <NA>   NaN        True
+    2    c  <NA>    <NA>   NaN        True
+    >>> suppress_cells(t, 11, margins=[[]])["n"].tolist()  # 6 = total - 40 - 40
+    [<NA>, 40, <NA>]
+    """
+    min_cell = check_min_cell(min_cell)
+    counts = [counts] if isinstance(counts, str) else list(counts)
+    needed = counts + ([total] if total else [])
+    missing = [c for c in needed if c not in table.columns]
+    if missing:
+        raise ValueError(f"Table is missing the count column(s) {missing}.")
+    out = table.copy()
+    previous = (
+        out["suppressed"].fillna(False).astype(bool).to_numpy()
+        if "suppressed" in out
+        else np.zeros(len(out), dtype=bool)
+    )
+    if min_cell is None:
+        out["suppressed"] = previous
+        return out
+    if derived is None:
+        derived = [
+            c for c in out.columns if pd.api.types.is_float_dtype(out[c].dtype) and c not in needed
+        ]
+    derived = [c for c in ([derived] if isinstance(derived, str) else derived)]
+    values = {c: pd.to_numeric(out[c], errors="coerce").astype(float).to_numpy() for c in needed}
+    flag = np.zeros(len(out), dtype=bool)
+    for c in counts:
+        flag |= small_count(values[c], min_cell)
+        if total:
+            flag |= small_count(values[total] - values[c], min_cell)
+    hide_total = small_count(values[total], min_cell) if total else np.zeros(len(out), bool)
+    flag |= hide_total
+    groups = [
+        out[list(m)].astype(str).agg("\x1f".join, axis=1).to_numpy()
+        if len(m)
+        else np.zeros(len(out), dtype=int)
+        for m in (margins or [])
+    ]
+    if groups:
+        while True:
+            before = (flag.copy(), hide_total.copy())
+            for c in counts:
+                flag = complementary_mask(values[c], flag, groups)
+            if total:
+                hide_total = complementary_mask(values[total], hide_total, groups)
+                flag |= hide_total
+            if (flag == before[0]).all() and (hide_total == before[1]).all():
+                break
+    for c in counts:
+        out[c] = pd.array(values[c], dtype="Float64").round().astype("Int64")
+        out[c] = out[c].mask(flag)
+    if total:
+        out[total] = pd.array(values[total], dtype="Float64").round().astype("Int64")
+        out[total] = out[total].mask(hide_total)
+    for c in derived:
+        _blank(out, c, flag)
+    out["suppressed"] = flag | previous
+    return out
+
+
+def suppress_small_groups(
+    table: pd.DataFrame,
+    min_cell: int | None,
+    size: str | Sequence[str],
+    stats: Sequence[str] | None = None,
+) -> pd.DataFrame:
+    """Blank the statistics of groups of fewer than ``min_cell`` patients.
+
+    Parameters
+    ----------
+    table : DataFrame
+        One row per group statistic (an estimate, mean, LS mean, median, ...).
+    min_cell : int or None
+        As in :func:`check_min_cell`; None only adds ``suppressed=False``.
+    size : str or sequence of str
+        Column(s) holding the number of patients behind each row (``n``, ``n1``/``n2``);
+        a row is hidden when any of them is under ``min_cell`` (0 included: no group, no
+        statistic), and these size columns are blanked when in ``1 .. min_cell - 1``.
+    stats : sequence of str, optional
+        Columns to blank; default every column that is not a size column, not
+        ``suppressed`` and not text (the row labels).
+
+    Returns
+    -------
+    DataFrame
+        A copy with the statistics blanked and a boolean ``suppressed`` column.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"route": ["iv", "im"], "n": [40, 2], "mean": [-8.1, -3.0]})
+    >>> suppress_small_groups(t, 11, "n")
+      route     n  mean  suppressed
+    0    iv    40  -8.1       False
+    1    im  <NA>   NaN        True
+    """
+    min_cell = check_min_cell(min_cell)
+    sizes = [size] if isinstance(size, str) else list(size)
+    out = table.copy()
+    previous = (
+        out["suppressed"].fillna(False).astype(bool).to_numpy()
+        if "suppressed" in out
+        else np.zeros(len(out), dtype=bool)
+    )
+    if min_cell is None:
+        out["suppressed"] = previous
+        return out
+    if stats is None:
+        stats = [
+            c
+            for c in out.columns
+            if c not in sizes
+            and c != "suppressed"
+            and (
+                pd.api.types.is_numeric_dtype(out[c].dtype)
+                or pd.api.types.is_bool_dtype(out[c].dtype)
+            )
+        ]
+    flag = np.zeros(len(out), dtype=bool)
+    for s in sizes:
+        v = pd.to_numeric(out[s], errors="coerce").astype(float).to_numpy()
+        flag |= ~(v >= min_cell)
+        out[s] = pd.array(v, dtype="Float64").round().astype("Int64")
+        out[s] = out[s].mask(small_count(v, min_cell))
+    for c in stats:
+        _blank(out, c, flag)
+    out["suppressed"] = flag | previous
+    return out
+
+
+def suppress_group_statistics(
+    table: pd.DataFrame,
+    data: pd.DataFrame,
+    min_cell: int | None,
+    *,
+    subject: str = "patient_id",
+) -> pd.DataFrame:
+    """The small-group rule for model outputs (LS means, contrasts) that carry no n.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Rows of group statistics whose label columns (``route``, ``visit``, ...) are
+        columns of ``data``; a ``contrast`` column ``"a - b"`` names two levels of the
+        one label column of ``data`` it does not otherwise contain (as
+        :meth:`analysis.mmrm.MMRMResult.pairwise` writes it).
+    data : DataFrame
+        The patient-level rows the model was fitted on.
+    min_cell : int or None
+        Groups of fewer than ``min_cell`` distinct ``subject`` have every numeric
+        column blanked; None only adds ``suppressed=False``.
+    subject : str
+        Column of ``data`` identifying patients.
+
+    Returns
+    -------
+    DataFrame
+        A copy with a boolean ``suppressed`` column; no count is added.
+
+    Examples
+    --------
+    >>> data = pd.DataFrame({"patient_id": list("abcdefghijklmn"),
+    ...                      "route": ["iv"] * 12 + ["im"] * 2})
+    >>> ls = pd.DataFrame({"route": ["im", "iv"], "estimate": [-3.0, -8.0]})
+    >>> suppress_group_statistics(ls, data, 11)
+      route  estimate  suppressed
+    0    im       NaN        True
+    1    iv      -8.0       False
+    """
+    min_cell = check_min_cell(min_cell)
+    out = table.copy()
+    flag = np.zeros(len(out), dtype=bool)
+    if min_cell is not None:
+        labels = [c for c in out.columns if c in data.columns and c != subject]
+        if labels:
+            sizes = data.groupby(labels, dropna=False, observed=True)[subject].nunique()
+            keys = pd.MultiIndex.from_frame(out[labels].astype(object))
+            n = sizes.reindex(keys.to_flat_index() if len(labels) > 1 else out[labels[0]])
+            flag |= ~(pd.to_numeric(pd.Series(n.to_numpy()), errors="coerce") >= min_cell)
+        if "contrast" in out.columns:
+            others = [
+                c
+                for c in data.columns
+                if c not in labels
+                and c != subject
+                and not pd.api.types.is_numeric_dtype(data[c].dtype)
+            ]
+            for c in others:
+                per_level = data.groupby(c, observed=True)[subject].nunique()
+                levels = set(per_level.index.astype(str))
+                parts = out["contrast"].astype(str).str.split(" - ", n=1)
+                if not all(set(p) <= levels for p in parts if len(p) == 2):
+                    continue
+                small = {str(k) for k, v in per_level.items() if v < min_cell}
+                flag |= np.array([bool(set(p) & small) for p in parts], dtype=bool)
+        numeric = [
+            c
+            for c in out.columns
+            if pd.api.types.is_numeric_dtype(out[c].dtype)
+            and not pd.api.types.is_bool_dtype(out[c].dtype)
+        ]
+        for c in numeric:
+            _blank(out, c, flag)
+    previous = out["suppressed"].astype(bool).to_numpy() if "suppressed" in out else flag
+    out["suppressed"] = flag | previous
+    return out
+
+
+def suppress_survival_curve(
+    km: pd.DataFrame,
+    min_cell: int | None,
+    *,
+    group: str | None = None,
+    sizes: dict | None = None,
+) -> pd.DataFrame:
+    """The small-group rule for Kaplan-Meier tables and curves.
+
+    Parameters
+    ----------
+    km : DataFrame
+        Rows ``[group,] time, n_at_risk, n_events, survival, ...`` sorted by time within
+        a group (as :func:`analysis.survival.kaplan_meier` returns them).
+    min_cell : int or None
+        None returns ``km`` unchanged.
+    group : str, optional
+        The column holding each curve's level.
+    sizes : dict, optional
+        Patients per level (None: the first ``n_at_risk`` of the level).
+
+    Returns
+    -------
+    DataFrame
+        Without the levels of fewer than ``min_cell`` patients, each curve cut before
+        its first time with fewer than ``min_cell`` at risk, ``n_events`` of 1 to
+        ``min_cell - 1`` blanked and a boolean ``suppressed`` column marking them.
+
+    Examples
+    --------
+    >>> km = pd.DataFrame({"time": [1, 2, 3], "n_at_risk": [30, 12, 9],
+    ...                    "n_events": [18, 3, 2], "survival": [0.4, 0.3, 0.23]})
+    >>> suppress_survival_curve(km, 11)
+       time  n_at_risk  n_events  survival  suppressed
+    0     1         30        18       0.4       False
+    1     2         12      <NA>       0.3        True
+    """
+    min_cell = check_min_cell(min_cell)
+    if min_cell is None:
+        return km
+    parts = []
+    levels = [(None, km)] if group is None else list(km.groupby(group, sort=False))
+    for level, sub in levels:
+        risk = pd.to_numeric(sub["n_at_risk"], errors="coerce").to_numpy(dtype=float)
+        size = (sizes or {}).get(level, risk[0] if len(risk) else 0)
+        if size < min_cell:
+            continue
+        end = np.flatnonzero(~(risk >= min_cell))
+        parts.append(sub.iloc[: end[0] if len(end) else len(sub)])
+    out = pd.concat(parts) if parts else km.iloc[:0]
+    out = out.copy()
+    hide = small_count(out["n_events"], min_cell) if "n_events" in out else np.zeros(len(out))
+    if "n_events" in out:
+        out["n_events"] = pd.to_numeric(out["n_events"]).astype("Int64").mask(hide)
+    out["suppressed"] = np.asarray(hide, dtype=bool)
+    return out.reset_index(drop=True)
+
+
+def model_summary(result, n_patients: int, min_cell: int | None) -> str:
+    """A fitted model's text summary with its counts of people disclosure-controlled.
+
+    Parameters
+    ----------
+    result : object with ``summary()`` and ``n_subjects``
+        E.g. an :class:`analysis.mmrm.MMRMResult`.
+    n_patients : int
+        Patients in the population the model was fitted in (shown elsewhere, e.g. in
+        Table 1): ``n_patients - n_subjects`` patients are left out of the model.
+    min_cell : int or None
+        The subject count is written ``suppressed`` when it, or the patients left out,
+        is 1 to ``min_cell - 1``; counts of left-out rows of 1 to ``min_cell - 1`` are
+        written ``<min_cell``.
+
+    Returns
+    -------
+    str
+        The summary text.
+
+    Examples
+    --------
+    >>> from types import SimpleNamespace
+    >>> fit = SimpleNamespace(n_subjects=297, summary=lambda: "Subjects: 297   Observations: 900")
+    >>> model_summary(fit, 300, 11)
+    'Subjects: suppressed   Observations: 900'
+    """
+    min_cell = check_min_cell(min_cell)
+    text = str(result.summary())
+    if min_cell is None:
+        return text
+    n = int(result.n_subjects)
+    if small_count([n, n_patients - n], min_cell).any():
+        text = re.sub(r"Subjects: \d+", "Subjects: suppressed", text)
+
+    def small(match: re.Match) -> str:
+        value = int(match.group(2))
+        return match.group(1) + (f"<{min_cell}" if 0 < value < min_cell else str(value))
+
+    text = re.sub(r"(Rows left out \(missing values\): )(\d+)", small, text)
+    text = re.sub(r"(Note: )(\d+)", small, text)
+    return text
+
+
+# --------------------------------------------------------------------------------------
+# audit of a report folder
+
+
+class DisclosureAuditError(RuntimeError):
+    """A report folder shows something the disclosure policy forbids (see ``.result``)."""
+
+    def __init__(self, result: AuditResult):
+        self.result = result
+        super().__init__(result.message())
+
+
+@dataclass
+class AuditResult:
+    """Findings of :func:`audit_report_dir`: one row per problem, never a value shown.
+
+    ``findings`` columns: ``file, table, column, row, check``. ``check`` is one of
+    ``small_count`` (a count of 1 to ``min_cell - 1``), ``recoverable`` (a hidden cell
+    equal to a shown total minus the shown cells), ``identifier`` (a patient id or an
+    identifier-shaped value), ``formula`` (a cell a spreadsheet would run).
+    """
+
+    min_cell: int
+    files: list[str] = field(default_factory=list)
+    findings: pd.DataFrame = field(
+        default_factory=lambda: pd.DataFrame(columns=["file", "table", "column", "row", "check"])
+    )
+
+    @property
+    def ok(self) -> bool:
+        """True when nothing was found."""
+        return self.findings.empty
+
+    def message(self) -> str:
+        """A summary naming files, tables and checks (counts only)."""
+        if self.ok:
+            return f"Disclosure audit passed: {len(self.files)} file(s), min_cell={self.min_cell}."
+        lines = [
+            f"Disclosure audit failed (min_cell={self.min_cell}): "
+            f"{len(self.findings)} problem(s) in {self.findings['file'].nunique()} file(s)."
+        ]
+        summary = self.findings.groupby(["file", "table", "column", "check"], sort=True).size()
+        for (file, table, column, check), count in summary.head(40).items():
+            lines.append(f"- {file} [{table}] column `{column}`: {count} cell(s) fail `{check}`")
+        if len(summary) > 40:
+            lines.append(f"... and {len(summary) - 40} more (see `.findings`)")
+        lines.append(
+            "How to fix: pass min_cell to every table and figure function (or combine the "
+            "small groups) and render the reports again."
+        )
+        return "\n".join(lines)
+
+
+# A column holds counts of people when its name says so.
+_COUNT_NAME = re.compile(
+    r"^(?:n|count|events|patients|subjects|observed|expected|missing|"
+    r"n_[a-z0-9_]+|[a-z0-9_]+_n|events_ref|n_ref|n1|n2|responders|non_responders|"
+    r"persons|people|participants)$",
+    re.IGNORECASE,
+)
+#: Columns (or Table 1 rows) whose cells are counts written as text (``"12 (4.0%)"``).
+_COUNT_TEXT = re.compile(r"^\s*(\d+)\s*(?:\(\s*\d+(?:\.\d+)?\s*%\s*\))?\s*$")
+_FORMULA = re.compile(r"^[=+\-@\t\r]")
+_NUMERIC = re.compile(r"^[+-]?(\d+(\.\d*)?|\.\d+)([eE][+-]?\d+)?$")
+
+
+#: Count-like names that do not count people (groups of a test, strata, items, ...).
+_NOT_PEOPLE = frozenset(
+    {"n_groups", "n_strata", "n_items", "n_items_answered", "n_boot", "n_levels", "n_visits",
+     "n_params", "n_parameters", "n_iter", "n_terms"}
+)  # fmt: skip
+
+
+def _count_columns(df: pd.DataFrame) -> list[str]:
+    return [
+        str(c)
+        for c in df.columns
+        if _COUNT_NAME.match(str(c).strip()) and str(c).strip() not in _NOT_PEOPLE
+    ]
+
+
+def _is_text_count_table(df: pd.DataFrame) -> bool:
+    cols = [str(c) for c in df.columns]
+    return cols[:2] == ["variable", "level"]
+
+
+def _numeric(series: pd.Series) -> np.ndarray:
+    return pd.to_numeric(series, errors="coerce").astype(float).to_numpy()
+
+
+def audit_table(
+    df: pd.DataFrame,
+    min_cell: int = DEFAULT_MIN_CELL,
+    *,
+    name: str = "table",
+    identifiers: Iterable[str] = (),
+) -> pd.DataFrame:
+    """Disclosure findings of one report table (see :class:`AuditResult`).
+
+    Checks: (1) no cell of a count column (``n``, ``events``, ``patients``, ``n_*``, ...,
+    and the ``"n (p%)"`` cells of a Table 1 layout) in ``1 .. min_cell - 1``, and no
+    ``n - events`` complement in that range; (2) in every margin (rows sharing the values
+    of all but one partitioning label column), a table whose shown cells include a
+    total row (``Overall``/``all``/``total``) may not have exactly one hidden cell;
+    (3) no cell equals one of ``identifiers`` (patient ids) or starts like a formula.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"route": ["iv", "im"], "n": [40, 3]})
+    >>> audit_table(t, 11, name="demo")[["table", "column", "row", "check"]]
+      table column  row        check
+    0  demo      n    1  small_count
+    """
+    min_cell = check_min_cell(min_cell, optional=False)
+    ids = {str(i) for i in identifiers}
+    found: list[tuple[str, str, int, str]] = []
+    counts = _count_columns(df)
+    for c in counts:
+        v = _numeric(df[c])
+        for r in np.flatnonzero(small_count(v, min_cell)):
+            found.append((name, c, int(r), "small_count"))
+    if "n" in df.columns:
+        n = _numeric(df["n"])
+        parts = ["patients", "observed", "missing", "n_events"]
+        if "patients" not in df.columns:  # events of people, not events per person
+            parts.append("events")
+        for c in parts:
+            if c in df.columns:
+                for r in np.flatnonzero(small_count(n - _numeric(df[c]), min_cell)):
+                    found.append((name, c, int(r), "small_complement"))
+    if "expected" in df.columns and "observed" in df.columns:
+        diff = _numeric(df["expected"]) - _numeric(df["observed"])
+        for r in np.flatnonzero(small_count(diff, min_cell)):
+            found.append((name, "observed", int(r), "small_complement"))
+    if _is_text_count_table(df):
+        for c in df.columns[2:]:
+            text = df[c].astype(str)
+            for r, t in enumerate(text):
+                m = _COUNT_TEXT.match(t)
+                if m and 0 < int(m.group(1)) < min_cell:
+                    found.append((name, str(c), r, "small_count"))
+        found += _recoverable_table_one(df, min_cell, name)
+    found += _recoverable(df, counts, name)
+    for c in df.columns:
+        text = df[c].dropna().astype(str)
+        if ids:
+            for r in np.flatnonzero(text.isin(ids).to_numpy()):
+                found.append((name, str(c), int(text.index[r]), "identifier"))
+        for r, t in zip(text.index, text, strict=True):
+            if _FORMULA.match(t) and not _NUMERIC.match(t.strip()):
+                found.append((name, str(c), int(r), "formula"))
+    return pd.DataFrame(found, columns=["table", "column", "row", "check"]).drop_duplicates()
+
+
+_TOTAL_LABELS = {"overall", "all", "total", "all patients"}
+
+
+def _recoverable(df: pd.DataFrame, counts: list[str], name: str) -> list:
+    """Hidden count cells recoverable as a shown total row minus the other shown rows."""
+    labels = [
+        c
+        for c in df.columns
+        if str(c) not in counts
+        and not pd.api.types.is_float_dtype(df[c].dtype)
+        and str(c) not in NON_PARTITION_COLUMNS
+        and str(c) != "suppressed"
+    ]
+    found = []
+    for label in labels:
+        is_total = df[label].astype(str).str.strip().str.lower().isin(_TOTAL_LABELS).to_numpy()
+        if not is_total.any():
+            continue
+        keys = [c for c in labels if c != label] + [
+            c for c in df.columns if str(c) in NON_PARTITION_COLUMNS
+        ]
+        grouped = (
+            df.groupby([df[k].astype(str) for k in keys], sort=False).indices
+            if keys
+            else {"": np.arange(len(df))}
+        )
+        for rows in grouped.values():
+            rows = np.asarray(rows)
+            tot, parts = rows[is_total[rows]], rows[~is_total[rows]]
+            if len(tot) != 1 or len(parts) < 2:
+                continue
+            for c in counts:
+                v = _numeric(df[c])
+                if np.isnan(v[tot[0]]):
+                    continue
+                hidden = parts[np.isnan(v[parts])]
+                if len(hidden) == 1:
+                    found.append((name, c, int(hidden[0]), "recoverable"))
+    return found
+
+
+def _recoverable_table_one(df: pd.DataFrame, min_cell: int, name: str) -> list:
+    """Table 1 layout: a hidden group cell recoverable as Overall minus the shown groups."""
+    if "Overall" not in df.columns:
+        return []
+    groups = [c for c in df.columns[2:] if c != "Overall"]
+    found = []
+    if len(groups) < 2:
+        return found
+    for r in range(len(df)):
+        overall = _COUNT_TEXT.match(str(df["Overall"].iloc[r]))
+        if not overall:
+            continue
+        cells = [str(df[g].iloc[r]) for g in groups]
+        hidden = [k for k, t in enumerate(cells) if not _COUNT_TEXT.match(t) and t != ""]
+        if len(hidden) == 1:
+            found.append((name, str(groups[hidden[0]]), r, "recoverable"))
+    return found
+
+
+class _TableParser(HTMLParser):
+    """The cell texts of every ``<table>`` of an HTML page (standard library only)."""
+
+    def __init__(self):
+        super().__init__(convert_charrefs=True)
+        self.tables: list[tuple[list[list[str]], int]] = []
+        self._stack: list[tuple[list[list[str]], list[int]]] = []
+        self._cell: list[str] | None = None
+        self._in_head = False
+        self._skip = 0
+
+    def handle_starttag(self, tag, attrs):
+        if tag in ("style", "script"):
+            self._skip += 1
+        elif tag == "table":
+            self._stack.append(([], [0]))
+        elif not self._stack:
+            return
+        elif tag == "thead":
+            self._in_head = True
+        elif tag == "tr":
+            self._stack[-1][0].append([])
+            if self._in_head:
+                self._stack[-1][1][0] += 1
+        elif tag in ("td", "th"):
+            self._cell = []
+
+    def handle_endtag(self, tag):
+        if tag in ("style", "script"):
+            self._skip = max(self._skip - 1, 0)
+        elif tag == "table" and self._stack:
+            rows, head = self._stack.pop()
+            self.tables.append((rows, head[0]))
+        elif not self._stack:
+            return
+        elif tag == "thead":
+            self._in_head = False
+        elif tag in ("td", "th") and self._cell is not None:
+            rows = self._stack[-1][0]
+            if not rows:
+                rows.append([])
+            rows[-1].append(" ".join("".join(self._cell).split()))
+            self._cell = None
+
+    def handle_data(self, data):
+        if self._cell is not None and not self._skip:
+            self._cell.append(data)
+
+
+def _html_tables(text: str) -> list[pd.DataFrame]:
+    """Every HTML table of a page as a frame (last header row as column names)."""
+    if "<table" not in text:
+        return []
+    parser = _TableParser()
+    parser.feed(text)
+    frames = []
+    for rows, n_head in parser.tables:
+        rows = [r for r in rows if r]
+        if not rows:
+            continue
+        n_head = max(n_head, 1)
+        width = max(len(r) for r in rows)
+        header = rows[n_head - 1] + [""] * (width - len(rows[n_head - 1]))
+        if n_head > 1:  # pandas: a second header row names the index only
+            first = rows[0] + [""] * (width - len(rows[0]))
+            header = [a or b for a, b in zip(first, header, strict=True)]
+        body = [r + [""] * (width - len(r)) for r in rows[n_head:]]
+        names, seen = [], {}
+        for h in header:
+            seen[h] = seen.get(h, 0) + 1
+            names.append(h if seen[h] == 1 else f"{h}.{seen[h] - 1}")
+        df = pd.DataFrame(body, columns=names).replace({"": None, "<NA>": None, "NaN": None})
+        frames.append(_typed(df))
+    return frames
+
+
+def _typed(df: pd.DataFrame) -> pd.DataFrame:
+    """Columns whose every non-missing cell is a number become numeric."""
+    out = df.copy()
+    for c in out.columns:
+        text = out[c].dropna().astype(str).str.strip()
+        if len(text) and text.str.match(_NUMERIC.pattern).all():
+            out[c] = pd.to_numeric(out[c], errors="coerce")
+    return out
+
+
+_TOKEN = re.compile(r"[A-Za-z0-9_-]+")
+
+
+def _text_identifier_findings(text: str, ids: set[str], name: str) -> list:
+    """Patient ids appearing anywhere in a text (printed output, page text)."""
+    if not ids:
+        return []
+    hits = {t for t in _TOKEN.findall(text) if t in ids}
+    return [(name, "text", 0, "identifier")] * bool(hits)
+
+
+def _notebook_text(path: Path) -> str:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    parts = []
+    for cell in nb.get("cells", []):
+        for output in cell.get("outputs", []):
+            for value in [output.get("text", ""), *output.get("data", {}).values()]:
+                if isinstance(value, list):
+                    value = "".join(str(v) for v in value)
+                if isinstance(value, str) and not value.startswith("iVBOR"):  # not images
+                    parts.append(value)
+    return "\n".join(parts)
+
+
+def _notebook_tables(path: Path) -> list[tuple[str, pd.DataFrame]]:
+    nb = json.loads(path.read_text(encoding="utf-8"))
+    out = []
+    for k, cell in enumerate(nb.get("cells", [])):
+        for output in cell.get("outputs", []):
+            data = output.get("data", {})
+            html_text = data.get("text/html")
+            if html_text:
+                html_text = "".join(html_text) if isinstance(html_text, list) else html_text
+                for j, t in enumerate(_html_tables(html_text)):
+                    out.append((f"cell {k} table {j + 1}", t))
+    return out
+
+
+def _flatten(df: pd.DataFrame) -> pd.DataFrame:
+    if isinstance(df.columns, pd.MultiIndex):
+        df = df.copy()
+        df.columns = [
+            next((str(x) for x in reversed(col) if not str(x).startswith("Unnamed")), "")
+            for col in df.columns
+        ]
+    return df
+
+
+def _manifest_findings(path: Path, min_cell: int) -> list:
+    manifest = json.loads(path.read_text(encoding="utf-8"))
+    rows = manifest.get("data", {}).get("rows", {})
+    found = []
+    for table, count in rows.items():
+        if isinstance(count, int | float) and small_count([count], min_cell)[0]:
+            found.append(("manifest", str(table), 0, "small_count"))
+    return found
+
+
+def audit_report_dir(
+    report_dir: str | Path,
+    min_cell: int | None = None,
+    *,
+    identifiers: Iterable[str] = (),
+    raise_on_failure: bool = False,
+) -> AuditResult:
+    """Audit a folder of rendered reports against the disclosure policy.
+
+    Parameters
+    ----------
+    report_dir : str or Path
+        A folder written by :func:`analysis.run_reports` (or by other means): HTML pages,
+        CSV tables (in any subfolder), executed notebooks and ``manifest.json``.
+    min_cell : int, optional
+        Threshold; default the ``min_cell`` recorded in ``manifest.json``, else 11.
+    identifiers : iterable of str
+        Values that must not appear in any table cell (the cohort's patient ids); ids of
+        at least 4 characters that are not all digits are also looked for in the text
+        of HTML pages and notebook outputs.
+    raise_on_failure : bool
+        Raise :class:`DisclosureAuditError` instead of returning a failed result.
+
+    Returns
+    -------
+    AuditResult
+        ``ok``, ``findings`` (``file, table, column, row, check``; no values) and
+        ``message()``.
+
+    Notes
+    -----
+    Every table found is checked with :func:`audit_table`: in CSV files, in HTML pages
+    and in the HTML outputs of executed notebooks; ``manifest.json`` may not give a table
+    a row count of 1 to ``min_cell - 1``. Values are never copied into the findings.
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> pd.DataFrame({"route": ["iv", "im"], "n": [40, 3]}).to_csv(folder / "t.csv", index=False)
+    >>> audit_report_dir(folder).findings[["file", "column", "check"]]
+        file column        check
+    0  t.csv      n  small_count
+    """
+    folder = Path(report_dir)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"No report folder at {folder}.")
+    manifest_path = folder / "manifest.json"
+    if min_cell is None:
+        min_cell = DEFAULT_MIN_CELL
+        if manifest_path.is_file():
+            params = json.loads(manifest_path.read_text(encoding="utf-8")).get("parameters", {})
+            min_cell = params.get("min_cell", DEFAULT_MIN_CELL) or DEFAULT_MIN_CELL
+    min_cell = check_min_cell(min_cell, optional=False)
+    ids = [str(i) for i in identifiers]
+    # ids that cannot be mistaken for a number or a word in running text
+    id_set = {i for i in ids if len(i) >= 4 and not i.isdigit()}
+    result = AuditResult(min_cell=min_cell)
+    frames = []
+
+    def add(file: str, findings: pd.DataFrame) -> None:
+        if len(findings):
+            frames.append(findings.assign(file=file))
+
+    for path in sorted(folder.rglob("*")):
+        if not path.is_file():
+            continue
+        rel = path.relative_to(folder).as_posix()
+        suffix = path.suffix.lower()
+        if suffix == ".csv":
+            df = _typed(pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]))
+            add(rel, audit_table(df, min_cell, name=path.stem, identifiers=ids))
+        elif suffix in (".html", ".htm"):
+            page = path.read_text(encoding="utf-8")
+            for k, t in enumerate(_html_tables(page)):
+                add(rel, audit_table(_flatten(t), min_cell, name=f"table {k + 1}", identifiers=ids))
+            found = _text_identifier_findings(page, id_set, "page text")
+            add(rel, pd.DataFrame(found, columns=["table", "column", "row", "check"]))
+        elif suffix == ".ipynb":
+            for label, t in _notebook_tables(path):
+                add(rel, audit_table(_flatten(t), min_cell, name=label, identifiers=ids))
+            found = _text_identifier_findings(_notebook_text(path), id_set, "outputs")
+            add(rel, pd.DataFrame(found, columns=["table", "column", "row", "check"]))
+        elif path.name == "manifest.json":
+            found = _manifest_findings(path, min_cell)
+            add(rel, pd.DataFrame(found, columns=["table", "column", "row", "check"]))
+        else:
+            continue
+        result.files.append(rel)
+    if frames:
+        result.findings = pd.concat(frames, ignore_index=True)[
+            ["file", "table", "column", "row", "check"]
+        ]
+    if raise_on_failure and not result.ok:
+        raise DisclosureAuditError(result)
+    return result
