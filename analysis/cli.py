@@ -203,6 +203,10 @@ def _report(args) -> int:
         )
     except OutputFolderError as error:  # files in --out no earlier run wrote
         raise UsageError(str(error)) from error
+    except FileNotFoundError as error:
+        if error.filename is None:  # load_cohort: a required table file is missing
+            raise _InvalidData(str(error)) from error
+        raise
     except (DataValidationError, OSError):
         raise
     except ValueError as error:  # a table file missing or unreadable as a cohort

@@ -155,7 +155,7 @@ def section(title: str, func: Callable, *args, **kwargs):
     Examples
     --------
     >>> import pandas as pd
-    >>> section("Mean age", lambda df: df["age"].mean(), pd.DataFrame({"age": [30, 40]}))
+    >>> section("Mean age", lambda df: float(df["age"].mean()), pd.DataFrame({"age": [30, 40]}))
     35.0
     >>> section("Mean age", lambda df: df["age"].mean(), pd.DataFrame({"age": []}))
     NotAvailable: Mean age is not available: there are no data for it in this cohort.
@@ -267,7 +267,7 @@ def report_endpoints(
     ...     "patient_id": ["a", "a", "b", "b"], "instrument": ["HAMA"] * 4,
     ...     "study_day": [0, 28, -2, 30], "total": [24, 10, 18, 14]})
     >>> endpoints, notes = report_endpoints(Cohort(patients, assessments), ["HAMA"])
-    >>> endpoints["reliable_improvement"].isna().all(), endpoints["response"].tolist()
+    >>> bool(endpoints["reliable_improvement"].isna().all()), endpoints["response"].tolist()
     (True, [True, False])
     >>> print(notes[0])  # doctest: +ELLIPSIS
     HAM-A reliable change is not defined for these data (no item-based reliability: ...

@@ -368,6 +368,10 @@ def save_table(df: pd.DataFrame, name: str, tables_dir: str | Path | None = None
 # 4. failure (a report failed, the disk is full, Ctrl-C): ``out_dir`` is not touched; the
 #    staging folder becomes ``<name>.failed`` with a ``FAILED.txt`` saying why, and its
 #    index marks each failed report with the reason.
+#
+# A check of the finished run (e.g. a disclosure audit of the tables) belongs in
+# ``_run_into``, on the staging folder, before ``_install``: a run it rejects is then kept
+# as failed and never replaces the previous reports.
 # ---------------------------------------------------------------------------------------
 
 #: Marker file of a failed run's folder (``<out>.failed/FAILED.txt``).
@@ -1004,6 +1008,10 @@ def _run_into(staging, out, previous, cohort, chosen, data_dir, values, progress
                 continue
             files = [old.get("html"), old.get("notebook"), *old.get("tables", [])]
             if all(isinstance(f, str) and f in owned for f in files if f):
+                # Entries of manifests written before entries carried their own provenance.
+                old.setdefault("status", "ok")
+                old.setdefault("data_fingerprint", previous.get("data_fingerprint"))
+                old.setdefault("parameters", previous.get("parameters"))
                 carried.append(old)
     order = {r.name: k for k, r in enumerate(discover_reports())}
     all_entries = sorted(carried + entries, key=lambda e: order.get(e["name"], len(order)))

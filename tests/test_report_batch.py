@@ -177,9 +177,12 @@ def test_rerun_keeps_files_it_did_not_write_and_never_follows_links(tmp_path, st
 
 
 @pytest.mark.slow
-def test_only_keeps_the_other_reports_in_the_index(tmp_path, stand_ins):
+def test_only_keeps_the_other_reports_in_the_index(tmp_path, stand_ins, capfd):
     out = tmp_path / "reports"
     assert _run(out) == 0
+    # The kernel's own log (e.g. "KeyboardInterrupt caught in kernel" at shutdown) stays
+    # out of the terminal on a successful run.
+    assert "IPKernelApp" not in capfd.readouterr().err
     second = (out / "02_second.html").read_bytes()
     assert _run(out, "--only", "first", "--seed", "5") == 0
     manifest = json.loads((out / "manifest.json").read_text())
@@ -367,3 +370,11 @@ def test_synth_refuses_a_cohort_folder_unless_forced(tmp_path, capsys):
     assert main(["validate", str(data)]) == 0
     (tmp_path / "afile").write_text("x")
     assert main(["synth", "--out", str(tmp_path / "afile")]) == 2
+
+
+def test_a_missing_dependency_exits_3(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "papermill", None)
+    assert main(["report", "--out", str(tmp_path / "r"), "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "missing dependency papermill" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
