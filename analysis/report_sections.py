@@ -123,7 +123,10 @@ class SectionNotes(list):
 
     def _repr_markdown_(self) -> str:
         if not self:
-            return "*Every analysis of this report could be computed on these data.*"
+            return (
+                "*Every outcome definition applies to these data; a section below that "
+                "these data cannot support says why.*"
+            )
         return "\n".join(f"- {note}" for note in self)
 
 
@@ -433,6 +436,8 @@ def fit_report_mmrm(
     from analysis.mmrm import MMRMFitError, fit_mmrm
 
     notes: list[str] = []
+    if isinstance(data, NotAvailable):
+        return ReportMMRM(title, None, None, None, [f"No MMRM: {data.reason}."])
     if not isinstance(data, pd.DataFrame) or len(data) == 0:
         return ReportMMRM(title, None, None, None, ["No MMRM: there are no post-baseline visits."])
     failures = []

@@ -43,13 +43,13 @@ SITUATIONS = {
     # the reports each situation reaches
     "small_program": (["effect_sizes"], {"effect_sizes": "could not be fitted"}),
     "no_iv": (["outcomes", "effect_sizes"], {"outcomes": "reference route (iv)"}),
-    "tiny_route_cell": (["effect_sizes", "outcomes"], {}),
+    "tiny_route_cell": (["effect_sizes"], {}),
     "nobody_responds": (["durability"], {"durability": "log-rank test is not defined"}),
     "everybody_responds": (["durability"], {"durability": "log-rank test is not defined"}),
-    "gad7_only": (["durability", "effect_sizes"], {"effect_sizes": "HAM-A MMRM"}),
-    "hama_only": (["effect_sizes", "durability"], {}),
-    "baselines_only": (["outcomes", "durability"], {"outcomes": "no data for it"}),
-    "one_patient": (["outcomes", "data_quality"], {"outcomes": "reliable change is not defined"}),
+    "gad7_only": (["durability"], {"durability": "agreement between the scales is not"}),
+    "hama_only": (["effect_sizes"], {"effect_sizes": "GAD-7 MMRM is not available"}),
+    "baselines_only": (["outcomes"], {"outcomes": "no data for it"}),
+    "one_patient": (["outcomes"], {"outcomes": "reliable change is not defined"}),
     "no_adverse_events": (["safety"], {}),
 }
 

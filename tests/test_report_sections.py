@@ -97,7 +97,7 @@ def test_report_endpoints_is_cohort_endpoints_when_everything_is_defined():
     endpoints, notes = report_endpoints(cohort, patient_columns=("route",))
     pd.testing.assert_frame_equal(endpoints, cohort_endpoints(cohort, patient_columns=("route",)))
     assert list(notes) == [] and notes.criteria is None
-    assert "could be computed" in notes._repr_markdown_()
+    assert "Every outcome definition applies" in notes._repr_markdown_()
 
 
 def _gad7(cohort):
