@@ -84,14 +84,14 @@ class NotAvailable:
     Examples
     --------
     >>> NotAvailable("Comparison of routes", "only one route (iv) in these data")
-    NotAvailable: Comparison of routes is not available: only one route (iv) in these data.
+    NotAvailable: Comparison of routes: not available; only one route (iv) in these data.
     """
 
     title: str
     reason: str
 
     def __str__(self) -> str:
-        return f"{self.title} is not available: {self.reason}."
+        return f"{self.title}: not available; {self.reason}."
 
     def __repr__(self) -> str:
         return f"NotAvailable: {self}"
@@ -161,9 +161,9 @@ def section(title: str, func: Callable, *args, **kwargs):
     >>> section("Mean age", lambda df: float(df["age"].mean()), pd.DataFrame({"age": [30, 40]}))
     35.0
     >>> section("Mean age", lambda df: df["age"].mean(), pd.DataFrame({"age": []}))
-    NotAvailable: Mean age is not available: there are no data for it in this cohort.
+    NotAvailable: Mean age: not available; there are no data for it in this cohort.
     >>> section("Log", lambda x: math.log(x), -1)
-    NotAvailable: Log is not available: math domain error.
+    NotAvailable: Log: not available; math domain error.
     """
     for value in (*args, *kwargs.values()):
         if isinstance(value, NotAvailable):
@@ -195,10 +195,10 @@ def compare_section(title: str, func: Callable, data, *args, groups: str, refere
     >>> import pandas as pd
     >>> data = pd.DataFrame({"route": ["iv", "iv"], "x": [1, 2]})
     >>> compare_section("Routes", lambda d, reference: 0, data, groups="route", reference="iv")
-    NotAvailable: Routes is not available: only one route (iv) in these data, so there is no between-route comparison.
+    NotAvailable: Routes: not available; only one route (iv) in these data, so there is no between-route comparison.
     >>> data = pd.DataFrame({"route": ["iv", "im"], "time": [7, 14], "event": [0, 0]})
     >>> compare_section("Log-rank test", lambda d: 0, data, groups="route")
-    NotAvailable: Log-rank test is not available: no patient had the event in these data, so the log-rank test is not defined.
+    NotAvailable: Log-rank test: not available; no patient had the event in these data, so the log-rank test is not defined.
     """
     for value in (data, *args, *kwargs.values()):
         if isinstance(value, NotAvailable):

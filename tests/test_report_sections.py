@@ -34,7 +34,7 @@ def test_section_passes_results_and_explains_refusals():
 
     refused = section("Model", refuse, table)
     assert refused.reason == "The model has 21 parameters but 14 subjects"
-    assert str(refused) == "Model is not available: The model has 21 parameters but 14 subjects."
+    assert str(refused) == "Model: not available; The model has 21 parameters but 14 subjects."
     # An unavailable input makes the next section unavailable for the same reason.
     chained = section("Figure", lambda t: 1 / 0, refused)
     assert chained == NotAvailable("Figure", refused.reason)
