@@ -15,6 +15,11 @@ Design contract:
   renders them to HTML without code cells, and writes ``index.html`` and
   ``manifest.json``. Nothing written depends on the date, so the same data and
   parameters give the same manifest.
+- A run never harms the output folder (see "Output folder safety" below): it renders
+  into a staging folder beside it and installs only a run where every report succeeded;
+  it replaces or deletes only files an earlier run's manifest lists; a failed run is
+  kept as ``<out>.failed`` with the reasons. A report that fails does not stop the
+  others; a section a cohort cannot support says why (:mod:`analysis.report_sections`).
 """
 
 from __future__ import annotations
