@@ -440,6 +440,18 @@ def fit_report_mmrm(
         return ReportMMRM(title, None, None, None, [f"No MMRM: {data.reason}."])
     if not isinstance(data, pd.DataFrame) or len(data) == 0:
         return ReportMMRM(title, None, None, None, ["No MMRM: there are no post-baseline visits."])
+    n_subjects = data[subject].nunique() if subject in data.columns else 0
+    if n_subjects < 2:
+        return ReportMMRM(
+            title,
+            None,
+            None,
+            None,
+            [
+                "No MMRM: a model of change needs at least two patients with a post-baseline "
+                f"visit, and these data have {n_subjects}."
+            ],
+        )
     failures = []
     for k, candidate in enumerate([formula, *simpler]):
         for covariance in covariances:

@@ -49,7 +49,10 @@ SITUATIONS = {
     "gad7_only": (["durability"], {"durability": "agreement between the scales: not available"}),
     "hama_only": (["effect_sizes"], {"effect_sizes": "GAD-7 MMRM: not available"}),
     "baselines_only": (["outcomes"], {"outcomes": "no data for it"}),
-    "one_patient": (["outcomes"], {"outcomes": "reliable change is not defined"}),
+    "one_patient": (
+        ["outcomes", "effect_sizes"],
+        {"outcomes": "reliable change is not defined", "effect_sizes": "at least two patients"},
+    ),
     "no_adverse_events": (["safety"], {}),
 }
 

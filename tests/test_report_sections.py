@@ -135,7 +135,16 @@ def test_fit_report_mmrm_drops_an_inestimable_interaction():
 def test_fit_report_mmrm_without_any_fit_says_so():
     data = _gad7(cohorts.all_iv()).query("patient_id == patient_id.min()")
     fit = fit_report_mmrm(data, "change ~ visit", subject="patient_id", visit="visit")
-    assert fit.result is None and fit.notes[0].startswith("No MMRM could be fitted")
+    assert fit.result is None and "at least two patients" in fit.notes[0]
+    # Two patients observed at different visits only: no structure can be fitted.
+    two = _gad7(cohorts.all_iv())
+    first, second = sorted(two["patient_id"].unique())[:2]
+    two = two[
+        ((two["patient_id"] == first) & (two["visit"] == "week1"))
+        | ((two["patient_id"] == second) & (two["visit"] == "week4"))
+    ]
+    none = fit_report_mmrm(two, "change ~ visit", subject="patient_id", visit="visit")
+    assert none.result is None and none.notes[0].startswith("No MMRM could be fitted")
     assert isinstance(fit.lsmeans("visit"), NotAvailable)
     assert isinstance(fit.pairwise("visit"), NotAvailable)
     assert isinstance(fit.summary(), NotAvailable)
