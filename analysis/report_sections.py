@@ -392,9 +392,9 @@ def fit_report_mmrm(
     unstructured, then ``csh``, ``cs``, ``ar1``), then each formula of ``simpler`` the same
     way, and keeps the first fit that succeeds. An unstructured covariance over ``m``
     visits has ``m (m + 1) / 2`` parameters (21 for six visits) and needs that many
-    patients and every pair of visits observed together; a route with no patient at some
-    visit makes the route x visit interaction inestimable (the simpler formula without it
-    assumes a constant route difference). Only :class:`~analysis.mmrm.MMRMFitError`
+    patients and every pair of visits observed together; when the route x visit
+    interaction cannot be estimated, a simpler formula without it assumes a constant route
+    difference. Only :class:`~analysis.mmrm.MMRMFitError`
     (the data cannot support the model) moves on to the next candidate.
 
     Parameters

@@ -120,13 +120,16 @@ def test_fit_report_mmrm_falls_back_to_the_next_covariance_that_fits():
     assert fit.summary().startswith("The unstructured (us) covariance could not be fitted")
 
 
-def test_fit_report_mmrm_drops_an_inestimable_interaction():
-    data = _gad7(cohorts.small_program())
-    formula = "change ~ baseline + route * visit"
+def test_fit_report_mmrm_falls_back_to_a_simpler_formula():
+    # A covariate never recorded: the first model cannot be fitted with any covariance.
+    data = _gad7(cohorts.small_program()).assign(phq9=np.nan)
+    formula = "change ~ baseline + phq9 + visit"
+    with pytest.raises(MMRMFitError):
+        fit_mmrm(data, formula, subject="patient_id", visit="visit", covariance="ar1")
     fit = fit_report_mmrm(
         data, formula, subject="patient_id", visit="visit", simpler=["change ~ baseline + visit"]
     )
-    assert fit.formula == "change ~ baseline + visit"
+    assert fit.formula == "change ~ baseline + visit" and fit.covariance == "csh"
     assert f"The model `{formula}` could not be fitted" in fit.notes[0]
     lsmeans = fit.lsmeans("visit")
     assert isinstance(lsmeans, pd.DataFrame) and len(lsmeans) == data["visit"].nunique()
