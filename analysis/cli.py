@@ -122,6 +122,14 @@ def _parser() -> argparse.ArgumentParser:
         help="check a cohort folder against the schema and the de-identification guard",
     )
     validate.add_argument("data_dir", metavar="DATA_DIR")
+    validate.add_argument(
+        "--strict", action="store_true", help="count findings as errors (exit 1 on any)"
+    )
+    validate.add_argument(
+        "--failures",
+        metavar="FILE.csv",
+        help="write every error and finding (one row per cell, row or column) to FILE.csv",
+    )
 
     synth = commands.add_parser(
         "synth",
@@ -157,16 +165,48 @@ def _data_folder(data_dir: str) -> Path:
 
 
 def _validate(args) -> int:
-    from analysis.schema import DataValidationError, load_cohort
+    """Errors and findings per check: count, first spreadsheet lines, safe values, fix."""
+    from analysis.schema import TABLES, validate_cohort
 
     folder = _data_folder(args.data_dir)
     try:
-        cohort = load_cohort(folder)
-    except DataValidationError:
-        raise
-    except (FileNotFoundError, ValueError) as error:  # a table file missing or ambiguous
+        report = validate_cohort(folder)
+    except FileNotFoundError as error:  # a required table file is missing
+        if error.filename is not None:  # the OS could not read something: environment
+            raise
         raise _InvalidData(str(error)) from error
-    print(f"valid: {_summary(cohort)}")
+    if args.strict:
+        report = report.strict()
+    if args.failures:  # errors with their values as in `.failures`, findings as listed
+        import pandas as pd
+
+        listing = pd.concat([report.errors, report.findings], ignore_index=True)
+        listing = listing.drop(columns="value").join(
+            pd.concat([report.failures["value"], report.findings["value"]], ignore_index=True)
+        )
+        listing.to_csv(args.failures, index=False)
+    if not report.ok:
+        print(report.describe(), file=sys.stderr)
+        print(
+            "Invalid: nothing was loaded. Lines are those a spreadsheet shows (header = "
+            "line 1); data_schema/README.md describes every column.",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    cohort = report.tables
+    counts = {t: len(cohort[t]) if t in cohort else "no" for t in TABLES}
+    not_collected = [t for t in TABLES if t not in report.collected]
+    line = (
+        f"valid: {counts['patients']} patients, {counts['assessments']} assessments, "
+        f"{counts['sessions']} sessions, {counts['adverse_events']} adverse events"
+    )
+    if not_collected:
+        line += f" ({', '.join(not_collected)} not collected in this data set)"
+    if len(report.findings):
+        line += f"; {len(report.findings)} finding(s) (loaded, accounted):"
+    print(line)
+    if len(report.findings):
+        print(report.describe())
     return EXIT_OK
 
 
