@@ -354,10 +354,11 @@ def test_debug_shows_the_traceback(tmp_path):
     (data / "patients.csv").write_text("patient_id,route\nP1,rectal\n")
     from analysis.schema import DataValidationError
 
+    out = str(tmp_path / "r")
     with pytest.raises(DataValidationError):
-        main(["--debug", "validate", str(data)])
+        main(["--debug", "report", str(data), "--out", out, "--quiet"])
     with pytest.raises(DataValidationError):
-        main(["validate", str(data), "--debug"])
+        main(["report", str(data), "--out", out, "--quiet", "--debug"])
 
 
 def test_synth_refuses_a_cohort_folder_unless_forced(tmp_path, capsys):
