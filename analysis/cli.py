@@ -1,12 +1,24 @@
 """The ``anxiety-outcomes`` command: render the reports, validate a data folder, write demo data.
 
-Exit codes: 0 success; 1 invalid data (the failure summary goes to stderr) or a report
-that failed to run; 2 usage errors (unknown option or report, missing data folder).
+Exit codes (the same for every command):
+
+- 0 success;
+- 1 invalid data (the failure summary goes to stderr), or a report that failed to run
+  (the previous reports are left untouched; the failed run is kept in ``<out>.failed``);
+- 2 usage errors: an unknown option or report, an argument out of range (``--min-cell 0``),
+  a missing data folder, an output folder that is refused (a file, inside the package, a
+  folder holding a cohort);
+- 3 environment: the disk is full, a folder is not writable or readable, a dependency is
+  missing.
+
+Every error is one line on stderr (the invalid-data summary lists its checks) with no
+traceback; ``--debug`` shows the traceback. Arguments are checked before anything runs.
 """
 
 from __future__ import annotations
 
 import argparse
+import errno
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -16,24 +28,63 @@ from analysis.reports import REPORT_PARAMETERS
 
 __all__ = ["main"]
 
-EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_INVALID, EXIT_USAGE, EXIT_ENVIRONMENT = 0, 1, 2, 3
+
+
+class UsageError(ValueError):
+    """An argument value that cannot be used (exit code 2)."""
+
+
+def _integer(low: int):
+    """An argparse type: an integer of at least ``low``."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not an integer") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, not {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _common_options() -> argparse.ArgumentParser:
+    """Options every subcommand accepts (pass as ``parents=[...]`` to a new subcommand)."""
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--debug",
+        action="store_true",
+        default=argparse.SUPPRESS,
+        help="show the full traceback of an error",
+    )
+    return common
 
 
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="anxiety-outcomes",
         description="GAD-7 and HAM-A outcome reports for ketamine treatment programs.",
-        epilog="Exit codes: 0 success, 1 invalid data or failed report, 2 usage error.",
+        epilog="Exit codes: 0 success, 1 invalid data or a failed report, 2 usage error, "
+        "3 environment (disk full, permission, missing dependency).",
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {analysis.__version__}")
+    parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    common = [_common_options()]
 
     report = commands.add_parser(
         "report",
+        parents=common,
         help="render every report (HTML, executed notebooks, tables, manifest)",
         description="Execute the report notebooks on a cohort folder (default: the "
         "synthetic demo cohort) and write index.html, one HTML per report, the executed "
-        "notebooks, the tables as CSV and manifest.json to --out.",
+        "notebooks, the tables as CSV and manifest.json to --out. The run renders into a "
+        "fresh folder beside --out and moves into place only when every report succeeded; "
+        "a failed run leaves --out untouched and is kept in <out>.failed. Files in --out "
+        "that no earlier run wrote are never deleted or overwritten.",
     )
     report.add_argument(
         "data_dir", nargs="?", metavar="DATA_DIR", help="cohort folder (default: synthetic demo)"
@@ -43,29 +94,31 @@ def _parser() -> argparse.ArgumentParser:
         "--only",
         nargs="+",
         metavar="NAME",
-        help="reports to run, by name (data_quality) or file stem (01_data_quality)",
+        help="reports to run, by name (data_quality) or file stem (01_data_quality); the "
+        "other reports already in --out stay in its index",
     )
     report.add_argument(
         "--patients",
-        type=int,
+        type=_integer(1),
         default=REPORT_PARAMETERS["n_patients"],
         metavar="N",
         help="synthetic cohort size (default %(default)s)",
     )
     report.add_argument(
-        "--seed", type=int, default=REPORT_PARAMETERS["seed"], help="synthetic cohort seed"
+        "--seed", type=_integer(0), default=REPORT_PARAMETERS["seed"], help="synthetic cohort seed"
     )
     report.add_argument(
         "--min-cell",
-        type=int,
+        type=_integer(1),
         default=REPORT_PARAMETERS["min_cell"],
         metavar="K",
-        help="smallest count shown besides 0 (default %(default)s: no cell of 1-10)",
+        help="smallest count shown besides 0, at least 1 (default %(default)s: no cell of 1-10)",
     )
     report.add_argument("--quiet", action="store_true", help="no progress lines")
 
     validate = commands.add_parser(
         "validate",
+        parents=common,
         help="check a cohort folder against the schema and the de-identification guard",
     )
     validate.add_argument("data_dir", metavar="DATA_DIR")
@@ -78,18 +131,28 @@ def _parser() -> argparse.ArgumentParser:
         help="write every error and finding (one row per cell, row or column) to FILE.csv",
     )
 
-    synth = commands.add_parser("synth", help="write a synthetic cohort folder")
-    synth.add_argument("--patients", type=int, default=500, metavar="N")
-    synth.add_argument("--seed", type=int, default=0, metavar="S")
+    synth = commands.add_parser(
+        "synth",
+        parents=common,
+        help="write a synthetic cohort folder",
+        description="Write a synthetic (invented) cohort. A folder that already holds a "
+        "cohort is refused unless --force.",
+    )
+    synth.add_argument("--patients", type=_integer(1), default=500, metavar="N")
+    synth.add_argument("--seed", type=_integer(0), default=0, metavar="S")
     synth.add_argument("--out", required=True, metavar="DIR")
     synth.add_argument("--format", choices=["csv", "parquet"], default="csv")
-    _add_audit_parser(commands)
+    synth.add_argument(
+        "--force", action="store_true", help="replace the cohort tables of a folder holding one"
+    )
+    _add_audit_parser(commands, common)
     return parser
 
 
-def _add_audit_parser(commands) -> None:
+def _add_audit_parser(commands, common) -> None:
     audit = commands.add_parser(
         "audit",
+        parents=common,
         help="check a report folder for small counts, recoverable cells and identifiers",
         description="Audit a folder of rendered reports (HTML, CSV, executed notebooks, "
         "manifest.json) against the disclosure policy: no count of 1 to K-1, no hidden "
@@ -98,7 +161,7 @@ def _add_audit_parser(commands) -> None:
     audit.add_argument("report_dir", metavar="REPORT_DIR")
     audit.add_argument(
         "--min-cell",
-        type=int,
+        type=_integer(1),
         default=None,
         metavar="K",
         help="smallest count allowed besides 0 (default: the manifest's, else 11)",
@@ -127,18 +190,26 @@ def _summary(cohort) -> str:
     )
 
 
+def _data_folder(data_dir: str) -> Path:
+    path = Path(data_dir)
+    if not path.exists():
+        raise UsageError(f"no folder {data_dir}")
+    if not path.is_dir():
+        raise UsageError(f"{data_dir} is a file; DATA_DIR is the folder holding the tables")
+    return path
+
+
 def _validate(args) -> int:
     """Errors and findings per check: count, first spreadsheet lines, safe values, fix."""
     from analysis.schema import TABLES, validate_cohort
 
-    if not Path(args.data_dir).is_dir():
-        print(f"anxiety-outcomes validate: no folder {args.data_dir}", file=sys.stderr)
-        return EXIT_USAGE
+    folder = _data_folder(args.data_dir)
     try:
-        report = validate_cohort(args.data_dir)
+        report = validate_cohort(folder)
     except FileNotFoundError as error:  # a required table file is missing
-        print(f"anxiety-outcomes validate: {error}", file=sys.stderr)
-        return EXIT_INVALID
+        if error.filename is not None:  # the OS could not read something: environment
+            raise
+        raise _InvalidData(str(error)) from error
     if args.strict:
         report = report.strict()
     if args.failures:  # errors with their values as in `.failures`, findings as listed
@@ -174,13 +245,27 @@ def _validate(args) -> int:
     return EXIT_OK
 
 
+class _InvalidData(Exception):
+    """Data that cannot be read as a cohort (exit code 1)."""
+
+
 def _report(args) -> int:
-    from analysis.reports import run_reports
+    from analysis.reports import (
+        OutputFolderError,
+        check_output_folder,
+        check_report_names,
+        run_reports,
+    )
     from analysis.schema import DataValidationError
 
-    if args.data_dir is not None and not Path(args.data_dir).is_dir():
-        print(f"anxiety-outcomes report: no folder {args.data_dir}", file=sys.stderr)
-        return EXIT_USAGE
+    # Every argument is checked before anything runs (usage errors, exit code 2).
+    if args.data_dir is not None:
+        _data_folder(args.data_dir)
+    try:
+        check_report_names(args.only)
+        check_output_folder(args.out, args.data_dir)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
     try:
         run_reports(
             args.data_dir,
@@ -191,48 +276,144 @@ def _report(args) -> int:
             seed=args.seed,
             min_cell=args.min_cell,
         )
-    except DataValidationError as error:
-        print(str(error), file=sys.stderr)
-        return EXIT_INVALID
-    except FileNotFoundError as error:  # a required table file is missing
-        print(f"anxiety-outcomes report: {error}", file=sys.stderr)
-        return EXIT_INVALID
-    except ValueError as error:  # unknown report or bad parameter
-        print(f"anxiety-outcomes report: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    except RuntimeError as error:  # a notebook failed
-        print(f"anxiety-outcomes report: {error}", file=sys.stderr)
-        return EXIT_INVALID
+    except OutputFolderError as error:  # files in --out no earlier run wrote
+        raise UsageError(str(error)) from error
+    except FileNotFoundError as error:
+        if error.filename is None:  # load_cohort: a required table file is missing
+            raise _InvalidData(str(error)) from error
+        raise
+    except (DataValidationError, OSError):
+        raise
+    except ValueError as error:  # a table file missing or unreadable as a cohort
+        raise _InvalidData(str(error)) from error
     print(Path(args.out) / "index.html")
     return EXIT_OK
 
 
 def _synth(args) -> int:
+    from analysis.reports import package_folder_of
     from analysis.schema import write_cohort
     from analysis.synthetic import synthetic_cohort
 
-    try:
-        cohort = synthetic_cohort(n_patients=args.patients, seed=args.seed)
-    except ValueError as error:
-        print(f"anxiety-outcomes synth: {error}", file=sys.stderr)
-        return EXIT_USAGE
-    write_cohort(cohort, args.out, format=args.format)
+    out = Path(args.out)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {args.out} is a file, not a folder")
+    inside = package_folder_of(out)
+    if inside is not None:
+        raise UsageError(
+            f"--out {args.out} is inside the package folder {inside}/; choose another folder"
+        )
+    tables = ("patients", "assessments", "sessions", "adverse_events")
+    held = sorted(p.name for p in out.glob("*.*") if p.stem in tables) if out.is_dir() else []
+    if held and not args.force:
+        raise UsageError(
+            f"--out {args.out} already holds a cohort ({', '.join(held)}); synthetic data "
+            "would replace it. Choose an empty folder, or pass --force to replace it."
+        )
+    cohort = synthetic_cohort(n_patients=args.patients, seed=args.seed)
+    write_cohort(cohort, out, format=args.format)
     print(f"wrote {_summary(cohort)} to {args.out}")
     return EXIT_OK
 
 
+def _environment_message(error: OSError) -> str:
+    where = f" {error.filename}" if error.filename else ""
+    reason = error.strerror or str(error)
+    hint = {
+        errno.ENOSPC: "free some disk space and run again",
+        errno.EACCES: "choose a folder you can write to (or read, for the data)",
+        errno.EPERM: "choose a folder you can write to (or read, for the data)",
+        errno.EROFS: "choose a folder on a writable file system",
+        errno.EDQUOT: "free some space within your quota and run again",
+    }.get(error.errno, "check the folder and run again")
+    notes = " ".join(getattr(error, "__notes__", []))
+    return f"cannot use{where}: {reason}; {hint}.{' ' + notes if notes else ''}"
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (the console script exits with it).
+
+    Parameters
+    ----------
+    argv : sequence of str, optional
+        The arguments (default ``sys.argv[1:]``).
+
+    Returns
+    -------
+    int
+        0 success, 1 invalid data or a failed report, 2 usage error, 3 environment (disk
+        full, permission, missing dependency). Errors are one line on stderr; ``--debug``
+        (before or after the command) re-raises them with the traceback.
 
     Examples
     --------
     >>> main(["--version"])
     anxiety-outcomes 0.1.0
     0
+    >>> main(["report", "--min-cell", "0"])
+    2
     """
+    from analysis.disclosure import DisclosureAuditError
+    from analysis.reports import ReportsFailedError
+    from analysis.schema import DataValidationError
+
     try:
         args = _parser().parse_args(argv)
     except SystemExit as exit_:  # argparse: 0 after --help/--version, 2 on usage errors
         return exit_.code if isinstance(exit_.code, int) else EXIT_USAGE
-    handlers = {"report": _report, "validate": _validate, "synth": _synth, "audit": _audit}
-    return handlers[args.command](args)
+    debug = bool(getattr(args, "debug", False))
+    prefix = f"anxiety-outcomes {args.command}:"
+    try:
+        handlers = {"report": _report, "validate": _validate, "synth": _synth, "audit": _audit}
+        return handlers[args.command](args)
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        print(f"{prefix} interrupted", file=sys.stderr)
+        return 130
+    except DataValidationError as error:
+        if debug:
+            raise
+        print(str(error), file=sys.stderr)
+        return EXIT_INVALID
+    except _InvalidData as error:
+        if debug:
+            raise
+        print(f"{prefix} {' '.join(str(error).split())}", file=sys.stderr)
+        return EXIT_INVALID
+    except (ReportsFailedError, DisclosureAuditError) as error:
+        if debug:
+            raise
+        print(f"{prefix} {error}", file=sys.stderr)
+        return EXIT_INVALID
+    except UsageError as error:
+        if debug:
+            raise
+        print(f"{prefix} {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except OSError as error:
+        if debug:
+            raise
+        print(f"{prefix} {_environment_message(error)}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except ImportError as error:
+        if debug:
+            raise
+        name = getattr(error, "name", None) or str(error)
+        print(
+            f"{prefix} missing dependency {name}; reinstall anxiety-outcomes with its "
+            "dependencies (pip install -e .)",
+            file=sys.stderr,
+        )
+        return EXIT_ENVIRONMENT
+    except Exception as error:
+        if debug:
+            raise
+        print(
+            f"{prefix} unexpected error {type(error).__name__}: {' '.join(str(error).split())} "
+            "(a bug: rerun with --debug and report the traceback)",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    finally:
+        sys.stdout.flush()

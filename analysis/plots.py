@@ -95,6 +95,10 @@ def plot_completeness(table: pd.DataFrame) -> Figure:
     )
     visits = list(dict.fromkeys(data["visit"]))
     instruments = list(dict.fromkeys(data["instrument"]))
+    if not instruments:  # a table without rows (header-only data): empty axes, a note
+        ax.text(0.5, 50, "no assessments", ha="center", va="center", color="0.4")
+        ax.set(xlabel="Visit", ylabel="Patients assessed (% of expected)", ylim=(0, 100))
+        return fig
     width = 0.8 / len(instruments)
     hidden_x = []
     for row in data.loc[data["percent"].isna()].itertuples(index=False):

@@ -15,6 +15,11 @@ Design contract:
   renders them to HTML without code cells, and writes ``index.html`` and
   ``manifest.json``. Nothing written depends on the date, so the same data and
   parameters give the same manifest.
+- A run never harms the output folder (see "Output folder safety" below): it renders
+  into a staging folder beside it and installs only a run where every report succeeded;
+  it replaces or deletes only files an earlier run's manifest lists; a failed run is
+  kept as ``<out>.failed`` with the reasons. A report that fails does not stop the
+  others; a section a cohort cannot support says why (:mod:`analysis.report_sections`).
 """
 
 from __future__ import annotations
@@ -37,14 +42,20 @@ from analysis.disclosure import check_min_cell, shown_count
 from analysis.schema import TABLES
 
 __all__ = [
+    "FAILED_MARKER",
     "NOTEBOOKS_DIR",
     "REPORT_PARAMETERS",
+    "OutputFolderError",
     "Report",
+    "ReportsFailedError",
+    "check_output_folder",
+    "check_report_names",
     "configure_display",
     "data_fingerprint",
     "definitions",
     "discover_reports",
     "load_report_cohort",
+    "package_folder_of",
     "run_reports",
     "save_table",
 ]
@@ -98,6 +109,17 @@ def discover_reports(notebooks_dir: str | Path | None = None) -> list[Report]:
         if match:
             found.append((int(match[1]), Report(match[2], path.stem, path)))
     return [report for _, report in sorted(found, key=lambda item: (item[0], item[1].name))]
+
+
+def check_report_names(names: Iterable[str] | None) -> list[Report]:
+    """The reports ``names`` select (all when None); ValueError naming the unknown ones.
+
+    Examples
+    --------
+    >>> [r.stem for r in check_report_names(["data_quality"])]
+    ['01_data_quality']
+    """
+    return _select(discover_reports(), names)
 
 
 def _select(available: list[Report], names: Iterable[str] | None) -> list[Report]:
@@ -321,6 +343,10 @@ def save_table(df: pd.DataFrame, name: str, tables_dir: str | Path | None = None
     >>> (pathlib.Path(folder) / "counts.csv").read_text()
     'n\\n12\\n'
     """
+    from analysis.report_sections import NotAvailable
+
+    if isinstance(df, NotAvailable):  # a section these data cannot support: nothing to save
+        return df
     if not isinstance(name, str) or not _TABLE_NAME.match(name):
         raise ValueError(
             f"A table name must be lower-case letters, digits and underscores "
@@ -361,13 +387,328 @@ def _neutralise_formulas(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def _kernel_manager_class():
+# ---------------------------------------------------------------------------------------
+# Output folder safety
+#
+# A run never writes into ``out_dir`` while it works. It renders everything into a fresh
+# staging folder beside ``out_dir`` (same file system, so moving is a rename) and
+# *installs* it only when every report succeeded:
+#
+# 1. checks (before anything runs): ``check_output_folder`` refuses a file, the package's
+#    own folders, a cohort folder; the previous manifest says which files a run owns;
+# 2. render into ``.<name>.partial-XXXX`` beside ``out_dir``;
+# 3. success: every new file is renamed into ``out_dir`` (after checking that none would
+#    replace a file an earlier run did not write, and that no folder on the way is a
+#    symbolic link), then the files the previous run owned and this one no longer writes
+#    are removed (regular files only, never through a link);
+# 4. failure (a report failed, the disk is full, Ctrl-C): ``out_dir`` is not touched; the
+#    staging folder becomes ``<name>.failed`` with a ``FAILED.txt`` saying why, and its
+#    index marks each failed report with the reason.
+#
+# A check of the finished run (e.g. a disclosure audit of the tables) belongs in
+# ``_run_into``, on the staging folder, before ``_install``: a run it rejects is then kept
+# as failed and never replaces the previous reports.
+# ---------------------------------------------------------------------------------------
+
+#: Marker file of a failed run's folder (``<out>.failed/FAILED.txt``).
+FAILED_MARKER = "FAILED.txt"
+
+#: Files or folders whose presence marks a cohort folder (which a report must not overwrite).
+_COHORT_FILES = tuple(f"{table}.{ext}" for table in TABLES for ext in ("csv", "parquet"))
+
+
+class OutputFolderError(ValueError):
+    """``out_dir`` cannot receive the reports; the message says why and what to choose."""
+
+
+class ReportsFailedError(RuntimeError):
+    """One or more reports failed; the previous report folder was left untouched.
+
+    Attributes
+    ----------
+    failures : dict
+        Report name -> one-sentence reason.
+    failed_dir : Path
+        The folder holding the failed run (its ``index.html`` marks what failed).
+    manifest : dict
+        The failed run's manifest.
+    """
+
+    def __init__(self, message: str, failures: dict, failed_dir: Path, manifest: dict):
+        super().__init__(message)
+        self.failures = failures
+        self.failed_dir = failed_dir
+        self.manifest = manifest
+
+
+def _package_folders() -> list[Path]:
+    """Folders of the package a report must never be written into."""
+    root = Path(__file__).resolve().parent
+    return [root, NOTEBOOKS_DIR.resolve(), root.parent / "data_schema"]
+
+
+def _is_within(path: Path, folder: Path) -> bool:
+    return path == folder or folder in path.parents
+
+
+def package_folder_of(path: str | Path) -> str | None:
+    """The package folder (``analysis``, ``notebooks``, ``data_schema``) ``path`` is in, or None.
+
+    Examples
+    --------
+    >>> package_folder_of(NOTEBOOKS_DIR / "executed")
+    'notebooks'
+    >>> package_folder_of("/tmp/reports") is None
+    True
+    """
+    resolved = Path(path).expanduser().resolve()
+    for folder in _package_folders():
+        if _is_within(resolved, folder.resolve()):
+            return folder.name
+    return None
+
+
+def check_output_folder(out_dir: str | Path, data_dir: str | Path | None = None) -> Path:
+    """Check that ``out_dir`` may receive the reports; return it as an absolute path.
+
+    Refused (:class:`OutputFolderError`): a path that is an existing file; a folder inside
+    the package (its code, ``notebooks/`` or ``data_schema/``), where executed notebooks
+    would replace the sources; the data folder itself or a folder inside it, or any folder
+    holding a cohort table (``patients.csv``, ``assessments.parquet``, ...).
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The output folder (need not exist).
+    data_dir : str or Path, optional
+        The cohort folder of the run.
+
+    Returns
+    -------
+    Path
+        ``out_dir`` made absolute with symbolic links resolved.
+
+    Raises
+    ------
+    OutputFolderError
+
+    Examples
+    --------
+    >>> check_output_folder(NOTEBOOKS_DIR / "out")
+    Traceback (most recent call last):
+    ...
+    analysis.reports.OutputFolderError: --out ... is inside the package folder ...
+    """
+    out = Path(out_dir).expanduser().resolve()
+    if out.exists() and not out.is_dir():
+        raise OutputFolderError(
+            f"--out {out_dir} is a file, not a folder; choose a folder for the reports."
+        )
+    inside = package_folder_of(out)
+    if inside is not None:
+        raise OutputFolderError(
+            f"--out {out_dir} is inside the package folder {inside}/; the reports "
+            "would replace its files. Choose a folder outside the package."
+        )
+    if data_dir is not None and _is_within(out, Path(data_dir).expanduser().resolve()):
+        raise OutputFolderError(
+            f"--out {out_dir} is inside the data folder {data_dir}; choose a folder outside "
+            "the cohort's data."
+        )
+    if out.is_dir():
+        cohort_files = [name for name in _COHORT_FILES if (out / name).exists()]
+        if cohort_files:
+            raise OutputFolderError(
+                f"--out {out_dir} holds a cohort ({', '.join(cohort_files)}); choose another "
+                "folder for the reports."
+            )
+    return out
+
+
+def _safe_relative(name: object) -> str | None:
+    """A manifest path that stays inside the output folder, else None."""
+    if not isinstance(name, str) or not name or "\\" in name:
+        return None
+    parts = Path(name).parts
+    if Path(name).is_absolute() or any(part in ("", ".", "..") for part in parts):
+        return None
+    return Path(*parts).as_posix()
+
+
+def _previous_manifest(out: Path) -> dict | None:
+    """The manifest of an earlier run in ``out`` (None when there is none or it is unreadable)."""
+    path = out / "manifest.json"
+    if not path.is_file() or path.is_symlink():
+        return None
+    try:
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if not isinstance(manifest, dict) or manifest.get("package") != "anxiety-outcomes":
+        return None
+    files = manifest.get("files")
+    manifest["files"] = sorted(
+        {f for f in map(_safe_relative, files if isinstance(files, list) else []) if f}
+    )
+    reports = manifest.get("reports")
+    manifest["reports"] = (
+        [r for r in reports if isinstance(r, dict)] if isinstance(reports, list) else []
+    )
+    return manifest
+
+
+def _no_link_on_the_way(out: Path, relative: str) -> bool:
+    """True when no existing component of ``out/relative`` below ``out`` is a symbolic link."""
+    path = out
+    for part in Path(relative).parts:
+        path = path / part
+        if path.is_symlink():
+            return False
+        if not path.exists():
+            return True
+    return True
+
+
+def _check_fixed_names(out: Path, previous: dict | None, chosen: list[Report]) -> None:
+    """Refuse, before anything runs, a run whose fixed file names an earlier run did not write."""
+    owned = set(previous["files"]) if previous else set()
+    names = ["index.html", "manifest.json"]
+    for report in chosen:
+        names += [f"{report.stem}.html", f"{report.stem}.ipynb"]
+    foreign = [
+        name
+        for name in names
+        if ((out / name).exists() or (out / name).is_symlink())
+        and (name not in owned or (out / name).is_symlink())
+    ]
+    if foreign:
+        raise OutputFolderError(
+            f"--out {out} already holds {', '.join(foreign)}, which no earlier report run "
+            "wrote (no manifest.json lists them); move them away or choose another folder."
+        )
+
+
+def _make_staging(out: Path) -> Path:
+    """A fresh, empty folder beside ``out`` (same file system) to render into."""
+    import tempfile
+
+    out.parent.mkdir(parents=True, exist_ok=True)
+    return Path(tempfile.mkdtemp(prefix=f".{out.name}.partial-", dir=out.parent))
+
+
+def _write_text(path: Path, text: str) -> None:
+    """Write one text file of a run (all of ``run_reports``' own writes go through here)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8", newline="\n") as handle:
+        handle.write(text)
+
+
+def _files_under(folder: Path) -> list[str]:
+    return sorted(
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if p.is_file() and not p.is_symlink()
+    )
+
+
+def _install(staging: Path, out: Path, previous: dict | None, owned_after: set[str]) -> None:
+    """Move a successful run from ``staging`` into ``out``; see the section comment above.
+
+    Raises :class:`OutputFolderError` before changing anything when a new file would
+    replace a file that no earlier run wrote, or a folder on the way is a symbolic link.
+    """
+    owned_before = set(previous["files"]) if previous else set()
+    new_files = _files_under(staging)
+    conflicts = [
+        name
+        for name in new_files
+        if not _no_link_on_the_way(out, name)
+        or ((out / name).exists() or (out / name).is_symlink())
+        and (name not in owned_before or (out / name).is_symlink() or (out / name).is_dir())
+    ]
+    if conflicts:
+        shown = ", ".join(conflicts[:3]) + (" ..." if len(conflicts) > 3 else "")
+        raise OutputFolderError(
+            f"--out {out} holds {len(conflicts)} file(s) or link(s) the reports would replace "
+            f"that no earlier run wrote ({shown}); move them away or choose another folder."
+        )
+    out.mkdir(parents=True, exist_ok=True)
+    for name in new_files:
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (staging / name).replace(out / name)
+    for name in sorted(owned_before - owned_after):
+        path = out / name
+        if _no_link_on_the_way(out, name) and path.is_file() and not path.is_symlink():
+            path.unlink()
+            _remove_empty_parents(path.parent, out)
+    _remove_tree(staging)
+
+
+def _remove_empty_parents(folder: Path, stop: Path) -> None:
+    while folder != stop and _is_within(folder, stop):
+        try:
+            folder.rmdir()
+        except OSError:
+            return
+        folder = folder.parent
+
+
+def _remove_tree(folder: Path) -> None:
+    """Remove a folder this run created (``shutil.rmtree`` never follows links)."""
+    import shutil
+
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+def _failed_folder(out: Path) -> Path:
+    """``<out>.failed`` (replacing an earlier failed run's), else the next free name."""
+    for k in range(1, 100):
+        candidate = out.parent / (f"{out.name}.failed" + (f"-{k}" if k > 1 else ""))
+        if not candidate.exists() and not candidate.is_symlink():
+            return candidate
+        if candidate.is_dir() and not candidate.is_symlink():
+            if (candidate / FAILED_MARKER).is_file():
+                _remove_tree(candidate)
+                return candidate
+    raise OutputFolderError(f"Too many failed-run folders beside {out}; remove some.")
+
+
+def _keep_failed(staging: Path, out: Path, reason: str) -> Path | None:
+    """Rename the staging folder to ``<out>.failed`` with a FAILED.txt; best effort."""
+    try:
+        if not any(staging.iterdir()):
+            _remove_tree(staging)
+            return None
+        target = _failed_folder(out)
+        staging.replace(target)
+    except OSError:
+        return staging if staging.exists() else None
+    try:
+        _write_text(
+            target / FAILED_MARKER,
+            f"This report run FAILED and was not installed into {out}.\n{reason}\n"
+            "The previous reports in that folder (if any) were left as they were.\n",
+        )
+    except OSError:
+        pass
+    return target
+
+
+# ---------------------------------------------------------------------------------------
+# Notebook execution
+# ---------------------------------------------------------------------------------------
+
+
+def _kernel_manager_class(log_path: Path | None = None):
     """A kernel manager that runs ipykernel on this interpreter, whatever kernelspecs exist.
 
     The ``python3`` kernelspec found first on the Jupyter path may belong to another
     interpreter (a user-wide install); the reports must run on the one that has this
     package, so the spec is ipykernel's own, built for ``sys.executable``. The kernel
-    talks over local IPC sockets rather than TCP.
+    talks over local IPC sockets rather than TCP, runs with ``PYTHONSAFEPATH=1`` (its
+    working directory is never put on ``sys.path``), and its own log (stderr, e.g.
+    "KeyboardInterrupt caught in kernel" at shutdown) goes to ``log_path``, not the
+    terminal.
     """
     from ipykernel.kernelspec import RESOURCES, get_kernel_dict
     from jupyter_client.kernelspec import KernelSpec
@@ -382,6 +723,16 @@ def _kernel_manager_class():
         @property
         def kernel_spec(self):
             return KernelSpec(resource_dir=RESOURCES, **get_kernel_dict())
+
+        async def _async_launch_kernel(self, kernel_cmd, **kw):
+            import os
+
+            kw["env"] = {**(kw.get("env") or os.environ), "PYTHONSAFEPATH": "1"}
+            if log_path is not None:
+                with open(log_path, "ab") as log:
+                    kw["stderr"] = log
+                    return await super()._async_launch_kernel(kernel_cmd, **kw)
+            return await super()._async_launch_kernel(kernel_cmd, **kw)
 
     return CurrentPythonKernelManager
 
@@ -406,20 +757,68 @@ def _check_params(params: Mapping[str, object]) -> dict:
             f"{sorted(REPORT_PARAMETERS)} (data_dir and tables_dir are set by run_reports)."
         )
     merged = {**REPORT_PARAMETERS, **params}
+    lowest = {"n_patients": 1, "min_cell": 1, "seed": 0}
     for key, value in merged.items():
-        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < 0:
-            raise ValueError(f"`{key}` must be a non-negative integer, but {value!r} was passed.")
+        low = lowest.get(key, 0)
+        if not isinstance(value, int | np.integer) or isinstance(value, bool) or value < low:
+            raise ValueError(
+                f"`{key}` must be an integer of at least {low}, but {value!r} was passed."
+            )
     return {k: int(v) for k, v in merged.items()}
+
+
+def _one_line(text: str, limit: int = 300) -> str:
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _failure_reason(error: BaseException) -> str:
+    """One sentence for a failed notebook (the error's first line, no traceback)."""
+    import papermill
+
+    if isinstance(error, papermill.PapermillExecutionError):
+        return _one_line(f"cell {error.exec_count} raised {error.ename}: {error.evalue}")
+    return _one_line(f"{type(error).__name__}: {error}")
+
+
+def _failed_page(title: str, reason: str, notebook: str) -> str:
+    esc = html.escape
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>{esc(title)}: FAILED</title></head>
+<body style="font-family:sans-serif;max-width:50em;margin:2em auto">
+<h1>{esc(title)}</h1>
+<p><strong>This report failed and shows no results.</strong> {esc(reason)}.</p>
+<p>The executed notebook <a href="{esc(notebook)}">{esc(notebook)}</a> shows the cell that
+failed. The other reports of the run are not affected.</p>
+</body>
+</html>
+"""
 
 
 def _index_html(manifest: dict) -> str:
     esc = html.escape
-    rows = "\n".join(
-        f'<li><a href="{esc(r["html"])}">{esc(r["title"])}</a> '
-        f'(<a href="{esc(r["notebook"])}">notebook</a>'
-        + "".join(f', <a href="{esc(t)}">{esc(Path(t).stem)}.csv</a>' for t in r["tables"])
-        + ")</li>"
-        for r in manifest["reports"]
+    fingerprint = manifest["data_fingerprint"]
+
+    def item(r: dict) -> str:
+        links = f'<a href="{esc(r["html"])}">{esc(r["title"])}</a>'
+        extra = "".join(
+            f', <a href="{esc(t)}">{esc(Path(t).stem)}.csv</a>' for t in r.get("tables", [])
+        )
+        line = f'<li>{links} (<a href="{esc(r["notebook"])}">notebook</a>{extra})'
+        if r.get("status") == "failed":
+            line += f" <strong>FAILED</strong>: {esc(r.get('reason', ''))}"
+        elif r.get("data_fingerprint", fingerprint) != fingerprint:
+            line += " <em>(from an earlier run on other data or parameters; see manifest.json)</em>"
+        return line + "</li>"
+
+    rows = "\n".join(item(r) for r in manifest["reports"])
+    failed = [r["name"] for r in manifest["reports"] if r.get("status") == "failed"]
+    banner = (
+        f"<p><strong>This run FAILED</strong> ({len(failed)} report(s): "
+        f"{esc(', '.join(failed))}); it was not installed.</p>"
+        if failed
+        else ""
     )
     params = "\n".join(
         f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>"
@@ -432,6 +831,7 @@ def _index_html(manifest: dict) -> str:
 th{{text-align:left;padding-right:1em}} code{{word-break:break-all}}</style></head>
 <body>
 <h1>anxiety-outcomes reports</h1>
+{banner}
 <ul>
 {rows}
 </ul>
@@ -439,7 +839,7 @@ th{{text-align:left;padding-right:1em}} code{{word-break:break-all}}</style></he
 <table>
 <tr><th>package version</th><td>{esc(manifest["package_version"])}</td></tr>
 <tr><th>data</th><td>{esc(manifest["data"]["source"])}</td></tr>
-<tr><th>data fingerprint (SHA-256)</th><td><code>{esc(manifest["data_fingerprint"])}</code></td></tr>
+<tr><th>data fingerprint (SHA-256)</th><td><code>{esc(fingerprint)}</code></td></tr>
 {params}
 </table>
 <p>Definitions, parameters and every file: <a href="manifest.json">manifest.json</a>.</p>
@@ -460,6 +860,63 @@ def _title(notebook_path: Path, default: str) -> str:
     return default
 
 
+def _execute(report: Report, staging: Path, parameters: dict, progress: str | None) -> dict:
+    """Run one notebook into ``staging``; return its manifest entry (status ok or failed).
+
+    The kernel's working directory is a private empty folder (removed afterwards), so
+    nothing in the output folder can be imported or read by accident. An ``OSError``
+    (disk full, permission) is not a report failure: it propagates and stops the run.
+    """
+    import tempfile
+
+    import papermill
+
+    executed = staging / f"{report.stem}.ipynb"
+    html_path = staging / f"{report.stem}.html"
+    tables_dir = staging / "tables" / report.name
+    title = _title(report.path, report.name)
+    entry = {
+        "name": report.name,
+        "title": title,
+        "notebook": executed.name,
+        "html": html_path.name,
+        "tables": [],
+        "status": "ok",
+    }
+    started = time.perf_counter()
+    if progress:
+        print(f"{progress} {report.name}: executing ...", end="", file=sys.stderr, flush=True)
+    with tempfile.TemporaryDirectory(prefix="anxiety-outcomes-kernel-") as kernel_dir:
+        try:
+            papermill.execute_notebook(
+                str(report.path),
+                str(executed),
+                parameters={**parameters, "tables_dir": str(tables_dir)},
+                kernel_name="python3",
+                kernel_manager_class=_kernel_manager_class(Path(kernel_dir) / "kernel.log"),
+                progress_bar=False,  # one line per report instead (see `progress`)
+                cwd=kernel_dir,
+            )
+            _write_text(html_path, _render_html(executed))
+        except OSError:
+            if progress:
+                print(" failed", file=sys.stderr)
+            raise
+        except Exception as error:  # a failing notebook must not stop the others
+            entry["status"] = "failed"
+            entry["reason"] = _failure_reason(error)
+            _write_text(html_path, _failed_page(title, entry["reason"], executed.name))
+    if progress:
+        done = "done" if entry["status"] == "ok" else f"FAILED ({entry['reason']})"
+        print(f" {done} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+    entry["tables"] = sorted(
+        p.relative_to(staging).as_posix() for p in tables_dir.glob("*.csv") if p.is_file()
+    )
+    if not executed.is_file():
+        entry["notebook"] = ""
+    return entry
+
+
 def run_reports(
     data_dir: str | Path | None = None,
     out_dir: str | Path = "reports",
@@ -476,16 +933,19 @@ def run_reports(
         Cohort folder (see :func:`analysis.schema.load_cohort`). ``None`` runs the reports
         on the synthetic demo cohort (``n_patients=500, seed=0`` unless overridden).
     out_dir : str or Path
-        Output folder (created when missing; files of the same name are replaced).
+        Output folder (created when missing). Checked first by
+        :func:`check_output_folder`. Files an earlier run wrote (listed in its
+        ``manifest.json``) are replaced; any other file is never deleted or overwritten.
     reports : sequence of str, optional
         Reports to run, by name (``"data_quality"``) or file stem (``"01_data_quality"``);
-        default all.
+        default all. The other reports already in ``out_dir`` stay and stay in the index
+        (marked when they were made from other data or parameters).
     progress : bool
         Print one line per report to stderr (``[1/1] data_quality: executing ... done in
         4.2 s``).
     **params
-        Notebook parameters: ``n_patients``, ``seed`` (synthetic cohort), ``min_cell``
-        (small-cell suppression, default 11).
+        Notebook parameters: ``n_patients`` (at least 1), ``seed`` (synthetic cohort),
+        ``min_cell`` (small-cell suppression, at least 1, default 11).
 
     Returns
     -------
@@ -493,89 +953,114 @@ def run_reports(
         The manifest, also written to ``out_dir/manifest.json``: ``package``,
         ``package_version``, ``data`` (source and rows per table), ``data_fingerprint``
         (:func:`data_fingerprint`), ``parameters``, ``definitions`` (:func:`definitions`),
-        ``reports`` (per report its name, title and files) and ``files`` (every file
-        written, relative to ``out_dir``).
+        ``reports`` (per report its name, title, files, ``status`` and the
+        ``data_fingerprint`` and ``parameters`` it was made with) and ``files`` (every file
+        the run owns, relative to ``out_dir``).
 
     Raises
     ------
+    ValueError
+        An unknown report or parameter, a parameter out of range (before anything runs).
+    OutputFolderError
+        ``out_dir`` is refused (a file, inside the package, a cohort folder) or would
+        replace files no earlier run wrote.
     DataValidationError
-        When ``data_dir`` holds invalid or identifying data (before any notebook runs).
-    RuntimeError
-        When a notebook fails; the executed notebook with the error is kept in
-        ``out_dir``. :class:`analysis.disclosure.DisclosureAuditError` (a
-        ``RuntimeError``) when the audit of everything written
-        (:func:`analysis.disclosure.audit_report_dir`) finds a count of 1 to
-        ``min_cell - 1``, a hidden cell recoverable from a shown total or a patient id;
-        the message names the files and tables.
+        When ``data_dir`` holds invalid or identifying data (before any notebook runs;
+        nothing is written).
+    ReportsFailedError
+        When one or more notebooks failed. Every other report still ran; ``out_dir`` is
+        untouched and the run is kept in ``<out_dir>.failed`` (its index marks what
+        failed and why, the failed report's page says it failed).
+    OSError
+        The disk is full or a folder is not writable. ``out_dir`` is untouched; what was
+        written is kept in ``<out_dir>.failed``.
+    DisclosureAuditError
+        (:class:`analysis.disclosure.DisclosureAuditError`, a ``RuntimeError``) when the
+        audit of everything the run wrote (:func:`analysis.disclosure.audit_report_dir`)
+        finds a count of 1 to ``min_cell - 1``, a hidden cell recoverable from a shown
+        total or a patient id; the message names the files and tables. The run is kept
+        in ``<out_dir>.failed`` and ``out_dir`` is untouched.
 
     Notes
     -----
     Output files per report ``NN_name``: ``NN_name.html`` (no code cells),
     ``NN_name.ipynb`` (executed) and ``tables/name/*.csv``.
+
+    The run renders into a fresh folder ``.<out>.partial-*`` beside ``out_dir`` and moves
+    the files into place only when every report succeeded: a failed or interrupted run
+    never leaves a mix of old and new reports. The notebook kernel runs in a private
+    empty working directory with ``PYTHONSAFEPATH=1``, so a file in ``out_dir`` (say a
+    ``seaborn.py``) is never imported.
     """
-    import papermill
+    import papermill  # noqa: F401  (a missing dependency fails here, before anything runs)
 
     chosen = _select(discover_reports(), reports)
     values = _check_params(params)
     check_min_cell(values["min_cell"], optional=False)
-    cohort = load_report_cohort(data_dir, values["n_patients"], values["seed"])
+    out = check_output_folder(out_dir, data_dir)
+    previous = _previous_manifest(out)
+    _check_fixed_names(out, previous, chosen)
+    staging = _make_staging(out)
+    try:
+        cohort = load_report_cohort(data_dir, values["n_patients"], values["seed"])
+    except BaseException:
+        _remove_tree(staging)
+        raise
+    try:
+        return _run_into(staging, out, previous, cohort, chosen, data_dir, values, progress)
+    except ReportsFailedError:
+        raise
+    except BaseException as error:
+        kept = _keep_failed(staging, out, f"The run stopped: {_failure_reason(error)}.")
+        if isinstance(error, OSError) and kept is not None:
+            error.add_note(f"Nothing in {out} was changed; the partial run is in {kept}.")
+        raise
+
+
+def _run_into(staging, out, previous, cohort, chosen, data_dir, values, progress) -> dict:
+    """Render ``chosen`` into ``staging``, write index and manifest, install or keep failed."""
     if data_dir is None:
         parameters = {"data_dir": None, **values}
         source = f"synthetic_cohort(n_patients={values['n_patients']}, seed={values['seed']})"
+        notebook_data_dir = None
     else:
         parameters = {"data_dir": str(data_dir), "min_cell": values["min_cell"]}
         source = str(data_dir)
-    # Absolute: papermill runs the kernel (and resolves paths) in ``cwd``.
-    out = Path(out_dir).resolve()
-    out.mkdir(parents=True, exist_ok=True)
+        notebook_data_dir = str(Path(data_dir).expanduser().resolve())
+    fingerprint = data_fingerprint(cohort)
     entries = []
     for k, report in enumerate(chosen, 1):
-        executed = out / f"{report.stem}.ipynb"
-        tables_dir = out / "tables" / report.name
-        for old in tables_dir.glob("*.csv"):
-            old.unlink()
-        started = time.perf_counter()
-        if progress:
-            print(
-                f"[{k}/{len(chosen)}] {report.name}: executing ...",
-                end="",
-                file=sys.stderr,
-                flush=True,
-            )
-        try:
-            papermill.execute_notebook(
-                str(report.path),
-                str(executed),
-                parameters={
-                    **values,
-                    "data_dir": None if data_dir is None else str(Path(data_dir).resolve()),
-                    "tables_dir": str(tables_dir),
-                },
-                kernel_name="python3",
-                kernel_manager_class=_kernel_manager_class(),
-                progress_bar=False,  # one line per report instead (see `progress`)
-                cwd=str(out),
-            )
-        except papermill.PapermillExecutionError as error:
-            if progress:
-                print(" failed", file=sys.stderr)
-            raise RuntimeError(
-                f"Report {report.name!r} failed in cell {error.exec_count}: {error.ename}: "
-                f"{error.evalue}. The executed notebook is {executed}."
-            ) from error
-        html_path = out / f"{report.stem}.html"
-        html_path.write_text(_render_html(executed), encoding="utf-8")
-        if progress:
-            print(f" done in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-        entries.append(
-            {
-                "name": report.name,
-                "title": _title(report.path, report.name),
-                "notebook": executed.name,
-                "html": html_path.name,
-                "tables": sorted(p.relative_to(out).as_posix() for p in tables_dir.glob("*.csv")),
-            }
+        entry = _execute(
+            report,
+            staging,
+            {**values, "data_dir": notebook_data_dir},
+            f"[{k}/{len(chosen)}]" if progress else None,
         )
+        entry["data_fingerprint"] = fingerprint
+        entry["parameters"] = parameters
+        entries.append(entry)
+    # Reports of an earlier run that this one did not re-run (`--only`) stay, with their
+    # files; those of the re-run reports are replaced.
+    rerun = {e["name"] for e in entries}
+    carried = []
+    if previous is not None:
+        owned = set(previous["files"])
+        for old in previous["reports"]:
+            name = old.get("name")
+            if name in rerun or not isinstance(name, str):
+                continue
+            files = [old.get("html"), old.get("notebook"), *old.get("tables", [])]
+            if all(isinstance(f, str) and f in owned for f in files if f):
+                # Entries of manifests written before entries carried their own provenance.
+                old.setdefault("status", "ok")
+                old.setdefault("data_fingerprint", previous.get("data_fingerprint"))
+                old.setdefault("parameters", previous.get("parameters"))
+                carried.append(old)
+    order = {r.name: k for k, r in enumerate(discover_reports())}
+    all_entries = sorted(carried + entries, key=lambda e: order.get(e["name"], len(order)))
+    files = {"index.html", "manifest.json"}
+    for entry in all_entries:
+        files.update(f for f in (entry["html"], entry["notebook"], *entry["tables"]) if f)
     manifest = {
         "package": "anxiety-outcomes",
         "package_version": analysis.__version__,
@@ -585,21 +1070,32 @@ def run_reports(
                 name: shown_count(len(getattr(cohort, name)), values["min_cell"]) for name in TABLES
             },
         },
-        "data_fingerprint": data_fingerprint(cohort),
+        "data_fingerprint": fingerprint,
         "parameters": parameters,
         "definitions": definitions(),
-        "reports": entries,
-        "files": [],
+        "reports": all_entries,
+        "files": sorted(files),
     }
-    files = ["index.html", "manifest.json"]
-    for entry in entries:
-        files += [entry["html"], entry["notebook"], *entry["tables"]]
-    manifest["files"] = sorted(files)
-    (out / "index.html").write_text(_index_html(manifest), encoding="utf-8")
-    (out / "manifest.json").write_text(
-        json.dumps(_jsonable(manifest), indent=2) + "\n", encoding="utf-8"
-    )
-    _audit_written_reports(out, values["min_cell"], cohort)
+    manifest = _jsonable(manifest)
+    _write_text(staging / "index.html", _index_html(manifest))
+    _write_text(staging / "manifest.json", json.dumps(manifest, indent=2) + "\n")
+    failures = {e["name"]: e["reason"] for e in entries if e["status"] == "failed"}
+    if failures:
+        listed = "; ".join(f"{name}: {reason}" for name, reason in failures.items())
+        kept = _keep_failed(staging, out, f"Failed reports: {listed}.")
+        raise ReportsFailedError(
+            f"{len(failures)} of {len(entries)} report(s) failed ({listed}). Nothing in {out} "
+            f"was changed; the failed run is in {kept} (its index.html marks what failed).",
+            failures,
+            kept,
+            manifest,
+        )
+    # the audit reads the staging folder: a run it rejects never replaces the previous one
+    _audit_written_reports(staging, values["min_cell"], cohort)
+    _install(staging, out, previous, files)
+    failed_before = out.parent / f"{out.name}.failed"
+    if (failed_before / FAILED_MARKER).is_file() and not failed_before.is_symlink():
+        _remove_tree(failed_before)  # the last run succeeded: no stale failure marker
     return manifest
 
 

@@ -1,4 +1,8 @@
-"""The `anxiety-outcomes` command: exit codes, messages and files."""
+"""The `anxiety-outcomes` command: exit codes, messages and files.
+
+More situations (awkward cohorts, output safety, disk full, exit code 3) are in
+``test_report_batch.py``.
+"""
 
 from __future__ import annotations
 
@@ -107,3 +111,19 @@ def test_help_and_version_exit_0(capsys):
     assert "report" in capsys.readouterr().out
     assert main(["--version"]) == 0
     assert analysis.__version__ in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("problem", ["missing_table", "both_formats", "bad_value"])
+def test_report_and_validate_agree_on_invalid_data(cohort_dir, tmp_path, capsys, problem):
+    if problem == "missing_table":
+        (cohort_dir / "patients.csv").unlink()
+    elif problem == "both_formats":
+        pd.read_csv(cohort_dir / "patients.csv").to_parquet(cohort_dir / "patients.parquet")
+    else:
+        (cohort_dir / "assessments.csv").write_text("patient_id,instrument,study_day\nx,GAD9,0\n")
+    assert main(["validate", str(cohort_dir)]) == 1
+    assert main(["report", str(cohort_dir), "--out", str(tmp_path / "r"), "--quiet"]) == 1
+    err = capsys.readouterr().err
+    assert "Traceback" not in err and ("patients" in err or "instrument" in err)
+    assert not (tmp_path / "r").exists()
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith((".r.", "r."))]

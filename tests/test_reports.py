@@ -52,6 +52,9 @@ def test_every_output_file_is_written(rendered):
     listed = set(manifest["files"])
     on_disk = {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
     assert listed == on_disk
+    # Nothing is left beside the folder: no staging folder, no failed run.
+    assert not list(out.parent.glob(f".{out.name}.partial-*"))
+    assert not (out.parent / f"{out.name}.failed").exists()
 
 
 @pytest.mark.slow
@@ -121,6 +124,10 @@ def test_manifest(rendered):
     assert on_disk["parameters"] == {"data_dir": None, "n_patients": 60, "seed": 0, "min_cell": 11}
     assert on_disk["definitions"] == json.loads(json.dumps(definitions()))
     assert on_disk["data"]["rows"]["patients"] == 60
+    for entry in on_disk["reports"]:  # each report records its status and provenance
+        assert entry["status"] == "ok" and "reason" not in entry
+        assert entry["data_fingerprint"] == on_disk["data_fingerprint"]
+        assert entry["parameters"] == on_disk["parameters"]
 
 
 @pytest.mark.slow

@@ -1,0 +1,384 @@
+"""The nightly batch, end to end through ``anxiety-outcomes report``: awkward cohorts and
+the user's files.
+
+Two kinds of situations:
+
+- valid but awkward cohorts (``tests/_report_cohorts.py``): every report renders (exit
+  0), every page exists, and a section the data cannot support says why in one sentence.
+  Rendering is slow (a kernel per notebook), so the key cohorts render the full set and
+  the others only the reports their situation reaches; each is rendered once per module.
+- output safety and exit codes, mostly on two tiny stand-in notebooks (a few seconds per
+  run): failed runs leave the previous report untouched, files a run did not write are
+  never deleted or overwritten, the output folder cannot shadow the kernel's imports.
+
+Every situation checks that nothing outside the run's own output changed.
+"""
+
+from __future__ import annotations
+
+import errno
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import _report_cohorts as cohorts
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+
+import analysis.reports as reports
+from analysis.cli import main
+from analysis.reports import FAILED_MARKER, discover_reports
+from analysis.schema import write_cohort
+
+ALL = [r.name for r in discover_reports()]
+
+#: Cohort -> (reports to render, text each situation's pages must show).
+SITUATIONS = {
+    # key situations: the full set
+    "all_iv": (ALL, {"outcomes": "only one route (iv)", "durability": "only one route (iv)"}),
+    "hama_totals_only": (ALL, {"outcomes": "HAM-A reliable change is not defined"}),
+    "header_only": (ALL, {"outcomes": "no data for it", "durability": "no data for it"}),
+    # the reports each situation reaches
+    "small_program": (["effect_sizes"], {"effect_sizes": "could not be fitted"}),
+    "no_iv": (["outcomes", "effect_sizes"], {"outcomes": "reference route (iv)"}),
+    "tiny_route_cell": (["effect_sizes"], {}),
+    "nobody_responds": (["durability"], {"durability": "log-rank test is not defined"}),
+    "everybody_responds": (["durability"], {"durability": "log-rank test is not defined"}),
+    "gad7_only": (["durability"], {"durability": "agreement between the scales: not available"}),
+    "hama_only": (["effect_sizes"], {"effect_sizes": "GAD-7 MMRM: not available"}),
+    "baselines_only": (["outcomes"], {"outcomes": "no data for it"}),
+    "one_patient": (
+        ["outcomes", "effect_sizes"],
+        {"outcomes": "reliable change is not defined", "effect_sizes": "at least two patients"},
+    ),
+    "no_adverse_events": (["safety"], {}),
+}
+
+
+def _snapshot(root: Path, skip: Path | None = None) -> dict[str, str]:
+    """Path -> SHA-256 (or link target) of everything under ``root`` except ``skip``."""
+    state = {}
+    for path in sorted(root.rglob("*")):
+        if skip is not None and (path == skip or skip in path.parents):
+            continue
+        key = path.relative_to(root).as_posix()
+        if path.is_symlink():
+            state[key] = "link:" + os.readlink(path)
+        elif path.is_file():
+            state[key] = hashlib.sha256(path.read_bytes()).hexdigest()
+        else:
+            state[key] = "dir"
+    return state
+
+
+@pytest.fixture(scope="module")
+def rendered(tmp_path_factory):
+    """Render a situation once per module: name -> (root, out, exit code, stderr)."""
+    cache: dict[str, tuple] = {}
+
+    def render(name: str):
+        if name not in cache:
+            root = tmp_path_factory.mktemp(name)
+            data = root / "data"
+            write_cohort(cohorts.COHORTS[name](), data)
+            before = _snapshot(root)
+            out = root / "reports"
+            wanted, _ = SITUATIONS[name]
+            code = main(["report", str(data), "--out", str(out), "--quiet", "--only", *wanted])
+            cache[name] = (root, out, code, before)
+        return cache[name]
+
+    return render
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", list(SITUATIONS))
+def test_awkward_cohort_renders_every_report(rendered, name):
+    root, out, code, before = rendered(name)
+    assert code == 0, name
+    wanted, says = SITUATIONS[name]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [r["name"] for r in manifest["reports"]] == [n for n in ALL if n in wanted]
+    assert {r["status"] for r in manifest["reports"]} == {"ok"}
+    index = (out / "index.html").read_text(encoding="utf-8")
+    for report in discover_reports():
+        if report.name not in wanted:
+            continue
+        page = (out / f"{report.stem}.html").read_text(encoding="utf-8")
+        assert f'href="{report.stem}.html"' in index
+        assert "Traceback" not in page and "FAILED" not in page, report.name
+        if report.name in says:
+            assert says[report.name] in page, (name, report.name)
+    # Nothing outside the output folder changed, and no staging or failed folder is left.
+    assert _snapshot(root, skip=out) == before
+    assert sorted(p.name for p in root.iterdir()) == ["data", "reports"]
+    owned = set(manifest["files"])
+    assert owned == {p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()}
+
+
+# --------------------------------------------------------------------------------------
+# Output safety on stand-in notebooks (fast)
+
+
+def _notebook(*sources: str) -> nbformat.NotebookNode:
+    parameters = new_code_cell(
+        "data_dir = None\nn_patients = 500\nseed = 0\nmin_cell = 11\ntables_dir = None"
+    )
+    parameters.metadata["tags"] = ["parameters"]
+    nb = new_notebook(
+        cells=[new_markdown_cell("# Stand-in"), parameters, *map(new_code_cell, sources)]
+    )
+    nb.metadata["kernelspec"] = {"name": "python3", "language": "python", "display_name": "P"}
+    return nb
+
+
+#: A stand-in report that saves one table (without importing pandas: kernels start fast).
+GOOD = (
+    "import os\nos.makedirs(tables_dir, exist_ok=True)\n"
+    "open(os.path.join(tables_dir, 'counts.csv'), 'w').write(f'n\\n{n_patients}\\n')"
+)
+
+
+@pytest.fixture
+def stand_ins(tmp_path, monkeypatch):
+    """Two quick notebooks in place of the real ones: 01_first and 02_second."""
+    folder = tmp_path / "nb"
+    folder.mkdir()
+    nbformat.write(_notebook(GOOD), folder / "01_first.ipynb")
+    nbformat.write(_notebook(GOOD), folder / "02_second.ipynb")
+    monkeypatch.setattr(reports, "NOTEBOOKS_DIR", folder)
+    return folder
+
+
+def _run(out: Path, *extra: str) -> int:
+    return main(["report", "--patients", "20", "--out", str(out), "--quiet", *extra])
+
+
+@pytest.mark.slow
+def test_rerun_keeps_files_it_did_not_write_and_never_follows_links(tmp_path, stand_ins):
+    out = tmp_path / "reports"
+    assert _run(out) == 0
+    mine = out / "tables" / "first" / "my_analysis.csv"
+    mine.write_text("kept\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (elsewhere / "precious.csv").write_text("precious\n")
+    (out / "tables" / "linked").symlink_to(elsewhere, target_is_directory=True)
+    (out / "notes.txt").write_text("mine\n")
+    # The previous manifest claims a file outside the folder: never honoured.
+    manifest = json.loads((out / "manifest.json").read_text())
+    manifest["files"] += ["../elsewhere/precious.csv", "tables/linked/precious.csv"]
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    before = _snapshot(tmp_path, skip=out)
+    assert _run(out, "--seed", "3") == 0
+    assert mine.read_text() == "kept\n" and (out / "notes.txt").read_text() == "mine\n"
+    assert (elsewhere / "precious.csv").read_text() == "precious\n"
+    assert _snapshot(tmp_path, skip=out) == before
+    assert json.loads((out / "manifest.json").read_text())["parameters"]["seed"] == 3
+
+
+@pytest.mark.slow
+def test_only_keeps_the_other_reports_in_the_index(tmp_path, stand_ins, capfd):
+    out = tmp_path / "reports"
+    assert _run(out) == 0
+    # The kernel's own log (e.g. "KeyboardInterrupt caught in kernel" at shutdown) stays
+    # out of the terminal on a successful run.
+    assert "IPKernelApp" not in capfd.readouterr().err
+    second = (out / "02_second.html").read_bytes()
+    assert _run(out, "--only", "first", "--seed", "5") == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [r["name"] for r in manifest["reports"]] == ["first", "second"]
+    assert (out / "02_second.html").read_bytes() == second
+    assert "tables/second/counts.csv" in manifest["files"]
+    index = (out / "index.html").read_text()
+    assert 'href="02_second.html"' in index and "earlier run on other data" in index
+
+
+@pytest.mark.slow
+def test_a_failing_report_does_not_stop_the_others_nor_touch_the_previous_run(
+    tmp_path, stand_ins, capsys
+):
+    out = tmp_path / "reports"
+    assert _run(out) == 0
+    previous = _snapshot(out)
+    nbformat.write(
+        _notebook("raise ValueError('boom in the notebook')"), stand_ins / "01_first.ipynb"
+    )
+    capsys.readouterr()
+    assert _run(out) == 1
+    err = capsys.readouterr().err
+    assert len(err.strip().splitlines()) == 1 and "Traceback" not in err
+    assert "first" in err and "boom in the notebook" in err
+    assert _snapshot(out) == previous  # the previous good report is untouched
+    failed = tmp_path / "reports.failed"
+    assert (failed / FAILED_MARKER).is_file()
+    page = (failed / "01_first.html").read_text()
+    assert "This report failed" in page and "boom in the notebook" in page
+    assert (failed / "02_second.html").is_file()  # the other report still ran
+    index = (failed / "index.html").read_text()
+    assert "FAILED" in index and "boom in the notebook" in index
+    manifest = json.loads((failed / "manifest.json").read_text())
+    assert [r["status"] for r in manifest["reports"]] == ["failed", "ok"]
+    assert not list(tmp_path.glob(".reports.partial-*"))
+    # The next good run replaces the failure marker folder.
+    nbformat.write(_notebook(GOOD), stand_ins / "01_first.ipynb")
+    assert _run(out) == 0
+    assert not failed.exists()
+
+
+@pytest.mark.slow
+def test_a_failing_report_into_a_fresh_folder_leaves_only_the_failed_folder(tmp_path, stand_ins):
+    nbformat.write(_notebook("1 / 0"), stand_ins / "02_second.ipynb")
+    assert _run(tmp_path / "reports") == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nb", "reports.failed"]
+
+
+@pytest.mark.slow
+def test_disk_full_half_way_leaves_the_previous_report(tmp_path, stand_ins, monkeypatch, capsys):
+    out = tmp_path / "reports"
+    assert _run(out) == 0
+    previous = _snapshot(out)
+    real_write = reports._write_text
+
+    def write_half_then_fail(path, text):
+        if Path(path).name == "02_second.html":
+            real_write(path, text[: len(text) // 2])
+            raise OSError(errno.ENOSPC, "No space left on device", str(path))
+        real_write(path, text)
+
+    monkeypatch.setattr(reports, "_write_text", write_half_then_fail)
+    capsys.readouterr()
+    assert _run(out) == 3
+    err = capsys.readouterr().err
+    assert "No space left on device" in err and "Traceback" not in err
+    assert len(err.strip().splitlines()) == 1
+    assert _snapshot(out) == previous
+    assert (tmp_path / "reports.failed" / FAILED_MARKER).is_file()
+    assert not list(tmp_path.glob(".reports.partial-*"))
+
+
+@pytest.mark.slow
+def test_the_output_folder_cannot_shadow_the_kernels_imports(tmp_path, stand_ins):
+    out = tmp_path / "reports"
+    assert _run(out) == 0
+    trap = tmp_path / "imported"
+    (out / "pandas.py").write_text(f"open({str(trap)!r}, 'w').write('shadowed')\n")
+    (out / "seaborn.py").write_text(f"open({str(trap)!r}, 'w').write('shadowed')\n")
+    nbformat.write(_notebook("import seaborn\n" + GOOD), stand_ins / "01_first.ipynb")
+    assert _run(out) == 0
+    assert not trap.exists()
+    assert (out / "seaborn.py").is_file()  # not the run's: kept
+
+
+def test_foreign_files_with_a_report_name_are_refused_before_running(tmp_path, stand_ins, capsys):
+    out = tmp_path / "reports"
+    out.mkdir()
+    (out / "index.html").write_text("the clinic's own page")
+    assert _run(out) == 2
+    assert "index.html" in capsys.readouterr().err
+    assert (out / "index.html").read_text() == "the clinic's own page"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["nb", "reports"]
+
+
+@pytest.mark.parametrize(
+    "where",
+    ["notebooks", "data_schema", "analysis"],
+)
+def test_out_inside_the_package_is_refused(where, capsys):
+    root = Path(reports.__file__).resolve().parent.parent
+    target = root / where / "executed"
+    before = sorted((root / where).iterdir())
+    assert main(["report", "--out", str(target), "--quiet"]) == 2
+    assert "inside the package" in capsys.readouterr().err
+    assert sorted((root / where).iterdir()) == before
+
+
+def test_out_onto_a_cohort_folder_or_a_file_is_refused(tmp_path, capsys):
+    data = tmp_path / "clinic"
+    write_cohort(cohorts.one_patient(), data)
+    before = _snapshot(tmp_path)
+    assert main(["report", str(data), "--out", str(data), "--quiet"]) == 2
+    assert main(["report", "--out", str(data), "--quiet"]) == 2
+    assert main(["report", str(data), "--out", str(data / "reports"), "--quiet"]) == 2
+    (tmp_path / "afile").write_text("x")
+    assert main(["report", "--out", str(tmp_path / "afile"), "--quiet"]) == 2
+    err = capsys.readouterr().err
+    assert "holds a cohort" in err and "is a file" in err and "Traceback" not in err
+    assert _snapshot(tmp_path) == {**before, "afile": _snapshot(tmp_path)["afile"]}
+
+
+def test_an_unwritable_output_folder_exits_3(tmp_path, monkeypatch, capsys):
+    def refuse(out):
+        raise PermissionError(errno.EACCES, "Permission denied", str(out.parent))
+
+    monkeypatch.setattr(reports, "_make_staging", refuse)
+    assert main(["report", "--out", str(tmp_path / "r"), "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "Permission denied" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["report", "--min-cell", "0"],
+        ["report", "--min-cell", "-3"],
+        ["report", "--patients", "0"],
+        ["report", "--seed", "-1"],
+        ["synth", "--patients", "0", "--out", "x"],
+    ],
+)
+def test_argument_values_are_checked_before_anything_runs(argv, tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    assert "at least" in capsys.readouterr().err
+    assert not any(tmp_path.iterdir())
+
+
+def test_invalid_data_exits_1_in_every_command_and_writes_nothing(tmp_path, capsys):
+    data = tmp_path / "clinic"
+    write_cohort(cohorts.one_patient(), data)
+    (data / "patients.csv").write_text("patient_id,route\nP1,rectal\n")
+    before = _snapshot(tmp_path)
+    assert main(["validate", str(data)]) == 1
+    assert main(["report", str(data), "--out", str(tmp_path / "r"), "--quiet"]) == 1
+    assert "route" in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before
+
+
+def test_debug_shows_the_traceback(tmp_path):
+    data = tmp_path / "clinic"
+    write_cohort(cohorts.one_patient(), data)
+    (data / "patients.csv").write_text("patient_id,route\nP1,rectal\n")
+    from analysis.schema import DataValidationError
+
+    out = str(tmp_path / "r")
+    with pytest.raises(DataValidationError):
+        main(["--debug", "report", str(data), "--out", out, "--quiet"])
+    with pytest.raises(DataValidationError):
+        main(["report", str(data), "--out", out, "--quiet", "--debug"])
+
+
+def test_synth_refuses_a_cohort_folder_unless_forced(tmp_path, capsys):
+    data = tmp_path / "clinic"
+    write_cohort(cohorts.one_patient(), data)
+    (data / "notes.txt").write_text("the clinic's notes")
+    before = _snapshot(tmp_path)
+    assert main(["synth", "--patients", "5", "--out", str(data), "--format", "parquet"]) == 2
+    assert "--force" in capsys.readouterr().err
+    assert _snapshot(tmp_path) == before
+    assert main(["synth", "--patients", "5", "--out", str(data), "--force"]) == 0
+    assert (data / "notes.txt").read_text() == "the clinic's notes"
+    assert main(["validate", str(data)]) == 0
+    (tmp_path / "afile").write_text("x")
+    assert main(["synth", "--out", str(tmp_path / "afile")]) == 2
+
+
+def test_a_missing_dependency_exits_3(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(__import__("sys").modules, "papermill", None)
+    assert main(["report", "--out", str(tmp_path / "r"), "--quiet"]) == 3
+    err = capsys.readouterr().err
+    assert "missing dependency papermill" in err and "Traceback" not in err
+    assert not any(tmp_path.iterdir())
