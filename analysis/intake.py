@@ -81,6 +81,7 @@ __all__ = [
     "from_fhir",
     "from_redcap",
     "from_wide",
+    "import_source",
     "load_key",
     "pseudonym",
     "read_mapping",
@@ -697,6 +698,11 @@ def _clean(value):
     return value
 
 
+def _cleaned(values: pd.Series) -> pd.Series:
+    """:func:`_clean` on every cell, kept as objects (``Series.map`` would turn None into NaN)."""
+    return pd.Series([_clean(v) for v in values], index=values.index, dtype=object)
+
+
 def _enum_lookup(table: str) -> dict[str, dict[str, str]]:
     out = {}
     for name, spec in _schema_fields(table).items():
@@ -844,7 +850,7 @@ class _Sheet:
         boxes = self.checkbox_columns(spec.column)
         if boxes:
             return self._checkbox(spec, boxes, where)
-        raw = self.raw(spec.column).map(_clean)
+        raw = _cleaned(self.raw(spec.column))
         meta = self.meta.get(spec.column)
         if meta is not None and not scores:
             labels = self.choices.get(spec.column)
@@ -864,15 +870,16 @@ class _Sheet:
                     label = labels.get(code, code)
                     return mapped.get(label, label)
 
-                return raw.map(decode).astype(object)
+                return pd.Series([decode(v) for v in raw], index=raw.index, dtype=object)
         if spec.values:
             values = spec.values
-            return raw.map(lambda v: None if v is None else values.get(str(v), v)).astype(object)
+            mapped = [None if v is None else values.get(str(v), v) for v in raw]
+            return pd.Series(mapped, index=raw.index, dtype=object)
         return raw.astype(object)
 
     def _checkbox(self, spec: FieldSpec, boxes: dict[str, str], where: str) -> pd.Series:
         ticked = pd.DataFrame(
-            {code: self.raw(col).map(_clean).astype(str).eq("1") for code, col in boxes.items()}
+            {code: _cleaned(self.raw(col)).astype(str).eq("1") for code, col in boxes.items()}
         )
         labels = self.choices[spec.column]
         if spec.choice is not None:
@@ -914,11 +921,11 @@ class _Sheet:
             boxes = self.checkbox_columns(column)
             cells = [self.frame[c] for c in boxes.values()] if boxes else [self.frame[column]]
             for cell in cells:
-                text = cell.map(_clean)
+                text = _cleaned(cell)
                 on = text.notna() if not boxes else text.astype(str).eq("1")
                 mask |= on.to_numpy(dtype=bool)
         if self.kind == "redcap" and block.form and "redcap_repeat_instrument" in self.frame:
-            repeat = self.frame["redcap_repeat_instrument"].map(_clean)
+            repeat = _cleaned(self.frame["redcap_repeat_instrument"])
             mask &= (repeat.isna() | (repeat == block.form)).to_numpy(dtype=bool)
         return mask
 
@@ -956,11 +963,9 @@ def _tabular_extract(sheet: _Sheet, mapping: ImportMapping, kind: str, sessions_
         raise MappingError(sheet.problems + (sessions_sheet.problems if sessions_sheet else []))
 
     def pids(s: _Sheet) -> pd.Series:
-        return (
-            s.raw(mapping.patient)
-            .map(_clean)
-            .map(lambda v: None if v is None else _identifier_text(v))
-        )
+        raw = _cleaned(s.raw(mapping.patient))
+        ids = [None if v is None else _identifier_text(v) for v in raw]
+        return pd.Series(ids, index=raw.index, dtype=object)
 
     # sessions
     s = sessions_sheet or sheet
@@ -1022,7 +1027,7 @@ def _tabular_extract(sheet: _Sheet, mapping: ImportMapping, kind: str, sessions_
             mapped = term.values or {}
             pieces = []
             for code, column in boxes.items():
-                on = sheet.raw(column).map(_clean).astype(str).eq("1").to_numpy()
+                on = _cleaned(sheet.raw(column)).astype(str).eq("1").to_numpy()
                 piece = frame[on & frame["_pid"].notna().to_numpy()].copy()
                 piece["term"] = mapped.get(code, mapped.get(labels[code], labels[code]))
                 pieces.append(piece)
@@ -1793,10 +1798,10 @@ def _finish(extract: _Extract, mapping: ImportMapping, key: bytes) -> ImportedCo
             computed = computed.where(computed.notna(), patients["age"])
         patients["age"] = computed
     if "age" in patients:
-        age = pd.to_numeric(patients["age"].map(_clean), errors="coerce")
+        age = pd.to_numeric(_cleaned(patients["age"]), errors="coerce")
         over = (age > _TOP_AGE - 1).to_numpy(dtype=bool)
         extract.notes["ages over 89 recorded as 90"] += int(over.sum())
-        patients["age"] = patients["age"].map(_clean).astype(object)
+        patients["age"] = _cleaned(patients["age"])
         patients.loc[over, "age"] = _TOP_AGE
 
     # session numbers in date order, then patients' route from their first session
@@ -1845,7 +1850,7 @@ def _finish(extract: _Extract, mapping: ImportMapping, key: bytes) -> ImportedCo
         frame = _normalise_codes(frame.reset_index(drop=True), name)
         schema_order = [c for c in _schema_fields(name) if c in frame.columns]
         extras = [c for c in frame.columns if c not in schema_order]
-        out[name] = frame[schema_order + extras].map(_clean).astype(object)
+        out[name] = pd.DataFrame({c: _cleaned(frame[c]) for c in schema_order + extras})
 
     failures = []
     for name, spec in mapping.covariates.items():
@@ -1987,3 +1992,83 @@ def write_import(cohort: ImportedCohort, path, *, force: bool = False, format: s
         json.dumps(log, indent=2, sort_keys=False) + "\n", encoding="utf-8"
     )
     return folder
+
+
+def import_source(
+    kind: str,
+    source,
+    mapping,
+    out,
+    *,
+    key=None,
+    dictionary=None,
+    sessions=None,
+    force: bool = False,
+    format: str = "csv",
+) -> ImportedCohort:
+    """Import a source and write the cohort folder: what ``anxiety-outcomes import`` does.
+
+    Parameters
+    ----------
+    kind : {"wide", "redcap", "fhir"}
+        The kind of source.
+    source : str or Path
+        The wide sheet file, the REDCap records CSV, or the FHIR file or folder.
+    mapping : str, Path or dict
+        The mapping (:func:`read_mapping`).
+    out : str or Path
+        The cohort folder to write (:func:`write_import`).
+    key : str, Path or bytes, optional
+        The site's key file (created if absent; default :func:`default_key_path`). It may
+        not lie inside ``out``.
+    dictionary : str or Path, optional
+        The REDCap data dictionary (required for ``redcap``).
+    sessions : str or Path, optional
+        A separate session log for a wide sheet.
+    force, format
+        As :func:`write_import`.
+
+    Returns
+    -------
+    ImportedCohort
+        What was written.
+
+    Raises
+    ------
+    ValueError
+        A usage problem: an unknown kind, a missing dictionary, the key file inside the
+        output folder (:class:`MappingError` for the mapping).
+    FileExistsError
+        ``out`` already holds a cohort and ``force`` is False (checked before reading).
+    """
+    if kind not in SOURCE_KINDS:
+        raise ValueError(
+            f"The value for `kind` must be one of {list(SOURCE_KINDS)}, but {kind!r} was passed."
+        )
+    out = Path(out)
+    if isinstance(key, str | os.PathLike):
+        key_path = Path(key).resolve()
+        if key_path.is_relative_to(out.resolve()):
+            raise ValueError(
+                "The key file may not be inside the output folder: the key must stay at the "
+                "site and never travel with the cohort. Keep it elsewhere."
+            )
+    if not force and out.is_dir():
+        existing = [p.name for p in out.iterdir() if p.name == IMPORT_LOG or p.stem in TABLES]
+        if existing:
+            raise FileExistsError(
+                f"{out} already holds a cohort ({', '.join(sorted(existing))}); choose a new "
+                "folder, or pass force=True (CLI: --force) to replace it."
+            )
+    if kind == "wide":
+        cohort = from_wide(source, mapping, key=key, sessions=sessions)
+    elif kind == "redcap":
+        if dictionary is None:
+            raise ValueError(
+                "A REDCap import needs the project's data dictionary (CLI: --dictionary FILE)."
+            )
+        cohort = from_redcap(source, dictionary, mapping, key=key)
+    else:
+        cohort = from_fhir(source, mapping, key=key)
+    write_import(cohort, out, force=force, format=format)
+    return cohort
