@@ -840,6 +840,25 @@ class _Sheet:
 
     def values(self, spec: FieldSpec | None, where: str, *, scores: bool = False) -> pd.Series:
         """The cells of one output column (object dtype, None for missing)."""
+        out = self._values(spec, where, scores)
+        absent = self.form_absent(spec.column if spec is not None else None)
+        if absent is not None:
+            out[absent] = None
+        return out
+
+    def form_absent(self, column: str | None) -> np.ndarray | None:
+        """REDCap: rows where the field's form is not part of the row (``<form>_complete`` empty).
+
+        REDCap writes every column on every row; a checkbox reads 0 and a calculated field
+        may be filled on rows of events that do not hold the form at all.
+        """
+        meta = self.meta.get(column) if column is not None else None
+        complete = None if meta is None else f"{meta.form_name}_complete"
+        if complete is None or complete not in self.frame.columns:
+            return None
+        return _cleaned(self.frame[complete]).isna().to_numpy()
+
+    def _values(self, spec: FieldSpec | None, where: str, scores: bool) -> pd.Series:
         n = len(self.frame)
         if spec is None:
             return pd.Series([None] * n, dtype=object)
@@ -878,9 +897,6 @@ class _Sheet:
         return raw.astype(object)
 
     def _checkbox(self, spec: FieldSpec, boxes: dict[str, str], where: str) -> pd.Series:
-        ticked = pd.DataFrame(
-            {code: _cleaned(self.raw(col)).astype(str).eq("1") for code, col in boxes.items()}
-        )
         labels = self.choices[spec.column]
         if spec.choice is not None:
             code = spec.choice
@@ -889,7 +905,12 @@ class _Sheet:
             if code not in boxes:
                 self.problems.append(f"`{where}.choice` is not an option of `{spec.column}`")
                 return pd.Series([None] * len(self.frame), dtype=object)
-            return ticked[code].map({True: "yes", False: "no"}).astype(object)
+            box = _cleaned(self.raw(boxes[code]))
+            yes_no = box.astype(str).eq("1").map({True: "yes", False: "no"}).astype(object)
+            return yes_no.where(box.notna(), None)
+        ticked = pd.DataFrame(
+            {code: _cleaned(self.raw(col)).astype(str).eq("1") for code, col in boxes.items()}
+        )
         if (ticked.sum(axis=1) > 1).any():
             rows = np.flatnonzero((ticked.sum(axis=1) > 1).to_numpy())
             self.failures.extend(_failure(self.name, spec.column, "several_ticked", rows))
