@@ -40,6 +40,7 @@ nothing is dropped silently.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import hmac
 import json
@@ -63,7 +64,6 @@ from analysis.schema import (
     TABLES,
     Cohort,
     DataValidationError,
-    collect_failures,
     read_schema,
     validate,
     write_cohort,
@@ -358,6 +358,7 @@ class ImportMapping:
     base: Path | None = None
 
 
+@functools.cache
 def _schema_fields(table: str) -> dict[str, dict]:
     return {f["name"]: f for f in read_schema(table)["fields"]}
 
@@ -703,6 +704,7 @@ def _cleaned(values: pd.Series) -> pd.Series:
     return pd.Series([_clean(v) for v in values], index=values.index, dtype=object)
 
 
+@functools.cache
 def _enum_lookup(table: str) -> dict[str, dict[str, str]]:
     out = {}
     for name, spec in _schema_fields(table).items():
@@ -743,7 +745,10 @@ def _normalise_codes(frame: pd.DataFrame, table: str) -> pd.DataFrame:
 
 
 def _route_from_text(text: str) -> str | None:
-    lowered = text.lower()
+    """A route code from a route's text or display (``IV``, ``Intravenous route``, ...)."""
+    lowered = text.strip().lower()
+    if lowered in _enum_lookup("patients")["route"]:
+        return lowered
     for word, route in _ROUTE_WORDS:
         if word in lowered:
             return route
@@ -1884,14 +1889,20 @@ def _finish(extract: _Extract, mapping: ImportMapping, key: bytes) -> ImportedCo
             out["patients"][name] = values.where(~bad, None)
     _raise_failures(failures)
 
-    problems = collect_failures(out)
-    if len(problems):
-        from analysis.deid import IDENTIFIER_CHECKS, DeidentificationError
+    # Every key of every table comes from a patient with a day 0, so foreign keys hold by
+    # construction; each table is validated once, and all failures are raised together.
+    from analysis.deid import DeidentificationError
 
-        if problems["check"].isin(list(IDENTIFIER_CHECKS)).any():
-            raise DeidentificationError(problems)
-        raise DataValidationError(problems)
-    typed = {name: validate(frame, name) for name, frame in out.items()}
+    typed, problems, identifiers = {}, [], False
+    for name, frame in out.items():
+        try:
+            typed[name] = validate(frame, name)
+        except DataValidationError as error:
+            problems.append(error.failures)
+            identifiers |= isinstance(error, DeidentificationError)
+    if problems:
+        failures = pd.concat(problems, ignore_index=True)
+        raise (DeidentificationError if identifiers else DataValidationError)(failures)
     for name in TABLES:  # absent optional tables: empty, with the schema's columns and types
         if name not in typed:
             typed[name] = validate(_empty(_schema_fields(name)), name)
