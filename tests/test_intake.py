@@ -429,3 +429,39 @@ def test_cli_import_exit_codes(sheet_file, tmp_path, capsys):
     # redcap without its data dictionary
     cmd = ["import", "redcap", str(sheet_file), "--map", str(WIDE_MAP), *key]
     assert main([*cmd, "--out", str(out)]) == 2
+
+
+# --------------------------------------------------------------------------- README
+
+
+def _readme_blocks(after: str) -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    section = text.split("## From your system to a cohort folder", 1)[1].split("\n## ", 1)[0]
+    part = section.split(after, 1)[1]
+    return [block.split("\n", 1)[1] for block in part.split("```")[1::2]]
+
+
+def test_readme_mappings_are_the_example_files():
+    import yaml
+
+    for title, name in (("**A wide sheet**", "wide"), ("**A REDCap project**", "redcap"),
+                        ("**FHIR R4**", "fhir")):  # fmt: skip
+        block = next(b for b in _readme_blocks(title) if b.startswith("source:"))
+        in_readme = read_mapping(yaml.safe_load(block))
+        in_file = read_mapping(ROOT / "data_schema" / "mappings" / f"{name}.yaml")
+        assert in_readme.__dict__ | {"base": None} == in_file.__dict__ | {"base": None}, name
+
+
+def test_readme_wide_example_gives_what_it_says(tmp_path):
+    import io
+
+    sheet = pd.read_csv(io.StringIO(_readme_blocks("**A wide sheet**")[0]), dtype=str)
+    cohort = from_wide(sheet, WIDE_MAP, key=KEY)
+    p = cohort.patients
+    assert len(p) == 1 and p.loc[0, "patient_id"].startswith("P")
+    assert (p.loc[0, "age"], p.loc[0, "route"], p.loc[0, "sex"]) == (90, "iv", "female")
+    assert cohort.sessions["study_day"].tolist() == [0, 7]
+    a = cohort.assessments
+    assert a.loc[a["instrument"] == "GAD7", "study_day"].tolist() == [-3, 7]
+    assert a.loc[a["instrument"] == "HAMA", ["study_day", "total"]].values.tolist() == [[-3, 24]]
+    assert cohort.import_log["columns_dropped"] == ["patient_name", "notes"]
