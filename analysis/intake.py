@@ -58,6 +58,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from analysis.deid import is_identifier_column
 from analysis.instruments import INSTRUMENTS, get_instrument
 from analysis.schema import (
     FILE_FORMATS,
@@ -581,8 +582,6 @@ def read_mapping(mapping) -> ImportMapping:
                 f"covariate `{name}` must be a new lower-case name (letters, digits, '_')"
             )
             continue
-        from analysis.deid import is_identifier_column
-
         if is_identifier_column(name):
             problems.append(f"covariate `{name}` has a name that announces an identifier")
             continue
@@ -835,6 +834,13 @@ class _Sheet:
             if meta.field_type == "notes":
                 self.problems.append(f"`{where}` maps `{column}`, a free-text (notes) field")
                 return False
+        if value_use and is_identifier_column(column):
+            self.problems.append(
+                f"`{where}` maps `{column}`, whose name announces an identifier (a name, "
+                "contact detail, date, record number or free text); such a column may only be "
+                "the patient, a date, the birth date, the site or a rater, which are coded"
+            )
+            return False
         return True
 
     def raw(self, column: str) -> pd.Series:
@@ -843,9 +849,15 @@ class _Sheet:
 
     # -- values
 
-    def values(self, spec: FieldSpec | None, where: str, *, scores: bool = False) -> pd.Series:
-        """The cells of one output column (object dtype, None for missing)."""
-        out = self._values(spec, where, scores)
+    def values(
+        self, spec: FieldSpec | None, where: str, *, scores: bool = False, coded: bool = False
+    ) -> pd.Series:
+        """The cells of one output column (object dtype, None for missing).
+
+        ``coded``: the values will be replaced by keyed pseudonyms (site, rater), so a
+        column flagged as an identifier may be read.
+        """
+        out = self._values(spec, where, scores, coded)
         absent = self.form_absent(spec.column if spec is not None else None)
         if absent is not None:
             out[absent] = None
@@ -863,13 +875,13 @@ class _Sheet:
             return None
         return _cleaned(self.frame[complete]).isna().to_numpy()
 
-    def _values(self, spec: FieldSpec | None, where: str, scores: bool) -> pd.Series:
+    def _values(self, spec: FieldSpec | None, where: str, scores: bool, coded: bool) -> pd.Series:
         n = len(self.frame)
         if spec is None:
             return pd.Series([None] * n, dtype=object)
         if spec.column is None:
             return pd.Series([spec.value] * n, dtype=object)
-        if not self.require(spec.column, where):
+        if not self.require(spec.column, where, value_use=not coded):
             return pd.Series([None] * n, dtype=object)
         boxes = self.checkbox_columns(spec.column)
         if boxes:
@@ -1032,7 +1044,8 @@ def _tabular_extract(sheet: _Sheet, mapping: ImportMapping, kind: str, sessions_
         for k in range(len(ib.items) + 1, instrument.n_items + 1):
             part[f"item_{k}"] = None
         for field_name, spec in ib.fields.items():
-            part[field_name] = sheet.values(spec, f"{where}.{field_name}")
+            coded = field_name == "rater_id"
+            part[field_name] = sheet.values(spec, f"{where}.{field_name}", coded=coded)
         parts.append(part[rows & part["_pid"].notna().to_numpy()])
     assessments = pd.concat(parts, ignore_index=True) if parts else _empty(["_pid", "_date"])
 
@@ -1074,7 +1087,7 @@ def _tabular_extract(sheet: _Sheet, mapping: ImportMapping, kind: str, sessions_
     for name, spec in mapping.covariates.items():
         frame[name] = sheet.values(spec, f"covariates.{name}")
     if mapping.site is not None:
-        frame["_site"] = sheet.values(mapping.site, "site")
+        frame["_site"] = sheet.values(mapping.site, "site", coded=True)
     if mapping.birth_date is not None:
         frame["_birth"] = sheet.dates(mapping.birth_date, "birth_date", fmt)
     frame = frame[frame["_pid"].notna().to_numpy()]

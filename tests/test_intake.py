@@ -365,6 +365,19 @@ def test_mapping_problems_are_listed_together():
         from_fhir([], WIDE_MAP, key=KEY)
 
 
+def test_identifying_columns_cannot_be_copied_into_the_cohort():
+    from analysis.intake import FieldSpec, ImportMapping
+
+    base = read_mapping(WIDE_MAP).__dict__
+    patients = dict(base["patients"]) | {"arm": FieldSpec("patient_name")}
+    with pytest.raises(MappingError, match="`patient_name`, whose name announces an identifier"):
+        from_wide(visit_sheet(), ImportMapping(**base | {"patients": patients}), key=KEY)
+    # the same kind of column may be a site: its values are coded
+    sheet = visit_sheet().assign(clinic_name=lambda d: d["clinic"])
+    cohort = from_wide(sheet, ImportMapping(**base | {"site": FieldSpec("clinic_name")}), key=KEY)
+    assert set(cohort.patients["site_id"]) == {pseudonym("Northside Clinic", KEY, "site")}
+
+
 def test_covariates_must_be_numbers():
     base = read_mapping(WIDE_MAP).__dict__
     from analysis.intake import FieldSpec, ImportMapping
