@@ -493,7 +493,8 @@ def read_mapping(mapping) -> ImportMapping:
         The column holding the patient identifier (REDCap: default the record id field,
         the first field of the data dictionary). It becomes a keyed pseudonym.
     ``site``
-        A column whose values become site codes, or ``{value: SITE-04}`` for one site.
+        A column whose values (e.g. clinic names, a REDCap data access group) become
+        keyed site codes, or ``{value: ...}`` for one site (coded the same way).
     ``birth_date``
         A date column; the age at day 0 is computed from it (then it is dropped).
     ``date_format``

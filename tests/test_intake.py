@@ -439,6 +439,9 @@ def test_cli_import_exit_codes(sheet_file, tmp_path, capsys):
     # missing source or mapping: usage error
     cmd = ["import", "wide", str(tmp_path / "nope.csv"), "--map", str(WIDE_MAP), *key]
     assert main([*cmd, "--out", str(out)]) == 2
+    # a key file that cannot be read: environment problem
+    cmd = ["import", "wide", str(sheet_file), "--map", str(WIDE_MAP), "--key", str(tmp_path)]
+    assert main([*cmd, "--out", str(out)]) == 3
     # redcap without its data dictionary
     cmd = ["import", "redcap", str(sheet_file), "--map", str(WIDE_MAP), *key]
     assert main([*cmd, "--out", str(out)]) == 2
