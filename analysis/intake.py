@@ -51,7 +51,7 @@ import stat
 import warnings
 from collections import Counter
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
 
@@ -356,7 +356,6 @@ class ImportMapping:
     sessions: Block | None = None
     instruments: Mapping[str, Block] = field(default_factory=dict)
     adverse_events: Block | None = None
-    base: Path | None = None
 
 
 @functools.cache
@@ -539,7 +538,6 @@ def read_mapping(mapping) -> ImportMapping:
     """
     if isinstance(mapping, ImportMapping):
         return mapping
-    base = None
     if isinstance(mapping, str | os.PathLike):
         path = Path(mapping)
         if not path.is_file():
@@ -551,7 +549,6 @@ def read_mapping(mapping) -> ImportMapping:
             import yaml
 
             mapping = yaml.safe_load(text)
-        base = path.parent
     if not isinstance(mapping, Mapping):
         raise MappingError(["the mapping must be a dictionary (YAML mapping or JSON object)"])
     problems: list[str] = []
@@ -619,7 +616,6 @@ def read_mapping(mapping) -> ImportMapping:
         sessions=sessions,
         instruments=instruments,
         adverse_events=adverse_events,
-        base=base,
     )
 
 
@@ -1362,7 +1358,7 @@ def from_redcap(records_csv, data_dictionary_csv, mapping, *, key=None) -> Impor
     else:
         records = pd.read_csv(records_csv, dtype=str, keep_default_na=False, encoding="utf-8-sig")
     if mapping.patient is None:
-        mapping = _replace_patient(mapping, str(dictionary["field_name"].iloc[0]))
+        mapping = replace(mapping, patient=str(dictionary["field_name"].iloc[0]))
     sheet = _Sheet(records, "redcap", dictionary)
     for column in _REDCAP_COLUMNS:  # structure, not data: not listed as dropped
         if column in records.columns:
@@ -1370,12 +1366,6 @@ def from_redcap(records_csv, data_dictionary_csv, mapping, *, key=None) -> Impor
     extract = _tabular_extract(sheet, mapping, "redcap")
     extract.rows_in = {"records_rows": len(records)}
     return _finish(extract, mapping, key)
-
-
-def _replace_patient(mapping: ImportMapping, patient: str) -> ImportMapping:
-    from dataclasses import replace
-
-    return replace(mapping, patient=patient)
 
 
 def _check_kind(mapping: ImportMapping, kind: str) -> None:
@@ -1593,179 +1583,172 @@ def from_fhir(bundle_or_folder, mapping=None, *, key=None) -> ImportedCohort:
     """
     mapping = read_mapping(mapping if mapping is not None else {})
     _check_kind(mapping, "fhir")
-    key = _key_bytes(key)
-    pairs = _fhir_resources(bundle_or_folder)
-    urls = {}
-    for resource, full_url in pairs:
-        if resource.get("resourceType") == "Patient" and full_url and resource.get("id"):
-            urls[full_url] = f"Patient/{resource['id']}"
-    medications = {}
-    for resource, full_url in pairs:
-        if resource.get("resourceType") == "Medication":
-            for ref in (full_url, f"Medication/{resource.get('id')}"):
-                if ref:
-                    medications[ref] = resource
-    rows_in = Counter(str(r.get("resourceType")) for r, _ in pairs)
-    left_out: Counter = Counter()
-    failures: list[dict] = []
-    dropped: set[str] = set()
-
-    def note_dropped(resource):
-        kept = _USED_ELEMENTS.get(resource.get("resourceType"), set())
-        for element in resource:
-            if element not in kept:
-                dropped.add(f"{resource.get('resourceType')}.{element}")
-
-    # sessions
-    block = mapping.sessions or Block()
-    wanted = [m.lower() for m in block.medication]
-    routes = block.routes or {}
-    session_rows = []
-    for resource, _ in pairs:
-        if resource.get("resourceType") != "MedicationAdministration":
-            continue
-        note_dropped(resource)
-        text = _medication_text(resource, medications)
-        if not any(w in t for w in wanted for t in text):
-            left_out["MedicationAdministration: not a ketamine session"] += 1
-            continue
-        if resource.get("status") not in ("completed", "in-progress"):
-            left_out["sessions: status not completed"] += 1
-            continue
-        pid = _reference_key(resource.get("subject"), urls)
-        when = resource.get("effectiveDateTime") or (resource.get("effectivePeriod") or {}).get(
-            "start"
+    fixed = {f"patients.{n}": s for n, s in mapping.patients.items()}
+    fixed |= {"site": mapping.site} if mapping.site is not None else {}
+    columns = [where for where, spec in fixed.items() if spec.column is not None]
+    if columns:
+        raise MappingError(
+            [f"`{w}`: a FHIR import takes a fixed value ({{value: ...}})" for w in columns]
         )
-        day, reason = _fhir_date(when)
-        if pid is None or day is None:
-            left_out[f"sessions: {reason or 'no_subject'}"] += 1
-            continue
-        dosage = resource.get("dosage") or {}
-        route = None
-        concept = dosage.get("route") or {}
-        candidates = [concept.get("text")] + [
-            c.get(k) for c in concept.get("coding") or [] for k in ("code", "display")
-        ]
-        for candidate in [c for c in candidates if c]:
-            route = routes.get(str(candidate).strip().lower()) or _route_from_text(str(candidate))
-            if route:
-                break
-        dose = dosage.get("dose") or {}
-        unit = str(dose.get("unit") or dose.get("code") or "").strip().lower()
-        row = {"_pid": pid, "_date": day, "route": route}
-        if dose.get("value") is not None and unit in ("mg", "milligram", "milligrams"):
-            row["dose_mg"] = float(dose["value"])
-        elif dose.get("value") is not None and unit in ("mg/kg", "mg/kg{body weight}"):
-            row["dose_mg_per_kg"] = float(dose["value"])
-        session_rows.append(row)
-    if mapping.sessions and mapping.sessions.fields.get("route"):
-        fallback = mapping.sessions.fields["route"].value
-        for row in session_rows:
-            row["route"] = row["route"] or fallback
-    sessions = pd.DataFrame(
-        session_rows, columns=["_pid", "_date", "route", "dose_mg", "dose_mg_per_kg"]
-    )
-
-    # assessments
-    specs = {"GAD7": (GAD7_LOINC["items"], GAD7_LOINC["total"], None, {})}
-    for name, ib in mapping.instruments.items():
-        items = ib.items or (GAD7_LOINC["items"] if name == "GAD7" else ())
-        total = ib.total or (GAD7_LOINC["total"] if name == "GAD7" else None)
-        if not items and total is None:
-            raise MappingError([f"`instruments.{name}` needs `items` (linkIds) and/or `total`"])
-        specs[name] = (items, total, ib.recode, ib.fields)
-    assessment_rows = []
-    used_links = {_link_key(c) for items, total, *_ in specs.values() for c in [*items, total] if c}
-    for position, (resource, _) in enumerate(pairs):
-        if resource.get("resourceType") != "QuestionnaireResponse":
-            continue
-        note_dropped(resource)
-        answers: dict = {}
-        _answers(resource.get("item"), answers)
-        by_key = {_link_key(link): answer for link, answer in answers.items()}
-        found = False
-        for name, (items, total, recode, fields) in specs.items():
-            links = [c for c in items if c] + ([total] if total else [])
-            if not any(_link_key(c) in by_key for c in links):
-                continue
-            found = True
-            if resource.get("status") not in ("completed", "amended"):
-                left_out[f"assessments: status {resource.get('status')}"] += 1
-                continue
-            pid = _reference_key(resource.get("subject"), urls)
-            day, reason = _fhir_date(resource.get("authored"))
-            if pid is None or day is None:
-                left_out[f"assessments: {reason or 'no_subject'}"] += 1
-                continue
-            row = {"_pid": pid, "_date": day, "instrument": name, "_position": position}
-            for k, link in enumerate(items, start=1):
-                answer = by_key.get(_link_key(link)) if link else None
-                row[f"item_{k}"] = None if answer is None else _answer_score(answer, recode)
-            answer = by_key.get(_link_key(total)) if total else None
-            row["total"] = None if answer is None else _answer_score(answer, None)
-            for field_name, spec in fields.items():
-                row[field_name] = spec.value
-            assessment_rows.append(row)
-        if not found:
-            left_out["QuestionnaireResponse: not GAD-7 or HAM-A"] += 1
-        for link in by_key:
-            if link not in used_links:
-                dropped.add(f"QuestionnaireResponse.item[{link}]")
-    assessments = pd.DataFrame(assessment_rows, dtype=object)
-    if len(assessments):
-        score_columns = [c for c in assessments.columns if c.startswith("item_") or c == "total"]
-        for column in score_columns:
-            bad = assessments[column].map(lambda v: v is _NOT_A_SCORE).to_numpy(dtype=bool)
-            if bad.any():
-                rows = assessments.loc[bad, "_position"]
-                failures.extend(
-                    _failure("fhir", f"QuestionnaireResponse.{column}", "not_a_score", rows)
-                )
-            assessments[column] = assessments[column].where(~bad, None).astype(object)
-    else:
-        assessments = _empty(["_pid", "_date", "instrument"])
-
-    # patients
-    patient_rows = {}
-    for resource, _ in pairs:
-        if resource.get("resourceType") != "Patient":
-            continue
-        note_dropped(resource)
-        pid = f"Patient/{resource.get('id')}"
-        birth = resource.get("birthDate")
-        birth_day = _fhir_date(birth)[0] if isinstance(birth, str) and len(birth) >= 10 else None
-        patient_rows[pid] = {"sex": resource.get("gender"), "_birth": birth_day}
-    for resource, _ in pairs:
-        kind = resource.get("resourceType")
-        if kind not in _USED_ELEMENTS:
-            left_out[f"{kind}: resource type not used"] += 1
-    pids = pd.unique(pd.concat([sessions["_pid"], assessments["_pid"]], ignore_index=True))
-    patients = pd.DataFrame({"_pid": pids})
-    for column in ("sex", "_birth"):
-        patients[column] = [patient_rows.get(p, {}).get(column) for p in pids]
+    key = _key_bytes(key)
+    reader = _FhirReader(_fhir_resources(bundle_or_folder))
+    sessions = reader.sessions(mapping.sessions or Block())
+    assessments = reader.assessments(mapping)
+    patients = reader.patients(pd.concat([sessions["_pid"], assessments["_pid"]]))
     for name, spec in mapping.patients.items():
-        if spec.column is not None:
-            raise MappingError(
-                [f"`patients.{name}`: a FHIR import takes fixed values ({{value: ...}})"]
-            )
         patients[name] = spec.value
     if mapping.site is not None:
-        if mapping.site.column is not None:
-            raise MappingError(["`site`: a FHIR import takes a fixed value ({value: ...})"])
         patients["_site"] = mapping.site.value
     extract = _Extract(
         kind="fhir",
-        rows_in={f"{k} resources": v for k, v in sorted(rows_in.items())},
+        rows_in={f"{k} resources": v for k, v in sorted(reader.rows_in.items())},
         patients=patients,
         sessions=sessions,
         assessments=assessments,
         adverse_events=_empty(["_pid", "_date"]),
         columns_used=set(),
-        columns_dropped=sorted(dropped),
-        left_out=left_out,
-        failures=failures,
+        columns_dropped=sorted(reader.dropped),
+        left_out=reader.left_out,
+        failures=reader.failures,
     )
     return _finish(extract, mapping, key)
+
+
+class _FhirReader:
+    """Rows of the cohort's tables from FHIR resources; counts what it leaves out."""
+
+    def __init__(self, pairs: list) -> None:
+        self.pairs = pairs
+        self.urls = {}  # Bundle fullUrl -> Patient/<id>
+        self.medications = {}  # reference -> Medication resource
+        for resource, full_url in pairs:
+            kind = resource.get("resourceType")
+            if kind == "Patient" and full_url and resource.get("id"):
+                self.urls[full_url] = f"Patient/{resource['id']}"
+            if kind == "Medication":
+                for ref in (full_url, f"Medication/{resource.get('id')}"):
+                    if ref:
+                        self.medications[ref] = resource
+        self.rows_in = Counter(str(r.get("resourceType")) for r, _ in pairs)
+        self.left_out: Counter = Counter()
+        self.failures: list[dict] = []
+        self.dropped: set[str] = set()
+        for resource, _ in pairs:
+            kind = resource.get("resourceType")
+            if kind not in _USED_ELEMENTS:
+                self.left_out[f"{kind}: resource type not used"] += 1
+
+    def of_type(self, kind: str):
+        """``(position, resource)`` of one resource type; unused elements are noted."""
+        for position, (resource, _) in enumerate(self.pairs):
+            if resource.get("resourceType") == kind:
+                kept = _USED_ELEMENTS[kind]
+                self.dropped.update(f"{kind}.{e}" for e in resource if e not in kept)
+                yield position, resource
+
+    def sessions(self, block: Block) -> pd.DataFrame:
+        wanted = [m.lower() for m in block.medication]
+        fallback = block.fields["route"].value if "route" in block.fields else None
+        rows = []
+        for _, resource in self.of_type("MedicationAdministration"):
+            text = _medication_text(resource, self.medications)
+            if not any(w in t for w in wanted for t in text):
+                self.left_out["MedicationAdministration: not a ketamine session"] += 1
+                continue
+            if resource.get("status") not in ("completed", "in-progress"):
+                self.left_out["sessions: status not completed"] += 1
+                continue
+            pid = _reference_key(resource.get("subject"), self.urls)
+            period = resource.get("effectivePeriod") or {}
+            day, reason = _fhir_date(resource.get("effectiveDateTime") or period.get("start"))
+            if pid is None or day is None:
+                self.left_out[f"sessions: {reason or 'no_subject'}"] += 1
+                continue
+            dosage = resource.get("dosage") or {}
+            row = {"_pid": pid, "_date": day}
+            row["route"] = _fhir_route(dosage.get("route") or {}, block.routes or {}) or fallback
+            dose = dosage.get("dose") or {}
+            unit = str(dose.get("unit") or dose.get("code") or "").strip().lower()
+            if dose.get("value") is not None and unit in ("mg", "milligram", "milligrams"):
+                row["dose_mg"] = float(dose["value"])
+            elif dose.get("value") is not None and unit in ("mg/kg", "mg/kg{body weight}"):
+                row["dose_mg_per_kg"] = float(dose["value"])
+            rows.append(row)
+        return pd.DataFrame(rows, columns=["_pid", "_date", "route", "dose_mg", "dose_mg_per_kg"])
+
+    def assessments(self, mapping: ImportMapping) -> pd.DataFrame:
+        specs = {"GAD7": (GAD7_LOINC["items"], GAD7_LOINC["total"], None, {})}
+        for name, ib in mapping.instruments.items():
+            items = ib.items or (GAD7_LOINC["items"] if name == "GAD7" else ())
+            total = ib.total or (GAD7_LOINC["total"] if name == "GAD7" else None)
+            if not items and total is None:
+                raise MappingError([f"`instruments.{name}` needs `items` (linkIds) and/or `total`"])
+            specs[name] = (items, total, ib.recode, ib.fields)
+        used = {_link_key(c) for items, total, *_ in specs.values() for c in [*items, total] if c}
+        rows = []
+        for position, resource in self.of_type("QuestionnaireResponse"):
+            answers: dict = {}
+            _answers(resource.get("item"), answers)
+            by_key = {_link_key(link): answer for link, answer in answers.items()}
+            self.dropped.update(f"QuestionnaireResponse.item[{k}]" for k in by_key if k not in used)
+            found = [name for name, (items, total, *_) in specs.items()
+                     if any(_link_key(c) in by_key for c in [*items, total] if c)]  # fmt: skip
+            if not found:
+                self.left_out["QuestionnaireResponse: not GAD-7 or HAM-A"] += 1
+                continue
+            if resource.get("status") not in ("completed", "amended"):
+                self.left_out[f"assessments: status {resource.get('status')}"] += len(found)
+                continue
+            pid = _reference_key(resource.get("subject"), self.urls)
+            day, reason = _fhir_date(resource.get("authored"))
+            if pid is None or day is None:
+                self.left_out[f"assessments: {reason or 'no_subject'}"] += len(found)
+                continue
+            for name in found:
+                items, total, recode, fields = specs[name]
+                row = {"_pid": pid, "_date": day, "instrument": name, "_position": position}
+                for k, link in enumerate(items, start=1):
+                    answer = by_key.get(_link_key(link)) if link else None
+                    row[f"item_{k}"] = None if answer is None else _answer_score(answer, recode)
+                answer = by_key.get(_link_key(total)) if total else None
+                row["total"] = None if answer is None else _answer_score(answer, None)
+                rows.append(row | {f: spec.value for f, spec in fields.items()})
+        if not rows:
+            return _empty(["_pid", "_date", "instrument"])
+        frame = pd.DataFrame(rows, dtype=object)
+        for column in [c for c in frame.columns if c.startswith("item_") or c == "total"]:
+            bad = frame[column].map(lambda v: v is _NOT_A_SCORE).to_numpy(dtype=bool)
+            if bad.any():
+                where = f"QuestionnaireResponse.{column}"
+                self.failures.extend(
+                    _failure("fhir", where, "not_a_score", frame.loc[bad, "_position"])
+                )
+            frame[column] = frame[column].where(~bad, None).astype(object)
+        return frame
+
+    def patients(self, pids: pd.Series) -> pd.DataFrame:
+        """One row per subject of a session or assessment; sex and birth day from Patient."""
+        known = {}
+        for _, resource in self.of_type("Patient"):
+            birth = resource.get("birthDate")
+            day = _fhir_date(birth)[0] if isinstance(birth, str) and len(birth) >= 10 else None
+            known[f"Patient/{resource.get('id')}"] = {"sex": resource.get("gender"), "_birth": day}
+        frame = pd.DataFrame({"_pid": pd.unique(pids.dropna())})
+        for column in ("sex", "_birth"):
+            frame[column] = [known.get(p, {}).get(column) for p in frame["_pid"]]
+        return frame
+
+
+def _fhir_route(concept: Mapping, routes: Mapping) -> str | None:
+    """A route code from ``dosage.route``: the mapping's ``routes``, then its text."""
+    candidates = [concept.get("text")] + [
+        c.get(k) for c in concept.get("coding") or [] for k in ("code", "display")
+    ]
+    for candidate in [str(c) for c in candidates if c]:
+        route = routes.get(candidate.strip().lower()) or _route_from_text(candidate)
+        if route:
+            return route
+    return None
 
 
 # --------------------------------------------------------------------------- finishing
