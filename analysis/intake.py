@@ -1899,6 +1899,11 @@ def _finish(extract: _Extract, mapping: ImportMapping, key: bytes) -> ImportedCo
             identifiers |= isinstance(error, DeidentificationError)
     if problems:
         failures = pd.concat(problems, ignore_index=True)
+        # A text cell of the source may hold anything (a name typed into the sex column):
+        # only numbers and the codes this import made are shown.
+        shown = failures["column"].isin(["patient_id", "site_id", "rater_id", "instrument"])
+        shown |= failures["value"].fillna("").str.fullmatch(r"-?\d+(?:\.\d+)?")
+        failures["value"] = failures["value"].where(shown, "")
         raise (DeidentificationError if identifiers else DataValidationError)(failures)
     for name in TABLES:  # absent optional tables: empty, with the schema's columns and types
         if name not in typed:

@@ -333,7 +333,19 @@ def test_out_of_range_item_is_a_validation_error():
     sheet.loc[0, "gad7_1"] = "4"
     with pytest.raises(DataValidationError) as info:
         from_wide(sheet, WIDE_MAP, key=KEY)
-    assert info.value.failures["check"].tolist() == ["in_range 0-3 for GAD7"]
+    assert info.value.failures[["check", "value"]].values.tolist() == [
+        ["in_range 0-3 for GAD7", "4"]
+    ]
+
+
+def test_text_values_are_not_shown_in_validation_failures():
+    sheet = visit_sheet()
+    sheet.loc[sheet["mrn"] == "00067890", "route"] = "Alan Sample"  # a name in the wrong column
+    with pytest.raises(DataValidationError) as info:
+        from_wide(sheet, WIDE_MAP, key=KEY)
+    failures = info.value.failures
+    assert set(failures["column"]) == {"route"} and (failures["value"] == "").all()
+    assert "Alan" not in str(info.value)
 
 
 def test_mapping_problems_are_listed_together():
