@@ -450,6 +450,8 @@ def _block(spec, where: str, allowed: set[str], problems: list[str], instrument=
     )
 
 
+#: Other names accepted for top-level keys (the schema's column names).
+_ALIASES = {"patient_id": "patient", "site_id": "site"}
 _TOP_KEYS = {
     "source",
     "patient",
@@ -517,6 +519,9 @@ def read_mapping(mapping) -> ImportMapping:
     ``adverse_events``
         ``date``, ``term``, ``severity``, ``serious``, ``related``.
 
+    ``patient_id`` and ``site_id`` are accepted for ``patient`` and ``site``, and scale
+    names are read without regard to case or hyphens (``GAD-7``, ``ham-a``).
+
     A source is a column name or ``{column: name, values: {code: output}}`` (REDCap:
     coded answers are first turned into their labels through the data dictionary;
     ``values`` may name codes or labels), or ``{value: constant}``. For a REDCap checkbox,
@@ -552,6 +557,11 @@ def read_mapping(mapping) -> ImportMapping:
     if not isinstance(mapping, Mapping):
         raise MappingError(["the mapping must be a dictionary (YAML mapping or JSON object)"])
     problems: list[str] = []
+    for alias, name in _ALIASES.items():
+        if alias in mapping:
+            if name in mapping:
+                problems.append(f"give `{name}` or `{alias}`, not both")
+            mapping = {(name if k == alias else k): v for k, v in mapping.items()}
     unknown = set(mapping) - _TOP_KEYS
     if unknown:
         problems.append(f"unknown top-level key(s) {sorted(unknown)}; allowed: {sorted(_TOP_KEYS)}")
@@ -591,6 +601,7 @@ def read_mapping(mapping) -> ImportMapping:
         sessions = _block(mapping["sessions"], "sessions", _SESSION_KEYS, problems)
     instruments = {}
     for name, spec in (mapping.get("instruments") or {}).items():
+        name = re.sub(r"[^A-Z0-9]", "", str(name).upper())  # GAD-7, gad7 -> GAD7; HAM-A -> HAMA
         if name not in INSTRUMENTS:
             problems.append(f"instrument `{name}` is not one of {sorted(INSTRUMENTS)}")
             continue

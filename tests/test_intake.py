@@ -377,6 +377,14 @@ def test_mapping_problems_are_listed_together():
         from_fhir([], WIDE_MAP, key=KEY)
 
 
+def test_mapping_accepts_schema_names_and_scale_spellings():
+    import yaml
+
+    text = WIDE_MAP.read_text().replace("patient: mrn", "patient_id: mrn")
+    text = text.replace("site: clinic", "site_id: clinic").replace("GAD7:", "GAD-7:")
+    assert read_mapping(yaml.safe_load(text)) == read_mapping(WIDE_MAP)
+
+
 def test_identifying_columns_cannot_be_copied_into_the_cohort():
     from analysis.intake import FieldSpec, ImportMapping
 
@@ -423,6 +431,22 @@ def test_cli_import_wide(sheet_file, tmp_path, capsys):
     assert main([*args, "--out", str(out)]) == 2
     assert "already holds a cohort" in capsys.readouterr().err
     assert main([*args, "--out", str(out), "--force"]) == 0
+
+
+def test_cli_import_wide_with_a_session_log_as_parquet(tmp_path, capsys):
+    sheet = visit_sheet().drop(columns=["ketamine_date", "dose_mg"])
+    log = visit_sheet()[["mrn", "ketamine_date", "dose_mg"]].query("ketamine_date != ''")
+    sheet.to_csv(tmp_path / "visits.csv", index=False)
+    log.to_csv(tmp_path / "sessions.csv", index=False)
+    out = tmp_path / "cohort"
+    code = main(["import", "wide", str(tmp_path / "visits.csv"), "--sessions",
+                 str(tmp_path / "sessions.csv"), "--map", str(WIDE_MAP), "--key",
+                 str(tmp_path / "site.key"), "--out", str(out), "--format", "parquet"])  # fmt: skip
+    assert code == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == [
+        "assessments.parquet", "import_log.json", "patients.parquet", "sessions.parquet"
+    ]  # fmt: skip
+    assert load_cohort(out).sessions["study_day"].tolist() == [0, 7, 0, 14]
 
 
 def test_cli_import_exit_codes(sheet_file, tmp_path, capsys):
