@@ -33,9 +33,9 @@ De-identification happens here, once, before anything is written:
   (:mod:`analysis.deid`) before it is returned; the source is only read.
 
 Messages and the log never hold a value from the source: they name columns, checks and
-counts. Rows left out (no date, no day 0, a study day outside the schema's range,
-incomplete FHIR dates or statuses other than completed) are counted by reason in the log;
-nothing is dropped silently.
+counts. Rows left out (no date, no day 0, a study day outside the schema's range, a
+day-0 assessment timed after the first dose, incomplete FHIR dates or statuses other than
+completed) are counted by reason in the log; nothing is dropped silently.
 """
 
 from __future__ import annotations
@@ -692,6 +692,29 @@ def _parse_dates(values: pd.Series, fmt: str | None) -> tuple[pd.Series, np.ndar
     return out, bad
 
 
+_ISO_TIME = re.compile(r"^\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}")
+
+
+def _parse_times(values: pd.Series) -> pd.Series:
+    """The moment of each cell that holds a time of day (ISO text or datetimes), else NaT.
+
+    Used only to tell whether a day-0 assessment came after the first dose; times are
+    compared as written (FHIR times, which carry an offset, in UTC).
+    """
+    out = pd.Series(pd.NaT, index=values.index, dtype="datetime64[ns]")
+    if pd.api.types.is_datetime64_any_dtype(values.dtype):
+        if isinstance(values.dtype, pd.DatetimeTZDtype):
+            values = values.dt.tz_convert("UTC").dt.tz_localize(None)
+        timed = values.notna() & (values != values.dt.normalize())
+        out[timed] = values[timed]
+        return out
+    for index, value in values.items():
+        if isinstance(value, str) and _ISO_TIME.match(value.strip()):
+            moment = pd.to_datetime(value.strip(), errors="coerce", utc=True)
+            out[index] = pd.NaT if pd.isna(moment) else moment.tz_localize(None)
+    return out
+
+
 def _clean(value):
     """A cell as a plain Python value: missing -> None, integral floats -> int, text stripped."""
     if value is None or (not isinstance(value, str) and pd.isna(value)):
@@ -1018,6 +1041,8 @@ def _tabular_extract(sheet: _Sheet, mapping: ImportMapping, kind: str, sessions_
     block = mapping.sessions
     rows = s.rows_of(block, [block.date])
     frame = pd.DataFrame({"_pid": pids(s), "_date": s.dates(block.date, "sessions.date", fmt)})
+    if s.has(block.date):
+        frame["_time"] = _parse_times(s.raw(block.date))
     for name, spec in block.fields.items():
         frame[name] = s.values(spec, f"sessions.{name}")
     sessions = frame[rows & frame["_pid"].notna().to_numpy()].copy()
@@ -1042,6 +1067,8 @@ def _tabular_extract(sheet: _Sheet, mapping: ImportMapping, kind: str, sessions_
         part = pd.DataFrame(
             {"_pid": pids(sheet), "_date": sheet.dates(ib.date, f"{where}.date", fmt)}
         )
+        if sheet.has(ib.date):
+            part["_time"] = _parse_times(sheet.raw(ib.date))
         part["instrument"] = name
         for k, column in enumerate(ib.items, start=1):
             spec = None if column is None else FieldSpec(column=column)
@@ -1671,12 +1698,13 @@ class _FhirReader:
                 continue
             pid = _reference_key(resource.get("subject"), self.urls)
             period = resource.get("effectivePeriod") or {}
-            day, reason = _fhir_date(resource.get("effectiveDateTime") or period.get("start"))
+            when = resource.get("effectiveDateTime") or period.get("start")
+            day, reason = _fhir_date(when)
             if pid is None or day is None:
                 self.left_out[f"sessions: {reason or 'no_subject'}"] += 1
                 continue
             dosage = resource.get("dosage") or {}
-            row = {"_pid": pid, "_date": day}
+            row = {"_pid": pid, "_date": day, "_time": _parse_times(pd.Series([when])).iloc[0]}
             row["route"] = _fhir_route(dosage.get("route") or {}, block.routes or {}) or fallback
             dose = dosage.get("dose") or {}
             unit = str(dose.get("unit") or dose.get("code") or "").strip().lower()
@@ -1685,7 +1713,8 @@ class _FhirReader:
             elif dose.get("value") is not None and unit in ("mg/kg", "mg/kg{body weight}"):
                 row["dose_mg_per_kg"] = float(dose["value"])
             rows.append(row)
-        return pd.DataFrame(rows, columns=["_pid", "_date", "route", "dose_mg", "dose_mg_per_kg"])
+        columns = ["_pid", "_date", "_time", "route", "dose_mg", "dose_mg_per_kg"]
+        return pd.DataFrame(rows, columns=columns)
 
     def assessments(self, mapping: ImportMapping) -> pd.DataFrame:
         specs = {"GAD7": (GAD7_LOINC["items"], GAD7_LOINC["total"], None, {})}
@@ -1718,6 +1747,7 @@ class _FhirReader:
             for name in found:
                 items, total, recode, fields = specs[name]
                 row = {"_pid": pid, "_date": day, "instrument": name, "_position": position}
+                row["_time"] = _parse_times(pd.Series([resource.get("authored")])).iloc[0]
                 for k, link in enumerate(items, start=1):
                     answer = by_key.get(_link_key(link)) if link else None
                     row[f"item_{k}"] = None if answer is None else _answer_score(answer, recode)
@@ -1800,6 +1830,22 @@ def _dated(frame: pd.DataFrame, day0: pd.Series, table: str, left_out: Counter) 
     return frame
 
 
+def _before_first_dose(assessments: pd.DataFrame, sessions: pd.DataFrame, left_out) -> pd.DataFrame:
+    """Day-0 assessments timed after the first dose are left out (day 0 is pre-dose).
+
+    Only when both times of day are known; a date alone is taken as before dosing.
+    """
+    if not len(assessments) or "_time" not in assessments or "_time" not in sessions:
+        return assessments
+    first = sessions[sessions["study_day"] == 0].groupby("_pid")["_time"].min()
+    dose_time = pd.to_datetime(assessments["_pid"].map(first))
+    when = pd.to_datetime(assessments["_time"])
+    after = ((assessments["study_day"] == 0) & (when > dose_time)).to_numpy(dtype=bool)
+    if after.any():
+        left_out["assessments: on day 0 after the first dose"] += int(after.sum())
+    return assessments[~after]
+
+
 def _finish(extract: _Extract, mapping: ImportMapping, key: bytes) -> ImportedCohort:
     """Study days, ages, pseudonyms, schema codes; validate; the log."""
     _raise_failures(extract.failures)
@@ -1814,6 +1860,7 @@ def _finish(extract: _Extract, mapping: ImportMapping, key: bytes) -> ImportedCo
 
     sessions = _dated(sessions, day0, "sessions", left_out)
     assessments = _dated(extract.assessments, day0, "assessments", left_out)
+    assessments = _before_first_dose(assessments, sessions, left_out)
     adverse_events = _dated(extract.adverse_events, day0, "adverse_events", left_out)
 
     patients = extract.patients

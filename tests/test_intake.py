@@ -517,3 +517,18 @@ def test_readme_wide_example_gives_what_it_says(tmp_path):
     assert a.loc[a["instrument"] == "GAD7", "study_day"].tolist() == [-3, 7]
     assert a.loc[a["instrument"] == "HAMA", ["study_day", "total"]].values.tolist() == [[-3, 24]]
     assert cohort.import_log["columns_dropped"] == ["patient_name", "notes"]
+
+
+def test_day_0_assessment_timed_after_the_dose_is_left_out():
+    sheet = visit_sheet()
+    sheet.loc[1, "ketamine_date"] = "2024-03-04 09:00"
+    sheet.loc[1, "gad7_1":"gad7_7"] = ["2"] * 7  # a GAD-7 on day 0 ...
+    sheet.loc[1, "visit_date"] = "2024-03-04 11:15"  # ... filled in after the first dose
+    cohort = from_wide(sheet, WIDE_MAP, key=KEY)
+    gad = cohort.assessments[cohort.assessments["instrument"] == "GAD7"]
+    assert 0 not in gad["study_day"].tolist()
+    assert cohort.import_log["rows_left_out"]["assessments: on day 0 after the first dose"] == 1
+    sheet.loc[1, "visit_date"] = "2024-03-04 08:40"  # before the dose: the day-0 baseline
+    cohort = from_wide(sheet, WIDE_MAP, key=KEY)
+    gad = cohort.assessments[cohort.assessments["instrument"] == "GAD7"]
+    assert gad["study_day"].tolist()[:4] == [-3, 0, 7, 28]

@@ -279,3 +279,25 @@ def test_cli_import_fhir(export, tmp_path, capsys):
     assert code == 0, capsys.readouterr().err
     assert "wrote 2 patients, 5 assessments, 3 sessions" in capsys.readouterr().out
     assert len(load_cohort(out).assessments) == 5
+
+
+@pytest.mark.parametrize(
+    ("authored", "kept"),
+    [
+        ("2024-10-01T10:30:00Z", False),  # after the 09:00Z dose: not a pre-dose baseline
+        ("2024-10-01T10:30:00+02:00", True),  # 08:30Z: before the dose
+        ("2024-10-01", True),  # a date alone is taken as before dosing
+    ],
+)
+def test_day_0_questionnaire_after_the_first_dose_is_left_out(tmp_path, authored, kept):
+    export = write_export(tmp_path / "export")
+    bundle_file = export / "bundles" / "b.json"
+    bundle = json.loads(bundle_file.read_text())
+    bundle["entry"][2]["resource"]["authored"] = authored
+    bundle_file.write_text(json.dumps(bundle))
+    cohort = from_fhir(export, FHIR_MAP, key=KEY)
+    b = pseudonym("Patient/pb-2", KEY)
+    days = cohort.assessments.loc[cohort.assessments["patient_id"] == b, "study_day"].tolist()
+    assert days == ([0, 14] if kept else [14])
+    left_out = cohort.import_log["rows_left_out"].get("assessments: on day 0 after the first dose")
+    assert left_out == (None if kept else 1)
