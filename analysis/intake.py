@@ -756,8 +756,19 @@ _ROUTE_WORDS = (
 )
 
 
+def _term_code(value):
+    """An adverse-event term as the schema writes it: ``Elevated blood pressure`` ->
+    ``elevated_blood_pressure``."""
+    value = _clean(value)
+    if value is None:
+        return None
+    return re.sub(r"[^a-z0-9]+", "_", str(value).lower()).strip("_") or None
+
+
 def _normalise_codes(frame: pd.DataFrame, table: str) -> pd.DataFrame:
     """Case-insensitive match of coded columns to the schema's codes (``IV`` -> ``iv``)."""
+    if table == "adverse_events" and "term" in frame.columns:
+        frame["term"] = pd.Series([_term_code(v) for v in frame["term"]], index=frame.index)
     for column, codes in _enum_lookup(table).items():
         if column in frame.columns:
 

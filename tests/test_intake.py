@@ -532,3 +532,24 @@ def test_day_0_assessment_timed_after_the_dose_is_left_out():
     cohort = from_wide(sheet, WIDE_MAP, key=KEY)
     gad = cohort.assessments[cohort.assessments["instrument"] == "GAD7"]
     assert gad["study_day"].tolist()[:4] == [-3, 0, 7, 28]
+
+
+def test_wide_adverse_events_with_terms_as_codes():
+    from analysis.intake import Block, FieldSpec, ImportMapping
+
+    sheet = visit_sheet()
+    sheet["side_effect"] = ""
+    sheet["side_effect_severity"] = ""
+    sheet.loc[[2, 6], "side_effect"] = ["Nausea", "Elevated blood pressure"]
+    sheet.loc[[2, 6], "side_effect_severity"] = ["Mild", "moderate"]
+    ae = Block(
+        date="visit_date",
+        fields={"term": FieldSpec("side_effect"), "severity": FieldSpec("side_effect_severity")},
+    )
+    mapping = ImportMapping(**read_mapping(WIDE_MAP).__dict__ | {"adverse_events": ae})
+    events = from_wide(sheet, mapping, key=KEY).adverse_events
+    ada, alan = pseudonym("00012345", KEY), pseudonym("00067890", KEY)
+    assert events[["patient_id", "study_day", "term", "severity"]].values.tolist() == [
+        [ada, 7, "nausea", "mild"],  # 2024-03-11, first session 2024-03-04
+        [alan, 14, "elevated_blood_pressure", "moderate"],  # 2024-05-28 from 2024-05-14
+    ]
