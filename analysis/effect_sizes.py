@@ -220,9 +220,17 @@ def _smd(
 
 def _as_float_array(values: object, name: str) -> np.ndarray:
     try:
-        return np.asarray(pd.to_numeric(pd.Series(values), errors="raise"), dtype=float)
+        out = np.asarray(pd.to_numeric(pd.Series(values), errors="raise"), dtype=float)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"`{name}` must hold numbers (missing values allowed).") from exc
+    n_infinite = int(np.isinf(out).sum())
+    if n_infinite:
+        raise ValueError(
+            f"`{name}` holds {n_infinite} infinite value(s) (inf or -inf) of {len(out)}; "
+            "means and SDs of such data are not defined. Set those values to missing (NaN), "
+            "which is left out and counted in `n_dropped`, or correct them."
+        )
+    return out
 
 
 def effect_size(
@@ -242,7 +250,8 @@ def effect_size(
         position, ``x`` the baseline (so a fall in scores gives a positive estimate).
         ``y=None`` is allowed for ``d_z`` only: ``x`` then holds the paired differences.
         Missing values (NaN/NA) are left out and counted in ``n_dropped``: for paired
-        measures a pair is dropped when either value is missing.
+        measures a pair is dropped when either value is missing. Infinite values are an
+        error (``ValueError`` naming the argument and the count), not missing values.
     measure : {"hedges_g", "cohen_d", "glass_delta", "d_z", "d_av", "d_rm", "d_b"}
         See Notes.
     ci : float or None

@@ -341,30 +341,25 @@ def kaplan_meier(
     return pd.concat(nonempty, ignore_index=True) if nonempty else frames[0]
 
 
-def _findq(times: np.ndarray, curve: np.ndarray, last_time: float, p: float = 0.5) -> float:
-    """First time ``curve`` falls to ``1 - p`` or below, by R survival's rule (``findq``).
+def _first_half(times: np.ndarray, curve: np.ndarray) -> float:
+    """First time ``curve`` is at or below 0.5, by the rule of R ``print(survfit)``.
 
-    Where the curve equals ``1 - p`` (within a tolerance) over a stretch, the quantile is
-    the midpoint of that stretch, or of the stretch to ``last_time`` (the last follow-up)
-    when the curve ends there. Missing curve values (log-log limits at S = 0) are skipped.
+    The rule of R survival's ``survmean`` (what ``print(survfit)`` and
+    ``summary(fit)$table`` show): the first time the curve is <= 0.5 within a tolerance of
+    ``sqrt(machine epsilon)``; when the curve equals 0.5 there and drops below it later,
+    the midpoint of that time and the time of the next drop; when it stays at 0.5 to the
+    end of follow-up, that first time. Missing curve values (a log-log limit at S = 0)
+    are skipped; NaN when the curve never gets to 0.5.
     """
     tol = math.sqrt(np.finfo(float).eps)
-    x = np.concatenate([[0.0], times])
-    y = np.concatenate([[0.0], 1 - curve])
-    if np.nanmax(y) < p:
+    keep = ~np.isnan(curve) & (curve < 0.5 + tol)
+    if not keep.any():
         return math.nan
-    keep = ~pd.Series(y).duplicated().to_numpy()
-    x, y = x[keep], y[keep]
-    valid = np.flatnonzero(~np.isnan(y))
-
-    def first_reaching(shift: float) -> float:
-        hits = valid[y[valid] + shift >= p]
-        return x[hits[0]] if len(hits) else math.nan
-
-    at_or_after = first_reaching(tol)
-    if not np.isnan(y[-1]) and abs(p - y[-1]) < tol:
-        return (at_or_after + last_time) / 2
-    return (at_or_after + first_reaching(-tol)) / 2
+    x, y = times[keep], curve[keep]
+    lower = np.flatnonzero(y < y[0])
+    if abs(y[0] - 0.5) < tol and len(lower):
+        return float((x[0] + x[lower[0]]) / 2)
+    return float(x[0])
 
 
 def median_time_to_event(
@@ -400,13 +395,18 @@ def median_time_to_event(
 
     Notes
     -----
-    The median is the first time the Kaplan-Meier curve is at or below 0.5 (the
-    midpoint of the flat stretch when it is exactly 0.5). The limits are the times at
-    which the lower and the upper pointwise log-log confidence curves of
-    :func:`kaplan_meier` fall to 0.5 (Brookmeyer & Crowley 1982), the rule of R
-    ``survfit``. statsmodels' ``SurvfuncRight.quantile_ci`` (the SAS rule) gives the same
-    limits except at ties with 0.5 and at the end of follow-up, so R's rule is coded
-    here.
+    The median is the first time the Kaplan-Meier curve is at or below 0.5, compared
+    with a tolerance of ``sqrt(machine epsilon)`` (about 1.5e-8) so that a curve that is
+    0.5 up to rounding (``0.75 x 2/3 = 0.5000000000000001``) counts as 0.5. **Convention
+    when S is exactly 0.5 over an interval:** the median is the midpoint of the flat
+    stretch, from the time S reaches 0.5 to the time of the next event, which takes it
+    below; when no later event does (S stays at 0.5 to the end of follow-up) the median is
+    the time S reached 0.5. This is the rule of R survival's ``print(survfit)`` and
+    ``summary(fit)$table`` (function ``survmean``): time [1, 2, 4, 6], event [1, 1, 0, 0]
+    gives 2. (R's ``quantile(survfit)`` instead extends a final flat stretch to the last
+    follow-up time; SAS LIFETEST takes the midpoint too.) The limits are the times at which
+    the lower and the upper pointwise log-log confidence curves of :func:`kaplan_meier`
+    fall to 0.5 by the same rule (Brookmeyer & Crowley 1982).
 
     References
     ----------
@@ -433,14 +433,13 @@ def median_time_to_event(
         event = sub["event"].astype(int).to_numpy()
         km = _km(time, event, alpha)
         times = km["time"].to_numpy(dtype=float)
-        last = float(time.max()) if len(time) else math.nan
         row = {} if group is None else {"group": level}
         row.update(
             n=len(sub),
             n_events=int(event.sum()),
-            median=_findq(times, km["survival"].to_numpy(dtype=float), last),
-            ci_low=_findq(times, km["ci_low"].to_numpy(dtype=float), last),
-            ci_high=_findq(times, km["ci_high"].to_numpy(dtype=float), last),
+            median=_first_half(times, km["survival"].to_numpy(dtype=float)),
+            ci_low=_first_half(times, km["ci_low"].to_numpy(dtype=float)),
+            ci_high=_first_half(times, km["ci_high"].to_numpy(dtype=float)),
         )
         rows.append(row)
     out = pd.DataFrame(rows)
@@ -463,13 +462,22 @@ def logrank_test(tte: pd.DataFrame, group: str) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        One row: ``n_groups, chi2, df, p_value`` (df = number of levels - 1).
+        One row: ``n_groups, chi2, df, p_value, note`` (df = number of levels - 1).
+        ``note`` is NA when the test was computed; otherwise ``chi2`` and ``p_value`` are
+        NaN and ``note`` says why: no events in any group (nobody responded, nobody lost
+        response), or no event time with patients of two groups at risk (the variance
+        of observed minus expected is zero).
 
     Notes
     -----
     The Mantel-Haenszel log-rank statistic (observed minus expected events at each event
     time, with the hypergeometric variance), computed by
-    ``statsmodels.duration.survfunc.survdiff``; equal to R ``survdiff`` (rho = 0).
+    ``statsmodels.duration.survfunc.survdiff``; equal to R ``survdiff`` (rho = 0). The
+    p-value is the chi-square survival function of the statistic (not ``1 - cdf``), so
+    it stays exact far below 1e-16. Where R ``survdiff`` returns a statistic of 0 on
+    1 df with p = 1 for data without events, the result here is NaN with the reason in
+    ``note``, so that a report never shows "no difference" for a test that could not be
+    done.
 
     References
     ----------
@@ -484,8 +492,8 @@ def logrank_test(tte: pd.DataFrame, group: str) -> pd.DataFrame:
     ...                     "event": [1, 1, 1, 1, 0, 0, 1, 0, 1, 0],
     ...                     "route": ["iv"] * 5 + ["oral"] * 5})
     >>> logrank_test(tte, "route").round(4)
-       n_groups    chi2  df  p_value
-    0         2  3.6437   1   0.0563
+       n_groups    chi2  df  p_value  note
+    0         2  3.6437   1   0.0563  <NA>
     """
     tte = to_pandas(tte, "tte")
     _check_tte(tte, group)
@@ -494,16 +502,32 @@ def logrank_test(tte: pd.DataFrame, group: str) -> pd.DataFrame:
         raise ValueError(
             f"A log-rank test needs at least two levels of `{group}`, but it has {levels}."
         )
-    chi2, p = survdiff(
-        pd.to_numeric(tte["time"]).to_numpy(dtype=float),
-        tte["event"].astype(int).to_numpy(),
-        tte[group].to_numpy(),
-    )
+    event = tte["event"].astype(int).to_numpy()
+    note = pd.NA
+    chi2 = p = math.nan
+    if event.sum() == 0:
+        note = "no events in any group: the log-rank test is not defined"
+    else:
+        try:
+            chi2 = float(
+                survdiff(
+                    pd.to_numeric(tte["time"]).to_numpy(dtype=float), event, tte[group].to_numpy()
+                )[0]
+            )
+        except np.linalg.LinAlgError:
+            note = (
+                "no event time has patients of two groups at risk (zero variance): the "
+                "log-rank test is not defined"
+            )
+        else:
+            # The chi-square survival function, not 1 - cdf: exact far below 1e-16.
+            p = float(stats.chi2.sf(chi2, len(levels) - 1))
     return pd.DataFrame(
         {
             "n_groups": [len(levels)],
-            "chi2": [float(chi2)],
+            "chi2": [chi2],
             "df": [len(levels) - 1],
-            "p_value": [float(p)],
+            "p_value": [p],
+            "note": pd.array([note], dtype="string"),
         }
     )
