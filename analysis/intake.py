@@ -1997,7 +1997,9 @@ def _finish(extract: _Extract, mapping: ImportMapping, key: bytes) -> ImportedCo
             "ages": "over 89 recorded as 90",
         },
     }
-    return ImportedCohort(**typed, import_log=log)
+    collected = ("patients", "assessments", "sessions")
+    collected += ("adverse_events",) if mapping.adverse_events is not None else ()
+    return ImportedCohort(**typed, collected=collected, import_log=log)
 
 
 def _site_code(value, key: bytes):
@@ -2046,7 +2048,9 @@ def write_import(cohort: ImportedCohort, path, *, force: bool = False, format: s
 
     Notes
     -----
-    ``import_log.json`` holds the source kind, row counts in and out per table, rows left
+    The sessions table is always written (day 0 comes from it); the adverse-events table
+    only when the mapping has an ``adverse_events`` block (otherwise it was not collected,
+    which is not the same as none occurring). ``import_log.json`` holds the source kind, row counts in and out per table, rows left
     out by reason, the columns used and dropped (names only), what was changed (ages
     top-coded) and a short fingerprint of the key (not the key): no value from the data.
 
@@ -2087,9 +2091,7 @@ def write_import(cohort: ImportedCohort, path, *, force: bool = False, format: s
     from analysis.deid import check_deidentified
 
     check_deidentified(cohort)
-    tables = [getattr(cohort, name) for name in TABLES]
-    tables = [t if len(t) or k < 2 else pd.DataFrame() for k, t in enumerate(tables)]
-    write_cohort(Cohort(*tables), folder, format=format)
+    write_cohort(cohort, folder, format=format)
     log = getattr(cohort, "import_log", {}) or {}
     (folder / IMPORT_LOG).write_text(
         json.dumps(log, indent=2, sort_keys=False) + "\n", encoding="utf-8"

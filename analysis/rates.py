@@ -26,6 +26,7 @@ import math
 import warnings
 from collections.abc import Sequence
 
+import narwhals as nw
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -33,6 +34,15 @@ from statsmodels.stats.contingency_tables import StratifiedTable
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
+from analysis._frames import (
+    as_frame,
+    binary_counts,
+    distinct,
+    indicator,
+    require_columns,
+    schedule_of,
+    small_to_pandas,
+)
 from analysis._utils import (
     as_by,
     check_alpha,
@@ -114,42 +124,12 @@ def _z(alpha: float) -> float:
 
 def _binary(df: pd.DataFrame, outcome: str) -> pd.Series:
     """The outcome as float 1.0 / 0.0 / NaN; raises unless it is boolean or 0/1."""
-    s = df[outcome]
-    if pd.api.types.is_bool_dtype(s.dtype):
-        return s.astype("Float64").astype(float)
-    values = pd.to_numeric(s, errors="coerce").astype(float)
-    bad = s.notna() & ~values.isin([0.0, 1.0])
-    if bad.any():
-        raise ValueError(
-            f"Column `{outcome}` must hold True/False (or 1/0) with NA where undefined, but "
-            f"{int(bad.sum())} row(s) hold other values. Pass a boolean outcome column of "
-            "derive_endpoints, such as 'response' or 'remission'."
-        )
-    return values
+    return indicator(df[outcome], outcome)
 
 
-def _counts(df: pd.DataFrame, y: pd.Series, keys: list[str]) -> pd.DataFrame:
-    """``keys..., n, events`` with n the non-NA outcomes of each cell (cells kept at n=0)."""
-    work = df[keys].copy()
-    work["_y"] = y.to_numpy()
-    if not keys:
-        return pd.DataFrame({"n": [int(y.notna().sum())], "events": [int(y.sum(skipna=True))]})
-    out = (
-        work.groupby(keys, dropna=False, sort=True, observed=True)["_y"]
-        .agg(n="count", events="sum")
-        .reset_index()
-    )
-    out["n"] = out["n"].astype(int)
-    out["events"] = out["events"].astype(int)
-    return out
-
-
-def _levels(df: pd.DataFrame, group: str, reference: object) -> tuple[list, object]:
-    col = df[group]
-    if isinstance(col.dtype, pd.CategoricalDtype) and col.cat.ordered:
-        levels = [c for c in col.cat.categories if (col == c).any()]
-    else:
-        levels = sorted(col.dropna().unique().tolist())
+def _levels(df, group: str, reference: object) -> tuple[list, object]:
+    """The levels of ``group`` (any engine's frame) and the checked reference level."""
+    levels = distinct(as_frame(df), group)
     if len(levels) < 2:
         raise ValueError(
             f"Column `{group}` must hold at least two levels to compare, but it holds "
@@ -407,7 +387,8 @@ def rate_table(
     ----------
     endpoints : DataFrame
         Output of :func:`analysis.derive_endpoints` (or any frame with the ``by`` columns
-        and a boolean ``outcome`` column).
+        and a boolean ``outcome`` column): pandas, Polars (eager or lazy), DuckDB or
+        Spark. The counts per cell are computed in that engine; only they come back.
     outcome : str
         Boolean outcome column: ``"response"``, ``"remission"``, ``"partial_response"``,
         ``"reliable_improvement"``, ``"reliable_deterioration"``, ``"recovery"``,
@@ -463,9 +444,9 @@ def rate_table(
     by = as_by(by)
     check_choice("method", method, list(_CI_METHODS))
     alpha = check_alpha(alpha)
-    check_columns(endpoints, [*by, outcome], "endpoints")
-    y = _binary(endpoints, outcome)
-    out = _counts(endpoints, y, by)
+    frame = as_frame(endpoints, "endpoints")
+    require_columns(frame, [*by, outcome], "endpoints")
+    out = binary_counts(frame, outcome, by)
     n = out["n"].to_numpy()
     events = out["events"].to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -478,7 +459,7 @@ def rate_table(
         out = suppress_small_cells(
             out, min_cell, ("events",), total="n", derived=("rate", "ci_low", "ci_high")
         )
-    return sort_cells(out[[*by, *_RATE_COLUMNS]], endpoints, by)
+    return sort_cells(out[[*by, *_RATE_COLUMNS]], schedule_of(frame), by)
 
 
 # --------------------------------------------------------------------------------------
@@ -645,7 +626,8 @@ def compare_rates(
     Parameters
     ----------
     endpoints : DataFrame
-        Output of :func:`analysis.derive_endpoints` with ``group`` merged in.
+        Output of :func:`analysis.derive_endpoints` with ``group`` merged in; any
+        engine's frame (pandas, Polars, DuckDB, Spark): the counts are computed there.
     outcome : str
         Boolean outcome column (``"response"``, ``"remission"``, ...).
     group : str
@@ -755,11 +737,11 @@ def compare_rates(
     if p_adjust is not None:
         check_choice("p_adjust", p_adjust, _P_ADJUST_METHODS)
     events_are = _events_are(outcome, events_are)
-    check_columns(endpoints, [*by, outcome, group], "endpoints")
-    data = endpoints[endpoints[group].notna()]
+    frame = as_frame(endpoints, "endpoints")
+    require_columns(frame, [*by, outcome, group], "endpoints")
+    data = frame.filter(~nw.col(group).is_null())
     levels, reference = _levels(data, group, reference)
-    y = _binary(data, outcome)
-    counts = _counts(data, y, [*by, group])
+    counts = binary_counts(data, outcome, [*by, group])
     lookup = {
         (*_key(r, by), r[group]): (int(r["n"]), int(r["events"])) for _, r in counts.iterrows()
     }
@@ -774,7 +756,7 @@ def compare_rates(
             n1, a = lookup.get((*key, level), (0, 0))
             row = dict(zip(by, key, strict=True)) | {"group": level, "reference": reference}
             rows.append(row | _compare_2x2(a, n1, c, n2, alpha, events_are))
-    out = sort_cells(_tidy_compare(rows, by, _COMPARE_COLUMNS), data, by)
+    out = sort_cells(_tidy_compare(rows, by, _COMPARE_COLUMNS), schedule_of(data), by)
     if p_adjust is not None:
         out = adjust_pvalues(out, "p_value", p_adjust)
     if min_cell is not None:
@@ -962,7 +944,8 @@ def compare_rates_stratified(
     Parameters
     ----------
     endpoints : DataFrame
-        Output of :func:`analysis.derive_endpoints` with ``group`` and ``strata`` merged in.
+        Output of :func:`analysis.derive_endpoints` with ``group`` and ``strata`` merged
+        in; any engine's frame: the counts per stratum are computed there.
     outcome : str
         Boolean outcome column.
     group : str
@@ -1037,11 +1020,11 @@ def compare_rates_stratified(
     if not strata:
         raise ValueError("`strata` must name at least one column, for example 'site_id'.")
     alpha = check_alpha(alpha)
-    check_columns(endpoints, [*by, outcome, group, *strata], "endpoints")
-    data = endpoints[endpoints[[group, *strata]].notna().all(axis=1)]
+    frame = as_frame(endpoints, "endpoints")
+    require_columns(frame, [*by, outcome, group, *strata], "endpoints")
+    data = frame.filter(*[~nw.col(c).is_null() for c in (group, *strata)])
     levels, reference = _levels(data, group, reference)
-    y = _binary(data, outcome)
-    counts = _counts(data, y, [*by, *strata, group])
+    counts = binary_counts(data, outcome, [*by, *strata, group])
     rows = []
     cells = counts[by].drop_duplicates() if by else pd.DataFrame(index=[0])
     for _, cell in cells.iterrows():
@@ -1069,7 +1052,7 @@ def compare_rates_stratified(
             else:
                 stats_ = _mantel_haenszel([], [], [], [], alpha)
             rows.append(row | stats_)
-    return sort_cells(_tidy_compare(rows, by, _STRATIFIED_COLUMNS), data, by)
+    return sort_cells(_tidy_compare(rows, by, _STRATIFIED_COLUMNS), schedule_of(data), by)
 
 
 # --------------------------------------------------------------------------------------
@@ -1366,7 +1349,10 @@ def adjusted_compare_rates(
     check_choice("ci_method", ci_method, ["delta", "bootstrap"])
     if not isinstance(n_boot, int | np.integer) or n_boot < 1:
         raise ValueError(f"`n_boot` must be a positive integer, but {n_boot!r} was passed.")
-    check_columns(endpoints, [*by, outcome, group, *covariates], "endpoints")
+    frame = as_frame(endpoints, "endpoints")
+    require_columns(frame, [*by, outcome, group, *covariates], "endpoints")
+    # a logistic model needs patient-level rows: only the columns it uses leave the engine
+    endpoints = small_to_pandas(frame.select(*dict.fromkeys([*by, outcome, group, *covariates])))
     data = endpoints[endpoints[group].notna()]
     levels, reference = _levels(data, group, reference)
     levels = [reference] + [lev for lev in levels if lev != reference]

@@ -2,9 +2,14 @@
 
 Design contract: an endpoint table (``derive_endpoints``) becomes one row per patient
 (``patient_id, time, event``: a time-to-event table, "tte"); every other function here
-takes a tte. The estimates come from statsmodels (``SurvfuncRight``, ``survdiff``); the
-confidence intervals and the median follow R ``survival`` (``survfit`` with
-``conf.type = "log-log"``) so the numbers match the reference implementation.
+takes a tte. Both may be frames of any engine (pandas, Polars, DuckDB, Spark): the
+per-patient reduction and the number of events and censorings per time are computed in
+that engine, and the Kaplan-Meier product and Greenwood's variance from those counts
+(the product-limit formula, written here because statsmodels' ``SurvfuncRight`` needs
+patient-level rows and weights its variance differently under frequency weights); the
+log-rank test is statsmodels' ``survdiff``. The confidence intervals and the median follow
+R ``survival`` (``survfit`` with ``conf.type = "log-log"``), and the tests hold the numbers
+to R.
 
 Patient-level columns the caller merged into the endpoints (e.g. ``route``, ``arm``:
 any column that is not an endpoint column and is constant within each patient) are
@@ -15,12 +20,20 @@ from __future__ import annotations
 
 import math
 
+import narwhals as nw
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.duration.survfunc import SurvfuncRight, survdiff
+from statsmodels.duration.survfunc import survdiff
 
-from analysis._utils import check_choice, check_columns, to_pandas
+from analysis._frames import (
+    as_frame,
+    column_names,
+    distinct,
+    require_columns,
+    small_to_pandas,
+)
+from analysis._utils import check_choice, to_pandas
 from analysis.endpoints import ENDPOINT_COLUMNS, OUTCOMES
 from analysis.rates import suppress_small_cells
 
@@ -37,19 +50,18 @@ __all__ = [
 EVENTS = OUTCOMES
 
 
-def _defined_event_rows(
-    endpoints: pd.DataFrame, event: str, instrument: str | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Observed visits with a defined ``event``, sorted, and the patient-level columns."""
-    endpoints = to_pandas(endpoints, "endpoints")
+def _observed_defined(endpoints, event: str, instrument: str | None):
+    """The observed visits (not imputed) of one instrument where ``event`` is defined,
+    as a frame of the caller's engine."""
+    frame = as_frame(endpoints, "endpoints")
     check_choice("event", event, EVENTS)
-    check_columns(endpoints, ["patient_id", "study_day", event], "endpoints")
-    ep = endpoints
-    if "instrument" in ep.columns:
-        present = sorted(ep["instrument"].dropna().unique().tolist())
+    require_columns(frame, ["patient_id", "study_day", event], "endpoints")
+    names = column_names(frame)
+    if "instrument" in names:
+        present = distinct(frame, "instrument")
         if instrument is not None:
             check_choice("instrument", instrument, present)
-            ep = ep[ep["instrument"] == instrument]
+            frame = frame.filter(nw.col("instrument") == instrument)
         elif len(present) > 1:
             raise ValueError(
                 f"The endpoints hold several instruments {present}; a time to event is "
@@ -61,16 +73,32 @@ def _defined_event_rows(
             "`instrument` was given but the endpoints have no `instrument` column; "
             "leave `instrument=None`."
         )
-    if "imputed" in ep.columns:
-        ep = ep[~ep["imputed"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
-    ep = ep[ep["study_day"].notna() & ep[event].notna()]
+    if "imputed" in names:
+        frame = frame.filter(~nw.col("imputed").fill_null(False))
+    return frame.filter(~nw.col("study_day").is_null(), ~nw.col(event).is_null())
 
-    extra = [c for c in ep.columns if c not in ENDPOINT_COLUMNS]
-    if extra:
-        constant = ep.groupby("patient_id", sort=False)[extra].nunique(dropna=False).max() <= 1
-        extra = [c for c in extra if constant.get(c, True)]
-    patients = ep.groupby("patient_id", sort=True)[extra].first() if extra else None
 
+def _patient_columns(frame, observed) -> pd.DataFrame | None:
+    """The non-endpoint columns constant within each patient, one row per patient."""
+    extra = [c for c in column_names(frame) if c not in ENDPOINT_COLUMNS]
+    if not extra:
+        return None
+    counts = small_to_pandas(
+        observed.group_by("patient_id").agg(*[nw.col(c).n_unique() for c in extra])
+    )
+    extra = [c for c in extra if counts[c].max() <= 1 or not len(counts)]
+    if not extra:
+        return None
+    firsts = observed.group_by("patient_id").agg(*[nw.col(c).min() for c in extra])
+    return small_to_pandas(firsts).set_index("patient_id").sort_index()
+
+
+def _defined_event_rows(
+    endpoints: pd.DataFrame, event: str, instrument: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Observed visits with a defined ``event``, sorted, and the patient-level columns."""
+    observed = _observed_defined(endpoints, event, instrument)
+    ep = small_to_pandas(observed)
     rows = pd.DataFrame(
         {
             "patient_id": ep["patient_id"].to_numpy(),
@@ -78,7 +106,7 @@ def _defined_event_rows(
             "met": ep[event].astype("boolean").to_numpy(dtype=bool),
         }
     ).sort_values(["patient_id", "day"], kind="stable")
-    return rows, patients
+    return rows, _patient_columns(as_frame(endpoints), observed)
 
 
 def _finish(out: pd.DataFrame, patients: pd.DataFrame | None) -> pd.DataFrame:
@@ -101,7 +129,8 @@ def time_to_event(
     ----------
     endpoints : DataFrame
         Output of ``derive_endpoints`` (``patient_id``, ``study_day``, the ``event``
-        column, optionally ``imputed`` and ``instrument``).
+        column, optionally ``imputed`` and ``instrument``), of any engine: the first
+        event day and last defined day of each patient are computed there.
     event : str
         A boolean outcome column: ``response`` (default), ``partial_response``,
         ``remission``, ``reliable_improvement``, ``reliable_deterioration``, ``recovery``
@@ -143,15 +172,23 @@ def time_to_event(
     0          a    15      1
     1          b    14      0
     """
-    rows, patients = _defined_event_rows(endpoints, event, instrument)
-    by_patient = rows.groupby("patient_id", sort=True)
-    first_met = rows[rows["met"]].groupby("patient_id", sort=True)["day"].min()
-    last_day = by_patient["day"].max()
-    out = pd.DataFrame({"patient_id": last_day.index})
-    met_day = out["patient_id"].map(first_met)
-    out["time"] = met_day.fillna(out["patient_id"].map(last_day)).to_numpy()
+    observed = _observed_defined(endpoints, event, instrument)
+    day = nw.col("study_day").cast(nw.Float64)
+    per_patient = (
+        observed.select(
+            nw.col("patient_id"),
+            day.alias("last_day"),
+            nw.when(nw.col(event)).then(day).alias("met_day"),
+        )
+        .group_by("patient_id")
+        .agg(nw.col("met_day").min(), nw.col("last_day").max())
+    )
+    out = small_to_pandas(per_patient).sort_values("patient_id", kind="stable")
+    met_day = pd.to_numeric(out["met_day"]).astype(float)
+    out["time"] = met_day.fillna(pd.to_numeric(out["last_day"]).astype(float)).to_numpy()
     out["event"] = met_day.notna().astype("int64").to_numpy()
-    return _finish(out, patients)
+    patients = _patient_columns(as_frame(endpoints), observed)
+    return _finish(out[["patient_id", "time", "event"]], patients)
 
 
 def time_to_relapse(
@@ -217,20 +254,34 @@ def time_to_relapse(
     return _finish(out[["patient_id", "time", "event"]], patients)
 
 
-def _check_tte(tte: pd.DataFrame, group: str | None) -> None:
-    check_columns(tte, ["time", "event"] + ([group] if group is not None else []), "tte")
-    if tte["time"].isna().any() or tte["event"].isna().any():
+def _check_tte(tte, group: str | None) -> None:
+    """Validate a time-to-event table of any engine (failures counted in the engine)."""
+    frame = as_frame(tte, "tte")
+    require_columns(frame, ["time", "event"] + ([group] if group is not None else []), "tte")
+    time, event = nw.col("time").cast(nw.Float64), nw.col("event").cast(nw.Float64)
+    checks = {
+        "missing": (nw.col("time").is_null() | nw.col("event").is_null()),
+        "bad_event": (~event.is_null()) & (event != 0.0) & (event != 1.0),
+        "negative": (~time.is_null()) & (time < 0.0),
+    }
+    if group is not None:
+        checks["no_group"] = nw.col(group).is_null()
+    found = small_to_pandas(
+        frame.select(*[c.cast(nw.Int64).sum().alias(name) for name, c in checks.items()])
+    ).iloc[0]
+    count = {name: int(found[name]) if pd.notna(found[name]) else 0 for name in checks}
+    if count["missing"]:
         raise ValueError(
             "`tte` has missing `time` or `event` values; every row needs both. Use the "
             "output of time_to_event(), or drop the incomplete rows."
         )
-    if not tte["event"].isin([0, 1, True, False]).all():
+    if count["bad_event"]:
         raise ValueError("`tte['event']` must be 1 (event) or 0 (censored).")
-    if (pd.to_numeric(tte["time"]) < 0).any():
+    if count["negative"]:
         raise ValueError("`tte['time']` must be non-negative (days from day 0).")
-    if group is not None and tte[group].isna().any():
+    if count.get("no_group"):
         raise ValueError(
-            f"Column `{group}` has {int(tte[group].isna().sum())} missing value(s); fill them "
+            f"Column `{group}` has {count['no_group']} missing value(s); fill them "
             "(e.g. 'unknown') or drop those patients before grouping."
         )
 
@@ -241,35 +292,51 @@ def _groups(tte: pd.DataFrame, group: str | None):
     return list(tte.groupby(group, sort=True, observed=True))
 
 
-def _km(time: np.ndarray, event: np.ndarray, alpha: float) -> pd.DataFrame:
-    """KM at the event times with pointwise log-log Greenwood limits (R survfit)."""
-    if event.sum() == 0:
-        return pd.DataFrame(
-            columns=["time", "n_at_risk", "n_events", "survival", "ci_low", "ci_high"]
-        )
-    sf = SurvfuncRight(time, event)
-    surv = sf.surv_prob
+_KM_COLUMNS = ["time", "n_at_risk", "n_events", "survival", "ci_low", "ci_high"]
+
+
+def _km_counts(
+    time: np.ndarray, events: np.ndarray, censored: np.ndarray, alpha: float
+) -> pd.DataFrame:
+    """KM at the event times with pointwise log-log Greenwood limits (R survfit), from the
+    number of events and of censorings at each distinct time (sorted ascending)."""
+    if events.sum() == 0:
+        return pd.DataFrame(columns=_KM_COLUMNS)
+    at_risk = (
+        events.sum() + censored.sum() - np.concatenate(([0], np.cumsum(events + censored)[:-1]))
+    )
+    keep = events > 0
+    d, n = events[keep].astype(float), at_risk[keep].astype(float)
+    surv = np.cumprod(1 - d / n)
     z = stats.norm.ppf(1 - alpha / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         # Greenwood SE of log S; the log-log interval is undefined where S is 0 or 1.
-        se_log = sf.surv_prob_se / surv
+        se_log = np.sqrt(np.cumsum(d / (n * (n - d))))
         log_surv = np.where((surv > 0) & (surv < 1), np.log(surv), np.nan)
         half = z * se_log / log_surv
         low = np.exp(-np.exp(np.log(-log_surv) - half))
         high = np.exp(-np.exp(np.log(-log_surv) + half))
-    times = sf.surv_times
+    times = time[keep]
     if np.all(time == np.round(time)):  # study days stay integers
         times = times.astype("int64")
     return pd.DataFrame(
         {
             "time": times,
-            "n_at_risk": sf.n_risk.astype("int64"),
-            "n_events": sf.n_events.astype("int64"),
+            "n_at_risk": n.astype("int64"),
+            "n_events": d.astype("int64"),
             "survival": surv,
             "ci_low": low,
             "ci_high": high,
         }
     )
+
+
+def _km(time: np.ndarray, event: np.ndarray, alpha: float) -> pd.DataFrame:
+    """KM of patient-level times and event indicators (see :func:`_km_counts`)."""
+    times, index = np.unique(time, return_inverse=True)
+    events = np.bincount(index, weights=event, minlength=len(times))
+    censored = np.bincount(index, weights=1 - event, minlength=len(times))
+    return _km_counts(times, events, censored, alpha)
 
 
 def kaplan_meier(
@@ -281,7 +348,8 @@ def kaplan_meier(
     ----------
     tte : DataFrame
         One row per patient with ``time`` and ``event`` (1 event, 0 censored), e.g. from
-        :func:`time_to_event` or :func:`time_to_relapse`.
+        :func:`time_to_event` or :func:`time_to_relapse`; any engine's frame (only the
+        events and censorings per time leave it).
     group : str, optional
         A column of ``tte`` (e.g. ``"route"``); one curve per level (sorted).
     alpha : float
@@ -325,13 +393,26 @@ def kaplan_meier(
     2     3          4         1    0.5469  0.1372   0.8324
     3     5          1         1    0.0000     NaN      NaN
     """
-    tte = to_pandas(tte, "tte")
-    _check_tte(tte, group)
+    frame = as_frame(tte, "tte")
+    _check_tte(frame, group)
+    keys = [group] if group is not None else []
+    # only the number of events and censorings per (group, time) leave the engine
+    counts = small_to_pandas(
+        frame.select(
+            *[nw.col(k) for k in keys],
+            nw.col("time").cast(nw.Float64),
+            nw.col("event").cast(nw.Float64).alias("events"),
+            (1.0 - nw.col("event").cast(nw.Float64)).alias("censored"),
+        )
+        .group_by(*keys, "time")
+        .agg(nw.col("events").sum(), nw.col("censored").sum())
+    ).sort_values([*keys, "time"], kind="stable")
     frames = []
-    for level, sub in _groups(tte, group):
-        km = _km(
-            pd.to_numeric(sub["time"]).to_numpy(dtype=float),
-            sub["event"].astype(int).to_numpy(),
+    for level, sub in _groups(counts, group):
+        km = _km_counts(
+            sub["time"].to_numpy(dtype=float),
+            sub["events"].to_numpy(dtype=float),
+            sub["censored"].to_numpy(dtype=float),
             alpha,
         )
         if group is not None:
