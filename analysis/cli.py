@@ -146,6 +146,7 @@ def _parser() -> argparse.ArgumentParser:
         "--force", action="store_true", help="replace the cohort tables of a folder holding one"
     )
     _add_audit_parser(commands, common)
+    _add_import_parser(commands, common)
     return parser
 
 
@@ -181,6 +182,33 @@ def _audit(args) -> int:
         return EXIT_USAGE
     print(result.message(), file=sys.stdout if result.ok else sys.stderr)
     return EXIT_OK if result.ok else EXIT_INVALID
+
+
+def _add_import_parser(commands, common) -> None:
+    """``import {wide,redcap,fhir} SOURCE --map MAP --key KEYFILE --out COHORT_DIR``."""
+    parser = commands.add_parser(
+        "import",
+        parents=common,
+        help="turn a wide sheet, REDCap export or FHIR resources into a de-identified cohort",
+        description="Read a clinic's data through a mapping (YAML/JSON), turn dates into "
+        "study days (day 0: first ketamine session) and identifiers into keyed pseudonyms, "
+        "drop every unmapped column, and write a cohort folder with import_log.json. The "
+        "source is only read. Exit codes: 0 written, 1 invalid data, 2 usage (mapping, "
+        "existing cohort, missing file), 3 environment (unreadable key, missing reader).",
+    )
+    parser.add_argument("kind", choices=["wide", "redcap", "fhir"], help="kind of source")
+    parser.add_argument(
+        "source", metavar="SOURCE", help="sheet (.csv/.parquet/.xlsx), REDCap CSV, FHIR file/folder"
+    )
+    parser.add_argument("--map", required=True, metavar="MAP", help="mapping file (.yaml/.json)")
+    parser.add_argument(
+        "--key", required=True, metavar="KEYFILE", help="site key file (created if absent)"
+    )
+    parser.add_argument("--out", required=True, metavar="COHORT_DIR", help="folder to write")
+    parser.add_argument("--dictionary", metavar="FILE", help="REDCap data dictionary (redcap)")
+    parser.add_argument("--sessions", metavar="FILE", help="separate session log (wide)")
+    parser.add_argument("--format", choices=["csv", "parquet"], default="csv")
+    parser.add_argument("--force", action="store_true", help="replace a cohort in COHORT_DIR")
 
 
 def _summary(cohort) -> str:
@@ -330,6 +358,48 @@ def _environment_message(error: OSError) -> str:
     return f"cannot use{where}: {reason}; {hint}.{' ' + notes if notes else ''}"
 
 
+def _import(args) -> int:
+    from analysis.intake import MappingError, import_source
+    from analysis.schema import DataValidationError
+
+    name = "anxiety-outcomes import"
+    for label, path in (("source", args.source), ("mapping", args.map)):
+        if not Path(path).exists():
+            print(f"{name}: no {label} {path}", file=sys.stderr)
+            return EXIT_USAGE
+    try:
+        cohort = import_source(
+            args.kind,
+            args.source,
+            args.map,
+            args.out,
+            key=args.key,
+            dictionary=args.dictionary,
+            sessions=args.sessions,
+            force=args.force,
+            format=args.format,
+        )
+    except DataValidationError as error:
+        print(str(error), file=sys.stderr)
+        return EXIT_INVALID
+    except (MappingError, FileExistsError, FileNotFoundError) as error:
+        print(f"{name}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    except (ImportError, PermissionError, OSError) as error:  # a reader missing, key unreadable
+        print(f"{name}: {error}", file=sys.stderr)
+        return EXIT_ENVIRONMENT
+    except ValueError as error:  # a usage problem (key inside --out, no dictionary, ...)
+        print(f"{name}: {error}", file=sys.stderr)
+        return EXIT_USAGE
+    log = cohort.import_log
+    left_out = sum(log["rows_left_out"].values())
+    print(
+        f"wrote {_summary(cohort)} to {args.out}; {len(log['columns_dropped'])} source "
+        f"column(s) dropped, {left_out} row(s) left out (see {args.out}/import_log.json)"
+    )
+    return EXIT_OK
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the command line; return the exit code (the console script exits with it).
 
@@ -364,7 +434,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     debug = bool(getattr(args, "debug", False))
     prefix = f"anxiety-outcomes {args.command}:"
     try:
-        handlers = {"report": _report, "validate": _validate, "synth": _synth, "audit": _audit}
+        handlers = {
+            "report": _report,
+            "validate": _validate,
+            "synth": _synth,
+            "audit": _audit,
+            "import": _import,
+        }
         return handlers[args.command](args)
     except KeyboardInterrupt:
         if debug:
