@@ -66,6 +66,7 @@ from analysis.instruments import (
     get_instrument,
     item_sum_expr,
     prepare_assessments,
+    replace_columns,
     score_expr,
     severity_expr,
 )
@@ -356,8 +357,8 @@ class _PatientCodes:
     Grouping, joining and sorting on a column of Python strings is what pandas does
     slowest (every ``over``, join and the final sort hashes or compares the strings
     again); the derivation only needs ``patient_id`` as a key. Codes from one sorted
-    factorisation group, join and sort exactly as the ids do (a missing id is code -1,
-    which sorts first, as a missing id does), and :meth:`restore` puts the input's own
+    factorisation group, join and sort exactly as the ids do (ids with a missing value
+    are kept as they are: a join never matches a missing key, a code would), and :meth:`restore` puts the input's own
     values back (same dtype) once, at the end. Other backends keep their ids: their
     engines group and sort strings well, and a global ranking would be a window over the
     whole table.
@@ -373,6 +374,11 @@ class _PatientCodes:
         try:
             codes, uniques = pd.factorize(ids, sort=True)
         except TypeError:  # ids of mixed types that do not sort: keep them
+            self.frame = frame
+            return
+        if len(codes) and codes.min() < 0:
+            # A missing id: joins never match it on other engines (nor in the generic
+            # steps), where its code would; keep the ids.
             self.frame = frame
             return
         codes = codes.astype(np.int64, copy=False)
@@ -395,9 +401,7 @@ class _PatientCodes:
 
 def _with_column(native: pd.DataFrame, name: str, values) -> pd.DataFrame:
     """``native`` with the column ``name`` replaced, the other columns not copied."""
-    out = native.copy(deep=False)
-    out[name] = values
-    return out
+    return replace_columns(native, {name: values})
 
 
 def _input_columns(data):
@@ -560,9 +564,8 @@ class _PandasSteps(_Steps):
         has = np.zeros(len(self.codes.position), dtype=bool)
         baseline[patient[at_base]] = score[at_base]
         has[patient[at_base]] = True
-        out = native.copy(deep=False)
-        out["_chosen"] = chosen
-        out["baseline"] = pd.arrays.IntegerArray(baseline[patient], ~has[patient])
+        baseline = pd.arrays.IntegerArray(baseline[patient], ~has[patient])
+        out = replace_columns(native, {"_chosen": chosen, "baseline": baseline})
         return nw.from_native(out, eager_only=True)
 
     def sort(self, rows, visits: Sequence[Visit]):

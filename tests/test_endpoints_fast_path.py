@@ -117,7 +117,9 @@ def test_fast_path_equals_generic_steps_with_reliability_from_data(instrument):
         assert len(fast) > 50  # a cohort that exercises the derivation
 
 
-def test_fast_path_keeps_a_missing_patient_id_as_the_generic_steps_do():
+def test_a_missing_patient_id_is_not_joined_on_the_fast_path_either():
+    # A join never matches a missing key (Polars, DuckDB and the generic steps agree): the
+    # observed week-1 row of the patient without an id is not in its bocf grid.
     cohort = pd.DataFrame(
         {
             "patient_id": ["b", None, "a", None, "b", "a"],
@@ -128,3 +130,5 @@ def test_fast_path_keeps_a_missing_patient_id_as_the_generic_steps_do():
     )
     fast, generic = _both(derive_endpoints, cohort, "GAD7", impute="bocf")
     pd.testing.assert_frame_equal(fast, generic)
+    missing = fast[fast["patient_id"].isna()]
+    assert len(missing) == 6 and missing["imputed"].all()
