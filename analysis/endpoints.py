@@ -20,9 +20,12 @@ chosen by the smallest *key*:
 Keys are distinct within a window because ``(patient_id, instrument, study_day)`` is
 unique, so exactly one assessment per patient and window is chosen.
 
-Two steps take a cheaper form on pandas only, with the same result: ``patient_id`` is
-carried as integer codes (:class:`_PatientCodes`) and visits and severity bands are
-mapped through a lookup table instead of a chain of ``when`` (:func:`_lookup`). The
+The few steps an engine may run in a cheaper form are gathered behind one interface,
+:class:`_Steps` (the generic narwhals form, used by every engine and the single source of
+truth) and its pandas subclass :class:`_PandasSteps` (same results, computed with numpy
+on integer patient codes); nothing else in the module tests which engine it runs on.
+``with _generic_steps():`` forces the generic form on pandas too, which is how
+``tests/test_endpoints_fast_path.py`` holds the two forms equal on random cohorts. The
 backend tests (``tests/test_endpoints_backends.py``) require identical results on every
 engine, and ``benchmarks/derive.py`` times each one against a hand-written DuckDB SQL
 query of the same rules.
@@ -44,7 +47,9 @@ Choices where DESIGN.md is silent (a clinical-trial statistician's reading):
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 
 import narwhals as nw
@@ -61,6 +66,7 @@ from analysis.instruments import (
     get_instrument,
     item_sum_expr,
     prepare_assessments,
+    replace_columns,
     score_expr,
     severity_expr,
 )
@@ -351,8 +357,8 @@ class _PatientCodes:
     Grouping, joining and sorting on a column of Python strings is what pandas does
     slowest (every ``over``, join and the final sort hashes or compares the strings
     again); the derivation only needs ``patient_id`` as a key. Codes from one sorted
-    factorisation group, join and sort exactly as the ids do (a missing id is code -1,
-    which sorts first, as a missing id does), and :meth:`restore` puts the input's own
+    factorisation group, join and sort exactly as the ids do (ids with a missing value
+    are kept as they are: a join never matches a missing key, a code would), and :meth:`restore` puts the input's own
     values back (same dtype) once, at the end. Other backends keep their ids: their
     engines group and sort strings well, and a global ranking would be a window over the
     whole table.
@@ -368,6 +374,11 @@ class _PatientCodes:
         try:
             codes, uniques = pd.factorize(ids, sort=True)
         except TypeError:  # ids of mixed types that do not sort: keep them
+            self.frame = frame
+            return
+        if len(codes) and codes.min() < 0:
+            # A missing id: joins never match it on other engines (nor in the generic
+            # steps), where its code would; keep the ids.
             self.frame = frame
             return
         codes = codes.astype(np.int64, copy=False)
@@ -390,9 +401,7 @@ class _PatientCodes:
 
 def _with_column(native: pd.DataFrame, name: str, values) -> pd.DataFrame:
     """``native`` with the column ``name`` replaced, the other columns not copied."""
-    out = native.copy(deep=False)
-    out[name] = values
-    return out
+    return replace_columns(native, {name: values})
 
 
 def _input_columns(data):
@@ -416,6 +425,167 @@ def _to_native(frame):
 
 def _collect(frame):
     return frame.collect() if isinstance(frame, nw.LazyFrame) else frame
+
+
+# --- Engine-specific steps: the generic form and the pandas fast path ------------------------
+
+_FAST_PATH: ContextVar[bool] = ContextVar("analysis_endpoints_fast_path", default=True)
+
+
+@contextmanager
+def _generic_steps() -> Iterator[None]:
+    """Run the derivation on pandas through the generic narwhals steps (for tests).
+
+    Inside the block :func:`_steps_for` gives :class:`_Steps` for every engine, so that
+    the pandas fast path can be checked against the algorithm it replaces.
+    """
+    token = _FAST_PATH.set(False)
+    try:
+        yield
+    finally:
+        _FAST_PATH.reset(token)
+
+
+class _Steps:
+    """The steps of the derivation an engine may run in a cheaper form, in narwhals.
+
+    This is the generic form, run by every engine (pandas, Polars, DuckDB, Spark) and the
+    definition of the results: :func:`derive_endpoints` and :func:`endpoint_accounting`
+    go through these methods for every engine-dependent step, and a faster form
+    (:class:`_PandasSteps`) must give identical results.
+
+    - :meth:`encode` / :meth:`restore`: the representation of ``patient_id`` while the
+      derivation runs (the ids themselves here);
+    - ``lookup``: whether visits, target days and severity bands are mapped through a
+      table (``replace_strict``) rather than a chain of ``when`` (see :func:`_target_day`);
+    - :meth:`choose`: ``_chosen`` (the assessment with the smallest key in its patient's
+      window) and ``baseline`` (the score of the patient's chosen baseline assessment);
+    - :meth:`sort`: an eager result in the order of ``patient_id, target_day``.
+    """
+
+    lookup = False
+
+    def encode(self, frame):
+        """``frame`` with ``patient_id`` in the form the steps work on."""
+        return frame
+
+    def restore(self, frame):
+        """``frame`` with the input's own ``patient_id`` values back."""
+        return frame
+
+    def choose(self, frame, visits: Sequence[Visit]):
+        """Add ``_chosen`` and ``baseline`` to scored assessments (``patient_id``,
+        ``study_day``, ``target_day``, ``score``)."""
+        base = visits[0]
+        day, target, score = nw.col("study_day"), nw.col("target_day"), nw.col("score")
+        key = (
+            nw.when(target == base.target_day)
+            .then(base.window_high - day)
+            .otherwise(2 * (day - target).abs() + (day > target).cast(nw.Int64))
+        )
+        frame = frame.with_columns(_key=nw.when(~score.is_null() & ~target.is_null()).then(key))
+        chosen = nw.col("_key") == nw.col("_key").min().over("patient_id", "target_day")
+        frame = frame.with_columns(_chosen=chosen.fill_null(False))
+        frame = frame.with_columns(
+            _baseline=nw.when(nw.col("_chosen") & (target == base.target_day)).then(score)
+        )
+        return frame.with_columns(baseline=nw.col("_baseline").max().over("patient_id"))
+
+    def sort(self, rows, visits: Sequence[Visit]):
+        """Eager ``rows`` (one per patient and window) sorted by ``patient_id, target_day``;
+        lazy ones unchanged (sorted at the very end, as an engine keeps no order)."""
+        if isinstance(rows, nw.DataFrame):
+            return rows.sort("patient_id", "target_day")
+        return rows
+
+
+class _PandasSteps(_Steps):
+    """pandas: the steps of :class:`_Steps` with the same results, in fewer passes.
+
+    - ``patient_id`` is carried as dense integer codes in the order of the ids
+      (:class:`_PatientCodes`), which group, join and sort as the ids do;
+    - ``lookup``: one hash lookup per row instead of a pass over the column per ``when``;
+    - :meth:`choose`: the window minimum of the key and the patient's baseline are
+      direct-address reductions on ``patient code x visit`` (``np.minimum.at`` into an
+      array with a slot per patient and visit, then a scatter of the baseline scores)
+      instead of two sorting group transforms;
+    - :meth:`sort`: a counting sort on the unique ``patient code x visit`` slot.
+
+    Without integer codes (ids of mixed types that do not sort, or
+    :func:`endpoint_accounting`, which keeps the input's ids) it falls back to the
+    generic :meth:`_Steps.choose` and :meth:`_Steps.sort`.
+    """
+
+    lookup = True
+
+    def __init__(self):
+        self.codes: _PatientCodes | None = None
+
+    def encode(self, frame):
+        self.codes = _PatientCodes(frame)
+        return self.codes.frame
+
+    def restore(self, frame):
+        return frame if self.codes is None else self.codes.restore(frame)
+
+    def _slots(self, native: pd.DataFrame, visits: Sequence[Visit]):
+        """The slot ``(code + 1) x n_visits + visit`` of each row (rows whose
+        ``target_day`` is missing get a slot of their patient, to be masked), and the
+        number of slots."""
+        first = visits[0].target_day
+        position = np.zeros(visits[-1].target_day - first + 1, dtype=np.int64)
+        for i, v in enumerate(visits):
+            position[v.target_day - first] = i
+        target = native["target_day"].to_numpy(dtype=np.int64, na_value=first)
+        code = native["patient_id"].to_numpy(dtype=np.int64) + 1  # a missing id is -1
+        slots = code * len(visits) + position[target - first]
+        return slots, len(self.codes.position) * len(visits)
+
+    def choose(self, frame, visits: Sequence[Visit]):
+        if self.codes is None or self.codes.ids is None:
+            return super().choose(frame, visits)
+        native = frame.to_native()
+        base = visits[0]
+        target = native["target_day"].to_numpy(dtype=np.int64, na_value=base.target_day)
+        day = native["study_day"].to_numpy(dtype=np.int64, na_value=0)
+        score = native["score"].to_numpy(dtype=np.int64, na_value=0)
+        valid = (native["score"].notna() & native["target_day"].notna()).to_numpy()
+        is_base = target == base.target_day
+        key = np.where(is_base, base.window_high - day, 2 * np.abs(day - target) + (day > target))
+        slots, n_slots = self._slots(native, visits)
+        lowest = np.full(n_slots, np.iinfo(np.int64).max)
+        np.minimum.at(lowest, slots[valid], key[valid])
+        chosen = valid & (key == lowest[slots])
+        # One chosen baseline per patient (keys are distinct within a window): a scatter
+        # gives the patient's baseline, as the maximum over the patient's rows does.
+        at_base = chosen & is_base
+        patient = slots // len(visits)
+        baseline = np.zeros(len(self.codes.position), dtype=np.int64)
+        has = np.zeros(len(self.codes.position), dtype=bool)
+        baseline[patient[at_base]] = score[at_base]
+        has[patient[at_base]] = True
+        baseline = pd.arrays.IntegerArray(baseline[patient], ~has[patient])
+        out = replace_columns(native, {"_chosen": chosen, "baseline": baseline})
+        return nw.from_native(out, eager_only=True)
+
+    def sort(self, rows, visits: Sequence[Visit]):
+        if self.codes is None or self.codes.ids is None:
+            return super().sort(rows, visits)
+        native = rows.to_native()
+        slots, n_slots = self._slots(native, visits)
+        # Each row has its own slot (one row per patient and window): reading the rows off
+        # the occupied slots in slot order sorts them in linear time.
+        row_of_slot = np.full(n_slots, -1, dtype=np.int64)
+        row_of_slot[slots] = np.arange(len(slots))
+        order = row_of_slot[row_of_slot >= 0]
+        return nw.from_native(native.take(order), eager_only=True)
+
+
+def _steps_for(frame) -> _Steps:
+    """The form of the engine-dependent steps for ``frame``'s engine."""
+    if frame.implementation.is_pandas() and _FAST_PATH.get():
+        return _PandasSteps()
+    return _Steps()
 
 
 # --- The derivation -------------------------------------------------------------------------
@@ -463,18 +633,13 @@ def _visit_name(visits: Sequence[Visit], lookup: bool = False) -> nw.Expr:
     return _by_visit(visits, lambda v: target == v.target_day, lambda v: nw.lit(v.name))
 
 
-def _lookup(frame) -> bool:
-    """Whether to map days and visits through a table (pandas) rather than a ``CASE``."""
-    return frame.implementation.is_pandas()
-
-
 def _annotate(
     frame,
     instrument: Instrument,
     visits: Sequence[Visit],
+    steps: _Steps,
     keep=None,
     filtered: bool = False,
-    integer_ids: bool = False,
 ):
     """Assessments of ``instrument`` with their score, window, choice and baseline.
 
@@ -482,47 +647,22 @@ def _annotate(
     schedule), ``_chosen`` (the assessment that represents its window) and ``baseline``
     (the patient's baseline score, null without one). ``keep`` names the input columns to
     carry along (default all); fewer columns make the window functions cheaper.
-    ``filtered`` says that ``frame`` holds only rows of ``instrument`` already;
-    ``integer_ids`` that ``patient_id`` holds integer codes (:class:`_PatientCodes`).
+    ``filtered`` says that ``frame`` holds only rows of ``instrument`` already; ``steps``
+    is the engine's form of the steps (:class:`_Steps`).
     """
-    base = visits[0]
-    day, target, score = nw.col("study_day"), nw.col("target_day"), nw.col("score")
     if not filtered:
         frame = frame.filter(_of_instrument(instrument))
     frame = frame.with_columns(
         n_items_answered=answered_expr(instrument),
         _item_sum=item_sum_expr(instrument),
-        target_day=_target_day(visits, _lookup(frame)),
+        target_day=_target_day(visits, steps.lookup),
     )
     frame = frame.with_columns(
         score=score_expr(instrument, nw.col("n_items_answered"), nw.col("_item_sum"))
     )
     if keep is not None:
         frame = _select(frame, *keep, "target_day", "score")
-    key = (
-        nw.when(target == base.target_day)
-        .then(base.window_high - day)
-        .otherwise(2 * (day - target).abs() + (day > target).cast(nw.Int64))
-    )
-    frame = frame.with_columns(_key=nw.when(~score.is_null() & ~target.is_null()).then(key))
-    window = ["patient_id", "target_day"]
-    if integer_ids:  # one integer key per patient and window groups faster than two keys
-        frame = frame.with_columns(_window=_window_key(visits))
-        window = ["_window"]
-    chosen = nw.col("_key") == nw.col("_key").min().over(*window)
-    frame = frame.with_columns(_chosen=chosen.fill_null(False))
-    frame = frame.with_columns(
-        _baseline=nw.when(nw.col("_chosen") & (target == base.target_day)).then(score)
-    )
-    return frame.with_columns(baseline=nw.col("_baseline").max().over("patient_id"))
-
-
-def _window_key(visits: Sequence[Visit]) -> nw.Expr:
-    """One integer per patient code and window, in the order of ``patient_id, target_day``
-    (``patient_id`` holding the integer codes of :class:`_PatientCodes`)."""
-    first = min(v.target_day for v in visits)
-    span = max(v.target_day for v in visits) - first + 1
-    return nw.col("patient_id") * span + (nw.col("target_day") - first)
+    return steps.choose(frame, visits)
 
 
 def _reason() -> nw.Expr:
@@ -793,13 +933,13 @@ def derive_endpoints(data, instrument, *, schedule=None, impute="observed", crit
     visits = _instrument_visits(schedule, instrument)
     criteria = _resolve_criteria(instrument, criteria)
     bands = instrument.band(criteria.severity_bands)
-    patients = _PatientCodes(_assessments(data, instrument))
-    frame = patients.frame
+    frame = _assessments(data, instrument)
+    steps = _steps_for(frame)
+    frame = steps.encode(frame)
     keep = ["patient_id", "study_day"]
     if criteria.reliable_change is None:
         keep += ["n_items_answered", *instrument.item_columns]
-    integer_ids = patients.ids is not None
-    frame = _annotate(frame, instrument, visits, keep, filtered=True, integer_ids=integer_ids)
+    frame = _annotate(frame, instrument, visits, steps, keep, filtered=True)
     if criteria.reliable_change is None:
         threshold = _jacobson_truax(frame, instrument, criteria, visits[0].target_day)
     else:
@@ -809,21 +949,18 @@ def derive_endpoints(data, instrument, *, schedule=None, impute="observed", crit
         rows = rows.with_columns(imputed=nw.col("score").is_null())
     else:
         rows = _impute(frame, rows, visits, impute)
-    eager = isinstance(rows, nw.DataFrame)
-    if integer_ids:  # one key (unique: a row per patient and visit) sorts faster than two
-        rows = rows.with_columns(_order=_window_key(visits)).sort("_order")
-    elif eager:  # sort the few columns now, rather than every output column at the end
-        rows = rows.sort("patient_id", "target_day")
+    # Eager rows are sorted now, on few columns, rather than every output column at the end.
+    rows = steps.sort(rows, visits)
     rows = rows.with_columns(change=nw.col("score") - nw.col("baseline"))
     rows = rows.with_columns(
         instrument=nw.lit(instrument.name),
-        visit=_visit_name(visits, _lookup(rows)),
-        **_outcomes(criteria, threshold, bands, _lookup(rows)),
+        visit=_visit_name(visits, steps.lookup),
+        **_outcomes(criteria, threshold, bands, steps.lookup),
     )
     rows = _select(rows, *ENDPOINT_COLUMNS)
-    if not eager:
+    if isinstance(rows, nw.LazyFrame):
         rows = rows.sort("patient_id", "target_day")
-    return _to_native(patients.restore(cast_columns(rows, _DTYPES)))
+    return _to_native(steps.restore(cast_columns(rows, _DTYPES)))
 
 
 def endpoint_accounting(data, instrument=None, *, schedule=None, impute="observed", criteria=None):
@@ -892,11 +1029,12 @@ def endpoint_accounting(data, instrument=None, *, schedule=None, impute="observe
     dtypes = {"score": nw.Int64, "visit": nw.String, "reason": nw.String}
     parts = []
     for i, visits in plans:
-        annotated = _annotate(frame, i, visits).with_columns(
+        steps = _steps_for(frame)
+        annotated = _annotate(frame, i, visits, steps).with_columns(
             _is_baseline_window=nw.col("target_day") == visits[0].target_day
         )
         annotated = annotated.with_columns(
-            visit=_visit_name(visits, _lookup(annotated)), reason=_reason()
+            visit=_visit_name(visits, steps.lookup), reason=_reason()
         )
         parts.append(cast_columns(_select(annotated, *out_columns), dtypes))
     if instrument is None:

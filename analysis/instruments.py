@@ -487,17 +487,35 @@ def prepare_assessments(native, columns=None):
             elif not isinstance(native[column].dtype, pd.Int64Dtype):
                 converted[column] = _as_nullable_int(native[column], column)
         if converted:
-            # A shallow copy with the converted columns set: ``assign`` would first copy
-            # every column of the frame (the strings of ``patient_id`` included).
-            native = native.copy(deep=False)
-            for column, values in converted.items():
-                native[column] = values
+            native = replace_columns(native, converted)
         return nw.from_native(native, eager_only=True)
     frame = nw.from_native(native)
     missing = [c for c in numeric if c not in frame.columns and c != "study_day"]
     if missing:
         frame = frame.with_columns(nw.lit(None, dtype=nw.Int64).alias(c) for c in missing)
     return frame
+
+
+def replace_columns(native: pd.DataFrame, columns: Mapping[str, object]) -> pd.DataFrame:
+    """``native`` with ``columns`` (name -> array or Series on its index) set, nothing copied.
+
+    A new frame that shares every column: setting a column on a pandas frame copies the
+    values set (``df[c] = v``), and ``assign`` first copies every column of the frame (the
+    strings of ``patient_id`` included). Columns not in ``native`` are appended in order.
+    """
+
+    def series(name, values):
+        values = values.array if isinstance(values, pd.Series) else values
+        return pd.Series(values, index=native.index, name=name, copy=False)
+
+    parts = [
+        series(name, columns[name]) if name in columns else native.iloc[:, i]
+        for i, name in enumerate(native.columns)
+    ]
+    parts += [series(name, v) for name, v in columns.items() if name not in native.columns]
+    out = pd.concat(parts, axis=1, copy=False)
+    out.columns = pd.Index([s.name for s in parts], name=native.columns.name)
+    return out
 
 
 def _as_nullable_int(series: pd.Series, column: str) -> pd.Series:
@@ -545,9 +563,9 @@ def cast_columns(frame, dtypes: Mapping[str, type]):
         wanted = {c: _PANDAS_NULLABLE[d] for c, d in dtypes.items()}
         wanted = {c: d for c, d in wanted.items() if native[c].dtype != d}
         if wanted:  # column by column: ``astype`` with a mapping copies every other column
-            native = native.copy(deep=False)
-            for column, dtype in wanted.items():
-                native[column] = native[column].astype(dtype)
+            native = replace_columns(
+                native, {column: native[column].astype(dtype) for column, dtype in wanted.items()}
+            )
         return nw.from_native(native, eager_only=True)
     return frame.with_columns(nw.col(c).cast(d) for c, d in dtypes.items())
 

@@ -1,35 +1,39 @@
 """Time `derive_endpoints` on pandas, Polars and DuckDB against hand-written DuckDB SQL.
 
-Builds GAD-7 and HAM-A assessments for N patients (default 1,000,000, about ten million
-rows) with numpy, then, in the same run and on the same data:
+Builds GAD-7 and HAM-A assessments for N patients (about 7.8 GAD-7 and 0.6 HAM-A rows per
+patient) with numpy, then, for each size and instrument, in the same run and on the same
+data:
 
-- ``sql``: a hand-written DuckDB SQL query implementing the same rules (GAD-7, observed
-  visits: scoring with proration, baseline as the latest in its window, the visit closest
-  to its target with ties to the earlier day, change, outcome flags, severity), the
-  reference;
+- ``sql``: a hand-written DuckDB SQL query implementing the same rules (observed visits:
+  scoring with proration, baseline as the latest in its window, the visit closest to its
+  target with ties to the earlier day, change, the Jacobson-Truax threshold for the
+  HAM-A, outcome flags, severity), the reference;
 - ``pandas``, ``polars``, ``duckdb``: :func:`analysis.derive_endpoints` on each engine's
   native input, including the conversion of the pandas frame to that input and the
   materialisation of the result (a DuckDB result is fetched as an Arrow table, as the SQL
   reference is).
 
-Each engine runs in its own subprocess, so the peak memory of one does not hide in
-another's; peak memory is the resident set size (``ru_maxrss``) of that process minus
-its size after building the data, since ``tracemalloc`` does not see the memory of
-native engines. It is reported next to the in-memory size of the pandas input frame.
-Before timing, the SQL result is checked to equal the narwhals result on a sample of
-patients, so the reference computes the same thing.
+Each engine runs in its own subprocess per size (building the data once, then running
+each instrument ``--repeats`` times), so the peak memory of one does not hide in
+another's; peak memory is the growth of the resident set size of that process during a
+run (sampled every 5 ms, and ``ru_maxrss``), since ``tracemalloc`` does not see the memory
+of native engines. It is reported next to the in-memory size of the pandas input frame.
+Every figure is printed as the range over the repeated runs; a ratio pairs the i-th run
+of an engine with the i-th run of the reference. Before timing, the SQL result is checked
+to equal the narwhals result on a sample of patients, so the reference computes the same
+thing.
 
 Usage::
 
-    python benchmarks/derive.py                      # 1,000,000 patients
-    python benchmarks/derive.py --patients 20000 --engines sql pandas
+    python benchmarks/derive.py                      # 1,000,000 patients, GAD-7 and HAM-A
+    python benchmarks/derive.py --patients 100000 1000000 3000000
+    python benchmarks/derive.py --patients 20000 --engines sql pandas --instrument HAMA
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import resource
 import subprocess
 import sys
 import time
@@ -258,8 +262,39 @@ def _arrow(relation):
     return fetch()
 
 
+def _high_water_mark() -> int | None:
+    """The peak resident set size since the last reset (``VmHWM``, Linux), in bytes."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return None
+
+
+def _reset_high_water_mark() -> None:
+    """Reset ``VmHWM`` to the current resident set size (Linux 4.0+; ignored elsewhere)."""
+    try:
+        with open("/proc/self/clear_refs", "w") as clear_refs:
+            clear_refs.write("5")
+    except OSError:
+        pass
+
+
 class _PeakRSS:
-    """Peak resident set size of this process while the block runs (sampled every 5 ms)."""
+    """Peak resident set size of this process while the block runs.
+
+    Sampled every 5 ms, and read from the kernel's high-water mark (reset on entry),
+    which catches a spike between two samples. ``base`` is the size the peak is measured
+    from (default: the size on entry); passing the size after building the data makes a
+    later run in the same process count memory an earlier run left resident, an upper
+    bound rather than an underestimate.
+    """
+
+    def __init__(self, base: int | None = None):
+        self.base = base
 
     def __enter__(self):
         import threading
@@ -267,8 +302,10 @@ class _PeakRSS:
         import psutil
 
         self._process = psutil.Process()
+        _reset_high_water_mark()
         self.start = self.peak = self._process.memory_info().rss
-        self._maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        if self.base is not None:
+            self.start = min(self.start, self.base)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sample, daemon=True)
         self._thread.start()
@@ -281,67 +318,107 @@ class _PeakRSS:
     def __exit__(self, *exc):
         self._stop.set()
         self._thread.join()
-        self.peak = max(self.peak, self._process.memory_info().rss)
-        # A new lifetime maximum (ru_maxrss, KiB on Linux) was reached inside the block:
-        # it catches a spike between two samples.
-        maxrss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-        if maxrss > self._maxrss:
-            self.peak = max(self.peak, maxrss * 1024)
+        self.peak = max(self.peak, self._process.memory_info().rss, _high_water_mark() or 0)
 
 
-def worker(engine: str, n_patients: int, seed: int, instrument: str = "GAD7") -> dict:
-    """Build the data, run one engine once and measure it (in a fresh process)."""
+def worker(
+    engine: str, n_patients: int, seed: int, instruments=("GAD7",), repeats: int = 1
+) -> list[dict]:
+    """Build the data once, then run one engine ``repeats`` times per instrument and
+    measure each run (in a fresh process, one per engine and size)."""
     import gc
+
+    import psutil
 
     df = make_assessments(n_patients, seed)
     input_bytes = int(df.memory_usage(deep=True).sum())
     gc.collect()
-    with _PeakRSS() as rss:
-        start = time.perf_counter()
-        result = _run(engine, df, instrument)
-        seconds = time.perf_counter() - start
-    return {
-        "engine": engine,
-        "seconds": seconds,
-        "rows_in": len(df),
-        "rows_out": len(result),
-        "input_mb": input_bytes / 2**20,
-        "peak_mb": (rss.peak - rss.start) / 2**20,
-    }
+    base = psutil.Process().memory_info().rss
+    runs = []
+    for instrument in instruments:
+        for _ in range(repeats):
+            gc.collect()
+            with _PeakRSS(base) as rss:
+                start = time.perf_counter()
+                result = _run(engine, df, instrument)
+                seconds = time.perf_counter() - start
+            runs.append(
+                {
+                    "engine": engine,
+                    "instrument": instrument,
+                    "seconds": seconds,
+                    "rows_in": len(df),
+                    "rows_out": len(result),
+                    "input_mb": input_bytes / 2**20,
+                    "peak_mb": (rss.peak - rss.start) / 2**20,
+                }
+            )
+            del result
+    return runs
+
+
+def _spread(values, fmt: str) -> str:
+    """``low-high`` of the runs (one value when they agree to the format's precision)."""
+    low, high = format(min(values), fmt), format(max(values), fmt)
+    return low if low == high else f"{low}-{high}"
+
+
+def report(results: dict, n_patients: int, instrument: str) -> None:
+    """Print one table: seconds, ratio to the SQL reference and peak memory of each engine,
+    each as the range over the repeated runs (ratios pair the i-th run of an engine with
+    the i-th run of the reference)."""
+    runs = {e: [r for r in rs if r["instrument"] == instrument] for e, rs in results.items()}
+    sql = runs["sql"]
+    first = sql[0]
+    print(
+        f"\n{instrument}: {n_patients:,} patients, {first['rows_in']:,} assessment rows "
+        f"({first['input_mb']:,.0f} MB as pandas), {first['rows_out']:,} endpoint rows, "
+        f"{len(sql)} run(s) each"
+    )
+    print(f"{'engine':<8}{'seconds':>14}{'vs SQL':>13}{'peak MB':>14}{'peak/input':>13}")
+    for engine, rs in runs.items():
+        seconds = [r["seconds"] for r in rs]
+        ratios = [r["seconds"] / s["seconds"] for r, s in zip(rs, sql, strict=True)]
+        peaks = [r["peak_mb"] for r in rs]
+        print(
+            f"{engine:<8}{_spread(seconds, '.2f'):>14}{_spread(ratios, '.2f') + 'x':>13}"
+            f"{_spread(peaks, ',.0f'):>14}"
+            f"{_spread([p / first['input_mb'] for p in peaks], '.2f') + 'x':>13}"
+        )
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--patients", type=int, default=1_000_000)
+    parser.add_argument("--patients", type=int, nargs="+", default=[1_000_000])
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--instrument", choices=sorted(INSTRUMENTS), default="GAD7")
+    parser.add_argument(
+        "--instrument", nargs="+", choices=sorted(INSTRUMENTS), default=["GAD7", "HAMA"]
+    )
+    parser.add_argument("--repeats", type=int, default=2, help="runs per engine (spread)")
     parser.add_argument("--check-patients", type=int, default=5_000)
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.patients, args.seed, args.instrument)))
+        runs = worker(args.worker, args.patients[0], args.seed, args.instrument, args.repeats)
+        print(json.dumps(runs))
         return
-    rows = check_reference(min(args.check_patients, args.patients), args.seed, args.instrument)
-    print(f"SQL reference equals derive_endpoints on a sample ({rows:,} endpoint rows).")
+    for instrument in args.instrument:
+        n = min(args.check_patients, min(args.patients))
+        rows = check_reference(n, args.seed, instrument)
+        print(f"{instrument}: the SQL reference equals derive_endpoints ({rows:,} rows).")
     engines = ["sql", *(e for e in args.engines if e != "sql")]
-    results = {}
-    for engine in engines:
-        command = [sys.executable, __file__, "--worker", engine, "--patients", str(args.patients)]
-        command += ["--seed", str(args.seed), "--instrument", args.instrument]
-        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
-        results[engine] = json.loads(out.strip().splitlines()[-1])
-    first = results["sql"]
-    print(
-        f"{args.instrument}: {args.patients:,} patients, {first['rows_in']:,} assessment rows "
-        f"({first['input_mb']:,.0f} MB as pandas), {first['rows_out']:,} endpoint rows"
-    )
-    print(f"{'engine':<8}{'seconds':>10}{'vs SQL':>9}{'peak MB':>10}{'peak/input':>12}")
-    for engine, r in results.items():
-        print(
-            f"{engine:<8}{r['seconds']:>10.2f}{r['seconds'] / first['seconds']:>8.2f}x"
-            f"{r['peak_mb']:>10,.0f}{r['peak_mb'] / r['input_mb']:>11.2f}x"
-        )
+    for n_patients in args.patients:
+        results = {}
+        for engine in engines:
+            command = [sys.executable, __file__, "--worker", engine]
+            command += ["--patients", str(n_patients), "--seed", str(args.seed)]
+            command += ["--instrument", *args.instrument, "--repeats", str(args.repeats)]
+            out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+            results[engine] = json.loads(out.strip().splitlines()[-1])
+        for instrument in args.instrument:
+            report(results, n_patients, instrument)
+        sys.stdout.flush()
 
 
 if __name__ == "__main__":
