@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import analysis
+from analysis._version import __version__
 from analysis.reports import REPORT_PARAMETERS
 
 __all__ = ["main"]
@@ -25,7 +25,7 @@ def _parser() -> argparse.ArgumentParser:
         description="GAD-7 and HAM-A outcome reports for ketamine treatment programs.",
         epilog="Exit codes: 0 success, 1 invalid data or failed report, 2 usage error.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {analysis.__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     report = commands.add_parser(

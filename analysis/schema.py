@@ -29,14 +29,15 @@ missing (the JSON ``missingValues``); booleans accept ``true/false``, ``yes/no``
 every validated table has all its schema columns (in schema order), followed by any extra
 columns, which are kept as read.
 
-Where the schema files are found: ``data_schema/`` next to the ``analysis`` package (the
-repository layout; the package is installed in editable mode), else a copy inside the
-package (``analysis/data_schema/``, for a wheel that ships it as package data).
+Where the schema files are found: package data ``analysis/data_schema/``, read through
+:mod:`importlib.resources` (in the repository a link to the top-level ``data_schema/``
+folder, the one copy that is edited; a wheel ships the files themselves).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -231,14 +232,13 @@ class DataValidationError(ValueError):
 
 def schema_dir() -> Path:
     """The folder holding the Table Schema JSON files (see the module docstring)."""
-    package = Path(__file__).resolve().parent
-    for candidate in (package.parent / "data_schema", package / "data_schema"):
-        if (candidate / "patients.json").is_file():
-            return candidate
+    folder = importlib.resources.files("analysis") / "data_schema"
+    if folder.joinpath("patients.json").is_file():
+        return Path(str(folder))
     raise FileNotFoundError(
-        "The table schemas were not found: expected data_schema/patients.json next to the "
-        f"`analysis` package ({package.parent}) or inside it. Install the package from the "
-        "repository (pip install -e .) or from a wheel that ships data_schema/."
+        f"The table schemas were not found: expected {folder}/patients.json (package data "
+        "of `analysis`). Reinstall the package (pip install anxiety-outcomes, or "
+        "pip install -e . from the repository)."
     )
 
 
