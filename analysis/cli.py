@@ -156,7 +156,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Examples
     --------
     >>> main(["--version"])
-    anxiety-outcomes 0.1.0
+    anxiety-outcomes ...
     0
     """
     try:

@@ -51,7 +51,7 @@ __all__ = [
 
 #: Where the report notebooks live: package data ``analysis/notebooks`` (in the repository a
 #: link to the top-level ``notebooks/`` folder), so a wheel install finds them too.
-NOTEBOOKS_DIR = Path(str(importlib.resources.files("analysis") / "notebooks"))
+NOTEBOOKS_DIR = Path(str(importlib.resources.files("analysis") / "notebooks")).resolve()
 
 #: Parameters every report notebook accepts, besides ``data_dir`` and ``tables_dir``,
 #: with their defaults (500 synthetic patients, seed 0; CMS small-cell rule).

@@ -32,11 +32,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
-from matplotlib.figure import Figure
 from scipy import stats
 
 from analysis._utils import (
@@ -47,6 +46,9 @@ from analysis._utils import (
     to_float_array,
 )
 from analysis.rates import proportion_ci, suppress_small_cells
+
+if TYPE_CHECKING:  # the figures import matplotlib and seaborn when drawn (the plots extra)
+    from matplotlib.figure import Figure
 
 __all__ = [
     "ANY_EVENT",
@@ -856,6 +858,9 @@ def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = No
     Figure
         One axes: terms on y, percent of treated patients on x.
     """
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
     check_columns(table, ["term", "percent"], "adverse_event_table")
     hue = _hue(table, _AE_COLUMNS)
     order = list(dict.fromkeys(table["term"])) if terms is None else list(terms)
@@ -886,6 +891,8 @@ def plot_blood_pressure(table: pd.DataFrame) -> Figure:
         One axes: groups on x, mean change (mmHg) with error bars, one colour per
         pressure.
     """
+    from matplotlib.figure import Figure
+
     check_columns(table, ["measure", "change_mean", "change_ci_low", "change_ci_high"], "bp")
     x = _hue(table, _BP_COLUMNS)
     data = table[table["measure"].isin(["sbp", "dbp"])].reset_index(drop=True)
@@ -931,6 +938,8 @@ def plot_dissociation(table: pd.DataFrame, *, x: str | None = None) -> Figure:
     Figure
         One axes: median (points) and IQR (bars) of the CADSS total per session.
     """
+    from matplotlib.figure import Figure
+
     check_columns(table, ["median", "q1", "q3"], "dissociation_table")
     groups = [c for c in table.columns if c not in _CADSS_COLUMNS]
     x = x if x is not None else (groups[0] if groups else None)

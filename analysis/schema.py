@@ -5,8 +5,9 @@ The table definitions live once, as Frictionless Table Schema files in ``data_sc
 Everything here is built from them:
 
 * per-column rules (required columns and values, types, ranges, allowed codes, patterns)
-  are pandera checks made by :func:`pandera.io.pandas_io.from_frictionless_schema` from
-  the JSON, with the nullable pandas dtypes below and ``exclusiveMinimum`` added;
+  are pandera checks made by pandera's Frictionless field parser from the JSON (without
+  importing frictionless itself), with the nullable pandas dtypes below and
+  ``exclusiveMinimum`` added;
 * the primary and foreign keys come from the JSON ``primaryKey`` and ``foreignKeys``;
 * rules a Table Schema cannot express are small validator classes that read the
   instrument constants of :mod:`analysis.instruments`: item and total ranges per scale,
@@ -234,7 +235,7 @@ def schema_dir() -> Path:
     """The folder holding the Table Schema JSON files (see the module docstring)."""
     folder = importlib.resources.files("analysis") / "data_schema"
     if folder.joinpath("patients.json").is_file():
-        return Path(str(folder))
+        return Path(str(folder)).resolve()  # in the repository: the top-level folder
     raise FileNotFoundError(
         f"The table schemas were not found: expected {folder}/patients.json (package data "
         "of `analysis`). Reinstall the package (pip install anxiety-outcomes, or "
@@ -390,6 +391,42 @@ def _pandera_label(check) -> str:
     return str(name)
 
 
+def _frictionless_to_pandera(descriptor: dict):
+    """The pandera schema :func:`pandera.io.pandas_io.from_frictionless_schema` builds.
+
+    Same field parser, same checks, but the descriptor is read as the plain JSON it is:
+    ``frictionless.Schema`` would load jsonschema's format checkers (about 2 s of imports
+    on the first ``load_cohort``) only to re-check our own schema files, which
+    ``tests/test_schema.py`` validates with frictionless instead.
+    """
+    from types import SimpleNamespace
+
+    from pandera.io.pandas_io import FrictionlessFieldParser, deserialize_schema
+
+    primary_key = descriptor.get("primaryKey", [])
+    primary_key = [primary_key] if isinstance(primary_key, str) else list(primary_key)
+    columns = {}
+    for spec in descriptor["fields"]:
+        field = SimpleNamespace(
+            name=spec["name"],
+            type=spec.get("type", "any"),
+            constraints=spec.get("constraints", {}),
+            description=spec.get("description", ""),
+            title=spec.get("title", ""),
+        )
+        columns[field.name] = FrictionlessFieldParser(field, primary_key).to_pandera_column()
+    return deserialize_schema(
+        {
+            "columns": columns,
+            "index": None,
+            "checks": None,
+            "coerce": True,
+            "strict": True,
+            "unique": None if len(primary_key) == 1 else primary_key,
+        }
+    )
+
+
 @functools.cache
 def _table_validator(table: str) -> _TableValidator:
     return _TableValidator(table)
@@ -400,7 +437,6 @@ class _TableValidator:
 
     def __init__(self, table: str) -> None:
         import pandera.pandas as pa
-        from pandera.io.pandas_io import from_frictionless_schema
 
         self.table = table
         descriptor = read_schema(table)
@@ -417,7 +453,7 @@ class _TableValidator:
                 self.unique_keys.append([name])
         self.coercers = {n: _Coercer(f, self.missing_values) for n, f in self.fields.items()}
 
-        base = from_frictionless_schema(descriptor)
+        base = _frictionless_to_pandera(descriptor)
         columns = {}
         for name, column in base.columns.items():
             constraints = self.fields[name].get("constraints", {})
