@@ -57,7 +57,7 @@ test-spark: install-spark
 ## the reports extra into a fresh environment outside the repository, then validate a
 ## synthetic data folder and render the data-quality report there.
 test-wheel: install
-	rm -rf dist
+	rm -rf dist build
 	$(BIN)/python -m build --outdir dist .
 	@set -eu; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
 	wheel=$$(ls "$$PWD"/dist/anxiety_outcomes-*.whl); \

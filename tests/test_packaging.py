@@ -198,3 +198,27 @@ def test_cli_and_reports_take_the_version_from_one_module():
             if alias.name == "analysis"
         ]
         assert roots == [], name
+
+
+# ------------------------------------------------------------------ self-contained repo
+
+
+def test_the_repository_refers_to_nothing_outside_it():
+    """Docs, code and tests cite docs/design.md and docs/references.md, not outside files."""
+    outside = ("/" + "work/", "../" + "shared", "DESIGN" + ".md", "REFERENCES" + ".md")
+    folders = ("analysis", "tests", "docs", "notebooks", "data_schema", "benchmarks", ".ci")
+    paths = [p for folder in folders for p in (ROOT / folder).rglob("*") if p.is_file()]
+    paths += [p for p in ROOT.glob("*") if p.is_file()]
+    skip = ("_build", "generated", "__pycache__", ".ipynb_checkpoints", ".git")
+    offenders = []
+    for path in paths:
+        if any(part in skip for part in path.relative_to(ROOT).parts):
+            continue
+        try:
+            text = path.read_text(encoding="utf-8")
+        except UnicodeDecodeError:
+            continue
+        offenders += [f"{path.relative_to(ROOT)}: {o}" for o in outside if o in text]
+    assert offenders == []
+    assert (ROOT / "docs" / "design.md").is_file()
+    assert (ROOT / "docs" / "references.md").is_file()
