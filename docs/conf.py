@@ -103,7 +103,13 @@ def definitions_page() -> str:
         out.append(_table(["criterion", "value"], list(spec.get("criteria", {}).items())))
         out.append("Severity bands (lower bound of each band):\n")
         bands = [
-            [band["name"], ", ".join(f"{l} {lab}" for l, lab in zip(band["lower"], band["labels"], strict=True)), band.get("source", "")]
+            [
+                band["name"],
+                ", ".join(
+                    f"{low} {lab}" for low, lab in zip(band["lower"], band["labels"], strict=True)
+                ),
+                band.get("source", ""),
+            ]
             for band in spec.get("severity_bands", {}).values()
         ]
         out.append(_table(["bands", "lower bound and label", "source"], bands))
@@ -111,7 +117,12 @@ def definitions_page() -> str:
         out.append("## Visit schedule\n")
         out.append("Windows are inclusive study days; day 0 is the first ketamine session.\n")
         rows = [
-            [v["name"], v["target_day"], f"{v['window_low']}..{v['window_high']}", ", ".join(v["instruments"])]
+            [
+                v["name"],
+                v["target_day"],
+                f"{v['window_low']}..{v['window_high']}",
+                ", ".join(v["instruments"]),
+            ]
             for v in defs["schedule"]
         ]
         out.append(_table(["visit", "target day", "window", "instruments"], rows))
@@ -140,7 +151,9 @@ def data_schema_page() -> str:
             c = dict(f.get("constraints", {}))
             required = "yes" if c.pop("required", False) else "no"
             rules = "; ".join(f"{k} {json.dumps(v)}" for k, v in c.items())
-            rows.append([f"`{f['name']}`", f.get("type", "any"), required, rules, f.get("description", "")])
+            rows.append(
+                [f"`{f['name']}`", f.get("type", "any"), required, rules, f.get("description", "")]
+            )
         out.append(_table(["column", "type", "required", "constraints", "description"], rows))
     readme = (ROOT / "data_schema" / "README.md").read_text(encoding="utf-8")
     # The README's own title becomes a section of this page.
