@@ -12,17 +12,24 @@ No profile has a wall-clock deadline: the machine is shared.
 
 Rendering the report notebooks (a kernel per notebook) is the slowest thing the suite
 does, so every test that needs rendered reports shares the session fixture
-:func:`rendered_reports`; under pytest-xdist those tests are sent to one worker so the
-reports are rendered once per run, not once per worker.
+:func:`rendered_reports`, which renders them once per run, also under pytest-xdist.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
+from pathlib import Path
 
 import matplotlib
 import pytest
 from hypothesis import HealthCheck, settings
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 matplotlib.use("Agg")
 
@@ -50,18 +57,9 @@ def _cap_examples(item: pytest.Item, cap: int) -> None:
         test._hypothesis_internal_use_settings = settings(own, max_examples=cap)
 
 
-def pytest_configure(config: pytest.Config) -> None:
-    # xdist's default "load" distribution would render the reports on every worker;
-    # "loadgroup" is "load" plus: tests of one xdist_group run on the same worker.
-    if getattr(config.option, "dist", "no") == "load":
-        config.option.dist = "loadgroup"
-
-
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    for item in items:
-        if "rendered_reports" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("rendered_reports"))
-        if PROFILE == "fast":
+    if PROFILE == "fast":
+        for item in items:
             _cap_examples(item, FAST_EXAMPLES)
 
 
@@ -70,10 +68,34 @@ def rendered_reports(tmp_path_factory):
     """Every report notebook rendered once for the run: ``(out_dir, manifest)``.
 
     The demo cohort at 60 synthetic patients, the reports' other defaults (min_cell 11).
-    Tests read the output folder; none may write into it.
+    Under pytest-xdist the workers share one folder: the first to need it renders under a
+    file lock, the others wait for it and read its ``manifest.json``. Tests read the
+    folder; none may write into it. The manifest is the object ``run_reports`` returned
+    (pickled for the other workers), so tests can compare it with ``manifest.json``.
     """
     from analysis.reports import run_reports
 
-    out = tmp_path_factory.mktemp("rendered_reports")
-    manifest = run_reports(None, out, n_patients=60, progress=False)
-    return out, manifest
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER") and fcntl is not None:
+        root = root.parent  # the run's folder, above each worker's own
+    out = root / "rendered_reports"
+    returned = root / "rendered_reports.pickle"  # what run_reports returned, not the JSON
+    with _exclusive(root / "rendered_reports.lock"):
+        if not returned.is_file():
+            manifest = run_reports(None, out, n_patients=60, progress=False)
+            returned.write_bytes(pickle.dumps(manifest))
+    return out, pickle.loads(returned.read_bytes())
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """Hold an exclusive lock on ``path`` across processes (POSIX; a no-op elsewhere)."""
+    if fcntl is None:  # no shared folder then: each worker renders its own copy
+        yield
+        return
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
