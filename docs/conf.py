@@ -196,7 +196,7 @@ def api_pages() -> dict[str, str]:
     return pages
 
 
-def write_generated(app) -> None:
+def write_generated() -> None:
     GENERATED.mkdir(exist_ok=True)
     pages = {"definitions.md": definitions_page(), "data_schema.md": data_schema_page()}
     pages.update(api_pages())
@@ -217,6 +217,10 @@ def copy_demo_reports(app, exception) -> None:
     shutil.copytree(DEMO_REPORTS, Path(app.outdir) / "demo-reports", dirs_exist_ok=True)
 
 
+# Written when the configuration is read: Sphinx lists the source files before any event
+# an extension could use, and autosummary stubs only the pages it finds then.
+write_generated()
+
+
 def setup(app):
-    app.connect("builder-inited", write_generated)
     app.connect("build-finished", copy_demo_reports)
