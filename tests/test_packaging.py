@@ -14,6 +14,7 @@ import fnmatch
 import importlib.metadata
 import subprocess
 import sys
+import tarfile
 import tomllib
 import zipfile
 from pathlib import Path
@@ -156,19 +157,24 @@ def test_every_data_file_is_declared(folder, package):
 
 
 @pytest.mark.slow
-def test_the_wheel_holds_schemas_and_notebooks(tmp_path):
+def test_sdist_and_wheel_hold_schemas_and_notebooks(tmp_path):
+    """``python -m build``: the sdist, and the wheel built from that sdist (as pip does)."""
     subprocess.run(
-        [sys.executable, "-m", "build", "--wheel", "--outdir", str(tmp_path), str(ROOT)],
+        [sys.executable, "-m", "build", "--outdir", str(tmp_path), str(ROOT)],
         check=True,
         capture_output=True,
     )
     (wheel,) = tmp_path.glob("anxiety_outcomes-*.whl")
-    names = set(zipfile.ZipFile(wheel).namelist())
+    (sdist,) = tmp_path.glob("anxiety_outcomes-*.tar.gz")
+    in_wheel = set(zipfile.ZipFile(wheel).namelist())
+    with tarfile.open(sdist) as archive:
+        in_sdist = {name.split("/", 1)[1] for name in archive.getnames() if "/" in name}
     for folder in ("data_schema", "notebooks"):
         for path in (ROOT / folder).iterdir():
             if path.is_file():
-                assert f"analysis/{folder}/{path.name}" in names
-    assert "analysis/py.typed" in names
+                assert f"analysis/{folder}/{path.name}" in in_wheel
+                assert f"analysis/{folder}/{path.name}" in in_sdist
+    assert "analysis/py.typed" in in_wheel
 
 
 # ----------------------------------------------------------------------------- version
