@@ -1,7 +1,10 @@
 # The two commands of the README: `make report` and `make test`.
 # Both create a virtual environment in .venv (Python 3.11+), install the package with its
-# pinned dependencies, then do their work. Re-running skips the install until
-# pyproject.toml changes.
+# pinned dependencies (the core and the plots, reports, engines and test extras), then do
+# their work. Re-running skips the install until pyproject.toml changes.
+# For maintainers: `make test-fast` (fewer property-test examples), `make docs` (the Sphinx
+# site in docs/_build/html), `make test-wheel` (build sdist and wheel, install the wheel in
+# a fresh environment outside the repository and run the command line there).
 
 PYTHON ?= python3
 VENV ?= .venv
@@ -9,7 +12,8 @@ BIN := $(VENV)/bin
 OUT ?= reports
 export MPLBACKEND := Agg
 
-.PHONY: install install-spark report test test-spark lint format bench clean
+.PHONY: install install-spark install-docs report test test-fast test-spark test-wheel docs \
+	lint format bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "anxiety-outcomes needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -22,21 +26,57 @@ $(VENV)/.installed-spark: $(VENV)/.installed
 	$(BIN)/python -m pip install --quiet -e ".[test,spark]"
 	@touch $@
 
+$(VENV)/.installed-docs: $(VENV)/.installed
+	$(BIN)/python -m pip install --quiet -e ".[test,docs]"
+	@touch $@
+
 install: $(VENV)/.installed
 
 install-spark: $(VENV)/.installed-spark
+
+install-docs: $(VENV)/.installed-docs
 
 ## Render every report from the built-in synthetic cohort into $(OUT)/.
 report: install
 	$(BIN)/anxiety-outcomes report --out $(OUT)
 
 ## Lint, then the whole suite: unit and property tests, doctests, notebook checks.
+## The report notebooks run once per run; every property test draws its full count.
 test: install lint
-	$(BIN)/python -m pytest -n 2 -m "not spark"
+	HYPOTHESIS_PROFILE=full $(BIN)/python -m pytest -n 2 -m "not spark"
+
+## The same suite with few examples per property test: a quick check while working.
+test-fast: install
+	HYPOTHESIS_PROFILE=fast $(BIN)/python -m pytest -n 2 -m "not spark"
 
 ## The PySpark backend tests (needs Java 17+; installs the `spark` extra).
 test-spark: install-spark
 	$(BIN)/python -m pytest -m spark -p no:xdist
+
+## The wheel as a new user gets it: build the sdist and the wheel, install the wheel with
+## the reports extra into a fresh environment outside the repository, then validate a
+## synthetic data folder and render the data-quality report there.
+test-wheel: install
+	rm -rf dist build
+	$(BIN)/python -m build --outdir dist .
+	@set -eu; tmp=$$(mktemp -d); trap 'rm -rf "$$tmp"' EXIT; \
+	wheel=$$(ls "$$PWD"/dist/anxiety_outcomes-*.whl); \
+	cd "$$tmp"; \
+	$(PYTHON) -m venv venv; \
+	venv/bin/python -m pip install --quiet "$$wheel[reports]"; \
+	venv/bin/anxiety-outcomes --version; \
+	venv/bin/anxiety-outcomes synth --patients 120 --seed 3 --out data; \
+	venv/bin/anxiety-outcomes validate data; \
+	venv/bin/anxiety-outcomes report data --out reports --only 01_data_quality; \
+	test -s reports/01_data_quality.html; \
+	venv/bin/python -c 'import analysis, json, sys; m = json.load(open("reports/manifest.json")); sys.exit(m["package_version"] != analysis.__version__)'; \
+	echo "wheel OK: validate and report ran from $$wheel"
+
+## The documentation site in docs/_build/html (warnings are errors). The rendered demo
+## reports are built first and copied into the site.
+docs: install-docs
+	$(BIN)/anxiety-outcomes report --out docs/_build/demo-reports
+	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
 
 lint: install
 	$(BIN)/ruff check .
@@ -53,4 +93,4 @@ bench: install
 	$(BIN)/python benchmarks/synthetic.py
 
 clean:
-	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .hypothesis
+	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .hypothesis dist build docs/_build docs/api/generated

@@ -23,7 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-import analysis
+from analysis._version import __version__
 from analysis.reports import REPORT_PARAMETERS
 
 __all__ = ["main"]
@@ -70,7 +70,7 @@ def _parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 success, 1 invalid data or a failed report, 2 usage error, "
         "3 environment (disk full, permission, missing dependency).",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {analysis.__version__}")
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     parser.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     common = [_common_options()]
@@ -418,7 +418,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     Examples
     --------
     >>> main(["--version"])
-    anxiety-outcomes 0.1.0
+    anxiety-outcomes ...
     0
     >>> main(["report", "--min-cell", "0"])
     2

@@ -2,7 +2,7 @@
 
 From raw GAD-7 and HAM-A assessments to one row per patient x instrument x visit with
 every outcome flag the literature uses (``derive_endpoints``), and the fate of every input
-row (``endpoint_accounting``). The semantics are those of DESIGN.md, "Endpoint semantics";
+row (``endpoint_accounting``). The semantics are those of docs/design.md, "Endpoint semantics";
 every clinical constant comes from :mod:`analysis.instruments`.
 
 Design
@@ -30,7 +30,7 @@ backend tests (``tests/test_endpoints_backends.py``) require identical results o
 engine, and ``benchmarks/derive.py`` times each one against a hand-written DuckDB SQL
 query of the same rules.
 
-Choices where DESIGN.md is silent (a clinical-trial statistician's reading):
+Choices where docs/design.md is silent (a clinical-trial statistician's reading):
 
 - Endpoint rows are the post-baseline visits. The baseline visit itself has no row: its
   score is the ``baseline`` column of every row (change at baseline is 0 by definition and
@@ -178,7 +178,7 @@ class Visit:
         return self.window_low <= day <= self.window_high
 
 
-#: The default visit schedule (DESIGN.md, "Endpoint semantics"): the HAM-A is not
+#: The default visit schedule (docs/design.md, "Endpoint semantics"): the HAM-A is not
 #: scheduled at day 1.
 DEFAULT_SCHEDULE: tuple[Visit, ...] = (
     Visit(BASELINE, 0, -14, 0),
@@ -809,7 +809,7 @@ def _severity(bands, score: nw.Expr, lookup: bool) -> nw.Expr:
 
 
 def _outcomes(criteria: Criteria, threshold: float, bands, lookup=False) -> dict[str, nw.Expr]:
-    """The outcome columns from ``score``, ``baseline`` and ``change`` (DESIGN.md, Endpoint
+    """The outcome columns from ``score``, ``baseline`` and ``change`` (docs/design.md, Endpoint
     semantics); ``change`` is a column computed beforehand, which every flag reads rather
     than subtracting again (pandas evaluates each use of an expression)."""
     score, baseline, change = nw.col("score"), nw.col("baseline"), nw.col("change")

@@ -2,9 +2,9 @@
 
 Design contract:
 
-- A report is a notebook ``notebooks/NN_name.ipynb`` of the source tree (found next to
-  the package, ``Path(analysis.__file__).parent.parent / "notebooks"``, so the package
-  is used installed in editable mode from the repository, as ``make report`` does). Its
+- A report is a notebook ``NN_name.ipynb`` shipped inside the package
+  (``analysis/notebooks``, read through :mod:`importlib.resources`; in the repository it
+  is a link to the top-level ``notebooks/`` folder, the one copy that is edited). Its
   *name* is the file stem without the number prefix (``data_quality``); the stem
   (``01_data_quality``) is accepted wherever a name is.
 - Every report notebook has a cell tagged ``parameters`` with ``data_dir=None``,
@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import hashlib
 import html
+import importlib.resources
 import json
 import re
 import sys
@@ -37,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-import analysis
+from analysis._version import DISTRIBUTION, __version__
 from analysis.disclosure import check_min_cell, shown_count
 from analysis.schema import TABLES
 
@@ -60,8 +61,9 @@ __all__ = [
     "save_table",
 ]
 
-#: Where the report notebooks live: the ``notebooks/`` folder of the source tree.
-NOTEBOOKS_DIR = Path(__file__).resolve().parent.parent / "notebooks"
+#: Where the report notebooks live: package data ``analysis/notebooks`` (in the repository a
+#: link to the top-level ``notebooks/`` folder), so a wheel install finds them too.
+NOTEBOOKS_DIR = Path(str(importlib.resources.files("analysis") / "notebooks")).resolve()
 
 #: Parameters every report notebook accepts, besides ``data_dir`` and ``tables_dir``,
 #: with their defaults (500 synthetic patients, seed 0; CMS small-cell rule).
@@ -100,8 +102,9 @@ def discover_reports(notebooks_dir: str | Path | None = None) -> list[Report]:
     folder = Path(notebooks_dir) if notebooks_dir is not None else NOTEBOOKS_DIR
     if not folder.is_dir():
         raise FileNotFoundError(
-            f"No notebooks folder at {folder}. The reports run from a source checkout: "
-            "install the package with `pip install -e .` from the repository."
+            f"No notebooks folder at {folder}. The package ships its report notebooks as "
+            "package data: reinstall it (`pip install anxiety-outcomes[reports]`, or "
+            "`pip install -e .` from the repository)."
         )
     found = []
     for path in folder.glob("*.ipynb"):
@@ -1062,8 +1065,8 @@ def _run_into(staging, out, previous, cohort, chosen, data_dir, values, progress
     for entry in all_entries:
         files.update(f for f in (entry["html"], entry["notebook"], *entry["tables"]) if f)
     manifest = {
-        "package": "anxiety-outcomes",
-        "package_version": analysis.__version__,
+        "package": DISTRIBUTION,
+        "package_version": __version__,
         "data": {
             "source": source,
             "rows": {

@@ -34,11 +34,10 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
-from matplotlib.figure import Figure
 from scipy import stats
 
 from analysis._utils import (
@@ -50,6 +49,9 @@ from analysis._utils import (
 )
 from analysis.disclosure import partition_margins, suppress_cells
 from analysis.rates import proportion_ci
+
+if TYPE_CHECKING:  # the figures import matplotlib and seaborn when drawn (the plots extra)
+    from matplotlib.figure import Figure
 
 __all__ = [
     "ANY_EVENT",
@@ -952,6 +954,9 @@ def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = No
     Figure
         One axes: terms on y, percent of treated patients on x.
     """
+    import seaborn as sns
+    from matplotlib.figure import Figure
+
     check_columns(table, ["term", "percent"], "adverse_event_table")
     if table.empty:
         return _message_figure(table)
@@ -998,6 +1003,8 @@ def plot_blood_pressure(table: pd.DataFrame) -> Figure:
         One axes: groups on x, mean change (mmHg) with error bars, one colour per
         pressure.
     """
+    from matplotlib.figure import Figure
+
     check_columns(table, ["measure", "change_mean", "change_ci_low", "change_ci_high"], "bp")
     if table.empty:
         return _message_figure(table)
@@ -1048,6 +1055,8 @@ def plot_dissociation(table: pd.DataFrame, *, x: str | None = None) -> Figure:
     Figure
         One axes: median (points) and IQR (bars) of the CADSS total per session.
     """
+    from matplotlib.figure import Figure
+
     check_columns(table, ["median", "q1", "q3"], "dissociation_table")
     if table.empty:
         return _message_figure(table)

@@ -5,8 +5,9 @@ The table definitions live once, as Frictionless Table Schema files in ``data_sc
 Everything here is built from them:
 
 * per-column rules (required columns and values, types, ranges, allowed codes, patterns)
-  are pandera checks made by :func:`pandera.io.pandas_io.from_frictionless_schema` from
-  the JSON, with the nullable pandas dtypes below and ``exclusiveMinimum`` added;
+  are pandera checks made by pandera's Frictionless field parser from the JSON (without
+  importing frictionless itself), with the nullable pandas dtypes below and
+  ``exclusiveMinimum`` added;
 * the primary and foreign keys come from the JSON ``primaryKey`` and ``foreignKeys``;
 * rules a Table Schema cannot express are small validator classes that read the
   instrument constants of :mod:`analysis.instruments`: item and total ranges per scale,
@@ -40,14 +41,15 @@ for a missing value). Text is stripped of surrounding spaces; an empty cell, ``N
 every validated table has all its schema columns (in schema order), followed by any extra
 columns, which are kept as read.
 
-Where the schema files are found: ``data_schema/`` next to the ``analysis`` package (the
-repository layout; the package is installed in editable mode), else a copy inside the
-package (``analysis/data_schema/``, for a wheel that ships it as package data).
+Where the schema files are found: package data ``analysis/data_schema/``, read through
+:mod:`importlib.resources` (in the repository a link to the top-level ``data_schema/``
+folder, the one copy that is edited; a wheel ships the files themselves).
 """
 
 from __future__ import annotations
 
 import functools
+import importlib.resources
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -566,14 +568,13 @@ def _file_message(files: pd.DataFrame) -> str:
 
 def schema_dir() -> Path:
     """The folder holding the Table Schema JSON files (see the module docstring)."""
-    package = Path(__file__).resolve().parent
-    for candidate in (package.parent / "data_schema", package / "data_schema"):
-        if (candidate / "patients.json").is_file():
-            return candidate
+    folder = importlib.resources.files("analysis") / "data_schema"
+    if folder.joinpath("patients.json").is_file():
+        return Path(str(folder)).resolve()  # in the repository: the top-level folder
     raise FileNotFoundError(
-        "The table schemas were not found: expected data_schema/patients.json next to the "
-        f"`analysis` package ({package.parent}) or inside it. Install the package from the "
-        "repository (pip install -e .) or from a wheel that ships data_schema/."
+        f"The table schemas were not found: expected {folder}/patients.json (package data "
+        "of `analysis`). Reinstall the package (pip install anxiety-outcomes, or "
+        "pip install -e . from the repository)."
     )
 
 
@@ -728,6 +729,42 @@ def _pandera_label(check) -> str:
     return str(name)
 
 
+def _frictionless_to_pandera(descriptor: dict):
+    """The pandera schema :func:`pandera.io.pandas_io.from_frictionless_schema` builds.
+
+    Same field parser, same checks, but the descriptor is read as the plain JSON it is:
+    ``frictionless.Schema`` would load jsonschema's format checkers (about 2 s of imports
+    on the first ``load_cohort``) only to re-check our own schema files, which
+    ``tests/test_schema.py`` validates with frictionless instead.
+    """
+    from types import SimpleNamespace
+
+    from pandera.io.pandas_io import FrictionlessFieldParser, deserialize_schema
+
+    primary_key = descriptor.get("primaryKey", [])
+    primary_key = [primary_key] if isinstance(primary_key, str) else list(primary_key)
+    columns = {}
+    for spec in descriptor["fields"]:
+        field = SimpleNamespace(
+            name=spec["name"],
+            type=spec.get("type", "any"),
+            constraints=spec.get("constraints", {}),
+            description=spec.get("description", ""),
+            title=spec.get("title", ""),
+        )
+        columns[field.name] = FrictionlessFieldParser(field, primary_key).to_pandera_column()
+    return deserialize_schema(
+        {
+            "columns": columns,
+            "index": None,
+            "checks": None,
+            "coerce": True,
+            "strict": True,
+            "unique": None if len(primary_key) == 1 else primary_key,
+        }
+    )
+
+
 @functools.cache
 def _table_validator(table: str) -> _TableValidator:
     return _TableValidator(table)
@@ -738,7 +775,6 @@ class _TableValidator:
 
     def __init__(self, table: str) -> None:
         import pandera.pandas as pa
-        from pandera.io.pandas_io import from_frictionless_schema
 
         self.table = table
         descriptor = read_schema(table)
@@ -755,7 +791,7 @@ class _TableValidator:
                 self.unique_keys.append([name])
         self.coercers = {n: _Coercer(f, self.missing_values) for n, f in self.fields.items()}
 
-        base = from_frictionless_schema(descriptor)
+        base = _frictionless_to_pandera(descriptor)
         columns = {}
         for name, column in base.columns.items():
             constraints = self.fields[name].get("constraints", {})

@@ -390,7 +390,7 @@ def kaplan_meier(
 
     Examples
     --------
-    The R ``survival`` example of REFERENCES.md:
+    The R ``survival`` example of docs/references.md:
 
     >>> import pandas as pd
     >>> from analysis.survival import kaplan_meier

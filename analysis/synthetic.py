@@ -10,7 +10,7 @@ a baseline). Everything is vectorised with numpy (one ``np.random.default_rng(se
 stream), so 100,000 patients take seconds; the same seed always gives the same tables.
 
 The data are invented. Parameters are set so that the summary numbers look like the
-published open-label ketamine reports (anchors in brackets; see ``REFERENCES.md``), not
+published open-label ketamine reports (anchors in brackets; see ``docs/references.md``), not
 to reproduce any one study.
 
 Generative model

@@ -5,7 +5,7 @@ Every function takes the output of an earlier step (a :class:`~analysis.Cohort`,
 tidy DataFrame with documented columns, so that a notebook only calls and displays. Each
 count-bearing table accepts ``min_cell``: when it is given, counts between 1 and
 ``min_cell - 1`` are blanked (small-cell suppression, the CMS rule of no cell of 1-10 with
-the report default ``min_cell=11``; see ``DESIGN.md``), and the table has a boolean
+the report default ``min_cell=11``; see ``docs/design.md``), and the table has a boolean
 ``suppressed`` column, with or without ``min_cell`` (Table 1, whose cells are text, says
 so in the text instead).
 """

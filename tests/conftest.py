@@ -1,18 +1,101 @@
-"""Suite-wide settings: headless plotting and reproducible property tests."""
+"""Suite-wide settings: headless plotting, property-test profiles, reports rendered once.
+
+Hypothesis profiles (``HYPOTHESIS_PROFILE``):
+
+- ``full`` (``make test``, CI): every property test draws its own count of examples
+  (hypothesis' 100, or the ``max_examples`` its ``@settings`` gives), the same examples
+  every run under CI (``CI`` set), so a red build can be reproduced;
+- ``fast`` (``make test-fast``): at most ``FAST_EXAMPLES`` per property test, including
+  those whose ``@settings`` ask for more: a quick check while working.
+
+No profile has a wall-clock deadline: the machine is shared.
+
+Rendering the report notebooks (a kernel per notebook) is the slowest thing the suite
+does, so every test that needs rendered reports shares the session fixture
+:func:`rendered_reports`, which renders them once per run, also under pytest-xdist.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import os
+import pickle
+from pathlib import Path
 
 import matplotlib
+import pytest
 from hypothesis import HealthCheck, settings
+
+try:
+    import fcntl
+except ImportError:  # Windows
+    fcntl = None
 
 matplotlib.use("Agg")
 
-# Property tests have no wall-clock deadline (the machine is shared) and, under CI, draw
-# the same examples every run so that a red build can be reproduced.
-settings.register_profile("default", deadline=None, suppress_health_check=[HealthCheck.too_slow])
-settings.register_profile(
-    "ci", deadline=None, derandomize=True, suppress_health_check=[HealthCheck.too_slow]
-)
-settings.load_profile("ci" if os.environ.get("CI") else "default")
+FAST_EXAMPLES = 10
+
+_COMMON = {"deadline": None, "suppress_health_check": [HealthCheck.too_slow]}
+settings.register_profile("full", derandomize=bool(os.environ.get("CI")), **_COMMON)
+settings.register_profile("fast", max_examples=FAST_EXAMPLES, **_COMMON)
+# The former names: "default" (local) and "ci" (derandomized) both draw the full count.
+settings.register_profile("default", **_COMMON)
+settings.register_profile("ci", derandomize=True, **_COMMON)
+PROFILE = os.environ.get("HYPOTHESIS_PROFILE") or ("ci" if os.environ.get("CI") else "full")
+settings.load_profile(PROFILE)
+
+
+def _cap_examples(item: pytest.Item, cap: int) -> None:
+    """Lower a property test's own ``@settings(max_examples=...)`` to ``cap``.
+
+    A profile only sets what a test leaves unset; hypothesis keeps a test's settings on
+    the wrapped function, so the fast profile replaces them there.
+    """
+    test = getattr(item, "obj", None)
+    own = getattr(test, "_hypothesis_internal_use_settings", None)
+    if own is not None and own.max_examples > cap:
+        test._hypothesis_internal_use_settings = settings(own, max_examples=cap)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if PROFILE == "fast":
+        for item in items:
+            _cap_examples(item, FAST_EXAMPLES)
+
+
+@pytest.fixture(scope="session")
+def rendered_reports(tmp_path_factory):
+    """Every report notebook rendered once for the run: ``(out_dir, manifest)``.
+
+    The demo cohort at 60 synthetic patients, the reports' other defaults (min_cell 11).
+    Under pytest-xdist the workers share one folder: the first to need it renders under a
+    file lock, the others wait for it and read its ``manifest.json``. Tests read the
+    folder; none may write into it. The manifest is the object ``run_reports`` returned
+    (pickled for the other workers), so tests can compare it with ``manifest.json``.
+    """
+    from analysis.reports import run_reports
+
+    root = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER") and fcntl is not None:
+        root = root.parent  # the run's folder, above each worker's own
+    out = root / "rendered_reports"
+    returned = root / "rendered_reports.pickle"  # what run_reports returned, not the JSON
+    with _exclusive(root / "rendered_reports.lock"):
+        if not returned.is_file():
+            manifest = run_reports(None, out, n_patients=60, progress=False)
+            returned.write_bytes(pickle.dumps(manifest))
+    return out, pickle.loads(returned.read_bytes())
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path):
+    """Hold an exclusive lock on ``path`` across processes (POSIX; a no-op elsewhere)."""
+    if fcntl is None:  # no shared folder then: each worker renders its own copy
+        yield
+        return
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)

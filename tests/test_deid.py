@@ -1,4 +1,4 @@
-"""De-identification guard (REFERENCES.md "De-identification and disclosure": HIPAA Safe
+"""De-identification guard (docs/references.md "De-identification and disclosure": HIPAA Safe
 Harbor, 45 CFR 164.514(b)(2))."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """Tests of analysis.effect_sizes.
 
-Reference values: Lakens 2013 and Borenstein et al. 2009 ch. 4 (REFERENCES.md), and R
+Reference values: Lakens 2013 and Borenstein et al. 2009 ch. 4 (docs/references.md), and R
 output written by tests/reference/effect_sizes/effectsize_reference.R into
 tests/reference/effect_sizes/effectsize_values.csv (tests do not need R).
 """
@@ -112,7 +112,7 @@ def test_matches_r_reference(row):
 
 
 def test_hedges_g_uses_the_exact_j():
-    # REFERENCES.md: J = Gamma(df/2) / (sqrt(df/2) Gamma((df-1)/2)); df = 18 here.
+    # docs/references.md: J = Gamma(df/2) / (sqrt(df/2) Gamma((df-1)/2)); df = 18 here.
     d = effect_size(MOVIE1, MOVIE2, measure="cohen_d")
     g = effect_size(MOVIE1, MOVIE2, measure="hedges_g")
     exact = math.gamma(9) / (math.sqrt(9) * math.gamma(8.5))
@@ -398,7 +398,7 @@ def test_polars_endpoints_are_accepted():
 
 
 # --------------------------------------------------------------------------------------
-# effect_size_table: small-cell suppression (DESIGN.md "Small cells")
+# effect_size_table: small-cell suppression (docs/design.md "Small cells")
 
 
 def _changes(sizes: dict[str, int], seed: int = 0) -> pd.DataFrame:

@@ -1,4 +1,4 @@
-"""Endpoint derivation: hand-worked cases for every rule of DESIGN.md, "Endpoint semantics".
+"""Endpoint derivation: hand-worked cases for every rule of docs/design.md, "Endpoint semantics".
 
 Each small cohort below is worked by hand; the expected numbers are in the test.
 """

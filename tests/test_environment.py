@@ -13,11 +13,30 @@ from packaging.requirements import Requirement
 ROOT = Path(__file__).resolve().parent.parent
 
 
+#: Extras an analyst's environment holds (besides the core): environment.yml mirrors these.
+#: `docs` (Sphinx, `make docs`) and `spark` (Java too, `make test-spark`) are installed on
+#: demand.
+CONDA_EXTRAS = ("plots", "reports", "engines", "test")
+
+#: PyPI name -> conda-forge name where the two differ.
+CONDA_NAMES = {"build": "python-build"}
+
+
 def pyproject_requirements(root: Path) -> dict[str, str]:
-    """Name -> version range of the package's dependencies plus the `test` extra."""
+    """Name -> version range of the core dependencies plus the extras of CONDA_EXTRAS.
+
+    An extra that pulls in another extra of the package itself
+    (``anxiety-outcomes[plots]``) adds nothing here: that extra is listed on its own.
+    """
     project = tomllib.loads((root / "pyproject.toml").read_text())["project"]
-    reqs = project["dependencies"] + project["optional-dependencies"]["test"]
-    out = {Requirement(r).name.lower(): str(Requirement(r).specifier) for r in reqs}
+    extras = project["optional-dependencies"]
+    reqs = [Requirement(r) for r in project["dependencies"]]
+    reqs += [Requirement(r) for extra in CONDA_EXTRAS for r in extras[extra]]
+    out = {
+        CONDA_NAMES.get(r.name.lower(), r.name.lower()): str(r.specifier)
+        for r in reqs
+        if r.name != project["name"]
+    }
     out["python"] = project["requires-python"]
     return out
 
@@ -49,6 +68,16 @@ def test_environment_yml_matches_pyproject():
 def test_environment_yml_installs_this_package():
     _, pip = conda_requirements(ROOT)
     assert pip == ["-e ."]
+
+
+def test_extras_pull_in_only_extras_that_exist():
+    """A self-reference such as ``anxiety-outcomes[plots]`` names a defined extra."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    extras = project["optional-dependencies"]
+    for extra, reqs in extras.items():
+        for req in map(Requirement, reqs):
+            if req.name == project["name"]:
+                assert req.extras <= set(extras) - {extra}, (extra, req)
 
 
 def test_drift_is_detected(tmp_path):

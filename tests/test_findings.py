@@ -1,6 +1,6 @@
 """Errors refuse the data; findings load, are listed and are accounted for.
 
-The rule (DESIGN.md, "Additions for the second round"): refuse only what makes the
+The rule (docs/design.md, "Errors and findings"): refuse only what makes the
 numbers wrong or the data unsafe; account for everything else.
 """
 

@@ -1,4 +1,4 @@
-"""GAD-7 and HAM-A definitions (REFERENCES.md) and item scoring (DESIGN.md, Scoring)."""
+"""GAD-7 and HAM-A definitions (docs/references.md) and item scoring (docs/design.md, Scoring)."""
 
 from __future__ import annotations
 
@@ -25,7 +25,7 @@ from analysis.instruments import (
     score_items,
 )
 
-# --- Constants, each against REFERENCES.md ----------------------------------------------------
+# --- Constants, each against docs/references.md ----------------------------------------------------
 
 
 def test_gad7_ranges_spitzer_2006():
@@ -53,7 +53,7 @@ def test_hama_ranges_hamilton_1959():
 
 
 def test_hama_subscales_partition_the_items():
-    # Psychic items 1-6 and 14, somatic items 7-13 (REFERENCES.md, Maier et al. 1988).
+    # Psychic items 1-6 and 14, somatic items 7-13 (docs/references.md, Maier et al. 1988).
     assert HAMA.subscales["psychic"] == (1, 2, 3, 4, 5, 6, 14)
     assert HAMA.subscales["somatic"] == (7, 8, 9, 10, 11, 12, 13)
     both = sorted(HAMA.subscales["psychic"] + HAMA.subscales["somatic"])
@@ -310,7 +310,7 @@ def test_hama_override_keeps_hama_remission_and_jacobson_truax():
     merged = Criteria(response_reduction=40, severity_bands="score_sheet").applied_to(HAMA.criteria)
     assert merged.response_reduction == 40
     assert merged.severity_bands == "score_sheet"
-    assert merged.remission_cutoff == 7  # HAM-A <= 7 (REFERENCES.md, Khan et al. 2016)
+    assert merged.remission_cutoff == 7  # HAM-A <= 7 (docs/references.md, Khan et al. 2016)
     assert merged.reliable_change is None  # Jacobson-Truax from the data
     assert merged.caseness_cutoff is None
     assert merged.partial_response_reduction == 25

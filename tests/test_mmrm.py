@@ -1,7 +1,7 @@
 """Tests for analysis.mmrm: the MMRM against SAS PROC MIXED and R nlme on fev_data.
 
 Sources of the expected numbers:
-- "SAS": SAS PROC MIXED listings quoted in /work/shared/REFERENCES.md (section "MMRM").
+- "SAS": SAS PROC MIXED listings quoted in docs/references.md (section "MMRM").
 - "nlme": R 4.2.2, nlme 3.1-162 gls and emmeans 1.8.4.1, written to
   tests/reference/mmrm/nlme_reference.json by tests/reference/mmrm/nlme_reference.R.
 The data, tests/reference/mmrm/fev_data.csv, is the mmrm R package's simulated FEV1 trial
@@ -56,7 +56,7 @@ def close(actual, expected, rel, scale=None):
 # Item 1 and 4: unstructured covariance, REML, against SAS PROC MIXED
 # ---------------------------------------------------------------------------------------
 
-# SAS PROC MIXED via REFERENCES.md: FEV1 ~ RACE + SEX + ARMCD*AVISIT, us, REML.
+# SAS PROC MIXED via docs/references.md: FEV1 ~ RACE + SEX + ARMCD*AVISIT, us, REML.
 SAS_US_FIXED = {
     "Intercept": (30.7774, 0.8865),
     "ARMCD[T.TRT]": (3.7745, 1.0741),
@@ -73,7 +73,7 @@ SAS_US_FIXED = {
 
 
 def test_us_reml_fixed_effects_match_sas_proc_mixed(us_fit):
-    # SAS PROC MIXED via REFERENCES.md. Relative 1e-3 of max(|estimate|, SE): the one
+    # SAS PROC MIXED via docs/references.md. Relative 1e-3 of max(|estimate|, SE): the one
     # estimate near zero, VIS2:TRT = -0.04231 (SE 1.13), differs by 2e-4 (0.0002 SE), a
     # difference of stopping rules (R nlme gives -0.04206; our optimum is exact to 1e-10 in
     # -2 log L, see test_us_reml_covariance_and_loglik_match_nlme).
@@ -84,7 +84,7 @@ def test_us_reml_fixed_effects_match_sas_proc_mixed(us_fit):
 
 
 def test_us_reml_loglik_and_variances_match_sas_proc_mixed(us_fit):
-    # SAS PROC MIXED via REFERENCES.md: -2 res log likelihood 3386.45; R(i,i) by visit.
+    # SAS PROC MIXED via docs/references.md: -2 res log likelihood 3386.45; R(i,i) by visit.
     assert abs(-2 * us_fit.loglike - 3386.45) < 0.01
     variances = np.diag(us_fit.covariance)
     assert close(variances, [40.5509, 26.5692, 14.8970, 95.5528], 1e-3)
@@ -92,7 +92,7 @@ def test_us_reml_loglik_and_variances_match_sas_proc_mixed(us_fit):
 
 
 def test_us_lsmeans_match_sas_proc_mixed(us_fit):
-    # SAS PROC MIXED LSMEANS ARMCD*AVISIT via REFERENCES.md (estimate, SE, Satterthwaite df).
+    # SAS PROC MIXED LSMEANS ARMCD*AVISIT via docs/references.md (estimate, SE, Satterthwaite df).
     expected = pd.DataFrame(
         [
             ("PBO", "VIS1", 33.3318, 0.7554, 148),
@@ -115,7 +115,7 @@ def test_us_lsmeans_match_sas_proc_mixed(us_fit):
 
 
 def test_us_treatment_differences_match_sas_proc_mixed(us_fit):
-    # SAS PROC MIXED LSMEANS / DIFF, TRT - PBO by visit, via REFERENCES.md
+    # SAS PROC MIXED LSMEANS / DIFF, TRT - PBO by visit, via docs/references.md
     # (estimate, SE, df, 95% CI).
     expected = np.array(
         [
@@ -138,7 +138,7 @@ def test_us_treatment_differences_match_sas_proc_mixed(us_fit):
 
 
 def test_conf_int_of_treatment_main_effect_is_the_sas_visit1_difference(us_fit):
-    # SAS PROC MIXED via REFERENCES.md: with PBO/VIS1 as reference the TRT coefficient is
+    # SAS PROC MIXED via docs/references.md: with PBO/VIS1 as reference the TRT coefficient is
     # the TRT - PBO difference at VIS1, 95% CI [1.6517, 5.8974], df 146.
     ci = us_fit.conf_int().loc["ARMCD[T.TRT]"]
     assert close(ci, [1.6517, 5.8974], 1e-3)
@@ -150,9 +150,9 @@ def test_conf_int_of_treatment_main_effect_is_the_sas_visit1_difference(us_fit):
 @pytest.mark.parametrize(
     ("reml", "expected"),
     [
-        # SAS PROC MIXED via REFERENCES.md, FEV1 ~ ARMCD + SEX, us, REML.
+        # SAS PROC MIXED via docs/references.md, FEV1 ~ ARMCD + SEX, us, REML.
         (True, [(41.0762, 0.5504), (3.8265, 0.6421), (-0.1404, 0.6434)]),
-        # SAS PROC MIXED via REFERENCES.md, FEV1 ~ ARMCD + SEX, us, ML.
+        # SAS PROC MIXED via docs/references.md, FEV1 ~ ARMCD + SEX, us, ML.
         (False, [(41.0840, 0.5452), (3.8276, 0.6362), (-0.1382, 0.6374)]),
     ],
     ids=["reml", "ml"],
@@ -232,7 +232,7 @@ def test_structured_covariances_have_their_shape(fev):
 
 
 def test_missing_rows_are_counted_and_reported(us_fit):
-    # fev_data: 800 rows, 263 with FEV1 missing (REFERENCES.md: 537 non-missing).
+    # fev_data: 800 rows, 263 with FEV1 missing (docs/references.md: 537 non-missing).
     assert (us_fit.n_obs, us_fit.n_dropped, us_fit.n_subjects) == (537, 263, 197)
     assert us_fit.missing_by_column == {"FEV1": 263}
     text = str(us_fit.summary())
@@ -296,14 +296,14 @@ def test_effect_size_is_difference_over_visit_residual_sd(us_fit):
     assert np.allclose(es["sd"], sd)
     assert np.allclose(es["estimate"], pw["estimate"] / sd)
     assert np.allclose(es[["ci_low", "ci_high"]], pw[["ci_low", "ci_high"]] / sd[:, None])
-    # SAS PROC MIXED via REFERENCES.md: VIS1 3.7745 / sqrt(40.5509).
+    # SAS PROC MIXED via docs/references.md: VIS1 3.7745 / sqrt(40.5509).
     assert es["estimate"].iloc[0] == pytest.approx(3.7745 / np.sqrt(40.5509), rel=1e-3)
     with pytest.raises(ValueError, match="pass a `by` that includes the visit column 'AVISIT'"):
         us_fit.effect_size("ARMCD")
 
 
 def test_factor_coding_first_sorted_level_unless_ordered(fev, fev_sas, us_fit):
-    # Contract (DESIGN.md): strings -> first sorted level is the reference; an ordered
+    # Contract (docs/design.md): strings -> first sorted level is the reference; an ordered
     # Categorical keeps its order. LS means do not depend on the coding.
     plain = fit_mmrm(fev, FORMULA, subject="USUBJID", visit="AVISIT")
     assert "SEX[T.Male]" in plain.params.index and "SEX[T.Female]" in us_fit.params.index
@@ -493,7 +493,7 @@ def test_argument_errors_name_the_choices(fev, us_fit):
 
 
 def test_polars_input_is_collected(fev):
-    # DESIGN.md: models that need patient-level rows collect other frame kinds.
+    # docs/design.md: models that need patient-level rows collect other frame kinds.
     polars = pytest.importorskip("polars")
     expected = fit_mmrm(fev, "FEV1 ~ ARMCD * AVISIT", subject="USUBJID", visit="AVISIT")
     fit = fit_mmrm(

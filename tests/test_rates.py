@@ -132,7 +132,7 @@ def test_rate_table_ignores_na_outcomes_and_groups_by_cells():
 
 
 def test_visits_follow_the_schedule_not_the_alphabet():
-    # DESIGN.md visit schedule: week2 (day 14) comes before week12 (day 84).
+    # docs/design.md visit schedule: week2 (day 14) comes before week12 (day 84).
     ep = pd.concat(
         [
             outcome_rows(3, 10, visit="week12", target_day=84),
@@ -189,7 +189,7 @@ def test_rate_table_errors_name_the_problem_and_the_fix():
 
 
 def test_small_cell_rule_of_design_md():
-    # DESIGN.md "Small cells", CMS rule with min_cell = 11 (no cell of 1-10).
+    # docs/design.md "Small cells", CMS rule with min_cell = 11 (no cell of 1-10).
     ep = pd.concat(
         [
             outcome_rows(12, 40, site="a"),  # nothing small: shown
@@ -729,7 +729,7 @@ def test_adjusted_errors():
 
 
 # --------------------------------------------------------------------------------------
-# compare_rates: small-cell suppression (DESIGN.md "Small cells", CMS rule with min_cell=11)
+# compare_rates: small-cell suppression (docs/design.md "Small cells", CMS rule with min_cell=11)
 
 STATISTICS = [
     "risk_difference", "rd_ci_low", "rd_ci_high", "risk_ratio", "rr_ci_low", "rr_ci_high",

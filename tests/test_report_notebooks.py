@@ -1,6 +1,6 @@
 """Report notebooks 02-05 (outcomes, effect sizes, durability, safety) and their figures.
 
-The notebooks are run once for the module on a small synthetic cohort; the checks are the
+The notebooks are run once per test run on a small synthetic cohort; the checks are the
 ones specific to these reports: every table they promise is saved, no count of people
 between 1 and min_cell - 1 reaches a CSV, and the runs are clean. The suite-wide checks
 (stripped outputs, parameter cell, no logic in cells) live in ``test_notebooks.py``.
@@ -20,7 +20,6 @@ from analysis.plots import (
     plot_effect_sizes,
     plot_rates,
 )
-from analysis.reports import run_reports
 
 MIN_CELL = 11  # the reports' default (CMS rule)
 
@@ -70,11 +69,10 @@ TABLES = {
 }
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
-    out = tmp_path_factory.mktemp("reports")
-    manifest = run_reports(None, out, reports=list(TABLES), n_patients=60, progress=False)
-    return out, manifest
+@pytest.fixture
+def rendered(rendered_reports):
+    """All reports, rendered once per test run (conftest.py)."""
+    return rendered_reports
 
 
 @pytest.mark.slow

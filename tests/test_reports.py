@@ -32,12 +32,10 @@ MANIFEST_KEYS = {
 }
 
 
-@pytest.fixture(scope="module")
-def rendered(tmp_path_factory):
-    """All reports rendered once for the module (each notebook run starts a kernel)."""
-    out = tmp_path_factory.mktemp("reports")
-    manifest = run_reports(None, out, n_patients=60, progress=False)
-    return out, manifest
+@pytest.fixture
+def rendered(rendered_reports):
+    """All reports, rendered once per test run (conftest.py)."""
+    return rendered_reports
 
 
 @pytest.mark.slow

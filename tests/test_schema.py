@@ -1,4 +1,4 @@
-"""Schema files, validation, loading and writing (DESIGN.md "Data model")."""
+"""Schema files, validation, loading and writing (docs/design.md "Data model")."""
 
 from __future__ import annotations
 
@@ -80,7 +80,7 @@ def test_read_schema_rejects_an_unknown_table_and_returns_a_copy():
 
 
 def test_schema_agrees_with_the_instrument_constants():
-    # DESIGN.md data model: items 1..14, GAD7 items 0-3 total 0-21, HAMA items 0-4 total 0-56;
+    # docs/design.md data model: items 1..14, GAD7 items 0-3 total 0-21, HAMA items 0-4 total 0-56;
     # the JSON holds the widest range, the instrument-specific rules live in schema.py.
     f = fields("assessments")
     items = [n for n in f if n.startswith("item_")]

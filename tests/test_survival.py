@@ -1,6 +1,6 @@
 """Tests of analysis.survival.
 
-Reference values: the R survival example of REFERENCES.md and R output written by
+Reference values: the R survival example of docs/references.md and R output written by
 tests/reference/survival/survival_reference.R (survival 3.5.3) into
 tests/reference/survival/*.csv (tests do not need R).
 """
@@ -37,7 +37,7 @@ def _same(a, b, tol):
 
 
 def test_km_matches_references_md():
-    # REFERENCES.md (R survival, as in statsmodels' tests): times 3 1 2 3 2 1 5 3, events
+    # docs/references.md (R survival, as in statsmodels' tests): times 3 1 2 3 2 1 5 3, events
     # 0 1 1 1 0 0 1 0 -> S = 0.8750000, 0.7291667, 0.5468750, 0.0 at 1, 2, 3, 5; Greenwood
     # SE 0.1169268, 0.1649762, 0.2005800.
     tte = pd.DataFrame({"time": [3, 1, 2, 3, 2, 1, 5, 3], "event": [0, 1, 1, 1, 0, 0, 1, 0]})
@@ -175,7 +175,7 @@ def _endpoints() -> pd.DataFrame:
 
 
 def test_time_to_event_semantics():
-    # DESIGN.md "Time to event": first visit meeting the event; else censored at the last
+    # docs/design.md "Time to event": first visit meeting the event; else censored at the last
     # visit with a defined value; NA rows ignored; imputed rows ignored; patients with
     # no defined value left out.
     tte = time_to_event(_endpoints())
@@ -297,7 +297,7 @@ def test_polars_endpoints_are_accepted():
 
 
 # --------------------------------------------------------------------------------------
-# median_time_to_event: small-cell suppression (DESIGN.md "Small cells")
+# median_time_to_event: small-cell suppression (docs/design.md "Small cells")
 
 
 def _tte(groups: dict[str, tuple[int, int]]) -> pd.DataFrame:

@@ -1,6 +1,6 @@
 """Tests of `synthetic_cohort`: shape and types, validity, reproducibility, calibration.
 
-The calibration targets are the published open-label ketamine results in REFERENCES.md:
+The calibration targets are the published open-label ketamine results in docs/references.md:
 Hull et al. 2022 (J Affect Disord 314:59-67), GAD-7 at week 4: response 62.9%, remission
 31.3%, d = 1.56; Hietamies et al. 2023: d = -1.17 after IV induction. The synthetic
 cohort must land near them (ranges below), not reproduce them.
@@ -118,7 +118,7 @@ def test_patients(large):
     assert p["patient_id"].str.fullmatch(r"P\d{6}").all()
     assert p["age"].between(18, 90).all()  # 90 means 90 or older (Safe Harbor)
     assert p["site_id"].isin([f"S{k:02d}" for k in range(1, 9)]).all()
-    # GAD is the most common diagnosis and IV the most common route (DESIGN brief)
+    # GAD is the most common diagnosis and IV the most common route (docs/design.md)
     assert p["primary_diagnosis"].value_counts().index[0] == "GAD"
     assert p["route"].value_counts().index[0] == "iv"
     assert set(p["route"]) == {"iv", "im", "intranasal", "oral", "sublingual"}
@@ -246,7 +246,7 @@ def _week4(cohort: Cohort) -> pd.DataFrame:
 @pytest.mark.parametrize("which", ["cohort", "large"])
 def test_gad7_week4_calibrated_to_hull_2022(which, request):
     week4 = _week4(request.getfixturevalue(which))
-    # Hull et al. 2022: response 62.9%, remission 31.3%, d = 1.56 (REFERENCES.md)
+    # Hull et al. 2022: response 62.9%, remission 31.3%, d = 1.56 (docs/references.md)
     assert 0.55 <= week4["response"].mean() <= 0.65
     assert 0.25 <= week4["remission"].mean() <= 0.40
     d = effect_size(week4["baseline"].astype(float), week4["score"].astype(float), measure="d_av")

@@ -66,7 +66,7 @@ def test_completeness_counts_each_patient_once_per_window(small_cohort):
     assert table.loc[("GAD7", "week1"), "observed"] == 1  # p1 on day 8
     assert table.loc[("GAD7", "week4"), "observed"] == 1  # p2 on day 30
     assert table.loc[("GAD7", "week12"), "percent"] == 0.0
-    # HAM-A: no day1 visit in the default schedule (DESIGN.md), so day 2 counts nowhere.
+    # HAM-A: no day1 visit in the default schedule (docs/design.md), so day 2 counts nowhere.
     assert "day1" not in table.loc["HAMA"].index
     assert table.loc["HAMA", "observed"].tolist() == [1, 0, 0, 0, 0, 0]
     assert not table["suppressed"].any()
@@ -238,7 +238,7 @@ def test_table_one_small_cell_suppression():
 # --------------------------------------------------------------------------------------
 # outcome report tables
 
-# HAM-A rated as totals only: no Cronbach's alpha, so a reliability is given (DESIGN.md).
+# HAM-A rated as totals only: no Cronbach's alpha, so a reliability is given (docs/design.md).
 HAMA_RELIABILITY = {"HAMA": {"reliability": 0.9}}
 
 

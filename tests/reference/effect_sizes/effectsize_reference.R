@@ -13,7 +13,7 @@
 #   "uniroot"     the same noncentral-t inversion solved with uniroot() to 1e-12, to
 #                 pin our brentq solution tightly.
 #   "formula"     d_av, d_rm, d_b and their normal-approximation CIs written out in base
-#                 R from the formulas in REFERENCES.md (Lakens 2013; Algina & Keselman
+#                 R from the formulas in docs/references.md (Lakens 2013; Algina & Keselman
 #                 2003; Becker 1988), because the installed effectsize (0.8.3) predates
 #                 repeated_measures_d() (added in 0.8.7).
 # R warns "full precision may not have been achieved in pnt" while uniroot() probes

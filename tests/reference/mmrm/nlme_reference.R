@@ -3,7 +3,7 @@
 # Run from the repository root:
 #   Rscript tests/reference/mmrm/nlme_reference.R
 # It reads tests/reference/mmrm/fev_data.csv (the mmrm R package's simulated FEV1 trial,
-# Apache-2.0, a copy of /work/shared/reference-data/fev_data.csv; or the path given as the
+# Apache-2.0, as distributed with that package (data(fev_data)); or the path given as the
 # first argument) and writes tests/reference/mmrm/nlme_reference.json. The tests only read the
 # JSON, so they do not need R.
 #
@@ -14,7 +14,7 @@
 #   ar1  corAR1(~ VISITN | USUBJID)                   (lag = visit number, not row order)
 #   ar1h corAR1(~ VISITN | USUBJID) + varIdent(~ 1 | AVISIT)
 #   us   corSymm(~ VISITN | USUBJID) + varIdent(~ 1 | AVISIT), a cross-check of the SAS
-#        PROC MIXED listing quoted in REFERENCES.md.
+#        PROC MIXED listing quoted in docs/references.md.
 # nlme's REML log-likelihood is on the same scale as SAS's (-2 x the us fit's value is the
 # 3386.45 of the SAS listing).
 

@@ -13,7 +13,7 @@ out_dir <- dirname(sub("^--file=", "", grep("^--file=", commandArgs(FALSE), valu
 sv_version <- as.character(packageVersion("survival"))
 
 data <- rbind(
-  # REFERENCES.md: the R survival example used in statsmodels' tests (one group).
+  # docs/references.md: the R survival example used in statsmodels' tests (one group).
   data.frame(
     dataset = "statsmodels", group = "all",
     time = c(3, 1, 2, 3, 2, 1, 5, 3), event = c(0, 1, 1, 1, 0, 0, 1, 0)
