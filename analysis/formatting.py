@@ -118,6 +118,10 @@ LABELS: Mapping[str, Mapping[str, str]] = {
         "severe": "Severe",
     },
     "phase": {"induction": "Induction", "maintenance": "Maintenance"},
+    "phase_group": {
+        "induction_only": "Induction only",
+        "maintenance": "Induction and maintenance",
+    },
     "variable": {
         "n": "Patients, n",
         "age": "Age, years",
@@ -184,6 +188,11 @@ LABELS: Mapping[str, Mapping[str, str]] = {
         "subgroup": "Subgroup",
         "level": "Level",
         "variable": "Characteristic",
+        "dose_band": "Dose (median per session)",
+        "sessions_band": "Sessions received by week 4",
+        "phase_group": "Phase",
+        "baseline_severity": "Severity at baseline",
+        "severity": "Severity",
     },
 }
 

@@ -1306,9 +1306,11 @@ def patient_exposure(
     -------
     DataFrame
         ``patient_id, sessions_received, sessions_band, dose_mg_per_kg, dose_band,
-        maintenance``: ``sessions_band`` like "1-3", "4-5", "6-7", "8+"; ``dose_band``
-        like "under 0.6 mg/kg" (NA without a mg/kg dose); ``maintenance`` True when the
-        patient had any session of phase ``maintenance``. Sessions marked not completed
+        maintenance, phase_group``: ``sessions_band`` like "1-3", "4-5", "6-7", "8+" and
+        ``dose_band`` like "under 0.6 mg/kg" (NA without a mg/kg dose), both ordered
+        Categoricals; ``maintenance`` True when the patient had any session of phase
+        ``maintenance``, and ``phase_group`` the same as ``"maintenance"`` or
+        ``"induction_only"``. Sessions marked not completed
         are not counted.
 
     Examples
@@ -1359,14 +1361,20 @@ def patient_exposure(
     dose_labels.append(f"{cuts[-1]:g} mg/kg or more")
     dose_values = dose.reindex(ids).to_numpy(dtype=float)
     dose_band = pd.cut(dose_values, [-np.inf, *cuts, np.inf], right=False, labels=dose_labels)
+    maintenance = maintained.reindex(ids, fill_value=False).astype(bool).to_numpy()
     return pd.DataFrame(
         {
             "patient_id": ids.to_numpy(),
             "sessions_received": received.astype("int64"),
-            "sessions_band": pd.Series(sessions_band).astype(object).where(received > 0),
+            "sessions_band": pd.Categorical(
+                pd.Series(sessions_band).where(received > 0),
+                categories=session_labels,
+                ordered=True,
+            ),
             "dose_mg_per_kg": dose_values,
-            "dose_band": pd.Series(dose_band).astype(object),
-            "maintenance": maintained.reindex(ids, fill_value=False).astype(bool).to_numpy(),
+            "dose_band": pd.Categorical(dose_band, categories=dose_labels, ordered=True),
+            "maintenance": maintenance,
+            "phase_group": np.where(maintenance, "maintenance", "induction_only"),
         }
     )
 
