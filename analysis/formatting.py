@@ -37,6 +37,7 @@ __all__ = [
     "DEFINITIONS",
     "LABELS",
     "MISSING",
+    "Provenance",
     "SUPPRESSED_MARK",
     "format_estimate",
     "format_interval",
@@ -48,6 +49,7 @@ __all__ = [
     "gt_table",
     "gt_table_one",
     "label",
+    "provenance",
     "rates_wide",
     "suppression_note",
 ]
@@ -985,3 +987,126 @@ def _cell(value, digits: int) -> str:
     if isinstance(value, float | np.floating):
         return _num(float(value), digits)
     return str(value)
+
+
+class Provenance:
+    """The provenance header of a report page (what data, which version, which rules).
+
+    Displayed as HTML in a notebook (``_repr_html_``) and as text elsewhere. Build it with
+    :func:`provenance`.
+    """
+
+    def __init__(self, fields: Mapping[str, str], *, title: str, synthetic: bool, href: str):
+        self.fields = dict(fields)
+        self.title = title
+        self.synthetic = synthetic
+        self.href = href
+
+    def __repr__(self) -> str:
+        lines = [self.title] + [f"{k}: {v}" for k, v in self.fields.items()]
+        return "\n".join(lines)
+
+    def _repr_html_(self) -> str:
+        from html import escape
+
+        source = escape(self.fields["Data"])
+        badge = (
+            '<span style="background:#b03a2e;color:#fff;padding:2px 8px;border-radius:3px;'
+            'font-weight:bold;margin-right:8px">SYNTHETIC DATA</span>'
+            if self.synthetic
+            else ""
+        )
+        parts = []
+        for key, value in self.fields.items():
+            if key == "Data":
+                continue
+            text = escape(value)
+            if key == "Data fingerprint":
+                text = f'<code style="word-break:break-all">{text}</code>'
+            parts.append(f"<b>{escape(key)}</b> {text}")
+        rest = " &middot; ".join(parts)
+        return (
+            '<div class="provenance" style="border:1px solid #34495e;border-left:6px solid '
+            "#34495e;background:#f4f6f8;padding:8px 12px;margin:4px 0 12px 0;"
+            'font-family:sans-serif;font-size:13px;line-height:1.6;max-width:100%">'
+            f'<div style="font-size:15px">{badge}<b>Data:</b> {source}</div>'
+            f"<div>{rest} &middot; "
+            f'<a href="{escape(self.href)}">Definitions</a></div></div>'
+        )
+
+
+def provenance(
+    cohort,
+    *,
+    title: str,
+    data_dir=None,
+    n_patients: int | None = None,
+    seed: int | None = None,
+    min_cell: int | None = None,
+    impute: str = "observed",
+    definitions_href: str = "index.html#definitions",
+    run_date=None,
+) -> Provenance:
+    """The header every report page starts with: data source, fingerprint, version, rules.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        The data the report shows (its fingerprint is computed here).
+    title : str
+        The report's title.
+    data_dir : str or Path, optional
+        The cohort folder; ``None`` means the synthetic demo cohort of ``n_patients``
+        patients and ``seed``.
+    n_patients, seed : int, optional
+        The synthetic cohort's size and seed.
+    min_cell : int, optional
+        Smallest count shown.
+    impute : str
+        How missed visits are handled in the report's main analyses.
+    definitions_href : str
+        Link to the definitions (the index page of the report folder).
+    run_date : datetime, optional
+        Default now (UTC).
+
+    Returns
+    -------
+    Provenance
+        Fields ``Data`` ("synthetic demo cohort, 500 patients, seed 0" or the folder's
+        name), ``Data fingerprint`` (SHA-256, :func:`analysis.reports.data_fingerprint`),
+        ``Package`` (anxiety-outcomes version), ``Run`` (UTC date and time),
+        ``min_cell`` and ``Missing visits``.
+
+    Examples
+    --------
+    >>> from datetime import datetime, timezone
+    >>> from analysis.synthetic import synthetic_cohort
+    >>> p = provenance(synthetic_cohort(20, seed=1), title="Outcomes", n_patients=20, seed=1,
+    ...                min_cell=11, run_date=datetime(2026, 1, 2, 3, 4, tzinfo=timezone.utc))
+    >>> p.fields["Data"], p.fields["Run"], p.fields["min_cell"]
+    ('synthetic demo cohort, 20 patients, seed 1', '2026-01-02 03:04 UTC', '11')
+    >>> "SYNTHETIC DATA" in p._repr_html_()
+    True
+    """
+    from datetime import UTC, datetime
+    from pathlib import Path
+
+    import analysis
+    from analysis.reports import data_fingerprint
+
+    synthetic = data_dir is None
+    if synthetic:
+        n = len(cohort.patients) if n_patients is None else int(n_patients)
+        source = f"synthetic demo cohort, {n} patients, seed {seed if seed is not None else 0}"
+    else:
+        source = f"folder {Path(data_dir).name} ({len(cohort.patients)} patients)"
+    when = run_date if run_date is not None else datetime.now(UTC)
+    fields = {
+        "Data": source,
+        "Data fingerprint": data_fingerprint(cohort),
+        "Package": f"anxiety-outcomes {analysis.__version__}",
+        "Run": when.strftime("%Y-%m-%d %H:%M UTC"),
+        "min_cell": "none" if min_cell is None else str(int(min_cell)),
+        "Missing visits": label(impute, "impute"),
+    }
+    return Provenance(fields, title=title, synthetic=synthetic, href=definitions_href)

@@ -12,9 +12,10 @@ Design contract:
   data with :func:`load_report_cohort` and writes each table it shows with
   :func:`save_table`.
 - :func:`run_reports` executes the notebooks with papermill on the current interpreter,
-  renders them to HTML without code cells, and writes ``index.html`` and
-  ``manifest.json``. Nothing written depends on the date, so the same data and
-  parameters give the same manifest.
+  renders them to HTML without code cells (page title: the report's heading), and
+  writes ``index.html`` (the reports with one-line summaries, the provenance and the
+  definitions) and ``manifest.json``. Only the manifest's ``created`` timestamp and
+  the report pages' provenance headers depend on the date.
 """
 
 from __future__ import annotations
@@ -363,8 +364,18 @@ def _render_html(notebook_path: Path) -> str:
     exporter = HTMLExporter(
         exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
     )
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook_path, as_version=4))
-    return body
+    notebook = nbformat.read(notebook_path, as_version=4)
+    # The page <title>: the report's heading (nbconvert would write "Notebook").
+    notebook.metadata["title"] = f"{_title(notebook_path, notebook_path.stem)} | anxiety-outcomes"
+    body, _ = exporter.from_notebook_node(notebook)
+    return body.replace("</head>", f"{_PAGE_STYLE}</head>", 1)
+
+
+#: Page style added to every report: wide tables scroll inside the page, not past it.
+_PAGE_STYLE = (
+    "<style>.jp-OutputArea-output{overflow-x:auto;max-width:100%}"
+    ".jp-RenderedImage img{max-width:100%;height:auto}</style>\n"
+)
 
 
 def _check_params(params: Mapping[str, object]) -> dict:
@@ -384,7 +395,7 @@ def _check_params(params: Mapping[str, object]) -> dict:
 def _index_html(manifest: dict) -> str:
     esc = html.escape
     rows = "\n".join(
-        f'<li><a href="{esc(r["html"])}">{esc(r["title"])}</a> '
+        f'<li><a href="{esc(r["html"])}">{esc(r["title"])}</a>: {esc(r.get("summary", ""))} '
         f'(<a href="{esc(r["notebook"])}">notebook</a>'
         + "".join(f', <a href="{esc(t)}">{esc(Path(t).stem)}.csv</a>' for t in r["tables"])
         + ")</li>"
@@ -412,9 +423,70 @@ th{{text-align:left;padding-right:1em}} code{{word-break:break-all}}</style></he
 {params}
 </table>
 <p>Definitions, parameters and every file: <a href="manifest.json">manifest.json</a>.</p>
+{_definitions_html(manifest)}
 </body>
 </html>
 """
+
+
+def _summary(notebook_path: Path) -> str:
+    """The first sentence of a notebook's first markdown paragraph after its heading."""
+    import nbformat
+
+    for cell in nbformat.read(notebook_path, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            text = " ".join(
+                line.strip() for line in cell.source.splitlines() if not line.startswith("#")
+            ).strip()
+            if text:
+                end = re.search(r"[.:](\s|$)", text)
+                return text[: end.start() + 1] if end else text
+    return ""
+
+
+def _dependencies() -> dict[str, str]:
+    """Installed versions of the package's direct dependencies (for ``manifest.json``)."""
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    out = {"python": sys.version.split()[0]}
+    for requirement in requires("anxiety-outcomes") or []:
+        if "extra ==" in requirement:
+            continue
+        name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _definitions_html(manifest: dict) -> str:
+    """The definitions section of ``index.html`` (outcomes, visit windows, small cells)."""
+    from analysis.formatting import DEFINITIONS, label
+
+    esc = html.escape
+    outcomes = "\n".join(f"<li>{esc(text)}</li>" for text in DEFINITIONS.values())
+    visits = "\n".join(
+        f"<tr><td>{esc(label(v['name'], 'visit'))}</td><td>{v['target_day']}</td>"
+        f"<td>{v['window_low']} to {v['window_high']}</td>"
+        f"<td>{esc(', '.join(label(i, 'instrument') for i in v['instruments']))}</td></tr>"
+        for v in manifest["definitions"]["schedule"]
+    )
+    min_cell = manifest["parameters"].get("min_cell")
+    return f"""<h2 id="definitions">Definitions</h2>
+<p>Percent change is from the baseline: the latest scorable assessment from day -14 to day 0
+(day 0 is the first ketamine session). A visit's value is the assessment closest to its
+target day inside its window.</p>
+<ul>
+{outcomes}
+</ul>
+<table>
+<tr><th>Visit</th><th>Target day</th><th>Window (days)</th><th>Scales</th></tr>
+{visits}
+</table>
+<p>Small cells: a count of 1 to {esc(str((min_cell or 1) - 1))} patients, and any number it
+could be worked out from, is not shown (min_cell = {esc(str(min_cell))}; CMS cell-size
+rule); such cells carry the mark &dagger;.</p>"""
 
 
 def _title(notebook_path: Path, default: str) -> str:
@@ -460,9 +532,11 @@ def run_reports(
     -------
     dict
         The manifest, also written to ``out_dir/manifest.json``: ``package``,
-        ``package_version``, ``data`` (source and rows per table), ``data_fingerprint``
+        ``package_version``, ``created`` (UTC timestamp of the run), ``dependencies``
+        (installed versions of Python and of every dependency), ``data`` (source and
+        rows per table), ``data_fingerprint``
         (:func:`data_fingerprint`), ``parameters``, ``definitions`` (:func:`definitions`),
-        ``reports`` (per report its name, title and files) and ``files`` (every file
+        ``reports`` (per report its name, title, one-line summary and files) and ``files`` (every file
         written, relative to ``out_dir``).
 
     Raises
@@ -535,6 +609,7 @@ def run_reports(
             {
                 "name": report.name,
                 "title": _title(report.path, report.name),
+                "summary": _summary(report.path),
                 "notebook": executed.name,
                 "html": html_path.name,
                 "tables": sorted(p.relative_to(out).as_posix() for p in tables_dir.glob("*.csv")),
@@ -543,6 +618,8 @@ def run_reports(
     manifest = {
         "package": "anxiety-outcomes",
         "package_version": analysis.__version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dependencies": _dependencies(),
         "data": {
             "source": source,
             "rows": {name: len(getattr(cohort, name)) for name in TABLES},
