@@ -465,26 +465,15 @@ def _notes(gt, notes: Sequence[str]):
 
 
 def _style(gt):
-    from great_tables import style
-
-    return (
-        gt.tab_options(
-            table_font_size="14px",
-            table_width="auto",
-            column_labels_font_weight="bold",
-            row_group_font_weight="bold",
-            source_notes_font_size="12px",
-            data_row_padding="4px",
-        )
-        .opt_align_table_header(align="left")
-        .tab_style(style=style.text(whitespace="nowrap"), locations=_body())
-    )
-
-
-def _body():
-    from great_tables import loc
-
-    return loc.body()
+    return gt.tab_options(
+        table_font_size="14px",
+        table_width="auto",
+        column_labels_font_weight="bold",
+        row_group_font_weight="bold",
+        source_notes_font_size="12px",
+        data_row_padding="4px",
+        table_margin_left="0px",
+    ).opt_align_table_header(align="left")
 
 
 def _has_suppressed(df: pd.DataFrame) -> bool:
@@ -524,8 +513,10 @@ def gt_rates(
     Returns
     -------
     great_tables.GT
-        Footnotes: the cell format, the definitions of the outcomes shown and, when a
-        cell is suppressed, :func:`suppression_note`.
+        Cells as :func:`format_estimate`, with a no-break space before the percentage so
+        that a narrow column wraps only before the interval. Footnotes: the cell format,
+        the definitions of the outcomes shown and, when a cell is suppressed,
+        :func:`suppression_note`.
 
     Examples
     --------
@@ -534,11 +525,14 @@ def gt_rates(
     ...                   "n": [407], "events": [239], "rate": [239 / 407],
     ...                   "ci_low": [0.539], "ci_high": [0.634]})
     >>> html = gt_rates(t, min_cell=11).as_raw_html()
-    >>> "239/407 (58.7%) [53.9-63.4]" in html and "Week 4" in html
+    >>> "239/407\u00a0(58.7%) [53.9-63.4]" in html and "Week 4" in html
     True
     """
     keys = as_by(rows)
     wide = rates_wide(table, keys, columns=columns)
+    # Wrap a long cell only before its interval: "239/407 (58.7%)" stays on one line.
+    for c in wide.columns[len(keys) :]:
+        wide[c] = wide[c].str.replace(" (", "\u00a0(", regex=False)
     group = keys[0] if len(keys) > 1 else None
     stub = keys[-1]
     if len(keys) > 2:
@@ -889,6 +883,9 @@ _VALUE_KINDS = {
     "phase": "phase",
     "term": None,
     "table": None,
+    "check": None,
+    "measure": None,
+    "criterion": None,
 }
 
 
@@ -903,6 +900,7 @@ def gt_table(
     notes: Sequence[str] = (),
     min_cell: int | None = None,
     drop: Sequence[str] = (),
+    columns: str | None = None,
 ):
     """Any tidy report table as a publication table.
 
@@ -929,10 +927,15 @@ def gt_table(
         For the suppression footnote.
     drop : sequence of str
         Columns not shown.
+    columns : str, optional
+        Transpose: one column per row of the table, headed by its (labelled) value of
+        ``columns`` (e.g. ``"route"``), and one row per other column. For wide tables
+        of few groups (exposure, blood pressure by route).
 
     Returns
     -------
     great_tables.GT
+        ``ci_low`` and ``ci_high`` are shown as one "95% CI" column ("14.7 to 33.3").
 
     Examples
     --------
@@ -948,9 +951,10 @@ def gt_table(
     flags = (
         df["suppressed"].fillna(False).astype(bool).to_numpy()
         if "suppressed" in df.columns
-        else [False] * len(df)
+        else np.zeros(len(df), dtype=bool)
     )
-    df = df.drop(columns=["suppressed"], errors="ignore")
+    df = df.drop(columns=["suppressed"], errors="ignore").reset_index(drop=True)
+    numeric = {c for c in df.columns if pd.api.types.is_numeric_dtype(df[c].dtype)}
     out = pd.DataFrame(index=range(len(df)))
     for c in df.columns:
         values = df[c].tolist()
@@ -965,11 +969,53 @@ def gt_table(
             for c in out.columns:
                 if out.at[i, c] == MISSING:
                     out.at[i, c] = f"{MISSING}{SUPPRESSED_MARK}"
+    # One "95% CI" column instead of two bound columns.
+    for low, high, name in (
+        ("ci_low", "ci_high", "ci"),
+        ("change_ci_low", "change_ci_high", "change_ci"),
+    ):
+        if low in out.columns and high in out.columns:
+            position = list(out.columns).index(low)
+            joined = [
+                lo if lo == hi and lo.startswith(MISSING) else f"{lo} to {hi}"
+                for lo, hi in zip(out[low], out[high], strict=True)
+            ]
+            out = out.drop(columns=[low, high])
+            out.insert(position, name, joined)
+            numeric.add(name)
+    if columns is not None:
+        return _transposed(out, columns, numeric, title, subtitle, notes, flags, min_cell)
     stub = stub if stub is not None else next((c for c in out.columns if c != group), None)
     gt = _gt(out, stub=stub, group=group, title=title, subtitle=subtitle)
-    gt = gt.cols_label(**{c: label(c, "column") for c in out.columns if c not in (group, stub)})
+    gt = gt.cols_label(**{c: _column_label(c) for c in out.columns if c not in (group, stub)})
     if stub is not None:
-        gt = gt.tab_stubhead(label=label(stub, "column"))
+        gt = gt.tab_stubhead(label=_column_label(stub))
+    right = [c for c in out.columns if c in numeric and c not in (group, stub)]
+    if right:
+        gt = gt.cols_align(align="right", columns=right)
+    all_notes = list(notes)
+    if any(flags):
+        all_notes.append(suppression_note(min_cell))
+    return _style(_notes(gt, all_notes))
+
+
+def _column_label(name: str) -> str:
+    if name in ("ci", "change_ci"):
+        return "95% CI" if name == "ci" else "Change, 95% CI"
+    return label(name, "column")
+
+
+def _transposed(out, columns, numeric, title, subtitle, notes, flags, min_cell):
+    """``gt_table`` with the levels of ``columns`` as columns and the measures as rows."""
+    levels = list(out[columns])
+    keys = [c for c in out.columns if c != columns]
+    rows = pd.DataFrame({"measure": [_column_label(c) for c in keys]})
+    for k in range(len(levels)):
+        rows[f"c{k}"] = [out[c].iloc[k] for c in keys]
+    gt = _gt(rows, stub="measure", group=None, title=title, subtitle=subtitle)
+    gt = gt.cols_label(**{f"c{k}": level for k, level in enumerate(levels)})
+    gt = gt.cols_align(align="right", columns=[f"c{k}" for k in range(len(levels))])
+    gt = gt.tab_stubhead(label="")
     all_notes = list(notes)
     if any(flags):
         all_notes.append(suppression_note(min_cell))

@@ -368,6 +368,9 @@ def _render_html(notebook_path: Path) -> str:
     # The page <title>: the report's heading (nbconvert would write "Notebook").
     notebook.metadata["title"] = f"{_title(notebook_path, notebook_path.stem)} | anxiety-outcomes"
     body, _ = exporter.from_notebook_node(notebook)
+    # No third-party scripts (require.js, MathJax from a CDN): the pages need none, work
+    # offline, and a report on patients' data does not call out to other servers.
+    body = re.sub(r'<script src="https?://[^"]*">\s*</script>\s*', "", body)
     return body.replace("</head>", f"{_PAGE_STYLE}</head>", 1)
 
 

@@ -127,7 +127,7 @@ def test_gt_rates_html_has_labels_footnotes_and_no_index(endpoints):
     assert "week12" not in html and ">iv<" not in html
     assert not re.search(r"<t[dh][^>]*>\s*0\s*</t[dh]>", html)  # no 0..N index column
     cells = _body_cells(html)
-    assert any(re.fullmatch(r"\d+/\d+ \(\d+\.\d%\) \[\d+\.\d-\d+\.\d\]", c) for c in cells)
+    assert any(re.fullmatch(r"\d+/\d+\xa0\(\d+\.\d%\) \[\d+\.\d-\d+\.\d\]", c) for c in cells)
     if table["suppressed"].any():
         assert "Suppressed: a count of 1 to 10 patients" in html
 
@@ -208,6 +208,26 @@ def test_gt_table_marks_suppressed_cells(cohort):
     assert ">suppressed<" not in html  # the flag column is not shown
     if table["suppressed"].any():
         assert f"{MISSING}{SUPPRESSED_MARK}" in html and "min_cell = 11" in html
+
+
+def test_gt_table_transposed_and_joined_interval():
+    table = pd.DataFrame(
+        {
+            "route": ["iv", "oral"],
+            "n": [120, 40],
+            "patients": pd.array([30, pd.NA], dtype="Int64"),
+            "percent": [25.0, np.nan],
+            "ci_low": [18.1, np.nan],
+            "ci_high": [33.5, np.nan],
+            "suppressed": [False, True],
+        }
+    )
+    html = gt_table(table, columns="route", min_cell=11).as_raw_html()
+    cells = _body_cells(html)
+    assert "IV ketamine" in html.split("<tbody")[0]  # routes are the columns
+    assert cells[:3] == ["N", "120", "40"]
+    k = cells.index("95% CI")
+    assert cells[k : k + 3] == ["95% CI", "18.1 to 33.5", f"{MISSING}{SUPPRESSED_MARK}"]
 
 
 def test_tidy_tables_unchanged_by_formatting(endpoints):
