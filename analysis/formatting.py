@@ -448,9 +448,22 @@ def rates_wide(
     return out
 
 
+_BRACKETS = re.compile(r"\[[^\]]*\]")
+
+
+def _keep_together(text: str) -> str:
+    """No line break inside "n/N (p%)" nor inside "[low-high]": only before the "["."""
+    text = text.replace(" (", "\u00a0(")
+    return _BRACKETS.sub(lambda m: m[0].replace(" ", "\u00a0").replace("-", "\u2011"), text)
+
+
 def _gt(df: pd.DataFrame, *, stub: str | None, group: str | None, title: str | None, subtitle):
     from great_tables import GT
 
+    df = df.copy()
+    for c in df.columns:
+        if c not in (stub, group) and df[c].dtype == object:
+            df[c] = [_keep_together(v) if isinstance(v, str) else v for v in df[c]]
     gt = GT(df, rowname_col=stub, groupname_col=group)
     if title:
         gt = gt.tab_header(title=title, subtitle=subtitle)
@@ -513,8 +526,8 @@ def gt_rates(
     Returns
     -------
     great_tables.GT
-        Cells as :func:`format_estimate`, with a no-break space before the percentage so
-        that a narrow column wraps only before the interval. Footnotes: the cell format,
+        Cells as :func:`format_estimate`; in every ``gt_*`` table a cell may wrap only
+        before its interval (no-break spaces and hyphens elsewhere). Footnotes: the cell format,
         the definitions of the outcomes shown and, when a cell is suppressed,
         :func:`suppression_note`.
 
@@ -525,14 +538,11 @@ def gt_rates(
     ...                   "n": [407], "events": [239], "rate": [239 / 407],
     ...                   "ci_low": [0.539], "ci_high": [0.634]})
     >>> html = gt_rates(t, min_cell=11).as_raw_html()
-    >>> "239/407\u00a0(58.7%) [53.9-63.4]" in html and "Week 4" in html
+    >>> "239/407\u00a0(58.7%) [53.9\u201163.4]" in html and "Week 4" in html
     True
     """
     keys = as_by(rows)
     wide = rates_wide(table, keys, columns=columns)
-    # Wrap a long cell only before its interval: "239/407 (58.7%)" stays on one line.
-    for c in wide.columns[len(keys) :]:
-        wide[c] = wide[c].str.replace(" (", "\u00a0(", regex=False)
     group = keys[0] if len(keys) > 1 else None
     stub = keys[-1]
     if len(keys) > 2:
@@ -656,7 +666,7 @@ def gt_comparison(
     >>> ep = pd.DataFrame({"route": ["iv"] * 40 + ["im"] * 40,
     ...                    "response": [True] * 24 + [False] * 16 + [True] * 16 + [False] * 24})
     >>> html = gt_comparison(compare_rates(ep, "response", "route", reference="iv", by=())).as_raw_html()
-    >>> "IM ketamine vs IV ketamine" in html and "−20.0 [" in html
+    >>> "IM ketamine vs IV ketamine" in html and "−20.0 [−" in html
     True
     """
     check_columns(
@@ -760,7 +770,7 @@ def gt_lsmeans(
     ...                   "estimate": [-6.0, -4.31], "ci_low": [-7.0, -5.12],
     ...                   "ci_high": [-5.0, -3.5]})
     >>> html = gt_lsmeans(t).as_raw_html()
-    >>> html.index("Week 2") < html.index("Week 12") and "−4.3 [−5.1 to −3.5]" in html
+    >>> html.index("Week 2") < html.index("Week 12") and "−4.3 [−5.1\u00a0to\u00a0−3.5]" in html
     True
     """
     check_columns(table, [factor, visit, "estimate", "ci_low", "ci_high"], "lsmeans")
