@@ -87,7 +87,7 @@ def _mark_suppressed(ax, x: float, y: float, *, horizontal: bool = False) -> Non
     )
 
 
-def plot_completeness(table: pd.DataFrame) -> Figure:
+def plot_completeness(table: pd.DataFrame, *, human_labels: bool = False) -> Figure:
     """Bar chart of the percent of expected patients assessed at each visit.
 
     Parameters
@@ -95,6 +95,8 @@ def plot_completeness(table: pd.DataFrame) -> Figure:
     table : DataFrame
         Output of :func:`analysis.tables.completeness_table` (``instrument, visit,
         percent``); visits are drawn in the table's order.
+    human_labels : bool
+        Label visits and instruments as :func:`analysis.formatting.label` does.
 
     Returns
     -------
@@ -124,6 +126,8 @@ def plot_completeness(table: pd.DataFrame) -> Figure:
         _mark_suppressed(ax, x, 1)
     ax.set(xlabel="Visit", ylabel="Patients assessed (% of expected)", ylim=(0, 100))
     ax.legend(title="Instrument", loc="upper right")
+    if human_labels:
+        _relabel(fig, {"visit": "visit", "legend": "instrument"})
     return fig
 
 
@@ -273,6 +277,7 @@ def plot_change_trajectory(
     visit: str = "visit",
     col: str | None = None,
     ylabel: str = "Change from baseline (points)",
+    human_labels: bool = False,
 ) -> Figure:
     """Mean change from baseline over the visits with intervals, one line per group.
 
@@ -289,6 +294,8 @@ def plot_change_trajectory(
         Column with one panel per level (e.g. ``"instrument"``).
     ylabel : str
         Label of the y axis.
+    human_labels : bool
+        Label visits, panels and lines as :func:`analysis.formatting.label` does.
 
     Returns
     -------
@@ -309,7 +316,23 @@ def plot_change_trajectory(
     axes[0].set_ylabel(ylabel)
     if group is not None:
         axes[-1].legend(title=group, fontsize="small")
+    if human_labels:
+        _relabel(fig, {"visit": "visit", "title": col, "legend": group})
     return fig
+
+
+def _relabel(fig: Figure, kinds: dict) -> None:
+    """Replace the machine names on a figure's ticks, titles and legend by their labels."""
+    for ax in fig.axes:
+        ticks = ax.get_xticks()
+        ax.set_xticks(ticks, [_label(t.get_text(), kinds["visit"]) for t in ax.get_xticklabels()])
+        if ax.get_title():
+            ax.set_title(_label(ax.get_title(), kinds.get("title")))
+        legend = ax.get_legend()
+        if legend is not None:
+            for text in legend.get_texts():
+                text.set_text(_label(text.get_text(), kinds.get("legend")))
+            legend.set_title(_label(legend.get_title().get_text(), "column"))
 
 
 def plot_cumulative_incidence(

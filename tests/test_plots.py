@@ -282,3 +282,24 @@ def test_figures_display_in_a_fresh_notebook_without_matplotlib_inline():
     outputs = nb.cells[0].outputs
     assert len(outputs) == 1
     assert "image/png" in outputs[0]["data"]
+
+
+def test_human_labels_on_the_older_figures():
+    table = pd.DataFrame(
+        {"instrument": ["GAD7", "HAMA"], "visit": ["week1", "week12"], "percent": [80.0, 60.0]}
+    )
+    (ax,) = plots.plot_completeness(table, human_labels=True).axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Week 1", "Week 12"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["GAD-7", "HAM-A"]
+    lsm = pd.DataFrame(
+        {
+            "route": ["iv", "oral"],
+            "visit": ["week2", "week2"],
+            "estimate": [-5.0, -4.0],
+            "ci_low": [-6.0, -5.0],
+            "ci_high": [-4.0, -3.0],
+        }
+    )
+    (ax,) = plots.plot_change_trajectory(lsm, human_labels=True).axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["IV ketamine", "Oral ketamine"]
+    assert ax.get_legend().get_title().get_text() == "Route"
