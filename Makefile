@@ -9,7 +9,7 @@ BIN := $(VENV)/bin
 OUT ?= reports
 export MPLBACKEND := Agg
 
-.PHONY: install install-spark report test test-spark lint format bench clean
+.PHONY: install install-spark report test test-spark test-browser lint format bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "anxiety-outcomes needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -37,6 +37,13 @@ test: install lint
 ## The PySpark backend tests (needs Java 17+; installs the `spark` extra).
 test-spark: install-spark
 	$(BIN)/python -m pytest -m spark -p no:xdist
+
+## The rendered reports in a real browser: Debian's chromium, headless, driven by Playwright
+## (links, images, console errors, 1280 px width; screenshots in $(OUT)/screenshots).
+test-browser: install
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+	$(BIN)/python -m pip install --quiet -e ".[test,browser]"
+	$(BIN)/python tests/browser/check_reports.py --out $(OUT)/browser --screenshots $(OUT)/screenshots
 
 lint: install
 	$(BIN)/ruff check .

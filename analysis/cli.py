@@ -63,6 +63,11 @@ def _parser() -> argparse.ArgumentParser:
         help="smallest count shown besides 0 (default %(default)s: no cell of 1-10)",
     )
     report.add_argument("--quiet", action="store_true", help="no progress lines")
+    report.add_argument(
+        "--pdf",
+        action="store_true",
+        help="also print each report to PDF with headless Chromium (needs `chromium`)",
+    )
 
     validate = commands.add_parser(
         "validate",
@@ -111,7 +116,7 @@ def _report(args) -> int:
         print(f"anxiety-outcomes report: no folder {args.data_dir}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        run_reports(
+        manifest = run_reports(
             args.data_dir,
             args.out,
             args.only,
@@ -132,6 +137,14 @@ def _report(args) -> int:
     except RuntimeError as error:  # a notebook failed
         print(f"anxiety-outcomes report: {error}", file=sys.stderr)
         return EXIT_INVALID
+    if args.pdf:
+        from analysis.reports import export_pdf
+
+        try:
+            export_pdf(Path(args.out) / r["html"] for r in manifest["reports"])
+        except (FileNotFoundError, RuntimeError) as error:
+            print(f"anxiety-outcomes report --pdf: {error}", file=sys.stderr)
+            return EXIT_USAGE
     print(Path(args.out) / "index.html")
     return EXIT_OK
 

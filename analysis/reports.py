@@ -44,6 +44,7 @@ __all__ = [
     "data_fingerprint",
     "definitions",
     "discover_reports",
+    "export_pdf",
     "load_report_cohort",
     "run_reports",
     "save_table",
@@ -642,3 +643,83 @@ def run_reports(
         json.dumps(_jsonable(manifest), indent=2) + "\n", encoding="utf-8"
     )
     return manifest
+
+
+#: Chromium's flags for printing a report page: headless, no sandbox (containers), no
+#: traffic of its own, no header or footer with the file path and date.
+CHROMIUM_PDF_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-pdf-header-footer",
+)
+
+
+def export_pdf(
+    pages: Iterable[str | Path], *, chromium: str | None = None, timeout: float = 180
+) -> list[Path]:
+    """Print report pages to PDF with headless Chromium (``anxiety-outcomes report --pdf``).
+
+    Parameters
+    ----------
+    pages : iterable of str or Path
+        HTML files (e.g. ``out_dir/02_outcomes.html``); each gets a PDF of the same name
+        next to it.
+    chromium : str, optional
+        The browser executable; default the first of ``chromium``, ``chromium-browser``,
+        ``google-chrome`` on the PATH (Debian: ``apt-get install chromium``).
+    timeout : float
+        Seconds allowed per page.
+
+    Returns
+    -------
+    list of Path
+        The PDF files written.
+
+    Raises
+    ------
+    FileNotFoundError
+        No Chromium found, or a page does not exist.
+    RuntimeError
+        Chromium failed or wrote no PDF (its message is included).
+    """
+    import shutil
+    import subprocess
+
+    browser = chromium or next(
+        (b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None
+    )
+    if browser is None or shutil.which(browser) is None:
+        raise FileNotFoundError(
+            "PDF export needs Chromium: install it (Debian/Ubuntu: `apt-get install "
+            "chromium`) or pass its path."
+        )
+    written = []
+    for page in map(Path, pages):
+        if not page.is_file():
+            raise FileNotFoundError(f"No report page at {page}.")
+        pdf = page.with_suffix(".pdf")
+        pdf.unlink(missing_ok=True)
+        done = subprocess.run(
+            [
+                browser,
+                *CHROMIUM_PDF_ARGS,
+                f"--print-to-pdf={pdf.resolve()}",
+                page.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0 or not pdf.is_file() or pdf.stat().st_size == 0:
+            raise RuntimeError(
+                f"Chromium could not print {page.name} to PDF (exit {done.returncode}): "
+                f"{done.stderr.strip()[-500:]}"
+            )
+        written.append(pdf)
+    return written

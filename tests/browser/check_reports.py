@@ -3,7 +3,9 @@
 Run by ``make test-browser``. For every page of each folder (``index.html`` and each
 report) it checks that every link resolves (files and ``#fragments``), every image loads,
 the console shows no error, no element reaches past a 1280 px wide viewport, and it saves
-a full-page screenshot under ``reports/screenshots/<folder>/`` for a human to look at.
+a full-page screenshot under ``reports/screenshots/<folder>/`` for a human to look at;
+then it prints the demo reports to PDF (``anxiety-outcomes report --pdf``) and checks
+the files.
 Without ``--skip-render`` it first renders the two folders it checks: the demo (500
 synthetic patients) and a 40-patient cohort read from a data folder.
 
@@ -126,6 +128,22 @@ def check_folder(browser, folder: Path, shots: Path) -> list[str]:
     return problems
 
 
+def check_pdf(folder: Path, chromium: str) -> list[str]:
+    """Print the folder's reports to PDF (``report --pdf``) and check each file is a PDF."""
+    from analysis.reports import export_pdf
+
+    pages = sorted(p for p in folder.glob("[0-9]*.html"))
+    try:
+        written = export_pdf(pages, chromium=chromium)
+    except (FileNotFoundError, RuntimeError) as error:
+        return [f"{folder.name}: PDF export failed: {error}"]
+    return [
+        f"{folder.name}/{pdf.name}: not a PDF of a report"
+        for pdf in written
+        if not pdf.read_bytes().startswith(b"%PDF") or pdf.stat().st_size < 20_000
+    ]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="reports/browser", type=Path)
@@ -135,9 +153,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     from playwright.sync_api import sync_playwright
 
-    folders = (
-        [args.out / "demo", args.out / "cohort40"] if args.skip_render else render(args.out)
-    )
+    folders = [args.out / "demo", args.out / "cohort40"] if args.skip_render else render(args.out)
     problems = []
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=args.chromium, args=CHROMIUM_ARGS)
@@ -146,6 +162,7 @@ def main(argv: list[str] | None = None) -> int:
                 problems += check_folder(browser, folder, args.screenshots / folder.name)
         finally:
             browser.close()
+    problems += check_pdf(folders[0], args.chromium)
     for problem in problems:
         print(problem, file=sys.stderr)
     count = sum(1 for f in folders for _ in f.glob("*.html"))
