@@ -32,7 +32,7 @@ def main(sizes: list[int]) -> None:
             run_reports(None, out, n_patients=n, seed=0)
             total = time.perf_counter() - start
         per_report = re.findall(
-            r"\] (\w+): executing \.\.\..*? done in ([\d.]+) s", progress.getvalue()
+            r"\] (\w+): executing \.\.\..*? done in ([\d.]+) s", progress.getvalue(), re.S
         )
         detail = ", ".join(f"{name} {float(sec):.1f} s" for name, sec in per_report)
         peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
