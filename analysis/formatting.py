@@ -600,10 +600,11 @@ def gt_table_one(
     n_row = table[table["variable"] == "n"]
     body = table[table["variable"] != "n"].copy()
     kind = {"sex": "sex", "primary_diagnosis": "primary_diagnosis", "route": "route"}
-    body["level"] = [
+    levels = [
         "Yes" if lvl == "yes" else label(lvl, kind.get(var, "severity")) if lvl else ""
         for var, lvl in zip(body["variable"], body["level"], strict=True)
     ]
+    body["level"] = [text[:1].upper() + text[1:] for text in levels]
     body["variable"] = [label(v, "variable") for v in body["variable"]]
     for c in groups:
         body[c] = body[c].astype(str).str.replace("suppressed", f"suppressed{SUPPRESSED_MARK}")

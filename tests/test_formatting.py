@@ -154,6 +154,7 @@ def test_gt_table_one_by_route_with_overall(cohort):
     assert f"IV ketamine (N = {n_iv})" in html
     assert f"Overall (N = {len(cohort.patients)})" in html
     assert "Age, years" in html and "Primary diagnosis" in html
+    assert "Mean (SD)" in html and "Median [IQR]" in html
     assert "primary_diagnosis" not in html and "Generalized anxiety disorder" in html
     if (t1 == "suppressed").any().any() or t1.apply(
         lambda c: c.astype(str).str.startswith("<")
