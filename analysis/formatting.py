@@ -141,6 +141,7 @@ LABELS: Mapping[str, Mapping[str, str]] = {
     },
     "column": {
         "n": "N",
+        "n_patients": "Patients",
         "events": "Events",
         "rate": "Rate",
         "percent": "%",
@@ -219,6 +220,19 @@ DEFINITIONS: Mapping[str, str] = {
 
 _VISIT = re.compile(r"^(day|week|month)(\d+)$")
 
+#: Abbreviations kept or spelled out when a column name is turned into a label.
+_COLUMN_WORDS = {
+    "pct": "%",
+    "sd": "SD",
+    "q1": "Q1",
+    "q3": "Q3",
+    "ci": "CI",
+    "sbp": "SBP",
+    "dbp": "DBP",
+    "cadss": "CADSS",
+    "iqr": "IQR",
+}
+
 
 def label(value: object, kind: str | None = None) -> str:
     """The human label of a value (an outcome, route, visit, column name, ...).
@@ -244,6 +258,8 @@ def label(value: object, kind: str | None = None) -> str:
     ('Partial response', 'IV ketamine', 'Week 12')
     >>> label("week16"), label("elevated_blood_pressure"), label(True)
     ('Week 16', 'Elevated blood pressure', 'Yes')
+    >>> label("pct_sessions_completed", "column"), label("dose_mg_per_kg_q1", "column")
+    ('% sessions completed', 'Dose mg/kg Q1')
     """
     if value is None or (not isinstance(value, str) and pd.isna(value)):
         return MISSING
@@ -257,6 +273,10 @@ def label(value: object, kind: str | None = None) -> str:
     match = _VISIT.match(text)
     if match:
         return f"{match[1].capitalize()} {match[2]}"
+    if kind == "column" and "_" in text:
+        words = " ".join(_COLUMN_WORDS.get(w, w) for w in text.split("_"))
+        words = words.replace("mg per kg", "mg/kg")
+        return words[:1].upper() + words[1:]
     if kind is None or text.islower() or "_" in text:
         text = text.replace("_", " ")
         return text[:1].upper() + text[1:]
