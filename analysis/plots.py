@@ -73,17 +73,25 @@ class ReportFigure(Figure):
         return buffer.getvalue()
 
 
-def _mark_suppressed(ax, x: float, y: float, *, horizontal: bool = False) -> None:
-    """Write "suppressed" at a blanked cell's place (the one rule of every figure)."""
+def _mark_suppressed(
+    ax, x: float, y: float, *, horizontal: bool = False, centered: bool = False
+) -> None:
+    """Write "suppressed" at a blanked cell's place (the one rule of every figure).
+
+    Vertical above ``(x, y)`` by default (a missing bar); ``horizontal`` starts at ``x``
+    (a missing horizontal bar); ``centered`` sits on ``(x, y)`` over what is behind it
+    (a missing point of a forest plot).
+    """
     ax.text(
         x,
         y,
         _SUPPRESSED,
-        rotation=0 if horizontal else 90,
-        ha="left" if horizontal else "center",
-        va="center" if horizontal else "bottom",
+        rotation=0 if horizontal or centered else 90,
+        ha="center" if centered or not horizontal else "left",
+        va="center" if horizontal or centered else "bottom",
         fontsize=8,
         color="0.4",
+        backgroundcolor="white" if centered else "none",
     )
 
 
@@ -857,16 +865,7 @@ def plot_forest(
     right = float(np.ceil(right / 10) * 10)
     for y, ok, p in zip(ys, shown, table.get(p_column, pd.Series([np.nan] * n)), strict=True):
         if not ok:
-            ax.text(
-                0,
-                y,
-                f" {_SUPPRESSED} ",
-                ha="center",
-                va="center",
-                fontsize=8,
-                color="0.4",
-                backgroundcolor="white",
-            )
+            _mark_suppressed(ax, 0, y, centered=True)
         else:
             ax.text(right * 1.05, y, format_p(p), va="center", fontsize=8)
     ax.text(

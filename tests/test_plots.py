@@ -184,7 +184,7 @@ def test_forest_plot_rows_p_values_and_suppressed_rows(demo):
     assert len(labels) == len(table)
     texts = _texts(fig)
     assert "adj. p" in texts
-    assert texts.count(" suppressed ") == int(table["suppressed"].sum()) > 0
+    assert texts.count("suppressed") == int(table["suppressed"].sum()) > 0
     assert "percentage" not in ax.get_xlabel() and "% points" in ax.get_xlabel()
     shown = table[~table["suppressed"]]
     (errorbar,) = ax.containers
