@@ -40,18 +40,28 @@ class CronbachAlpha(_AlphaTuple):
     """``(alpha, ci_low, ci_high)``, with ``n``, ``n_dropped`` and ``n_items`` attributes.
 
     Unpacks as a 3-tuple; ``n`` is the number of complete rows used, ``n_dropped`` the
-    number of rows left out because an item was missing, ``n_items`` the number of items.
+    number of rows left out because an item was missing, ``n_items`` the number of items,
+    ``note`` why alpha is NaN (None when it is computed).
     """
 
     n: int
     n_dropped: int
     n_items: int
+    note: str | None
 
     def __new__(
-        cls, alpha: float, ci_low: float, ci_high: float, *, n: int, n_dropped: int, n_items: int
+        cls,
+        alpha: float,
+        ci_low: float,
+        ci_high: float,
+        *,
+        n: int,
+        n_dropped: int,
+        n_items: int,
+        note: str | None = None,
     ) -> CronbachAlpha:
         self = super().__new__(cls, alpha, ci_low, ci_high)
-        self.n, self.n_dropped, self.n_items = n, n_dropped, n_items
+        self.n, self.n_dropped, self.n_items, self.note = n, n_dropped, n_items, note
         return self
 
 
@@ -74,7 +84,10 @@ def cronbach_alpha(
     -------
     CronbachAlpha
         ``(alpha, ci_low, ci_high)``; attributes ``n`` (complete rows used),
-        ``n_dropped`` and ``n_items``. NaN when the total score does not vary.
+        ``n_dropped``, ``n_items`` and ``note``. When the total score does not vary
+        (every item constant, e.g. all respondents at the floor, or items that cancel),
+        alpha is 0/0: the three numbers are NaN and ``note`` says why; otherwise ``note``
+        is None. Constant items among varying ones are allowed (they add no variance).
 
     Notes
     -----
@@ -129,8 +142,14 @@ def cronbach_alpha(
             f"{n} remain after dropping {int((~complete).sum())} incomplete row(s)."
         )
     total_var = x.sum(axis=1).var(ddof=1)
+    note = None
     if total_var == 0:
         a = low = high = math.nan
+        constant = int((x.var(axis=0, ddof=1) == 0).sum())
+        note = (
+            f"alpha undefined: the total score is the same for all {n} respondents "
+            f"({constant} of {k} items constant), so alpha is 0/0"
+        )
     else:
         a = k / (k - 1) * (1 - x.var(axis=0, ddof=1).sum() / total_var)
         df1, df2 = n - 1, (n - 1) * (k - 1)
@@ -143,6 +162,7 @@ def cronbach_alpha(
         n=int(n),
         n_dropped=int((~complete).sum()),
         n_items=int(k),
+        note=note,
     )
 
 
@@ -169,10 +189,12 @@ class Kappa(float):
         None, "linear" or "quadratic".
     categories : tuple
         The ordered categories of the contingency table.
+    note : str or None
+        Why the kappa is NaN (None when it is computed).
     """
 
     __slots__ = ("_fields",)
-    _names = ("se", "ci_low", "ci_high", "p_value", "n", "weights", "categories")
+    _names = ("se", "ci_low", "ci_high", "p_value", "n", "weights", "categories", "note")
 
     def __new__(
         cls,
@@ -184,15 +206,11 @@ class Kappa(float):
         n: int,
         weights: str | None,
         categories: tuple,
+        note: str | None = None,
     ) -> Kappa:
         self = super().__new__(cls, kappa)
-        object.__setattr__(
-            self,
-            "_fields",
-            dict(
-                zip(cls._names, (se, ci_low, ci_high, p_value, n, weights, categories), strict=True)
-            ),
-        )
+        values = (se, ci_low, ci_high, p_value, n, weights, categories, note)
+        object.__setattr__(self, "_fields", dict(zip(cls._names, values, strict=True)))
         return self
 
     def __getattr__(self, name: str):
@@ -258,8 +276,11 @@ def cohen_kappa(
     -------
     Kappa
         The kappa as a float, with read-only attributes ``kappa, se, ci_low, ci_high,
-        p_value, n, weights, categories``. kappa is NaN when chance agreement is 1 (both raters used a single
-        and the same category).
+        p_value, n, weights, categories, note``. When both raters used one and the same
+        category for every unit, chance agreement is 1 and kappa is 0/0: kappa and its
+        interval are NaN and ``note`` says so (R ``psych::cohen.kappa`` and
+        ``irr::kappa2`` give NaN too); otherwise ``note`` is None. Report the observed
+        agreement (100%) instead.
 
     Notes
     -----
@@ -304,7 +325,11 @@ def cohen_kappa(
     p_e_unweighted = (table.sum(axis=1) @ table.sum(axis=0)) / table.sum() ** 2
     if len(cats) < 2 or np.isclose(p_e_unweighted, 1.0):
         nan = math.nan
-        return Kappa(nan, nan, nan, nan, nan, int(len(a)), weights, tuple(cats))
+        note = (
+            f"kappa undefined: both ratings put all {len(a)} units in one and the same "
+            "category, so chance agreement is 1 and kappa is 0/0 (observed agreement 100%)"
+        )
+        return Kappa(nan, nan, nan, nan, nan, int(len(a)), weights, tuple(cats), note)
     with np.errstate(all="ignore"):
         res = cohens_kappa(table, wt=weights)
     z = float(stats.norm.ppf(1 - level / 2))
@@ -442,7 +467,13 @@ def instrument_agreement(
     if n:
         kappa = cohen_kappa(first, second, categories=[False, True], alpha=alpha)
     else:  # nobody has both classifications: report NaN rather than fail a batch run
-        kappa = Kappa(*[math.nan] * 5, 0, None, (False, True))
+        kappa = Kappa(
+            *[math.nan] * 5,
+            0,
+            None,
+            (False, True),
+            "kappa undefined: no patient has the outcome defined on both instruments",
+        )
     agreement = float(np.trace(table.to_numpy()) / n) if n else math.nan
     return InstrumentAgreement(
         kappa, table, n, agreement, outcome, visit, (instruments[0], instruments[1])

@@ -32,11 +32,21 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import narwhals as nw
 import numpy as np
 import pandas as pd
 from scipy import optimize, special, stats
 
-from analysis._utils import as_by, check_choice, check_columns, sort_cells, to_pandas
+from analysis._frames import (
+    as_frame,
+    column_names,
+    distinct,
+    moments,
+    require_columns,
+    schedule_of,
+    small_to_pandas,
+)
+from analysis._utils import as_by, check_choice, sort_cells
 from analysis.rates import suppress_small_cells
 
 __all__ = [
@@ -220,9 +230,17 @@ def _smd(
 
 def _as_float_array(values: object, name: str) -> np.ndarray:
     try:
-        return np.asarray(pd.to_numeric(pd.Series(values), errors="raise"), dtype=float)
+        out = np.asarray(pd.to_numeric(pd.Series(values), errors="raise"), dtype=float)
     except (TypeError, ValueError) as exc:
         raise ValueError(f"`{name}` must hold numbers (missing values allowed).") from exc
+    n_infinite = int(np.isinf(out).sum())
+    if n_infinite:
+        raise ValueError(
+            f"`{name}` holds {n_infinite} infinite value(s) (inf or -inf) of {len(out)}; "
+            "means and SDs of such data are not defined. Set those values to missing (NaN), "
+            "which is left out and counted in `n_dropped`, or correct them."
+        )
+    return out
 
 
 def effect_size(
@@ -242,7 +260,8 @@ def effect_size(
         position, ``x`` the baseline (so a fall in scores gives a positive estimate).
         ``y=None`` is allowed for ``d_z`` only: ``x`` then holds the paired differences.
         Missing values (NaN/NA) are left out and counted in ``n_dropped``: for paired
-        measures a pair is dropped when either value is missing.
+        measures a pair is dropped when either value is missing. Infinite values are an
+        error (``ValueError`` naming the argument and the count), not missing values.
     measure : {"hedges_g", "cohen_d", "glass_delta", "d_z", "d_av", "d_rm", "d_b"}
         See Notes.
     ci : float or None
@@ -478,13 +497,14 @@ def _row(compute, measure: str, n1: int, n2: int) -> dict:
     return {c: getattr(es, c) for c in TABLE_COLUMNS}
 
 
-def _check_one_row_per_patient(df: pd.DataFrame, keys: list[str]) -> None:
-    if "patient_id" not in df.columns:
+def _check_one_row_per_patient(frame, keys: list[str]) -> None:
+    if "patient_id" not in column_names(frame):
         return
-    dup = df.duplicated(keys + ["patient_id"])
-    if dup.any():
+    rows = frame.group_by(*keys, "patient_id", drop_null_keys=False).agg(nw.len().alias("k"))
+    dup = small_to_pandas(rows.select((nw.col("k") - 1).sum().alias("dup"))).iloc[0, 0]
+    if pd.notna(dup) and dup > 0:
         raise ValueError(
-            f"{int(dup.sum())} row(s) repeat a patient within a cell of by={keys}; an effect "
+            f"{int(dup)} row(s) repeat a patient within a cell of by={keys}; an effect "
             "size needs one row per patient per cell. Add 'visit' (and 'instrument') to "
             "`by`, or filter the endpoints to one visit."
         )
@@ -505,7 +525,8 @@ def effect_size_table(
     ----------
     endpoints : DataFrame
         Output of ``derive_endpoints`` (columns ``baseline``, ``score``, ``change`` and the
-        ``by`` and ``group`` columns). Every row passed is used: imputed rows
+        ``by`` and ``group`` columns), of any engine (pandas, Polars, DuckDB, Spark): the
+        count, mean and SD per cell are computed there. Every row passed is used: imputed rows
         (``imputed=True``) count like observed ones, so pass
         ``endpoints[~endpoints["imputed"]]`` for an observed-cases analysis.
     group : str, optional
@@ -583,61 +604,101 @@ def effect_size_table(
           group  estimate  ci_low    n1    n2  suppressed
     0  ketamine       NaN     NaN  <NA>  <NA>        True
     """
-    endpoints = to_pandas(endpoints, "endpoints")
+    frame = as_frame(endpoints, "endpoints")
     keys = as_by(by)
     if group is None:
         measure = DEFAULT_WITHIN_MEASURE if measure is None else measure
         check_choice("measure", measure, PAIRED_MEASURES)
-        check_columns(endpoints, keys + ["baseline", "score"], "endpoints")
-        _check_one_row_per_patient(endpoints, keys)
+        require_columns(frame, keys + ["baseline", "score"], "endpoints")
+        _check_one_row_per_patient(frame, keys)
+        paired = frame.with_columns(
+            (nw.col("baseline").cast(nw.Float64) - nw.col("score").cast(nw.Float64)).alias(_DIFF)
+        )
         rows = []
-        cells = endpoints.groupby(keys, sort=True, dropna=False) if keys else [((), endpoints)]
-        for key, cell in cells:
-            key = key if isinstance(key, tuple) else (key,)
-            x = pd.to_numeric(cell["baseline"], errors="coerce").astype(float).to_numpy()
-            y = pd.to_numeric(cell["score"], errors="coerce").astype(float).to_numpy()
-            n = int((~(np.isnan(x) | np.isnan(y))).sum())
-            row = dict(zip(keys, key, strict=True))
-            row.update(_row(lambda x=x, y=y: effect_size(x, y, measure=measure), measure, n, n))
+        for cell in moments(paired, ["baseline", "score", _DIFF], keys).to_dict("records"):
+            row = {k: cell[k] for k in keys}
+            row.update(_row(lambda c=cell: _paired_from_moments(c, measure), measure, **_ns(cell)))
             rows.append(row)
-        out = sort_cells(pd.DataFrame(rows, columns=keys + TABLE_COLUMNS), endpoints, keys)
-        return _suppress_counts(out, min_cell)
+        out = pd.DataFrame(rows, columns=keys + TABLE_COLUMNS)
+        return _suppress_counts(sort_cells(out, schedule_of(frame), keys), min_cell)
 
     measure = DEFAULT_BETWEEN_MEASURE if measure is None else measure
     check_choice("measure", measure, INDEPENDENT_MEASURES)
-    check_columns(endpoints, keys + [group, "change"], "endpoints")
+    require_columns(frame, keys + [group, "change"], "endpoints")
     if group in keys:
         raise ValueError(f"`group` ({group!r}) must not also be in `by` ({keys}).")
-    _check_one_row_per_patient(endpoints, keys)
-    levels = sorted(endpoints[group].dropna().unique().tolist())
+    _check_one_row_per_patient(frame, keys)
+    levels = distinct(frame, group)
     if reference is None:
         if not levels:
             raise ValueError(f"Column `{group}` has no non-missing values to compare.")
         reference = levels[0]
     check_choice("reference", reference, levels)
+    stats_ = moments(frame, ["change"], [*keys, group])
+    cells = stats_[keys].drop_duplicates().to_dict("records") if keys else [{}]
+    found = {(*(r[k] for k in keys), r[group]): r for r in stats_.to_dict("records")}
+    absent = {"n": 0, "mean_change": math.nan, "sd_change": math.nan}
     rows = []
-    cells = endpoints.groupby(keys, sort=True, dropna=False) if keys else [((), endpoints)]
-    for key, cell in cells:
-        key = key if isinstance(key, tuple) else (key,)
-        change = pd.to_numeric(cell["change"], errors="coerce").astype(float)
-        ref = change[cell[group] == reference].dropna().to_numpy()
+    for cell in cells:
+        key = tuple(cell[k] for k in keys)
+        ref = found.get((*key, reference), absent)
         for level in levels:
             if level == reference:
                 continue
-            grp = change[cell[group] == level].dropna().to_numpy()
+            grp = found.get((*key, level), absent)
             row = dict(zip(keys, key, strict=True))
             row.update(group=level, reference=reference)
             row.update(
                 _row(
-                    lambda g=grp, r=ref: effect_size(g, r, measure=measure),
+                    lambda g=grp, r=ref: _independent_from_moments(g, r, measure),
                     measure,
-                    len(grp),
-                    len(ref),
+                    n1=int(grp["n"]),
+                    n2=int(ref["n"]),
                 )
             )
             rows.append(row)
     out = pd.DataFrame(rows, columns=keys + ["group", "reference"] + TABLE_COLUMNS)
-    return _suppress_counts(sort_cells(out, endpoints, keys), min_cell)
+    return _suppress_counts(sort_cells(out, schedule_of(frame), keys), min_cell)
+
+
+_DIFF = "__baseline_minus_score__"
+
+
+def _ns(cell: dict) -> dict:
+    return {"n1": int(cell["n"]), "n2": int(cell["n"])}
+
+
+def _paired_from_moments(cell: dict, measure: str) -> EffectSize:
+    """A paired measure from a cell's moments, as :func:`effect_size` gives from the pairs."""
+    n = int(cell["n"])
+    if n < 2:
+        raise ValueError(f"{measure} needs at least 2 complete pairs, but {n} were given.")
+    s1, s2, s_diff = cell["sd_baseline"], cell["sd_score"], cell[f"sd_{_DIFF}"]
+    # r from the three SDs: var(x - y) = var(x) + var(y) - 2 r sd(x) sd(y)
+    r = (s1**2 + s2**2 - s_diff**2) / (2 * s1 * s2) if s1 > 0 and s2 > 0 else math.nan
+    m1, m2 = cell["mean_baseline"], cell["mean_score"]
+    return _smd(measure, m1, s1, n, m2, s2, n, s_diff=s_diff, r=r, ci=0.95)
+
+
+def _independent_from_moments(group: dict, reference: dict, measure: str) -> EffectSize:
+    """An independent-groups measure of group minus reference from their moments."""
+    n1, n2 = int(group["n"]), int(reference["n"])
+    if n1 < 2 or n2 < 2:
+        raise ValueError(
+            f"{measure} needs at least 2 non-missing values in each group, but got {n1} and {n2}."
+        )
+    return _smd(
+        measure,
+        group["mean_change"],
+        group["sd_change"],
+        n1,
+        reference["mean_change"],
+        reference["sd_change"],
+        n2,
+        s_diff=None,
+        r=None,
+        ci=0.95,
+    )
 
 
 def _suppress_counts(table: pd.DataFrame, min_cell: int | None) -> pd.DataFrame:

@@ -45,7 +45,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import narwhals as nw
 import numpy as np
@@ -297,10 +297,11 @@ def _instrument_visits(schedule, instrument: Instrument) -> tuple[Visit, ...]:
 def _resolve_criteria(instrument: Instrument, criteria) -> Criteria:
     if criteria is None:
         return instrument.criteria
+    # Only the fields the caller named replace the instrument's own defaults.
     if isinstance(criteria, Criteria):
-        return criteria
+        return criteria.applied_to(instrument.criteria)
     if isinstance(criteria, Mapping):
-        return replace(instrument.criteria, **criteria)
+        return Criteria(**criteria).applied_to(instrument.criteria)
     raise TypeError(
         "`criteria` must be a Criteria, a mapping of Criteria fields to override "
         f"(e.g. {{'response_reduction': 40}}) or None, but {type(criteria).__name__} was passed."

@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import operator
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
 import narwhals as nw
@@ -77,6 +77,30 @@ class SeverityBands:
         return out.tolist()
 
 
+class _Unset:
+    """Marks a :class:`Criteria` field the caller did not name."""
+
+    def __repr__(self) -> str:
+        return "<instrument default>"
+
+
+_UNSET = _Unset()
+
+#: What a Criteria field holds when it is read without an instrument to take it from.
+_GENERIC_CRITERIA = MappingProxyType(
+    {
+        "response_reduction": 50.0,
+        "partial_response_reduction": 25.0,
+        "remission_cutoff": 4,
+        "reliable_change": None,
+        "reliability": None,
+        "rci_z": 1.96,
+        "caseness_cutoff": None,
+        "severity_bands": "",
+    }
+)
+
+
 @dataclass(frozen=True)
 class Criteria:
     """Outcome definitions applied by :func:`analysis.derive_endpoints`.
@@ -109,23 +133,64 @@ class Criteria:
     severity_bands : str
         Name of the severity scheme in ``Instrument.bands``.
 
+    Notes
+    -----
+    **Overrides keep the instrument's own defaults.** A ``Criteria`` remembers which
+    fields the caller named (:attr:`named`). :func:`analysis.derive_endpoints` (and every
+    function taking ``criteria=``) starts from the instrument's default criteria
+    (``GAD7.criteria``, ``HAMA.criteria``) and replaces only those fields, so
+    ``Criteria(response_reduction=40)`` keeps the HAM-A remission cut-off 7, and the
+    GAD-7 reliable change of 4 points and caseness 8. A mapping
+    (``criteria={"response_reduction": 40}``) works the same way. One rule links fields:
+    naming ``reliability`` or ``rci_z`` without ``reliable_change`` asks for the
+    Jacobson-Truax threshold (``reliable_change=None``), since those two are used only by
+    it. Read on its own, a field not named holds the generic default shown in the
+    signature (response 50%, partial response 25%, remission 4, ...), not an instrument's.
+
     Examples
     --------
     >>> from dataclasses import replace
     >>> replace(GAD7.criteria, response_reduction=40).response_reduction
     40
+    >>> overrides = Criteria(response_reduction=40)
+    >>> sorted(overrides.named)
+    ['response_reduction']
+    >>> merged = overrides.applied_to(HAMA.criteria)
+    >>> merged.response_reduction, merged.remission_cutoff
+    (40, 7)
+    >>> gad = overrides.applied_to(GAD7.criteria)
+    >>> gad.remission_cutoff, gad.reliable_change, gad.caseness_cutoff
+    (4, 4.0, 8)
     """
 
-    response_reduction: float = 50.0
-    partial_response_reduction: float = 25.0
-    remission_cutoff: int = 4
-    reliable_change: float | None = None
-    reliability: float | None = None
-    rci_z: float = 1.96
-    caseness_cutoff: int | None = None
-    severity_bands: str = ""
+    response_reduction: float = _UNSET  # type: ignore[assignment]
+    partial_response_reduction: float = _UNSET  # type: ignore[assignment]
+    remission_cutoff: int = _UNSET  # type: ignore[assignment]
+    reliable_change: float | None = _UNSET  # type: ignore[assignment]
+    reliability: float | None = _UNSET  # type: ignore[assignment]
+    rci_z: float = _UNSET  # type: ignore[assignment]
+    caseness_cutoff: int | None = _UNSET  # type: ignore[assignment]
+    severity_bands: str = _UNSET  # type: ignore[assignment]
+
+    @property
+    def named(self) -> frozenset[str]:
+        """The fields the caller set (the others hold the generic defaults)."""
+        return self._named
+
+    def applied_to(self, base: Criteria) -> Criteria:
+        """``base`` (an instrument's criteria) with the fields named here replaced."""
+        changes = {name: getattr(self, name) for name in self._named}
+        if {"reliability", "rci_z"} & self._named and "reliable_change" not in self._named:
+            changes["reliable_change"] = None
+        return replace(base, **changes)
 
     def __post_init__(self) -> None:
+        named = frozenset(f.name for f in fields(self) if getattr(self, f.name) is not _UNSET)
+        for name, value in _GENERIC_CRITERIA.items():
+            if name not in named:
+                object.__setattr__(self, name, value)
+        # A plain attribute, not a field: asdict(), ==, hash and repr see the values only.
+        object.__setattr__(self, "_named", named)
         if not 0 < self.partial_response_reduction <= self.response_reduction <= 100:
             raise ValueError(
                 "Criteria need 0 < partial_response_reduction <= response_reduction <= 100, "

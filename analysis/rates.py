@@ -26,6 +26,7 @@ import math
 import warnings
 from collections.abc import Sequence
 
+import narwhals as nw
 import numpy as np
 import pandas as pd
 from scipy import stats
@@ -33,6 +34,15 @@ from statsmodels.stats.contingency_tables import StratifiedTable
 from statsmodels.stats.multitest import multipletests
 from statsmodels.stats.proportion import proportion_confint
 
+from analysis._frames import (
+    as_frame,
+    binary_counts,
+    distinct,
+    indicator,
+    require_columns,
+    schedule_of,
+    small_to_pandas,
+)
 from analysis._utils import (
     as_by,
     check_alpha,
@@ -60,6 +70,8 @@ _CI_METHODS = {
     "jeffreys": "jeffreys",
     "agresti_coull": "agresti_coull",
 }
+# Our (R ``p.adjust``) names -> statsmodels' ``multipletests`` names.
+_P_ADJUST_ALIASES = {"hochberg": "simes-hochberg", "BH": "fdr_bh", "BY": "fdr_by"}
 _P_ADJUST_METHODS = [
     "holm",
     "fdr_bh",
@@ -69,6 +81,8 @@ _P_ADJUST_METHODS = [
     "sidak",
     "holm-sidak",
     "fdr_by",
+    "BH",
+    "BY",
 ]
 _RATE_COLUMNS = ["n", "events", "rate", "ci_low", "ci_high", "suppressed"]
 _COMPARE_COLUMNS = [
@@ -95,6 +109,7 @@ _COMPARE_COLUMNS = [
     "zero_cell_correction",
     "p_value",
     "test",
+    "ratio_note",
 ]
 _COUNT_COLUMNS = ("n", "events", "n_ref", "events_ref")
 
@@ -109,42 +124,12 @@ def _z(alpha: float) -> float:
 
 def _binary(df: pd.DataFrame, outcome: str) -> pd.Series:
     """The outcome as float 1.0 / 0.0 / NaN; raises unless it is boolean or 0/1."""
-    s = df[outcome]
-    if pd.api.types.is_bool_dtype(s.dtype):
-        return s.astype("Float64").astype(float)
-    values = pd.to_numeric(s, errors="coerce").astype(float)
-    bad = s.notna() & ~values.isin([0.0, 1.0])
-    if bad.any():
-        raise ValueError(
-            f"Column `{outcome}` must hold True/False (or 1/0) with NA where undefined, but "
-            f"{int(bad.sum())} row(s) hold other values. Pass a boolean outcome column of "
-            "derive_endpoints, such as 'response' or 'remission'."
-        )
-    return values
+    return indicator(df[outcome], outcome)
 
 
-def _counts(df: pd.DataFrame, y: pd.Series, keys: list[str]) -> pd.DataFrame:
-    """``keys..., n, events`` with n the non-NA outcomes of each cell (cells kept at n=0)."""
-    work = df[keys].copy()
-    work["_y"] = y.to_numpy()
-    if not keys:
-        return pd.DataFrame({"n": [int(y.notna().sum())], "events": [int(y.sum(skipna=True))]})
-    out = (
-        work.groupby(keys, dropna=False, sort=True, observed=True)["_y"]
-        .agg(n="count", events="sum")
-        .reset_index()
-    )
-    out["n"] = out["n"].astype(int)
-    out["events"] = out["events"].astype(int)
-    return out
-
-
-def _levels(df: pd.DataFrame, group: str, reference: object) -> tuple[list, object]:
-    col = df[group]
-    if isinstance(col.dtype, pd.CategoricalDtype) and col.cat.ordered:
-        levels = [c for c in col.cat.categories if (col == c).any()]
-    else:
-        levels = sorted(col.dropna().unique().tolist())
+def _levels(df, group: str, reference: object) -> tuple[list, object]:
+    """The levels of ``group`` (any engine's frame) and the checked reference level."""
+    levels = distinct(as_frame(df), group)
     if len(levels) < 2:
         raise ValueError(
             f"Column `{group}` must hold at least two levels to compare, but it holds "
@@ -402,7 +387,8 @@ def rate_table(
     ----------
     endpoints : DataFrame
         Output of :func:`analysis.derive_endpoints` (or any frame with the ``by`` columns
-        and a boolean ``outcome`` column).
+        and a boolean ``outcome`` column): pandas, Polars (eager or lazy), DuckDB or
+        Spark. The counts per cell are computed in that engine; only they come back.
     outcome : str
         Boolean outcome column: ``"response"``, ``"remission"``, ``"partial_response"``,
         ``"reliable_improvement"``, ``"reliable_deterioration"``, ``"recovery"``,
@@ -458,9 +444,9 @@ def rate_table(
     by = as_by(by)
     check_choice("method", method, list(_CI_METHODS))
     alpha = check_alpha(alpha)
-    check_columns(endpoints, [*by, outcome], "endpoints")
-    y = _binary(endpoints, outcome)
-    out = _counts(endpoints, y, by)
+    frame = as_frame(endpoints, "endpoints")
+    require_columns(frame, [*by, outcome], "endpoints")
+    out = binary_counts(frame, outcome, by)
     n = out["n"].to_numpy()
     events = out["events"].to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -473,7 +459,7 @@ def rate_table(
         out = suppress_small_cells(
             out, min_cell, ("events",), total="n", derived=("rate", "ci_low", "ci_high")
         )
-    return sort_cells(out[[*by, *_RATE_COLUMNS]], endpoints, by)
+    return sort_cells(out[[*by, *_RATE_COLUMNS]], schedule_of(frame), by)
 
 
 # --------------------------------------------------------------------------------------
@@ -544,6 +530,7 @@ def _compare_2x2(a: int, n1: int, c: int, n2: int, alpha: float, events_are: str
             "nnt_note": pd.NA,
             "zero_cell_correction": pd.NA,
             "test": pd.NA,
+            "ratio_note": pd.NA,
         }
     )
     if n1 == 0 or n2 == 0:
@@ -555,13 +542,23 @@ def _compare_2x2(a: int, n1: int, c: int, n2: int, alpha: float, events_are: str
     b, d = n1 - a, n2 - c
     corrected = min(a, b, c, d) == 0
     aa, bb, cc, dd = (x + 0.5 if corrected else float(x) for x in (a, b, c, d))
-    if a == 0 and c == 0:
+    # Both groups at 0% or both at 100%: the table holds no information on a ratio (the
+    # 0.5 correction would invent one, e.g. RR 0.99 next to RD 0), so RR and OR are
+    # undefined, as for R metafor's ``drop00`` and epitools.
+    one_sided = (a == 0 and c == 0) or (b == 0 and d == 0)
+    ratio_note = pd.NA
+    if one_sided:
+        at = "0%" if a == 0 else "100%"
+        ratio_note = (
+            f"RR and OR undefined: both groups at {at}; the risk difference (0) and its "
+            "interval carry the comparison"
+        )
         rr = rr_low = rr_high = math.nan
     else:
         rr = (aa / (aa + bb)) / (cc / (cc + dd))
         se = math.sqrt(1 / aa - 1 / (aa + bb) + 1 / cc - 1 / (cc + dd))
         rr_low, rr_high = rr * math.exp(-z * se), rr * math.exp(z * se)
-    if (a == 0 and c == 0) or (b == 0 and d == 0):
+    if one_sided:
         odds = or_low = or_high = math.nan
     else:
         odds = aa * dd / (bb * cc)
@@ -582,7 +579,12 @@ def _compare_2x2(a: int, n1: int, c: int, n2: int, alpha: float, events_are: str
             "or_ci_high": or_high,
         }
         | _nnt(rd, rd_low, rd_high, alpha, events_are)
-        | {"zero_cell_correction": corrected, "p_value": p_value, "test": test}
+        | {
+            "zero_cell_correction": corrected and not one_sided,
+            "p_value": p_value,
+            "test": test,
+            "ratio_note": ratio_note,
+        }
     )
 
 
@@ -600,7 +602,7 @@ def _tidy_compare(rows: list[dict], by: list[str], columns: list[str]) -> pd.Dat
             out[c] = out[c].astype("Int64")
         elif c in ("nnt_ci_includes_infinity", "zero_cell_correction"):
             out[c] = out[c].astype("boolean")
-        elif c in ("nnt_note", "test", "ci_method"):
+        elif c in ("nnt_note", "test", "ci_method", "ratio_note"):
             out[c] = out[c].astype("string")
         elif c not in ("group", "reference"):
             out[c] = out[c].astype(float)
@@ -624,7 +626,8 @@ def compare_rates(
     Parameters
     ----------
     endpoints : DataFrame
-        Output of :func:`analysis.derive_endpoints` with ``group`` merged in.
+        Output of :func:`analysis.derive_endpoints` with ``group`` merged in; any
+        engine's frame (pandas, Polars, DuckDB, Spark): the counts are computed there.
     outcome : str
         Boolean outcome column (``"response"``, ``"remission"``, ...).
     group : str
@@ -637,7 +640,7 @@ def compare_rates(
         One comparison per cell; ``()`` for one overall comparison.
     alpha : float
         Two-sided error rate of every interval.
-    p_adjust : {None, "holm", "fdr_bh", "bonferroni", "hochberg", "hommel", "sidak", "holm-sidak", "fdr_by"}
+    p_adjust : {None, "holm", "fdr_bh", "bonferroni", "hochberg", "hommel", "sidak", "holm-sidak", "fdr_by", "BH", "BY"}
         When given, adds ``p_adjusted``: the p-values adjusted across all rows of the
         table by :func:`statsmodels.stats.multitest.multipletests`.
     events_are : {None, "benefit", "harm"}
@@ -661,7 +664,8 @@ def compare_rates(
         reference, n, events, n_ref, events_ref, risk_difference, rd_ci_low, rd_ci_high,
         risk_ratio, rr_ci_low, rr_ci_high, odds_ratio, or_ci_low, or_ci_high, nnt,
         nnt_ci_low, nnt_ci_high, nnt_ci_includes_infinity, nnt_note,
-        zero_cell_correction, p_value, test`` (+ ``p_adjusted``; + ``suppressed`` only
+        zero_cell_correction, p_value, test, ratio_note`` (+ ``p_adjusted``; +
+        ``suppressed`` only
         when ``min_cell`` is given, so the columns without it are unchanged). Statistics
         are NaN when a level has no defined outcome in the cell.
 
@@ -679,8 +683,10 @@ def compare_rates(
     - zero cells: when any of a, b, c, d is 0, 0.5 is added to all four cells for the
       RR and the OR *and* their intervals (Haldane-Anscombe; as metafor's default
       ``add=1/2, to="only0"``), flagged by ``zero_cell_correction``; the RD and its
-      interval never use it. RR and OR are NA when both groups have no events (0/0),
-      and the OR also when both have only events;
+      interval never use it. RR and OR are NaN when both groups are at 0% or both at
+      100% (the table says nothing about a ratio; the correction would invent one,
+      e.g. RR 0.99 (0.95-1.03) for 30/30 vs 40/40), with ``ratio_note`` saying why,
+      ``zero_cell_correction`` False, and the RD (0) with its interval reported;
     - NNT = 1 / RD with bounds 1/rd_ci_high and 1/rd_ci_low (Altman 1998). When the RD
       interval contains 0, ``nnt_ci_includes_infinity`` is True and the NNT interval is
       the two rays ``(-inf, nnt_ci_low] U [nnt_ci_high, inf)``; ``nnt_note`` spells it
@@ -731,11 +737,11 @@ def compare_rates(
     if p_adjust is not None:
         check_choice("p_adjust", p_adjust, _P_ADJUST_METHODS)
     events_are = _events_are(outcome, events_are)
-    check_columns(endpoints, [*by, outcome, group], "endpoints")
-    data = endpoints[endpoints[group].notna()]
+    frame = as_frame(endpoints, "endpoints")
+    require_columns(frame, [*by, outcome, group], "endpoints")
+    data = frame.filter(~nw.col(group).is_null())
     levels, reference = _levels(data, group, reference)
-    y = _binary(data, outcome)
-    counts = _counts(data, y, [*by, group])
+    counts = binary_counts(data, outcome, [*by, group])
     lookup = {
         (*_key(r, by), r[group]): (int(r["n"]), int(r["events"])) for _, r in counts.iterrows()
     }
@@ -750,7 +756,7 @@ def compare_rates(
             n1, a = lookup.get((*key, level), (0, 0))
             row = dict(zip(by, key, strict=True)) | {"group": level, "reference": reference}
             rows.append(row | _compare_2x2(a, n1, c, n2, alpha, events_are))
-    out = sort_cells(_tidy_compare(rows, by, _COMPARE_COLUMNS), data, by)
+    out = sort_cells(_tidy_compare(rows, by, _COMPARE_COLUMNS), schedule_of(data), by)
     if p_adjust is not None:
         out = adjust_pvalues(out, "p_value", p_adjust)
     if min_cell is not None:
@@ -784,9 +790,12 @@ def adjust_pvalues(
         ``adjusted_compare_rates``, ...).
     column : str
         The p-value column.
-    method : {"holm", "fdr_bh", "bonferroni", "hochberg", "hommel", "sidak", "holm-sidak", "fdr_by"}
+    method : {"holm", "fdr_bh", "bonferroni", "hochberg", "hommel", "sidak", "holm-sidak", "fdr_by", "BH", "BY"}
         ``"holm"`` controls the family-wise error rate (Holm 1979), ``"fdr_bh"`` the false
-        discovery rate (Benjamini and Hochberg 1995).
+        discovery rate (Benjamini and Hochberg 1995). The names are R ``p.adjust``'s
+        where the two differ: ``"hochberg"`` is Hochberg's (1988) step-up method,
+        statsmodels' ``"simes-hochberg"``; R's ``"BH"`` and ``"BY"`` are accepted for
+        ``"fdr_bh"`` and ``"fdr_by"``.
 
     Returns
     -------
@@ -797,12 +806,16 @@ def adjust_pvalues(
     Notes
     -----
     Computed by :func:`statsmodels.stats.multitest.multipletests`. Holm: sort the m
-    p-values, multiply the i-th smallest by ``m - i + 1``, then enforce monotonicity.
+    p-values, multiply the i-th smallest by ``m - i + 1``, then enforce monotonicity
+    (step-down). Hochberg: the same multipliers, with the running minimum taken from the
+    largest p-value down (step-up); R ``p.adjust(c(0.01, 0.04, 0.03), "hochberg")`` gives
+    0.03, 0.04, 0.04.
 
     References
     ----------
     Holm S (1979). A simple sequentially rejective multiple test procedure. Scand J Stat
-    6:65-70. Benjamini Y, Hochberg Y (1995). Controlling the false discovery rate. J R
+    6:65-70. Hochberg Y (1988). A sharper Bonferroni procedure for multiple tests of
+    significance. Biometrika 75:800-802. Benjamini Y, Hochberg Y (1995). Controlling the false discovery rate. J R
     Stat Soc B 57:289-300.
 
     Examples
@@ -814,6 +827,11 @@ def adjust_pvalues(
     0     0.01        0.03
     1     0.04        0.06
     2     0.03        0.06
+    >>> adjust_pvalues(pd.DataFrame({"p_value": [0.01, 0.04, 0.03]}), method="hochberg")
+       p_value  p_adjusted
+    0     0.01        0.03
+    1     0.04        0.04
+    2     0.03        0.04
     """
     check_choice("method", method, _P_ADJUST_METHODS)
     check_columns(table, [column], "table")
@@ -822,7 +840,8 @@ def adjust_pvalues(
     adjusted = pd.Series(np.nan, index=out.index)
     ok = p.notna()
     if ok.any():
-        adjusted[ok] = multipletests(p[ok].to_numpy(), method=method)[1]
+        engine = _P_ADJUST_ALIASES.get(method, method)
+        adjusted[ok] = multipletests(p[ok].to_numpy(), method=engine)[1]
     out["p_adjusted"] = adjusted.astype(float)
     return out
 
@@ -886,11 +905,28 @@ def _mantel_haenszel(a, n1, c, n2, alpha: float) -> dict:
         res.update(odds_ratio=float(st.oddsratio_pooled), or_ci_low=low, or_ci_high=high)
         with np.errstate(all="ignore"), warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            res["p_value"] = float(st.test_null_odds(correction=False).pvalue)
-            res["breslow_day_p"] = (
-                float(st.test_equal_odds(adjust=False).pvalue) if len(a) > 1 else nan
-            )
+            # The chi-square survival function, not 1 - cdf: exact far below 1e-16.
+            res["p_value"] = float(stats.chi2.sf(st.test_null_odds(correction=False).statistic, 1))
+            res["breslow_day_p"] = _breslow_day_p(tables)
     return res
+
+
+def _breslow_day_p(tables: np.ndarray) -> float:
+    """Breslow-Day p over the informative strata (2 x 2 x K ``tables``).
+
+    A stratum where nobody or everybody has the event in both arms has a fixed expected
+    count equal to its observed one: it adds nothing to the statistic and no degree of
+    freedom, so it is left out (as R ``metafor::rma.mh``); NaN with fewer than two
+    informative strata.
+    """
+    events = tables[0, 0] + tables[1, 0]
+    non_events = tables[0, 1] + tables[1, 1]
+    informative = tables[:, :, (events > 0) & (non_events > 0)]
+    k = informative.shape[2]
+    if k < 2:
+        return math.nan
+    statistic = StratifiedTable(informative).test_equal_odds(adjust=False).statistic
+    return float(stats.chi2.sf(statistic, k - 1))
 
 
 def compare_rates_stratified(
@@ -908,7 +944,8 @@ def compare_rates_stratified(
     Parameters
     ----------
     endpoints : DataFrame
-        Output of :func:`analysis.derive_endpoints` with ``group`` and ``strata`` merged in.
+        Output of :func:`analysis.derive_endpoints` with ``group`` and ``strata`` merged
+        in; any engine's frame: the counts per stratum are computed there.
     outcome : str
         Boolean outcome column.
     group : str
@@ -945,8 +982,11 @@ def compare_rates_stratified(
       (:class:`statsmodels.stats.contingency_tables.StratifiedTable`);
     - ``p_value``: Cochran-Mantel-Haenszel test of OR = 1 without continuity correction;
       ``breslow_day_p``: Breslow-Day test (without Tarone's adjustment) that the odds
-      ratio is the same in every stratum; NaN with a single stratum or when zero cells
-      leave it undefined.
+      ratio is the same in every stratum, over the informative strata only (a stratum
+      with all or no events in both arms adds nothing to the statistic and no degree of
+      freedom, as in R ``metafor::rma.mh``); NaN with fewer than two informative strata
+      or when zero cells leave it undefined. Both p-values come from the chi-square
+      survival function, so they stay exact far below 1e-16.
 
     References
     ----------
@@ -980,11 +1020,11 @@ def compare_rates_stratified(
     if not strata:
         raise ValueError("`strata` must name at least one column, for example 'site_id'.")
     alpha = check_alpha(alpha)
-    check_columns(endpoints, [*by, outcome, group, *strata], "endpoints")
-    data = endpoints[endpoints[[group, *strata]].notna().all(axis=1)]
+    frame = as_frame(endpoints, "endpoints")
+    require_columns(frame, [*by, outcome, group, *strata], "endpoints")
+    data = frame.filter(*[~nw.col(c).is_null() for c in (group, *strata)])
     levels, reference = _levels(data, group, reference)
-    y = _binary(data, outcome)
-    counts = _counts(data, y, [*by, *strata, group])
+    counts = binary_counts(data, outcome, [*by, *strata, group])
     rows = []
     cells = counts[by].drop_duplicates() if by else pd.DataFrame(index=[0])
     for _, cell in cells.iterrows():
@@ -1012,7 +1052,7 @@ def compare_rates_stratified(
             else:
                 stats_ = _mantel_haenszel([], [], [], [], alpha)
             rows.append(row | stats_)
-    return sort_cells(_tidy_compare(rows, by, _STRATIFIED_COLUMNS), data, by)
+    return sort_cells(_tidy_compare(rows, by, _STRATIFIED_COLUMNS), schedule_of(data), by)
 
 
 # --------------------------------------------------------------------------------------
@@ -1309,7 +1349,10 @@ def adjusted_compare_rates(
     check_choice("ci_method", ci_method, ["delta", "bootstrap"])
     if not isinstance(n_boot, int | np.integer) or n_boot < 1:
         raise ValueError(f"`n_boot` must be a positive integer, but {n_boot!r} was passed.")
-    check_columns(endpoints, [*by, outcome, group, *covariates], "endpoints")
+    frame = as_frame(endpoints, "endpoints")
+    require_columns(frame, [*by, outcome, group, *covariates], "endpoints")
+    # a logistic model needs patient-level rows: only the columns it uses leave the engine
+    endpoints = small_to_pandas(frame.select(*dict.fromkeys([*by, outcome, group, *covariates])))
     data = endpoints[endpoints[group].notna()]
     levels, reference = _levels(data, group, reference)
     levels = [reference] + [lev for lev in levels if lev != reference]

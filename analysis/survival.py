@@ -2,9 +2,14 @@
 
 Design contract: an endpoint table (``derive_endpoints``) becomes one row per patient
 (``patient_id, time, event``: a time-to-event table, "tte"); every other function here
-takes a tte. The estimates come from statsmodels (``SurvfuncRight``, ``survdiff``); the
-confidence intervals and the median follow R ``survival`` (``survfit`` with
-``conf.type = "log-log"``) so the numbers match the reference implementation.
+takes a tte. Both may be frames of any engine (pandas, Polars, DuckDB, Spark): the
+per-patient reduction and the number of events and censorings per time are computed in
+that engine, and the Kaplan-Meier product and Greenwood's variance from those counts
+(the product-limit formula, written here because statsmodels' ``SurvfuncRight`` needs
+patient-level rows and weights its variance differently under frequency weights); the
+log-rank test is statsmodels' ``survdiff``. The confidence intervals and the median follow
+R ``survival`` (``survfit`` with ``conf.type = "log-log"``), and the tests hold the numbers
+to R.
 
 Patient-level columns the caller merged into the endpoints (e.g. ``route``, ``arm``:
 any column that is not an endpoint column and is constant within each patient) are
@@ -15,12 +20,20 @@ from __future__ import annotations
 
 import math
 
+import narwhals as nw
 import numpy as np
 import pandas as pd
 from scipy import stats
-from statsmodels.duration.survfunc import SurvfuncRight, survdiff
+from statsmodels.duration.survfunc import survdiff
 
-from analysis._utils import check_choice, check_columns, to_pandas
+from analysis._frames import (
+    as_frame,
+    column_names,
+    distinct,
+    require_columns,
+    small_to_pandas,
+)
+from analysis._utils import check_choice, to_pandas
 from analysis.endpoints import ENDPOINT_COLUMNS, OUTCOMES
 from analysis.rates import suppress_small_cells
 
@@ -37,19 +50,18 @@ __all__ = [
 EVENTS = OUTCOMES
 
 
-def _defined_event_rows(
-    endpoints: pd.DataFrame, event: str, instrument: str | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Observed visits with a defined ``event``, sorted, and the patient-level columns."""
-    endpoints = to_pandas(endpoints, "endpoints")
+def _observed_defined(endpoints, event: str, instrument: str | None):
+    """The observed visits (not imputed) of one instrument where ``event`` is defined,
+    as a frame of the caller's engine."""
+    frame = as_frame(endpoints, "endpoints")
     check_choice("event", event, EVENTS)
-    check_columns(endpoints, ["patient_id", "study_day", event], "endpoints")
-    ep = endpoints
-    if "instrument" in ep.columns:
-        present = sorted(ep["instrument"].dropna().unique().tolist())
+    require_columns(frame, ["patient_id", "study_day", event], "endpoints")
+    names = column_names(frame)
+    if "instrument" in names:
+        present = distinct(frame, "instrument")
         if instrument is not None:
             check_choice("instrument", instrument, present)
-            ep = ep[ep["instrument"] == instrument]
+            frame = frame.filter(nw.col("instrument") == instrument)
         elif len(present) > 1:
             raise ValueError(
                 f"The endpoints hold several instruments {present}; a time to event is "
@@ -61,16 +73,32 @@ def _defined_event_rows(
             "`instrument` was given but the endpoints have no `instrument` column; "
             "leave `instrument=None`."
         )
-    if "imputed" in ep.columns:
-        ep = ep[~ep["imputed"].astype("boolean").fillna(False).to_numpy(dtype=bool)]
-    ep = ep[ep["study_day"].notna() & ep[event].notna()]
+    if "imputed" in names:
+        frame = frame.filter(~nw.col("imputed").fill_null(False))
+    return frame.filter(~nw.col("study_day").is_null(), ~nw.col(event).is_null())
 
-    extra = [c for c in ep.columns if c not in ENDPOINT_COLUMNS]
-    if extra:
-        constant = ep.groupby("patient_id", sort=False)[extra].nunique(dropna=False).max() <= 1
-        extra = [c for c in extra if constant.get(c, True)]
-    patients = ep.groupby("patient_id", sort=True)[extra].first() if extra else None
 
+def _patient_columns(frame, observed) -> pd.DataFrame | None:
+    """The non-endpoint columns constant within each patient, one row per patient."""
+    extra = [c for c in column_names(frame) if c not in ENDPOINT_COLUMNS]
+    if not extra:
+        return None
+    counts = small_to_pandas(
+        observed.group_by("patient_id").agg(*[nw.col(c).n_unique() for c in extra])
+    )
+    extra = [c for c in extra if counts[c].max() <= 1 or not len(counts)]
+    if not extra:
+        return None
+    firsts = observed.group_by("patient_id").agg(*[nw.col(c).min() for c in extra])
+    return small_to_pandas(firsts).set_index("patient_id").sort_index()
+
+
+def _defined_event_rows(
+    endpoints: pd.DataFrame, event: str, instrument: str | None
+) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Observed visits with a defined ``event``, sorted, and the patient-level columns."""
+    observed = _observed_defined(endpoints, event, instrument)
+    ep = small_to_pandas(observed)
     rows = pd.DataFrame(
         {
             "patient_id": ep["patient_id"].to_numpy(),
@@ -78,7 +106,7 @@ def _defined_event_rows(
             "met": ep[event].astype("boolean").to_numpy(dtype=bool),
         }
     ).sort_values(["patient_id", "day"], kind="stable")
-    return rows, patients
+    return rows, _patient_columns(as_frame(endpoints), observed)
 
 
 def _finish(out: pd.DataFrame, patients: pd.DataFrame | None) -> pd.DataFrame:
@@ -101,7 +129,8 @@ def time_to_event(
     ----------
     endpoints : DataFrame
         Output of ``derive_endpoints`` (``patient_id``, ``study_day``, the ``event``
-        column, optionally ``imputed`` and ``instrument``).
+        column, optionally ``imputed`` and ``instrument``), of any engine: the first
+        event day and last defined day of each patient are computed there.
     event : str
         A boolean outcome column: ``response`` (default), ``partial_response``,
         ``remission``, ``reliable_improvement``, ``reliable_deterioration``, ``recovery``
@@ -143,15 +172,23 @@ def time_to_event(
     0          a    15      1
     1          b    14      0
     """
-    rows, patients = _defined_event_rows(endpoints, event, instrument)
-    by_patient = rows.groupby("patient_id", sort=True)
-    first_met = rows[rows["met"]].groupby("patient_id", sort=True)["day"].min()
-    last_day = by_patient["day"].max()
-    out = pd.DataFrame({"patient_id": last_day.index})
-    met_day = out["patient_id"].map(first_met)
-    out["time"] = met_day.fillna(out["patient_id"].map(last_day)).to_numpy()
+    observed = _observed_defined(endpoints, event, instrument)
+    day = nw.col("study_day").cast(nw.Float64)
+    per_patient = (
+        observed.select(
+            nw.col("patient_id"),
+            day.alias("last_day"),
+            nw.when(nw.col(event)).then(day).alias("met_day"),
+        )
+        .group_by("patient_id")
+        .agg(nw.col("met_day").min(), nw.col("last_day").max())
+    )
+    out = small_to_pandas(per_patient).sort_values("patient_id", kind="stable")
+    met_day = pd.to_numeric(out["met_day"]).astype(float)
+    out["time"] = met_day.fillna(pd.to_numeric(out["last_day"]).astype(float)).to_numpy()
     out["event"] = met_day.notna().astype("int64").to_numpy()
-    return _finish(out, patients)
+    patients = _patient_columns(as_frame(endpoints), observed)
+    return _finish(out[["patient_id", "time", "event"]], patients)
 
 
 def time_to_relapse(
@@ -217,20 +254,34 @@ def time_to_relapse(
     return _finish(out[["patient_id", "time", "event"]], patients)
 
 
-def _check_tte(tte: pd.DataFrame, group: str | None) -> None:
-    check_columns(tte, ["time", "event"] + ([group] if group is not None else []), "tte")
-    if tte["time"].isna().any() or tte["event"].isna().any():
+def _check_tte(tte, group: str | None) -> None:
+    """Validate a time-to-event table of any engine (failures counted in the engine)."""
+    frame = as_frame(tte, "tte")
+    require_columns(frame, ["time", "event"] + ([group] if group is not None else []), "tte")
+    time, event = nw.col("time").cast(nw.Float64), nw.col("event").cast(nw.Float64)
+    checks = {
+        "missing": (nw.col("time").is_null() | nw.col("event").is_null()),
+        "bad_event": (~event.is_null()) & (event != 0.0) & (event != 1.0),
+        "negative": (~time.is_null()) & (time < 0.0),
+    }
+    if group is not None:
+        checks["no_group"] = nw.col(group).is_null()
+    found = small_to_pandas(
+        frame.select(*[c.cast(nw.Int64).sum().alias(name) for name, c in checks.items()])
+    ).iloc[0]
+    count = {name: int(found[name]) if pd.notna(found[name]) else 0 for name in checks}
+    if count["missing"]:
         raise ValueError(
             "`tte` has missing `time` or `event` values; every row needs both. Use the "
             "output of time_to_event(), or drop the incomplete rows."
         )
-    if not tte["event"].isin([0, 1, True, False]).all():
+    if count["bad_event"]:
         raise ValueError("`tte['event']` must be 1 (event) or 0 (censored).")
-    if (pd.to_numeric(tte["time"]) < 0).any():
+    if count["negative"]:
         raise ValueError("`tte['time']` must be non-negative (days from day 0).")
-    if group is not None and tte[group].isna().any():
+    if count.get("no_group"):
         raise ValueError(
-            f"Column `{group}` has {int(tte[group].isna().sum())} missing value(s); fill them "
+            f"Column `{group}` has {count['no_group']} missing value(s); fill them "
             "(e.g. 'unknown') or drop those patients before grouping."
         )
 
@@ -241,35 +292,51 @@ def _groups(tte: pd.DataFrame, group: str | None):
     return list(tte.groupby(group, sort=True, observed=True))
 
 
-def _km(time: np.ndarray, event: np.ndarray, alpha: float) -> pd.DataFrame:
-    """KM at the event times with pointwise log-log Greenwood limits (R survfit)."""
-    if event.sum() == 0:
-        return pd.DataFrame(
-            columns=["time", "n_at_risk", "n_events", "survival", "ci_low", "ci_high"]
-        )
-    sf = SurvfuncRight(time, event)
-    surv = sf.surv_prob
+_KM_COLUMNS = ["time", "n_at_risk", "n_events", "survival", "ci_low", "ci_high"]
+
+
+def _km_counts(
+    time: np.ndarray, events: np.ndarray, censored: np.ndarray, alpha: float
+) -> pd.DataFrame:
+    """KM at the event times with pointwise log-log Greenwood limits (R survfit), from the
+    number of events and of censorings at each distinct time (sorted ascending)."""
+    if events.sum() == 0:
+        return pd.DataFrame(columns=_KM_COLUMNS)
+    at_risk = (
+        events.sum() + censored.sum() - np.concatenate(([0], np.cumsum(events + censored)[:-1]))
+    )
+    keep = events > 0
+    d, n = events[keep].astype(float), at_risk[keep].astype(float)
+    surv = np.cumprod(1 - d / n)
     z = stats.norm.ppf(1 - alpha / 2)
     with np.errstate(divide="ignore", invalid="ignore"):
         # Greenwood SE of log S; the log-log interval is undefined where S is 0 or 1.
-        se_log = sf.surv_prob_se / surv
+        se_log = np.sqrt(np.cumsum(d / (n * (n - d))))
         log_surv = np.where((surv > 0) & (surv < 1), np.log(surv), np.nan)
         half = z * se_log / log_surv
         low = np.exp(-np.exp(np.log(-log_surv) - half))
         high = np.exp(-np.exp(np.log(-log_surv) + half))
-    times = sf.surv_times
+    times = time[keep]
     if np.all(time == np.round(time)):  # study days stay integers
         times = times.astype("int64")
     return pd.DataFrame(
         {
             "time": times,
-            "n_at_risk": sf.n_risk.astype("int64"),
-            "n_events": sf.n_events.astype("int64"),
+            "n_at_risk": n.astype("int64"),
+            "n_events": d.astype("int64"),
             "survival": surv,
             "ci_low": low,
             "ci_high": high,
         }
     )
+
+
+def _km(time: np.ndarray, event: np.ndarray, alpha: float) -> pd.DataFrame:
+    """KM of patient-level times and event indicators (see :func:`_km_counts`)."""
+    times, index = np.unique(time, return_inverse=True)
+    events = np.bincount(index, weights=event, minlength=len(times))
+    censored = np.bincount(index, weights=1 - event, minlength=len(times))
+    return _km_counts(times, events, censored, alpha)
 
 
 def kaplan_meier(
@@ -281,7 +348,8 @@ def kaplan_meier(
     ----------
     tte : DataFrame
         One row per patient with ``time`` and ``event`` (1 event, 0 censored), e.g. from
-        :func:`time_to_event` or :func:`time_to_relapse`.
+        :func:`time_to_event` or :func:`time_to_relapse`; any engine's frame (only the
+        events and censorings per time leave it).
     group : str, optional
         A column of ``tte`` (e.g. ``"route"``); one curve per level (sorted).
     alpha : float
@@ -325,13 +393,26 @@ def kaplan_meier(
     2     3          4         1    0.5469  0.1372   0.8324
     3     5          1         1    0.0000     NaN      NaN
     """
-    tte = to_pandas(tte, "tte")
-    _check_tte(tte, group)
+    frame = as_frame(tte, "tte")
+    _check_tte(frame, group)
+    keys = [group] if group is not None else []
+    # only the number of events and censorings per (group, time) leave the engine
+    counts = small_to_pandas(
+        frame.select(
+            *[nw.col(k) for k in keys],
+            nw.col("time").cast(nw.Float64),
+            nw.col("event").cast(nw.Float64).alias("events"),
+            (1.0 - nw.col("event").cast(nw.Float64)).alias("censored"),
+        )
+        .group_by(*keys, "time")
+        .agg(nw.col("events").sum(), nw.col("censored").sum())
+    ).sort_values([*keys, "time"], kind="stable")
     frames = []
-    for level, sub in _groups(tte, group):
-        km = _km(
-            pd.to_numeric(sub["time"]).to_numpy(dtype=float),
-            sub["event"].astype(int).to_numpy(),
+    for level, sub in _groups(counts, group):
+        km = _km_counts(
+            sub["time"].to_numpy(dtype=float),
+            sub["events"].to_numpy(dtype=float),
+            sub["censored"].to_numpy(dtype=float),
             alpha,
         )
         if group is not None:
@@ -341,30 +422,25 @@ def kaplan_meier(
     return pd.concat(nonempty, ignore_index=True) if nonempty else frames[0]
 
 
-def _findq(times: np.ndarray, curve: np.ndarray, last_time: float, p: float = 0.5) -> float:
-    """First time ``curve`` falls to ``1 - p`` or below, by R survival's rule (``findq``).
+def _first_half(times: np.ndarray, curve: np.ndarray) -> float:
+    """First time ``curve`` is at or below 0.5, by the rule of R ``print(survfit)``.
 
-    Where the curve equals ``1 - p`` (within a tolerance) over a stretch, the quantile is
-    the midpoint of that stretch, or of the stretch to ``last_time`` (the last follow-up)
-    when the curve ends there. Missing curve values (log-log limits at S = 0) are skipped.
+    The rule of R survival's ``survmean`` (what ``print(survfit)`` and
+    ``summary(fit)$table`` show): the first time the curve is <= 0.5 within a tolerance of
+    ``sqrt(machine epsilon)``; when the curve equals 0.5 there and drops below it later,
+    the midpoint of that time and the time of the next drop; when it stays at 0.5 to the
+    end of follow-up, that first time. Missing curve values (a log-log limit at S = 0)
+    are skipped; NaN when the curve never gets to 0.5.
     """
     tol = math.sqrt(np.finfo(float).eps)
-    x = np.concatenate([[0.0], times])
-    y = np.concatenate([[0.0], 1 - curve])
-    if np.nanmax(y) < p:
+    keep = ~np.isnan(curve) & (curve < 0.5 + tol)
+    if not keep.any():
         return math.nan
-    keep = ~pd.Series(y).duplicated().to_numpy()
-    x, y = x[keep], y[keep]
-    valid = np.flatnonzero(~np.isnan(y))
-
-    def first_reaching(shift: float) -> float:
-        hits = valid[y[valid] + shift >= p]
-        return x[hits[0]] if len(hits) else math.nan
-
-    at_or_after = first_reaching(tol)
-    if not np.isnan(y[-1]) and abs(p - y[-1]) < tol:
-        return (at_or_after + last_time) / 2
-    return (at_or_after + first_reaching(-tol)) / 2
+    x, y = times[keep], curve[keep]
+    lower = np.flatnonzero(y < y[0])
+    if abs(y[0] - 0.5) < tol and len(lower):
+        return float((x[0] + x[lower[0]]) / 2)
+    return float(x[0])
 
 
 def median_time_to_event(
@@ -400,13 +476,18 @@ def median_time_to_event(
 
     Notes
     -----
-    The median is the first time the Kaplan-Meier curve is at or below 0.5 (the
-    midpoint of the flat stretch when it is exactly 0.5). The limits are the times at
-    which the lower and the upper pointwise log-log confidence curves of
-    :func:`kaplan_meier` fall to 0.5 (Brookmeyer & Crowley 1982), the rule of R
-    ``survfit``. statsmodels' ``SurvfuncRight.quantile_ci`` (the SAS rule) gives the same
-    limits except at ties with 0.5 and at the end of follow-up, so R's rule is coded
-    here.
+    The median is the first time the Kaplan-Meier curve is at or below 0.5, compared
+    with a tolerance of ``sqrt(machine epsilon)`` (about 1.5e-8) so that a curve that is
+    0.5 up to rounding (``0.75 x 2/3 = 0.5000000000000001``) counts as 0.5. **Convention
+    when S is exactly 0.5 over an interval:** the median is the midpoint of the flat
+    stretch, from the time S reaches 0.5 to the time of the next event, which takes it
+    below; when no later event does (S stays at 0.5 to the end of follow-up) the median is
+    the time S reached 0.5. This is the rule of R survival's ``print(survfit)`` and
+    ``summary(fit)$table`` (function ``survmean``): time [1, 2, 4, 6], event [1, 1, 0, 0]
+    gives 2. (R's ``quantile(survfit)`` instead extends a final flat stretch to the last
+    follow-up time; SAS LIFETEST takes the midpoint too.) The limits are the times at which
+    the lower and the upper pointwise log-log confidence curves of :func:`kaplan_meier`
+    fall to 0.5 by the same rule (Brookmeyer & Crowley 1982).
 
     References
     ----------
@@ -433,14 +514,13 @@ def median_time_to_event(
         event = sub["event"].astype(int).to_numpy()
         km = _km(time, event, alpha)
         times = km["time"].to_numpy(dtype=float)
-        last = float(time.max()) if len(time) else math.nan
         row = {} if group is None else {"group": level}
         row.update(
             n=len(sub),
             n_events=int(event.sum()),
-            median=_findq(times, km["survival"].to_numpy(dtype=float), last),
-            ci_low=_findq(times, km["ci_low"].to_numpy(dtype=float), last),
-            ci_high=_findq(times, km["ci_high"].to_numpy(dtype=float), last),
+            median=_first_half(times, km["survival"].to_numpy(dtype=float)),
+            ci_low=_first_half(times, km["ci_low"].to_numpy(dtype=float)),
+            ci_high=_first_half(times, km["ci_high"].to_numpy(dtype=float)),
         )
         rows.append(row)
     out = pd.DataFrame(rows)
@@ -463,13 +543,22 @@ def logrank_test(tte: pd.DataFrame, group: str) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        One row: ``n_groups, chi2, df, p_value`` (df = number of levels - 1).
+        One row: ``n_groups, chi2, df, p_value, note`` (df = number of levels - 1).
+        ``note`` is NA when the test was computed; otherwise ``chi2`` and ``p_value`` are
+        NaN and ``note`` says why: no events in any group (nobody responded, nobody lost
+        response), or no event time with patients of two groups at risk (the variance
+        of observed minus expected is zero).
 
     Notes
     -----
     The Mantel-Haenszel log-rank statistic (observed minus expected events at each event
     time, with the hypergeometric variance), computed by
-    ``statsmodels.duration.survfunc.survdiff``; equal to R ``survdiff`` (rho = 0).
+    ``statsmodels.duration.survfunc.survdiff``; equal to R ``survdiff`` (rho = 0). The
+    p-value is the chi-square survival function of the statistic (not ``1 - cdf``), so
+    it stays exact far below 1e-16. Where R ``survdiff`` returns a statistic of 0 on
+    1 df with p = 1 for data without events, the result here is NaN with the reason in
+    ``note``, so that a report never shows "no difference" for a test that could not be
+    done.
 
     References
     ----------
@@ -484,8 +573,8 @@ def logrank_test(tte: pd.DataFrame, group: str) -> pd.DataFrame:
     ...                     "event": [1, 1, 1, 1, 0, 0, 1, 0, 1, 0],
     ...                     "route": ["iv"] * 5 + ["oral"] * 5})
     >>> logrank_test(tte, "route").round(4)
-       n_groups    chi2  df  p_value
-    0         2  3.6437   1   0.0563
+       n_groups    chi2  df  p_value  note
+    0         2  3.6437   1   0.0563  <NA>
     """
     tte = to_pandas(tte, "tte")
     _check_tte(tte, group)
@@ -494,16 +583,32 @@ def logrank_test(tte: pd.DataFrame, group: str) -> pd.DataFrame:
         raise ValueError(
             f"A log-rank test needs at least two levels of `{group}`, but it has {levels}."
         )
-    chi2, p = survdiff(
-        pd.to_numeric(tte["time"]).to_numpy(dtype=float),
-        tte["event"].astype(int).to_numpy(),
-        tte[group].to_numpy(),
-    )
+    event = tte["event"].astype(int).to_numpy()
+    note = pd.NA
+    chi2 = p = math.nan
+    if event.sum() == 0:
+        note = "no events in any group: the log-rank test is not defined"
+    else:
+        try:
+            chi2 = float(
+                survdiff(
+                    pd.to_numeric(tte["time"]).to_numpy(dtype=float), event, tte[group].to_numpy()
+                )[0]
+            )
+        except np.linalg.LinAlgError:
+            note = (
+                "no event time has patients of two groups at risk (zero variance): the "
+                "log-rank test is not defined"
+            )
+        else:
+            # The chi-square survival function, not 1 - cdf: exact far below 1e-16.
+            p = float(stats.chi2.sf(chi2, len(levels) - 1))
     return pd.DataFrame(
         {
             "n_groups": [len(levels)],
-            "chi2": [float(chi2)],
+            "chi2": [chi2],
             "df": [len(levels) - 1],
-            "p_value": [float(p)],
+            "p_value": [p],
+            "note": pd.array([note], dtype="string"),
         }
     )

@@ -18,7 +18,8 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from analysis._utils import as_by, check_choice, check_columns, to_pandas
+from analysis._frames import as_frame, column_names, require_columns
+from analysis._utils import as_by, check_choice, check_columns
 from analysis.instruments import INSTRUMENTS
 from analysis.rates import rate_table, suppress_small_cells
 from analysis.schema import OPTIONAL_TABLES, TABLES, read_schema
@@ -619,7 +620,9 @@ def cohort_endpoints(
     names = [instruments] if isinstance(instruments, str) else list(instruments)
     if not names:
         raise ValueError("`instruments` must name at least one instrument, e.g. ('GAD7',).")
-    check_columns(cohort.patients, ["patient_id"], "patients")
+    people = as_frame(cohort.patients, "patients")
+    require_columns(people, ["patient_id"], "patients")
+    patient_names = column_names(people)
     requested = as_by(patient_columns)
     reserved = [c for c in requested if c in ENDPOINT_COLUMNS]
     if reserved:
@@ -627,25 +630,43 @@ def cohort_endpoints(
             f"`patient_columns` {reserved} would overwrite endpoint columns; pass patient "
             "characteristics such as 'route' or 'arm'."
         )
-    columns = [c for c in requested if c in cohort.patients.columns]
+    columns = [c for c in requested if c in patient_names]
     frames = [
-        to_pandas(
-            derive_endpoints(
-                cohort,
-                name,
-                schedule=schedule,
-                impute=impute,
-                criteria=_criteria_for(criteria, str(name), [str(n) for n in names]),
-            )
+        derive_endpoints(
+            cohort,
+            name,
+            schedule=schedule,
+            impute=impute,
+            criteria=_criteria_for(criteria, str(name), [str(n) for n in names]),
         )
         for name in names
     ]
+    if not isinstance(frames[0], pd.DataFrame):  # stacked and joined in the engine
+        return _stack_in_engine(frames, cohort.patients, columns)
     nonempty = [f for f in frames if len(f)] or frames[:1]
     endpoints = pd.concat(nonempty, ignore_index=True)
     if not columns:
         return endpoints
     patients = cohort.patients[["patient_id", *columns]]
     return endpoints.merge(patients, on="patient_id", how="left", validate="many_to_one")
+
+
+def _stack_in_engine(frames: list, patients, columns: list[str]):
+    """Endpoint frames of a Polars, DuckDB or Spark cohort stacked, with the patient
+    columns joined, in that engine (the result is of the same kind)."""
+    import narwhals as nw
+
+    stacked = nw.concat([nw.from_native(f) for f in frames], how="vertical")
+    if not columns:
+        return nw.to_native(stacked)
+    people = nw.from_native(patients)
+    if people.implementation != stacked.implementation:
+        raise TypeError(
+            "The cohort's `patients` and `assessments` must be tables of the same engine to "
+            f"join them (got {people.implementation} and {stacked.implementation})."
+        )
+    people = people.select("patient_id", *columns)
+    return nw.to_native(stacked.join(people, on="patient_id", how="left"))
 
 
 def visits_in_schedule_order(endpoints: pd.DataFrame) -> pd.DataFrame:

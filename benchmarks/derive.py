@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 
 from analysis.endpoints import DEFAULT_SCHEDULE, derive_endpoints
-from analysis.instruments import GAD7, HAMA, MAX_ITEMS
+from analysis.instruments import GAD7, HAMA, INSTRUMENTS, MAX_ITEMS
 
 ENGINES = ("sql", "pandas", "polars", "duckdb")
 
@@ -140,14 +140,36 @@ def reference_sql(instrument=GAD7, schedule=DEFAULT_SCHEDULE, table: str = "asse
         return f"CASE {whens} END"
 
     rr, pr, rem = crit.response_reduction, crit.partial_response_reduction, crit.remission_cutoff
-    rc, case = crit.reliable_change, crit.caseness_cutoff
+    case = crit.caseness_cutoff
+    # The reliable-change threshold: fixed (GAD-7), or Jacobson-Truax from the chosen
+    # baselines (HAM-A): z x SD of the baseline scores x sqrt(2 (1 - alpha)), alpha being
+    # Cronbach's alpha of the baselines with every item answered.
+    if crit.reliable_change is not None:
+        threshold = f"SELECT {crit.reliable_change}::DOUBLE AS rc"
+    else:
+        full = f"n = {k}"
+        item_var = " + ".join(f"var_samp(CASE WHEN {full} THEN {c} END)" for c in items)
+        alpha = f"{k} / {k - 1} * (1 - ({item_var}) / var_samp(CASE WHEN {full} THEN score END))"
+        threshold = (
+            f"SELECT {crit.rci_z} * stddev_samp(score) * sqrt(2 * (1 - {alpha})) AS rc "
+            f"FROM chosen WHERE target_day = {base.target_day}"
+        )
+    if case is None:
+        recovery = "NULL::BOOLEAN AS recovery, NULL::BOOLEAN AS reliable_recovery"
+    else:
+        recovery = (
+            f"CASE WHEN baseline >= {case} THEN score < {case} END AS recovery, "
+            f"CASE WHEN baseline >= {case} THEN score < {case} AND -change >= rc END "
+            "AS reliable_recovery"
+        )
+    item_list = ", ".join(items)
     return f"""
     WITH scored AS (
-        SELECT patient_id, study_day, {target} AS target_day,
+        SELECT patient_id, study_day, {target} AS target_day, n, {item_list},
                CASE WHEN n = {k} THEN s
                     WHEN n >= {k - m} AND n > 0 THEN floor((2 * {k} * s + n) / (2 * n))
                     ELSE total END::BIGINT AS score
-        FROM (SELECT patient_id, study_day, total, {answered} AS n, {summed} AS s
+        FROM (SELECT patient_id, study_day, total, {item_list}, {answered} AS n, {summed} AS s
               FROM {table} WHERE instrument = '{instrument.name}')
     ),
     chosen AS (
@@ -159,6 +181,7 @@ def reference_sql(instrument=GAD7, schedule=DEFAULT_SCHEDULE, table: str = "asse
                           ELSE 2 * abs(study_day - target_day) + (study_day > target_day)::INT
                      END) = 1
     ),
+    threshold AS ({threshold}),
     joined AS (
         SELECT v.patient_id, v.target_day, v.study_day, b.score AS baseline, v.score,
                v.score - b.score AS change
@@ -173,14 +196,12 @@ def reference_sql(instrument=GAD7, schedule=DEFAULT_SCHEDULE, table: str = "asse
            CASE WHEN baseline > 0 THEN 100 * change > -{rr} * baseline
                 AND 100 * change <= -{pr} * baseline END AS partial_response,
            CASE WHEN baseline > {rem} THEN score <= {rem} END AS remission,
-           -change >= {rc} AS reliable_improvement,
-           change >= {rc} AS reliable_deterioration,
-           CASE WHEN baseline >= {case} THEN score < {case} END AS recovery,
-           CASE WHEN baseline >= {case} THEN score < {case} AND -change >= {rc} END
-               AS reliable_recovery,
+           -change >= rc AS reliable_improvement,
+           change >= rc AS reliable_deterioration,
+           {recovery},
            {severity("score")} AS severity, {severity("baseline")} AS baseline_severity,
            false AS imputed
-    FROM joined
+    FROM joined CROSS JOIN threshold
     ORDER BY patient_id, target_day
     """
 
@@ -201,34 +222,34 @@ def _normalise(frame: pd.DataFrame) -> pd.DataFrame:
     return frame.astype(dtypes).reset_index(drop=True)
 
 
-def check_reference(n_patients: int, seed: int) -> int:
+def check_reference(n_patients: int, seed: int, instrument: str = "GAD7") -> int:
     """Raise unless the SQL reference equals ``derive_endpoints`` on a sample cohort."""
     import duckdb
 
     df = make_assessments(n_patients, seed)
     con = duckdb.connect()
     con.register("assessments", df)
-    sql = _normalise(con.sql(reference_sql()).df())
-    ours = _normalise(derive_endpoints(df, "GAD7"))
+    sql = _normalise(con.sql(reference_sql(INSTRUMENTS[instrument])).df())
+    ours = _normalise(derive_endpoints(df, instrument))
     pd.testing.assert_frame_equal(sql, ours)
     return len(ours)
 
 
-def _run(engine: str, df: pd.DataFrame):
+def _run(engine: str, df: pd.DataFrame, instrument: str = "GAD7"):
     """Run one engine on the pandas input, conversion and materialisation included."""
     if engine == "pandas":
-        return derive_endpoints(df, "GAD7")
+        return derive_endpoints(df, instrument)
     if engine == "polars":
         import polars as pl
 
-        return derive_endpoints(pl.from_pandas(df), "GAD7")
+        return derive_endpoints(pl.from_pandas(df), instrument)
     import duckdb
 
     con = duckdb.connect()
     if engine == "duckdb":
-        return _arrow(derive_endpoints(con.from_df(df), "GAD7"))
+        return _arrow(derive_endpoints(con.from_df(df), instrument))
     con.register("assessments", df)
-    return _arrow(con.sql(reference_sql()))
+    return _arrow(con.sql(reference_sql(INSTRUMENTS[instrument])))
 
 
 def _arrow(relation):
@@ -268,7 +289,7 @@ class _PeakRSS:
             self.peak = max(self.peak, maxrss * 1024)
 
 
-def worker(engine: str, n_patients: int, seed: int) -> dict:
+def worker(engine: str, n_patients: int, seed: int, instrument: str = "GAD7") -> dict:
     """Build the data, run one engine once and measure it (in a fresh process)."""
     import gc
 
@@ -277,7 +298,7 @@ def worker(engine: str, n_patients: int, seed: int) -> dict:
     gc.collect()
     with _PeakRSS() as rss:
         start = time.perf_counter()
-        result = _run(engine, df)
+        result = _run(engine, df, instrument)
         seconds = time.perf_counter() - start
     return {
         "engine": engine,
@@ -294,24 +315,25 @@ def main(argv=None) -> None:
     parser.add_argument("--patients", type=int, default=1_000_000)
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--instrument", choices=sorted(INSTRUMENTS), default="GAD7")
     parser.add_argument("--check-patients", type=int, default=5_000)
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.worker:
-        print(json.dumps(worker(args.worker, args.patients, args.seed)))
+        print(json.dumps(worker(args.worker, args.patients, args.seed, args.instrument)))
         return
-    rows = check_reference(min(args.check_patients, args.patients), args.seed)
+    rows = check_reference(min(args.check_patients, args.patients), args.seed, args.instrument)
     print(f"SQL reference equals derive_endpoints on a sample ({rows:,} endpoint rows).")
     engines = ["sql", *(e for e in args.engines if e != "sql")]
     results = {}
     for engine in engines:
         command = [sys.executable, __file__, "--worker", engine, "--patients", str(args.patients)]
-        command += ["--seed", str(args.seed)]
+        command += ["--seed", str(args.seed), "--instrument", args.instrument]
         out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
         results[engine] = json.loads(out.strip().splitlines()[-1])
     first = results["sql"]
     print(
-        f"{args.patients:,} patients, {first['rows_in']:,} assessment rows "
+        f"{args.instrument}: {args.patients:,} patients, {first['rows_in']:,} assessment rows "
         f"({first['input_mb']:,.0f} MB as pandas), {first['rows_out']:,} endpoint rows"
     )
     print(f"{'engine':<8}{'seconds':>10}{'vs SQL':>9}{'peak MB':>10}{'peak/input':>12}")

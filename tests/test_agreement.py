@@ -264,3 +264,39 @@ def test_kappa_is_the_number_and_carries_its_interval():
     with pytest.raises(AttributeError):
         k.n = 3
     assert "ci_low=" in repr(k)
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 10: degenerate input gives a documented NaN with its reason, never a silent one
+
+
+def test_cronbach_alpha_of_constant_items_is_nan_with_a_reason():
+    # Every respondent at the floor on every item: alpha = k/(k-1) (1 - 0/0).
+    res = cronbach_alpha(np.zeros((12, 14)))
+    assert all(math.isnan(v) for v in res)
+    assert "total score is the same for all 12 respondents" in res.note
+    assert "14 of 14 items constant" in res.note
+    # Constant items among varying ones are fine: alpha is computed, no note.
+    x = np.column_stack([np.zeros(6), [1, 2, 3, 2, 1, 3], [1, 3, 3, 2, 1, 2]])
+    ok = cronbach_alpha(x)
+    assert math.isfinite(ok.alpha) and ok.note is None
+    # By hand: k = 3, item variances 0, 0.8, 0.8; total variance 2.8 -> 3/2 (1 - 1.6/2.8).
+    assert ok.alpha == pytest.approx(1.5 * (1 - 1.6 / 2.8))
+
+
+def test_kappa_with_one_category_is_nan_with_a_reason():
+    k = cohen_kappa(["mild"] * 8, ["mild"] * 8)
+    assert math.isnan(k) and math.isnan(k.ci_low) and math.isnan(k.se)
+    assert "one and the same category" in k.note and "8 units" in k.note
+    assert cohen_kappa([0, 1, 1, 0], [0, 1, 0, 0]).note is None
+    # Pinned to R irr::kappa2 / psych::cohen.kappa: kappa NaN (0/0) for one category.
+
+
+def test_instrument_agreement_without_common_patients_says_why():
+    from analysis import derive_endpoints, synthetic_cohort
+
+    cohort = synthetic_cohort(n_patients=40, seed=1)
+    gad = derive_endpoints(cohort, "GAD7")
+    hama = derive_endpoints(cohort, "HAMA").assign(patient_id=lambda d: "other_" + d.patient_id)
+    res = instrument_agreement(pd.concat([gad, hama]), "response", visit="week4")
+    assert math.isnan(res.kappa) and "no patient" in res.kappa.note

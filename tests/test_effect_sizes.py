@@ -456,3 +456,14 @@ def test_property_effect_size_table_never_shows_a_small_count(sizes, min_cell):
             assert not shown.between(1, min_cell - 1).any()
         hidden = t[t["suppressed"]]
         assert hidden[["estimate", "ci_low", "ci_high"]].isna().all().all()
+
+
+@pytest.mark.parametrize("bad", [math.inf, -math.inf])
+@pytest.mark.parametrize("measure", ["hedges_g", "d_z", "d_av"])
+def test_infinite_values_are_an_error_naming_the_problem(bad, measure):
+    # Issue 10: an inf value used to surface as "the standardizing SD is 0".
+    with pytest.raises(ValueError, match=r"`y` holds 1 infinite value\(s\)") as info:
+        effect_size(MOVIE1, [*MOVIE2[:-1], bad], measure=measure)
+    assert "SD is 0" not in str(info.value)
+    with pytest.raises(ValueError, match=r"`x` holds 2 infinite value\(s\)"):
+        effect_size([bad, bad, *MOVIE1[2:]], MOVIE2, measure=measure)

@@ -57,3 +57,24 @@ def test_spark_accounting_and_scores_equal_pandas(cohort, spark_cohort):
     got = to_pandas(score_items(spark_cohort))
     expected = to_pandas(score_items(cohort))
     pd.testing.assert_frame_equal(got[expected.columns], expected)
+
+
+def test_spark_statistics_equal_pandas(spark):
+    """The statistics contract of tests/test_statistics_engines.py, on Spark."""
+    from test_statistics_engines import STATISTICS, _same
+
+    from analysis import kaplan_meier, synthetic_cohort, time_to_event
+    from analysis.tables import cohort_endpoints
+
+    endpoints = cohort_endpoints(
+        synthetic_cohort(n_patients=240, seed=7),
+        patient_columns=("route", "site_id", "primary_diagnosis"),
+    )
+    frame = spark.createDataFrame(endpoints.astype(object).where(endpoints.notna(), None))
+    for name, compute in STATISTICS.items():
+        expected = compute(endpoints)
+        assert len(expected) > 0, name
+        _same(compute(frame), expected)
+    tte = time_to_event(endpoints, "response", instrument="GAD7")
+    spark_tte = spark.createDataFrame(tte.astype(object).where(tte.notna(), None))
+    _same(kaplan_meier(spark_tte, group="route"), kaplan_meier(tte, group="route"))

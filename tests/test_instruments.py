@@ -299,3 +299,111 @@ def test_score_is_in_range_and_matches_the_rules(case):
         assert 0 <= row.score <= instrument.total_max
     else:
         assert pd.isna(row.score)
+
+
+# --- Criteria overrides keep the instrument's own defaults (issue 13) -------------------------
+
+
+def test_hama_override_keeps_hama_remission_and_jacobson_truax():
+    # Issue 13: Criteria(response_reduction=40, severity_bands=...) for the HAM-A applied
+    # the GAD-7 remission cut-off 4. Only the named fields may change.
+    merged = Criteria(response_reduction=40, severity_bands="score_sheet").applied_to(HAMA.criteria)
+    assert merged.response_reduction == 40
+    assert merged.severity_bands == "score_sheet"
+    assert merged.remission_cutoff == 7  # HAM-A <= 7 (REFERENCES.md, Khan et al. 2016)
+    assert merged.reliable_change is None  # Jacobson-Truax from the data
+    assert merged.caseness_cutoff is None
+    assert merged.partial_response_reduction == 25
+
+
+def test_gad7_override_keeps_reliable_change_4_and_caseness_8():
+    merged = Criteria(response_reduction=40).applied_to(GAD7.criteria)
+    assert merged.response_reduction == 40
+    assert merged.remission_cutoff == 4
+    assert merged.reliable_change == 4  # NHS Talking Therapies reliable improvement
+    assert merged.caseness_cutoff == 8  # NHS Talking Therapies caseness
+    assert merged.severity_bands == "spitzer2006"
+
+
+def test_naming_reliability_asks_for_jacobson_truax_unless_reliable_change_named():
+    assert Criteria(reliability=0.8).applied_to(GAD7.criteria).reliable_change is None
+    both = Criteria(reliability=0.8, reliable_change=5).applied_to(GAD7.criteria)
+    assert both.reliable_change == 5
+    # An explicit None is a named value, not "use the default".
+    assert Criteria(caseness_cutoff=None).applied_to(GAD7.criteria).caseness_cutoff is None
+
+
+def test_criteria_named_fields_and_generic_values():
+    c = Criteria(remission_cutoff=5)
+    assert c.named == frozenset({"remission_cutoff"})
+    assert c.response_reduction == 50 and c.reliable_change is None
+    assert c == Criteria(remission_cutoff=5, response_reduction=50)  # == compares values
+    assert replace(GAD7.criteria, rci_z=2.0).named >= {"rci_z", "remission_cutoff"}
+
+
+@pytest.mark.parametrize("instrument", ["GAD7", "HAMA"])
+@pytest.mark.parametrize("as_mapping", [False, True])
+def test_derive_endpoints_override_changes_only_the_named_outcome(instrument, as_mapping):
+    # End to end on the demo cohort: a new response threshold changes response only;
+    # remission, reliable change, recovery and severity stay the instrument's.
+    from analysis import derive_endpoints, synthetic_cohort
+
+    cohort = synthetic_cohort(n_patients=150, seed=3)
+    default = derive_endpoints(cohort, instrument)
+    override = {"response_reduction": 40}
+    changed = derive_endpoints(
+        cohort, instrument, criteria=override if as_mapping else Criteria(**override)
+    )
+    for column in (
+        "remission",
+        "reliable_improvement",
+        "reliable_deterioration",
+        "recovery",
+        "severity",
+    ):
+        pd.testing.assert_series_equal(changed[column], default[column])
+    expected = (changed["pct_change"] <= -40).astype("boolean")
+    expected[changed["pct_change"].isna()] = pd.NA
+    pd.testing.assert_series_equal(changed["response"], expected, check_names=False)
+    assert (changed["response"].fillna(False) >= default["response"].fillna(False)).all()
+
+
+_OVERRIDES = {
+    "response_reduction": st.sampled_from([40.0, 50.0, 60.0]),
+    "remission_cutoff": st.integers(0, 10),
+    "reliable_change": st.sampled_from([None, 3.0, 6.0]),
+    "caseness_cutoff": st.sampled_from([None, 7, 10]),
+    "rci_z": st.sampled_from([1.645, 1.96]),
+}
+
+
+@given(
+    st.sampled_from(["GAD7", "HAMA"]),
+    st.dictionaries(st.sampled_from(sorted(_OVERRIDES)), st.none(), max_size=4).flatmap(
+        lambda keys: st.fixed_dictionaries({k: _OVERRIDES[k] for k in keys})
+    ),
+)
+def test_property_overrides_change_exactly_the_named_fields(code, overrides):
+    base = INSTRUMENTS[code].criteria
+    merged = Criteria(**overrides).applied_to(base)
+    linked = (
+        {"reliable_change"}
+        if "rci_z" in overrides and "reliable_change" not in overrides
+        else set()
+    )
+    for name in (
+        "response_reduction",
+        "partial_response_reduction",
+        "remission_cutoff",
+        "reliable_change",
+        "reliability",
+        "rci_z",
+        "caseness_cutoff",
+        "severity_bands",
+    ):
+        if name in overrides:
+            assert getattr(merged, name) == overrides[name]
+        elif name in linked:
+            assert merged.reliable_change is None
+        else:
+            assert getattr(merged, name) == getattr(base, name)

@@ -311,7 +311,7 @@ def test_compare_rates_columns_and_dtypes():
         "risk_difference", "rd_ci_low", "rd_ci_high", "risk_ratio", "rr_ci_low",
         "rr_ci_high", "odds_ratio", "or_ci_low", "or_ci_high", "nnt", "nnt_ci_low",
         "nnt_ci_high", "nnt_ci_includes_infinity", "nnt_note", "zero_cell_correction",
-        "p_value", "test",
+        "p_value", "test", "ratio_note",
     ]  # fmt: skip
     for c in ["n", "events", "n_ref", "events_ref"]:
         assert str(res[c].dtype) == "Int64"
@@ -364,12 +364,13 @@ def test_no_events_in_either_group_leaves_rr_and_or_undefined():
     assert res["risk_difference"] == 0.0
     assert math.isinf(res["nnt"]) and res["nnt_ci_includes_infinity"]
     assert res["nnt_note"].startswith("NNT infinite (95% CI NNTH 3.6 to infinity to NNTB 3.6)")
-    # Everyone responding in both groups: OR undefined, RR = 1 with the corrected cells.
+    # Everyone responding in both groups: RR and OR undefined too (issue 10: the 0.5
+    # correction used to report RR (10.5/11)/(20.5/21) = 0.98 beside RD 0).
     res = compare_rates(
         two_groups(10, 10, 20, 20), "response", "route", reference="oral", by=()
     ).loc[0]
-    assert math.isnan(res["odds_ratio"])
-    assert res["risk_ratio"] == pytest.approx((10.5 / 11) / (20.5 / 21))
+    assert math.isnan(res["odds_ratio"]) and math.isnan(res["risk_ratio"])
+    assert "both groups at 100%" in res["ratio_note"]
 
 
 def test_nnt_altman_1998_finite_interval():
@@ -811,3 +812,132 @@ def test_property_compare_rates_never_shows_a_small_count(cells, min_cell):
             assert all(pd.isna(row[c]) for c in STATISTICS)
         else:
             assert not any(pd.isna(row[c]) for c in ("n", "events", "n_ref", "events_ref"))
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 13: defects found by the R cross-check
+
+
+def test_hochberg_matches_r_p_adjust():
+    # R 4.x: p.adjust(c(0.01, 0.04, 0.03), method = "hochberg") -> 0.03 0.04 0.04 (issue 13).
+    out = adjust_pvalues(pd.DataFrame({"p_value": [0.01, 0.04, 0.03]}), method="hochberg")
+    assert out["p_adjusted"].tolist() == pytest.approx([0.03, 0.04, 0.04], abs=1e-12)
+
+
+def test_compare_rates_accepts_hochberg():
+    data = pd.concat(
+        [
+            two_groups(20, 40, 10, 40, visit="week1"),
+            two_groups(22, 40, 12, 40, visit="week2"),
+            two_groups(15, 40, 14, 40, visit="week4"),
+        ]
+    )
+    res = compare_rates(data, "response", "route", by="visit", p_adjust="hochberg")
+    p = res["p_value"].to_numpy()
+    # Hochberg step-up, written out: sort descending, multiply by rank, running minimum.
+    order = np.argsort(-p)
+    running = np.minimum.accumulate(p[order] * (np.arange(len(p)) + 1))
+    expected = np.empty_like(p)
+    expected[order] = np.minimum(running, 1)
+    assert res["p_adjusted"].to_numpy() == pytest.approx(expected)
+
+
+def _strata(cells):
+    return pd.concat(
+        [
+            pd.concat(
+                [
+                    outcome_rows(a, n1, site_id=site, group="ketamine"),
+                    outcome_rows(c, n2, site_id=site, group="control"),
+                ]
+            )
+            for site, (a, n1, c, n2) in cells.items()
+        ],
+        ignore_index=True,
+    )
+
+
+@pytest.mark.parametrize("stratum_a", [(10, 10, 12, 12), (0, 10, 0, 12)])
+def test_breslow_day_ignores_strata_with_all_or_no_events_in_both_arms(stratum_a):
+    # Issue 13: strata A (10/10 vs 12/12, or 0/10 vs 0/12), B 8/20 vs 4/22, C 5/9 vs 1/10.
+    # R metafor::rma.mh(ai, n1i, ci, n2i, measure = "OR"): Breslow-Day p = 0.352 in both
+    # cases (stratum A adds nothing and no degree of freedom).
+    data = _strata({"A": stratum_a, "B": (8, 20, 4, 22), "C": (5, 9, 1, 10)})
+    res = compare_rates_stratified(
+        data, "response", "group", "site_id", reference="control", by=()
+    ).iloc[0]
+    assert res["breslow_day_p"] == pytest.approx(0.352, abs=5e-4)
+    # Breslow-Day over the two informative strata, 1 df, written out (Breslow & Day 1980):
+    # the MH OR is unchanged by stratum A, and each stratum's expected count solves
+    # (A (n2 - m1 + A)) / ((n1 - A)(m1 - A)) = OR_MH.
+    or_mh = (8 * 18 / 42 + 5 * 9 / 19) / (12 * 4 / 42 + 4 * 1 / 19)
+    assert res["odds_ratio"] == pytest.approx(or_mh)
+    statistic = 0.0
+    for a, n1, c, n2 in [(8, 20, 4, 22), (5, 9, 1, 10)]:
+        m1 = a + c
+
+        def gap(x, n1=n1, n2=n2, m1=m1):
+            return x * (n2 - m1 + x) - or_mh * (n1 - x) * (m1 - x)
+
+        x = optimize.brentq(gap, max(0, m1 - n2) + 1e-9, min(n1, m1) - 1e-9)
+        var = 1 / (1 / x + 1 / (n1 - x) + 1 / (m1 - x) + 1 / (n2 - m1 + x))
+        statistic += (a - x) ** 2 / var
+    assert res["breslow_day_p"] == pytest.approx(stats.chi2.sf(statistic, 1), rel=1e-9)
+
+
+def test_cmh_p_value_does_not_underflow_for_a_very_strong_effect():
+    # Two strata, 95/100 vs 5/100 each: the CMH chi-square is about 323.6, p about 3e-72,
+    # far below where 1 - cdf underflows to 0 (about 1e-16).
+    data = _strata({"A": (95, 100, 5, 100), "B": (95, 100, 5, 100)})
+    res = compare_rates_stratified(
+        data, "response", "group", "site_id", reference="control", by=()
+    ).iloc[0]
+    # CMH statistic (no continuity correction), written out per stratum:
+    # (sum a - E a)^2 / sum n1 n2 m1 m0 / (N^2 (N - 1)).
+    num = 2 * (95 - 100 * 100 / 200)
+    var = 2 * (100 * 100 * 100 * 100 / (200**2 * 199))
+    chi2 = num**2 / var
+    # The chi-square(1) tail as the normal tail: P(chi2 > x) = erfc(sqrt(x / 2)).
+    from scipy.special import erfc
+
+    expected = erfc(math.sqrt(chi2 / 2))
+    assert expected < 1e-60
+    assert res["p_value"] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("events", [(0, 0), (30, 40)])
+def test_rr_and_or_undefined_when_both_groups_at_0_or_100_percent(events):
+    # Issue 10: 30/30 vs 40/40 gave RR 0.99 (0.95-1.03) beside RD 0 through the 0.5
+    # correction. A table with both groups at 0% or 100% says nothing about a ratio: R
+    # metafor (drop00) leaves such a study out of a ratio analysis.
+    a, c = events
+    res = compare_rates(
+        two_groups(a, 30, c, 40), "response", "route", reference="oral", by=()
+    ).iloc[0]
+    for column in ("risk_ratio", "rr_ci_low", "rr_ci_high", "odds_ratio", "or_ci_low"):
+        assert math.isnan(res[column])
+    assert res["risk_difference"] == 0
+    assert res["rd_ci_low"] < 0 < res["rd_ci_high"]
+    assert not res["zero_cell_correction"]
+    at = "0%" if a == 0 else "100%"
+    assert f"both groups at {at}" in res["ratio_note"]
+
+
+def test_ratio_note_is_na_when_ratios_are_defined():
+    res = compare_rates(
+        two_groups(30, 30, 20, 40), "response", "route", reference="oral", by=()
+    ).iloc[0]
+    assert res["zero_cell_correction"] and res["risk_ratio"] > 1
+    assert pd.isna(res["ratio_note"])
+
+
+def test_r_names_bh_and_by_are_the_fdr_methods():
+    # R: p.adjust(c(0.01, 0.04, 0.03), "BH") -> 0.03 0.04 0.04; "BY" -> 0.055 0.0733 0.0733
+    # (BH times sum(1/(1:3)) = 11/6).
+    p = pd.DataFrame({"p_value": [0.01, 0.04, 0.03]})
+    assert adjust_pvalues(p, method="BH")["p_adjusted"].tolist() == pytest.approx(
+        [0.03, 0.04, 0.04]
+    )
+    assert adjust_pvalues(p, method="BY")["p_adjusted"].tolist() == pytest.approx(
+        [0.055, 0.04 * 11 / 6, 0.04 * 11 / 6]
+    )

@@ -113,7 +113,8 @@ def test_logrank_matches_r_survdiff():
     d = DATA[DATA.dataset == "two_routes"]
     expected = R_LOGRANK.set_index("dataset").loc["two_routes"]
     res = logrank_test(d, "group")
-    assert list(res.columns) == ["n_groups", "chi2", "df", "p_value"]
+    assert list(res.columns) == ["n_groups", "chi2", "df", "p_value", "note"]
+    assert pd.isna(res["note"].iloc[0])
     assert res["chi2"].iloc[0] == pytest.approx(expected["chi2"], rel=1e-10)
     assert res["p_value"].iloc[0] == pytest.approx(expected["p_value"], rel=1e-8)
     assert res["df"].iloc[0] == expected["df"] == 1
@@ -342,3 +343,73 @@ def test_property_median_time_to_event_never_shows_a_small_count(groups, min_cel
         assert all(pd.isna(v) or v == 0 or v >= min_cell for v in shown)
         if row["suppressed"]:
             assert all(pd.isna(row[c]) for c in ("median", "ci_low", "ci_high"))
+
+
+# ---------------------------------------------------------------------------------------
+# Issue 13 / issue 10: median at S = 0.5, p-values far in the tail, degenerate log-rank
+
+
+def test_median_when_curve_stays_at_one_half_to_the_end():
+    # Issue 13: S = 0.75 x 2/3 = 0.5000000000000001 from day 2 to the end of follow-up.
+    # R survival: print(survfit(Surv(c(1, 2, 4, 6), c(1, 1, 0, 0)) ~ 1)) shows median 2.
+    tte = pd.DataFrame({"time": [1, 2, 4, 6], "event": [1, 1, 0, 0]})
+    assert median_time_to_event(tte)["median"].iloc[0] == 2
+
+
+def test_median_is_midpoint_of_a_flat_stretch_at_one_half():
+    # S = 0.5 exactly from day 2 until the event on day 5 takes it below: the median is
+    # the midpoint (2 + 5) / 2 = 3.5 (R print(survfit), SAS LIFETEST).
+    tte = pd.DataFrame({"time": [1, 2, 3, 5], "event": [1, 1, 0, 1]})
+    km = kaplan_meier(tte)
+    assert km.loc[km.time == 2, "survival"].iloc[0] == pytest.approx(0.5)
+    assert median_time_to_event(tte)["median"].iloc[0] == 3.5
+
+
+def _logrank_by_hand(time, event, group):
+    """Two-group log-rank chi-square: (O - E)^2 / V over the distinct event times."""
+    time, event, group = map(np.asarray, (time, event, group))
+    o_minus_e = var = 0.0
+    for t in np.unique(time[event == 1]):
+        at_risk = time >= t
+        n, n1 = at_risk.sum(), (at_risk & (group == 1)).sum()
+        d = ((time == t) & (event == 1)).sum()
+        d1 = ((time == t) & (event == 1) & (group == 1)).sum()
+        o_minus_e += d1 - d * n1 / n
+        if n > 1:
+            var += d * (n1 / n) * (1 - n1 / n) * (n - d) / (n - 1)
+    return o_minus_e**2 / var
+
+
+def test_logrank_p_value_does_not_underflow_for_a_very_strong_effect():
+    # 60 responders in one group by day 60, none in the other (censored on day 100):
+    # chi-square about 94, p about 3e-22; 1 - cdf would give 0 (issue 13).
+    from scipy.special import erfc
+
+    time = np.r_[np.arange(1, 61), np.full(60, 100)]
+    event = np.r_[np.ones(60, int), np.zeros(60, int)]
+    group = np.r_[np.ones(60, int), np.zeros(60, int)]
+    tte = pd.DataFrame({"time": time, "event": event, "arm": np.where(group == 1, "k", "p")})
+    res = logrank_test(tte, "arm").iloc[0]
+    chi2 = _logrank_by_hand(time, event, group)
+    assert res["chi2"] == pytest.approx(chi2, rel=1e-10)
+    expected = erfc(math.sqrt(chi2 / 2))  # P(chi2_1 > x) = erfc(sqrt(x / 2))
+    assert expected < 1e-16
+    assert res["p_value"] == pytest.approx(expected, rel=1e-9)
+
+
+@pytest.mark.parametrize("responders", [0, 1])
+def test_logrank_without_events_or_without_overlap_is_documented_nan(responders):
+    # Issue 10: nobody responds (or nobody loses response) -> numpy LinAlgError before.
+    tte = pd.DataFrame(
+        {"time": [7, 14, 28, 28, 56, 84], "event": [0] * 6, "route": ["iv"] * 3 + ["oral"] * 3}
+    )
+    if responders:
+        # One event, at a time when only one group is still at risk: zero variance.
+        tte = pd.DataFrame(
+            {"time": [7, 14, 90, 1, 2, 3], "event": [0, 0, 1, 0, 0, 0], "route": tte["route"]}
+        )
+    res = logrank_test(tte, "route").iloc[0]
+    assert math.isnan(res["chi2"]) and math.isnan(res["p_value"])
+    assert res["df"] == 1
+    reason = "no events in any group" if responders == 0 else "zero variance"
+    assert reason in res["note"]

@@ -1,0 +1,213 @@
+"""Reductions that run in the caller's engine, for the statistics.
+
+Design contract:
+
+- Every statistic accepts any frame :func:`analysis.derive_endpoints` accepts (pandas,
+  Polars eager or lazy, DuckDB, Spark) and asks that engine, through narwhals, only for
+  what it needs: counts of an outcome per cell, or the count, mean and SD of a column per
+  cell, or the distinct levels of a grouping column. The engine does the ``group_by``;
+  only the small aggregated table comes back (as pandas), and the intervals are computed
+  from those sufficient statistics by the same code for every engine.
+- The reductions are written once, for all engines, pandas included, so an engine cannot
+  give a different answer through a different code path. The contract test
+  (``tests/test_statistics_engines.py``) holds every public statistic identical across
+  engines.
+- Nothing here sorts patient-level rows or moves them out of the engine.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+import narwhals as nw
+import pandas as pd
+
+__all__ = [
+    "as_frame",
+    "binary_counts",
+    "column_names",
+    "distinct",
+    "indicator",
+    "max_rows_per",
+    "moments",
+    "require_columns",
+    "schedule_of",
+    "small_to_pandas",
+]
+
+
+def as_frame(data: object, name: str = "data") -> nw.DataFrame | nw.LazyFrame:
+    """``data`` as a narwhals frame, eager or lazy as it came; raises for non-frames."""
+    if isinstance(data, nw.DataFrame | nw.LazyFrame):
+        return data
+    try:
+        return nw.from_native(data)
+    except TypeError:
+        raise TypeError(
+            f"`{name}` must be a data frame (pandas, Polars, DuckDB, Spark), but a "
+            f"{type(data).__name__} was passed; build a DataFrame from it first."
+        ) from None
+
+
+def column_names(frame: nw.DataFrame | nw.LazyFrame) -> list[str]:
+    """The column names, without collecting a lazy frame."""
+    return list(frame.collect_schema().names())
+
+
+def require_columns(frame: nw.DataFrame | nw.LazyFrame, required: Iterable[str], table: str):
+    """Raise ``ValueError`` naming ``table`` when ``frame`` lacks any of ``required``."""
+    names = column_names(frame)
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise ValueError(
+            f"Table `{table}` is missing the column(s) {missing}; it has {names}. "
+            "Pass the output of the function that makes this table, or rename the columns."
+        )
+
+
+def small_to_pandas(frame: nw.DataFrame | nw.LazyFrame) -> pd.DataFrame:
+    """Collect an aggregated (small) frame as pandas."""
+    if isinstance(frame, nw.LazyFrame):
+        frame = frame.collect()
+    return frame.to_pandas()
+
+
+_BINARY_MESSAGE = (
+    "Column `{outcome}` must hold True/False (or 1/0) with NA where undefined, but {bad} "
+    "row(s) hold other values. Pass a boolean outcome column of derive_endpoints, such as "
+    "'response' or 'remission'."
+)
+
+
+def indicator(values: pd.Series, outcome: str) -> pd.Series:
+    """A pandas outcome column as float 1.0 / 0.0 / NaN; raises unless boolean or 0/1."""
+    if pd.api.types.is_bool_dtype(values.dtype):
+        return values.astype("Float64").astype(float)
+    numbers = pd.to_numeric(values, errors="coerce").astype(float)
+    bad = values.notna() & ~numbers.isin([0.0, 1.0])
+    if bad.any():
+        raise ValueError(_BINARY_MESSAGE.format(outcome=outcome, bad=int(bad.sum())))
+    return numbers
+
+
+def _indicator_frame(frame, outcome: str, keys: Sequence[str]):
+    """``keys`` and the outcome as 1.0 / 0.0 / null in a column ``_Y``, in the engine."""
+    native = nw.to_native(frame)
+    if isinstance(native, pd.DataFrame):  # the pandas rules of `indicator`, object columns too
+        work = native[list(keys)].copy()
+        work[_Y] = indicator(native[outcome], outcome).to_numpy()
+        return nw.from_native(work)
+    dtype = frame.collect_schema()[outcome]
+    value = nw.col(outcome).cast(nw.Float64)
+    if dtype == nw.Boolean:
+        bad = 0
+    elif dtype.is_numeric():
+        bad = small_to_pandas(
+            frame.select(((value != 0.0) & (value != 1.0)).cast(nw.Int64).sum().alias("bad"))
+        ).iloc[0, 0]
+    else:
+        bad = small_to_pandas(frame.select(nw.col(outcome).count().alias("n"))).iloc[0, 0]
+    if pd.notna(bad) and int(bad) > 0:
+        raise ValueError(_BINARY_MESSAGE.format(outcome=outcome, bad=int(bad)))
+    return frame.select(*[nw.col(k) for k in keys], value.alias(_Y))
+
+
+_Y = "__outcome__"
+
+
+def _nullable_keys(out: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
+    """Missing keys as NaN/None the way pandas' own groupby(dropna=False) returns them."""
+    for key in keys:
+        if out[key].dtype == object:
+            out[key] = out[key].where(out[key].notna(), None)
+    return out
+
+
+def binary_counts(
+    frame: nw.DataFrame | nw.LazyFrame, outcome: str, keys: Sequence[str]
+) -> pd.DataFrame:
+    """``keys..., n, events`` per cell: n the non-missing outcomes, events those that are 1.
+
+    Cells where the outcome is missing for everyone are kept with n = 0, as in a pandas
+    ``groupby(..., dropna=False)``; rows with a missing key form their own cell.
+    """
+    # derived columns first, so the aggregations are simple ones every engine runs natively
+    work = _indicator_frame(frame, outcome, keys)
+    aggregates = [nw.col(_Y).count().alias("n"), nw.col(_Y).sum().alias("events")]
+    if keys:
+        out = small_to_pandas(work.group_by(*keys, drop_null_keys=False).agg(*aggregates))
+    else:
+        out = small_to_pandas(work.select(*aggregates))
+    out["n"] = pd.to_numeric(out["n"]).fillna(0).astype(int)
+    out["events"] = pd.to_numeric(out["events"]).fillna(0).round().astype(int)
+    out = _nullable_keys(out[[*keys, "n", "events"]], keys)
+    return out.sort_values(list(keys), kind="stable").reset_index(drop=True) if keys else out
+
+
+def moments(
+    frame: nw.DataFrame | nw.LazyFrame, columns: Sequence[str], keys: Sequence[str]
+) -> pd.DataFrame:
+    """``keys..., n, mean_<c>, sd_<c>`` per cell over the rows where every column is present.
+
+    ``sd`` has the n - 1 denominator (NaN for n < 2). Only complete rows count, so paired
+    columns (baseline and score) describe the same patients; a cell without a complete row
+    is kept with n = 0.
+    """
+    # values of incomplete rows become null (not filtered out), so every cell stays, with n=0
+    complete = nw.all_horizontal(*[~nw.col(c).is_null() for c in columns], ignore_nulls=False)
+    work = frame.select(
+        *[nw.col(k) for k in keys],
+        *[nw.when(complete).then(nw.col(c).cast(nw.Float64)).alias(c) for c in columns],
+    )
+    aggregates = [nw.col(columns[0]).count().alias("n")]
+    for c in columns:
+        aggregates += [nw.col(c).mean().alias(f"mean_{c}"), nw.col(c).std(ddof=1).alias(f"sd_{c}")]
+    if keys:
+        out = small_to_pandas(work.group_by(*keys, drop_null_keys=False).agg(*aggregates))
+    else:
+        out = small_to_pandas(work.select(*aggregates))
+    out["n"] = pd.to_numeric(out["n"]).fillna(0).astype(int)
+    for c in columns:
+        for stat in ("mean", "sd"):
+            out[f"{stat}_{c}"] = pd.to_numeric(out[f"{stat}_{c}"]).astype(float)
+        out.loc[out["n"] < 2, f"sd_{c}"] = float("nan")
+    out = _nullable_keys(out, keys)
+    return out.sort_values(list(keys), kind="stable").reset_index(drop=True) if keys else out
+
+
+def distinct(frame: nw.DataFrame | nw.LazyFrame, column: str) -> list:
+    """The sorted non-missing values of ``column`` (an ordered pandas Categorical keeps
+    its category order)."""
+    native = nw.to_native(frame)
+    if isinstance(native, pd.DataFrame):
+        values = native[column]
+        if isinstance(values.dtype, pd.CategoricalDtype) and values.cat.ordered:
+            return [c for c in values.cat.categories if (values == c).any()]
+    levels = small_to_pandas(frame.select(nw.col(column)).unique())[column]
+    return sorted(levels.dropna().tolist())
+
+
+def max_rows_per(frame: nw.DataFrame | nw.LazyFrame, keys: Sequence[str]) -> int:
+    """The largest number of rows sharing one combination of ``keys`` (0 when empty)."""
+    counts = small_to_pandas(
+        frame.group_by(*keys, drop_null_keys=False)
+        .agg(nw.len().alias("rows"))
+        .select(nw.col("rows").max())
+    )
+    value = counts.iloc[0, 0] if len(counts) else 0
+    return 0 if pd.isna(value) else int(value)
+
+
+def schedule_of(frame: nw.DataFrame | nw.LazyFrame) -> pd.DataFrame:
+    """A small stand-in for ``frame`` that :func:`analysis._utils.sort_cells` can rank
+    visits from: ``visit`` and its ``target_day`` (the earliest per visit).
+
+    A pandas frame is returned as it is (sort_cells also honours a Categorical visit).
+    """
+    native = nw.to_native(frame)
+    if isinstance(native, pd.DataFrame):
+        return native
+    names = column_names(frame)
+    if "visit" not in names or "target_day" not in names:
+        return pd.DataFrame({c: [] for c in names if c == "visit"})
+    return small_to_pandas(frame.group_by("visit").agg(nw.col("target_day").cast(nw.Float64).min()))
