@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._frames import as_frame, column_names, require_columns
-from analysis._utils import as_by, check_choice, check_columns
+from analysis._utils import as_by, check_choice, check_columns, to_pandas
 from analysis.instruments import INSTRUMENTS
 from analysis.rates import rate_table, suppress_small_cells
 from analysis.schema import OPTIONAL_TABLES, TABLES, read_schema
