@@ -289,6 +289,8 @@ def _missing(value) -> bool:
 
 def _num(value, digits: int) -> str:
     text = f"{float(value):.{digits}f}"
+    if text.startswith("-") and float(text) == 0:  # no "-0.0" for a small negative
+        text = text[1:]
     return text.replace("-", _MINUS)
 
 
@@ -351,6 +353,8 @@ def format_interval(estimate, ci_low, ci_high, *, digits: int = 1, scale: float 
     '−4.3 [−5.1 to −3.5]'
     >>> format_interval(0.081, -0.02, 0.18, scale=100), format_interval(None, 1, 2)
     ('8.1 [−2.0 to 18.0]', '–')
+    >>> format_interval(1.5, -0.04, 3.0)
+    '1.5 [0.0 to 3.0]'
     """
     if _missing(estimate):
         return MISSING
