@@ -43,7 +43,15 @@ from analysis.safety import (
     dissociation_table,
     dose_summary,
 )
-from analysis.schema import Cohort, DataValidationError, load_cohort, validate, write_cohort
+from analysis.schema import (
+    Cohort,
+    DataValidationError,
+    ValidationReport,
+    load_cohort,
+    validate,
+    validate_cohort,
+    write_cohort,
+)
 from analysis.survival import (
     kaplan_meier,
     logrank_test,
@@ -67,6 +75,7 @@ __all__ = [
     "Instrument",
     "MMRMFitError",
     "MMRMResult",
+    "ValidationReport",
     "adjust_pvalues",
     "adverse_event_table",
     "blood_pressure_table",
@@ -99,5 +108,6 @@ __all__ = [
     "time_to_event",
     "time_to_relapse",
     "validate",
+    "validate_cohort",
     "write_cohort",
 ]

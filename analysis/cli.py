@@ -74,6 +74,14 @@ def _parser() -> argparse.ArgumentParser:
         help="check a cohort folder against the schema and the de-identification guard",
     )
     validate.add_argument("data_dir", metavar="DATA_DIR")
+    validate.add_argument(
+        "--strict", action="store_true", help="count findings as errors (exit 1 on any)"
+    )
+    validate.add_argument(
+        "--failures",
+        metavar="FILE.csv",
+        help="write every error and finding (one row per cell, row or column) to FILE.csv",
+    )
 
     synth = commands.add_parser("synth", help="write a synthetic cohort folder")
     synth.add_argument("--patients", type=int, default=500, metavar="N")
@@ -91,20 +99,49 @@ def _summary(cohort) -> str:
 
 
 def _validate(args) -> int:
-    from analysis.schema import DataValidationError, load_cohort
+    """Errors and findings per check: count, first spreadsheet lines, safe values, fix."""
+    from analysis.schema import TABLES, validate_cohort
 
     if not Path(args.data_dir).is_dir():
         print(f"anxiety-outcomes validate: no folder {args.data_dir}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        cohort = load_cohort(args.data_dir)
-    except DataValidationError as error:
-        print(str(error), file=sys.stderr)
-        return EXIT_INVALID
-    except (FileNotFoundError, ValueError) as error:  # a table file missing or ambiguous
+        report = validate_cohort(args.data_dir)
+    except FileNotFoundError as error:  # a required table file is missing
         print(f"anxiety-outcomes validate: {error}", file=sys.stderr)
         return EXIT_INVALID
-    print(f"valid: {_summary(cohort)}")
+    if args.strict:
+        report = report.strict()
+    if args.failures:  # errors with their values as in `.failures`, findings as listed
+        import pandas as pd
+
+        listing = pd.concat([report.errors, report.findings], ignore_index=True)
+        listing = listing.drop(columns="value").join(
+            pd.concat([report.failures["value"], report.findings["value"]], ignore_index=True)
+        )
+        listing.to_csv(args.failures, index=False)
+    if not report.ok:
+        print(report.describe(), file=sys.stderr)
+        print(
+            "Invalid: nothing was loaded. Lines are those a spreadsheet shows (header = "
+            "line 1); data_schema/README.md describes every column.",
+            file=sys.stderr,
+        )
+        return EXIT_INVALID
+    cohort = report.tables
+    counts = {t: len(cohort[t]) if t in cohort else "no" for t in TABLES}
+    not_collected = [t for t in TABLES if t not in report.collected]
+    line = (
+        f"valid: {counts['patients']} patients, {counts['assessments']} assessments, "
+        f"{counts['sessions']} sessions, {counts['adverse_events']} adverse events"
+    )
+    if not_collected:
+        line += f" ({', '.join(not_collected)} not collected in this data set)"
+    if len(report.findings):
+        line += f"; {len(report.findings)} finding(s) (loaded, accounted):"
+    print(line)
+    if len(report.findings):
+        print(report.describe())
     return EXIT_OK
 
 

@@ -27,7 +27,7 @@ from matplotlib.figure import Figure
 
 from analysis._utils import check_columns, to_float_array
 from analysis.endpoints import make_schedule
-from analysis.safety import _AE_COLUMNS, _BP_COLUMNS, _CADSS_COLUMNS
+from analysis.safety import _AE_COLUMNS, _BP_COLUMNS, _CADSS_COLUMNS, NOT_COLLECTED
 
 __all__ = [
     "ReportFigure",
@@ -457,6 +457,17 @@ def plot_effect_sizes(
 # safety figures (tables of analysis.safety)
 
 
+def _message_figure(table: pd.DataFrame) -> Figure:
+    """A figure that says why there is nothing to draw (a table not collected, or empty)."""
+    fig = ReportFigure(figsize=(8, 1.5), layout="constrained")
+    ax = fig.subplots()
+    missing = table.attrs.get("not_collected")
+    text = f"{missing.replace('_', ' ')}: {NOT_COLLECTED}" if missing else "no data to show"
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
+    ax.set_axis_off()
+    return fig
+
+
 def _hue(table: pd.DataFrame, known: Sequence[str]) -> str | None:
     """The grouping column of a safety table: its first column not produced by us."""
     extra = [c for c in table.columns if c not in known]
@@ -480,6 +491,8 @@ def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = No
         One axes: terms on y, percent of treated patients on x.
     """
     check_columns(table, ["term", "percent"], "adverse_event_table")
+    if table.empty:
+        return _message_figure(table)
     hue = _hue(table, _AE_COLUMNS)
     order = list(dict.fromkeys(table["term"])) if terms is None else list(terms)
     data = table[table["term"].isin(order)].assign(
@@ -510,6 +523,8 @@ def plot_blood_pressure(table: pd.DataFrame) -> Figure:
         pressure.
     """
     check_columns(table, ["measure", "change_mean", "change_ci_low", "change_ci_high"], "bp")
+    if table.empty:
+        return _message_figure(table)
     x = _hue(table, _BP_COLUMNS)
     data = table[table["measure"].isin(["sbp", "dbp"])].reset_index(drop=True)
     labels = data[x].astype(str).to_numpy() if x else np.full(len(data), "all")
@@ -555,6 +570,8 @@ def plot_dissociation(table: pd.DataFrame, *, x: str | None = None) -> Figure:
         One axes: median (points) and IQR (bars) of the CADSS total per session.
     """
     check_columns(table, ["median", "q1", "q3"], "dissociation_table")
+    if table.empty:
+        return _message_figure(table)
     groups = [c for c in table.columns if c not in _CADSS_COLUMNS]
     x = x if x is not None else (groups[0] if groups else None)
     hue = next((c for c in groups if c != x), None)

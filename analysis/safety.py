@@ -29,6 +29,7 @@ takes them as arguments.
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Mapping, Sequence
 
@@ -53,10 +54,12 @@ __all__ = [
     "DBP_PEAK_THRESHOLD",
     "DBP_RISE_THRESHOLD",
     "INDUCTION_SESSIONS",
+    "NOT_COLLECTED",
     "SBP_PEAK_THRESHOLD",
     "SBP_RISE_THRESHOLD",
     "adverse_event_table",
     "blood_pressure_table",
+    "collection_status",
     "dissociation_table",
     "dose_summary",
 ]
@@ -162,6 +165,72 @@ _DOSE_COLUMNS = [
 # helpers
 
 
+#: What a report says for a table the data did not supply (an absent optional file).
+NOT_COLLECTED = "not collected in this data set"
+
+
+def _not_collected(cohort, table: str) -> bool:
+    """True when the cohort says ``table`` was not supplied (see ``Cohort.is_collected``)."""
+    is_collected = getattr(cohort, "is_collected", None)
+    return is_collected is not None and not is_collected(table)
+
+
+def _needs(table: str):
+    """A table function returns no rows (``attrs["not_collected"]``) without ``table``.
+
+    A missing adverse-events file is not "no adverse events": the result is empty, and
+    the figure functions say :data:`NOT_COLLECTED` instead of drawing zeros.
+    """
+
+    def decorate(func):
+        @functools.wraps(func)
+        def wrapper(cohort, *args, **kwargs):
+            result = func(cohort, *args, **kwargs)
+            if _not_collected(cohort, table):
+                result = result.iloc[0:0].copy()
+                result.attrs["not_collected"] = table
+            return result
+
+        return wrapper
+
+    return decorate
+
+
+def collection_status(cohort) -> pd.DataFrame:
+    """Which tables the data supplied: ``table, collected, rows, note``.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        As loaded (:func:`analysis.schema.load_cohort` records the tables supplied).
+
+    Returns
+    -------
+    DataFrame
+        One row per table; ``note`` is :data:`NOT_COLLECTED` for a table that was not
+        supplied (its sections show no numbers rather than zeros) and empty otherwise.
+
+    Examples
+    --------
+    >>> from analysis.schema import Cohort
+    >>> cohort = Cohort(pd.DataFrame({"patient_id": ["a"]}), pd.DataFrame({"patient_id": ["a"]}))
+    >>> collection_status(cohort)[["table", "collected", "note"]]
+                table  collected                           note
+    0        patients       True
+    1     assessments       True
+    2        sessions      False  not collected in this data set
+    3  adverse_events      False  not collected in this data set
+    """
+    rows = []
+    for table in ("patients", "assessments", "sessions", "adverse_events"):
+        missing = _not_collected(cohort, table)
+        df = getattr(cohort, table)
+        rows.append(
+            (table, not missing, 0 if df is None else len(df), NOT_COLLECTED if missing else "")
+        )
+    return pd.DataFrame(rows, columns=["table", "collected", "rows", "note"])
+
+
 def _patients(cohort, keys: list[str]) -> pd.DataFrame:
     """``patient_id`` and the ``keys`` of every treated patient (plus ``_all``)."""
     check_columns(cohort.patients, ["patient_id", *keys], "patients")
@@ -182,7 +251,8 @@ def _sessions(cohort, keys: list[str], needed: Sequence[str]) -> pd.DataFrame:
     """Session rows with the ``keys`` (from sessions, else patients) and ``_all``."""
     sessions = cohort.sessions
     if sessions is None or sessions.empty:
-        sessions = pd.DataFrame(columns=["patient_id", *needed])
+        present = [] if sessions is None else list(sessions.columns)
+        sessions = pd.DataFrame(columns=list(dict.fromkeys(["patient_id", *needed, *present])))
     check_columns(sessions, ["patient_id", *needed], "sessions")
     from_patients = [k for k in keys if k not in sessions.columns]
     check_columns(cohort.patients, ["patient_id", *from_patients], "patients")
@@ -285,6 +355,7 @@ def _finish(
 # adverse events
 
 
+@_needs("adverse_events")
 def adverse_event_table(
     cohort,
     by: str | Sequence[str] | None = "route",
@@ -298,8 +369,11 @@ def adverse_event_table(
     ----------
     cohort : Cohort
         ``patients`` (the denominator) and ``adverse_events`` (``patient_id, term`` and
-        optionally ``serious``, ``severity``). An empty ``adverse_events`` table counts as
-        no events: a report must say whether events were collected.
+        optionally ``serious``, ``severity``). A table supplied with no rows counts as no
+        events; a table that was not supplied (``cohort.is_collected("adverse_events")``
+        False, e.g. no file in the folder) gives an empty result marked
+        ``attrs["not_collected"]``: it was not collected in this data set, which is not
+        zero events. The same holds for ``sessions`` in the session tables.
     by : str, sequence of str or ()
         Columns of ``patients`` to group by (default ``"route"``); ``()`` for one overall
         group.
@@ -423,6 +497,7 @@ def adverse_event_table(
 # blood pressure
 
 
+@_needs("sessions")
 def blood_pressure_table(
     cohort,
     by: str | Sequence[str] | None = "route",
@@ -584,6 +659,7 @@ def blood_pressure_table(
 # dissociation
 
 
+@_needs("sessions")
 def dissociation_table(
     cohort,
     by: str | Sequence[str] | None = "route",
@@ -680,6 +756,7 @@ def dissociation_table(
 # dosing
 
 
+@_needs("sessions")
 def dose_summary(
     cohort,
     by: str | Sequence[str] | None = "route",

@@ -14,6 +14,17 @@ Everything here is built from them:
   a row scorable (a total, or at most ``max_missing_items`` items missing), and session 1
   on study day 0.
 
+The rule: **refuse only what makes the numbers wrong or the data unsafe; account for
+everything else.** *Errors* (identifiers, wrong types, out-of-range values, a total that
+contradicts complete items, duplicate keys or adverse events entered twice, unknown
+patients, missing required columns, files that cannot be read faithfully) refuse the data;
+*findings* (unscorable questionnaires, assessments outside every visit window, patients
+without a baseline or follow-up, sessions or adverse events after the last assessment,
+renamed or unknown columns) load, are listed in :class:`ValidationReport` and
+``Cohort.findings``, and are accounted for by
+:func:`analysis.endpoints.endpoint_accounting`. Files are read by
+:mod:`analysis.readers` (CSV dialects and encodings, Parquet, Excel, SPSS, SAS, Stata).
+
 Validation never stops at the first problem: every failure of every table is collected
 into one tidy frame (``table, row, column, check, value``) before anything is raised.
 ``row`` is the 0-based position of the row in the input file or frame (for a CSV file,
@@ -23,8 +34,8 @@ string, blank in any column the de-identification guard (:mod:`analysis.deid`) f
 
 Types of a validated table: ``string`` -> ``"string"``, ``integer`` -> ``"Int64"``,
 ``number`` -> ``"Float64"``, ``boolean`` -> ``"boolean"`` (pandas nullable dtypes, ``<NA>``
-for a missing value). Text is stripped of surrounding spaces; an empty cell or ``NA`` is
-missing (the JSON ``missingValues``); booleans accept ``true/false``, ``yes/no`` and
+for a missing value). Text is stripped of surrounding spaces; an empty cell, ``NA``, ``N/A``,
+``n/a``, ``NULL`` or ``.`` is missing (the JSON ``missingValues``); booleans accept ``true/false``, ``yes/no`` and
 ``1/0`` in any case. Optional columns absent from the input are added, empty, so that
 every validated table has all its schema columns (in schema order), followed by any extra
 columns, which are kept as read.
@@ -47,19 +58,25 @@ import pandas as pd
 
 from analysis._utils import check_choice
 from analysis.instruments import INSTRUMENTS
+from analysis.readers import MISSING_VALUES, FileProblem, normalise_name
 
 __all__ = [
     "FAILURE_COLUMNS",
+    "MISSING_VALUES",
+    "REPORT_COLUMNS",
     "OPTIONAL_TABLES",
     "REQUIRED_TABLES",
     "TABLES",
     "Cohort",
     "DataValidationError",
+    "ValidationReport",
     "collect_failures",
+    "findings_summary",
     "load_cohort",
     "read_schema",
     "schema_dir",
     "validate",
+    "validate_cohort",
     "write_cohort",
 ]
 
@@ -70,6 +87,10 @@ REQUIRED_TABLES = ("patients", "assessments")
 OPTIONAL_TABLES = ("sessions", "adverse_events")
 #: Columns of ``DataValidationError.failures`` and of :func:`collect_failures`.
 FAILURE_COLUMNS = ("table", "row", "column", "check", "value")
+#: Columns of :attr:`ValidationReport.errors` and :attr:`ValidationReport.findings`.
+REPORT_COLUMNS = ("table", "row", "line", "column", "check", "count", "severity", "value")
+#: Formats :func:`write_cohort` writes (:func:`load_cohort` reads more, see
+#: :mod:`analysis.readers`).
 FILE_FORMATS = ("csv", "parquet")
 
 _DTYPES = {"string": "string", "integer": "Int64", "number": "Float64", "boolean": "boolean"}
@@ -80,12 +101,47 @@ class Cohort:
     """The four tables of a de-identified cohort (pandas DataFrames).
 
     ``sessions`` and ``adverse_events`` are empty frames when the data has none.
+
+    Attributes
+    ----------
+    patients, assessments, sessions, adverse_events : DataFrame
+        The tables.
+    findings : DataFrame
+        The data-quality findings of :func:`load_cohort` (:data:`REPORT_COLUMNS`; see
+        :class:`ValidationReport`): rows that loaded but are not used as they stand
+        (unscorable questionnaires, assessments outside every visit window, ...). Empty
+        for a cohort built in memory.
+    collected : tuple of str or None
+        The tables the data supplied. :func:`load_cohort` sets it (an optional table
+        without a file was *not collected*, which is not the same as collected with no
+        rows); ``None`` (default) means every table with columns, so that
+        ``Cohort(patients, assessments)`` has no sessions or adverse events collected.
+
+    Examples
+    --------
+    >>> cohort = Cohort(pd.DataFrame({"patient_id": ["P1"]}), pd.DataFrame())
+    >>> cohort.is_collected("adverse_events"), cohort.is_collected("patients")
+    (False, True)
     """
 
     patients: pd.DataFrame
     assessments: pd.DataFrame
     sessions: pd.DataFrame = field(default_factory=pd.DataFrame)
     adverse_events: pd.DataFrame = field(default_factory=pd.DataFrame)
+    findings: pd.DataFrame = field(default_factory=lambda: _empty_report(), repr=False)
+    collected: tuple[str, ...] | None = None
+
+    def is_collected(self, table: str) -> bool:
+        """Whether the data supplied ``table`` (an absent optional table was not collected).
+
+        A table that was supplied with no rows *was* collected (e.g. no adverse event
+        occurred); one that was not supplied says nothing about events.
+        """
+        check_choice("table", table, TABLES)
+        if self.collected is not None:
+            return table in self.collected
+        df = getattr(self, table)
+        return df is not None and len(df.columns) > 0
 
 
 # --------------------------------------------------------------------------- errors
@@ -103,9 +159,24 @@ def _empty_failures() -> pd.DataFrame:
     )
 
 
+def _empty_report() -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "table": pd.array([], dtype="string"),
+            "row": pd.array([], dtype="Int64"),
+            "line": pd.array([], dtype="Int64"),
+            "column": pd.array([], dtype="string"),
+            "check": pd.array([], dtype="string"),
+            "count": pd.array([], dtype="Int64"),
+            "severity": pd.array([], dtype="string"),
+            "value": pd.array([], dtype="string"),
+        }
+    )
+
+
 def _check_kind(check: str) -> str:
     """The kind of a check name: its first word (``in_range 0-3 for GAD7`` -> ``in_range``)."""
-    return check.split(" ", 1)[0]
+    return check.split(" ", 1)[0].rstrip(":")
 
 
 class DataValidationError(ValueError):
@@ -175,16 +246,57 @@ class DataValidationError(ValueError):
             "study days count from the first ketamine session: shift the patient's study "
             "days (sessions and assessments) so that session 1 is on day 0"
         ),
+        "duplicate_row": (
+            "remove the repeated copy of the row (an event entered twice is counted twice); "
+            "two distinct events of one term on one day differ in severity, seriousness "
+            "or relatedness"
+        ),
+        "duplicate_column": "keep one column of each name (delete or rename the copy)",
+        # findings: the rows load and are accounted for; the fix is optional
+        "unscorable": (
+            "give the total or answer more items if the form has them; otherwise the row "
+            "is kept and accounted as `unscorable` (it is not used for any score)"
+        ),
+        "outside_schedule": (
+            "check the study day; an assessment outside every visit window is kept and "
+            "accounted as `outside_schedule`"
+        ),
+        "no_baseline": (
+            "add the baseline assessment (day -14 to 0) if it exists; without one the "
+            "patient has no change from baseline (accounted as `no_baseline`)"
+        ),
+        "no_post_baseline": (
+            "add the follow-up assessments if they exist; the patient counts in the "
+            "baseline table only"
+        ),
+        "no_assessments": "add the patient's assessments, or remove the patient if never treated",
+        "after_last_assessment": (
+            "nothing to fix if the patient was treated after the last rating; outcomes "
+            "after the last assessment are unknown"
+        ),
+        "column_renamed": "nothing to fix; use the column names of data_schema/README.md next time",
+        "unknown_column": (
+            "rename the column if it is one of the schema's (see the suggestion); otherwise "
+            "it is kept as an extra column"
+        ),
+        "encoding": "nothing to fix; save files as UTF-8 next time",
+        "delimiter": "nothing to fix; comma-separated files are the standard",
+        "value_labels": "nothing to fix; check the codes in the loaded table",
     }
 
-    def __init__(self, failures: pd.DataFrame | str, message: str | None = None) -> None:
+    def __init__(
+        self, failures: pd.DataFrame | str, message: str | None = None, report=None
+    ) -> None:
         if isinstance(failures, str):
             message, failures = failures, _empty_failures()
         self.failures = failures
+        #: The :class:`ValidationReport` (errors, findings, spreadsheet line numbers)
+        #: when raised by :func:`load_cohort` or :func:`validate`, else None.
+        self.report = report
         super().__init__(message if message is not None else self._summarise(failures))
 
     def __reduce__(self):
-        return (type(self), (self.failures, str(self)))
+        return (type(self), (self.failures, str(self), self.report))
 
     @classmethod
     def _summarise(cls, failures: pd.DataFrame, max_lines: int = 40) -> str:
@@ -226,6 +338,229 @@ class DataValidationError(ValueError):
         return "\n".join(lines)
 
 
+def _showable(table: str, column: str, check: str) -> bool:
+    """Whether values of a check may be shown: only those that cannot identify anyone.
+
+    Numbers, yes/no and coded values of the schema are shown; identifier checks, keys,
+    patient, site and rater codes, adverse-event terms, free text and extra columns never.
+    """
+    from analysis.deid import IDENTIFIER_CHECKS
+
+    if check in IDENTIFIER_CHECKS or _check_kind(check) in ("unique", "foreign_key"):
+        return False
+    if _check_kind(check) == "column_renamed":
+        return True
+    if table not in TABLES:
+        return False
+    f = _table_validator(table).fields.get(column)
+    if f is None or column.endswith("_id"):
+        return False
+    return f.get("type") in ("integer", "number", "boolean") or "enum" in f.get("constraints", {})
+
+
+@dataclass
+class ValidationReport:
+    """What validation found: the errors that refuse the data and the findings that do not.
+
+    The rule: **refuse only what makes the numbers wrong or the data unsafe; account for
+    everything else.** Errors are identifiers, wrong types, out-of-range values, a total
+    that contradicts complete items, duplicate keys or rows, unknown patients, missing
+    required columns and files that cannot be read faithfully. Findings load and are
+    listed: unscorable questionnaires (too many items missing and no total), assessments
+    outside every visit window, patients without a baseline or without a post-baseline
+    assessment, sessions or adverse events after the last assessment, renamed or unknown
+    columns and how a file was read. :func:`analysis.endpoints.endpoint_accounting`
+    accounts for every assessment row (reason ``unscorable``, ``outside_schedule``,
+    ``no_baseline``, ...).
+
+    Attributes
+    ----------
+    errors, findings : DataFrame
+        One row per failing cell, row or column, with :data:`REPORT_COLUMNS`: ``table``;
+        ``row`` (0-based position in the table, NA for a whole column or file);
+        ``line`` (the line number a spreadsheet shows, header = line 1); ``column``;
+        ``check``; ``count`` (rows concerned: 1 for a cell or row, the table's rows for a
+        column); ``severity`` (``"error"`` or ``"finding"``); ``value`` (only for checks
+        and columns that cannot identify anyone, else missing).
+    tables : dict of str to DataFrame
+        The typed tables (as :func:`validate` returns them).
+    failures : DataFrame
+        The errors in the ``DataValidationError.failures`` layout (values kept except
+        where the de-identification guard flagged the column).
+    collected : tuple of str
+        The tables supplied.
+
+    Examples
+    --------
+    >>> patients = pd.DataFrame({"patient_id": ["P1"], "route": ["iv"]})
+    >>> assessments = pd.DataFrame({"patient_id": "P1", "instrument": "GAD7",
+    ...                             "study_day": [0, 7, 28, 400], "total": [15, None, 9, 5]})
+    >>> report = validate_cohort({"patients": patients, "assessments": assessments})
+    >>> report.ok, len(report.errors)
+    (True, 0)
+    >>> print(report.findings[["row", "line", "column", "check", "value"]].to_string(index=False))
+     row  line    column                                                     check value
+       1     3     total unscorable for GAD7: no total and fewer than 6 of 7 items  <NA>
+       3     5 study_day                                 outside_schedule for GAD7   400
+    """
+
+    errors: pd.DataFrame
+    findings: pd.DataFrame
+    tables: dict = field(default_factory=dict, repr=False)
+    failures: pd.DataFrame = field(default_factory=_empty_failures, repr=False)
+    collected: tuple[str, ...] = ()
+    deidentification: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no error (findings do not count)."""
+        return self.errors.empty
+
+    def strict(self) -> ValidationReport:
+        """The report with every finding counted as an error (``strict=True``)."""
+        moved = self.findings.assign(severity="error")
+        errors = pd.concat([self.errors, moved], ignore_index=True) if len(moved) else self.errors
+        failures = moved.loc[:, list(FAILURE_COLUMNS)].astype(self.failures.dtypes.to_dict())
+        failures = pd.concat([self.failures, failures], ignore_index=True)
+        return ValidationReport(
+            errors.reset_index(drop=True),
+            _empty_report(),
+            self.tables,
+            failures,
+            self.collected,
+            self.deidentification,
+        )
+
+    def raise_for_errors(self) -> None:
+        """Raise :class:`DataValidationError` (or the de-identification error) if not ok."""
+        if self.ok:
+            return
+        if self.deidentification:
+            from analysis.deid import DeidentificationError
+
+            raise DeidentificationError(self.failures, report=self)
+        message = None
+        files = self.errors[self.errors["column"] == "(file)"]
+        if len(files):
+            message = _file_message(files)
+        raise DataValidationError(self.failures, message, report=self)
+
+    def describe(self, max_rows: int = 5) -> str:
+        """The report as a data manager reads it: per check, count, lines and fix.
+
+        Each failing check gets one line with the number of rows, the first ``max_rows``
+        spreadsheet line numbers (header = line 1), the values where they cannot
+        identify anyone, and the fix. Errors first, then findings.
+        """
+        out = []
+        for title, frame in (("Errors", self.errors), ("Findings", self.findings)):
+            if frame.empty:
+                continue
+            out.append(f"{title} ({'refused' if title == 'Errors' else 'loaded, accounted'}):")
+            order = frame["table"].map({t: k for k, t in enumerate(TABLES)}).fillna(len(TABLES))
+            groups = frame.assign(_order=order).groupby(
+                ["_order", "table", "column", "check"], sort=True, dropna=False
+            )
+            for (_, table, column, check), group in groups:
+                if column == "(file)":  # the check names the file, the problem and the fix
+                    out.append(f"  {check}")
+                    continue
+                rows = group["row"].notna()
+                n = int(group["count"].fillna(0).sum()) if not rows.any() else int(rows.sum())
+                where = f"{table}.{column}" if column != "(file)" else f"{table} file"
+                noun = "row" if n == 1 else "rows"
+                text = f"  {where}: {n} {noun} `{check}`"
+                lines = group["line"].dropna().astype(int).tolist()
+                if lines:
+                    more = ", ..." if len(lines) > max_rows else ""
+                    label = "line" if len(lines) == 1 else "lines"
+                    text += f" ({label} {', '.join(map(str, lines[:max_rows]))}{more})"
+                values = group["value"].dropna().astype(str)
+                values = [v for v in dict.fromkeys(values) if v != ""]
+                if values:
+                    more = ", ..." if len(values) > max_rows else ""
+                    text += f"; values: {', '.join(values[:max_rows])}{more}"
+                out.append(text)
+                hint = DataValidationError.hints.get(_check_kind(str(check)))
+                if hint:
+                    out.append(f"      fix: {hint}")
+        if not out:
+            return "No errors and no findings."
+        return "\n".join(out)
+
+
+def findings_summary(findings: pd.DataFrame, min_cell: int | None = None) -> pd.DataFrame:
+    """Findings counted per table, column and check, for a report.
+
+    Parameters
+    ----------
+    findings : DataFrame or Cohort
+        ``cohort.findings`` or :attr:`ValidationReport.findings`; a Cohort gives its
+        findings (a cohort built in memory, such as the synthetic one, is validated).
+    min_cell : int, optional
+        Small-cell rule: a count of 1 to ``min_cell - 1`` rows is blanked
+        (:func:`analysis.rates.suppress_small_cells`), since a finding about patients
+        counts people.
+
+    Returns
+    -------
+    DataFrame
+        ``table, column, check, rows, fix, suppressed``: rows concerned (for a whole
+        column, the table's rows) and what to do, in table order. No values, no row
+        numbers: those are for ``anxiety-outcomes validate`` on the data manager's side.
+
+    Examples
+    --------
+    >>> patients = pd.DataFrame({"patient_id": ["P1"], "route": ["iv"]})
+    >>> assessments = pd.DataFrame({"patient_id": "P1", "instrument": "GAD7",
+    ...                             "study_day": [0, 7, 400], "total": [15, 9, 5]})
+    >>> report = validate_cohort({"patients": patients, "assessments": assessments})
+    >>> findings_summary(report.findings)[["table", "check", "rows"]]
+             table                      check  rows
+    0  assessments  outside_schedule for GAD7     1
+    """
+    from analysis.rates import suppress_small_cells
+
+    columns = ["table", "column", "check", "rows", "fix", "suppressed"]
+    if isinstance(findings, Cohort):  # loaded: its findings; built in memory: validate it
+        cohort = findings
+        findings = cohort.findings if cohort.collected is not None else None
+        if findings is None:
+            findings = validate_cohort(cohort).findings
+    if findings is None or findings.empty:
+        out = pd.DataFrame({c: pd.Series(dtype=object) for c in columns})
+        return out.astype({"rows": "Int64", "suppressed": "boolean"})
+    order = findings["table"].map({t: k for k, t in enumerate(TABLES)}).fillna(len(TABLES))
+    grouped = (
+        findings.assign(_order=order, _rows=findings["count"].fillna(1))
+        .groupby(["_order", "table", "column", "check"], sort=True, dropna=False)["_rows"]
+        .sum()
+        .reset_index()
+        .rename(columns={"_rows": "rows"})
+    )
+    grouped["fix"] = [
+        DataValidationError.hints.get(_check_kind(str(c)), "") for c in grouped["check"]
+    ]
+    grouped = grouped.drop(columns="_order").assign(rows=lambda d: d["rows"].astype("Int64"))
+    if min_cell is not None:
+        grouped = suppress_small_cells(
+            grouped, min_cell, count_columns=("rows",), total=None, derived=[]
+        )
+    else:
+        grouped["suppressed"] = False
+    return grouped[columns].reset_index(drop=True)
+
+
+def _file_message(files: pd.DataFrame) -> str:
+    lines = [
+        f"{DataValidationError.title}: {len(files)} file(s) could not be read faithfully; "
+        "nothing was loaded."
+    ]
+    lines += [f"  {check}" for check in files["check"]]
+    lines.append("data_schema/README.md describes the files and columns of a cohort folder.")
+    return "\n".join(lines)
+
+
 # --------------------------------------------------------------------------- schema files
 
 
@@ -265,7 +600,9 @@ def read_schema(table: str) -> dict:
 # --------------------------------------------------------------------------- validators
 
 
-def _fail(table: str, rows, column: str, check: str, values) -> pd.DataFrame:
+def _fail(
+    table: str, rows, column: str, check: str, values, severity: str = "error"
+) -> pd.DataFrame:
     """Failures frame for ``rows`` (positions; ``[None]`` for the whole column)."""
     rows = np.asarray(rows, dtype=object)
     if not isinstance(values, pd.Series | pd.api.extensions.ExtensionArray | np.ndarray):
@@ -277,6 +614,7 @@ def _fail(table: str, rows, column: str, check: str, values) -> pd.DataFrame:
             "column": column,
             "check": check,
             "value": pd.array(np.asarray(values, dtype=object), dtype="string"),
+            "severity": severity,
         }
     )
 
@@ -574,9 +912,21 @@ class _AssessmentRules:
                 flag(mismatch, "total", f"total_matches_items for {name}")
             needed = instrument.n_items - instrument.max_missing_items
             unscorable = ok & ~has_total & (answered < needed)
-            if unscorable.any():
-                check = f"scorable for {name}: a total or >= {needed} of {instrument.n_items} items"
-                flag(unscorable, "total", check, with_value=False)
+            if unscorable.any():  # a finding: the row loads and is accounted as unscorable
+                check = (
+                    f"unscorable for {name}: no total and fewer than {needed} of "
+                    f"{instrument.n_items} items"
+                )
+                failures.append(
+                    _fail(
+                        self.table,
+                        np.flatnonzero(unscorable),
+                        "total",
+                        check,
+                        None,
+                        severity="finding",
+                    )
+                )
         return failures
 
 
@@ -604,7 +954,28 @@ class _SessionRules:
         ]
 
 
-_TABLE_RULES = {"assessments": _AssessmentRules(), "sessions": _SessionRules()}
+class _AdverseEventRules:
+    """An adverse event entered twice (every column equal) would be counted twice."""
+
+    table = "adverse_events"
+
+    def check(self, raw: pd.DataFrame, clean: pd.DataFrame, bad: dict) -> list[pd.DataFrame]:
+        if clean.empty:
+            return []
+        columns = list(clean.columns) + [c for c in raw.columns if c not in clean.columns]
+        both = pd.concat([clean, raw[[c for c in columns if c not in clean.columns]]], axis=1)
+        dup = both.astype(object).duplicated(keep=False).to_numpy(dtype=bool)
+        if not dup.any():
+            return []
+        rows = np.flatnonzero(dup)
+        return [_fail(self.table, rows, "(row)", "duplicate_row: every column repeated", None)]
+
+
+_TABLE_RULES = {
+    "assessments": _AssessmentRules(),
+    "sessions": _SessionRules(),
+    "adverse_events": _AdverseEventRules(),
+}
 
 
 def _check_foreign_keys(table, raw, clean, typed_tables) -> list[pd.DataFrame]:
@@ -633,10 +1004,70 @@ def _check_foreign_keys(table, raw, clean, typed_tables) -> list[pd.DataFrame]:
     return failures
 
 
+def _match_columns(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Schema columns matched ignoring case and spaces; renamings and unknown columns listed.
+
+    ``Item_1 `` becomes ``item_1`` (a finding); a column matching nothing is kept as an
+    extra column and named in a finding with the closest schema name. Two columns that
+    match the same name are an error (``duplicate_column``); the first is kept.
+    """
+    import difflib
+
+    fields = _table_validator(table).fields
+    by_key = {normalise_name(name): name for name in fields}
+    n = len(raw)
+    notes: list[pd.DataFrame] = []
+    targets = []
+    for column in raw.columns:
+        if column in fields:
+            targets.append(column)
+        else:
+            targets.append(by_key.get(normalise_name(column), column))
+    seen: dict = {}
+    keep = []
+    for k, (column, target) in enumerate(zip(raw.columns, targets, strict=True)):
+        if target in seen:
+            notes.append(
+                _fail(
+                    table,
+                    [None],
+                    str(target),
+                    f"duplicate_column: `{column}` repeats `{raw.columns[seen[target]]}`",
+                    None,
+                )
+            )
+            continue
+        seen[target] = k
+        keep.append(k)
+    out = raw.iloc[:, keep].copy()
+    out.columns = [targets[k] for k in keep]
+    present = set(out.columns)
+    for k in keep:
+        column, target = raw.columns[k], targets[k]
+        if target in fields and column != target:
+            notes.append(
+                _fail(table, [None], target, "column_renamed", str(column), severity="finding")
+            )
+        elif target not in fields:
+            absent = [f for f in fields if f not in present]
+            close = difflib.get_close_matches(normalise_name(column), absent, n=1, cutoff=0.6)
+            check = (
+                f"unknown_column: did you mean `{close[0]}`?"
+                if close
+                else "unknown_column: kept as an extra column"
+            )
+            notes.append(_fail(table, [None], str(column), check, None, severity="finding"))
+    for note in notes:
+        note["count"] = n
+    return out, notes
+
+
 def _validate_table(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list]:
-    """Typed table, its pre-check typed values (for keys), and its failures."""
+    """Typed table, its pre-check typed values (for keys), and its failures and findings."""
     validator = _table_validator(table)
-    typed, failures, bad = validator.coerce(raw)
+    raw, failures = _match_columns(table, raw)
+    typed, more, bad = validator.coerce(raw)
+    failures += more
     failures += validator.check_columns(raw, typed, bad)
     failures += validator.check_unique(raw, typed)
     for name in validator.fields:  # absent optional columns: empty, all of them "passed"
@@ -656,8 +1087,8 @@ def _validate_table(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Dat
 
 def _as_tables(tables) -> dict[str, pd.DataFrame]:
     if isinstance(tables, Cohort):
-        tables = {name: getattr(tables, name) for name in TABLES}
-        return {n: df for n, df in tables.items() if n in REQUIRED_TABLES or len(df.columns)}
+        names = [t for t in TABLES if t in REQUIRED_TABLES or tables.is_collected(t)]
+        return {name: getattr(tables, name) for name in names}
     if not isinstance(tables, Mapping):
         raise TypeError(
             "`tables` must be a Cohort or a mapping of table name to DataFrame, "
@@ -670,12 +1101,97 @@ def _as_tables(tables) -> dict[str, pd.DataFrame]:
     return dict(tables)
 
 
-def _validate_tables(tables) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, bool]:
-    """Typed tables, every failure, and whether the de-identification guard flagged any."""
+def _scorable(assessments: pd.DataFrame) -> np.ndarray:
+    """Rows with a total or at most ``max_missing_items`` items missing (checked values)."""
+    out = np.zeros(len(assessments), dtype=bool)
+    for instrument in INSTRUMENTS.values():
+        rows = (assessments["instrument"] == instrument.name).to_numpy(bool, na_value=False)
+        answered = assessments[instrument.item_columns].notna().sum(axis=1).to_numpy()
+        enough = answered >= instrument.n_items - instrument.max_missing_items
+        out |= rows & (assessments["total"].notna().to_numpy(dtype=bool) | enough)
+    return out
+
+
+def _cohort_findings(clean: dict[str, pd.DataFrame]) -> list[pd.DataFrame]:
+    """Rows that load but are not used as they stand (see :class:`ValidationReport`).
+
+    Judged on the default visit schedule (:data:`analysis.endpoints.DEFAULT_SCHEDULE`),
+    with the cells that failed a check treated as missing.
+    """
+    from analysis.endpoints import DEFAULT_SCHEDULE
+
+    if "assessments" not in clean or "patients" not in clean:
+        return []
+    a, p = clean["assessments"], clean["patients"]
+    out: list[pd.DataFrame] = []
+    day = a["study_day"].to_numpy(dtype=float, na_value=np.nan)
+    known_day = ~np.isnan(day)
+    scorable = _scorable(a)
+    pid = a["patient_id"]
+    patient_rows = pd.Series(np.arange(len(p)), index=p["patient_id"].astype(object))
+    patient_rows = patient_rows[~patient_rows.index.duplicated() & patient_rows.index.notna()]
+
+    def patient_finding(ids, check):
+        ids = [i for i in ids if i in patient_rows.index]
+        if ids:
+            rows = np.sort(patient_rows.loc[ids].to_numpy())
+            out.append(_fail("patients", rows, "patient_id", check, None, severity="finding"))
+
+    for instrument in INSTRUMENTS.values():
+        name = instrument.name
+        rows = (a["instrument"] == name).to_numpy(dtype=bool, na_value=False) & known_day
+        if not rows.any():
+            continue
+        visits = [v for v in DEFAULT_SCHEDULE if name in v.instruments]
+        windows = [(day >= v.window_low) & (day <= v.window_high) for v in visits]
+        in_base, in_post = windows[0], np.logical_or.reduce(windows[1:])
+        outside = rows & ~in_base & ~in_post
+        if outside.any():
+            positions = np.flatnonzero(outside)
+            out.append(
+                _fail(
+                    "assessments",
+                    positions,
+                    "study_day",
+                    f"outside_schedule for {name}",
+                    _as_text(a["study_day"].iloc[positions]),
+                    severity="finding",
+                )
+            )
+        everyone = set(pid[rows].dropna())
+        with_base = set(pid[rows & scorable & in_base].dropna())
+        with_post = set(pid[rows & scorable & in_post].dropna())
+        patient_finding(sorted(everyone - with_base), f"no_baseline for {name}")
+        patient_finding(sorted(with_base - with_post), f"no_post_baseline for {name}")
+    patient_finding(sorted(set(patient_rows.index) - set(pid.dropna())), "no_assessments")
+    last = pd.Series(day, index=pid.astype(object)).groupby(level=0).max()
+    for table in ("sessions", "adverse_events"):
+        df = clean.get(table)
+        if df is None or df.empty or "study_day" not in df.columns:
+            continue
+        limit = df["patient_id"].astype(object).map(last).to_numpy(dtype=float, na_value=np.nan)
+        after = df["study_day"].to_numpy(dtype=float, na_value=np.nan) > limit
+        if after.any():
+            positions = np.flatnonzero(after)
+            out.append(
+                _fail(
+                    table,
+                    positions,
+                    "study_day",
+                    "after_last_assessment",
+                    _as_text(df["study_day"].iloc[positions]),
+                    severity="finding",
+                )
+            )
+    return out
+
+
+def _validate_tables(tables, lines=None, read_findings=None) -> ValidationReport:
+    """Validate tables together: every error and finding, typed tables, guard outcome."""
     from analysis.deid import IDENTIFIER_CHECKS, _scan
 
     raw = {name: df.reset_index(drop=True) for name, df in _as_tables(tables).items()}
-    typed, clean, failures = {}, {}, []
+    typed, clean, failures = {}, {}, list(read_findings or [])
     for table in TABLES:
         if table in raw:
             typed[table], clean[table], table_failures = _validate_table(table, raw[table])
@@ -683,10 +1199,16 @@ def _validate_tables(tables) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, boo
     for table in TABLES:
         if table in raw:
             failures += _check_foreign_keys(table, raw[table], clean[table], typed)
+    failures += _cohort_findings(clean)
     _, identifiers = _scan(raw)
     failures.append(identifiers)
     failures = [f for f in failures if len(f)]
     result = pd.concat(failures, ignore_index=True) if failures else _empty_failures()
+    if "severity" not in result.columns:
+        result["severity"] = "error"
+    if "count" not in result.columns:
+        result["count"] = pd.NA
+    result["severity"] = result["severity"].fillna("error")
     deid = result["check"].isin(list(IDENTIFIER_CHECKS))
     if deid.any():
         flagged = set(zip(result.loc[deid, "table"], result.loc[deid, "column"], strict=True))
@@ -709,17 +1231,62 @@ def _validate_tables(tables) -> tuple[dict[str, pd.DataFrame], pd.DataFrame, boo
             "column": "string",
             "check": "string",
             "value": "string",
+            "severity": "string",
         }
     )
-    return typed, result, bool(deid.any())
+    is_error = (result["severity"] == "error").to_numpy(dtype=bool)
+    failures_frame = result.loc[is_error, list(FAILURE_COLUMNS)].reset_index(drop=True)
+    report = _report_frame(result, raw, lines or {})
+    return ValidationReport(
+        errors=report[is_error].reset_index(drop=True),
+        findings=report[~is_error].reset_index(drop=True),
+        tables=typed,
+        failures=failures_frame,
+        collected=tuple(t for t in TABLES if t in raw),
+        deidentification=bool(deid.any()),
+    )
 
 
-def _raise(failures: pd.DataFrame, deid: bool) -> None:
-    if deid:
-        from analysis.deid import DeidentificationError
-
-        raise DeidentificationError(failures)
-    raise DataValidationError(failures)
+def _report_frame(result: pd.DataFrame, raw: dict, lines: dict) -> pd.DataFrame:
+    """Failures in the :data:`REPORT_COLUMNS` layout (line numbers, counts, safe values)."""
+    line = pd.array([pd.NA] * len(result), dtype="Int64")
+    for table in result["table"].dropna().unique():
+        mask = (result["table"] == table).to_numpy(dtype=bool) & result["row"].notna().to_numpy(
+            dtype=bool
+        )
+        if not mask.any():
+            continue
+        rows = result.loc[mask, "row"].to_numpy(dtype=np.int64)
+        numbers = lines.get(table)
+        if numbers is not None and len(numbers):
+            within = rows < len(numbers)
+            values = np.where(
+                within, np.asarray(numbers)[np.minimum(rows, len(numbers) - 1)], rows + 2
+            )
+        else:
+            values = rows + 2
+        line[np.flatnonzero(mask)] = values
+    sizes = result["table"].map({t: len(df) for t, df in raw.items()})
+    count = result["count"].astype("Float64")
+    count = count.where(count.notna(), np.where(result["row"].notna(), 1, sizes.fillna(0)))
+    showable = [
+        _showable(str(t), str(c), str(k))
+        for t, c, k in zip(result["table"], result["column"], result["check"], strict=True)
+    ]
+    value = result["value"].where(np.asarray(showable, dtype=bool), pd.NA)
+    out = pd.DataFrame(
+        {
+            "table": result["table"],
+            "row": result["row"],
+            "line": line,
+            "column": result["column"],
+            "check": result["check"],
+            "count": count.round().astype("Int64"),
+            "severity": result["severity"],
+            "value": value.astype("string"),
+        }
+    )
+    return out
 
 
 # --------------------------------------------------------------------------- public API
@@ -737,8 +1304,10 @@ def collect_failures(tables) -> pd.DataFrame:
     Returns
     -------
     DataFrame
-        Columns ``table, row, column, check, value`` (see :class:`DataValidationError`);
-        empty when the tables are valid. Sorted by table, row and column.
+        The errors, with columns ``table, row, column, check, value`` (see
+        :class:`DataValidationError`); empty when the tables are valid. Sorted by table,
+        row and column. Findings (rows that load, see :class:`ValidationReport`) are not
+        failures: :func:`validate_cohort` lists both.
 
     Examples
     --------
@@ -751,31 +1320,36 @@ def collect_failures(tables) -> pd.DataFrame:
     1  assessments    1  patient_id                 foreign_key patients.patient_id    P3
     2  assessments    1       total                        in_range 0-21 for GAD7    30
     """
-    return _validate_tables(tables)[1]
+    return _validate_tables(tables).failures
 
 
-def validate(df: pd.DataFrame, table: str) -> pd.DataFrame:
+def validate(df: pd.DataFrame, table: str, *, report: bool = False):
     """A validated, typed copy of one table, or :class:`DataValidationError`.
 
     Parameters
     ----------
     df : DataFrame
-        The table as read (CSV text or typed columns).
+        The table as read (CSV text or typed columns). Column names are matched ignoring
+        case and spaces (``"Item_1 "`` is ``item_1``; each renaming is a finding).
     table : {"patients", "assessments", "sessions", "adverse_events"}
         Which table it is.
+    report : bool
+        False (default): return the typed table or raise on any error (findings do not
+        raise). True: never raise for the data; return the :class:`ValidationReport`
+        (``.errors``, ``.findings``, ``.tables[table]``).
 
     Returns
     -------
-    DataFrame
+    DataFrame or ValidationReport
         Schema columns in schema order with nullable dtypes (absent optional columns
         added, empty), then the extra columns as read; the index of ``df``.
 
     Raises
     ------
     DataValidationError
-        With every failure; :class:`~analysis.deid.DeidentificationError` when direct
-        identifiers are among them. Foreign keys need the other tables: use
-        :func:`load_cohort` or :func:`collect_failures`.
+        With every error; :class:`~analysis.deid.DeidentificationError` when direct
+        identifiers are among them. Foreign keys and findings across tables need the
+        other tables: use :func:`validate_cohort` or :func:`load_cohort`.
 
     Examples
     --------
@@ -788,73 +1362,174 @@ def validate(df: pd.DataFrame, table: str) -> pd.DataFrame:
     1         P2  <NA>                False
     >>> typed["age"].dtype
     Int64Dtype()
+    >>> validate(patients.rename(columns={"age": "Age "}), "patients", report=True).findings[
+    ...     ["column", "check", "value"]]
+      column           check value
+    0    age  column_renamed  Age
     """
     check_choice("table", table, TABLES)
-    typed, failures, deid = _validate_tables({table: df})
-    if len(failures):
-        _raise(failures, deid)
-    out = typed[table]
+    result = _validate_tables({table: df})
+    if report:
+        if table in result.tables:
+            result.tables[table].index = df.index
+        return result
+    result.raise_for_errors()
+    out = result.tables[table]
     out.index = df.index
     return out
 
 
-def _table_file(folder: Path, table: str) -> Path | None:
-    candidates = [folder / f"{table}.{ext}" for ext in FILE_FORMATS]
-    found = [p for p in candidates if p.is_file()]
-    if len(found) > 1:
-        raise ValueError(
-            f"Both {found[0].name} and {found[1].name} are in {folder}: keep one file per "
-            "table (delete or rename the other)."
-        )
-    if not found and table in REQUIRED_TABLES:
+def _read_folder(folder: Path, missing_values) -> tuple[dict, dict, list, list[FileProblem]]:
+    """Raw tables, their line numbers, reading findings and file problems of a folder."""
+    from analysis.readers import find_table_files, read_table_file
+
+    sources, problems = find_table_files(folder, TABLES)
+    missing = [t for t in REQUIRED_TABLES if t not in sources]
+    if missing and not any(p.check == "several_files" for p in problems):
+        table = missing[0]
         raise FileNotFoundError(
-            f"Table `{table}` not found in {folder}: expected {table}.csv or {table}.parquet. "
-            f"A cohort folder holds {', '.join(t + '.csv' for t in REQUIRED_TABLES)} (or "
-            f".parquet) and optionally {', '.join(t + '.csv' for t in OPTIONAL_TABLES)}."
+            f"Table `{table}` not found in {folder}: expected {table}.csv or {table}.parquet "
+            f"(or .xlsx, .sav, .sas7bdat, .xpt, .dta, or a sheet named {table} in a "
+            "workbook). A cohort folder holds "
+            f"{', '.join(t + '.csv' for t in REQUIRED_TABLES)} (or another format) and "
+            f"optionally {', '.join(t + '.csv' for t in OPTIONAL_TABLES)}."
         )
-    return found[0] if found else None
+    raw, lines, findings = {}, {}, []
+    for table, (path, sheet) in sources.items():
+        try:
+            read = read_table_file(
+                path,
+                table,
+                _table_validator(table).fields,
+                sheet=sheet,
+                missing_values=missing_values,
+            )
+        except FileProblem as problem:
+            problems.append(problem)
+            continue
+        raw[table], lines[table] = read.frame, read.lines
+        for column, check, value in read.findings:
+            note = _fail(table, [None], column, check, value or None, severity="finding")
+            note["count"] = len(read.frame)
+            findings.append(note)
+    return raw, lines, findings, problems
 
 
-def _read_table(path: Path, table: str) -> pd.DataFrame:
-    """Read one table file; schema columns of a CSV are read as text (typed by validation)."""
-    if path.suffix == ".parquet":
-        return pd.read_parquet(path)
-    descriptor = read_schema(table)
-    missing = list(descriptor.get("missingValues", [""]))
-    return pd.read_csv(
-        path,
-        dtype={f["name"]: object for f in descriptor["fields"]},
-        keep_default_na=False,
-        na_values=missing,
-        encoding="utf-8-sig",
+def _problem_report(problems: list[FileProblem]) -> ValidationReport:
+    """A report whose errors are the files that could not be read."""
+    table_of = {}
+    for p in problems:
+        stem = normalise_name(Path(p.file.split(" and ")[0].split(" [")[0]).stem)
+        table_of[p.file] = stem if stem in TABLES else ""
+    errors = pd.DataFrame(
+        {
+            "table": pd.array([table_of[p.file] for p in problems], dtype="string"),
+            "row": pd.array([pd.NA] * len(problems), dtype="Int64"),
+            "line": pd.array([p.lines[0] if p.lines else pd.NA for p in problems], dtype="Int64"),
+            "column": pd.array(["(file)"] * len(problems), dtype="string"),
+            "check": pd.array(
+                [f"{p.file}: {p.problem}. Fix: {p.fix}." for p in problems], dtype="string"
+            ),
+            "count": pd.array([len(p.lines) or pd.NA for p in problems], dtype="Int64"),
+            "severity": pd.array(["error"] * len(problems), dtype="string"),
+            "value": pd.array([pd.NA] * len(problems), dtype="string"),
+        }
     )
+    failures = errors[["table", "row", "column", "check", "value"]].copy()
+    failures["value"] = pd.array([p.check for p in problems], dtype="string")
+    return ValidationReport(errors, _empty_report(), {}, failures.reset_index(drop=True))
 
 
-def load_cohort(path) -> Cohort:
+def validate_cohort(source, *, missing_values=None) -> ValidationReport:
+    """Validate a cohort folder (or tables) and list its errors and findings, never raising.
+
+    Parameters
+    ----------
+    source : str, Path, Cohort or mapping of str to DataFrame
+        A cohort folder (as for :func:`load_cohort`) or the tables.
+    missing_values : sequence of str, optional
+        Cell values read as missing in files (default :data:`MISSING_VALUES`: ``""``,
+        ``NA``, ``N/A``, ``n/a``, ``NULL``, ``.``). Tables passed as frames use the
+        schema's ``missingValues`` (the same list).
+
+    Returns
+    -------
+    ValidationReport
+        ``.errors`` (the data would be refused), ``.findings`` (the data loads; the rows
+        are accounted for), ``.tables`` (typed), ``.collected``. A file that cannot be read
+        faithfully is an error of column ``(file)`` whose ``check`` names the file, the
+        problem and the fix.
+
+    Raises
+    ------
+    FileNotFoundError
+        The folder or a required table is missing.
+
+    Examples
+    --------
+    >>> patients = pd.DataFrame({"patient_id": ["P1", "P2"], "route": "iv"})
+    >>> assessments = pd.DataFrame({"patient_id": "P1", "instrument": "GAD7",
+    ...                             "study_day": [0, 28], "total": [15, 6]})
+    >>> report = validate_cohort({"patients": patients, "assessments": assessments})
+    >>> report.findings[["table", "row", "line", "check"]]
+          table  row  line           check
+    0  patients    1     3  no_assessments
+    >>> print(report.describe())
+    Findings (loaded, accounted):
+      patients.patient_id: 1 row `no_assessments` (line 3)
+          fix: add the patient's assessments, or remove the patient if never treated
+    """
+    if isinstance(source, Cohort | Mapping):
+        return _validate_tables(source)
+    folder = Path(source)
+    if not folder.is_dir():
+        raise FileNotFoundError(
+            f"Cohort folder {folder} does not exist or is not a folder; pass the folder "
+            "holding patients.csv and assessments.csv (or .parquet)."
+        )
+    raw, lines, findings, problems = _read_folder(folder, missing_values)
+    if problems:
+        return _problem_report(problems)
+    return _validate_tables(raw, lines, findings)
+
+
+def load_cohort(path, strict: bool = False, *, missing_values=None) -> Cohort:
     """Read, validate and de-identification-check a cohort folder.
 
     Parameters
     ----------
     path : str or Path
         A folder holding ``patients`` and ``assessments`` and optionally ``sessions`` and
-        ``adverse_events``, each as ``<table>.csv`` or ``<table>.parquet`` (not both).
-        Other files are ignored. CSV files are UTF-8 with a header row; an empty cell or
-        ``NA`` is a missing value.
+        ``adverse_events``: each a file named after the table (any case) as ``.csv``
+        (``.tsv``/``.txt``), ``.parquet``, ``.xlsx``, SPSS ``.sav``, SAS ``.sas7bdat`` or
+        ``.xpt``, or Stata ``.dta``, or a sheet named after the table in a workbook; one
+        source per table. Other files are ignored. CSV files are UTF-8 (a byte-order mark
+        and CRLF line ends are fine) with a header row; the delimiter (comma, semicolon,
+        tab) is detected. See :mod:`analysis.readers`.
+    strict : bool
+        False (default): findings (rows that load but are not used as they stand, see
+        :class:`ValidationReport`) are kept in ``cohort.findings``. True: any finding
+        refuses the data like an error.
+    missing_values : sequence of str, optional
+        Cell values read as missing (default :data:`MISSING_VALUES`).
 
     Returns
     -------
     Cohort
         Typed tables (see :func:`validate`); an absent optional table is an empty frame
-        with the schema's columns.
+        with the schema's columns and is not in ``cohort.collected``;
+        ``cohort.findings`` lists the findings.
 
     Raises
     ------
     FileNotFoundError
         The folder or a required table is missing (the message names the files expected).
-    ValueError
-        A table is present both as CSV and as Parquet.
     DataValidationError
-        Any rule broken, in any table (all failures are collected first).
+        Any error, in any table or file (all are collected first; the message names each
+        file that could not be read and its fix: two files for one table, an empty file,
+        a link to nothing, a non-UTF-8 CSV, ragged rows, a repeated column name, a nested
+        Parquet column, an undetectable delimiter). ``.report`` holds the full
+        :class:`ValidationReport`.
     DeidentificationError
         Direct identifiers found (a :class:`DataValidationError` too).
 
@@ -869,23 +1544,20 @@ def load_cohort(path) -> Cohort:
     >>> cohort.assessments[["patient_id", "instrument", "study_day", "total"]]
       patient_id instrument  study_day  total
     0         P1       GAD7          0     15
-    >>> len(cohort.sessions), cohort.sessions.columns[1]
-    (0, 'session_number')
+    >>> len(cohort.sessions), cohort.sessions.columns[1], cohort.collected
+    (0, 'session_number', ('patients', 'assessments'))
+    >>> cohort.findings[["table", "column", "check"]]
+          table      column                        check
+    0  patients  patient_id  no_post_baseline for GAD7
     """
-    folder = Path(path)
-    if not folder.is_dir():
-        raise FileNotFoundError(
-            f"Cohort folder {folder} does not exist or is not a folder; pass the folder "
-            "holding patients.csv and assessments.csv (or .parquet)."
-        )
-    files = {table: _table_file(folder, table) for table in TABLES}
-    raw = {table: _read_table(p, table) for table, p in files.items() if p is not None}
-    typed, failures, deid = _validate_tables(raw)
-    if len(failures):
-        _raise(failures, deid)
+    report = validate_cohort(path, missing_values=missing_values)
+    if strict:
+        report = report.strict()
+    report.raise_for_errors()
+    typed = dict(report.tables)
     for table in OPTIONAL_TABLES:
         typed.setdefault(table, _table_validator(table).empty())
-    return Cohort(**typed)
+    return Cohort(**typed, findings=report.findings, collected=report.collected)
 
 
 def write_cohort(cohort: Cohort, path, format: str = "csv") -> Path:
@@ -894,7 +1566,8 @@ def write_cohort(cohort: Cohort, path, format: str = "csv") -> Path:
     Parameters
     ----------
     cohort : Cohort
-        The tables; an optional table without columns is not written.
+        The tables; an optional table that was not collected (``cohort.is_collected``)
+        is not written, so that reading the folder back says the same.
     path : str or Path
         Folder to write (created if needed). Its ``<table>.csv`` / ``<table>.parquet``
         files are replaced, and a file of the other format or of a table not written is
@@ -926,8 +1599,8 @@ def write_cohort(cohort: Cohort, path, format: str = "csv") -> Path:
         df = getattr(cohort, table)
         for ext in FILE_FORMATS:
             (folder / f"{table}.{ext}").unlink(missing_ok=True)
-        if table in OPTIONAL_TABLES and len(df.columns) == 0:
-            continue
+        if table in OPTIONAL_TABLES and (len(df.columns) == 0 or not cohort.is_collected(table)):
+            continue  # not collected: no file (a file with a header would mean "none occurred")
         target = folder / f"{table}.{format}"
         if format == "csv":
             df.to_csv(target, index=False)

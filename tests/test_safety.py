@@ -123,9 +123,12 @@ def test_adverse_events_summary_rows_follow_available_columns():
     events = pd.DataFrame({"patient_id": ["iv0"], "study_day": [0], "term": ["nausea"]})
     t = adverse_event_table(Cohort(patients, pd.DataFrame(), adverse_events=events))
     assert t["term"].tolist() == [ANY_EVENT, "nausea"]
-    empty = adverse_event_table(Cohort(patients, pd.DataFrame()))
+    none = pd.DataFrame(columns=["patient_id", "study_day", "term"])  # collected, no rows
+    empty = adverse_event_table(Cohort(patients, pd.DataFrame(), adverse_events=none))
     assert empty["term"].tolist() == [ANY_EVENT]
     assert empty["patients"].tolist() == [0]
+    absent = adverse_event_table(Cohort(patients, pd.DataFrame()))  # not collected
+    assert absent.empty and absent.attrs["not_collected"] == "adverse_events"
 
 
 def test_adverse_events_refuse_unknown_patient(ae_cohort):

@@ -27,6 +27,7 @@ from analysis.schema import (
     read_schema,
     schema_dir,
     validate,
+    validate_cohort,
     write_cohort,
 )
 
@@ -306,20 +307,23 @@ def test_extra_columns_pass_through_the_deidentification_guard(tmp_path):
     ]
 
 
-def test_unscorable_row_needs_a_total_or_enough_items():
+def test_unscorable_row_is_a_finding_not_an_error():
     tables = valid_tables()
     row = 0
     dropped = GAD7.item_columns[: GAD7.max_missing_items + 1]
     tables["assessments"].loc[row, [*dropped, "total"]] = None
     needed = GAD7.n_items - GAD7.max_missing_items
-    failures = failures_of(tables)
-    assert failures.values.tolist() == [
+    assert failures_of(tables).empty
+    report = validate_cohort(tables)
+    unscorable = report.findings[report.findings["check"].str.startswith("unscorable")]
+    assert unscorable[["table", "row", "line", "column", "check", "severity"]].values.tolist() == [
         [
             "assessments",
             row,
+            row + 2,
             "total",
-            f"scorable for GAD7: a total or >= {needed} of {GAD7.n_items} items",
-            pd.NA,
+            f"unscorable for GAD7: no total and fewer than {needed} of {GAD7.n_items} items",
+            "finding",
         ]
     ]
 

@@ -1,0 +1,564 @@
+"""Reading a clinic's files: find each table in a folder and read it as text-like columns.
+
+:func:`analysis.schema.load_cohort` calls this module; it does not validate anything
+beyond what is needed to read a file faithfully. What it reads:
+
+* **CSV** (``.csv``, ``.tsv``, ``.txt``): UTF-8 with or without a byte-order mark, LF or
+  CRLF line ends. The delimiter (comma, semicolon, tab or ``|``) is detected from the
+  header line: the one whose fields match the most column names of the table's schema
+  (then the one giving the most fields); a delimiter other than the comma is listed as a
+  finding. A file with a UTF-16 byte-order mark is decoded (and listed); a file that is
+  not UTF-8 is refused with the encoding it looks like (UTF-16 without a byte-order mark,
+  latin-1/Windows-1252), because a wrong guess would silently change text.
+* **Parquet** (``.parquet``): flat columns only; a list, struct or map column is refused.
+* **Excel** (``.xlsx``, ``.xlsm``, ``.xls``; read with python-calamine): a workbook named
+  after a table (its sheet named after the table, else its first sheet), or any workbook
+  whose sheets are named after the tables (one sheet per table).
+* **SPSS** ``.sav``/``.zsav``, **SAS** ``.sas7bdat``/``.xpt`` and **Stata** ``.dta``
+  (read with pyreadstat). Value labels are mapped to the schema's codes where every
+  labelled value of a column matches one (``1 = "Female"`` -> ``female``; booleans from
+  ``Yes``/``No``); other columns keep their stored values.
+
+Every cell is read as it is written, except that text is stripped of surrounding spaces
+and a cell equal to one of the *missing values* (:data:`MISSING_VALUES`: ``""``, ``NA``,
+``N/A``, ``n/a``, ``NULL``, ``.``; overridable) becomes missing. Entirely blank rows are
+skipped; the others keep the spreadsheet line number they had (header = line 1), which
+error messages print.
+
+A file that cannot be read faithfully raises :class:`FileProblem` (collected by
+:func:`analysis.schema.load_cohort` into one :class:`~analysis.schema.DataValidationError`
+naming every file and its fix): an empty (0-byte) file, a link to nothing, two files for
+one table, a non-UTF-8 CSV, a CSV whose delimiter cannot be told, rows with more or fewer
+fields than the header (ragged rows), a repeated column name, a nested Parquet column,
+or a file the reader rejects.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import datetime as _dt
+import io
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+__all__ = [
+    "EXCEL_FORMATS",
+    "FILE_FORMATS",
+    "MISSING_VALUES",
+    "STAT_FORMATS",
+    "FileProblem",
+    "ReadTable",
+    "find_table_files",
+    "normalise_name",
+    "read_table_file",
+]
+
+#: Cell values read as missing (case-sensitive, after stripping surrounding spaces).
+MISSING_VALUES: tuple[str, ...] = ("", "NA", "N/A", "n/a", "NULL", ".")
+
+CSV_FORMATS = ("csv", "tsv", "txt")
+EXCEL_FORMATS = ("xlsx", "xlsm", "xls")
+STAT_FORMATS = ("sav", "zsav", "sas7bdat", "xpt", "dta")
+#: Every file extension a table may have.
+FILE_FORMATS = (*CSV_FORMATS, "parquet", *EXCEL_FORMATS, *STAT_FORMATS)
+
+_DELIMITERS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe"}
+
+
+class FileProblem(Exception):
+    """A table file that cannot be read faithfully.
+
+    Attributes
+    ----------
+    file : str
+        The file name (and sheet), as the user sees it.
+    check : str
+        Short name of the problem (``empty_file``, ``encoding``, ``delimiter``,
+        ``ragged_rows``, ``duplicate_column``, ``nested_column``, ``several_files``,
+        ``broken_link``, ``unreadable``).
+    problem, fix : str
+        What is wrong and what to do, in words a data manager can act on.
+    lines : list of int
+        Spreadsheet line numbers concerned (header = line 1), when there are some.
+    """
+
+    def __init__(self, file, check, problem, fix, lines: Sequence[int] = ()) -> None:
+        self.file, self.check, self.problem, self.fix = str(file), check, problem, fix
+        self.lines = list(lines)
+        super().__init__(f"{self.file}: {problem}. Fix: {fix}.")
+
+
+@dataclass
+class ReadTable:
+    """One table as read: the frame, its spreadsheet line numbers and reading findings."""
+
+    frame: pd.DataFrame
+    source: str
+    lines: np.ndarray
+    findings: list[tuple[str, str, str]] = field(default_factory=list)  # (column, check, value)
+
+
+def normalise_name(name) -> str:
+    """A column or file name compared case- and space-insensitively.
+
+    Examples
+    --------
+    >>> normalise_name(" Item 1 "), normalise_name("Study-Day"), normalise_name("TOTAL")
+    ('item_1', 'study_day', 'total')
+    """
+    return re.sub(r"[\s\-.]+", "_", str(name).strip().lower()).strip("_")
+
+
+# --------------------------------------------------------------------------- finding files
+
+
+def _split_name(path: Path) -> tuple[str, str]:
+    name = path.name
+    for ext in sorted(FILE_FORMATS, key=len, reverse=True):
+        if name.lower().endswith("." + ext):
+            return normalise_name(name[: -len(ext) - 1]), ext
+    return normalise_name(path.stem), path.suffix.lower().lstrip(".")
+
+
+def _sheet_names(path: Path) -> list[str]:
+    from python_calamine import CalamineWorkbook
+
+    return list(CalamineWorkbook.from_path(str(path)).sheet_names)
+
+
+def find_table_files(folder, tables: Sequence[str]) -> tuple[dict, list[FileProblem]]:
+    """Where each table is in ``folder``: ``{table: (path, sheet or None)}`` and problems.
+
+    A table is a file named after it (any case; spaces or ``-`` for ``_``) with one of
+    :data:`FILE_FORMATS`, or a sheet named after it in a workbook. Hidden files and Excel
+    lock files (``~$...``) are ignored. More than one source for a table, or a name that
+    links to no file, is a :class:`FileProblem`.
+    """
+    folder = Path(folder)
+    sources: dict[str, list] = {t: [] for t in tables}
+    problems: list[FileProblem] = []
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith((".", "~$")):
+            continue
+        stem, ext = _split_name(entry)
+        if ext not in FILE_FORMATS:
+            continue
+        if entry.is_symlink() and not entry.exists():
+            if stem in sources or ext in EXCEL_FORMATS:
+                problems.append(
+                    FileProblem(
+                        entry.name,
+                        "broken_link",
+                        "the file is a link to a file that does not exist",
+                        "copy the real file into the folder (or fix the link)",
+                    )
+                )
+            continue
+        if not entry.is_file():
+            continue
+        if stem in sources:
+            sources[stem].append((entry, None))
+        elif ext in EXCEL_FORMATS:
+            try:
+                sheets = _sheet_names(entry)
+            except Exception:  # not a workbook of tables: ignored like any other file
+                continue
+            for sheet in sheets:
+                if normalise_name(sheet) in sources:
+                    sources[normalise_name(sheet)].append((entry, sheet))
+    found = {}
+    for table, candidates in sources.items():
+        if len(candidates) > 1:
+            names = [_source_name(p, s) for p, s in candidates]
+            problems.append(
+                FileProblem(
+                    " and ".join(names),
+                    "several_files",
+                    f"table `{table}` is in {len(names)} files ({', '.join(names)})",
+                    "keep one file per table (delete or rename the others)",
+                )
+            )
+        elif candidates:
+            found[table] = candidates[0]
+    return found, problems
+
+
+def _source_name(path: Path, sheet: str | None) -> str:
+    return path.name if sheet is None else f"{path.name} [sheet {sheet}]"
+
+
+# --------------------------------------------------------------------------- reading
+
+
+def read_table_file(
+    path, table: str, known_columns: Iterable[str], *, sheet=None, missing_values=None
+) -> ReadTable:
+    """Read one table file (see the module docstring); raises :class:`FileProblem`."""
+    path = Path(path)
+    missing = set(MISSING_VALUES if missing_values is None else missing_values)
+    known = {normalise_name(c) for c in known_columns}
+    name = _source_name(path, sheet)
+    _, ext = _split_name(path)
+    if path.stat().st_size == 0:
+        raise FileProblem(
+            name,
+            "empty_file",
+            "the file is empty (0 bytes)",
+            "export the table again; a table with no rows still needs its header line "
+            "(or remove the file of an optional table that was not collected)",
+        )
+    try:
+        if ext in CSV_FORMATS:
+            header, rows, lines, findings = _read_csv(path, name, known)
+        elif ext == "parquet":
+            return _read_parquet(path, name, missing)
+        elif ext in EXCEL_FORMATS:
+            header, rows, lines, findings = _read_excel(path, name, sheet)
+        else:
+            return _read_stat(path, name, ext, table, missing)
+    except FileProblem:
+        raise
+    except Exception as exc:  # the reader itself failed: a damaged or mislabelled file
+        raise FileProblem(
+            name,
+            "unreadable",
+            f"the file could not be read as {ext.upper()} ({type(exc).__name__})",
+            f"check that it is a {ext.upper()} file (open it in the program that wrote it and "
+            "save it again), or send the table as CSV UTF-8",
+        ) from exc
+    _check_header(header, name)
+    if isinstance(rows, pd.DataFrame):
+        frame = rows.set_axis(header, axis=1)
+    else:
+        frame = pd.DataFrame(rows, columns=header, dtype=object)
+    frame = _missing_to_na(frame, missing)
+    for column in frame.columns:  # extra columns: numbers as numbers, as pandas reads them
+        if normalise_name(column) not in known:
+            frame[column] = _infer(frame[column])
+    return ReadTable(frame, name, np.asarray(lines, dtype=np.int64), findings)
+
+
+def _infer(values: pd.Series) -> pd.Series:
+    """A text column as numbers when every value is one (else unchanged)."""
+    present = values.dropna()
+    if present.empty or not all(isinstance(v, str | int | float) for v in present):
+        return values
+    try:
+        numbers = pd.to_numeric(values, errors="raise")
+    except (ValueError, TypeError):
+        return values
+    return numbers
+
+
+def _check_header(header: list, name: str) -> None:
+    normal = [normalise_name(h) for h in header]
+    seen, dups = set(), []
+    for original, key in zip(header, normal, strict=True):
+        if key in seen and original not in dups:
+            dups.append(str(original))
+        seen.add(key)
+    if dups:
+        raise FileProblem(
+            name,
+            "duplicate_column",
+            "the header names a column more than once (compared ignoring case and spaces): "
+            + ", ".join(f"`{d}`" for d in dups),
+            "keep one column of each name (delete or rename the copy)",
+        )
+
+
+def _missing_to_na(frame: pd.DataFrame, missing: set[str]) -> pd.DataFrame:
+    out = {}
+    for column in frame.columns:
+        values = frame[column]
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        cleaned = []
+        for v in uniques:
+            if isinstance(v, str):
+                v = v.strip()
+                cleaned.append(None if v in missing else v)
+            elif isinstance(v, _dt.datetime | _dt.date | pd.Timestamp):
+                cleaned.append(v.isoformat())  # a calendar date stays visible to the guard
+            else:
+                cleaned.append(v)
+        table = np.array([*cleaned, None], dtype=object)
+        out[column] = table[codes]
+    return pd.DataFrame(out, index=frame.index, columns=frame.columns)
+
+
+def _decode(data: bytes, name: str) -> tuple[str, list]:
+    findings = []
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        findings.append(("(file)", "encoding: read as UTF-16 (save as UTF-8 next time)", ""))
+        return data.decode("utf-16"), findings
+    if b"\x00" in data[:4096]:
+        raise FileProblem(
+            name,
+            "encoding",
+            "the file looks UTF-16 encoded (it holds NUL bytes), not UTF-8",
+            'save it as UTF-8 (in Excel: File > Save As > "CSV UTF-8 (Comma delimited)")',
+        )
+    try:
+        return data.decode("utf-8-sig"), findings
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise FileProblem(
+            name,
+            "encoding",
+            f"the file is not UTF-8: it looks latin-1 (Windows-1252) encoded (first "
+            f"non-UTF-8 character on line {line})",
+            'save it as UTF-8 (in Excel: File > Save As > "CSV UTF-8 (Comma delimited)")',
+            [line],
+        ) from None
+
+
+def _first_line(text: str) -> str:
+    for line in text.splitlines():
+        if line.strip():
+            return line
+    return ""
+
+
+def _delimiter(text: str, name: str, known: set[str]) -> tuple[str, list]:
+    header = _first_line(text)
+    scores = {}
+    for delimiter in _DELIMITERS:
+        fields = next(csv.reader([header], delimiter=delimiter), [])
+        matched = sum(normalise_name(f) in known for f in fields)
+        scores[delimiter] = (matched, len(fields))
+    best = max(scores, key=lambda d: scores[d])
+    matched, n_fields = scores[best]
+    if matched == 0:  # no known column name whatever the delimiter: it cannot be told
+        likely = max(_DELIMITERS, key=lambda d: (header.count(d), d == ","))
+        looks = (
+            f"the file looks {_DELIMITERS[likely]}-separated, but " if header.count(likely) else ""
+        )
+        raise FileProblem(
+            name,
+            "delimiter",
+            f"the delimiter cannot be told: {looks}the header line names none of the "
+            "table's columns with any delimiter (comma, semicolon, tab, |)",
+            "write the header row with the column names of data_schema/README.md (e.g. "
+            "patient_id) and separate the values with commas",
+        )
+    findings = []
+    if best != ",":
+        findings.append(("(file)", f"delimiter: read as {_DELIMITERS[best]}-separated", ""))
+    return best, findings
+
+
+def _records(text: str, delimiter: str):
+    """``(line number, fields, blank)`` of each record of a CSV text.
+
+    Without any quote character a record is a line, split in C (fast); otherwise the
+    :mod:`csv` module reads the records (quoted delimiters and line breaks).
+    """
+    if '"' not in text:
+        strip = " \t\f\v" + delimiter
+        for number, line in enumerate(re.split("\r\n|\r|\n", text), start=1):
+            yield number, line.split(delimiter), not line.strip(strip)
+        return
+    records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
+    for number, record in enumerate(records, start=1):
+        yield number, record, not any(cell.strip() for cell in record)
+
+
+def _read_csv(path: Path, name: str, known: set[str]):
+    """Header, rows (a frame of text), spreadsheet line numbers and reading findings.
+
+    One streaming pass with :mod:`csv` finds blank lines and rows whose number of fields
+    differs from the header (nothing is stored but line numbers); pandas' C parser then
+    reads the cells, with the same quoting rules.
+    """
+    text, findings = _decode(path.read_bytes(), name)
+    delimiter, more = _delimiter(text, name, known)
+    findings += more
+    header, lines, ragged, widest = None, [], {}, 0
+    for number, record, blank in _records(text, delimiter):
+        widest = max(widest, len(record))
+        if blank:
+            continue
+        if header is None:
+            header = [cell.strip() for cell in record]
+            while header and header[-1] == "":  # a trailing delimiter on the header line
+                header.pop()
+            width = len(header)
+            header_line = number
+            continue
+        if len(record) != width and (len(record) < width or any(c.strip() for c in record[width:])):
+            ragged.setdefault(len(record), []).append(number)
+            continue
+        lines.append(number)
+    if header is None:
+        raise FileProblem(
+            name,
+            "empty_file",
+            "the file holds only blank lines",
+            "export the table again with its header line",
+        )
+    if ragged:
+        all_lines = sorted(n for v in ragged.values() for n in v)
+        detail = "; ".join(f"{len(v)} line(s) with {k} fields" for k, v in sorted(ragged.items()))
+        first = ", ".join(map(str, all_lines[:5]))
+        raise FileProblem(
+            name,
+            "ragged_rows",
+            f"the header (line {header_line}) has {width} fields but {detail} "
+            f"(lines {first}{', ...' if len(all_lines) > 5 else ''})",
+            "every line needs one value per column: quote values that contain the "
+            f"delimiter ({_DELIMITERS[delimiter]}), and add or remove the missing or extra "
+            "separators (empty cells still need their separator)",
+            all_lines,
+        )
+    cells = pd.read_csv(
+        io.StringIO(text, newline=""),
+        sep=delimiter,
+        header=None,
+        names=list(range(max(widest, width))),
+        dtype=object,
+        keep_default_na=False,
+        na_filter=False,
+        skip_blank_lines=True,
+        engine="c",
+    )
+    cells = cells.iloc[:, :width]
+    blank = np.ones(len(cells), dtype=bool)
+    for column in cells.columns:  # on the distinct values: one pass per column
+        codes, uniques = pd.factorize(cells[column], use_na_sentinel=True)
+        empty = np.array([str(u).strip() == "" for u in uniques] + [True], dtype=bool)
+        blank &= empty[codes]
+    cells = cells[~blank].iloc[1:]  # the first non-blank record is the header
+    if len(cells) != len(lines):  # the two parsers disagree: fall back to positions
+        lines = list(range(2, len(cells) + 2))
+    cells = cells.reset_index(drop=True)
+    return header, cells, lines, findings
+
+
+def _read_parquet(path: Path, name: str, missing: set[str]) -> ReadTable:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = pq.read_schema(path)
+    nested = [f.name for f in schema if pa.types.is_nested(f.type)]
+    if nested:
+        raise FileProblem(
+            name,
+            "nested_column",
+            "list, struct or map column(s) "
+            + ", ".join(f"`{n}`" for n in nested)
+            + " hold several values per cell",
+            "write one plain value per cell (one row per assessment, session or event)",
+        )
+    frame = pq.read_table(path).to_pandas()
+    _check_header(list(frame.columns), name)
+    text = [c for c in frame.columns if frame[c].dtype == object or frame[c].dtype == "string"]
+    if text:
+        frame[text] = _missing_to_na(frame[text].astype(object), missing)
+    return ReadTable(frame, name, np.arange(len(frame), dtype=np.int64) + 2)
+
+
+def _read_excel(path: Path, name: str, sheet):
+    from python_calamine import CalamineWorkbook
+
+    workbook = CalamineWorkbook.from_path(str(path))
+    if sheet is None:
+        sheets = list(workbook.sheet_names)
+        wanted = [s for s in sheets if normalise_name(s) == normalise_name(path.stem)]
+        sheet = wanted[0] if wanted else sheets[0]
+    values = workbook.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
+    header, rows, lines = None, [], []
+    for number, record in enumerate(values, start=1):
+        cells = ["" if v is None else v for v in record]
+        if not any(str(c).strip() for c in cells):
+            continue
+        if header is None:
+            header = [str(c).strip() for c in cells]
+            while header and header[-1] == "":
+                header.pop()
+            width = len(header)
+            continue
+        if len(cells) > width and any(str(c).strip() for c in cells[width:]):
+            raise FileProblem(
+                name,
+                "ragged_rows",
+                f"line {number} has values beyond the last named column",
+                "give every column a name in the header row, or delete the stray values",
+                [number],
+            )
+        cells = list(cells[:width]) + [""] * (width - len(cells))
+        rows.append([_excel_value(c) for c in cells])
+        lines.append(number)
+    if header is None:
+        raise FileProblem(
+            name, "empty_file", "the sheet is empty", "put the header row and the data in it"
+        )
+    return header, rows, lines, []
+
+
+def _excel_value(value):
+    """Whole numbers stored as floats by Excel come back as integers."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def _read_stat(path: Path, name: str, ext: str, table: str, missing: set[str]) -> ReadTable:
+    import pyreadstat
+
+    reader = {
+        "sav": pyreadstat.read_sav,
+        "zsav": pyreadstat.read_sav,
+        "sas7bdat": pyreadstat.read_sas7bdat,
+        "xpt": pyreadstat.read_xport,
+        "dta": pyreadstat.read_dta,
+    }[ext]
+    frame, meta = reader(str(path))
+    _check_header(list(frame.columns), name)
+    findings = []
+    labels = getattr(meta, "variable_value_labels", None) or {}
+    from analysis.schema import read_schema
+
+    fields = {normalise_name(f["name"]): f for f in read_schema(table)["fields"]}
+    for column, mapping in labels.items():
+        f = fields.get(normalise_name(column))
+        if f is None or not mapping:
+            continue
+        mapped = _map_labels(f, mapping)
+        if mapped is not None:
+            frame[column] = frame[column].map(lambda v, m=mapped: m.get(v, v))
+            findings.append((str(column), "value_labels: mapped to the schema's codes", ""))
+    text = [c for c in frame.columns if frame[c].dtype == object]
+    if text:
+        frame[text] = _missing_to_na(frame[text].astype(object), missing)
+    return ReadTable(frame, name, np.arange(len(frame), dtype=np.int64) + 2, findings)
+
+
+def _map_labels(field_: dict, mapping: dict) -> dict | None:
+    """``{stored value: schema code}`` when every label names a code of the field."""
+    if field_.get("type") == "boolean":
+        true = {str(v).lower() for v in field_.get("trueValues", ["true"])}
+        false = {str(v).lower() for v in field_.get("falseValues", ["false"])}
+        out = {}
+        for value, label in mapping.items():
+            key = str(label).strip().lower()
+            if key not in true | false:
+                return None
+            out[value] = key in true
+        return out
+    codes = field_.get("constraints", {}).get("enum")
+    if not codes:
+        return None
+    by_key = {re.sub(r"[^a-z0-9]", "", str(c).lower()): c for c in codes}
+    out = {}
+    for value, label in mapping.items():
+        code = by_key.get(re.sub(r"[^a-z0-9]", "", str(label).lower()))
+        if code is None:
+            return None
+        out[value] = code
+    return out

@@ -1,0 +1,303 @@
+"""Clinic exports as they arrive: messy CSV, Excel, SPSS/SAS/Stata, and unreadable files.
+
+Every fixture file is written by the test itself (pandas, openpyxl, pyreadstat writers).
+"""
+
+from __future__ import annotations
+
+import codecs
+
+import pandas as pd
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from _cohort_fixtures import valid_cohort, valid_tables
+
+from analysis.cli import main
+from analysis.instruments import GAD7
+from analysis.schema import (
+    DataValidationError,
+    load_cohort,
+    validate_cohort,
+    write_cohort,
+)
+
+
+def _csv(df: pd.DataFrame, sep: str = ",", line_end: str = "\n") -> str:
+    return df.to_csv(index=False, sep=sep, lineterminator=line_end)
+
+
+def _folder(tmp_path, **overrides):
+    """A valid cohort folder (CSV) with some tables replaced by raw text or bytes."""
+    folder = tmp_path / "clinic"
+    write_cohort(valid_cohort(), folder)
+    for name, content in overrides.items():
+        path = folder / name
+        for table in ("patients", "assessments", "sessions", "adverse_events"):
+            if name.split(".")[0].lower().replace(" ", "_") == table:
+                (folder / f"{table}.csv").unlink(missing_ok=True)
+        if isinstance(content, bytes):
+            path.write_bytes(content)
+        else:
+            path.write_text(content, encoding="utf-8", newline="")
+    return folder
+
+
+def _checks(frame: pd.DataFrame) -> list[str]:
+    return frame["check"].tolist()
+
+
+# ----------------------------------------------------------------------------- the quirks
+
+
+def test_a_clinic_folder_with_every_csv_quirk_loads_with_the_right_findings(tmp_path):
+    tables = valid_tables()
+    patients = tables["patients"].copy()
+    patients.loc[0, "age"] = "N/A"
+    patients.loc[1, "sex"] = "n/a"
+    patients.loc[2, "primary_diagnosis"] = "NULL"
+    patients.loc[3, "enrollment_year"] = "."
+    patients = patients.rename(columns={"patient_id": "Patient_ID", "route": " Route "})
+    assessments = tables["assessments"].rename(
+        columns={"item_1": "Item_1 ", "total": "Total", "study_day": "Study Day"}
+    )
+    assessments = assessments.rename(columns={"item_14": "itm_14"})  # a typo
+    sessions = tables["sessions"]
+    folder = _folder(
+        tmp_path,
+        **{
+            # semicolon-separated, UTF-8 with a byte-order mark, CRLF line ends
+            "patients.csv": codecs.BOM_UTF8 + _csv(patients, ";", "\r\n").encode("utf-8"),
+            # comma-separated with a BOM, the header in another case
+            "Assessments.CSV": codecs.BOM_UTF8 + _csv(assessments).encode("utf-8"),
+            # tab-separated
+            "sessions.tsv": _csv(sessions, "\t"),
+        },
+    )
+    cohort = load_cohort(folder)
+    assert cohort.patients["age"].isna().tolist() == [True, False, False, True]
+    assert cohort.patients.loc[1, "sex"] is pd.NA
+    assert cohort.patients.loc[2, "primary_diagnosis"] is pd.NA
+    assert cohort.patients["route"].tolist() == valid_tables()["patients"]["route"].tolist()
+    assert cohort.assessments["item_1"].dtype == "Int64"
+    assert len(cohort.sessions) == len(sessions)
+    findings = cohort.findings
+    renamed = findings[findings["check"] == "column_renamed"]
+    assert sorted(zip(renamed["table"], renamed["column"], renamed["value"], strict=True)) == [
+        ("assessments", "item_1", "Item_1"),
+        ("assessments", "study_day", "Study Day"),
+        ("assessments", "total", "Total"),
+        ("patients", "patient_id", "Patient_ID"),
+        ("patients", "route", "Route"),
+    ]
+    unknown = findings[findings["check"].str.startswith("unknown_column")]
+    assert unknown[["table", "column", "check"]].values.tolist() == [
+        ["patients", "baseline_phq9", "unknown_column: kept as an extra column"],
+        ["assessments", "itm_14", "unknown_column: did you mean `item_14`?"],
+    ]
+    delimiters = findings[findings["check"].str.startswith("delimiter")]
+    assert sorted(zip(delimiters["table"], delimiters["check"], strict=True)) == [
+        ("patients", "delimiter: read as semicolon-separated"),
+        ("sessions", "delimiter: read as tab-separated"),
+    ]
+    assert (findings["severity"] == "finding").all()
+
+
+def test_an_unknown_column_is_named_with_the_closest_schema_name(tmp_path):
+    tables = valid_tables()
+    assessments = tables["assessments"].rename(columns={"item_3": "itm_3"})
+    report = validate_cohort({"patients": tables["patients"], "assessments": assessments})
+    unknown = report.findings[report.findings["column"] == "itm_3"]
+    assert unknown["check"].tolist() == ["unknown_column: did you mean `item_3`?"]
+    assert report.ok  # item_3 is optional: the column is kept as an extra
+
+
+def test_missing_values_are_overridable(tmp_path):
+    tables = valid_tables()
+    tables["patients"].loc[0, "arm"] = "-"
+    folder = _folder(tmp_path, **{"patients.csv": _csv(tables["patients"])})
+    assert load_cohort(folder).patients.loc[0, "arm"] == "-"
+    cohort = load_cohort(folder, missing_values=["", "-"])
+    assert cohort.patients.loc[0, "arm"] is pd.NA
+
+
+def test_an_undetectable_delimiter_says_what_the_file_looks_like(tmp_path):
+    folder = _folder(tmp_path, **{"patients.csv": "PID;Weg\r\nP1;iv\r\n"})
+    with pytest.raises(DataValidationError, match="looks semicolon-separated") as info:
+        load_cohort(folder)
+    assert "patients.csv" in str(info.value)
+
+
+def test_a_utf16_file_with_a_byte_order_mark_is_decoded(tmp_path):
+    tables = valid_tables()
+    folder = _folder(tmp_path, **{"patients.csv": _csv(tables["patients"]).encode("utf-16")})
+    cohort = load_cohort(folder)
+    assert len(cohort.patients) == len(tables["patients"])
+    assert "encoding: read as UTF-16" in cohort.findings["check"].iloc[0]
+
+
+# ----------------------------------------------------------------------------- unreadable files
+
+
+def _refused(folder, *fragments):
+    with pytest.raises(DataValidationError) as info:
+        load_cohort(folder)
+    message = str(info.value)
+    for fragment in fragments:
+        assert fragment in message, (fragment, message)
+    assert "Fix:" in message
+    assert main(["validate", str(folder)]) == 1
+    return info.value
+
+
+def test_file_problems_are_data_validation_errors_naming_the_file_and_fix(tmp_path, capsys):
+    tables = valid_tables()
+    text = _csv(tables["patients"])
+    cases = {
+        "empty_required": ({"patients.csv": b""}, ["patients.csv", "empty (0 bytes)"]),
+        "empty_optional": ({"adverse_events.csv": b""}, ["adverse_events.csv", "0 bytes"]),
+        "latin1": (
+            {"patients.csv": (text + "P9,,,,,,,,,iv,,café,,\n").encode("latin-1")},
+            ["patients.csv", "latin-1", "save it as UTF-8"],
+        ),
+        "utf16_without_bom": (
+            {"patients.csv": text.encode("utf-16-le")},
+            ["patients.csv", "UTF-16", "save it as UTF-8"],
+        ),
+        "ragged": (
+            {"patients.csv": text + "P9,S2,40\n"},
+            ["patients.csv", "fields", "line"],
+        ),
+        "duplicate_header": (
+            {"patients.csv": text.replace("enrollment_year", "Age", 1)},
+            ["patients.csv", "more than once", "`Age`"],
+        ),
+    }
+    for name, (files, fragments) in cases.items():
+        folder = _folder(tmp_path / name, **files)
+        _refused(folder, *fragments)
+    capsys.readouterr()
+
+
+def test_ragged_rows_name_their_spreadsheet_lines(tmp_path):
+    text = _csv(valid_tables()["patients"])
+    lines = text.splitlines()
+    lines[2] += ",extra"
+    folder = _folder(tmp_path, **{"patients.csv": "\n".join(lines) + "\n"})
+    error = _refused(folder, "patients.csv", "lines 3")
+    assert error.report.errors["line"].tolist() == [3]
+
+
+def test_a_table_in_two_formats_and_a_dangling_link_are_refused(tmp_path):
+    folder = _folder(tmp_path / "two")
+    valid_tables()["patients"].to_parquet(folder / "patients.parquet")
+    _refused(folder, "patients.csv", "patients.parquet", "keep one file per table")
+
+    folder = _folder(tmp_path / "link")
+    (folder / "sessions.csv").unlink()
+    (folder / "sessions.csv").symlink_to(folder / "nowhere.csv")
+    _refused(folder, "sessions.csv", "link to a file that does not exist")
+
+
+def test_a_nested_parquet_column_is_refused(tmp_path):
+    folder = _folder(tmp_path)
+    (folder / "patients.csv").unlink()
+    patients = valid_tables()["patients"][["patient_id", "route"]]
+    table = pa.table(
+        {
+            "patient_id": patients["patient_id"].tolist(),
+            "route": patients["route"].tolist(),
+            "scores": [[1, 2]] * len(patients),
+        }
+    )
+    pq.write_table(table, folder / "patients.parquet")
+    _refused(folder, "patients.parquet", "`scores`", "one plain value per cell")
+
+
+# ----------------------------------------------------------------------------- other formats
+
+
+def test_one_xlsx_workbook_per_table(tmp_path):
+    pytest.importorskip("openpyxl")
+    tables = valid_tables()
+    folder = tmp_path / "xlsx"
+    folder.mkdir()
+    for name, df in tables.items():
+        df.replace({None: ""}).to_excel(folder / f"{name}.xlsx", index=False)
+    cohort = load_cohort(folder)
+    expected = load_cohort(write_cohort(valid_cohort(), tmp_path / "csv"))
+    for name in tables:
+        pd.testing.assert_frame_equal(getattr(cohort, name), getattr(expected, name))
+
+
+def test_one_workbook_with_a_sheet_per_table(tmp_path):
+    pytest.importorskip("openpyxl")
+    tables = valid_tables()
+    folder = tmp_path / "book"
+    folder.mkdir()
+    with pd.ExcelWriter(folder / "clinic_export.xlsx") as writer:
+        for name, df in tables.items():
+            df.to_excel(writer, sheet_name=name.replace("_", " ").title(), index=False)
+    cohort = load_cohort(folder)
+    assert [len(getattr(cohort, t)) for t in tables] == [len(df) for df in tables.values()]
+    assert cohort.collected == tuple(tables)
+
+
+@pytest.mark.parametrize("ext", ["sav", "dta", "xpt"])
+def test_spss_stata_and_sas_transport_files_with_value_labels(tmp_path, ext):
+    pyreadstat = pytest.importorskip("pyreadstat")
+    tables = valid_tables()
+    folder = _folder(tmp_path)
+    (folder / "patients.csv").unlink()
+    patients = valid_cohort().patients[["patient_id", "age", "sex", "route"]].copy()
+    patients["age"] = patients["age"].astype(float)
+    if ext == "xpt":  # the transport format carries no value labels: text codes
+        patients["sex"] = patients["sex"].astype(object).fillna("")
+        patients.columns = [c.upper() for c in patients.columns]
+        pyreadstat.write_xport(patients, folder / "patients.xpt", file_format_version=8)
+        cohort = load_cohort(folder)
+        assert cohort.patients["route"].tolist() == tables["patients"]["route"].tolist()
+        renamed = cohort.findings[cohort.findings["check"] == "column_renamed"]
+        assert set(renamed["column"]) == {"patient_id", "age", "sex", "route"}
+        return
+    patients["sex"] = patients["sex"].map({"female": 1, "male": 2, "other": 3}).astype(float)
+    patients["route"] = patients["route"].map(
+        {"iv": 1, "im": 2, "intranasal": 3, "oral": 4, "sublingual": 5}
+    )
+    patients["route"] = patients["route"].astype(float)
+    labels = {
+        "sex": {1.0: "Female", 2.0: "Male", 3.0: "Other"},
+        "route": {1.0: "IV", 2.0: "IM", 3.0: "Intranasal", 4.0: "Oral", 5.0: "Sublingual"},
+    }
+    path = folder / f"patients.{ext}"
+    if ext == "sav":
+        pyreadstat.write_sav(patients, path, variable_value_labels=labels)
+    else:
+        pyreadstat.write_dta(patients, path, variable_value_labels=labels)
+    cohort = load_cohort(folder)
+    ages = valid_cohort().patients["age"].astype(float)
+    assert cohort.patients["age"].astype(float).tolist()[:3] == ages.tolist()[:3]
+    assert cohort.patients["sex"].tolist()[:3] == ["female", "male", "other"]
+    assert cohort.patients["route"].tolist() == tables["patients"]["route"].tolist()
+    assert "value_labels" in " ".join(cohort.findings["check"])
+
+
+def test_unlabelled_codes_are_refused_with_the_allowed_codes(tmp_path):
+    pyreadstat = pytest.importorskip("pyreadstat")
+    folder = _folder(tmp_path)
+    (folder / "patients.csv").unlink()
+    patients = valid_cohort().patients[["patient_id", "route"]].copy()
+    patients["route"] = 1.0
+    pyreadstat.write_sav(patients, folder / "patients.sav")
+    with pytest.raises(DataValidationError) as info:
+        load_cohort(folder)
+    assert set(info.value.failures["check"]) == {"one_of iv, im, intranasal, oral, sublingual"}
+
+
+def test_gad7_item_names_in_other_cases_are_scored(tmp_path):
+    tables = valid_tables()
+    upper = {c: c.replace("item_", "Item_") for c in GAD7.item_columns}
+    assessments = tables["assessments"].rename(columns={**upper, "total": "TOTAL"})
+    folder = _folder(tmp_path, **{"assessments.csv": _csv(assessments)})
+    cohort = load_cohort(folder)
+    assert not any(c.startswith("unscorable") for c in _checks(cohort.findings))
