@@ -10,6 +10,9 @@ The public API (``DESIGN.md``), re-exported from the modules that define it:
 - statistics: :func:`rate_table`, :func:`compare_rates`, :func:`effect_size`,
   :func:`effect_size_table`, :func:`fit_mmrm`, :func:`time_to_event`, :func:`kaplan_meier`,
   :func:`cronbach_alpha`, :func:`cohen_kappa`;
+- missing data: :func:`multiple_imputation`, :func:`rubin_rules`, :func:`pool_rates`,
+  :func:`pool_rate_differences`, :func:`pool_change_differences`,
+  :func:`conditional_mean_analysis`, :func:`tipping_point`, :func:`missing_data_sensitivity`;
 - safety: :func:`adverse_event_table`, :func:`blood_pressure_table`,
   :func:`dissociation_table`, :func:`dose_summary`;
 - reports: :func:`table_one`, :func:`run_reports`.
@@ -25,6 +28,16 @@ from analysis.effect_sizes import (
 )
 from analysis.endpoints import derive_endpoints, endpoint_accounting
 from analysis.instruments import GAD7, HAMA, Criteria, Instrument, score_items
+from analysis.missing_data import (
+    conditional_mean_analysis,
+    missing_data_sensitivity,
+    multiple_imputation,
+    pool_change_differences,
+    pool_rate_differences,
+    pool_rates,
+    rubin_rules,
+    tipping_point,
+)
 from analysis.mmrm import MMRMFitError, MMRMResult, fit_mmrm
 from analysis.rates import (
     adjust_pvalues,
@@ -81,6 +94,7 @@ __all__ = [
     "blood_pressure_table",
     "adjusted_compare_rates",
     "cohen_kappa",
+    "conditional_mean_analysis",
     "compare_rates",
     "compare_rates_stratified",
     "cronbach_alpha",
@@ -97,9 +111,15 @@ __all__ = [
     "load_cohort",
     "logrank_test",
     "median_time_to_event",
+    "missing_data_sensitivity",
+    "multiple_imputation",
     "newcombe_interval",
+    "pool_change_differences",
+    "pool_rate_differences",
+    "pool_rates",
     "proportion_ci",
     "rate_table",
+    "rubin_rules",
     "run_reports",
     "score_items",
     "suppress_small_cells",
@@ -107,6 +127,7 @@ __all__ = [
     "table_one",
     "time_to_event",
     "time_to_relapse",
+    "tipping_point",
     "validate",
     "validate_cohort",
     "write_cohort",

@@ -37,6 +37,9 @@ TABLES = {
             [("events", "n"), ("events_ref", "n_ref")],
         ),
         "week4_imputation_sensitivity": (["n", "events"], [("events", "n")]),
+        "week4_response_mi_route_vs_iv": (["n", "n_ref"], []),
+        "week4_response_tipping_point": (["n", "n_ref"], []),
+        "week4_response_tipping_point_grid": (["n", "n_ref"], []),
         "endpoint_accounting": (["assessments"], []),
         "gad7_severity_transitions_week4": (["patients"], []),
         "week4_response_subgroups": (
