@@ -12,8 +12,8 @@ BIN := $(VENV)/bin
 OUT ?= reports
 export MPLBACKEND := Agg
 
-.PHONY: install install-spark install-docs report test test-fast test-spark test-wheel docs \
-	lint format bench clean
+.PHONY: install install-spark install-docs report test test-fast test-spark test-wheel \
+	test-browser docs lint format bench clean
 
 $(VENV)/.installed: pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(0 if sys.version_info >= (3, 11) else "anxiety-outcomes needs Python 3.11 or newer; set PYTHON=python3.11")'
@@ -77,6 +77,13 @@ test-wheel: install
 docs: install-docs
 	$(BIN)/anxiety-outcomes report --out docs/_build/demo-reports
 	$(BIN)/python -m sphinx -W --keep-going -b html docs docs/_build/html
+
+## The rendered reports in a real browser: Debian's chromium, headless, driven by Playwright
+## (links, images, console errors, 1280 px width; screenshots in $(OUT)/screenshots).
+test-browser: install
+	command -v chromium >/dev/null || (apt-get update && apt-get install -y --no-install-recommends chromium)
+	$(BIN)/python -m pip install --quiet -e ".[test,browser]"
+	$(BIN)/python tests/browser/check_reports.py --out $(OUT)/browser --screenshots $(OUT)/screenshots
 
 lint: install
 	$(BIN)/ruff check .

@@ -115,6 +115,11 @@ def _parser() -> argparse.ArgumentParser:
         help="smallest count shown besides 0, at least 1 (default %(default)s: no cell of 1-10)",
     )
     report.add_argument("--quiet", action="store_true", help="no progress lines")
+    report.add_argument(
+        "--pdf",
+        action="store_true",
+        help="also print each report to PDF with headless Chromium (needs `chromium`)",
+    )
 
     validate = commands.add_parser(
         "validate",
@@ -295,7 +300,7 @@ def _report(args) -> int:
     except ValueError as error:
         raise UsageError(str(error)) from error
     try:
-        run_reports(
+        manifest = run_reports(
             args.data_dir,
             args.out,
             args.only,
@@ -314,6 +319,13 @@ def _report(args) -> int:
         raise
     except ValueError as error:  # a table file missing or unreadable as a cohort
         raise _InvalidData(str(error)) from error
+    if args.pdf:
+        from analysis.reports import export_pdf
+
+        try:
+            export_pdf(Path(args.out) / r["html"] for r in manifest["reports"])
+        except (FileNotFoundError, RuntimeError) as error:  # no chromium, or it failed
+            raise UsageError(f"--pdf: {error}") from error
     print(Path(args.out) / "index.html")
     return EXIT_OK
 

@@ -1,17 +1,27 @@
-"""Report figures (seaborn); every function returns a matplotlib ``Figure``.
+"""Report figures (seaborn/matplotlib); every function returns a matplotlib ``Figure``.
 
-Each figure draws a table made by :mod:`analysis.tables` as it is, so the figure shows
-the same (suppressed) numbers as the table next to it: a blanked cell is drawn as a grey
-"X" with a "suppressed (small cell)" legend entry (:func:`mark_suppressed`), never as a
-gap that reads as zero, and a panel left empty by suppression says so (:func:`say_empty`).
+Design contract:
 
-Figures are made with ``matplotlib.figure.Figure``, not ``pyplot``: nothing is registered
-in pyplot's global state, so a notebook shows a returned figure once (as the cell's
-value) and a batch job does not accumulate open figures.
+- A cell blanked by disclosure control is drawn as a grey "X" with a "suppressed (small
+  cell)" legend entry (:func:`mark_suppressed`), never as a gap that reads as zero, and a
+  panel left empty by suppression says so (:func:`say_empty`).
+
+- Each figure draws a table made by :mod:`analysis.tables`, :mod:`analysis.rates` or
+  :mod:`analysis.safety` as it is, so the figure shows the same (suppressed) numbers as
+  the table next to it. A cell blanked by small-cell suppression is never drawn as a
+  value: it is labelled "suppressed" where its mark would be (:func:`_mark_suppressed`,
+  the one place that does it).
+- Figures are :class:`ReportFigure` objects made without ``pyplot``: nothing is
+  registered in pyplot's global state (a batch job does not accumulate open figures)
+  and the figure displays itself in Jupyter through ``_repr_png_``, so a returned figure
+  shows as an image in a fresh notebook without ``%matplotlib inline``.
+- All the package's figures live here (the safety figures included; their old names in
+  :mod:`analysis.safety` still work, with a ``DeprecationWarning``).
 """
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 
 import numpy as np
@@ -21,16 +31,27 @@ from matplotlib.figure import Figure
 
 from analysis._utils import check_columns, to_float_array
 from analysis.endpoints import make_schedule
+from analysis.safety import _AE_COLUMNS, _BP_COLUMNS, _CADSS_COLUMNS, NOT_COLLECTED
 
 __all__ = [
+    "ReportFigure",
+    "plot_adverse_events",
+    "plot_blood_pressure",
     "plot_change_trajectory",
     "plot_completeness",
     "plot_cumulative_incidence",
+    "plot_dissociation",
     "plot_effect_sizes",
+    "plot_exposure_response",
+    "plot_forest",
     "plot_item_missingness",
+    "plot_mean_trajectories",
+    "plot_patient_flow",
     "plot_rates",
     "mark_suppressed",
     "say_empty",
+    "plot_severity_transitions",
+    "plot_waterfall",
 ]
 
 #: Label drawn where a table cell was blanked by small-cell suppression (no bar).
@@ -64,7 +85,50 @@ def say_empty(ax, text: str = EMPTY_PANEL_TEXT) -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.3")
 
 
-def plot_completeness(table: pd.DataFrame) -> Figure:
+class ReportFigure(Figure):
+    """A matplotlib Figure that Jupyter displays as a PNG image.
+
+    IPython shows an object through its ``_repr_png_`` method when no display formatter
+    is registered for it, which is the case for a Figure made without ``pyplot`` in a
+    kernel where ``%matplotlib inline`` was never run.
+
+    Examples
+    --------
+    >>> fig = ReportFigure(figsize=(2, 1))
+    >>> _ = fig.subplots()
+    >>> fig._repr_png_()[:8] == b"\\x89PNG\\r\\n\\x1a\\n"
+    True
+    """
+
+    def _repr_png_(self) -> bytes:
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        return buffer.getvalue()
+
+
+def _mark_suppressed(
+    ax, x: float, y: float, *, horizontal: bool = False, centered: bool = False
+) -> None:
+    """Write "suppressed" at a blanked cell's place (the one rule of every figure).
+
+    Vertical above ``(x, y)`` by default (a missing bar); ``horizontal`` starts at ``x``
+    (a missing horizontal bar); ``centered`` sits on ``(x, y)`` over what is behind it
+    (a missing point of a forest plot).
+    """
+    ax.text(
+        x,
+        y,
+        _SUPPRESSED,
+        rotation=0 if horizontal or centered else 90,
+        ha="center" if centered or not horizontal else "left",
+        va="center" if horizontal or centered else "bottom",
+        fontsize=8,
+        color="0.4",
+        backgroundcolor="white" if centered else "none",
+    )
+
+
+def plot_completeness(table: pd.DataFrame, *, human_labels: bool = False) -> Figure:
     """Bar chart of the percent of expected patients assessed at each visit.
 
     Parameters
@@ -72,6 +136,8 @@ def plot_completeness(table: pd.DataFrame) -> Figure:
     table : DataFrame
         Output of :func:`analysis.tables.completeness_table` (``instrument, visit,
         percent``); visits are drawn in the table's order.
+    human_labels : bool
+        Label visits and instruments as :func:`analysis.formatting.label` does.
 
     Returns
     -------
@@ -81,7 +147,7 @@ def plot_completeness(table: pd.DataFrame) -> Figure:
     """
     check_columns(table, ["instrument", "visit", "percent"], "completeness")
     data = table.assign(percent=pd.to_numeric(table["percent"], errors="coerce").astype(float))
-    fig = Figure(figsize=(8, 4), layout="constrained")
+    fig = ReportFigure(figsize=(8, 4), layout="constrained")
     ax = fig.subplots()
     sns.barplot(
         data=data,
@@ -103,13 +169,15 @@ def plot_completeness(table: pd.DataFrame) -> Figure:
     hidden_x = []
     for row in data.loc[data["percent"].isna()].itertuples(index=False):
         x = visits.index(row.visit) - 0.4 + width * (instruments.index(row.instrument) + 0.5)
-        ax.text(x, 4, _SUPPRESSED, rotation=90, ha="center", va="bottom", fontsize=8, color="0.4")
+        _mark_suppressed(ax, x, 1)
         hidden_x.append(x)
     mark_suppressed(ax, hidden_x, np.zeros(len(hidden_x)))
     if data["percent"].notna().sum() == 0:
         say_empty(ax)
     ax.set(xlabel="Visit", ylabel="Patients assessed (% of expected)", ylim=(0, 100))
     ax.legend(title="Instrument", loc="upper right")
+    if human_labels:
+        _relabel(fig, {"visit": "visit", "legend": "instrument"})
     return fig
 
 
@@ -131,7 +199,7 @@ def plot_item_missingness(table: pd.DataFrame) -> Figure:
     check_columns(table, ["instrument", "item", "label", "percent"], "item_missingness")
     instruments = list(dict.fromkeys(table["instrument"]))
     heights = [max(2.0, 0.3 * (table["instrument"] == i).sum()) for i in instruments]
-    fig = Figure(figsize=(8, sum(heights) + 1), layout="constrained")
+    fig = ReportFigure(figsize=(8, sum(heights) + 1), layout="constrained")
     axes = fig.subplots(len(instruments), 1, height_ratios=heights, squeeze=False)
     top = max(5.0, float(pd.to_numeric(table["percent"], errors="coerce").max() or 0) * 1.1)
     for ax, instrument in zip(axes[:, 0], instruments, strict=True):
@@ -150,7 +218,7 @@ def plot_item_missingness(table: pd.DataFrame) -> Figure:
         hidden_y = []
         for y, value in enumerate(pd.to_numeric(rows["percent"], errors="coerce")):
             if pd.isna(value):
-                ax.text(top / 40, y, _SUPPRESSED, va="center", fontsize=8, color="0.4")
+                _mark_suppressed(ax, top / 100, y, horizontal=True)
                 hidden_y.append(y)
         mark_suppressed(ax, np.zeros(len(hidden_y)), hidden_y)
         if hidden_y:
@@ -173,7 +241,7 @@ def _levels(table: pd.DataFrame, column: str | None) -> list:
 
 
 def _panels(n: int, width: float = 5.0, height: float = 3.8) -> tuple[Figure, np.ndarray]:
-    fig = Figure(figsize=(width * n + 1, height), layout="constrained")
+    fig = ReportFigure(figsize=(width * n + 1, height), layout="constrained")
     return fig, fig.subplots(1, n, squeeze=False, sharey=True)[0]
 
 
@@ -211,6 +279,7 @@ def plot_rates(
     col: str | None = "instrument",
     value: str = "rate",
     ylabel: str = "Patients meeting the outcome (%)",
+    human_labels: bool = False,
 ) -> Figure:
     """Rates (with their intervals) over the visits, one line per ``hue`` level.
 
@@ -228,6 +297,9 @@ def plot_rates(
         The rate column (``"rate"``).
     ylabel : str
         Label of the y axis.
+    human_labels : bool
+        Label visits, panels and lines with :func:`analysis.formatting.label`
+        ("Week 4", "GAD-7", "IV ketamine") instead of the table's values.
 
     Returns
     -------
@@ -244,10 +316,20 @@ def plot_rates(
         _dodged_lines(ax, rows, hue, lines, "visit", visits, value=value, scale=100)
         if pd.to_numeric(rows[value], errors="coerce").notna().sum() == 0:
             say_empty(ax)
-        ax.set_xticks(range(len(visits)), visits)
-        ax.set(title=panel or "", xlabel="Visit", ylim=(0, 100))
+        ticks = [_label(v, "visit") for v in visits] if human_labels else visits
+        ax.set_xticks(range(len(visits)), ticks)
+        title = _label(panel, col) if human_labels and panel else panel or ""
+        ax.set(title=title, xlabel="Visit", ylim=(0, 100))
     axes[0].set_ylabel(ylabel)
-    if hue is not None or SUPPRESSED_LABEL in axes[-1].get_legend_handles_labels()[1]:
+    if hue is not None and human_labels:
+        handles, names = axes[-1].get_legend_handles_labels()
+        axes[-1].legend(
+            handles,
+            [n if n == SUPPRESSED_LABEL else _label(n, hue) for n in names],
+            title=_label(hue, "column"),
+            fontsize="small",
+        )
+    elif hue is not None or SUPPRESSED_LABEL in axes[-1].get_legend_handles_labels()[1]:
         axes[-1].legend(title=hue, fontsize="small")
     return fig
 
@@ -259,6 +341,7 @@ def plot_change_trajectory(
     visit: str = "visit",
     col: str | None = None,
     ylabel: str = "Change from baseline (points)",
+    human_labels: bool = False,
 ) -> Figure:
     """Mean change from baseline over the visits with intervals, one line per group.
 
@@ -275,6 +358,8 @@ def plot_change_trajectory(
         Column with one panel per level (e.g. ``"instrument"``).
     ylabel : str
         Label of the y axis.
+    human_labels : bool
+        Label visits, panels and lines as :func:`analysis.formatting.label` does.
 
     Returns
     -------
@@ -297,7 +382,23 @@ def plot_change_trajectory(
     axes[0].set_ylabel(ylabel)
     if group is not None or SUPPRESSED_LABEL in axes[-1].get_legend_handles_labels()[1]:
         axes[-1].legend(title=group, fontsize="small")
+    if human_labels:
+        _relabel(fig, {"visit": "visit", "title": col, "legend": group})
     return fig
+
+
+def _relabel(fig: Figure, kinds: dict) -> None:
+    """Replace the machine names on a figure's ticks, titles and legend by their labels."""
+    for ax in fig.axes:
+        ticks = ax.get_xticks()
+        ax.set_xticks(ticks, [_label(t.get_text(), kinds["visit"]) for t in ax.get_xticklabels()])
+        if ax.get_title():
+            ax.set_title(_label(ax.get_title(), kinds.get("title")))
+        legend = ax.get_legend()
+        if legend is not None:
+            for text in legend.get_texts():
+                text.set_text(_label(text.get_text(), kinds.get("legend")))
+            legend.set_title(_label(legend.get_title().get_text(), "column"))
 
 
 def plot_cumulative_incidence(
@@ -341,7 +442,7 @@ def plot_cumulative_incidence(
     """
     check_columns(km, ["time", "survival", "ci_low", "ci_high"], "kaplan_meier")
     group = group if group is not None and group in km.columns else None
-    fig = Figure(figsize=(8, 4.5), layout="constrained")
+    fig = ReportFigure(figsize=(8, 4.5), layout="constrained")
     ax = fig.subplots()
     from analysis.disclosure import check_min_cell, suppress_survival_curve
 
@@ -405,7 +506,7 @@ def plot_effect_sizes(
     check_columns(table, [x, "estimate", "ci_low", "ci_high"], "effect_size_table")
     order = _visit_order(table[x]) if x == "visit" else _levels(table, x)
     lines = _levels(table, hue)
-    fig = Figure(figsize=(8, 4), layout="constrained")
+    fig = ReportFigure(figsize=(8, 4), layout="constrained")
     ax = fig.subplots()
     _dodged_lines(ax, table, hue, lines, x, order)
     for value in reference_lines:
@@ -416,4 +517,598 @@ def plot_effect_sizes(
     ax.set(xlabel=x.replace("_", " ").capitalize(), ylabel="Effect size (95% CI)")
     if hue is not None:
         ax.legend(title=hue, fontsize="small")
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# safety figures (tables of analysis.safety)
+
+
+def _message_figure(table: pd.DataFrame) -> Figure:
+    """A figure that says why there is nothing to draw (a table not collected, or empty)."""
+    fig = ReportFigure(figsize=(8, 1.5), layout="constrained")
+    ax = fig.subplots()
+    missing = table.attrs.get("not_collected")
+    text = f"{missing.replace('_', ' ')}: {NOT_COLLECTED}" if missing else "no data to show"
+    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
+    ax.set_axis_off()
+    return fig
+
+
+def _hue(table: pd.DataFrame, known: Sequence[str]) -> str | None:
+    """The grouping column of a safety table: its first column not produced by us."""
+    extra = [c for c in table.columns if c not in known]
+    return extra[0] if extra else None
+
+
+def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = None) -> Figure:
+    """Horizontal bars of the percent of patients with each adverse event, by group.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`analysis.safety.adverse_event_table` (its first ``by`` column colours the bars);
+        suppressed cells have no bar.
+    terms : sequence of str, optional
+        Terms to draw, in this order; default every term of the table.
+
+    Returns
+    -------
+    Figure
+        One axes: terms on y, percent of treated patients on x.
+    """
+    check_columns(table, ["term", "percent"], "adverse_event_table")
+    if table.empty:
+        return _message_figure(table)
+    hue = _hue(table, _AE_COLUMNS)
+    order = list(dict.fromkeys(table["term"])) if terms is None else list(terms)
+    data = table[table["term"].isin(order)].assign(
+        percent=pd.to_numeric(table["percent"], errors="coerce").astype(float)
+    )
+    bars = len(order) * (data[hue].nunique() if hue else 1)
+    fig = ReportFigure(figsize=(8, min(12.0, max(3.0, 1.0 + 0.12 * bars))), layout="constrained")
+    ax = fig.subplots()
+    sns.barplot(data=data, y="term", x="percent", hue=hue, order=order, errorbar=None, ax=ax)
+    # A suppressed cell is drawn as a marker with a legend entry, never as an empty bar
+    # that reads as zero.
+    levels = list(dict.fromkeys(data[hue].astype(str))) if hue else [None]
+    width = 0.8 / len(levels)
+    hidden = data[data["percent"].isna()]
+    ys = [
+        order.index(t) - 0.4 + width * ((levels.index(str(h)) if hue else 0) + 0.5)
+        for t, h in zip(hidden["term"], hidden[hue] if hue else hidden["term"], strict=True)
+    ]
+    mark_suppressed(ax, np.zeros(len(ys)), ys)
+    if len(data) and data["percent"].notna().sum() == 0:
+        say_empty(ax)
+    ax.set(xlabel="Patients with the event (% of treated)", ylabel="")
+    if hue or len(ys):
+        ax.legend(title=hue, loc="lower right")
+    return fig
+
+
+def plot_blood_pressure(table: pd.DataFrame) -> Figure:
+    """Mean rise in SBP and DBP (peak - pre) with its interval, by group.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`analysis.safety.blood_pressure_table` (its first ``by`` column is the x axis).
+
+    Returns
+    -------
+    Figure
+        One axes: groups on x, mean change (mmHg) with error bars, one colour per
+        pressure.
+    """
+    check_columns(table, ["measure", "change_mean", "change_ci_low", "change_ci_high"], "bp")
+    if table.empty:
+        return _message_figure(table)
+    x = _hue(table, _BP_COLUMNS)
+    data = table[table["measure"].isin(["sbp", "dbp"])].reset_index(drop=True)
+    labels = data[x].astype(str).to_numpy() if x else np.full(len(data), "all")
+    levels = list(dict.fromkeys(labels))
+    fig = ReportFigure(figsize=(8, 4), layout="constrained")
+    ax = fig.subplots()
+    for k, (measure, label) in enumerate((("sbp", "Systolic"), ("dbp", "Diastolic"))):
+        rows = data["measure"].eq(measure).to_numpy()
+        pos = np.array([levels.index(v) for v in labels[rows]]) + (k - 0.5) * 0.25
+        mean = pd.to_numeric(data.loc[rows, "change_mean"]).astype(float).to_numpy()
+        low = pd.to_numeric(data.loc[rows, "change_ci_low"]).astype(float).to_numpy()
+        high = pd.to_numeric(data.loc[rows, "change_ci_high"]).astype(float).to_numpy()
+        ax.errorbar(
+            pos,
+            mean,
+            yerr=[mean - low, high - mean],
+            fmt="o",
+            capsize=4,
+            label=label,
+            color=f"C{k}",
+        )
+        mark_suppressed(ax, pos[np.isnan(mean)], np.zeros(int(np.isnan(mean).sum())))
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set_xticks(range(len(levels)), levels)
+    ax.set(xlabel=x or "", ylabel="Peak - pre-dose (mmHg), mean and 95% CI")
+    ax.legend(loc="upper right")
+    return fig
+
+
+def plot_dissociation(table: pd.DataFrame, *, x: str | None = None) -> Figure:
+    """Median CADSS total with its interquartile range, by group (and over ``x``).
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`analysis.safety.dissociation_table`.
+    x : str, optional
+        A ``by`` column for the x axis (e.g. ``"session_number"``); the other ``by``
+        column colours the lines. Default: the first ``by`` column on x.
+
+    Returns
+    -------
+    Figure
+        One axes: median (points) and IQR (bars) of the CADSS total per session.
+    """
+    check_columns(table, ["median", "q1", "q3"], "dissociation_table")
+    if table.empty:
+        return _message_figure(table)
+    groups = [c for c in table.columns if c not in _CADSS_COLUMNS]
+    x = x if x is not None else (groups[0] if groups else None)
+    hue = next((c for c in groups if c != x), None)
+    fig = ReportFigure(figsize=(8, 4), layout="constrained")
+    ax = fig.subplots()
+    parts = table.groupby(hue, sort=False, dropna=False) if hue else [(None, table)]
+    for k, (level, rows) in enumerate(parts):
+        if x is None:
+            xs = np.array(["all"])
+        elif pd.api.types.is_numeric_dtype(rows[x].dtype):
+            xs = pd.to_numeric(rows[x]).astype(float).to_numpy()
+        else:
+            xs = rows[x].astype(str).to_numpy()
+        med = pd.to_numeric(rows["median"]).astype(float).to_numpy()
+        q1 = pd.to_numeric(rows["q1"]).astype(float).to_numpy()
+        q3 = pd.to_numeric(rows["q3"]).astype(float).to_numpy()
+        ax.errorbar(
+            xs,
+            med,
+            yerr=[med - q1, q3 - med],
+            fmt="o-" if hue else "o",
+            capsize=3,
+            color=f"C{k % 10}",
+            label=None if level is None else str(level),
+        )
+        if pd.api.types.is_numeric_dtype(np.asarray(xs).dtype):
+            mark_suppressed(ax, xs[np.isnan(med)], np.zeros(int(np.isnan(med).sum())))
+    ax.set(xlabel=x or "", ylabel="CADSS total, median and IQR")
+    if hue:
+        ax.legend(title=hue)
+    return fig
+
+
+# --------------------------------------------------------------------------------------
+# outcome figures of the publication reports
+
+
+def _label(value, kind: str | None = None) -> str:
+    from analysis.formatting import label
+
+    return label(value, kind)
+
+
+def plot_patient_flow(table: pd.DataFrame, *, instrument: str = "GAD7") -> Figure:
+    """CONSORT-style flow of patients, one box per stage, arrows between them.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`analysis.tables.patient_flow` (``stage, visit, patients,
+        percent``).
+    instrument : str
+        The scale the flow follows (for the box texts).
+
+    Returns
+    -------
+    Figure
+        Boxes top to bottom: treated, with a baseline, with a post-baseline visit, then
+        one row of boxes "observed at <visit>" (n and % of treated); a suppressed count
+        reads "suppressed".
+    """
+    check_columns(table, ["stage", "visit", "patients", "percent"], "patient_flow")
+    name = _label(instrument, "instrument")
+    texts = {
+        "treated": "Treated with ketamine",
+        "baseline": f"With a {name} baseline",
+        "post_baseline": f"With a post-baseline {name}",
+    }
+
+    def count(row) -> str:
+        if pd.isna(row.patients):
+            return _SUPPRESSED
+        return f"n = {int(row.patients)} ({float(row.percent):.1f}%)"
+
+    main = table[table["stage"] != "visit"]
+    visits = table[table["stage"] == "visit"]
+    fig = ReportFigure(figsize=(10, 5.2), layout="constrained")
+    ax = fig.subplots()
+    ax.set(xlim=(0, 10), ylim=(0, 10))
+    ax.axis("off")
+    box = {"boxstyle": "round,pad=0.5", "facecolor": "#eef3f8", "edgecolor": "#34495e"}
+    ys = [9.0, 7.2, 5.4][: len(main)]
+    for y, row in zip(ys, main.itertuples(index=False), strict=True):
+        ax.text(
+            5,
+            y,
+            f"{texts.get(row.stage, row.stage)}\n{count(row)}",
+            ha="center",
+            va="center",
+            fontsize=10,
+            bbox=box,
+        )
+    for upper, lower in zip(ys[:-1], ys[1:], strict=True):
+        ax.annotate(
+            "",
+            xy=(5, lower + 0.65),
+            xytext=(5, upper - 0.65),
+            arrowprops={"arrowstyle": "->", "color": "#34495e"},
+        )
+    if len(visits):
+        xs = np.linspace(0.9, 9.1, len(visits))
+        for x, row in zip(xs, visits.itertuples(index=False), strict=True):
+            ax.text(
+                x,
+                2.2,
+                f"{_label(row.visit, 'visit')}\n{count(row).replace(' (', chr(10) + '(')}",
+                ha="center",
+                va="center",
+                fontsize=9,
+                bbox=box,
+            )
+            ax.annotate(
+                "",
+                xy=(x, 3.1),
+                xytext=(5, ys[-1] - 0.65),
+                arrowprops={"arrowstyle": "->", "color": "0.6"},
+            )
+        ax.text(
+            5, 0.6, "Observed at each visit (% of treated)", ha="center", fontsize=9, color="0.3"
+        )
+    return fig
+
+
+def plot_waterfall(
+    endpoints: pd.DataFrame,
+    *,
+    instrument: str = "GAD7",
+    visit: str = "week4",
+    group: str | None = "route",
+    min_cell: int | None = None,
+) -> Figure:
+    """Waterfall of each patient's percent change from baseline at one visit.
+
+    Parameters
+    ----------
+    endpoints : DataFrame
+        Endpoint rows (``instrument, visit, pct_change``, and ``group``).
+    instrument, visit : str
+        The scale and the visit (default GAD-7 at week 4, the primary visit).
+    group : str or None
+        Colour of the bars (default ``"route"``).
+    min_cell : int, optional
+        A group of fewer than ``min_cell`` patients is not drawn (its bars would show
+        single patients); the legend says "suppressed".
+
+    Returns
+    -------
+    Figure
+        One bar per patient with an observed value, sorted from the largest worsening
+        (left) to the largest improvement (right); dashed lines at -25% (partial
+        response) and -50% (response).
+    """
+    check_columns(endpoints, ["instrument", "visit", "pct_change"], "endpoints")
+    rows = endpoints[
+        (endpoints["instrument"] == instrument).fillna(False).to_numpy(dtype=bool)
+        & (endpoints["visit"].astype(str) == visit).to_numpy(dtype=bool)
+    ]
+    if "imputed" in rows.columns:
+        rows = rows[~rows["imputed"].fillna(False).astype(bool).to_numpy()]
+    rows = rows.assign(_y=to_float_array(rows["pct_change"]))
+    rows = rows[np.isfinite(rows["_y"].to_numpy())]
+    hidden = []
+    if group is not None and min_cell is not None:
+        sizes = rows.groupby(group)["_y"].transform("size")
+        hidden = sorted(rows.loc[sizes < min_cell, group].astype(str).unique())
+        rows = rows[(sizes >= min_cell).to_numpy()]
+    rows = rows.sort_values("_y", ascending=False, kind="stable").reset_index(drop=True)
+    fig = ReportFigure(figsize=(10, 4.5), layout="constrained")
+    ax = fig.subplots()
+    levels = _levels(rows, group) if len(rows) else []
+    for k, level in enumerate(levels):
+        sub = rows if level is None else rows[rows[group].astype(str) == level]
+        ax.bar(
+            sub.index,
+            sub["_y"],
+            width=1.0,
+            color=f"C{k % 10}",
+            label=None if level is None else _label(level, group),
+        )
+    for level in hidden:
+        ax.bar([], [], color="none", label=f"{_label(level, group)}: {_SUPPRESSED}")
+    for y, text in ((-50, "response"), (-25, "partial response")):
+        ax.axhline(y, color="0.3", linestyle="--", linewidth=0.8)
+        ax.text(0, y - 1.5, f" {text}", va="top", fontsize=8, color="0.3")
+    ax.axhline(0, color="0.3", linewidth=0.8)
+    ax.set(
+        xlabel=f"Patients ({len(rows)}), sorted by change",
+        ylabel="Change from baseline (%)",
+        title=f"{_label(instrument, 'instrument')} at {_label(visit, 'visit')}",
+        xticks=[],
+        ylim=(-105, max(105.0, float(rows["_y"].max()) + 5 if len(rows) else 105.0)),
+    )
+    if group is not None and (levels or hidden):
+        ax.legend(title=_label(group, "column"), fontsize="small", loc="upper right")
+    return fig
+
+
+def plot_severity_transitions(table: pd.DataFrame, *, title: str | None = None) -> Figure:
+    """Stacked bars: severity band at the visit, for each severity band at baseline.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`analysis.tables.severity_transitions` (``baseline_severity,
+        severity, patients, percent``).
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    Figure
+        One bar per baseline band (100% = its patients seen at the visit), stacked by
+        the band at the visit, mildest at the bottom; a suppressed segment is left out
+        and the bar says "suppressed".
+    """
+    check_columns(
+        table, ["baseline_severity", "severity", "patients", "percent"], "severity_transitions"
+    )
+    bands = list(dict.fromkeys(table["severity"].astype(str)))
+    baselines = list(dict.fromkeys(table["baseline_severity"].astype(str)))
+    colours = sns.color_palette("RdYlGn_r", len(bands))
+    fig = ReportFigure(figsize=(8, 4.5), layout="constrained")
+    ax = fig.subplots()
+    bottom = np.zeros(len(baselines))
+    percent = table.assign(_p=to_float_array(table["percent"]))
+    for colour, band in zip(colours, bands, strict=True):
+        rows = percent[percent["severity"].astype(str) == band].set_index("baseline_severity")
+        values = rows["_p"].reindex(baselines).to_numpy(dtype=float)
+        heights = np.nan_to_num(values)
+        ax.bar(
+            range(len(baselines)),
+            heights,
+            bottom=bottom,
+            color=colour,
+            label=_label(band, "severity"),
+            edgecolor="white",
+        )
+        for x, (h, b) in enumerate(zip(heights, bottom, strict=True)):
+            if h >= 6:
+                ax.text(x, b + h / 2, f"{h:.0f}%", ha="center", va="center", fontsize=8)
+        bottom += heights
+    suppressed = percent.groupby("baseline_severity", sort=False)["_p"].apply(
+        lambda p: p.isna().any()
+    )
+    for x, base in enumerate(baselines):
+        if suppressed.get(base, False):
+            _mark_suppressed(ax, x, min(bottom[x], 100) + 1)
+    labels = [_label(b, "severity") for b in baselines]
+    ax.set_xticks(range(len(baselines)), labels)
+    ax.set(xlabel="Severity at baseline", ylabel="Patients (% of the baseline band)", ylim=(0, 118))
+    if title:
+        ax.set_title(title)
+    ax.legend(
+        title="Severity at the visit", fontsize="small", loc="upper left", bbox_to_anchor=(1, 1)
+    )
+    return fig
+
+
+def plot_forest(
+    table: pd.DataFrame, *, outcome: str = "response", title: str | None = None
+) -> Figure:
+    """Forest plot of risk differences (percentage points) with 95% CIs and adjusted p.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`analysis.tables.subgroup_comparisons` (``subgroup, group,
+        reference, risk_difference, rd_ci_low, rd_ci_high`` and ``p_adjusted`` or
+        ``p_value``), or of :func:`analysis.compare_rates` (no ``subgroup``).
+    outcome : str
+        The outcome compared (axis label).
+    title : str, optional
+        Axes title.
+
+    Returns
+    -------
+    Figure
+        One row per comparison ("Primary diagnosis: PTSD vs GAD"), the difference as a
+        square with its interval, a line at 0, and the (adjusted) p-value at the right;
+        a suppressed comparison reads "suppressed".
+    """
+    check_columns(
+        table, ["group", "reference", "risk_difference", "rd_ci_low", "rd_ci_high"], "compare_rates"
+    )
+    from analysis.formatting import format_p
+
+    p_column = "p_adjusted" if "p_adjusted" in table.columns else "p_value"
+    n = len(table)
+    fig = ReportFigure(figsize=(9, 1.2 + 0.38 * max(n, 1)), layout="constrained")
+    ax = fig.subplots()
+    est = 100 * to_float_array(table["risk_difference"])
+    low = 100 * to_float_array(table["rd_ci_low"])
+    high = 100 * to_float_array(table["rd_ci_high"])
+    ys = np.arange(n)[::-1]
+    labels = []
+    for row in table.itertuples(index=False):
+        kind = getattr(row, "subgroup", None)
+        text = f"{_label(row.group, kind)} vs {_label(row.reference, kind)}"
+        labels.append(f"{_label(kind, 'variable')}: {text}" if kind else text)
+    shown = np.isfinite(est)
+    ax.errorbar(
+        est[shown],
+        ys[shown],
+        xerr=[est[shown] - low[shown], high[shown] - est[shown]],
+        fmt="s",
+        color="#34495e",
+        capsize=3,
+    )
+    right = np.nanmax(np.abs(np.concatenate([low, high, [10.0]])))
+    right = float(np.ceil(right / 10) * 10)
+    for y, ok, p in zip(ys, shown, table.get(p_column, pd.Series([np.nan] * n)), strict=True):
+        if not ok:
+            _mark_suppressed(ax, 0, y, centered=True)
+        else:
+            ax.text(right * 1.05, y, format_p(p), va="center", fontsize=8)
+    ax.text(
+        right * 1.05,
+        n - 0.3,
+        "adj. p" if p_column == "p_adjusted" else "p",
+        fontsize=8,
+        fontweight="bold",
+    )
+    ax.axvline(0, color="0.4", linewidth=0.8)
+    ax.set_yticks(ys, labels)
+    ax.set(
+        xlim=(-right, right * 1.25),
+        ylim=(-0.7, n - 0.1),
+        xlabel=f"{_label(outcome, 'outcome')}: risk difference, % points (95% CI)",
+    )
+    if title:
+        ax.set_title(title)
+    return fig
+
+
+def plot_mean_trajectories(
+    table: pd.DataFrame,
+    *,
+    group: str | None = "route",
+    col: str | None = "instrument",
+    ylabel: str = "Mean score (95% CI)",
+) -> Figure:
+    """Mean score over the visits with a shaded 95% CI band, one line per group.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`analysis.tables.mean_scores` (``visit, mean, ci_low, ci_high``
+        and the ``group``/``col`` columns).
+    group : str or None
+        One line per level (default ``"route"``).
+    col : str or None
+        One panel per level (default ``"instrument"``), each with its own y axis.
+    ylabel : str
+        Label of the y axis.
+
+    Returns
+    -------
+    Figure
+        Visits on x in schedule order; a suppressed cell breaks its line and is marked.
+    """
+    check_columns(table, ["visit", "mean", "ci_low", "ci_high"], "mean_scores")
+    visits = _visit_order(table["visit"])
+    panels = _levels(table, col)
+    lines = _levels(table, group)
+    fig = ReportFigure(figsize=(6.0 * len(panels) + 1, 4.2), layout="constrained")
+    axes = fig.subplots(1, len(panels), squeeze=False)[0]
+    for ax, panel in zip(axes, panels, strict=True):
+        rows = table if panel is None else table[table[col].astype(str) == panel]
+        for k, line in enumerate(lines):
+            sub = rows if line is None else rows[rows[group].astype(str) == line]
+            x = sub["visit"].astype(str).map(visits.index).to_numpy(dtype=float)
+            order = np.argsort(x)
+            x, sub = x[order], sub.iloc[order]
+            mean = to_float_array(sub["mean"])
+            colour = f"C{k % 10}"
+            ax.plot(
+                x, mean, "o-", color=colour, label=None if line is None else _label(line, group)
+            )
+            ax.fill_between(
+                x,
+                to_float_array(sub["ci_low"]),
+                to_float_array(sub["ci_high"]),
+                color=colour,
+                alpha=0.15,
+            )
+            for xi in x[~np.isfinite(mean)]:
+                _mark_suppressed(ax, xi, np.nanmin(to_float_array(rows["ci_low"])))
+        ax.set_xticks(range(len(visits)), [_label(v, "visit") for v in visits])
+        ax.set(title=_label(panel, "instrument") if panel else "", xlabel="Visit")
+        ax.set_ylabel(ylabel)
+    if group is not None:
+        axes[-1].legend(
+            title=_label(group, "column"),
+            fontsize="small",
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1),
+        )
+    return fig
+
+
+def plot_exposure_response(
+    table: pd.DataFrame,
+    x: str,
+    *,
+    hue: str | None = "outcome",
+    xlabel: str | None = None,
+    ylabel: str = "Patients (%) with 95% CI",
+    title: str | None = None,
+) -> Figure:
+    """Rates (with intervals) across ordered exposure groups: dose, sessions, phase.
+
+    Parameters
+    ----------
+    table : DataFrame
+        Output of :func:`analysis.tables.outcome_rates` or :func:`analysis.rate_table`
+        with ``x`` among its ``by`` columns (rates on the 0-1 scale).
+    x : str
+        The exposure column (e.g. ``"dose_band"``, ``"sessions_band"``,
+        ``"maintenance"``), drawn in table order.
+    hue : str or None
+        One line per level (default ``"outcome"``: response and anxiety worsening).
+    xlabel, ylabel, title : str, optional
+        Labels.
+
+    Returns
+    -------
+    Figure
+        Percent (0-100) on y; a suppressed cell is a gap marked "suppressed".
+    """
+    check_columns(table, [x, "rate", "ci_low", "ci_high"], "rate_table")
+    table = table[table[x].notna().to_numpy()]
+    if isinstance(table[x].dtype, pd.CategoricalDtype):
+        present = set(table[x].astype(str))
+        order = [str(c) for c in table[x].cat.categories if str(c) in present]
+    else:
+        order = list(dict.fromkeys(table[x].astype(str)))
+    lines = _levels(table, hue)
+    fig = ReportFigure(figsize=(8, 4.2), layout="constrained")
+    ax = fig.subplots()
+    _dodged_lines(ax, table, hue, lines, x, order, value="rate", scale=100)
+    width = 0.3 / max(1, len(lines))
+    for k, line in enumerate(lines):
+        sub = table if line is None else table[table[hue].astype(str) == line]
+        for value, rate in zip(sub[x].astype(str), to_float_array(sub["rate"]), strict=True):
+            if not np.isfinite(rate):
+                _mark_suppressed(ax, order.index(value) + (k - (len(lines) - 1) / 2) * width, 4)
+    handles, labels = ax.get_legend_handles_labels()
+    ax.set_xticks(
+        range(len(order)),
+        [
+            _label(v) if v not in ("True", "False") else ("Yes" if v == "True" else "No")
+            for v in order
+        ],
+    )
+    ax.set(xlabel=xlabel or _label(x, "column"), ylabel=ylabel, ylim=(0, 100))
+    if title:
+        ax.set_title(title)
+    if hue is not None:
+        ax.legend(handles, [_label(v, hue) for v in labels], fontsize="small")
     return fig

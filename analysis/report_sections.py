@@ -377,7 +377,7 @@ class ReportMMRM:
             section(f"{self.title} LS means", self.result.lsmeans, specs, by=by)
         )
 
-    def pairwise(self, factor, by=None, reference=None):
+    def pairwise(self, factor, by=None, reference=None, alpha=0.05):
         """``result.pairwise(factor, by, reference)``, or NotAvailable (e.g. one route)."""
         if self.result is None:
             return self._unavailable()
@@ -394,7 +394,12 @@ class ReportMMRM:
             )
         return self._controlled(
             section(
-                f"{self.title} contrasts", self.result.pairwise, factor, by=by, reference=reference
+                f"{self.title} contrasts",
+                self.result.pairwise,
+                factor,
+                by=by,
+                reference=reference,
+                alpha=alpha,
             )
         )
 

@@ -12,9 +12,10 @@ Design contract:
   data with :func:`load_report_cohort` and writes each table it shows with
   :func:`save_table`.
 - :func:`run_reports` executes the notebooks with papermill on the current interpreter,
-  renders them to HTML without code cells, and writes ``index.html`` and
-  ``manifest.json``. Nothing written depends on the date, so the same data and
-  parameters give the same manifest.
+  renders them to HTML without code cells (page title: the report's heading), and
+  writes ``index.html`` (the reports with one-line summaries, the provenance and the
+  definitions) and ``manifest.json``. Only the manifest's ``created`` timestamp and
+  the report pages' provenance headers depend on the date.
 - A run never harms the output folder (see "Output folder safety" below): it renders
   into a staging folder beside it and installs only a run where every report succeeded;
   it replaces or deletes only files an earlier run's manifest lists; a failed run is
@@ -55,6 +56,7 @@ __all__ = [
     "data_fingerprint",
     "definitions",
     "discover_reports",
+    "export_pdf",
     "load_report_cohort",
     "package_folder_of",
     "run_reports",
@@ -748,8 +750,21 @@ def _render_html(notebook_path: Path) -> str:
     exporter = HTMLExporter(
         exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
     )
-    body, _ = exporter.from_notebook_node(nbformat.read(notebook_path, as_version=4))
-    return body
+    notebook = nbformat.read(notebook_path, as_version=4)
+    # The page <title>: the report's heading (nbconvert would write "Notebook").
+    notebook.metadata["title"] = f"{_title(notebook_path, notebook_path.stem)} | anxiety-outcomes"
+    body, _ = exporter.from_notebook_node(notebook)
+    # No third-party scripts (require.js, MathJax from a CDN): the pages need none, work
+    # offline, and a report on patients' data does not call out to other servers.
+    body = re.sub(r'<script src="https?://[^"]*">\s*</script>\s*', "", body)
+    return body.replace("</head>", f"{_PAGE_STYLE}</head>", 1)
+
+
+#: Page style added to every report: wide tables scroll inside the page, not past it.
+_PAGE_STYLE = (
+    "<style>.jp-OutputArea-output{overflow-x:auto;max-width:100%}"
+    ".jp-RenderedImage img{max-width:100%;height:auto}</style>\n"
+)
 
 
 def _check_params(params: Mapping[str, object]) -> dict:
@@ -805,6 +820,8 @@ def _index_html(manifest: dict) -> str:
 
     def item(r: dict) -> str:
         links = f'<a href="{esc(r["html"])}">{esc(r["title"])}</a>'
+        if r.get("summary"):
+            links += f": {esc(r['summary'])}"
         extra = "".join(
             f', <a href="{esc(t)}">{esc(Path(t).stem)}.csv</a>' for t in r.get("tables", [])
         )
@@ -846,9 +863,70 @@ th{{text-align:left;padding-right:1em}} code{{word-break:break-all}}</style></he
 {params}
 </table>
 <p>Definitions, parameters and every file: <a href="manifest.json">manifest.json</a>.</p>
+{_definitions_html(manifest)}
 </body>
 </html>
 """
+
+
+def _summary(notebook_path: Path) -> str:
+    """The first sentence of a notebook's first markdown paragraph after its heading."""
+    import nbformat
+
+    for cell in nbformat.read(notebook_path, as_version=4).cells:
+        if cell.cell_type == "markdown":
+            text = " ".join(
+                line.strip() for line in cell.source.splitlines() if not line.startswith("#")
+            ).strip()
+            if text:
+                end = re.search(r"[.:](\s|$)", text)
+                return text[: end.start() + 1] if end else text
+    return ""
+
+
+def _dependencies() -> dict[str, str]:
+    """Installed versions of the package's direct dependencies (for ``manifest.json``)."""
+    from importlib.metadata import PackageNotFoundError, requires, version
+
+    out = {"python": sys.version.split()[0]}
+    for requirement in requires("anxiety-outcomes") or []:
+        if "extra ==" in requirement:
+            continue
+        name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+        try:
+            out[name] = version(name)
+        except PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def _definitions_html(manifest: dict) -> str:
+    """The definitions section of ``index.html`` (outcomes, visit windows, small cells)."""
+    from analysis.formatting import DEFINITIONS, label
+
+    esc = html.escape
+    outcomes = "\n".join(f"<li>{esc(text)}</li>" for text in DEFINITIONS.values())
+    visits = "\n".join(
+        f"<tr><td>{esc(label(v['name'], 'visit'))}</td><td>{v['target_day']}</td>"
+        f"<td>{v['window_low']} to {v['window_high']}</td>"
+        f"<td>{esc(', '.join(label(i, 'instrument') for i in v['instruments']))}</td></tr>"
+        for v in manifest["definitions"]["schedule"]
+    )
+    min_cell = manifest["parameters"].get("min_cell")
+    return f"""<h2 id="definitions">Definitions</h2>
+<p>Percent change is from the baseline: the latest scorable assessment from day -14 to day 0
+(day 0 is the first ketamine session). A visit's value is the assessment closest to its
+target day inside its window.</p>
+<ul>
+{outcomes}
+</ul>
+<table>
+<tr><th>Visit</th><th>Target day</th><th>Window (days)</th><th>Scales</th></tr>
+{visits}
+</table>
+<p>Small cells: a count of 1 to {esc(str((min_cell or 1) - 1))} patients, and any number it
+could be worked out from, is not shown (min_cell = {esc(str(min_cell))}; CMS cell-size
+rule); such cells carry the mark &dagger;.</p>"""
 
 
 def _title(notebook_path: Path, default: str) -> str:
@@ -881,6 +959,7 @@ def _execute(report: Report, staging: Path, parameters: dict, progress: str | No
     entry = {
         "name": report.name,
         "title": title,
+        "summary": _summary(report.path),
         "notebook": executed.name,
         "html": html_path.name,
         "tables": [],
@@ -954,11 +1033,13 @@ def run_reports(
     -------
     dict
         The manifest, also written to ``out_dir/manifest.json``: ``package``,
-        ``package_version``, ``data`` (source and rows per table), ``data_fingerprint``
+        ``package_version``, ``created`` (UTC timestamp of the run), ``dependencies``
+        (installed versions of Python and of every dependency), ``data`` (source and
+        rows per table), ``data_fingerprint``
         (:func:`data_fingerprint`), ``parameters``, ``definitions`` (:func:`definitions`),
-        ``reports`` (per report its name, title, files, ``status`` and the
-        ``data_fingerprint`` and ``parameters`` it was made with) and ``files`` (every file
-        the run owns, relative to ``out_dir``).
+        ``reports`` (per report its name, title, one-line summary, files, ``status`` and
+        the ``data_fingerprint`` and ``parameters`` it was made with) and ``files`` (every
+        file the run owns, relative to ``out_dir``).
 
     Raises
     ------
@@ -1067,6 +1148,8 @@ def _run_into(staging, out, previous, cohort, chosen, data_dir, values, progress
     manifest = {
         "package": DISTRIBUTION,
         "package_version": __version__,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+        "dependencies": _dependencies(),
         "data": {
             "source": source,
             "rows": {
@@ -1109,3 +1192,83 @@ def _audit_written_reports(out: Path, min_cell: int, cohort) -> None:
     audit_report_dir(
         out, min_cell, identifiers=cohort.patients["patient_id"].astype(str), raise_on_failure=True
     )
+
+
+#: Chromium's flags for printing a report page: headless, no sandbox (containers), no
+#: traffic of its own, no header or footer with the file path and date.
+CHROMIUM_PDF_ARGS = (
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+    "--no-pdf-header-footer",
+)
+
+
+def export_pdf(
+    pages: Iterable[str | Path], *, chromium: str | None = None, timeout: float = 180
+) -> list[Path]:
+    """Print report pages to PDF with headless Chromium (``anxiety-outcomes report --pdf``).
+
+    Parameters
+    ----------
+    pages : iterable of str or Path
+        HTML files (e.g. ``out_dir/02_outcomes.html``); each gets a PDF of the same name
+        next to it.
+    chromium : str, optional
+        The browser executable; default the first of ``chromium``, ``chromium-browser``,
+        ``google-chrome`` on the PATH (Debian: ``apt-get install chromium``).
+    timeout : float
+        Seconds allowed per page.
+
+    Returns
+    -------
+    list of Path
+        The PDF files written.
+
+    Raises
+    ------
+    FileNotFoundError
+        No Chromium found, or a page does not exist.
+    RuntimeError
+        Chromium failed or wrote no PDF (its message is included).
+    """
+    import shutil
+    import subprocess
+
+    browser = chromium or next(
+        (b for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None
+    )
+    if browser is None or shutil.which(browser) is None:
+        raise FileNotFoundError(
+            "PDF export needs Chromium: install it (Debian/Ubuntu: `apt-get install "
+            "chromium`) or pass its path."
+        )
+    written = []
+    for page in map(Path, pages):
+        if not page.is_file():
+            raise FileNotFoundError(f"No report page at {page}.")
+        pdf = page.with_suffix(".pdf")
+        pdf.unlink(missing_ok=True)
+        done = subprocess.run(
+            [
+                browser,
+                *CHROMIUM_PDF_ARGS,
+                f"--print-to-pdf={pdf.resolve()}",
+                page.resolve().as_uri(),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if done.returncode != 0 or not pdf.is_file() or pdf.stat().st_size == 0:
+            raise RuntimeError(
+                f"Chromium could not print {page.name} to PDF (exit {done.returncode}): "
+                f"{done.stderr.strip()[-500:]}"
+            )
+        written.append(pdf)
+    return written

@@ -2,8 +2,7 @@
 
 Every table function takes a :class:`~analysis.schema.Cohort` and returns a tidy
 DataFrame with one row per cell of ``by`` (and per term or measure), with the columns
-listed in its docstring. Every figure function takes such a table as it is and returns a
-matplotlib ``Figure``, so a figure shows the same (suppressed) numbers as its table.
+listed in its docstring. The figures of these tables are in :mod:`analysis.plots`.
 
 Conventions shared by every function:
 
@@ -34,7 +33,6 @@ from __future__ import annotations
 import functools
 import math
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -49,9 +47,6 @@ from analysis._utils import (
 )
 from analysis.disclosure import partition_margins, suppress_cells
 from analysis.rates import proportion_ci
-
-if TYPE_CHECKING:  # the figures import matplotlib and seaborn when drawn (the plots extra)
-    from matplotlib.figure import Figure
 
 __all__ = [
     "ANY_EVENT",
@@ -69,9 +64,6 @@ __all__ = [
     "collection_status",
     "dissociation_table",
     "dose_summary",
-    "plot_adverse_events",
-    "plot_blood_pressure",
-    "plot_dissociation",
 ]
 
 #: Peak systolic / diastolic pressure (mmHg) counted as a hypertensive reading: grade 3
@@ -239,17 +231,6 @@ def collection_status(cohort) -> pd.DataFrame:
             (table, not missing, 0 if df is None else len(df), NOT_COLLECTED if missing else "")
         )
     return pd.DataFrame(rows, columns=["table", "collected", "rows", "note"])
-
-
-def _message_figure(table: pd.DataFrame) -> Figure:
-    """A figure that says why there is nothing to draw."""
-    fig = Figure(figsize=(8, 1.5), layout="constrained")
-    ax = fig.subplots()
-    missing = table.attrs.get("not_collected")
-    text = f"{missing.replace('_', ' ')}: {NOT_COLLECTED}" if missing else "no data to show"
-    ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=12)
-    ax.set_axis_off()
-    return fig
 
 
 def _patients(cohort, keys: list[str]) -> pd.DataFrame:
@@ -928,168 +909,22 @@ def dose_summary(
 
 
 # --------------------------------------------------------------------------------------
-# figures
+# figures: moved to analysis.plots (the old names still work, with a DeprecationWarning)
+
+_MOVED_TO_PLOTS = ("plot_adverse_events", "plot_blood_pressure", "plot_dissociation")
 
 
-def _hue(table: pd.DataFrame, known: Sequence[str]) -> str | None:
-    """The grouping column of a safety table: its first column not produced by us."""
-    extra = [c for c in table.columns if c not in known]
-    return extra[0] if extra else None
+def __getattr__(name: str):
+    if name in _MOVED_TO_PLOTS:
+        import warnings
 
+        from analysis import plots
 
-def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = None) -> Figure:
-    """Horizontal bars of the percent of patients with each adverse event, by group.
-
-    Parameters
-    ----------
-    table : DataFrame
-        Output of :func:`adverse_event_table` (its first ``by`` column colours the bars);
-        a suppressed cell is a grey "X" at 0 with a "suppressed (small cell)" legend
-        entry, never an empty bar that reads as zero.
-    terms : sequence of str, optional
-        Terms to draw, in this order; default every term of the table.
-
-    Returns
-    -------
-    Figure
-        One axes: terms on y, percent of treated patients on x.
-    """
-    import seaborn as sns
-    from matplotlib.figure import Figure
-
-    check_columns(table, ["term", "percent"], "adverse_event_table")
-    if table.empty:
-        return _message_figure(table)
-    hue = _hue(table, _AE_COLUMNS)
-    order = list(dict.fromkeys(table["term"])) if terms is None else list(terms)
-    data = table[table["term"].isin(order)].assign(
-        percent=pd.to_numeric(table["percent"], errors="coerce").astype(float)
-    )
-    bars = len(order) * (data[hue].nunique() if hue else 1)
-    fig = Figure(figsize=(8, min(12.0, max(3.0, 1.0 + 0.12 * bars))), layout="constrained")
-    ax = fig.subplots()
-    sns.barplot(data=data, y="term", x="percent", hue=hue, order=order, errorbar=None, ax=ax)
-    # A suppressed cell is drawn as a marker with a legend entry, never as an empty bar
-    # that reads as zero.
-    from analysis.plots import mark_suppressed, say_empty
-
-    levels = list(dict.fromkeys(data[hue].astype(str))) if hue else [None]
-    width = 0.8 / len(levels)
-    hidden = data[data["percent"].isna()]
-    ys = [
-        order.index(t) - 0.4 + width * ((levels.index(str(h)) if hue else 0) + 0.5)
-        for t, h in zip(hidden["term"], hidden[hue] if hue else hidden["term"], strict=True)
-    ]
-    mark_suppressed(ax, np.zeros(len(ys)), ys)
-    if len(data) and data["percent"].notna().sum() == 0:
-        say_empty(ax)
-    ax.set(xlabel="Patients with the event (% of treated)", ylabel="")
-    if hue or len(ys):
-        ax.legend(title=hue, loc="lower right")
-    return fig
-
-
-def plot_blood_pressure(table: pd.DataFrame) -> Figure:
-    """Mean rise in SBP and DBP (peak - pre) with its interval, by group.
-
-    Parameters
-    ----------
-    table : DataFrame
-        Output of :func:`blood_pressure_table` (its first ``by`` column is the x axis).
-
-    Returns
-    -------
-    Figure
-        One axes: groups on x, mean change (mmHg) with error bars, one colour per
-        pressure.
-    """
-    from matplotlib.figure import Figure
-
-    check_columns(table, ["measure", "change_mean", "change_ci_low", "change_ci_high"], "bp")
-    if table.empty:
-        return _message_figure(table)
-    x = _hue(table, _BP_COLUMNS)
-    data = table[table["measure"].isin(["sbp", "dbp"])].reset_index(drop=True)
-    labels = data[x].astype(str).to_numpy() if x else np.full(len(data), "all")
-    levels = list(dict.fromkeys(labels))
-    fig = Figure(figsize=(8, 4), layout="constrained")
-    ax = fig.subplots()
-    for k, (measure, label) in enumerate((("sbp", "Systolic"), ("dbp", "Diastolic"))):
-        rows = data["measure"].eq(measure).to_numpy()
-        pos = np.array([levels.index(v) for v in labels[rows]]) + (k - 0.5) * 0.25
-        mean = pd.to_numeric(data.loc[rows, "change_mean"]).astype(float).to_numpy()
-        low = pd.to_numeric(data.loc[rows, "change_ci_low"]).astype(float).to_numpy()
-        high = pd.to_numeric(data.loc[rows, "change_ci_high"]).astype(float).to_numpy()
-        ax.errorbar(
-            pos,
-            mean,
-            yerr=[mean - low, high - mean],
-            fmt="o",
-            capsize=4,
-            label=label,
-            color=f"C{k}",
+        warnings.warn(
+            f"analysis.safety.{name} has moved to analysis.plots.{name}; import it from "
+            "there (the old name will be removed).",
+            DeprecationWarning,
+            stacklevel=2,
         )
-        from analysis.plots import mark_suppressed
-
-        mark_suppressed(ax, pos[np.isnan(mean)], np.zeros(int(np.isnan(mean).sum())))
-    ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_xticks(range(len(levels)), levels)
-    ax.set(xlabel=x or "", ylabel="Peak - pre-dose (mmHg), mean and 95% CI")
-    ax.legend(loc="upper right")
-    return fig
-
-
-def plot_dissociation(table: pd.DataFrame, *, x: str | None = None) -> Figure:
-    """Median CADSS total with its interquartile range, by group (and over ``x``).
-
-    Parameters
-    ----------
-    table : DataFrame
-        Output of :func:`dissociation_table`.
-    x : str, optional
-        A ``by`` column for the x axis (e.g. ``"session_number"``); the other ``by``
-        column colours the lines. Default: the first ``by`` column on x.
-
-    Returns
-    -------
-    Figure
-        One axes: median (points) and IQR (bars) of the CADSS total per session.
-    """
-    from matplotlib.figure import Figure
-
-    check_columns(table, ["median", "q1", "q3"], "dissociation_table")
-    if table.empty:
-        return _message_figure(table)
-    groups = [c for c in table.columns if c not in _CADSS_COLUMNS]
-    x = x if x is not None else (groups[0] if groups else None)
-    hue = next((c for c in groups if c != x), None)
-    fig = Figure(figsize=(8, 4), layout="constrained")
-    ax = fig.subplots()
-    parts = table.groupby(hue, sort=False, dropna=False) if hue else [(None, table)]
-    for k, (level, rows) in enumerate(parts):
-        if x is None:
-            xs = np.array(["all"])
-        elif pd.api.types.is_numeric_dtype(rows[x].dtype):
-            xs = pd.to_numeric(rows[x]).astype(float).to_numpy()
-        else:
-            xs = rows[x].astype(str).to_numpy()
-        med = pd.to_numeric(rows["median"]).astype(float).to_numpy()
-        q1 = pd.to_numeric(rows["q1"]).astype(float).to_numpy()
-        q3 = pd.to_numeric(rows["q3"]).astype(float).to_numpy()
-        ax.errorbar(
-            xs,
-            med,
-            yerr=[med - q1, q3 - med],
-            fmt="o-" if hue else "o",
-            capsize=3,
-            color=f"C{k % 10}",
-            label=None if level is None else str(level),
-        )
-        from analysis.plots import mark_suppressed
-
-        if pd.api.types.is_numeric_dtype(np.asarray(xs).dtype):
-            mark_suppressed(ax, xs[np.isnan(med)], np.zeros(int(np.isnan(med).sum())))
-    ax.set(xlabel=x or "", ylabel="CADSS total, median and IQR")
-    if hue:
-        ax.legend(title=hue)
-    return fig
+        return getattr(plots, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

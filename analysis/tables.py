@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._frames import as_frame, column_names, require_columns
-from analysis._utils import as_by, check_choice, check_columns, check_min_cell
+from analysis._utils import as_by, check_choice, check_columns, check_min_cell, to_pandas
 from analysis.disclosure import suppress_cells
 from analysis.instruments import INSTRUMENTS
 from analysis.rates import rate_table
@@ -35,7 +35,13 @@ __all__ = [
     "deidentification_summary",
     "imputation_sensitivity",
     "item_missingness",
+    "mean_scores",
+    "mmrm_contrasts",
     "outcome_rates",
+    "patient_exposure",
+    "patient_flow",
+    "severity_transitions",
+    "subgroup_comparisons",
     "table_one",
     "validation_summary",
     "visits_in_schedule_order",
@@ -1053,3 +1059,448 @@ def agreement_table(
         table.assign(_agree=agree), min_cell, ("_agree",), total="n", derived=derived
     )
     return out.drop(columns="_agree")
+
+
+# --------------------------------------------------------------------------------------
+# tables behind the report figures (flow, transitions, subgroups, trajectories, exposure)
+# and the MMRM contrast table
+
+
+def patient_flow(
+    cohort, instrument: str = "GAD7", *, schedule=None, min_cell: int | None = None
+) -> pd.DataFrame:
+    """CONSORT-style flow of patients: treated, with a baseline, followed, seen per visit.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        The cohort.
+    instrument : str
+        The scale followed (default ``"GAD7"``).
+    schedule : optional
+        Visit windows, as in :func:`analysis.derive_endpoints`.
+    min_cell : int, optional
+        Suppress small cells (see module docstring); every stage is a count of the
+        treated patients.
+
+    Returns
+    -------
+    DataFrame
+        ``stage, visit, patients, percent, suppressed``: the stages ``treated`` (every
+        patient), ``baseline`` (with a scorable baseline), ``post_baseline`` (with at
+        least one observed post-baseline visit) and one ``visit`` stage per scheduled
+        visit of the instrument (observed at it); ``percent`` is of the treated.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from analysis.schema import Cohort
+    >>> patients = pd.DataFrame({"patient_id": ["a", "b", "c"], "route": "iv"})
+    >>> assessments = pd.DataFrame({"patient_id": ["a", "a", "b"], "instrument": "GAD7",
+    ...                             "study_day": [0, 28, 0], "total": [15, 6, 12]})
+    >>> patient_flow(Cohort(patients, assessments))[["stage", "visit", "patients"]].head(4)
+               stage  visit  patients
+    0        treated               3
+    1       baseline               2
+    2  post_baseline               1
+    3          visit   day1         0
+    """
+    from analysis.endpoints import derive_endpoints, make_schedule
+
+    check_columns(cohort.patients, ["patient_id"], "patients")
+    treated = cohort.patients["patient_id"].nunique()
+    assessments = cohort.assessments
+    bocf = to_pandas(derive_endpoints(cohort, instrument, schedule=schedule, impute="bocf"))
+    observed = to_pandas(derive_endpoints(cohort, instrument, schedule=schedule))
+    rows = [
+        ("treated", "", treated),
+        ("baseline", "", bocf["patient_id"].nunique()),
+        ("post_baseline", "", observed["patient_id"].nunique()),
+    ]
+    if assessments.empty:
+        rows = rows[:1] + [("baseline", "", 0), ("post_baseline", "", 0)]
+    for visit in make_schedule(schedule):
+        if instrument in visit.instruments and visit.target_day > 0:
+            seen = observed.loc[observed["visit"] == visit.name, "patient_id"].nunique()
+            rows.append(("visit", visit.name, seen))
+    table = pd.DataFrame(rows, columns=["stage", "visit", "patients"])
+    table["patients"] = table["patients"].astype("int64")
+    table["percent"] = _percent(table["patients"], pd.Series(treated, index=table.index))
+    table["_total"] = treated
+    return _suppress(table, min_cell, n="_total", events="patients", derived=["percent"]).drop(
+        columns="_total"
+    )
+
+
+def severity_transitions(
+    endpoints: pd.DataFrame,
+    instrument: str = "GAD7",
+    visit: str = "week4",
+    *,
+    min_cell: int | None = None,
+) -> pd.DataFrame:
+    """Severity band at a visit by severity band at baseline (observed patients).
+
+    Parameters
+    ----------
+    endpoints : DataFrame
+        Endpoint rows (``instrument, visit, baseline_severity, severity``).
+    instrument, visit : str
+        The scale and the visit (default GAD-7 at week 4).
+    min_cell : int, optional
+        Suppress small cells: the rows of one baseline band add up to its patients, so
+        when one is blanked the next smallest is too (complementary suppression).
+
+    Returns
+    -------
+    DataFrame
+        ``baseline_severity, severity, patients, percent, suppressed``: every pair of
+        bands of the instrument, mildest first (0 where no patient moved so); ``percent``
+        is of the patients of the baseline band seen at the visit.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> ep = pd.DataFrame({"instrument": "GAD7", "visit": "week4",
+    ...                    "baseline_severity": ["severe", "severe", "moderate"],
+    ...                    "severity": ["mild", "severe", "mild"]})
+    >>> t = severity_transitions(ep)
+    >>> t[t["patients"] > 0][["baseline_severity", "severity", "patients", "percent"]]
+       baseline_severity severity  patients  percent
+    9           moderate     mild         1    100.0
+    13            severe     mild         1     50.0
+    15            severe   severe         1     50.0
+    """
+    check_columns(endpoints, ["instrument", "visit", "baseline_severity", "severity"], "endpoints")
+    bands = list(INSTRUMENTS[instrument].severity_bands.labels)
+    rows = endpoints[
+        (endpoints["instrument"] == instrument).fillna(False).to_numpy(dtype=bool)
+        & (endpoints["visit"].astype(str) == visit).to_numpy(dtype=bool)
+    ]
+    if "imputed" in rows.columns:
+        rows = rows[~rows["imputed"].fillna(False).astype(bool).to_numpy()]
+    counts = rows.groupby(["baseline_severity", "severity"]).size()
+    index = pd.MultiIndex.from_product([bands, bands], names=["baseline_severity", "severity"])
+    table = counts.reindex(index, fill_value=0).rename("patients").reset_index()
+    table["patients"] = table["patients"].astype("int64")
+    table["_total"] = table.groupby("baseline_severity")["patients"].transform("sum")
+    table["percent"] = _percent(table["patients"], table["_total"])
+    out = _suppress(
+        table,
+        min_cell,
+        n="_total",
+        events="patients",
+        derived=["percent"],
+        partition=["baseline_severity"],
+    )
+    return out.drop(columns="_total")
+
+
+def subgroup_comparisons(
+    endpoints: pd.DataFrame,
+    outcome: str = "response",
+    subgroups: str | Sequence[str] = (
+        "route",
+        "primary_diagnosis",
+        "sex",
+        "comorbid_depression",
+        "treatment_resistant",
+    ),
+    *,
+    references: Mapping[str, object] | None = None,
+    instrument: str = "GAD7",
+    visit: str = "week4",
+    p_adjust: str = "holm",
+    min_cell: int | None = None,
+) -> pd.DataFrame:
+    """Risk differences between the levels of each patient characteristic, one family.
+
+    For each characteristic in ``subgroups`` present in ``endpoints``, every level is
+    compared with the characteristic's reference level by :func:`analysis.compare_rates`
+    at one visit of one instrument; the p-values of all comparisons are adjusted together.
+
+    Parameters
+    ----------
+    endpoints : DataFrame
+        Endpoint rows with the characteristics merged in (:func:`cohort_endpoints` with
+        ``patient_columns``).
+    outcome : str
+        Boolean outcome (default ``"response"``).
+    subgroups : str or sequence of str
+        Patient columns; absent ones are skipped.
+    references : mapping, optional
+        Reference level per characteristic (default: ``iv`` for route, ``GAD`` for the
+        diagnosis, ``False`` for yes/no characteristics, else the first sorted level).
+    instrument, visit : str
+        Where the outcome is compared (default GAD-7 at week 4).
+    p_adjust : str
+        Multiplicity adjustment over all comparisons (:func:`analysis.adjust_pvalues`).
+    min_cell : int, optional
+        Small-cell rule of :func:`analysis.compare_rates`.
+
+    Returns
+    -------
+    DataFrame
+        ``subgroup`` (the characteristic), then the columns of
+        :func:`analysis.compare_rates` with ``by=()`` (``group, reference, n, events,
+        n_ref, events_ref, risk_difference, rd_ci_low, rd_ci_high, ...``, ``p_value``,
+        ``p_adjusted`` and ``suppressed`` when ``min_cell`` is given); ``group`` and
+        ``reference`` as text.
+    """
+    from analysis.rates import adjust_pvalues, compare_rates
+
+    defaults = {"route": "iv", "primary_diagnosis": "GAD"}
+    references = dict(references or {})
+    rows = endpoints[
+        (endpoints["instrument"] == instrument).fillna(False).to_numpy(dtype=bool)
+        & (endpoints["visit"].astype(str) == visit).to_numpy(dtype=bool)
+    ]
+    frames = []
+    for column in as_by(subgroups):
+        if column not in rows.columns or rows[column].dropna().nunique() < 2:
+            continue
+        values = rows[column].dropna()
+        if pd.api.types.is_bool_dtype(values.dtype) or set(values.unique()) <= {True, False}:
+            data = rows.assign(**{column: rows[column].map({True: "yes", False: "no"})})
+            reference = {True: "yes", False: "no"}.get(references.get(column, False))
+        else:
+            data = rows.assign(**{column: rows[column].astype("string")})
+            levels = sorted(values.astype(str).unique())
+            reference = references.get(column, defaults.get(column, levels[0]))
+            if str(reference) not in levels:
+                reference = levels[0]
+        out = compare_rates(
+            data, outcome, column, reference=str(reference), by=(), min_cell=min_cell
+        )
+        frames.append(out.assign(subgroup=column))
+    if not frames:
+        raise ValueError(
+            f"None of the subgroups {as_by(subgroups)} has two levels in `endpoints` at "
+            f"{instrument} {visit}; merge patient columns with cohort_endpoints(..., "
+            "patient_columns=...)."
+        )
+    table = pd.concat(frames, ignore_index=True)
+    table["group"] = table["group"].astype(str)
+    table["reference"] = table["reference"].astype(str)
+    table = adjust_pvalues(table, "p_value", p_adjust)
+    if "suppressed" in table.columns:
+        table.loc[table["suppressed"].fillna(False).astype(bool), "p_adjusted"] = np.nan
+    return table[["subgroup", *(c for c in table.columns if c != "subgroup")]]
+
+
+def mean_scores(
+    endpoints: pd.DataFrame,
+    by: str | Sequence[str] = ("instrument", "visit", "route"),
+    *,
+    alpha: float = 0.05,
+    min_cell: int | None = None,
+) -> pd.DataFrame:
+    """Mean score with its t interval at baseline and each visit, by group.
+
+    The baseline rows come from the ``baseline`` column (one per patient and
+    instrument), the visit rows from ``score`` of the observed (not imputed) rows.
+
+    Parameters
+    ----------
+    endpoints : DataFrame
+        Endpoint rows (``patient_id, instrument, visit, target_day, baseline, score``) with
+        the ``by`` columns.
+    by : str or sequence of str
+        Cells; must contain ``visit``.
+    alpha : float
+        Two-sided error rate of the interval (mean +/- t SD / sqrt(n)).
+    min_cell : int, optional
+        A cell of fewer than ``min_cell`` patients has every statistic blanked and
+        ``suppressed=True``.
+
+    Returns
+    -------
+    DataFrame
+        ``by..., n, mean, sd, ci_low, ci_high, suppressed``, visits in schedule order
+        (baseline first).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> ep = pd.DataFrame({"patient_id": ["a", "b"], "instrument": "GAD7",
+    ...                    "visit": "week4", "target_day": 28, "baseline": [16, 12],
+    ...                    "score": [6, 8], "route": "iv"})
+    >>> mean_scores(ep)[["visit", "n", "mean", "sd"]]
+          visit  n  mean     sd
+    0  baseline  2  14.0  2.828
+    1     week4  2   7.0  1.414
+    """
+    from scipy import stats
+
+    keys = as_by(by)
+    if "visit" not in keys:
+        raise ValueError("`by` must contain 'visit', e.g. ('instrument', 'visit', 'route').")
+    check_columns(endpoints, ["patient_id", "baseline", "score", "target_day", *keys], "endpoints")
+    visits = endpoints
+    if "imputed" in visits.columns:
+        visits = visits[~visits["imputed"].fillna(False).astype(bool).to_numpy()]
+    others = [k for k in keys if k != "visit"]
+    base = endpoints.drop_duplicates(["patient_id", *[k for k in others if k != "patient_id"]])
+    base = base.assign(visit="baseline", target_day=0, score=base["baseline"])
+    data = pd.concat([base, visits], ignore_index=True)
+    data = data.assign(score=pd.to_numeric(data["score"], errors="coerce").astype(float))
+    grouped = data.groupby(keys, sort=False, dropna=True)
+    table = grouped["score"].agg(n="count", mean="mean", sd="std").reset_index()
+    day = grouped["target_day"].min().reset_index(drop=True)
+    t = stats.t.ppf(1 - alpha / 2, np.maximum(table["n"] - 1, 1))
+    half = t * table["sd"] / np.sqrt(table["n"])
+    table["ci_low"] = table["mean"] - half
+    table["ci_high"] = table["mean"] + half
+    table["n"] = table["n"].astype("int64")
+    order = [k for k in others]
+    table = (
+        table.assign(_day=pd.to_numeric(day).to_numpy())
+        .sort_values([*order, "_day"], kind="stable")
+        .drop(columns="_day")
+        .reset_index(drop=True)
+    )
+    table[["mean", "sd", "ci_low", "ci_high"]] = table[["mean", "sd", "ci_low", "ci_high"]].round(3)
+    if min_cell is None:
+        return table.assign(suppressed=False)
+    small = table["n"].between(1, min_cell - 1)
+    table.loc[small, ["mean", "sd", "ci_low", "ci_high"]] = np.nan
+    table["n"] = table["n"].astype("Int64")
+    table.loc[small, "n"] = pd.NA
+    return table.assign(suppressed=small.to_numpy())
+
+
+def patient_exposure(
+    cohort,
+    *,
+    visit_day: int = 28,
+    dose_bands: Sequence[float] = (0.6, 0.8),
+    session_bands: Sequence[int] = (4, 6, 8),
+) -> pd.DataFrame:
+    """Per patient: sessions received by a day, typical dose and whether maintained.
+
+    Parameters
+    ----------
+    cohort : Cohort
+        The cohort (``patients`` and ``sessions``).
+    visit_day : int
+        Sessions on days ``0 .. visit_day`` count as received by the visit (default
+        28, week 4).
+    dose_bands : sequence of float
+        Cut points (mg/kg) of the dose bands; a patient's dose is the median
+        ``dose_mg_per_kg`` of their sessions (weight-based routes, IV and IM, only).
+    session_bands : sequence of int
+        Lower bounds (after the first band) of the session-count bands.
+
+    Returns
+    -------
+    DataFrame
+        ``patient_id, sessions_received, sessions_band, dose_mg_per_kg, dose_band,
+        maintenance, phase_group``: ``sessions_band`` like "1-3", "4-5", "6-7", "8+" and
+        ``dose_band`` like "under 0.6 mg/kg" (NA without a mg/kg dose), both ordered
+        Categoricals; ``maintenance`` True when the patient had any session of phase
+        ``maintenance``, and ``phase_group`` the same as ``"maintenance"`` or
+        ``"induction_only"``. Sessions marked not completed
+        are not counted.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from analysis.schema import Cohort
+    >>> p = pd.DataFrame({"patient_id": ["a", "b"], "route": ["iv", "oral"]})
+    >>> s = pd.DataFrame({"patient_id": ["a", "a", "b"], "session_number": [1, 2, 1],
+    ...                   "study_day": [0, 40, 0], "route": ["iv", "iv", "oral"],
+    ...                   "dose_mg_per_kg": [0.5, 0.5, None],
+    ...                   "phase": ["induction", "maintenance", "induction"]})
+    >>> e = patient_exposure(Cohort(p, pd.DataFrame(), sessions=s))
+    >>> e[["patient_id", "sessions_received", "sessions_band", "dose_band", "maintenance"]]
+      patient_id  sessions_received sessions_band        dose_band  maintenance
+    0          a                  1           1-3  under 0.6 mg/kg         True
+    1          b                  1           1-3              NaN        False
+    """
+    check_columns(cohort.patients, ["patient_id"], "patients")
+    ids = cohort.patients["patient_id"]
+    sessions = cohort.sessions
+    if sessions is None or sessions.empty:
+        sessions = pd.DataFrame(columns=["patient_id", "study_day"])
+    check_columns(sessions, ["patient_id", "study_day"], "sessions")
+    done = sessions
+    if "completed" in done.columns:
+        done = done[done["completed"].fillna(True).astype(bool).to_numpy()]
+    by_visit = done[pd.to_numeric(done["study_day"]) <= visit_day]
+    received = by_visit.groupby("patient_id").size().reindex(ids, fill_value=0).to_numpy()
+    dose = (
+        pd.to_numeric(done["dose_mg_per_kg"], errors="coerce").groupby(done["patient_id"]).median()
+        if "dose_mg_per_kg" in done.columns
+        else pd.Series(dtype=float)
+    )
+    maintained = (
+        (done["phase"] == "maintenance").fillna(False).groupby(done["patient_id"]).any()
+        if "phase" in done.columns
+        else pd.Series(dtype=bool)
+    )
+    edges = [1, *session_bands]
+    session_labels = [f"{lo}-{hi - 1}" for lo, hi in zip(edges[:-1], edges[1:], strict=True)]
+    session_labels.append(f"{edges[-1]}+")
+    sessions_band = pd.cut(received, [*edges, np.inf], right=False, labels=session_labels)
+    cuts = list(dose_bands)
+    dose_labels = [f"under {cuts[0]:g} mg/kg"]
+    dose_labels += [
+        f"{lo:g} to under {hi:g} mg/kg" for lo, hi in zip(cuts[:-1], cuts[1:], strict=True)
+    ]
+    dose_labels.append(f"{cuts[-1]:g} mg/kg or more")
+    dose_values = dose.reindex(ids).to_numpy(dtype=float)
+    dose_band = pd.cut(dose_values, [-np.inf, *cuts, np.inf], right=False, labels=dose_labels)
+    maintenance = maintained.reindex(ids, fill_value=False).astype(bool).to_numpy()
+    return pd.DataFrame(
+        {
+            "patient_id": ids.to_numpy(),
+            "sessions_received": received.astype("int64"),
+            "sessions_band": pd.Categorical(
+                pd.Series(sessions_band).where(received > 0),
+                categories=session_labels,
+                ordered=True,
+            ),
+            "dose_mg_per_kg": dose_values,
+            "dose_band": pd.Categorical(dose_band, categories=dose_labels, ordered=True),
+            "maintenance": maintenance,
+            "phase_group": np.where(maintenance, "maintenance", "induction_only"),
+        }
+    )
+
+
+def mmrm_contrasts(
+    result,
+    factor: str = "route",
+    by: str | Sequence[str] | None = "visit",
+    reference=None,
+    *,
+    alpha: float = 0.05,
+    p_adjust: str = "holm",
+) -> pd.DataFrame:
+    """MMRM contrasts against the reference level with multiplicity-adjusted p-values.
+
+    Parameters
+    ----------
+    result : MMRMResult or ReportMMRM
+        A fitted model (:func:`analysis.fit_mmrm`), or a report's model
+        (:func:`analysis.report_sections.fit_report_mmrm`), whose unavailable contrasts
+        are returned as they are.
+    factor, by, reference, alpha
+        As in :meth:`analysis.mmrm.MMRMResult.pairwise`.
+    p_adjust : str
+        Method of :func:`analysis.adjust_pvalues` over every contrast of the table
+        (default Holm).
+
+    Returns
+    -------
+    DataFrame
+        The columns of ``pairwise`` (``by..., contrast, estimate, se, df, t, p, ci_low,
+        ci_high``) and ``p_adjusted``.
+    """
+    from analysis.rates import adjust_pvalues
+    from analysis.report_sections import NotAvailable
+
+    contrasts = result.pairwise(factor, by=by, reference=reference, alpha=alpha)
+    if isinstance(contrasts, NotAvailable):  # a report's model these data cannot support
+        return contrasts
+    return adjust_pvalues(contrasts, "p", p_adjust)

@@ -66,3 +66,240 @@ def test_plots_draw_the_real_tables():
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png")
     assert buffer.getbuffer().nbytes > 1000
+
+
+# --------------------------------------------------------------------------------------
+# publication figures (issue 12)
+
+import warnings  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from analysis import plots  # noqa: E402
+from analysis.rates import rate_table  # noqa: E402
+from analysis.tables import (  # noqa: E402
+    cohort_endpoints,
+    mean_scores,
+    outcome_rates,
+    patient_exposure,
+    patient_flow,
+    severity_transitions,
+    subgroup_comparisons,
+)
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.fixture(scope="module")
+def demo():
+    cohort = synthetic_cohort(n_patients=300, seed=2)
+    columns = ("route", "primary_diagnosis", "sex", "comorbid_depression", "treatment_resistant")
+    return cohort, cohort_endpoints(cohort, patient_columns=columns)
+
+
+def _texts(fig) -> list[str]:
+    return [t.get_text() for ax in fig.axes for t in ax.texts]
+
+
+def test_every_figure_is_a_report_figure_that_renders_png(demo):
+    cohort, ep = demo
+    figures = [
+        plots.plot_patient_flow(patient_flow(cohort, min_cell=11)),
+        plots.plot_waterfall(ep, min_cell=11),
+        plots.plot_severity_transitions(severity_transitions(ep, min_cell=11)),
+        plots.plot_forest(subgroup_comparisons(ep, min_cell=11)),
+        plots.plot_mean_trajectories(mean_scores(ep, min_cell=11)),
+        plots.plot_completeness(completeness_table(cohort, min_cell=11)),
+    ]
+    for fig in figures:
+        assert isinstance(fig, plots.ReportFigure)
+        assert fig._repr_png_().startswith(PNG)
+    assert plt.get_fignums() == []
+
+
+def test_patient_flow_boxes_show_counts_and_suppression():
+    table = pd.DataFrame(
+        {
+            "stage": ["treated", "baseline", "post_baseline", "visit", "visit"],
+            "visit": ["", "", "", "week1", "week4"],
+            "patients": pd.array([120, 115, 100, 90, pd.NA], dtype="Int64"),
+            "percent": [100.0, 95.8, 83.3, 75.0, np.nan],
+        }
+    )
+    texts = _texts(plots.plot_patient_flow(table))
+    assert "Treated with ketamine\nn = 120 (100.0%)" in texts
+    assert "With a GAD-7 baseline\nn = 115 (95.8%)" in texts
+    assert "Week 1\nn = 90\n(75.0%)" in texts
+    assert "Week 4\nsuppressed" in texts
+
+
+def test_waterfall_sorted_bars_and_small_groups_hidden():
+    ep = pd.DataFrame(
+        {
+            "instrument": "GAD7",
+            "visit": "week4",
+            "pct_change": [-80.0, 10.0, -50.0, -20.0, 0.0] * 3 + [-90.0],
+            "route": ["iv"] * 15 + ["oral"],
+        }
+    )
+    fig = plots.plot_waterfall(ep, min_cell=11)
+    (ax,) = fig.axes
+    heights = [p.get_height() for p in ax.patches]
+    assert len(heights) == 15 and heights == sorted(heights, reverse=True)
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["IV ketamine", "Oral ketamine: suppressed"]
+    assert {round(line.get_ydata()[0]) for line in ax.lines} >= {-50, -25, 0}
+
+
+def test_severity_transitions_stacks_to_100_and_marks_suppressed(demo):
+    _, ep = demo
+    table = severity_transitions(ep, min_cell=None)
+    fig = plots.plot_severity_transitions(table)
+    (ax,) = fig.axes
+    tops = {}
+    for bar in ax.patches:
+        x = round(bar.get_x() + bar.get_width() / 2)
+        tops[x] = max(tops.get(x, 0), bar.get_y() + bar.get_height())
+    shown = table.groupby("baseline_severity", sort=False)["patients"].sum()
+    for x, band in enumerate(dict.fromkeys(table["baseline_severity"])):
+        if shown[band] > 0:
+            assert tops[x] == pytest.approx(100, abs=0.2)
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "Minimal",
+        "Mild",
+        "Moderate",
+        "Severe",
+    ]
+    small = plots.plot_severity_transitions(severity_transitions(ep, min_cell=11))
+    assert "suppressed" in _texts(small)
+
+
+def test_forest_plot_rows_p_values_and_suppressed_rows(demo):
+    _, ep = demo
+    table = subgroup_comparisons(ep, min_cell=11)
+    fig = plots.plot_forest(table)
+    (ax,) = fig.axes
+    labels = [t.get_text() for t in ax.get_yticklabels()]
+    assert labels[0] == "Route: IM ketamine vs IV ketamine"
+    assert len(labels) == len(table)
+    texts = _texts(fig)
+    assert "adj. p" in texts
+    assert texts.count("suppressed") == int(table["suppressed"].sum()) > 0
+    assert "percentage" not in ax.get_xlabel() and "% points" in ax.get_xlabel()
+    shown = table[~table["suppressed"]]
+    (errorbar,) = ax.containers
+    assert len(errorbar.lines[0].get_xdata()) == len(shown)
+    np.testing.assert_allclose(
+        sorted(errorbar.lines[0].get_xdata()), sorted(100 * shown["risk_difference"])
+    )
+
+
+def test_mean_trajectories_bands_and_labels(demo):
+    _, ep = demo
+    table = mean_scores(ep, min_cell=11)
+    fig = plots.plot_mean_trajectories(table)
+    assert [ax.get_title() for ax in fig.axes] == ["GAD-7", "HAM-A"]
+    gad = fig.axes[0]
+    assert [t.get_text() for t in gad.get_xticklabels()][:2] == ["Baseline", "Day 1"]
+    assert len(gad.collections) == table[table["instrument"] == "GAD7"]["route"].nunique()
+    legend = [t.get_text() for t in fig.axes[-1].get_legend().get_texts()]
+    assert "IV ketamine" in legend
+
+
+def test_exposure_response_order_and_suppression(demo):
+    cohort, ep = demo
+    exposure = ep.merge(patient_exposure(cohort), on="patient_id")
+    week4 = exposure[(exposure["visit"] == "week4") & (exposure["instrument"] == "GAD7")]
+    table = outcome_rates(
+        week4, ("response", "reliable_deterioration"), by=("dose_band",), min_cell=11
+    )
+    table = table[table["dose_band"].notna()]  # patients without a mg/kg dose
+    fig = plots.plot_exposure_response(table, "dose_band")
+    (ax,) = fig.axes
+    ticks = [t.get_text() for t in ax.get_xticklabels()]
+    order = ["Under 0.6 mg/kg", "0.6 to under 0.8 mg/kg", "0.8 mg/kg or more"]
+    assert ticks == [t for t in order if t in ticks]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "Response",
+        "Reliable deterioration",
+    ]
+    assert _texts(fig).count("suppressed") == int(table["suppressed"].sum())
+
+
+def test_plot_rates_human_labels(demo):
+    cohort, ep = demo
+    exposure = ep.merge(patient_exposure(cohort), on="patient_id")
+    table = rate_table(
+        exposure[exposure["instrument"] == "GAD7"],
+        "response",
+        by=("instrument", "visit", "phase_group"),
+    )
+    fig = plots.plot_rates(table, hue="phase_group", human_labels=True)
+    (ax,) = fig.axes
+    assert ax.get_title() == "GAD-7"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        "Induction only",
+        "Induction and maintenance",
+    ]
+    assert [t.get_text() for t in ax.get_xticklabels()][0] == "Day 1"
+
+
+def test_safety_figures_moved_with_deprecated_aliases():
+    import analysis.safety as safety
+
+    for name in ("plot_adverse_events", "plot_blood_pressure", "plot_dissociation"):
+        with pytest.warns(DeprecationWarning, match=f"analysis.plots.{name}"):
+            assert getattr(safety, name) is getattr(plots, name)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with pytest.raises(AttributeError):
+            safety.plot_nothing  # noqa: B018
+
+
+def test_figures_display_in_a_fresh_notebook_without_matplotlib_inline():
+    """A returned figure shows as an image/png output, with no `%matplotlib inline`."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    from analysis.reports import _kernel_manager_class
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell(
+            "import pandas as pd\n"
+            "from analysis.plots import plot_completeness\n"
+            "plot_completeness(pd.DataFrame({'instrument': ['GAD7'], 'visit': ['week1'],"
+            " 'percent': [50.0]}))"
+        )
+    ]
+    client = NotebookClient(
+        nb,
+        timeout=120,
+        kernel_name="python3",
+        kernel_manager_class=_kernel_manager_class(),
+    )
+    client.execute()
+    outputs = nb.cells[0].outputs
+    assert len(outputs) == 1
+    assert "image/png" in outputs[0]["data"]
+
+
+def test_human_labels_on_the_older_figures():
+    table = pd.DataFrame(
+        {"instrument": ["GAD7", "HAMA"], "visit": ["week1", "week12"], "percent": [80.0, 60.0]}
+    )
+    (ax,) = plots.plot_completeness(table, human_labels=True).axes
+    assert [t.get_text() for t in ax.get_xticklabels()] == ["Week 1", "Week 12"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["GAD-7", "HAM-A"]
+    lsm = pd.DataFrame(
+        {
+            "route": ["iv", "oral"],
+            "visit": ["week2", "week2"],
+            "estimate": [-5.0, -4.0],
+            "ci_low": [-6.0, -5.0],
+            "ci_high": [-4.0, -3.0],
+        }
+    )
+    (ax,) = plots.plot_change_trajectory(lsm, human_labels=True).axes
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["IV ketamine", "Oral ketamine"]
+    assert ax.get_legend().get_title().get_text() == "Route"

@@ -40,6 +40,14 @@ TABLES = {
         "week4_response_tipping_point": (["n", "n_ref"], []),
         "week4_response_tipping_point_grid": (["n", "n_ref"], []),
         "endpoint_accounting": (["assessments"], []),
+        "gad7_severity_transitions_week4": (["patients"], []),
+        "week4_response_subgroups": (
+            ["n", "events", "n_ref", "events_ref"],
+            [("events", "n"), ("events_ref", "n_ref")],
+        ),
+        "gad7_week4_by_dose": (["n", "events"], [("events", "n")]),
+        "gad7_week4_by_sessions": (["n", "events"], [("events", "n")]),
+        "gad7_response_by_phase": (["n", "events"], [("events", "n")]),
     },
     "effect_sizes": {
         "within_patient_effect_sizes": (["n1", "n2"], []),
@@ -48,6 +56,7 @@ TABLES = {
         "gad7_mmrm_route_vs_iv": ([], []),
         "hama_mmrm_lsmeans": ([], []),
         "hama_mmrm_route_vs_iv": ([], []),
+        "mean_scores_by_route": (["n"], []),
     },
     "durability": {
         "gad7_median_time_to_response": (["n", "n_events"], [("n_events", "n")]),

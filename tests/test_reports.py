@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import html
 import json
 import re
 
@@ -23,6 +24,8 @@ from analysis.synthetic import synthetic_cohort
 MANIFEST_KEYS = {
     "package",
     "package_version",
+    "created",
+    "dependencies",
     "data",
     "data_fingerprint",
     "parameters",
@@ -108,7 +111,8 @@ def test_tables_are_saved_as_csv_and_suppressed(rendered):
     counts = completeness[["expected", "observed"]].stack()
     assert not counts.between(1, 10).any()  # min_cell=11 by default
     table_one = pd.read_csv(out / "tables/data_quality/table_one.csv", keep_default_na=False)
-    assert table_one.iloc[0].tolist() == ["n", "", "60"]
+    assert table_one.iloc[0].tolist()[:2] == ["n", ""]  # by route, then Overall
+    assert table_one.columns[-1] == "Overall" and table_one.iloc[0, -1] == "60"
 
 
 @pytest.mark.slow
@@ -201,3 +205,20 @@ def test_save_table(tmp_path):
     assert (tmp_path / "t/counts.csv").read_text() == "visit,n\nweek1,12\n"
     with pytest.raises(ValueError, match="lower-case"):
         save_table(df, "../counts", tmp_path)
+
+
+@pytest.mark.slow
+def test_pages_have_a_title_a_provenance_header_and_index_summaries(rendered):
+    out, manifest = rendered
+    index = (out / "index.html").read_text(encoding="utf-8")
+    assert 'id="definitions"' in index
+    for report in manifest["reports"]:
+        page = (out / report["html"]).read_text(encoding="utf-8")
+        title = re.search(r"<title>(.*?)</title>", page, re.S)[1]
+        assert title == f"{html.escape(report['title'])} | anxiety-outcomes"
+        assert "synthetic demo cohort, 60 patients, seed 0" in page
+        assert manifest["data_fingerprint"] in page and 'href="index.html#definitions"' in page
+        assert report["summary"] and html.escape(report["summary"]) in index
+    assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", manifest["created"])
+    assert manifest["dependencies"]["pandas"] == pd.__version__
+    assert manifest["dependencies"]["great_tables"]

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from matplotlib.figure import Figure
 from scipy import stats
 
+from analysis.plots import plot_adverse_events, plot_blood_pressure, plot_dissociation
 from analysis.safety import (
     ANY_EVENT,
     ANY_SERIOUS,
@@ -22,9 +23,6 @@ from analysis.safety import (
     blood_pressure_table,
     dissociation_table,
     dose_summary,
-    plot_adverse_events,
-    plot_blood_pressure,
-    plot_dissociation,
 )
 from analysis.schema import Cohort
 from analysis.synthetic import synthetic_cohort

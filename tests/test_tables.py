@@ -468,3 +468,141 @@ def test_visits_in_schedule_order(synthetic):
         hama["visit"].astype(str).tolist() == ep.loc[ep["instrument"] == "HAMA", "visit"].tolist()
     )
     assert ep["visit"].dtype == "string"  # the input is not modified
+
+
+# --------------------------------------------------------------------------------------
+# tables behind the publication figures and the MMRM contrast table (issue 12)
+
+import numpy as np  # noqa: E402
+
+from analysis.tables import (  # noqa: E402
+    mean_scores,
+    mmrm_contrasts,
+    patient_exposure,
+    patient_flow,
+    severity_transitions,
+    subgroup_comparisons,
+)
+
+
+@pytest.fixture(scope="module")
+def demo():
+    return synthetic_cohort(300, seed=2)
+
+
+def _flow_cohort():
+    patients = pd.DataFrame({"patient_id": [f"p{i}" for i in range(30)], "route": "iv"})
+    rows = []
+    for i in range(30):
+        if i < 25:  # 25 with a baseline
+            rows.append((f"p{i}", 0, 15))
+        if i < 20:  # 20 of them seen at week 1, 12 at week 4
+            rows.append((f"p{i}", 7, 9))
+        if i < 12:
+            rows.append((f"p{i}", 28, 6))
+    a = pd.DataFrame(rows, columns=["patient_id", "study_day", "total"]).assign(instrument="GAD7")
+    return Cohort(patients, a)
+
+
+def test_patient_flow_counts_by_hand():
+    flow = patient_flow(_flow_cohort())
+    counts = dict(zip(flow["stage"] + ":" + flow["visit"], flow["patients"], strict=True))
+    assert counts["treated:"] == 30 and counts["baseline:"] == 25
+    assert counts["post_baseline:"] == 20
+    assert counts["visit:week1"] == 20 and counts["visit:week4"] == 12
+    assert counts["visit:day1"] == 0 and counts["visit:week12"] == 0
+    assert flow.loc[flow["visit"] == "week4", "percent"].item() == 40.0
+
+
+def test_patient_flow_suppression():
+    flow = patient_flow(_flow_cohort(), min_cell=11)
+    # 25 with a baseline of 30: the 5 without one would be revealed, so it is blanked
+    row = flow[flow["stage"] == "baseline"].iloc[0]
+    assert pd.isna(row["patients"]) and row["suppressed"]
+    assert flow.loc[flow["visit"] == "week4", "patients"].item() == 12
+
+
+def test_severity_transitions_rows_add_up_and_are_suppressed_in_pairs(demo):
+    ep = cohort_endpoints(demo, "GAD7", patient_columns=())
+    table = severity_transitions(ep)
+    week4 = ep[ep["visit"] == "week4"]
+    assert table["patients"].sum() == len(week4)
+    per_band = table.groupby("baseline_severity")["percent"].sum()
+    assert np.allclose(per_band[per_band > 0], 100, atol=0.2)
+    small = severity_transitions(ep, min_cell=11)
+    for _, rows in small.groupby("baseline_severity"):
+        assert rows["suppressed"].sum() != 1  # never a single blanked cell in a band
+
+
+def test_subgroup_comparisons_adjust_across_every_comparison(demo):
+    from statsmodels.stats.multitest import multipletests
+
+    columns = ("route", "primary_diagnosis", "treatment_resistant")
+    ep = cohort_endpoints(demo, "GAD7", patient_columns=columns)
+    table = subgroup_comparisons(ep, subgroups=columns)
+    assert list(dict.fromkeys(table["subgroup"])) == list(columns)
+    assert set(table.loc[table["subgroup"] == "route", "reference"]) == {"iv"}
+    assert set(table.loc[table["subgroup"] == "treatment_resistant", "group"]) == {"yes"}
+    ok = table["p_value"].notna()
+    expected = multipletests(table.loc[ok, "p_value"], method="holm")[1]
+    np.testing.assert_allclose(table.loc[ok, "p_adjusted"], expected)
+
+
+def test_mean_scores_t_interval():
+    # R: t.test(c(16, 12))$conf.int -> -11.41241 39.41241 (t 0.975 on 1 df = 12.7062)
+    ep = pd.DataFrame(
+        {
+            "patient_id": ["a", "b"],
+            "instrument": "GAD7",
+            "visit": "week4",
+            "target_day": 28,
+            "baseline": [16, 12],
+            "score": [6, 8],
+            "route": "iv",
+        }
+    )
+    table = mean_scores(ep)
+    base = table[table["visit"] == "baseline"].iloc[0]
+    assert base["mean"] == 14.0
+    assert base["ci_low"] == pytest.approx(-11.41241, abs=1e-3)
+    assert base["ci_high"] == pytest.approx(39.41241, abs=1e-3)
+    small = mean_scores(ep, min_cell=11)
+    assert small["suppressed"].all() and small["mean"].isna().all()
+
+
+def test_patient_exposure_bands(demo):
+    exposure = patient_exposure(demo)
+    assert len(exposure) == len(demo.patients)
+    assert list(exposure["dose_band"].cat.categories) == [
+        "under 0.6 mg/kg",
+        "0.6 to under 0.8 mg/kg",
+        "0.8 mg/kg or more",
+    ]
+    weight_based = demo.patients["route"].isin(["iv", "im"]).to_numpy()
+    assert exposure["dose_band"].notna().to_numpy().tolist() == weight_based.tolist()
+    sessions = demo.sessions
+    done = sessions[sessions["completed"].fillna(True).astype(bool) & (sessions["study_day"] <= 28)]
+    counts = done.groupby("patient_id").size()
+    merged = exposure.set_index("patient_id")["sessions_received"]
+    assert (merged.reindex(counts.index) == counts).all()
+    assert set(exposure["phase_group"]) <= {"maintenance", "induction_only"}
+
+
+@pytest.mark.slow
+def test_mmrm_contrasts_holm(demo):
+    from statsmodels.stats.multitest import multipletests
+
+    from analysis.mmrm import fit_mmrm
+
+    ep = visits_in_schedule_order(cohort_endpoints(demo, "GAD7", patient_columns=("route",)))
+    model = fit_mmrm(ep, "change ~ baseline + route + visit", subject="patient_id", visit="visit")
+    table = mmrm_contrasts(model, "route", by="visit", reference="iv")
+    assert list(dict.fromkeys(table["visit"].astype(str))) == [
+        "day1",
+        "week1",
+        "week2",
+        "week4",
+        "week8",
+        "week12",
+    ]
+    np.testing.assert_allclose(table["p_adjusted"], multipletests(table["p"], method="holm")[1])
