@@ -329,9 +329,13 @@ class ReportMMRM:
     formula: str | None
     covariance: str | None
     notes: list[str] = field(default_factory=list)
-    data: pd.DataFrame | None = None
+    data: pd.DataFrame | None = field(default=None, repr=False)
     min_cell: int | None = None
     n_patients: int | None = None
+
+    def __repr__(self) -> str:
+        # the note only: the fit's own repr counts its subjects (a count of people)
+        return f"{self.title}: {self._note()}"
 
     def _controlled(self, table):
         from analysis.disclosure import suppress_group_statistics

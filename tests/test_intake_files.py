@@ -85,9 +85,11 @@ def test_a_clinic_folder_with_every_csv_quirk_loads_with_the_right_findings(tmp_
     renamed = findings[findings["check"] == "column_renamed"]
     assert sorted(zip(renamed["table"], renamed["column"], renamed["value"], strict=True)) == [
         ("assessments", "item_1", "Item_1"),
-        ("assessments", "study_day", "Study Day"),
+        # two capitalised words read as a personal name to the guard: the header is
+        # renamed and listed, but its text is not echoed (deid.redact_failures)
+        ("assessments", "study_day", ""),
         ("assessments", "total", "Total"),
-        ("patients", "patient_id", "Patient_ID"),
+        ("patients", "patient_id", ""),  # nothing of the identifier column is echoed
         ("patients", "route", "Route"),
     ]
     unknown = findings[findings["check"].str.startswith("unknown_column")]
@@ -114,11 +116,12 @@ def test_an_unknown_column_is_named_with_the_closest_schema_name(tmp_path):
 
 def test_missing_values_are_overridable(tmp_path):
     tables = valid_tables()
-    tables["patients"].loc[0, "arm"] = "-"
+    tables["patients"].loc[0, "age"] = "-"
     folder = _folder(tmp_path, **{"patients.csv": _csv(tables["patients"])})
-    assert load_cohort(folder).patients.loc[0, "arm"] == "-"
+    with pytest.raises(DataValidationError, match="age"):  # "-" is not a number by default
+        load_cohort(folder)
     cohort = load_cohort(folder, missing_values=["", "-"])
-    assert cohort.patients.loc[0, "arm"] is pd.NA
+    assert cohort.patients.loc[0, "age"] is pd.NA
 
 
 def test_an_undetectable_delimiter_says_what_the_file_looks_like(tmp_path):
