@@ -693,6 +693,7 @@ def audit_table(
     *,
     name: str = "table",
     identifiers: Iterable[str] = (),
+    formulas: bool = True,
 ) -> pd.DataFrame:
     """Disclosure findings of one report table (see :class:`AuditResult`).
 
@@ -701,7 +702,9 @@ def audit_table(
     ``n - events`` complement in that range; (2) in every margin (rows sharing the values
     of all but one partitioning label column), a table whose shown cells include a
     total row (``Overall``/``all``/``total``) may not have exactly one hidden cell;
-    (3) no cell equals one of ``identifiers`` (patient ids) or starts like a formula.
+    (3) no cell equals one of ``identifiers`` (patient ids) or, with ``formulas`` (the
+    default; the audit sets it for CSV files, which spreadsheets open), starts like a
+    formula (an HTML page shows ``-14..0`` as text: nothing runs it).
 
     Examples
     --------
@@ -745,7 +748,7 @@ def audit_table(
         if ids:
             for r in np.flatnonzero(text.isin(ids).to_numpy()):
                 found.append((name, str(c), int(text.index[r]), "identifier"))
-        for r, t in zip(text.index, text, strict=True):
+        for r, t in zip(text.index, text, strict=True) if formulas else ():
             if _FORMULA.match(t) and not _NUMERIC.match(t.strip()):
                 found.append((name, str(c), int(r), "formula"))
     return pd.DataFrame(found, columns=["table", "column", "row", "check"]).drop_duplicates()
@@ -1030,12 +1033,24 @@ def audit_report_dir(
         elif suffix in (".html", ".htm"):
             page = path.read_text(encoding="utf-8")
             for k, t in enumerate(_html_tables(page)):
-                add(rel, audit_table(_flatten(t), min_cell, name=f"table {k + 1}", identifiers=ids))
+                add(
+                    rel,
+                    audit_table(
+                        _flatten(t),
+                        min_cell,
+                        name=f"table {k + 1}",
+                        identifiers=ids,
+                        formulas=False,
+                    ),
+                )
             found = _text_identifier_findings(page, id_set, "page text")
             add(rel, pd.DataFrame(found, columns=["table", "column", "row", "check"]))
         elif suffix == ".ipynb":
             for label, t in _notebook_tables(path):
-                add(rel, audit_table(_flatten(t), min_cell, name=label, identifiers=ids))
+                add(
+                    rel,
+                    audit_table(_flatten(t), min_cell, name=label, identifiers=ids, formulas=False),
+                )
             found = _text_identifier_findings(_notebook_text(path), id_set, "outputs")
             add(rel, pd.DataFrame(found, columns=["table", "column", "row", "check"]))
         elif path.name == "manifest.json":

@@ -49,6 +49,7 @@ def _passes_unavailable(build):
 
     return wrapper
 
+
 __all__ = [
     "DEFINITIONS",
     "LABELS",

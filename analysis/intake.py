@@ -299,7 +299,9 @@ def pseudonym(identifier, key: bytes, kind: str = "patient") -> str:
     Returns
     -------
     str
-        The prefix and 20 hexadecimal digits; it matches the schema's code pattern.
+        Patients: the prefix and 20 hexadecimal digits. Sites and raters: the prefix and
+        24 decimal digits in four groups (``S123456-789012-345678-901234``), the form
+        the schema's site and rater code pattern allows. Each matches its column's pattern.
 
     Examples
     --------
@@ -312,7 +314,13 @@ def pseudonym(identifier, key: bytes, kind: str = "patient") -> str:
     """
     prefix = _CODE_PREFIX[kind]
     message = f"{kind}\x1f{_identifier_text(identifier)}".encode()
-    return prefix + hmac.new(key, message, hashlib.sha256).hexdigest()[:_CODE_HEX]
+    digest = hmac.new(key, message, hashlib.sha256).hexdigest()[:_CODE_HEX]
+    if kind == "patient":
+        return prefix + digest
+    # site and rater codes follow the schema's code pattern for them: letters, then up to
+    # four groups of at most six digits (24 decimal digits of the digest, about 80 bits)
+    digits = f"{int(digest, 16) % 10**24:024d}"
+    return prefix + "-".join(digits[k : k + 6] for k in range(0, 24, 6))
 
 
 # --------------------------------------------------------------------------- the mapping

@@ -134,7 +134,7 @@ def _empty(value) -> bool:
     return isinstance(value, pd.DataFrame | pd.Series) and len(value) == 0
 
 
-def section(title: str, func: Callable, *args, **kwargs):
+def section(title: str, func: Callable, /, *args, **kwargs):
     """``func(*args, **kwargs)``, or :class:`NotAvailable` saying why it cannot be computed.
 
     Parameters
@@ -182,7 +182,9 @@ def _levels(data: pd.DataFrame, column: str) -> list:
     return sorted(pd.Series(data[column]).dropna().astype(str).unique().tolist())
 
 
-def compare_section(title: str, func: Callable, data, *args, groups: str, reference=None, **kwargs):
+def compare_section(
+    title: str, func: Callable, data, /, *args, groups: str, reference=None, **kwargs
+):
     """:func:`section` for a comparison between the levels of ``group``.
 
     Before calling ``func(data, *args, reference=reference, **kwargs)`` (``reference``
