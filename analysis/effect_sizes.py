@@ -357,6 +357,8 @@ def effect_size(
         diffs = xs - ys
         s1, s2 = np.std(xs, ddof=1), np.std(ys, ddof=1)
         r = float(np.corrcoef(xs, ys)[0, 1]) if s1 > 0 and s2 > 0 else math.nan
+        if abs(abs(r) - 1) < 1e-12:  # perfectly (anti)correlated up to rounding
+            r = math.copysign(1.0, r)
         return _smd(
             measure,
             xs.mean(),
@@ -675,6 +677,8 @@ def _paired_from_moments(cell: dict, measure: str) -> EffectSize:
     s1, s2, s_diff = cell["sd_baseline"], cell["sd_score"], cell[f"sd_{_DIFF}"]
     # r from the three SDs: var(x - y) = var(x) + var(y) - 2 r sd(x) sd(y)
     r = (s1**2 + s2**2 - s_diff**2) / (2 * s1 * s2) if s1 > 0 and s2 > 0 else math.nan
+    if abs(abs(r) - 1) < 1e-12:  # perfectly (anti)correlated up to rounding, as effect_size
+        r = math.copysign(1.0, r)
     m1, m2 = cell["mean_baseline"], cell["mean_score"]
     return _smd(measure, m1, s1, n, m2, s2, n, s_diff=s_diff, r=r, ci=0.95)
 

@@ -885,14 +885,18 @@ def _summary(notebook_path: Path) -> str:
 
 
 def _dependencies() -> dict[str, str]:
-    """Installed versions of the package's direct dependencies (for ``manifest.json``)."""
+    """Installed versions of the package's direct dependencies (for ``manifest.json``):
+    the core and the ``plots``, ``reports`` and ``engines`` extras the reports run on."""
     from importlib.metadata import PackageNotFoundError, requires, version
 
     out = {"python": sys.version.split()[0]}
-    for requirement in requires("anxiety-outcomes") or []:
-        if "extra ==" in requirement:
-            continue
+    for requirement in requires(DISTRIBUTION) or []:
+        extra = re.search(r"extra\s*==\s*['\"]([^'\"]+)['\"]", requirement)
+        if extra and extra[1] not in ("plots", "reports", "engines"):
+            continue  # the test, docs, browser and spark tools do not make the numbers
         name = re.split(r"[<>=!~;\[ ]", requirement, maxsplit=1)[0]
+        if name == DISTRIBUTION:
+            continue
         try:
             out[name] = version(name)
         except PackageNotFoundError:

@@ -1,6 +1,6 @@
 """The de-identification guard on its corpus and on the cases of issue 9.
 
-HIPAA Safe Harbor (45 CFR 164.514(b)(2)), REFERENCES.md "De-identification and
+HIPAA Safe Harbor (45 CFR 164.514(b)(2)), docs/references.md "De-identification and
 disclosure": names, geography below state, all date elements but the year, ages over 89,
 phone, e-mail, record numbers, URLs, IP addresses, any other unique identifying number.
 """

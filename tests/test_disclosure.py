@@ -1,6 +1,6 @@
 """Disclosure control (analysis.disclosure): one policy for every table, figure and file.
 
-Policy (REFERENCES.md "De-identification and disclosure"): CMS cell-size suppression, no
+Policy (docs/references.md "De-identification and disclosure"): CMS cell-size suppression, no
 cell of 1-10 nor any value from which one can be derived; secondary (complementary)
 suppression as in Hundepool et al. (2012), Statistical Disclosure Control, ch. 5.
 """
