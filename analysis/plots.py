@@ -100,6 +100,10 @@ class ReportFigure(Figure):
     True
     """
 
+    def __init__(self, *args, **kwargs):
+        """The arguments of :class:`matplotlib.figure.Figure` (``figsize``, ``layout``, ...)."""
+        super().__init__(*args, **kwargs)
+
     def _repr_png_(self) -> bytes:
         buffer = io.BytesIO()
         self.savefig(buffer, format="png", dpi=100, bbox_inches="tight")

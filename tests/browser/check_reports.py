@@ -25,19 +25,14 @@ import sys
 from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
+from analysis.reports import CHROMIUM_PDF_ARGS
+
 #: The viewport every page must fit (no horizontal overflow).
 VIEWPORT = {"width": 1280, "height": 900}
 
-#: Chromium flags: headless, no sandbox (containers), and no traffic of its own.
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
+#: Chromium flags: headless, no sandbox (containers), and no traffic of its own: those of
+#: the package's PDF export, without the print-only one.
+CHROMIUM_ARGS = [arg for arg in CHROMIUM_PDF_ARGS if arg != "--no-pdf-header-footer"]
 
 CHROMIUM = "/usr/bin/chromium"
 
