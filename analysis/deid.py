@@ -39,12 +39,11 @@ from __future__ import annotations
 
 import datetime
 import re
-from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
-from analysis.schema import FAILURE_COLUMNS, TABLES, Cohort, DataValidationError
+from analysis.cohort import FAILURE_COLUMNS, DataValidationError, cohort_tables, read_schema
 
 __all__ = [
     "AGE_TOP_CODE",
@@ -287,7 +286,7 @@ _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
 class DeidentificationError(DataValidationError):
     """Direct identifiers were found; nothing was loaded.
 
-    A :class:`~analysis.schema.DataValidationError` whose ``.failures`` rows for the
+    A :class:`~analysis.cohort.DataValidationError` whose ``.failures`` rows for the
     guard's checks (:data:`IDENTIFIER_CHECKS`) have a blank ``value``; the message names
     tables, columns, checks and counts, never a value.
 
@@ -461,17 +460,6 @@ def _value_masks(series: pd.Series, column: object = "") -> dict[str, np.ndarray
     return masks
 
 
-def _tables_dict(tables) -> dict[str, pd.DataFrame]:
-    if isinstance(tables, Cohort):
-        return {name: getattr(tables, name) for name in TABLES}
-    if not isinstance(tables, Mapping):
-        raise TypeError(
-            "`tables` must be a Cohort or a mapping of table name to DataFrame, "
-            f"but a {type(tables).__name__} was passed."
-        )
-    return dict(tables)
-
-
 def _scan(tables) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Summary (one row per check performed) and failures (value blank) of the guard."""
     summary: list[tuple[str, str, str, int]] = []
@@ -490,7 +478,7 @@ def _scan(tables) -> tuple[pd.DataFrame, pd.DataFrame]:
             )
         )
 
-    for table, df in _tables_dict(tables).items():
+    for table, df in cohort_tables(tables, check=False).items():
         for position, column in enumerate(df.columns):
             label = _column_label(column, position)
             name_flagged = is_identifier_column(column)
@@ -604,8 +592,6 @@ def _free_text_capable(table: str, columns: str) -> bool:
     Text columns without a code list (``patient_id``, ``site_id``, ``rater_id``, ``arm``)
     and columns outside the schema can; numeric, boolean and coded columns cannot.
     """
-    from analysis.schema import read_schema
-
     try:
         fields = {f["name"]: f for f in read_schema(table)["fields"]}
     except (ValueError, KeyError, FileNotFoundError):

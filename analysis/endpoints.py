@@ -57,6 +57,7 @@ import numpy as np
 import pandas as pd
 
 from analysis._utils import check_choice
+from analysis.cohort import Cohort
 from analysis.instruments import (
     INSTRUMENTS,
     Criteria,
@@ -70,7 +71,6 @@ from analysis.instruments import (
     score_expr,
     severity_expr,
 )
-from analysis.schema import Cohort
 
 __all__ = [
     "BASELINE",

@@ -522,7 +522,7 @@ def _read_stat(path: Path, name: str, ext: str, table: str, missing: set[str]) -
     _check_header(list(frame.columns), name)
     findings = []
     labels = getattr(meta, "variable_value_labels", None) or {}
-    from analysis.schema import read_schema
+    from analysis.cohort import read_schema
 
     fields = {normalise_name(f["name"]): f for f in read_schema(table)["fields"]}
     for column, mapping in labels.items():

@@ -1,5 +1,11 @@
 """Data model: the `Cohort` container, table validation and loading.
 
+:class:`Cohort`, :class:`DataValidationError`, :data:`TABLES`, :func:`read_schema` and
+the other names of the data model's foundation are defined in :mod:`analysis.cohort` and
+re-exported here unchanged (``from analysis.schema import Cohort`` keeps working); this
+module adds validation and loading on top, and the de-identification guard
+(:mod:`analysis.deid`) sits between the two, so neither imports the other in a circle.
+
 The table definitions live once, as Frictionless Table Schema files in ``data_schema/``
 (one JSON file per table, documented for data managers in ``data_schema/README.md``).
 Everything here is built from them:
@@ -49,8 +55,6 @@ folder, the one copy that is edited; a wheel ships the files themselves).
 from __future__ import annotations
 
 import functools
-import importlib.resources
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +63,22 @@ import numpy as np
 import pandas as pd
 
 from analysis._utils import check_choice
+from analysis.cohort import (
+    FAILURE_COLUMNS,
+    OPTIONAL_TABLES,
+    REPORT_COLUMNS,
+    REQUIRED_TABLES,
+    TABLES,
+    Cohort,
+    DataValidationError,
+    _check_kind,
+    _empty_failures,
+    _empty_report,
+    cohort_tables,
+    read_schema,
+    schema_dir,
+)
+from analysis.deid import IDENTIFIER_CHECKS, _scan, redact_failures
 from analysis.instruments import INSTRUMENTS
 from analysis.readers import MISSING_VALUES, FileProblem, normalise_name
 
@@ -82,262 +102,11 @@ __all__ = [
     "write_cohort",
 ]
 
-#: The tables of a cohort, in the order they are validated and reported.
-TABLES = ("patients", "assessments", "sessions", "adverse_events")
-#: Tables :func:`load_cohort` requires; the others may be absent.
-REQUIRED_TABLES = ("patients", "assessments")
-OPTIONAL_TABLES = ("sessions", "adverse_events")
-#: Columns of ``DataValidationError.failures`` and of :func:`collect_failures`.
-FAILURE_COLUMNS = ("table", "row", "column", "check", "value")
-#: Columns of :attr:`ValidationReport.errors` and :attr:`ValidationReport.findings`.
-REPORT_COLUMNS = ("table", "row", "line", "column", "check", "count", "severity", "value")
 #: Formats :func:`write_cohort` writes (:func:`load_cohort` reads more, see
 #: :mod:`analysis.readers`).
 FILE_FORMATS = ("csv", "parquet")
 
 _DTYPES = {"string": "string", "integer": "Int64", "number": "Float64", "boolean": "boolean"}
-
-
-@dataclass
-class Cohort:
-    """The four tables of a de-identified cohort (pandas DataFrames).
-
-    ``sessions`` and ``adverse_events`` are empty frames when the data has none.
-
-    Attributes
-    ----------
-    patients, assessments, sessions, adverse_events : DataFrame
-        The tables.
-    findings : DataFrame
-        The data-quality findings of :func:`load_cohort` (:data:`REPORT_COLUMNS`; see
-        :class:`ValidationReport`): rows that loaded but are not used as they stand
-        (unscorable questionnaires, assessments outside every visit window, ...). Empty
-        for a cohort built in memory.
-    collected : tuple of str or None
-        The tables the data supplied. :func:`load_cohort` sets it (an optional table
-        without a file was *not collected*, which is not the same as collected with no
-        rows); ``None`` (default) means every table with columns, so that
-        ``Cohort(patients, assessments)`` has no sessions or adverse events collected.
-
-    Examples
-    --------
-    >>> cohort = Cohort(pd.DataFrame({"patient_id": ["P1"]}), pd.DataFrame())
-    >>> cohort.is_collected("adverse_events"), cohort.is_collected("patients")
-    (False, True)
-    """
-
-    patients: pd.DataFrame
-    assessments: pd.DataFrame
-    sessions: pd.DataFrame = field(default_factory=pd.DataFrame)
-    adverse_events: pd.DataFrame = field(default_factory=pd.DataFrame)
-    findings: pd.DataFrame = field(default_factory=lambda: _empty_report(), repr=False)
-    collected: tuple[str, ...] | None = None
-
-    def is_collected(self, table: str) -> bool:
-        """Whether the data supplied ``table`` (an absent optional table was not collected).
-
-        A table that was supplied with no rows *was* collected (e.g. no adverse event
-        occurred); one that was not supplied says nothing about events.
-        """
-        check_choice("table", table, TABLES)
-        if self.collected is not None:
-            return table in self.collected
-        df = getattr(self, table)
-        return df is not None and len(df.columns) > 0
-
-
-# --------------------------------------------------------------------------- errors
-
-
-def _empty_failures() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "table": pd.array([], dtype="string"),
-            "row": pd.array([], dtype="Int64"),
-            "column": pd.array([], dtype="string"),
-            "check": pd.array([], dtype="string"),
-            "value": pd.array([], dtype="string"),
-        }
-    )
-
-
-def _empty_report() -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "table": pd.array([], dtype="string"),
-            "row": pd.array([], dtype="Int64"),
-            "line": pd.array([], dtype="Int64"),
-            "column": pd.array([], dtype="string"),
-            "check": pd.array([], dtype="string"),
-            "count": pd.array([], dtype="Int64"),
-            "severity": pd.array([], dtype="string"),
-            "value": pd.array([], dtype="string"),
-        }
-    )
-
-
-def _check_kind(check: str) -> str:
-    """The kind of a check name: its first word (``in_range 0-3 for GAD7`` -> ``in_range``)."""
-    return check.split(" ", 1)[0].rstrip(":")
-
-
-class DataValidationError(ValueError):
-    """Input data break the data model; raised with every failure, not just the first.
-
-    Attributes
-    ----------
-    failures : DataFrame
-        One row per failing cell (or column): ``table, row, column, check, value``.
-        ``row`` is the 0-based position in the input file or frame (empty for a problem of
-        the whole column), ``value`` the offending cell as a string (blank in a column
-        flagged by the de-identification guard).
-
-    Notes
-    -----
-    The message counts failing rows per table, column and check, and says how to fix each
-    kind of problem. It never contains a value from the data.
-
-    Examples
-    --------
-    >>> assessments = pd.DataFrame({"patient_id": ["P1", "P2"], "instrument": ["GAD7", "GAD7"],
-    ...                             "study_day": [0, 0], "item_3": [4, 9], "total": [10, 12]})
-    >>> try:
-    ...     validate(assessments, "assessments")
-    ... except DataValidationError as exc:
-    ...     print(exc.failures.to_string(index=False))
-    ...     print(str(exc).splitlines()[1])
-          table  row column                check value
-    assessments    0 item_3 in_range 0-3 for GAD7     4
-    assessments    1 item_3          in_range 0-4     9
-      assessments.item_3: 1 row fails `in_range 0-3 for GAD7`
-    """
-
-    title = "Data validation failed"
-
-    #: How to fix each kind of check (keyed by the first word of the check name).
-    hints = {
-        "required_column": "add the missing column; data_schema/README.md lists each table's columns",
-        "not_null": "fill in the required value in every row, or remove rows that cannot be completed",
-        "type": (
-            "write plain values of the column's type: whole numbers in integer columns (no "
-            "text, units or decimals), numbers with a '.' decimal point, true/false, yes/no "
-            "or 1/0 in boolean columns; leave the cell empty when the value is unknown"
-        ),
-        "in_range": "correct the value, or leave the cell empty when it is unknown",
-        "minimum": "correct the value, or leave the cell empty when it is unknown",
-        "maximum": "correct the value, or leave the cell empty when it is unknown",
-        "exclusive_minimum": "correct the value, or leave the cell empty when it is unknown",
-        "length": "shorten or complete the value",
-        "one_of": "use one of the listed codes exactly as written (codes are case-sensitive)",
-        "pattern": (
-            "use only the characters the pattern allows (codes: letters, digits, '_' and '-', "
-            "at most 64 characters; adverse event terms: lower-case letters, digits and '_')"
-        ),
-        "unique": "keep one row per key: remove the duplicated rows or correct their key",
-        "foreign_key": "add the missing patients to the patients table, or remove their rows",
-        "empty": (
-            "leave the item columns a scale does not use empty (GAD7 uses "
-            f"{', '.join(INSTRUMENTS['GAD7'].item_columns)}), or correct the instrument"
-        ),
-        "total_matches_items": (
-            "correct the items or the total, or leave the total empty so that it is computed "
-            "from the items"
-        ),
-        "scorable": "give the total or answer enough items, or remove the row",
-        "session_1_on_day_0": (
-            "study days count from the first ketamine session: shift the patient's study "
-            "days (sessions and assessments) so that session 1 is on day 0"
-        ),
-        "duplicate_row": (
-            "remove the repeated copy of the row (an event entered twice is counted twice); "
-            "two distinct events of one term on one day differ in severity, seriousness "
-            "or relatedness"
-        ),
-        "duplicate_column": "keep one column of each name (delete or rename the copy)",
-        # findings: the rows load and are accounted for; the fix is optional
-        "unscorable": (
-            "give the total or answer more items if the form has them; otherwise the row "
-            "is kept and accounted as `unscorable` (it is not used for any score)"
-        ),
-        "outside_schedule": (
-            "check the study day; an assessment outside every visit window is kept and "
-            "accounted as `outside_schedule`"
-        ),
-        "no_baseline": (
-            "add the baseline assessment (day -14 to 0) if it exists; without one the "
-            "patient has no change from baseline (accounted as `no_baseline`)"
-        ),
-        "no_post_baseline": (
-            "add the follow-up assessments if they exist; the patient counts in the "
-            "baseline table only"
-        ),
-        "no_assessments": "add the patient's assessments, or remove the patient if never treated",
-        "after_last_assessment": (
-            "nothing to fix if the patient was treated after the last rating; outcomes "
-            "after the last assessment are unknown"
-        ),
-        "column_renamed": "nothing to fix; use the column names of data_schema/README.md next time",
-        "unknown_column": (
-            "rename the column if it is one of the schema's (see the suggestion); otherwise "
-            "it is kept as an extra column"
-        ),
-        "encoding": "nothing to fix; save files as UTF-8 next time",
-        "delimiter": "nothing to fix; comma-separated files are the standard",
-        "value_labels": "nothing to fix; check the codes in the loaded table",
-    }
-
-    def __init__(
-        self, failures: pd.DataFrame | str, message: str | None = None, report=None
-    ) -> None:
-        if isinstance(failures, str):
-            message, failures = failures, _empty_failures()
-        self.failures = failures
-        #: The :class:`ValidationReport` (errors, findings, spreadsheet line numbers)
-        #: when raised by :func:`load_cohort` or :func:`validate`, else None.
-        self.report = report
-        super().__init__(message if message is not None else self._summarise(failures))
-
-    def __reduce__(self):
-        return (type(self), (self.failures, str(self), self.report))
-
-    @classmethod
-    def _summarise(cls, failures: pd.DataFrame, max_lines: int = 40) -> str:
-        """Counts per table, column and check, then one hint per kind of check."""
-        if failures.empty:
-            return f"{cls.title}."
-        order = {t: k for k, t in enumerate(TABLES)}
-        groups = (
-            failures.assign(
-                _table_order=failures["table"].map(order).fillna(len(order)),
-                _has_row=failures["row"].notna(),
-            )
-            .groupby(["_table_order", "table", "column", "check"], sort=True, dropna=False)
-            .agg(n=("_has_row", "sum"), size=("_has_row", "size"))
-            .reset_index()
-        )
-        n_tables = groups["table"].nunique()
-        lines = [
-            f"{cls.title}: {len(groups)} problem(s) in {n_tables} table(s); nothing was loaded."
-        ]
-        for row in groups.head(max_lines).itertuples(index=False):
-            where = f"{row.table}.{row.column}"
-            if row.n == 0:
-                lines.append(f"  {where}: column fails `{row.check}`")
-            else:
-                rows = "row fails" if row.n == 1 else "rows fail"
-                lines.append(f"  {where}: {row.n} {rows} `{row.check}`")
-        if len(groups) > max_lines:
-            lines.append(f"  ... and {len(groups) - max_lines} more (see `.failures`)")
-        kinds = dict.fromkeys(_check_kind(c) for c in groups["check"])
-        lines.append("How to fix:")
-        for kind in kinds:
-            hint = cls.hints.get(kind, "see data_schema/README.md for the rule")
-            lines.append(f"  - {kind}: {hint}")
-        lines.append(
-            "`.failures` lists every failing cell (rows are 0-based positions in each input "
-            "file, header excluded); data_schema/README.md describes every column."
-        )
-        return "\n".join(lines)
 
 
 def _showable(table: str, column: str, check: str) -> bool:
@@ -346,8 +115,6 @@ def _showable(table: str, column: str, check: str) -> bool:
     Numbers, yes/no and coded values of the schema are shown; identifier checks, keys,
     patient, site and rater codes, adverse-event terms, free text and extra columns never.
     """
-    from analysis.deid import IDENTIFIER_CHECKS
-
     if check in IDENTIFIER_CHECKS or _check_kind(check) in ("unique", "foreign_key"):
         return False
     if _check_kind(check) == "column_renamed":
@@ -561,41 +328,6 @@ def _file_message(files: pd.DataFrame) -> str:
     lines += [f"  {check}" for check in files["check"]]
     lines.append("data_schema/README.md describes the files and columns of a cohort folder.")
     return "\n".join(lines)
-
-
-# --------------------------------------------------------------------------- schema files
-
-
-def schema_dir() -> Path:
-    """The folder holding the Table Schema JSON files (see the module docstring)."""
-    folder = importlib.resources.files("analysis") / "data_schema"
-    if folder.joinpath("patients.json").is_file():
-        return Path(str(folder)).resolve()  # in the repository: the top-level folder
-    raise FileNotFoundError(
-        f"The table schemas were not found: expected {folder}/patients.json (package data "
-        "of `analysis`). Reinstall the package (pip install anxiety-outcomes, or "
-        "pip install -e . from the repository)."
-    )
-
-
-@functools.cache
-def _schema_text(table: str) -> str:
-    return (schema_dir() / f"{table}.json").read_text(encoding="utf-8")
-
-
-def read_schema(table: str) -> dict:
-    """The Frictionless Table Schema of a table, as a dict (a fresh copy).
-
-    Examples
-    --------
-    >>> schema = read_schema("assessments")
-    >>> schema["primaryKey"]
-    ['patient_id', 'instrument', 'study_day']
-    >>> [f["name"] for f in schema["fields"]][:4]
-    ['patient_id', 'instrument', 'study_day', 'item_1']
-    """
-    check_choice("table", table, TABLES)
-    return json.loads(_schema_text(table))
 
 
 # --------------------------------------------------------------------------- validators
@@ -1121,22 +853,6 @@ def _validate_table(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Dat
     return out, clean, failures
 
 
-def _as_tables(tables) -> dict[str, pd.DataFrame]:
-    if isinstance(tables, Cohort):
-        names = [t for t in TABLES if t in REQUIRED_TABLES or tables.is_collected(t)]
-        return {name: getattr(tables, name) for name in names}
-    if not isinstance(tables, Mapping):
-        raise TypeError(
-            "`tables` must be a Cohort or a mapping of table name to DataFrame, "
-            f"but a {type(tables).__name__} was passed."
-        )
-    for name, df in tables.items():
-        check_choice("table", name, TABLES)
-        if not isinstance(df, pd.DataFrame):
-            raise TypeError(f"Table `{name}` must be a pandas DataFrame, not {type(df).__name__}.")
-    return dict(tables)
-
-
 def _scorable(assessments: pd.DataFrame) -> np.ndarray:
     """Rows with a total or at most ``max_missing_items`` items missing (checked values)."""
     out = np.zeros(len(assessments), dtype=bool)
@@ -1224,9 +940,11 @@ def _cohort_findings(clean: dict[str, pd.DataFrame]) -> list[pd.DataFrame]:
 
 def _validate_tables(tables, lines=None, read_findings=None) -> ValidationReport:
     """Validate tables together: every error and finding, typed tables, guard outcome."""
-    from analysis.deid import IDENTIFIER_CHECKS, _scan, redact_failures
 
-    raw = {name: df.reset_index(drop=True) for name, df in _as_tables(tables).items()}
+    raw = {
+        name: df.reset_index(drop=True)
+        for name, df in cohort_tables(tables, collected_only=True).items()
+    }
     typed, clean, failures = {}, {}, list(read_findings or [])
     for table in TABLES:
         if table in raw:

@@ -95,8 +95,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from analysis.cohort import Cohort
 from analysis.instruments import GAD7, HAMA, MAX_ITEMS, Instrument
-from analysis.schema import Cohort
 
 __all__ = ["synthetic_cohort"]
 

@@ -1,0 +1,150 @@
+"""The shape of the package: which module may import which.
+
+The data layer imports one way (``instruments``/``readers`` <- ``cohort`` <- ``deid`` <-
+``schema``); a circle between two modules means neither can be read, imported or
+tested without the other. These tests read the import statements with :mod:`ast`, so
+they fail on a new circle before anything runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import analysis
+
+PACKAGE = Path(analysis.__file__).parent
+
+# Circles through imports made inside functions (deferred on purpose, to keep
+# `import analysis` light). Each is debt to pay, not a pattern to copy: a new circle
+# fails `test_no_new_import_circles_inside_functions`.
+KNOWN_DEFERRED_CIRCLES = {
+    frozenset({"analysis.plots", "analysis.safety"}),
+    frozenset({"analysis.formatting", "analysis.reports"}),
+    frozenset({"analysis.report_sections", "analysis.tables"}),
+}
+
+
+def _module_name(path: Path) -> str:
+    return "analysis" if path.stem == "__init__" else f"analysis.{path.stem}"
+
+
+def _imported_modules(node: ast.AST) -> set[str]:
+    """The package modules an ``import`` / ``from ... import`` statement loads."""
+    if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+        if node.module == "analysis":
+            return {f"analysis.{a.name}" for a in node.names if (PACKAGE / f"{a.name}.py").exists()}
+        if node.module.startswith("analysis."):
+            return {node.module}
+    if isinstance(node, ast.Import):
+        return {a.name for a in node.names if a.name.startswith("analysis.")}
+    return set()
+
+
+def _is_type_checking_block(node: ast.AST) -> bool:
+    return isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
+
+
+def import_graph(*, deferred: bool) -> dict[str, set[str]]:
+    """Module -> package modules it imports: at module level, or anywhere (``deferred``).
+
+    Imports under ``if TYPE_CHECKING:`` never run and are left out.
+    """
+    graph = {}
+    for path in sorted(PACKAGE.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        nodes = []
+        stack = [n for n in tree.body if not _is_type_checking_block(n)]
+        while stack:
+            node = stack.pop()
+            nodes.append(node)
+            if deferred:
+                stack.extend(
+                    child
+                    for child in ast.iter_child_nodes(node)
+                    if not _is_type_checking_block(child)
+                )
+        deps = set().union(*(_imported_modules(n) for n in nodes)) if nodes else set()
+        graph[_module_name(path)] = deps - {_module_name(path)}
+    return graph
+
+
+def circles(graph: dict[str, set[str]]) -> list[frozenset[str]]:
+    """The strongly connected components with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    found: list[frozenset[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        for w in graph.get(v, ()):
+            if w not in graph:
+                continue
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = set()
+            while True:
+                w = stack.pop()
+                component.add(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                found.append(frozenset(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return found
+
+
+def test_circle_finder_finds_a_circle():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}, "e": set()}
+    assert circles(graph) == [frozenset({"a", "b", "c"})]
+    assert circles({"a": {"b"}, "b": set()}) == []
+
+
+def test_the_graph_sees_the_data_layer():
+    graph = import_graph(deferred=False)
+    assert "analysis.cohort" in graph["analysis.deid"]
+    assert "analysis.deid" in graph["analysis.schema"]
+
+
+def test_no_import_circles_at_module_level():
+    assert circles(import_graph(deferred=False)) == []
+
+
+def test_no_new_import_circles_inside_functions():
+    found = set(circles(import_graph(deferred=True)))
+    assert found <= KNOWN_DEFERRED_CIRCLES, found - KNOWN_DEFERRED_CIRCLES
+
+
+@pytest.mark.parametrize("module", ["analysis.cohort", "analysis.deid"])
+def test_data_layer_imports_without_schema(module):
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith(('analysis', 'pandera'))))"
+    out = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True
+    ).stdout
+    loaded = ast.literal_eval(out.strip())
+    assert module in loaded
+    assert "analysis.schema" not in loaded
+    assert not any(m.startswith("pandera") for m in loaded)  # validation is not loaded
+
+
+def test_schema_reexports_the_data_model():
+    from analysis import cohort, deid, schema
+
+    for name in cohort.__all__:
+        assert getattr(schema, name) is getattr(cohort, name), name
+    assert issubclass(deid.DeidentificationError, schema.DataValidationError)
+    assert analysis.Cohort is cohort.Cohort
+    assert analysis.DataValidationError is cohort.DataValidationError
