@@ -6,7 +6,7 @@ The public API (the contract of ``docs/design.md``), re-exported from the module
   :class:`DeidentificationError`, :func:`synthetic_cohort`;
 - instruments: :data:`GAD7`, :data:`HAMA`, :class:`Instrument`, :class:`Criteria`,
   :func:`score_items`;
-- endpoints: :func:`derive_endpoints`, :func:`endpoint_accounting`;
+- endpoints: :func:`derive_endpoints`, :func:`endpoint_accounting`, :func:`visit_order`;
 - statistics: :func:`rate_table`, :func:`compare_rates`, :func:`effect_size`,
   :func:`effect_size_table`, :func:`fit_mmrm`, :func:`time_to_event`, :func:`kaplan_meier`,
   :func:`cronbach_alpha`, :func:`cohen_kappa`;
@@ -45,7 +45,7 @@ if TYPE_CHECKING:
         effect_size_from_stats,
         effect_size_table,
     )
-    from analysis.endpoints import derive_endpoints, endpoint_accounting
+    from analysis.endpoints import derive_endpoints, endpoint_accounting, visit_order
     from analysis.instruments import GAD7, HAMA, Criteria, Instrument, score_items
     from analysis.missing_data import (
         conditional_mean_analysis,
@@ -148,6 +148,7 @@ __all__ = [
     "tipping_point",
     "validate",
     "validate_cohort",
+    "visit_order",
     "write_cohort",
 ]
 

@@ -47,6 +47,7 @@ Choices where docs/design.md is silent (a clinical-trial statistician's reading)
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
@@ -83,6 +84,7 @@ __all__ = [
     "derive_endpoints",
     "endpoint_accounting",
     "make_schedule",
+    "visit_order",
 ]
 
 #: Name of the baseline visit in a schedule.
@@ -1047,3 +1049,93 @@ def endpoint_accounting(data, instrument=None, *, schedule=None, impute="observe
         )
         parts.append(cast_columns(_select(unknown, *out_columns), dtypes))
     return _to_native(nw.concat(parts).sort("row"))
+
+
+# --------------------------------------------------------------------------- visit order
+
+
+def _natural_key(label) -> tuple:
+    """'week12' after 'week2': digit runs compare as numbers, the rest as text."""
+    parts = re.split(r"(\d+)", str(label))
+    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts)
+
+
+def visit_order(visits, target_day=None, *, schedule=None, unknown: str = "appearance") -> list:
+    """The visits present in ``visits``, in schedule (time) order: the one visit ordering.
+
+    Every table, figure and model of the package orders visits with this function, so a
+    custom schedule (``derive_endpoints(..., schedule=...)``) comes out in its own order
+    everywhere, not alphabetically ("week12" before "week2") and not in the default
+    schedule's order.
+
+    Parameters
+    ----------
+    visits : Series or sequence
+        Visit labels (missing values are ignored).
+    target_day : Series or sequence, optional
+        The target day of each row (aligned with ``visits``), as ``derive_endpoints``
+        writes it.
+    schedule : sequence of Visit, DataFrame or sequence of str, optional
+        A schedule (as :func:`make_schedule` accepts) or visit names in order.
+    unknown : {"appearance", "natural"}
+        How to order visits that nothing above places: as they first appear
+        (``"appearance"``; the statistics return their rows in schedule order) or by their
+        labels with digit runs compared as numbers (``"natural"``; numbers as numbers).
+
+    Returns
+    -------
+    list
+        Each visit once. The first rule that applies decides:
+
+        1. an ordered pandas Categorical keeps its category order (unused categories too);
+        2. a ``schedule``: its order (visits not in it after, by ``unknown``);
+        3. ``target_day`` giving one day per visit: by that day (ties by label);
+        4. visits all of the default schedule (:data:`DEFAULT_SCHEDULE`): its order;
+        5. ``unknown``.
+
+    Examples
+    --------
+    >>> visit_order(["week12", "baseline", "week2", "week2"])
+    ['baseline', 'week2', 'week12']
+    >>> visit_order(["week1", "week10", "week2"], [7, 70, 14])
+    ['week1', 'week2', 'week10']
+    >>> visit_order(["month1", "day3"], schedule=["day3", "month1"])
+    ['day3', 'month1']
+    >>> visit_order(["month1", "day3", "week12", "week2"], unknown="natural")
+    ['day3', 'month1', 'week2', 'week12']
+    """
+    check_choice("unknown", unknown, ("appearance", "natural"))
+    values = visits if isinstance(visits, pd.Series) else pd.Series(list(visits), dtype=object)
+    if isinstance(values.dtype, pd.CategoricalDtype) and values.dtype.ordered:
+        return list(values.dtype.categories)
+    levels = list(pd.unique(values.dropna()))
+
+    def rest(labels: list) -> list:
+        if unknown == "appearance":
+            return labels
+        try:
+            if all(isinstance(v, str) for v in labels):
+                return sorted(labels, key=_natural_key)
+            return sorted(labels)
+        except TypeError:  # mixed types: sort by their text
+            return sorted(labels, key=str)
+
+    if schedule is not None:
+        if isinstance(schedule, pd.DataFrame) or any(isinstance(v, Visit) for v in schedule):
+            names = [v.name for v in make_schedule(schedule)]
+        else:
+            names = [str(v) for v in schedule]
+        rank = {name: i for i, name in enumerate(names)}
+        known = sorted((v for v in levels if str(v) in rank), key=lambda v: rank[str(v)])
+        return known + rest([v for v in levels if str(v) not in rank])
+    if target_day is not None:
+        days = pd.to_numeric(pd.Series(list(target_day), dtype=object), errors="coerce")
+        pairs = pd.DataFrame({"visit": list(values), "day": days.to_numpy()})
+        pairs = pairs.dropna().drop_duplicates()
+        if pairs["visit"].is_unique and set(pairs["visit"]) == set(levels):
+            day = dict(zip(pairs["visit"], pairs["day"], strict=True))
+            return sorted(levels, key=lambda v: (day[v], _natural_key(v)))
+    default = {v.name: i for i, v in enumerate(DEFAULT_SCHEDULE)}
+    if levels and all(isinstance(v, str) and v in default for v in levels):
+        return sorted(levels, key=default.__getitem__)
+    return rest(levels)

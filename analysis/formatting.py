@@ -412,11 +412,10 @@ def suppression_note(min_cell: int | None) -> str:
 
 
 def _visit_order(values) -> list[str]:
-    from analysis.endpoints import make_schedule
+    """Visit labels in schedule order (:func:`analysis.endpoints.visit_order`)."""
+    from analysis.endpoints import visit_order
 
-    schedule = [v.name for v in make_schedule(None)]
-    seen = list(dict.fromkeys(str(v) for v in values if not _missing(v)))
-    return [v for v in schedule if v in seen] + [v for v in seen if v not in schedule]
+    return [str(v) for v in visit_order([str(v) for v in values if not _missing(v)])]
 
 
 def rates_wide(

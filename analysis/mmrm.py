@@ -30,7 +30,6 @@ Design, in the order the fit runs:
 from __future__ import annotations
 
 import itertools
-import re
 from collections.abc import Sequence
 
 import numpy as np
@@ -40,7 +39,7 @@ from scipy import linalg, optimize, stats
 from threadpoolctl import threadpool_limits
 
 from analysis._utils import as_by, check_choice, to_pandas
-from analysis.endpoints import DEFAULT_SCHEDULE
+from analysis.endpoints import visit_order
 
 __all__ = ["COVARIANCE_STRUCTURES", "MMRMFitError", "MMRMResult", "fit_mmrm"]
 
@@ -154,14 +153,8 @@ def _as_categorical(values: pd.Series) -> pd.Series:
     return pd.Series(pd.Categorical(values, categories=levels), index=values.index)
 
 
-def _natural_key(label) -> tuple:
-    """'week12' after 'week2': digit runs compare as numbers, the rest as text."""
-    parts = re.split(r"(\d+)", str(label))
-    return tuple((0, int(p), "") if p.isdigit() else (1, 0, p) for p in parts)
-
-
 def _visit_levels(frame: pd.DataFrame, visit: str) -> list:
-    """The visit levels in time order.
+    """The visit levels in time order (:func:`analysis.endpoints.visit_order`).
 
     An ordered Categorical keeps its order. Otherwise, when the data carry a
     ``target_day`` column with one target day per visit (the output of
@@ -169,24 +162,8 @@ def _visit_levels(frame: pd.DataFrame, visit: str) -> list:
     the default schedule (:data:`analysis.endpoints.DEFAULT_SCHEDULE`) keep its order;
     else labels sort with their numbers as numbers ('week2' before 'week12').
     """
-    values = frame[visit]
-    if isinstance(values.dtype, pd.CategoricalDtype) and values.dtype.ordered:
-        return list(values.dtype.categories)
-    levels = list(pd.unique(values.dropna()))
-    if "target_day" in frame.columns and visit != "target_day":
-        pairs = frame[[visit, "target_day"]].dropna().drop_duplicates()
-        if pairs[visit].is_unique and set(pairs[visit]) == set(levels):
-            days = dict(zip(pairs[visit], pd.to_numeric(pairs["target_day"]), strict=True))
-            return sorted(levels, key=lambda v: (days[v], _natural_key(v)))
-    schedule = {v.name: i for i, v in enumerate(DEFAULT_SCHEDULE)}
-    if levels and all(isinstance(v, str) and v in schedule for v in levels):
-        return sorted(levels, key=schedule.__getitem__)
-    try:
-        if all(isinstance(v, str) for v in levels):
-            return sorted(levels, key=_natural_key)
-        return sorted(levels)
-    except TypeError:  # mixed types: sort by their text
-        return sorted(levels, key=str)
+    days = frame["target_day"] if "target_day" in frame.columns and visit != "target_day" else None
+    return visit_order(frame[visit], days, unknown="natural")
 
 
 def _is_factor(values: pd.Series) -> bool:

@@ -30,7 +30,7 @@ import seaborn as sns
 from matplotlib.figure import Figure
 
 from analysis._utils import check_columns, to_float_array
-from analysis.endpoints import make_schedule
+from analysis.endpoints import visit_order
 from analysis.safety import _AE_COLUMNS, _BP_COLUMNS, _CADSS_COLUMNS, NOT_COLLECTED
 
 __all__ = [
@@ -234,10 +234,9 @@ def plot_item_missingness(table: pd.DataFrame) -> Figure:
 
 
 def _visit_order(values: pd.Series) -> list:
-    """Visits in schedule order (default schedule), unknown names after, in table order."""
-    schedule = [v.name for v in make_schedule(None)]
-    seen = list(dict.fromkeys(values.dropna().astype(str)))
-    return [v for v in schedule if v in seen] + [v for v in seen if v not in schedule]
+    """Visit labels in schedule order (:func:`analysis.endpoints.visit_order`)."""
+    present = set(values.dropna().astype(str))
+    return [str(v) for v in visit_order(values) if str(v) in present]
 
 
 def _levels(table: pd.DataFrame, column: str | None) -> list:

@@ -753,9 +753,10 @@ def visits_in_schedule_order(endpoints: pd.DataFrame) -> pd.DataFrame:
     ['week2', 'week4', 'week12']
     """
     check_columns(endpoints, ["visit", "target_day"], "endpoints")
+    from analysis.endpoints import visit_order
+
     visit = endpoints["visit"].astype("string")
-    days = pd.to_numeric(endpoints["target_day"]).groupby(visit.to_numpy()).min()
-    order = days.sort_values(kind="stable").index.tolist()
+    order = visit_order(visit.astype(object), endpoints["target_day"], unknown="natural")
     return endpoints.assign(visit=pd.Categorical(visit, categories=order, ordered=True))
 
 
