@@ -1,6 +1,23 @@
-"""Reductions that run in the caller's engine, for the statistics.
+"""The engine layer: everything that depends on which dataframe library holds the data.
 
-Design contract:
+The rest of the package is written once against narwhals; what must know the engine
+lives here, behind one interface:
+
+- reading frames in: :func:`as_frame` (any supported frame as narwhals, a clear error
+  otherwise) and :func:`to_pandas` (a pandas frame out of any engine, for the small or
+  patient-level tables that statistics and models need);
+- columns: :func:`cast_columns` (the nullable pandas dtypes on pandas, a plain cast
+  elsewhere), :func:`replace_columns` (set pandas columns without copying the frame) and
+  :func:`as_nullable_int`;
+- the reductions of the statistics (below).
+
+The pandas fast paths of the endpoint derivation are one class,
+``analysis.endpoints._PandasSteps``, a subclass of the generic steps ``_Steps`` chosen by
+``_steps_for``; ``with analysis.endpoints._generic_steps():`` forces the generic steps on
+pandas (the endpoint tests run both, and every other engine, through their ``backend``
+fixture).
+
+Design contract of the reductions (the statistics):
 
 - Every statistic accepts any frame :func:`analysis.derive_endpoints` accepts (pandas,
   Polars eager or lazy, DuckDB, Spark) and asks that engine, through narwhals, only for
@@ -17,22 +34,27 @@ Design contract:
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 import narwhals as nw
+import numpy as np
 import pandas as pd
 
 __all__ = [
     "as_frame",
+    "as_nullable_int",
     "binary_counts",
+    "cast_columns",
     "column_names",
     "distinct",
     "indicator",
     "max_rows_per",
     "moments",
+    "replace_columns",
     "require_columns",
     "schedule_of",
     "small_to_pandas",
+    "to_pandas",
 ]
 
 
@@ -47,6 +69,28 @@ def as_frame(data: object, name: str = "data") -> nw.DataFrame | nw.LazyFrame:
             f"`{name}` must be a data frame (pandas, Polars, DuckDB, Spark), but a "
             f"{type(data).__name__} was passed; build a DataFrame from it first."
         ) from None
+
+
+def to_pandas(frame: object, name: str = "data") -> pd.DataFrame:
+    """A pandas frame from a pandas, Polars, DuckDB or Spark frame (collects lazy ones).
+
+    For the small, aggregated or patient-level tables that statistics need; the large
+    derivations stay in their engine (see :mod:`analysis.endpoints`). A pandas frame is
+    returned as it is (not copied).
+
+    Examples
+    --------
+    >>> import polars as pl
+    >>> to_pandas(pl.DataFrame({"n": [1, 2]}).lazy())["n"].tolist()
+    [1, 2]
+    >>> to_pandas([1, 2])
+    Traceback (most recent call last):
+    ...
+    TypeError: `data` must be a data frame (pandas, Polars, DuckDB, Spark), but a list was ...
+    """
+    if isinstance(frame, pd.DataFrame):
+        return frame
+    return small_to_pandas(as_frame(frame, name))
 
 
 def column_names(frame: nw.DataFrame | nw.LazyFrame) -> list[str]:
@@ -211,3 +255,80 @@ def schedule_of(frame: nw.DataFrame | nw.LazyFrame) -> pd.DataFrame:
     if "visit" not in names or "target_day" not in names:
         return pd.DataFrame({c: [] for c in names if c == "visit"})
     return small_to_pandas(frame.group_by("visit").agg(nw.col("target_day").cast(nw.Float64).min()))
+
+
+# --------------------------------------------------------------------------- columns
+
+
+def replace_columns(native: pd.DataFrame, columns: Mapping[str, object]) -> pd.DataFrame:
+    """``native`` with ``columns`` (name -> array or Series on its index) set, nothing copied.
+
+    A new frame that shares every column: setting a column on a pandas frame copies the
+    values set (``df[c] = v``), and ``assign`` first copies every column of the frame (the
+    strings of ``patient_id`` included). Columns not in ``native`` are appended in order.
+    """
+
+    def series(name, values):
+        values = values.array if isinstance(values, pd.Series) else values
+        return pd.Series(values, index=native.index, name=name, copy=False)
+
+    parts = [
+        series(name, columns[name]) if name in columns else native.iloc[:, i]
+        for i, name in enumerate(native.columns)
+    ]
+    parts += [series(name, v) for name, v in columns.items() if name not in native.columns]
+    out = pd.concat(parts, axis=1, copy=False)
+    out.columns = pd.Index([s.name for s in parts], name=native.columns.name)
+    return out
+
+
+def as_nullable_int(series: pd.Series, column: str, table: str = "assessments") -> pd.Series:
+    """``series`` as nullable ``Int64``, with a clear error for non-integer values."""
+    numpy = isinstance(series.dtype, np.dtype)
+    if numpy and series.dtype.kind == "i":  # plain integers: nothing missing, nothing to check
+        values = series.to_numpy(dtype=np.int64, copy=True)
+        array = pd.arrays.IntegerArray(values, np.zeros(len(values), dtype=bool))
+        return pd.Series(array, index=series.index, name=column)
+    if numpy and series.dtype.kind == "f":  # floats (NaN missing): one copy, filled in place
+        values = series.to_numpy(dtype=float, copy=True)
+    else:
+        try:
+            values = pd.to_numeric(series).to_numpy(dtype=float, na_value=np.nan)
+        except (TypeError, ValueError):
+            values = np.array([np.nan])
+    missing = np.isnan(values)
+    values[missing] = 0.0
+    if len(values) != len(series) or not np.array_equal(values, np.trunc(values)):
+        raise ValueError(
+            f"Column `{column}` of the {table} must hold whole numbers (or be empty), "
+            "but some values are not integers. Check the data with "
+            f"analysis.validate(df, {table!r})."
+        )
+    array = pd.arrays.IntegerArray(values.astype(np.int64), missing)
+    return pd.Series(array, index=series.index, name=column)
+
+
+_PANDAS_NULLABLE = {
+    nw.Int64: "Int64",
+    nw.Float64: "Float64",
+    nw.Boolean: "boolean",
+    nw.String: "string",
+}
+
+
+def cast_columns(frame, dtypes: Mapping[str, type]):
+    """Cast columns of a narwhals frame; pandas gets the nullable dtypes (``Int64`` ...).
+
+    narwhals casts a numpy-backed pandas column to a numpy dtype, which cannot hold a
+    missing integer or boolean; pandas is therefore cast natively.
+    """
+    if frame.implementation.is_pandas():
+        native = frame.to_native()
+        wanted = {c: _PANDAS_NULLABLE[d] for c, d in dtypes.items()}
+        wanted = {c: d for c, d in wanted.items() if native[c].dtype != d}
+        if wanted:  # column by column: ``astype`` with a mapping copies every other column
+            native = replace_columns(
+                native, {column: native[column].astype(dtype) for column, dtype in wanted.items()}
+            )
+        return nw.from_native(native, eager_only=True)
+    return frame.with_columns(nw.col(c).cast(d) for c, d in dtypes.items())

@@ -12,6 +12,9 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 import pandas as pd
 
+# The engine layer owns frame conversion; the old home of ``to_pandas`` keeps the name.
+from analysis._frames import to_pandas as to_pandas
+
 
 def check_choice(name: str, value: object, choices: Iterable[object]) -> None:
     """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
@@ -49,28 +52,6 @@ def check_alpha(alpha: float) -> float:
             f"but {alpha!r} was passed."
         )
     return float(alpha)
-
-
-def to_pandas(frame: object, name: str = "data") -> pd.DataFrame:
-    """A pandas frame from a pandas, Polars, DuckDB or Spark frame (collects lazy ones).
-
-    For the small, aggregated or patient-level tables that statistics need; the large
-    derivations stay in their engine (see :mod:`analysis.endpoints`).
-    """
-    if isinstance(frame, pd.DataFrame):
-        return frame
-    import narwhals as nw
-
-    try:
-        nw_frame = nw.from_native(frame)
-    except TypeError:
-        raise TypeError(
-            f"`{name}` must be a data frame (pandas, Polars, DuckDB, Spark), but a "
-            f"{type(frame).__name__} was passed; build a DataFrame from it first."
-        ) from None
-    if isinstance(nw_frame, nw.LazyFrame):
-        nw_frame = nw_frame.collect()
-    return nw_frame.to_pandas()
 
 
 def sort_cells(out: pd.DataFrame, df: pd.DataFrame, by: list[str]) -> pd.DataFrame:

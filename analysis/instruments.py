@@ -21,6 +21,7 @@ import narwhals as nw
 import numpy as np
 import pandas as pd
 
+from analysis._frames import as_nullable_int, cast_columns, replace_columns
 from analysis._utils import check_choice
 
 __all__ = [
@@ -485,7 +486,7 @@ def prepare_assessments(native, columns=None):
             if column not in native.columns:
                 converted[column] = pd.array([pd.NA] * len(native), dtype="Int64")
             elif not isinstance(native[column].dtype, pd.Int64Dtype):
-                converted[column] = _as_nullable_int(native[column], column)
+                converted[column] = as_nullable_int(native[column], column)
         if converted:
             native = replace_columns(native, converted)
         return nw.from_native(native, eager_only=True)
@@ -494,80 +495,6 @@ def prepare_assessments(native, columns=None):
     if missing:
         frame = frame.with_columns(nw.lit(None, dtype=nw.Int64).alias(c) for c in missing)
     return frame
-
-
-def replace_columns(native: pd.DataFrame, columns: Mapping[str, object]) -> pd.DataFrame:
-    """``native`` with ``columns`` (name -> array or Series on its index) set, nothing copied.
-
-    A new frame that shares every column: setting a column on a pandas frame copies the
-    values set (``df[c] = v``), and ``assign`` first copies every column of the frame (the
-    strings of ``patient_id`` included). Columns not in ``native`` are appended in order.
-    """
-
-    def series(name, values):
-        values = values.array if isinstance(values, pd.Series) else values
-        return pd.Series(values, index=native.index, name=name, copy=False)
-
-    parts = [
-        series(name, columns[name]) if name in columns else native.iloc[:, i]
-        for i, name in enumerate(native.columns)
-    ]
-    parts += [series(name, v) for name, v in columns.items() if name not in native.columns]
-    out = pd.concat(parts, axis=1, copy=False)
-    out.columns = pd.Index([s.name for s in parts], name=native.columns.name)
-    return out
-
-
-def _as_nullable_int(series: pd.Series, column: str) -> pd.Series:
-    """``series`` as nullable ``Int64``, with a clear error for non-integer values."""
-    numpy = isinstance(series.dtype, np.dtype)
-    if numpy and series.dtype.kind == "i":  # plain integers: nothing missing, nothing to check
-        values = series.to_numpy(dtype=np.int64, copy=True)
-        array = pd.arrays.IntegerArray(values, np.zeros(len(values), dtype=bool))
-        return pd.Series(array, index=series.index, name=column)
-    if numpy and series.dtype.kind == "f":  # floats (NaN missing): one copy, filled in place
-        values = series.to_numpy(dtype=float, copy=True)
-    else:
-        try:
-            values = pd.to_numeric(series).to_numpy(dtype=float, na_value=np.nan)
-        except (TypeError, ValueError):
-            values = np.array([np.nan])
-    missing = np.isnan(values)
-    values[missing] = 0.0
-    if len(values) != len(series) or not np.array_equal(values, np.trunc(values)):
-        raise ValueError(
-            f"Column `{column}` of the assessments must hold whole numbers (or be empty), "
-            "but some values are not integers. Check the data with "
-            "analysis.validate(df, 'assessments')."
-        )
-    array = pd.arrays.IntegerArray(values.astype(np.int64), missing)
-    return pd.Series(array, index=series.index, name=column)
-
-
-_PANDAS_NULLABLE = {
-    nw.Int64: "Int64",
-    nw.Float64: "Float64",
-    nw.Boolean: "boolean",
-    nw.String: "string",
-}
-
-
-def cast_columns(frame, dtypes: Mapping[str, type]):
-    """Cast columns of a narwhals frame; pandas gets the nullable dtypes (``Int64`` ...).
-
-    narwhals casts a numpy-backed pandas column to a numpy dtype, which cannot hold a
-    missing integer or boolean; pandas is therefore cast natively.
-    """
-    if frame.implementation.is_pandas():
-        native = frame.to_native()
-        wanted = {c: _PANDAS_NULLABLE[d] for c, d in dtypes.items()}
-        wanted = {c: d for c, d in wanted.items() if native[c].dtype != d}
-        if wanted:  # column by column: ``astype`` with a mapping copies every other column
-            native = replace_columns(
-                native, {column: native[column].astype(dtype) for column, dtype in wanted.items()}
-            )
-        return nw.from_native(native, eager_only=True)
-    return frame.with_columns(nw.col(c).cast(d) for c, d in dtypes.items())
 
 
 def _by_instrument(make, instruments) -> nw.Expr:

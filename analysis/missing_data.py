@@ -61,7 +61,8 @@ import numpy as np
 import pandas as pd
 from scipy import linalg, stats
 
-from analysis._utils import as_by, check_alpha, check_choice, check_min_cell, to_pandas
+from analysis._frames import to_pandas
+from analysis._utils import as_by, check_alpha, check_choice, check_min_cell
 from analysis.endpoints import ENDPOINT_COLUMNS, _outcomes, _resolve_criteria
 from analysis.instruments import get_instrument
 from analysis.mmrm import MMRMFitError, _Structure, fit_mmrm

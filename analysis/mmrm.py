@@ -38,7 +38,8 @@ from formulaic import Formula, model_matrix
 from scipy import linalg, optimize, stats
 from threadpoolctl import threadpool_limits
 
-from analysis._utils import as_by, check_choice, to_pandas
+from analysis._frames import to_pandas
+from analysis._utils import as_by, check_choice
 from analysis.endpoints import visit_order
 
 __all__ = ["COVARIANCE_STRUCTURES", "MMRMFitError", "MMRMResult", "fit_mmrm"]

@@ -32,8 +32,9 @@ from analysis._frames import (
     distinct,
     require_columns,
     small_to_pandas,
+    to_pandas,
 )
-from analysis._utils import check_choice, to_pandas
+from analysis._utils import check_choice
 from analysis.endpoints import ENDPOINT_COLUMNS, OUTCOMES
 
 __all__ = [

@@ -18,8 +18,8 @@ from functools import cache
 import numpy as np
 import pandas as pd
 
-from analysis._frames import as_frame, column_names, require_columns
-from analysis._utils import as_by, check_choice, check_columns, check_min_cell, to_pandas
+from analysis._frames import as_frame, column_names, require_columns, to_pandas
+from analysis._utils import as_by, check_choice, check_columns, check_min_cell
 from analysis.disclosure import suppress_cells
 from analysis.instruments import INSTRUMENTS
 from analysis.rates import rate_table

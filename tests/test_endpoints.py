@@ -1,6 +1,9 @@
 """Endpoint derivation: hand-worked cases for every rule of docs/design.md, "Endpoint semantics".
 
-Each small cohort below is worked by hand; the expected numbers are in the test.
+Each small cohort below is worked by hand; the expected numbers are in the test. The
+tests take the ``backend`` fixture, so every case runs on every engine: pandas (fast
+path), pandas through the generic narwhals steps, Polars eager and lazy, and DuckDB
+(``tests/_engines.py``).
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from _engines import ENGINES, Backend
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -26,6 +30,13 @@ from analysis.endpoints import (
 )
 from analysis.instruments import GAD7, HAMA, MAX_ITEMS, Criteria, score_items
 from analysis.schema import Cohort
+
+
+@pytest.fixture(scope="module", params=ENGINES)
+def backend(request) -> Backend:
+    """The engine a test runs the derivation on; every hand-worked case runs on all."""
+    return Backend(request.param)
+
 
 POST_BASELINE = {
     name: [v.name for v in DEFAULT_SCHEDULE[1:] if name in v.instruments]
@@ -50,9 +61,9 @@ def one(ep, patient, visit):
 # --- Output shape -------------------------------------------------------------------------------
 
 
-def test_columns_types_and_order():
+def test_columns_types_and_order(backend):
     df = totals([("b", 0, 12), ("b", 28, 6), ("a", -2, 10), ("a", 14, 9), ("a", 7, 7)])
-    ep = derive_endpoints(df, "GAD7")
+    ep = backend.derive_endpoints(df, "GAD7")
     assert tuple(ep.columns) == ENDPOINT_COLUMNS
     assert ep[["patient_id", "visit"]].values.tolist() == [
         ["a", "week1"],
@@ -66,13 +77,13 @@ def test_columns_types_and_order():
     assert (ep.instrument == "GAD7").all() and not ep.imputed.any()
 
 
-def test_cohort_input_and_other_instruments_ignored():
+def test_cohort_input_and_other_instruments_ignored(backend):
     df = pd.concat([totals([("a", 0, 12), ("a", 7, 6)]), totals([("a", 0, 30)], "HAMA")])
     cohort = Cohort(patients=pd.DataFrame({"patient_id": ["a"], "route": ["iv"]}), assessments=df)
-    ep = derive_endpoints(cohort, GAD7)
+    ep = backend.derive_endpoints(cohort, GAD7)
     assert len(ep) == 1 and tuple(ep.columns) == ENDPOINT_COLUMNS
     # No HAM-A data: no rows (and no Jacobson-Truax threshold needed).
-    assert derive_endpoints(cohort.assessments.iloc[:2], "HAMA").empty
+    assert backend.derive_endpoints(cohort.assessments.iloc[:2], "HAMA").empty
 
 
 @pytest.mark.parametrize(
@@ -91,7 +102,7 @@ def test_result_is_of_the_input_kind(convert, kind):
 # --- Visit windows and baseline --------------------------------------------------------------
 
 
-def test_closest_to_target_and_ties_to_the_earlier_day():
+def test_closest_to_target_and_ties_to_the_earlier_day(backend):
     # week1 targets day 7 (window 4..10). a: days 6 and 8 are equally close -> day 6.
     # b: days 5 and 8 -> day 8 (1 day off rather than 2). c: days 4 and 10 -> day 4.
     df = totals(
@@ -101,12 +112,12 @@ def test_closest_to_target_and_ties_to_the_earlier_day():
             ("c", 0, 10), ("c", 10, 8), ("c", 4, 2),
         ]
     )  # fmt: skip
-    ep = derive_endpoints(df, "GAD7")
+    ep = backend.derive_endpoints(df, "GAD7")
     assert ep.study_day.tolist() == [6, 8, 4]
     assert ep.score.tolist() == [8, 2, 2]
 
 
-def test_baseline_is_the_latest_in_window_and_day0_counts():
+def test_baseline_is_the_latest_in_window_and_day0_counts(backend):
     # a: days -10 and -3 -> -3. b: days -5 and 0 -> day 0 (before the first dose).
     # c: only day -15 (outside the window -14..0) -> no baseline, no rows.
     df = totals(
@@ -116,14 +127,14 @@ def test_baseline_is_the_latest_in_window_and_day0_counts():
             ("c", -15, 20), ("c", 7, 8),
         ]
     )  # fmt: skip
-    ep = derive_endpoints(df, "GAD7")
+    ep = backend.derive_endpoints(df, "GAD7")
     assert ep.patient_id.tolist() == ["a", "b"]
     assert ep.baseline.tolist() == [16, 12]
     assert ep.change.tolist() == [-8, -4]
     assert ep["pct_change"].tolist() == [-50.0, pytest.approx(-100 / 3)]
 
 
-def test_unscorable_assessment_does_not_hide_a_scorable_one():
+def test_unscorable_assessment_does_not_hide_a_scorable_one(backend):
     df = pd.DataFrame(
         {
             "patient_id": ["a"] * 4,
@@ -132,13 +143,13 @@ def test_unscorable_assessment_does_not_hide_a_scorable_one():
             "total": [14, None, None, 6],  # day 0 and day 7 have no items and no total
         }
     )
-    ep = derive_endpoints(df, "GAD7")
+    ep = backend.derive_endpoints(df, "GAD7")
     assert ep[["study_day", "baseline", "score"]].values.tolist() == [[9, 14, 6]]
-    acc = endpoint_accounting(df, "GAD7")
+    acc = backend.endpoint_accounting(df, "GAD7")
     assert acc.reason.tolist() == ["baseline", "unscorable", "unscorable", "visit"]
 
 
-def test_prorated_scores_feed_the_endpoints():
+def test_prorated_scores_feed_the_endpoints(backend):
     # Baseline: six GAD-7 items summing to 9 (one missing) -> 10.5 -> 11 (half up).
     # Week 1: five items answered (too many missing) with a recorded total of 4.
     items = {f"item_{k}": [3, 1] for k in range(1, 8)}
@@ -148,7 +159,7 @@ def test_prorated_scores_feed_the_endpoints():
     items["item_7"] = [None, None]
     df = pd.DataFrame({"patient_id": ["a", "a"], "instrument": "GAD7", "study_day": [0, 7]})
     df = df.assign(**items, total=[None, 4])
-    ep = derive_endpoints(df, "GAD7")
+    ep = backend.derive_endpoints(df, "GAD7")
     assert (ep.baseline[0], ep.score[0], ep.change[0]) == (11, 4, -7)
     assert score_items(df).score.tolist() == [11, 4]
 
@@ -156,7 +167,7 @@ def test_prorated_scores_feed_the_endpoints():
 # --- Outcome flags --------------------------------------------------------------------------
 
 
-def test_response_and_partial_response_boundaries():
+def test_response_and_partial_response_boundaries(backend):
     # Baseline 10 (and 12): -50% is a response, -40% and -25% partial, -20% neither.
     df = totals(
         [
@@ -164,17 +175,17 @@ def test_response_and_partial_response_boundaries():
             ("b", 0, 12), ("b", 7, 9),
         ]
     )  # fmt: skip
-    ep = derive_endpoints(df, "GAD7")
+    ep = backend.derive_endpoints(df, "GAD7")
     assert ep["pct_change"].tolist() == [-50.0, -40.0, -20.0, 20.0, -25.0]
     assert ep.response.tolist() == [True, False, False, False, False]
     assert ep.partial_response.tolist() == [False, True, False, False, True]
 
 
-def test_baseline_of_zero():
+def test_baseline_of_zero(backend):
     # pct_change, response and partial response undefined; remission undefined (baseline
     # already under the cut-off); change and reliable deterioration defined.
     df = totals([("a", 0, 0), ("a", 7, 5)])
-    row = derive_endpoints(df, "GAD7").iloc[0]
+    row = backend.derive_endpoints(df, "GAD7").iloc[0]
     assert row.change == 5
     assert pd.isna(row["pct_change"]) and pd.isna(row.response) and pd.isna(row.partial_response)
     assert pd.isna(row.remission)
@@ -183,23 +194,23 @@ def test_baseline_of_zero():
     assert (row.severity, row.baseline_severity) == ("mild", "minimal")
 
 
-def test_remission_undefined_when_baseline_at_or_under_cutoff():
+def test_remission_undefined_when_baseline_at_or_under_cutoff(backend):
     # GAD-7 remission: score <= 4; a baseline of 4 is already remitted -> NA.
     df = totals([("a", 0, 4), ("a", 7, 2), ("b", 0, 5), ("b", 7, 4), ("c", 0, 12), ("c", 7, 5)])
-    ep = derive_endpoints(df, "GAD7")
+    ep = backend.derive_endpoints(df, "GAD7")
     assert ep.remission.tolist() == [pd.NA, True, False]
 
 
-def test_gad7_reliable_change_is_four_points():
+def test_gad7_reliable_change_is_four_points(backend):
     # NHS Talking Therapies: reliable improvement is a drop of 4 or more.
     df = totals([("a", 0, 12), ("a", 7, 8), ("a", 14, 9), ("a", 28, 16), ("a", 56, 15)])
-    ep = derive_endpoints(df, "GAD7")
+    ep = backend.derive_endpoints(df, "GAD7")
     assert ep.change.tolist() == [-4, -3, 4, 3]
     assert ep.reliable_improvement.tolist() == [True, False, False, False]
     assert ep.reliable_deterioration.tolist() == [False, False, True, False]
 
 
-def test_recovery_only_for_baseline_cases():
+def test_recovery_only_for_baseline_cases(backend):
     # Caseness GAD-7 >= 8. a: 8 -> 7 recovered, not reliably (drop 1). b: 12 -> 7 recovered
     # reliably (drop 5). c: 7 -> 2 not a case at baseline -> NA. d: 10 -> 8 still a case.
     df = totals(
@@ -210,21 +221,21 @@ def test_recovery_only_for_baseline_cases():
             ("d", 0, 10), ("d", 7, 8),
         ]
     )  # fmt: skip
-    ep = derive_endpoints(df, "GAD7")
+    ep = backend.derive_endpoints(df, "GAD7")
     assert ep.recovery.tolist() == [True, True, pd.NA, False]
     assert ep.reliable_recovery.tolist() == [False, True, pd.NA, False]
 
 
-def test_hama_has_no_recovery_and_matza_bands():
+def test_hama_has_no_recovery_and_matza_bands(backend):
     df = totals([("a", 0, 24), ("a", 7, 7), ("b", 0, 30), ("b", 7, 23)], "HAMA")
-    ep = derive_endpoints(df, "HAMA", criteria={"reliability": 0.9})
+    ep = backend.derive_endpoints(df, "HAMA", criteria={"reliability": 0.9})
     assert ep.recovery.isna().all() and ep.reliable_recovery.isna().all()
     assert ep.severity.tolist() == ["minimal", "moderate"]
     assert ep.baseline_severity.tolist() == ["severe", "severe"]
     assert ep.remission.tolist() == [True, False]  # HAM-A remission: <= 7
 
 
-def test_hama_jacobson_truax_from_cronbach_alpha():
+def test_hama_jacobson_truax_from_cronbach_alpha(backend):
     # Four complete HAM-A baselines; the threshold is 1.96 x SD x sqrt(2 (1 - alpha)),
     # computed here independently with numpy.
     baseline_items = np.array(
@@ -245,23 +256,23 @@ def test_hama_jacobson_truax_from_cronbach_alpha():
     rows.append({"patient_id": "p1", "study_day": 7, "total": totals_[1] - math.floor(threshold)})
     rows.append({"patient_id": "p2", "study_day": 7, "total": totals_[2] + math.ceil(threshold)})
     df = pd.DataFrame(rows).assign(instrument="HAMA")
-    ep = derive_endpoints(df, "HAMA")
+    ep = backend.derive_endpoints(df, "HAMA")
     assert ep.reliable_improvement.tolist() == [True, False, False]
     assert ep.reliable_deterioration.tolist() == [False, False, True]
 
 
-def test_hama_jacobson_truax_with_given_reliability():
+def test_hama_jacobson_truax_with_given_reliability(backend):
     # Baselines 10, 20, 30: SD 10; r = 0.8 -> threshold 1.96 x 10 x sqrt(0.4) = 12.396.
     df = totals(
         [("a", 0, 10), ("b", 0, 20), ("c", 0, 30), ("b", 7, 7), ("c", 7, 18), ("a", 7, 23)],
         "HAMA",
     )
-    ep = derive_endpoints(df, "HAMA", criteria={"reliability": 0.8})
+    ep = backend.derive_endpoints(df, "HAMA", criteria={"reliability": 0.8})
     assert ep.change.tolist() == [13, -13, -12]
     assert ep.reliable_deterioration.tolist() == [True, False, False]
     assert ep.reliable_improvement.tolist() == [False, True, False]
     # The same threshold asked of the GAD-7 (Jacobson-Truax instead of 4 points).
-    gad = derive_endpoints(
+    gad = backend.derive_endpoints(
         df.assign(instrument="GAD7", total=df.total // 2),
         "GAD7",
         criteria=Criteria(reliability=0.8, remission_cutoff=4, severity_bands="spitzer2006"),
@@ -272,12 +283,12 @@ def test_hama_jacobson_truax_with_given_reliability():
     assert not gad.reliable_deterioration.any()
 
 
-def test_hama_jacobson_truax_needs_alpha_or_reliability():
+def test_hama_jacobson_truax_needs_alpha_or_reliability(backend):
     df = totals([("a", 0, 10), ("b", 0, 20), ("a", 7, 5)], "HAMA")
     with pytest.raises(ValueError, match=r"criteria=\{'reliability': 0.9\}"):
-        derive_endpoints(df, "HAMA")
+        backend.derive_endpoints(df, "HAMA")
     with pytest.raises(ValueError, match="at least 2 patients"):
-        derive_endpoints(df[df.patient_id == "a"], "HAMA", criteria={"reliability": 0.9})
+        backend.derive_endpoints(df[df.patient_id == "a"], "HAMA", criteria={"reliability": 0.9})
 
 
 def _items(values):
@@ -287,12 +298,12 @@ def _items(values):
 # --- Criteria overrides ---------------------------------------------------------------------
 
 
-def test_criteria_overrides():
+def test_criteria_overrides(backend):
     df = totals([("a", 0, 10), ("a", 7, 6), ("a", 14, 9), ("a", 28, 4)])
-    default = derive_endpoints(df, "GAD7")
+    default = backend.derive_endpoints(df, "GAD7")
     assert default.response.tolist() == [False, False, True]
     # A 40% response threshold (-40% is now a response), remission <= 6, 6-point RCI.
-    ep = derive_endpoints(
+    ep = backend.derive_endpoints(
         df,
         "GAD7",
         criteria={"response_reduction": 40, "remission_cutoff": 6, "reliable_change": 6},
@@ -302,18 +313,18 @@ def test_criteria_overrides():
     assert ep.remission.tolist() == [True, False, True]
     assert ep.reliable_improvement.tolist() == [False, False, True]
     with pytest.raises(TypeError, match="`criteria` must be a Criteria"):
-        derive_endpoints(df, "GAD7", criteria=40)
+        backend.derive_endpoints(df, "GAD7", criteria=40)
 
 
-def test_hama_score_sheet_bands_by_name():
+def test_hama_score_sheet_bands_by_name(backend):
     df = totals([("a", 0, 31), ("a", 7, 17), ("b", 0, 25), ("b", 7, 18)], "HAMA")
-    ep = derive_endpoints(
+    ep = backend.derive_endpoints(
         df, "HAMA", criteria={"severity_bands": "score_sheet", "reliable_change": 5}
     )
     assert ep.baseline_severity.tolist() == ["severe", "moderate_to_severe"]
     assert ep.severity.tolist() == ["mild", "mild_to_moderate"]
     with pytest.raises(ValueError, match="`severity_bands` must be one of"):
-        derive_endpoints(df, "HAMA", criteria={"severity_bands": "spitzer2006"})
+        backend.derive_endpoints(df, "HAMA", criteria={"severity_bands": "spitzer2006"})
 
 
 # --- Imputation -----------------------------------------------------------------------------
@@ -325,16 +336,16 @@ def imputation_cohort():
     return totals([("a", 0, 15), ("a", 14, 10), ("a", 56, 6), ("b", -2, 12), ("c", 7, 9)])
 
 
-def test_observed():
-    ep = derive_endpoints(imputation_cohort(), "GAD7")
+def test_observed(backend):
+    ep = backend.derive_endpoints(imputation_cohort(), "GAD7")
     assert ep[["patient_id", "visit", "score"]].values.tolist() == [
         ["a", "week2", 10],
         ["a", "week8", 6],
     ]
 
 
-def test_locf_starts_at_the_first_observed_visit():
-    ep = derive_endpoints(imputation_cohort(), "GAD7", impute="locf")
+def test_locf_starts_at_the_first_observed_visit(backend):
+    ep = backend.derive_endpoints(imputation_cohort(), "GAD7", impute="locf")
     assert ep[["patient_id", "visit", "score", "imputed"]].values.tolist() == [
         ["a", "week2", 10, False],
         ["a", "week4", 10, True],
@@ -346,8 +357,8 @@ def test_locf_starts_at_the_first_observed_visit():
     assert one(ep, "a", "week4").partial_response
 
 
-def test_bocf_fills_every_visit_of_every_patient_with_a_baseline():
-    ep = derive_endpoints(imputation_cohort(), "GAD7", impute="bocf")
+def test_bocf_fills_every_visit_of_every_patient_with_a_baseline(backend):
+    ep = backend.derive_endpoints(imputation_cohort(), "GAD7", impute="bocf")
     visits = POST_BASELINE["GAD7"]
     assert ep.patient_id.tolist() == ["a"] * len(visits) + ["b"] * len(visits)
     assert ep.visit.tolist() == visits * 2
@@ -359,19 +370,19 @@ def test_bocf_fills_every_visit_of_every_patient_with_a_baseline():
     assert (b.change == 0).all() and not b.response.any()
 
 
-def test_imputation_follows_the_instrument_schedule():
+def test_imputation_follows_the_instrument_schedule(backend):
     # The HAM-A is not scheduled at day 1: bocf gives 5 visits, not 6.
     df = totals([("a", 0, 20), ("a", 28, 8), ("b", 0, 25)], "HAMA")
-    ep = derive_endpoints(df, "HAMA", impute="bocf", criteria={"reliable_change": 6})
+    ep = backend.derive_endpoints(df, "HAMA", impute="bocf", criteria={"reliable_change": 6})
     assert ep[ep.patient_id == "a"].visit.tolist() == POST_BASELINE["HAMA"]
-    locf = derive_endpoints(df, "HAMA", impute="locf", criteria={"reliable_change": 6})
+    locf = backend.derive_endpoints(df, "HAMA", impute="locf", criteria={"reliable_change": 6})
     assert locf.visit.tolist() == ["week4", "week8", "week12"]
     assert locf.score.tolist() == [8, 8, 8]
 
 
-def test_impute_must_be_known():
+def test_impute_must_be_known(backend):
     with pytest.raises(ValueError, match=r"`impute` must be one of \['observed', 'locf', 'bocf'\]"):
-        derive_endpoints(imputation_cohort(), "GAD7", impute="mice")
+        backend.derive_endpoints(imputation_cohort(), "GAD7", impute="mice")
 
 
 # --- Schedules ------------------------------------------------------------------------------
@@ -389,18 +400,20 @@ def custom_schedule():
     )
 
 
-def test_custom_schedule():
+def test_custom_schedule(backend):
     df = totals([("a", -8, 20), ("a", -1, 14), ("a", 4, 12), ("a", 9, 8), ("a", 30, 7)])
-    ep = derive_endpoints(df, "GAD7", schedule=custom_schedule(), impute="locf")
+    ep = backend.derive_endpoints(df, "GAD7", schedule=custom_schedule(), impute="locf")
     assert ep[["visit", "target_day", "study_day", "score"]].values.tolist() == [
         ["day7", 7, 9, 8],
         ["day28", 28, 30, 7],
     ]
-    acc = endpoint_accounting(df, "GAD7", schedule=custom_schedule())
+    acc = backend.endpoint_accounting(df, "GAD7", schedule=custom_schedule())
     assert (
         acc.reason.tolist() == ["outside_schedule", "baseline", "outside_schedule"] + ["visit"] * 2
     )
-    hama = endpoint_accounting(df.assign(instrument="HAMA"), "HAMA", schedule=custom_schedule())
+    hama = backend.endpoint_accounting(
+        df.assign(instrument="HAMA"), "HAMA", schedule=custom_schedule()
+    )
     assert hama.reason.tolist()[3] == "outside_schedule"  # day7 is GAD-7 only
     visits = make_schedule(custom_schedule())
     assert visits[2] == Visit("day28", 28, 20, 35, ("GAD7", "HAMA"))
@@ -425,8 +438,8 @@ def test_schedule_errors(visits, message):
         make_schedule(visits)
 
 
-def test_schedule_with_a_baseline_only():
-    ep = derive_endpoints(
+def test_schedule_with_a_baseline_only(backend):
+    ep = backend.derive_endpoints(
         totals([("a", 0, 12), ("a", 7, 3)]),
         "GAD7",
         schedule=[Visit("baseline", 0, -7, 0)],
@@ -435,23 +448,25 @@ def test_schedule_with_a_baseline_only():
     assert ep.empty and tuple(ep.columns) == ENDPOINT_COLUMNS
 
 
-def test_schedule_without_baseline_for_the_instrument():
+def test_schedule_without_baseline_for_the_instrument(backend):
     schedule = [Visit("baseline", 0, -7, 0, ("GAD7",)), Visit("w1", 7, 1, 9)]
     with pytest.raises(ValueError, match="no baseline visit for HAMA"):
-        derive_endpoints(totals([("a", 0, 20)], "HAMA"), "HAMA", schedule=schedule)
+        backend.derive_endpoints(totals([("a", 0, 20)], "HAMA"), "HAMA", schedule=schedule)
 
 
-def test_missing_columns_are_named():
+def test_missing_columns_are_named(backend):
     with pytest.raises(ValueError, match=r"missing the column\(s\) \['study_day'\]"):
-        derive_endpoints(pd.DataFrame({"patient_id": ["a"], "instrument": ["GAD7"]}), "GAD7")
+        backend.derive_endpoints(
+            pd.DataFrame({"patient_id": ["a"], "instrument": ["GAD7"]}), "GAD7"
+        )
     with pytest.raises(TypeError, match="must be a Cohort or an assessments frame"):
-        derive_endpoints([1, 2], "GAD7")
+        backend.derive_endpoints([1, 2], "GAD7")
 
 
 # --- Accounting -------------------------------------------------------------------------------
 
 
-def test_accounting_reasons():
+def test_accounting_reasons(backend):
     df = pd.concat(
         [
             totals(
@@ -465,7 +480,7 @@ def test_accounting_reasons():
         ],
         ignore_index=True,
     )  # fmt: skip
-    acc = endpoint_accounting(df)
+    acc = backend.endpoint_accounting(df)
     assert acc.row.tolist() == list(range(len(df)))
     assert acc.reason.tolist() == [
         "superseded_in_window",  # baseline window, not the latest
@@ -483,7 +498,7 @@ def test_accounting_reasons():
     ]
     assert acc.visit.tolist()[:5] == ["baseline", "baseline", "week1", "week1", pd.NA]
     assert list(acc.columns) == ["row", *df.columns, "score", "visit", "reason"]
-    only = endpoint_accounting(df, "GAD7")
+    only = backend.endpoint_accounting(df, "GAD7")
     assert only.row.tolist() == list(range(8))
 
 
@@ -530,6 +545,9 @@ cohorts = st.lists(
 ).map(_assessment_rows)
 
 
+# pandas only: the same random cohorts on every engine are compared row for row in
+# test_endpoints_backends.py (and the fast path against the generic steps in
+# test_endpoints_fast_path.py); five engines here would cost minutes for no new check.
 @settings(max_examples=40)
 @given(cohorts)
 def test_accounting_covers_every_row_once_and_matches_endpoints(df):
