@@ -312,7 +312,7 @@ def report_endpoints(
     return endpoints, SectionNotes(notes, criteria or None)
 
 
-@dataclass
+@dataclass(frozen=True)
 class ReportMMRM:
     """The MMRM a report could fit, and which fallback was needed.
 

@@ -127,7 +127,7 @@ def _showable(table: str, column: str, check: str) -> bool:
     return f.get("type") in ("integer", "number", "boolean") or "enum" in f.get("constraints", {})
 
 
-@dataclass
+@dataclass(frozen=True)
 class ValidationReport:
     """What validation found: the errors that refuse the data and the findings that do not.
 

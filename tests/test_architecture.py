@@ -13,6 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import analysis
@@ -159,3 +160,40 @@ def test_one_engine_layer():
         assert getattr(instruments, name) is getattr(_frames, name)
     graph = import_graph(deferred=True)
     assert graph["analysis._frames"] == set()  # the bottom layer imports no package module
+
+
+def test_one_result_idiom():
+    """Results are frozen dataclasses; the three exceptions keep what docs/design.md promises.
+
+    - ``cronbach_alpha`` returns ``(alpha, ci_low, ci_high)``: a tuple (it indexes,
+      compares and unpacks as one), with its counts as extra attributes;
+    - ``cohen_kappa`` returns the kappa as a float (it compares, formats and computes as
+      one) with its interval and counts as read-only attributes;
+    - ``MMRMResult`` is a fitted model (statsmodels' results idiom: methods that compute
+      LS means, contrasts and a summary from the fit).
+    """
+    import dataclasses
+
+    from analysis import report_sections
+    from analysis.agreement import CronbachAlpha, InstrumentAgreement, Kappa
+    from analysis.missing_data import TippingPointResult
+
+    results = [
+        analysis.EffectSize,
+        analysis.ValidationReport,
+        InstrumentAgreement,
+        TippingPointResult,
+        report_sections.ReportMMRM,
+        report_sections.NotAvailable,
+    ]
+    for cls in results:
+        assert dataclasses.is_dataclass(cls), cls
+        assert cls.__dataclass_params__.frozen, f"{cls.__name__} is not frozen"
+    assert issubclass(CronbachAlpha, tuple) and issubclass(Kappa, float)
+    alpha = analysis.cronbach_alpha(pd.DataFrame({"a": [1, 2, 3, 4], "b": [1, 3, 2, 4]}))
+    value, low, high = alpha
+    assert (value, low, high) == alpha and alpha[0] == alpha.alpha and alpha.n == 4
+    kappa = analysis.cohen_kappa(pd.Series([0, 1, 1, 0, 1]), pd.Series([0, 1, 0, 0, 1]))
+    assert f"{kappa:.3f}" == f"{float(kappa):.3f}" and kappa.ci_low < kappa < kappa.ci_high
+    with pytest.raises(AttributeError):
+        kappa.n = 3
