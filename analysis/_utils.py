@@ -7,7 +7,10 @@ missing column names the table and the columns.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+import functools
+import inspect
+import warnings
+from collections.abc import Callable, Iterable, Sequence
 
 import numpy as np
 import pandas as pd
@@ -80,3 +83,112 @@ def check_min_cell(min_cell: int | None, *, optional: bool = True) -> int | None
 def to_float_array(values: pd.Series) -> np.ndarray:
     """``values`` as a float array, NaN for missing or non-numeric entries (``pd.NA`` too)."""
     return pd.to_numeric(values, errors="coerce").astype(float).to_numpy()
+
+
+# --------------------------------------------------------------------------- deprecations
+#
+# Arguments are renamed or made keyword-only with one release of grace: the old spelling
+# keeps working and warns (DeprecationWarning, naming the new spelling). CHANGELOG.md
+# lists each one under "Deprecated"; remove the shim in the release after.
+
+
+def _warn_deprecated(message: str) -> None:
+    """Warn at the caller's line, past every frame of this module (stacked shims)."""
+    frame, level = inspect.currentframe(), 1
+    while frame is not None and frame.f_code.co_filename == __file__:
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, DeprecationWarning, stacklevel=level)
+
+
+def renamed_arguments(**renames: str | tuple[str, Callable]) -> Callable:
+    """Accept the old keyword ``old`` of a function as ``new``, with a DeprecationWarning.
+
+    ``renames`` maps an old name to the new name, or to ``(new, convert)`` when the
+    meaning changed too (``convert(old_value)`` gives the new value).
+
+    Examples
+    --------
+    >>> @renamed_arguments(hue="group")
+    ... def plot(table, *, group=None):
+    ...     return group
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     plot(None, hue="route"), str(caught[0].message)
+    ('route', '`hue` of plot() is deprecated: pass `group=` instead (`hue` will be removed in the next release).')
+    """
+
+    def decorate(func: Callable) -> Callable:
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            for old, target in renames.items():
+                if old not in kwargs:
+                    continue
+                new, convert = target if isinstance(target, tuple) else (target, None)
+                if new in kwargs:
+                    raise TypeError(
+                        f"{func.__name__}() got both `{old}` (deprecated) and `{new}`; "
+                        f"pass `{new}` only."
+                    )
+                _warn_deprecated(
+                    f"`{old}` of {func.__name__}() is deprecated: pass `{new}=` instead "
+                    f"(`{old}` will be removed in the next release)."
+                )
+                value = kwargs.pop(old)
+                kwargs[new] = convert(value) if convert is not None else value
+            return func(*args, **kwargs)
+
+        wrapper._renamed_arguments = dict(renames)  # read by the tests
+        return wrapper
+
+    return decorate
+
+
+def positional_deprecated(*names: str) -> Callable:
+    """Accept ``names`` (now keyword-only) by position, in that order, with a warning.
+
+    For a function whose options became keyword-only: the positional arguments beyond
+    its positional parameters are taken, in order, as ``names``.
+
+    Examples
+    --------
+    >>> @positional_deprecated("min_cell")
+    ... def summary(table, *, min_cell=None):
+    ...     return min_cell
+    >>> with warnings.catch_warnings(record=True) as caught:
+    ...     warnings.simplefilter("always")
+    ...     summary(None, 11), caught[0].category.__name__
+    (11, 'DeprecationWarning')
+    """
+
+    def decorate(func: Callable) -> Callable:
+        parameters = inspect.signature(func).parameters.values()
+        kinds = (inspect.Parameter.POSITIONAL_ONLY, inspect.Parameter.POSITIONAL_OR_KEYWORD)
+        n_positional = sum(p.kind in kinds for p in parameters)
+
+        @functools.wraps(func)
+        def wrapper(*args, **kwargs):
+            extra = args[n_positional:]
+            if extra:
+                if len(extra) > len(names):
+                    raise TypeError(
+                        f"{func.__name__}() takes {n_positional} positional argument(s) "
+                        f"but {len(args)} were given."
+                    )
+                given = names[: len(extra)]
+                twice = [n for n in given if n in kwargs]
+                if twice:
+                    raise TypeError(f"{func.__name__}() got multiple values for {twice}.")
+                spelled = ", ".join(f"{n}=..." for n in given)
+                _warn_deprecated(
+                    f"Passing {', '.join(f'`{n}`' for n in given)} of {func.__name__}() by "
+                    f"position is deprecated: pass {spelled} (by position it will be an "
+                    "error in the next release)."
+                )
+                kwargs.update(zip(given, extra, strict=True))
+                args = args[:n_positional]
+            return func(*args, **kwargs)
+
+        wrapper._positional_deprecated = names  # read by the tests
+        return wrapper
+
+    return decorate

@@ -18,7 +18,7 @@ import pandas as pd
 from scipy import stats
 from statsmodels.stats.inter_rater import cohens_kappa
 
-from analysis._utils import check_alpha, check_choice, check_columns
+from analysis._utils import check_alpha, check_choice, check_columns, renamed_arguments
 
 __all__ = [
     "CronbachAlpha",
@@ -65,8 +65,9 @@ class CronbachAlpha(_AlphaTuple):
         return self
 
 
+@renamed_arguments(alpha=("ci", lambda a: round(1 - a, 12) if isinstance(a, int | float) else a))
 def cronbach_alpha(
-    items: pd.DataFrame | np.ndarray | Sequence[Sequence[float]], *, alpha: float = 0.05
+    items: pd.DataFrame | np.ndarray | Sequence[Sequence[float]], *, ci: float = 0.95
 ) -> CronbachAlpha:
     """Cronbach's alpha of a set of items with Feldt's confidence interval.
 
@@ -76,9 +77,10 @@ def cronbach_alpha(
         One row per respondent, one column per item (at least two items). Rows with any
         missing item are left out (listwise deletion); their number is reported in
         ``n_dropped``.
-    alpha : float
-        Two-sided error rate of the interval (0.05 gives 95%); not to be confused with the
-        coefficient.
+    ci : float
+        Confidence level of the interval (0.95 gives 95%), as in
+        :func:`analysis.effect_size`. ``alpha=`` (the error rate, ``1 - ci``) is
+        deprecated: a function whose result is called alpha takes no argument of that name.
 
     Returns
     -------
@@ -123,7 +125,12 @@ def cronbach_alpha(
     >>> print(f"{a:.4f} [{low:.3f}, {high:.3f}]")
     0.7734 [0.336, 0.939]
     """
-    level = check_alpha(alpha)
+    if isinstance(ci, bool) or not isinstance(ci, int | float) or not 0 < ci < 1:
+        raise ValueError(
+            "`ci` must be a confidence level strictly between 0 and 1 (0.95 gives 95% "
+            f"intervals), but {ci!r} was passed."
+        )
+    level = round(1.0 - float(ci), 12)  # the error rate; 1 - 0.95 is 0.05 exactly
     if isinstance(items, pd.DataFrame):
         x = items.apply(pd.to_numeric, errors="coerce").to_numpy(dtype=float, na_value=np.nan)
     else:

@@ -29,7 +29,7 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
-from analysis._utils import check_columns, to_float_array
+from analysis._utils import check_columns, renamed_arguments, to_float_array
 from analysis.endpoints import visit_order
 from analysis.safety import _AE_COLUMNS, _BP_COLUMNS, _CADSS_COLUMNS, NOT_COLLECTED
 
@@ -275,16 +275,17 @@ def _dodged_lines(ax, rows, hue, lines, x, order, value="estimate", scale=1.0) -
         mark_suppressed(ax, sub["_x"].to_numpy(dtype=float)[hidden], np.zeros(hidden.sum()))
 
 
+@renamed_arguments(hue="group")
 def plot_rates(
     table: pd.DataFrame,
     *,
-    hue: str | None = None,
+    group: str | None = None,
     col: str | None = "instrument",
     value: str = "rate",
     ylabel: str = "Patients meeting the outcome (%)",
     human_labels: bool = False,
 ) -> Figure:
-    """Rates (with their intervals) over the visits, one line per ``hue`` level.
+    """Rates (with their intervals) over the visits, one line per ``group`` level.
 
     Parameters
     ----------
@@ -292,7 +293,7 @@ def plot_rates(
         Output of :func:`analysis.rates.rate_table` with ``visit`` among its ``by``
         columns (``rate, ci_low, ci_high`` on the 0-1 scale; drawn as percentages).
         Suppressed cells (NaN) are drawn as a grey "X" at 0 with a legend entry.
-    hue : str, optional
+    group : str, optional
         Column with one line per level (e.g. ``"route"`` or ``"outcome"``).
     col : str or None
         Column with one panel per level (default ``"instrument"``).
@@ -312,11 +313,11 @@ def plot_rates(
     check_columns(table, ["visit", value, "ci_low", "ci_high"], "rate_table")
     visits = _visit_order(table["visit"])
     panels = _levels(table, col)
-    lines = _levels(table, hue)
+    lines = _levels(table, group)
     fig, axes = _panels(len(panels))
     for ax, panel in zip(axes, panels, strict=True):
         rows = table if panel is None else table[table[col].astype(str) == panel]
-        _dodged_lines(ax, rows, hue, lines, "visit", visits, value=value, scale=100)
+        _dodged_lines(ax, rows, group, lines, "visit", visits, value=value, scale=100)
         if pd.to_numeric(rows[value], errors="coerce").notna().sum() == 0:
             say_empty(ax)
         ticks = [_label(v, "visit") for v in visits] if human_labels else visits
@@ -324,16 +325,16 @@ def plot_rates(
         title = _label(panel, col) if human_labels and panel else panel or ""
         ax.set(title=title, xlabel="Visit", ylim=(0, 100))
     axes[0].set_ylabel(ylabel)
-    if hue is not None and human_labels:
+    if group is not None and human_labels:
         handles, names = axes[-1].get_legend_handles_labels()
         axes[-1].legend(
             handles,
-            [n if n == SUPPRESSED_LABEL else _label(n, hue) for n in names],
-            title=_label(hue, "column"),
+            [n if n == SUPPRESSED_LABEL else _label(n, group) for n in names],
+            title=_label(group, "column"),
             fontsize="small",
         )
-    elif hue is not None or SUPPRESSED_LABEL in axes[-1].get_legend_handles_labels()[1]:
-        axes[-1].legend(title=hue, fontsize="small")
+    elif group is not None or SUPPRESSED_LABEL in axes[-1].get_legend_handles_labels()[1]:
+        axes[-1].legend(title=group, fontsize="small")
     return fig
 
 
@@ -479,10 +480,11 @@ def plot_cumulative_incidence(
     return fig
 
 
+@renamed_arguments(hue="group")
 def plot_effect_sizes(
     table: pd.DataFrame,
     *,
-    hue: str | None = "instrument",
+    group: str | None = "instrument",
     x: str = "visit",
     reference_lines: Sequence[float] = (0.2, 0.5, 0.8),
 ) -> Figure:
@@ -492,8 +494,8 @@ def plot_effect_sizes(
     ----------
     table : DataFrame
         Output of :func:`analysis.effect_sizes.effect_size_table` (``estimate, ci_low,
-        ci_high`` and the ``x`` and ``hue`` columns).
-    hue : str or None
+        ci_high`` and the ``x`` and ``group`` columns).
+    group : str or None
         Column with one line per level (default ``"instrument"``).
     x : str
         Column on the x axis (default ``"visit"``, drawn in schedule order).
@@ -508,18 +510,18 @@ def plot_effect_sizes(
     """
     check_columns(table, [x, "estimate", "ci_low", "ci_high"], "effect_size_table")
     order = _visit_order(table[x]) if x == "visit" else _levels(table, x)
-    lines = _levels(table, hue)
+    lines = _levels(table, group)
     fig = ReportFigure(figsize=(8, 4), layout="constrained")
     ax = fig.subplots()
-    _dodged_lines(ax, table, hue, lines, x, order)
+    _dodged_lines(ax, table, group, lines, x, order)
     for value in reference_lines:
         for sign in (1, -1):
             ax.axhline(sign * value, color="grey", linewidth=0.6, linestyle=":")
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set_xticks(range(len(order)), order)
     ax.set(xlabel=x.replace("_", " ").capitalize(), ylabel="Effect size (95% CI)")
-    if hue is not None:
-        ax.legend(title=hue, fontsize="small")
+    if group is not None:
+        ax.legend(title=group, fontsize="small")
     return fig
 
 
@@ -1055,11 +1057,12 @@ def plot_mean_trajectories(
     return fig
 
 
+@renamed_arguments(hue="group")
 def plot_exposure_response(
     table: pd.DataFrame,
     x: str,
     *,
-    hue: str | None = "outcome",
+    group: str | None = "outcome",
     xlabel: str | None = None,
     ylabel: str = "Patients (%) with 95% CI",
     title: str | None = None,
@@ -1074,7 +1077,7 @@ def plot_exposure_response(
     x : str
         The exposure column (e.g. ``"dose_band"``, ``"sessions_band"``,
         ``"maintenance"``), drawn in table order.
-    hue : str or None
+    group : str or None
         One line per level (default ``"outcome"``: response and anxiety worsening).
     xlabel, ylabel, title : str, optional
         Labels.
@@ -1091,13 +1094,13 @@ def plot_exposure_response(
         order = [str(c) for c in table[x].cat.categories if str(c) in present]
     else:
         order = list(dict.fromkeys(table[x].astype(str)))
-    lines = _levels(table, hue)
+    lines = _levels(table, group)
     fig = ReportFigure(figsize=(8, 4.2), layout="constrained")
     ax = fig.subplots()
-    _dodged_lines(ax, table, hue, lines, x, order, value="rate", scale=100)
+    _dodged_lines(ax, table, group, lines, x, order, value="rate", scale=100)
     width = 0.3 / max(1, len(lines))
     for k, line in enumerate(lines):
-        sub = table if line is None else table[table[hue].astype(str) == line]
+        sub = table if line is None else table[table[group].astype(str) == line]
         for value, rate in zip(sub[x].astype(str), to_float_array(sub["rate"]), strict=True):
             if not np.isfinite(rate):
                 _mark_suppressed(ax, order.index(value) + (k - (len(lines) - 1) / 2) * width, 4)
@@ -1112,6 +1115,6 @@ def plot_exposure_response(
     ax.set(xlabel=xlabel or _label(x, "column"), ylabel=ylabel, ylim=(0, 100))
     if title:
         ax.set_title(title)
-    if hue is not None:
-        ax.legend(handles, [_label(v, hue) for v in labels], fontsize="small")
+    if group is not None:
+        ax.legend(handles, [_label(v, group) for v in labels], fontsize="small")
     return fig

@@ -62,7 +62,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from analysis._utils import check_choice
+from analysis._utils import check_choice, positional_deprecated
 from analysis.cohort import (
     FAILURE_COLUMNS,
     OPTIONAL_TABLES,
@@ -258,7 +258,8 @@ class ValidationReport:
         return "\n".join(out)
 
 
-def findings_summary(findings: pd.DataFrame, min_cell: int | None = None) -> pd.DataFrame:
+@positional_deprecated("min_cell")
+def findings_summary(findings: pd.DataFrame, *, min_cell: int | None = None) -> pd.DataFrame:
     """Findings counted per table, column and check, for a report.
 
     Parameters

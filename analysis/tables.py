@@ -19,7 +19,14 @@ import numpy as np
 import pandas as pd
 
 from analysis._frames import as_frame, column_names, require_columns, to_pandas
-from analysis._utils import as_by, check_choice, check_columns, check_min_cell
+from analysis._utils import (
+    as_by,
+    check_choice,
+    check_columns,
+    check_min_cell,
+    positional_deprecated,
+    renamed_arguments,
+)
 from analysis.disclosure import suppress_cells
 from analysis.instruments import INSTRUMENTS
 from analysis.rates import rate_table
@@ -831,14 +838,16 @@ def outcome_rates(
     return out[defined].reset_index(drop=True)
 
 
+@renamed_arguments(methods="impute")
+@positional_deprecated("impute", "min_cell")
 def imputation_sensitivity(
     cohort,
     instruments: str | Sequence[str] = ("GAD7", "HAMA"),
     visit: str = "week4",
     outcomes: str | Sequence[str] = ("response", "remission"),
-    methods: str | Sequence[str] = ("observed", "locf", "bocf"),
-    min_cell: int | None = None,
     *,
+    impute: str | Sequence[str] = ("observed", "locf", "bocf"),
+    min_cell: int | None = None,
     schedule=None,
     criteria=None,
 ) -> pd.DataFrame:
@@ -858,7 +867,7 @@ def imputation_sensitivity(
         The visit compared (default ``"week4"``).
     outcomes : str or sequence of str
         Boolean outcome columns.
-    methods : str or sequence of str
+    impute : str or sequence of str
         Imputation methods of :func:`analysis.derive_endpoints` (``"observed"``,
         ``"locf"``, ``"bocf"``), in output order.
     min_cell : int, optional
@@ -870,7 +879,7 @@ def imputation_sensitivity(
     -------
     DataFrame
         ``outcome, instrument, impute, n, events, rate, ci_low, ci_high, suppressed``,
-        by outcome, instrument and method (in the order of ``methods``); Wilson 95%
+        by outcome, instrument and method (in the order of ``impute``); Wilson 95%
         intervals.
 
     Notes
@@ -901,11 +910,11 @@ def imputation_sensitivity(
     """
     from analysis.endpoints import IMPUTE
 
-    names = as_by(methods)
+    names = as_by(impute)
     if not names:
-        raise ValueError("`methods` must name at least one of ('observed', 'locf', 'bocf').")
+        raise ValueError("`impute` must name at least one of ('observed', 'locf', 'bocf').")
     for name in names:
-        check_choice("methods", name, IMPUTE)
+        check_choice("impute", name, IMPUTE)
     frames = {
         name: cohort_endpoints(
             cohort,
@@ -927,8 +936,9 @@ def imputation_sensitivity(
     return out.assign(impute=out["impute"].astype(object))
 
 
+@positional_deprecated("min_cell")
 def accounting_summary(
-    accounting: pd.DataFrame, min_cell: int | None = None, *, patients: int | None = None
+    accounting: pd.DataFrame, *, min_cell: int | None = None, patients: int | None = None
 ) -> pd.DataFrame:
     """How many assessments were used, and why the others were not, by instrument.
 
@@ -988,12 +998,13 @@ def accounting_summary(
     return out.drop(columns="_patients")
 
 
+@positional_deprecated("min_cell")
 def agreement_table(
     endpoints: pd.DataFrame,
     outcomes: str | Sequence[str] = ("response", "remission"),
     visit: str = "week4",
-    min_cell: int | None = None,
     *,
+    min_cell: int | None = None,
     instruments: tuple[str, str] = ("GAD7", "HAMA"),
     alpha: float = 0.05,
 ) -> pd.DataFrame:

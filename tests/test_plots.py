@@ -234,7 +234,7 @@ def test_plot_rates_human_labels(demo):
         "response",
         by=("instrument", "visit", "phase_group"),
     )
-    fig = plots.plot_rates(table, hue="phase_group", human_labels=True)
+    fig = plots.plot_rates(table, group="phase_group", human_labels=True)
     (ax,) = fig.axes
     assert ax.get_title() == "GAD-7"
     assert [t.get_text() for t in ax.get_legend().get_texts()] == [

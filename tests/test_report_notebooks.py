@@ -157,7 +157,7 @@ def _rates() -> pd.DataFrame:
 
 
 def test_plot_rates_orders_visits_by_schedule_and_leaves_gaps():
-    fig = plot_rates(_rates(), hue="route")
+    fig = plot_rates(_rates(), group="route")
     assert isinstance(fig, Figure) and len(fig.axes) == 1
     ax = fig.axes[0]
     labels = [t.get_text() for t in ax.get_xticklabels()]
@@ -177,7 +177,7 @@ def test_plot_change_trajectory_and_effect_sizes():
         "week4",
         "week12",
     ]
-    fig = plot_effect_sizes(table, hue="route")
+    fig = plot_effect_sizes(table, group="route")
     assert isinstance(fig, Figure) and fig.axes[0].get_legend() is not None
 
 

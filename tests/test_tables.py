@@ -356,8 +356,8 @@ def test_imputation_sensitivity_by_hand(two_scales):
         "outcome", "instrument", "impute", "n", "events", "rate", "ci_low", "ci_high",
         "suppressed",
     ]  # fmt: skip
-    with pytest.raises(ValueError, match="`methods`"):
-        imputation_sensitivity(two_scales, "GAD7", methods=("observed", "mean"))
+    with pytest.raises(ValueError, match="`impute`"):
+        imputation_sensitivity(two_scales, "GAD7", impute=("observed", "mean"))
 
 
 def test_imputation_sensitivity_equals_rates_of_each_derivation(synthetic):
