@@ -471,9 +471,9 @@ def test_accounting_hides_the_baseline_count_whose_complement_is_small():
             "reason": ["baseline"] * 491 + ["visit"] * 800 + ["unscorable"] * 30,
         }
     )
-    shown = accounting_summary(acc, 11).set_index("reason")["assessments"]
+    shown = accounting_summary(acc, min_cell=11).set_index("reason")["assessments"]
     assert shown["baseline"] == 491
-    hidden = accounting_summary(acc, 11, patients=500).set_index("reason")["assessments"]
+    hidden = accounting_summary(acc, min_cell=11, patients=500).set_index("reason")["assessments"]
     assert pd.isna(hidden["baseline"]) and pd.isna(hidden["unscorable"])  # + complement
     assert hidden["visit"] == 800
 
