@@ -397,7 +397,9 @@ def render_report_tables(cohort, folder, min_cell: int = 11) -> None:
         "table_one_by_route": table_one(cohort, by="route", min_cell=min_cell),
         "completeness": completeness_table(cohort, min_cell=min_cell),
         "item_missingness": item_missingness(cohort.assessments, min_cell=min_cell),
-        "assessments_per_patient": assessments_per_patient(cohort.assessments, min_cell=min_cell),
+        "assessments_per_patient": assessments_per_patient(
+            cohort.assessments, min_cell=min_cell, patients=cohort.patients
+        ),
         "rates_by_visit": outcome_rates(ep, min_cell=min_cell),
         "response_by_route_visit": rate_table(
             ep, "response", by=("instrument", "visit", "route"), min_cell=min_cell, margins="auto"
@@ -484,3 +486,65 @@ def test_audit_finds_a_patient_id_printed_in_a_notebook_output(tmp_path):
     assert audit_report_dir(tmp_path, 11, identifiers=["P000999"]).ok
     found = audit_report_dir(tmp_path, 11, identifiers=["P000123"]).findings
     assert found[["file", "check"]].values.tolist() == [["r.ipynb", "identifier"]]
+
+
+# ------------------------------------------------------- distributions add up to their margin
+
+
+@functools.cache
+def demo_cohort():
+    return synthetic_cohort(n_patients=500, seed=0)
+
+
+def test_assessments_per_patient_adds_up_to_the_enrolled_patients_on_the_demo():
+    # Issue 9: on the demo the HAM-A rows added up to 499 of 500 patients, so the one
+    # patient without a HAM-A was recoverable from Table 1's n.
+    cohort = demo_cohort()
+    plain = assessments_per_patient(cohort.assessments)
+    assert plain.groupby("instrument")["patients"].sum().to_dict() == {"GAD7": 500, "HAMA": 499}
+    full = assessments_per_patient(cohort.assessments, patients=cohort.patients)
+    assert full.groupby("instrument")["patients"].sum().to_dict() == {"GAD7": 500, "HAMA": 500}
+    zero = full[full["assessments"] == 0].set_index("instrument")["patients"]
+    assert zero.to_dict() == {"GAD7": 0, "HAMA": 1}
+    assert full.groupby("instrument")["percent"].sum().round(0).tolist() == [100.0, 100.0]
+    # the same with the number of patients instead of the table
+    same = assessments_per_patient(cohort.assessments, patients=500)
+    pd.testing.assert_frame_equal(same, full)
+    hidden = assessments_per_patient(cohort.assessments, min_cell=11, patients=500)
+    hama = hidden[hidden["instrument"] == "HAMA"]
+    assert hama["patients"].isna().tolist()[:2] == [True, True]  # 1 and its complement 18
+    assert hama["patients"].isna().sum() == 2 and hama["percent"].isna().sum() == 2
+
+
+def test_assessments_per_patient_refuses_too_few_patients():
+    cohort = demo_cohort()
+    with pytest.raises(ValueError, match="smaller than the number of patients"):
+        assessments_per_patient(cohort.assessments, patients=400)
+    with pytest.raises(ValueError, match="not in `patients`"):
+        assessments_per_patient(cohort.assessments, patients=cohort.patients.iloc[:10])
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    per_patient=st.lists(st.tuples(st.integers(0, 6), st.integers(0, 6)), min_size=1, max_size=80),
+    min_cell=st.integers(2, 12),
+)
+def test_property_assessments_per_patient_margin_is_all_patients(per_patient, min_cell):
+    rows = [
+        (f"p{k}", instrument)
+        for k, counts in enumerate(per_patient)
+        for instrument, times in zip(("GAD7", "HAMA"), counts, strict=True)
+        for _ in range(times)
+    ]
+    if not rows:
+        return
+    a = pd.DataFrame(rows, columns=["patient_id", "instrument"])
+    n = len(per_patient)
+    full = assessments_per_patient(a, patients=n)
+    assert (full.groupby("instrument")["patients"].sum() == n).all()
+    out = assessments_per_patient(a, patients=n, min_cell=min_cell)
+    for _, group in out.groupby("instrument"):
+        shown = group["patients"].dropna().astype(int)
+        assert not shown.between(1, min_cell - 1).any()
+        # the margin (n, shown in Table 1) never leaves exactly one hidden row
+        assert group["patients"].isna().sum() != 1
