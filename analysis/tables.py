@@ -414,9 +414,7 @@ def assessments_per_patient(
     return out.drop(columns="_total")
 
 
-def _with_unassessed(
-    table: pd.DataFrame, per_patient: pd.Series, patients: object
-) -> pd.DataFrame:
+def _with_unassessed(table: pd.DataFrame, per_patient: pd.Series, patients: object) -> pd.DataFrame:
     """``table`` with an ``assessments = 0`` row per instrument (the patients not assessed)."""
     assessed = per_patient.reset_index().groupby("instrument")["patient_id"]
     if isinstance(patients, int | np.integer) and not isinstance(patients, bool):

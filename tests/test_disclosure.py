@@ -548,3 +548,102 @@ def test_property_assessments_per_patient_margin_is_all_patients(per_patient, mi
         assert not shown.between(1, min_cell - 1).any()
         # the margin (n, shown in Table 1) never leaves exactly one hidden row
         assert group["patients"].isna().sum() != 1
+
+
+# ------------------------------------------------------------- recoverable across tables
+
+
+def _batch(**tables):
+    return [(f"{name}.csv", name, table) for name, table in tables.items()]
+
+
+def test_cross_table_a_hidden_route_is_a_shown_total_minus_the_shown_routes():
+    # Issue 9: a route hidden in one table, while another table of the batch shows the
+    # total of the routes: 74 - 40 - 30 = 4.
+    by_route = pd.DataFrame(
+        {"instrument": "GAD7", "route": ["iv", "im", "oral"], "n": [40, None, 30]}
+    )
+    overall = pd.DataFrame({"instrument": ["GAD7"], "n": [74]})
+    found = disclosure.cross_table_findings(_batch(by_route=by_route, overall=overall))
+    assert found.values.tolist() == [["by_route.csv", "by_route", "n", 1, "recoverable_across"]]
+    # each table alone is fine
+    assert audit_table(by_route, 11).empty and audit_table(overall, 11).empty
+    # the same pair with a second hidden route leaks nothing
+    by_route.loc[0, "n"] = None
+    assert disclosure.cross_table_findings(_batch(by_route=by_route, overall=overall)).empty
+
+
+def test_cross_table_a_count_hidden_in_one_table_and_shown_in_another():
+    # completeness vs accounting (issue 9): the same population, one decision.
+    completeness = pd.DataFrame({"instrument": ["GAD7"], "visit": ["baseline"], "n": [None]})
+    accounting = pd.DataFrame({"instrument": ["GAD7"], "visit": ["baseline"], "n": [491]})
+    found = disclosure.cross_table_findings(_batch(a=completeness, b=accounting))
+    assert found.values.tolist() == [["a.csv", "a", "n", 0, "shown_elsewhere"]]
+    # a different population (another visit) is no leak
+    accounting["visit"] = "week1"
+    assert disclosure.cross_table_findings(_batch(a=completeness, b=accounting)).empty
+
+
+def test_cross_table_two_partitions_of_the_same_population_meet():
+    # By route (one hidden) and by diagnosis (all shown): both add up to the week-4
+    # patients, which no table shows, and still 40 + 30 + x = 50 + 30.
+    route = pd.DataFrame(
+        {"outcome": "response", "route": ["iv", "im", "oral"], "n": [40, 30, None]}
+    )
+    dx = pd.DataFrame({"outcome": "response", "primary_diagnosis": ["GAD", "PD"], "n": [50, 30]})
+    found = disclosure.cross_table_findings(_batch(route=route, dx=dx))
+    assert found[["table", "row", "check"]].values.tolist() == [["route", 2, "recoverable_across"]]
+    dx.loc[1, "n"] = None  # hidden on both sides: two unknowns, one equation
+    found = disclosure.cross_table_findings(_batch(route=route, dx=dx))
+    assert found.empty
+
+
+def test_cross_table_table_one_route_sizes_meet_tables_by_route():
+    # A route with 4 patients is "<11" in Table 1, but a table by route shows every other
+    # route's patients and Table 1 shows n: 104 - 40 - 30 - 30 = 4.
+    t1 = table_one(
+        pd.DataFrame(
+            {
+                "patient_id": range(104),
+                "route": ["iv"] * 40 + ["im"] * 30 + ["oral"] * 30 + ["sc"] * 4,
+            }
+        ),
+        min_cell=11,
+    )
+    exposure = pd.DataFrame({"route": ["im", "iv", "oral", "sc"], "n_patients": [30, 40, 30, None]})
+    found = disclosure.cross_table_findings(_batch(table_one=t1, exposure=exposure))
+    checks = dict(zip(zip(found["table"], found["row"]), found["check"], strict=True))
+    assert checks[("exposure", 3)] == "recoverable_across"
+    # Table 1 hides "sc" and, complementary, a route of 30; the exposure table shows it
+    assert t1.set_index("level").loc["sc", "Overall"] == "<11"
+    second = int(np.flatnonzero(t1["Overall"].eq("suppressed"))[0])
+    assert checks[("table_one", second)] == "shown_elsewhere"
+    # with that route hidden in the exposure table too, nothing is recoverable
+    exposure.loc[exposure["route"].eq(t1.loc[second, "level"]), "n_patients"] = None
+    assert disclosure.cross_table_findings(_batch(table_one=t1, exposure=exposure)).empty
+
+
+def test_audit_report_dir_reports_leaks_across_files(tmp_path):
+    pd.DataFrame({"instrument": "GAD7", "route": ["iv", "im", "oral"], "n": [40, None, 30]}).to_csv(
+        tmp_path / "by_route.csv", index=False
+    )
+    pd.DataFrame({"instrument": ["GAD7"], "n": [74]}).to_csv(tmp_path / "overall.csv", index=False)
+    result = audit_report_dir(tmp_path, 11)
+    assert result.findings[["file", "column", "row", "check"]].values.tolist() == [
+        ["by_route.csv", "n", 1, "recoverable_across"]
+    ]
+    assert "recoverable_across" in result.message()
+    (tmp_path / "overall.csv").unlink()
+    assert audit_report_dir(tmp_path, 11).ok
+
+
+def test_blood_pressure_hides_a_second_route_within_each_measure():
+    # The three rows of a route (SBP, DBP, either) count the same patients, so the
+    # routes of one measure are the margin: one hidden route per measure would be all
+    # patients minus the others (found by the cross-table audit with Table 1's n).
+    cohort = tiny_group_cohort(seed=0, column="route", size=1)
+    bp = blood_pressure_table(cohort, min_cell=11)
+    hidden = bp.groupby("measure")["n_patients"].agg(lambda s: int(s.isna().sum()))
+    assert hidden.to_dict() == {"dbp": 2, "sbp": 2, "sbp_or_dbp": 2}
+    full = blood_pressure_table(cohort)
+    assert (full.groupby("measure")["n_patients"].apply(lambda s: s.lt(11).sum()) == 1).all()
