@@ -612,7 +612,7 @@ def test_cross_table_table_one_route_sizes_meet_tables_by_route():
     )
     exposure = pd.DataFrame({"route": ["im", "iv", "oral", "sc"], "n_patients": [30, 40, 30, None]})
     found = disclosure.cross_table_findings(_batch(table_one=t1, exposure=exposure))
-    checks = dict(zip(zip(found["table"], found["row"]), found["check"], strict=True))
+    checks = dict(zip(zip(found["table"], found["row"], strict=True), found["check"], strict=True))
     assert checks[("exposure", 3)] == "recoverable_across"
     # Table 1 hides "sc" and, complementary, a route of 30; the exposure table shows it
     assert t1.set_index("level").loc["sc", "Overall"] == "<11"
