@@ -57,6 +57,7 @@ __all__ = [
     "complementary_mask",
     "cross_table_findings",
     "model_summary",
+    "number_at_risk",
     "partition_margins",
     "shown_count",
     "small_count",
@@ -555,6 +556,101 @@ def suppress_survival_curve(
         out["n_events"] = pd.to_numeric(out["n_events"]).astype("Int64").mask(hide)
     out["suppressed"] = np.asarray(hide, dtype=bool)
     return out.reset_index(drop=True)
+
+
+def number_at_risk(
+    tte: pd.DataFrame,
+    times: Sequence[float] | None = None,
+    *,
+    group: str | None = None,
+    min_cell: int | None = None,
+) -> pd.DataFrame:
+    """The number-at-risk table printed under a Kaplan-Meier plot, disclosure-controlled.
+
+    Parameters
+    ----------
+    tte : DataFrame
+        One row per patient with ``time`` (and ``group``), e.g. from
+        :func:`analysis.survival.time_to_event`.
+    times : sequence of float, optional
+        The times of the table's columns; default every 14 days from 0 to the last time.
+    group : str, optional
+        Column of ``tte`` holding each curve's level (``"route"``); None for one curve.
+    min_cell : int or None
+        The small-group rule of the curves (:func:`suppress_survival_curve`): a level of
+        fewer than ``min_cell`` patients has every number hidden, and a number at risk
+        under ``min_cell`` (0 included) is hidden; the levels at one time add up to the
+        patients at risk then, so a single hidden level at a time hides the next
+        smallest too (complementary suppression). None hides nothing.
+
+    Returns
+    -------
+    DataFrame
+        ``[group,] time, n_at_risk, suppressed``: ``n_at_risk`` (nullable ``Int64``,
+        NA when hidden) is the number of patients whose event or censoring time is at
+        or after ``time``; ``group`` holds the level as text (the column is named
+        ``group`` whatever ``group`` names, as in :func:`analysis.survival.kaplan_meier`).
+
+    Notes
+    -----
+    Under a curve a number at risk is shown only where the curve itself is drawn (a
+    level of at least ``min_cell`` patients, while at least ``min_cell`` are at risk);
+    elsewhere the figure prints a suppression mark.
+
+    Examples
+    --------
+    Thirty IV patients, twenty oral and four IM: IM is hidden, and with it the oral
+    number at day 0 (else the patients at risk minus IV would give IM's 4); at day 14
+    seven oral patients remain, under ``min_cell``:
+
+    >>> tte = pd.DataFrame({"route": ["iv"] * 30 + ["oral"] * 20 + ["im"] * 4,
+    ...                     "time": list(range(1, 31)) + list(range(1, 21)) + [1, 2, 3, 4]})
+    >>> number_at_risk(tte, [0, 14], group="route", min_cell=11)
+      group  time  n_at_risk  suppressed
+    0    im     0       <NA>        True
+    1    im    14       <NA>        True
+    2    iv     0         30       False
+    3    iv    14         17       False
+    4  oral     0       <NA>        True
+    5  oral    14       <NA>        True
+    """
+    min_cell = check_min_cell(min_cell)
+    if "time" not in tte.columns or (group is not None and group not in tte.columns):
+        raise ValueError(
+            "number_at_risk: `tte` needs the columns `time`"
+            + (f" and `{group}`" if group is not None else "")
+            + " (one row per patient, e.g. from time_to_event)."
+        )
+    time = pd.to_numeric(tte["time"], errors="coerce").astype(float).to_numpy()
+    if times is None:
+        last = np.nanmax(time) if np.isfinite(time).any() else 0.0
+        times = np.arange(0, last + 1, 14)
+    times = [float(t) for t in times]
+    levels = (
+        [(None, np.ones(len(tte), dtype=bool))]
+        if group is None
+        else [
+            (str(level), (tte[group].astype(str) == str(level)).to_numpy())
+            for level in sorted(tte[group].dropna().astype(str).unique())
+        ]
+    )
+    rows = []
+    for level, members in levels:
+        size = int(members.sum())
+        for t in times:
+            at_risk = int((time[members] >= t).sum())
+            small = min_cell is not None and (size < min_cell or at_risk < min_cell)
+            rows.append((level, t, at_risk, small))
+    out = pd.DataFrame(rows, columns=["group", "time", "n_at_risk", "suppressed"])
+    if times and all(float(t).is_integer() for t in times):
+        out["time"] = out["time"].astype("int64")
+    if min_cell is not None and group is not None:
+        hidden = complementary_mask(
+            out["n_at_risk"], out["suppressed"].to_numpy(), [out["time"].to_numpy()]
+        )
+        out["suppressed"] = hidden
+    out["n_at_risk"] = out["n_at_risk"].astype("Int64").mask(out["suppressed"])
+    return out if group is not None else out.drop(columns="group")
 
 
 def model_summary(result, n_patients: int, min_cell: int | None) -> str:

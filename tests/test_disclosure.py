@@ -120,6 +120,11 @@ COUNT_FUNCTIONS = {
     "plot_cumulative_incidence": lambda m: plot_cumulative_incidence(
         kaplan_meier(_gad7_tte(), group="route"), min_cell=m
     ),
+    "number_at_risk": lambda m: disclosure.number_at_risk(
+        _gad7_tte().merge(small_cohort().patients[["patient_id", "route"]]),
+        group="route",
+        min_cell=m,
+    ),
 }
 
 
@@ -647,3 +652,135 @@ def test_blood_pressure_hides_a_second_route_within_each_measure():
     assert hidden.to_dict() == {"dbp": 2, "sbp": 2, "sbp_or_dbp": 2}
     full = blood_pressure_table(cohort)
     assert (full.groupby("measure")["n_patients"].apply(lambda s: s.lt(11).sum()) == 1).all()
+
+
+# ------------------------------------------------------ the number at risk under a KM plot
+
+
+def _tte_with_a_small_route():
+    return pd.DataFrame(
+        {
+            "route": ["iv"] * 30 + ["oral"] * 25 + ["im"] * 4,
+            "time": list(range(1, 31)) + list(range(2, 52, 2)) + [1, 2, 3, 4],
+            "event": [1, 0] * 15 + [1] * 25 + [1] * 4,
+        }
+    )
+
+
+def test_number_at_risk_counts_patients_still_followed():
+    tte = _tte_with_a_small_route()
+    table = disclosure.number_at_risk(tte, [0, 10, 20, 30], group="route")
+    wide = table.pivot(index="group", columns="time", values="n_at_risk")
+    # iv: times 1..30 -> at risk at t is 31 - t (t >= 1); oral: times 2, 4, ..., 50
+    assert wide.loc["iv"].tolist() == [30, 21, 11, 1]
+    assert wide.loc["oral"].tolist() == [25, 21, 16, 11]
+    assert wide.loc["im"].tolist() == [4, 0, 0, 0]
+    assert not table["suppressed"].any()
+
+
+def test_number_at_risk_obeys_the_small_group_rule_and_complementary_suppression():
+    tte = _tte_with_a_small_route()
+    table = disclosure.number_at_risk(tte, [0, 10, 20, 30], group="route", min_cell=11)
+    wide = table.pivot(index="group", columns="time", values="n_at_risk")
+    assert wide.loc["im"].isna().all()  # 4 patients: no number at all
+    # IM hidden alone at a time would be (all at risk) - IV - oral, so the smaller of IV
+    # and oral goes too (oral's 25 at day 0; IV's 21 tied with oral's at day 10 and its
+    # 11 at day 20); at day 30 IV's 1 is hidden itself and oral's 11 is shown.
+    assert wide.loc["iv"].tolist()[0] == 30 and wide.loc["iv"].isna().tolist()[1:] == [True] * 3
+    assert wide.loc["oral"].isna().tolist() == [True, False, False, False]
+    assert wide.loc["oral"].tolist()[1:] == [21, 16, 11]
+    for _, column in table.groupby("time"):
+        shown = column["n_at_risk"].dropna()
+        assert not shown.between(1, 10).any()
+        assert column["n_at_risk"].isna().sum() != 1
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 40), min_size=1, max_size=4),
+    min_cell=st.integers(2, 15),
+    seed=st.integers(0, 1000),
+)
+def test_property_number_at_risk_never_shows_a_small_number(sizes, min_cell, seed):
+    rng = np.random.default_rng(seed)
+    tte = pd.DataFrame(
+        {
+            "route": np.repeat([f"r{k}" for k in range(len(sizes))], sizes),
+            "time": rng.integers(1, 60, size=sum(sizes)),
+        }
+    )
+    table = disclosure.number_at_risk(tte, [0, 14, 28, 42], group="route", min_cell=min_cell)
+    shown = table.dropna(subset=["n_at_risk"])
+    assert (shown["n_at_risk"] >= min_cell).all()
+    small_groups = [f"r{k}" for k, n in enumerate(sizes) if n < min_cell]
+    assert table[table["group"].isin(small_groups)]["n_at_risk"].isna().all()
+    if len(sizes) > 1:
+        assert (table.groupby("time")["n_at_risk"].apply(lambda s: s.isna().sum()) != 1).all()
+
+
+def test_km_figure_prints_the_number_at_risk_with_marks_and_human_labels():
+    tte = _tte_with_a_small_route()
+    km = kaplan_meier(tte, group="route", min_cell=11)
+    risk = disclosure.number_at_risk(tte, [0, 10, 20, 30], group="route", min_cell=11)
+    fig = plot_cumulative_incidence(km, min_cell=11, at_risk=risk)
+    main, below = fig.axes
+    assert main.get_legend_handles_labels()[1] == ["IV ketamine", "Oral ketamine"]
+    full = plot_cumulative_incidence(kaplan_meier(tte, group="route"), min_cell=11)
+    assert full.axes[0].get_legend_handles_labels()[1][0] == "IM ketamine: fewer than 11, not shown"
+    rows = [t.get_text() for t in below.get_yticklabels()]
+    assert rows == ["IM ketamine", "IV ketamine", "Oral ketamine"]
+    texts = [t.get_text() for t in below.texts]
+    assert texts[:4] == ["X"] * 4  # IM: every number hidden, never a blank
+    assert texts[4:8] == ["30", "X", "X", "X"]
+    assert texts[8:] == ["X", "21", "16", "11"]
+    assert SUPPRESSED_LABEL in below.get_xlabel()
+    # no number under a curve where the curve is not drawn
+    assert all(int(t) >= 11 for t in texts if t.isdigit())
+
+
+# ------------------------------------------------------------- missing-data outputs
+
+
+def _imputed_sets(sizes: dict, n_sets: int = 2, seed: int = 1) -> pd.DataFrame:
+    rng = np.random.default_rng(seed)
+    rows = []
+    for k in range(1, n_sets + 1):
+        for route, n in sizes.items():
+            for _ in range(n):
+                rows.append((k, route, bool(rng.random() < 0.5)))
+    return pd.DataFrame(rows, columns=["imputation", "route", "response"])
+
+
+def test_missing_data_comparisons_use_complementary_suppression():
+    from analysis.missing_data import pool_rate_differences, pool_rates
+
+    sets = _imputed_sets({"iv": 40, "im": 30, "oral": 20, "sc": 5})
+    plain = pool_rate_differences(sets, "response", "route", reference="iv", by=())
+    assert plain.set_index("group")["n"].to_dict() == {"im": 30, "oral": 20, "sc": 5}
+    out = pool_rate_differences(sets, "response", "route", reference="iv", by=(), min_cell=11)
+    hidden = out.set_index("group")["n"].isna()
+    # sc (5) hidden, and oral (20, the next smallest) with it: 95 - 40 - 30 - x no longer
+    # gives sc
+    assert hidden.to_dict() == {"im": False, "oral": True, "sc": True}
+    assert out.set_index("group").loc[["oral", "sc"], "risk_difference"].isna().all()
+    assert out.loc[out["group"] == "im", "risk_difference"].notna().all()
+    rates = pool_rates(sets, by=("route",), min_cell=11).set_index("route")
+    assert rates["n"].isna().to_dict() == {"im": False, "iv": False, "oral": True, "sc": True}
+    assert rates.loc[["oral", "sc"], "rate"].isna().all()
+
+
+@pytest.mark.slow
+def test_tipping_point_hides_a_tiny_route_and_the_next_smallest():
+    from analysis.missing_data import tipping_point
+
+    cohort = tiny_group_cohort(seed=5, column="route", size=4, n_patients=150)
+    ep = cohort_endpoints(cohort, "GAD7", impute="bocf", patient_columns=("route",))
+    result = tipping_point(
+        ep, "route", reference="iv", deltas=[0, 2], n_imputations=2, seed=1, min_cell=11
+    )
+    for table in (result.tipping_points, result.grid):
+        keys = ["delta"] if "delta" in table else []
+        for _, rows in table.groupby(keys) if keys else [(None, table)]:
+            assert rows["n"].isna().sum() != 1  # never one hidden group per margin
+            assert not rows["n"].dropna().between(1, 10).any()
+        assert table.loc[table["group"] == "sublingual", "n"].isna().all()
