@@ -452,7 +452,8 @@ def plot_cumulative_incidence(
     Figure
         One axes, a step curve with a shaded pointwise interval per level, starting at
         time 0 (0% or 100%); with ``at_risk`` a second, flat axes below holds the
-        number-at-risk table, one row per level, aligned with the x axis.
+        number-at-risk table, one row per level, aligned with the x axis (columns
+        beyond the plotted days are left out).
 
     Examples
     --------
@@ -462,8 +463,8 @@ def plot_cumulative_incidence(
     ...                     "time": list(range(1, 31)) + list(range(2, 42, 2)),
     ...                     "event": 1})
     >>> km = kaplan_meier(tte, group="route", min_cell=11)
-    >>> fig = plot_cumulative_incidence(
-    ...     km, min_cell=11, at_risk=number_at_risk(tte, [0, 14, 28], group="route", min_cell=11))
+    >>> risk = number_at_risk(tte, [0, 14, 28], group="route", min_cell=11)
+    >>> fig = plot_cumulative_incidence(km, min_cell=11, max_time=42, at_risk=risk)
     >>> [t.get_text() for t in fig.axes[1].texts][:3]
     ['20', '14', 'X']
     >>> fig.axes[0].get_legend_handles_labels()[1]
@@ -511,11 +512,11 @@ def plot_cumulative_incidence(
     if group is not None:
         ax.legend(fontsize="small")
     if at_risk is not None:
-        _at_risk_table(ax_risk, at_risk, xlabel, min_cell)
+        _at_risk_table(ax_risk, at_risk, xlabel, ax.get_xlim())
     return fig
 
 
-def _at_risk_table(ax, at_risk: pd.DataFrame, xlabel: str, min_cell: int | None) -> None:
+def _at_risk_table(ax, at_risk: pd.DataFrame, xlabel: str, xlim: tuple[float, float]) -> None:
     """The number-at-risk rows under a Kaplan-Meier plot (a hidden number is a grey X)."""
     check_columns(at_risk, ["time", "n_at_risk"], "number_at_risk")
     levels = _levels(at_risk, "group" if "group" in at_risk else None)
@@ -528,7 +529,10 @@ def _at_risk_table(ax, at_risk: pd.DataFrame, xlabel: str, min_cell: int | None)
             if "suppressed" in sub
             else np.zeros(len(sub), dtype=bool)
         ) | sub["n_at_risk"].isna().to_numpy()
+        low, high = xlim
         for t, n, h in zip(to_float_array(sub["time"]), sub["n_at_risk"], hidden, strict=True):
+            if not low - 1e-9 <= t <= high + 1e-9:  # a column beyond the plotted days
+                continue
             ax.text(t, row, mark if h else str(int(n)), ha="center", va="center", fontsize=8,
                     color="0.4" if h else "black", clip_on=False)  # fmt: skip
         hidden_any |= bool(hidden.any())
@@ -536,7 +540,7 @@ def _at_risk_table(ax, at_risk: pd.DataFrame, xlabel: str, min_cell: int | None)
     ax.set_yticks(
         range(len(levels)), ["All" if lv is None else _label(lv) for lv in levels], fontsize=8
     )
-    ax.tick_params(axis="y", length=0)
+    ax.tick_params(axis="y", length=0, pad=16)  # clear of the numbers at day 0
     for side in ("top", "right", "left"):
         ax.spines[side].set_visible(False)
     ax.set_title("Number at risk", fontsize=9, loc="left")
