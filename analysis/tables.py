@@ -1383,7 +1383,9 @@ def mean_scores(
         Two-sided error rate of the interval (mean +/- t SD / sqrt(n)).
     min_cell : int, optional
         A cell of fewer than ``min_cell`` patients has every statistic blanked and
-        ``suppressed=True``.
+        ``suppressed=True``; the cells of a column that splits patients (route, ...)
+        add up to the visit's patients, so with one such cell hidden the next smallest
+        is hidden too (complementary suppression, :mod:`analysis.disclosure`).
 
     Returns
     -------
@@ -1434,11 +1436,18 @@ def mean_scores(
     table[["mean", "sd", "ci_low", "ci_high"]] = table[["mean", "sd", "ci_low", "ci_high"]].round(3)
     if min_cell is None:
         return table.assign(suppressed=False)
-    small = table["n"].between(1, min_cell - 1)
-    table.loc[small, ["mean", "sd", "ci_low", "ci_high"]] = np.nan
-    table["n"] = table["n"].astype("Int64")
-    table.loc[small, "n"] = pd.NA
-    return table.assign(suppressed=small.to_numpy())
+    from analysis.disclosure import partition_margins
+
+    # the routes of a visit add up to its patients (shown elsewhere): complementary
+    # suppression, the same decision as the rate tables by route (rate_table, "auto")
+    return suppress_cells(
+        table,
+        min_cell,
+        ("n",),
+        total=None,
+        derived=["mean", "sd", "ci_low", "ci_high"],
+        margins=partition_margins(keys),
+    )
 
 
 def patient_exposure(

@@ -13,7 +13,7 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
@@ -456,10 +456,31 @@ def test_property_reports_of_cohorts_with_tiny_groups_pass_the_audit(
 
 
 @pytest.mark.slow
-def test_full_report_run_on_a_cohort_with_a_tiny_route_passes_the_audit(tmp_path):
+@settings(
+    max_examples=1,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    seed=st.integers(0, 10_000),
+    column=st.sampled_from(["route", "site_id", "primary_diagnosis"]),
+    size=st.integers(1, 12),
+)
+@example(seed=7, column="site_id", size=1)
+@example(seed=11, column="primary_diagnosis", size=7)
+def test_property_every_rendered_report_of_a_tiny_group_cohort_passes_the_audit(
+    seed, column, size, tmp_path_factory
+):
+    """Issue 9 point 4 over the real batch: the five notebooks executed by run_reports.
+
+    A route, a site or a diagnosis held by 1 to 12 patients; ``run_reports`` audits its
+    staging folder (a failing audit fails the run), and the folder is audited again here
+    with the patient ids. Few examples: each one renders every notebook.
+    """
     from analysis.schema import write_cohort
 
-    cohort = tiny_group_cohort(seed=7, column="route", size=4, n_patients=200)
+    tmp_path = tmp_path_factory.mktemp("batch")
+    cohort = tiny_group_cohort(seed=seed, column=column, size=size, n_patients=120)
     data = write_cohort(cohort, tmp_path / "data")
     manifest = analysis.run_reports(data, tmp_path / "out", progress=False)
     rows = manifest["data"]["rows"]
