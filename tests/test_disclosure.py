@@ -105,6 +105,7 @@ COUNT_FUNCTIONS = {
         small_cohort().assessments, min_cell=m
     ),
     "outcome_rates": lambda m: outcome_rates(endpoints(), min_cell=m),
+    "mean_scores": lambda m: analysis.tables.mean_scores(endpoints(), min_cell=m),
     "imputation_sensitivity": lambda m: imputation_sensitivity(small_cohort(), min_cell=m),
     "accounting_summary": lambda m: accounting_summary(
         endpoint_accounting(small_cohort()), min_cell=m
@@ -805,3 +806,22 @@ def test_tipping_point_hides_a_tiny_route_and_the_next_smallest():
             assert rows["n"].isna().sum() != 1  # never one hidden group per margin
             assert not rows["n"].dropna().between(1, 10).any()
         assert table.loc[table["group"] == "sublingual", "n"].isna().all()
+
+
+def test_mean_scores_by_route_take_the_same_decision_as_response_by_route():
+    # Found by the cross-table audit on a full batch: response by route hid a route as
+    # the complement of a small one, while mean scores by route showed it.
+    cohort = tiny_group_cohort(seed=7, column="route", size=3, n_patients=150)
+    ep = cohort_endpoints(cohort, patient_columns=("route",))
+    means = analysis.tables.mean_scores(ep, min_cell=11)
+    for _, visit in means.groupby(["instrument", "visit"]):
+        assert visit["n"].isna().sum() != 1
+        assert not visit["n"].dropna().between(1, 10).any()
+    rates = rate_table(ep, "response", by=("instrument", "visit", "route"), min_cell=11,
+                       margins="auto")  # fmt: skip
+    both = means.merge(rates, on=["instrument", "visit", "route"], suffixes=("_m", "_r"))
+    same = both[both["n_m"].eq(both["n_r"]).fillna(False) | both["n_m"].isna()]
+    assert len(same) > 10
+    tables = _batch(means=means[["instrument", "visit", "route", "n"]],
+                    rates=rates[["instrument", "visit", "route", "n"]])  # fmt: skip
+    assert disclosure.cross_table_findings(tables).empty
