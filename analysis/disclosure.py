@@ -1094,10 +1094,11 @@ def cross_table_findings(
     Notes
     -----
     Each count cell (a column :func:`audit_table` treats as a count of people) gets a
-    **population key**: the count column's name and the set of ``(column, value)`` of
-    the row's label columns (text, category and integer columns that are not counts;
-    a value ``Overall``/``All``/``Total`` marks the whole of a partition and is dropped
-    from the key, a missing label is a level of its own). Two cells with the same key
+    **population key**: the count column's name (``n_patients`` is read as ``n``) and
+    the set of ``(column, value)`` of the row's label columns (text, category and
+    integer columns that are not counts; a value ``Overall``/``All``/``Total`` marks
+    the whole of a partition and is dropped from the key, a missing label is a level
+    of its own). Two cells with the same key
     count the same people wherever they are shown, so the batch is treated as one
     system of linear equations over these keys:
 
@@ -1105,11 +1106,12 @@ def cross_table_findings(
        ``shown_elsewhere``;
     2. for every column that partitions patients (route, site, diagnosis, severity, ...;
        not instrument, visit, outcome, term, measure, stage and the other columns of
-       :data:`NON_PARTITION_COLUMNS` and ``_AUDIT_NON_PARTITION``), the rows of a table that share all other labels
-       add up to the key without that column: ``P(L) = sum_v P(L + {col: v})``. The
-       total ``P(L)`` may be shown in the same table (a total row), in another table
-       (the same labels without the column), or nowhere; two tables that partition the
-       same population by different columns (by route and by diagnosis) then share it.
+       :data:`NON_PARTITION_COLUMNS` and ``_AUDIT_NON_PARTITION``), the rows of a table
+       that share all other labels add up to the key without that column:
+       ``P(L) = sum_v P(L + {col: v})``. The total ``P(L)`` may be shown in the same
+       table (a total row), in another table (the same labels without the column), or
+       nowhere; two tables that partition the same population by different columns
+       (by route and by diagnosis) then share it.
 
     Table 1 takes part through its Overall column: its ``n`` (all patients) and the
     patients of each level of a characteristic (``{route: iv}``, ...), whose levels add
@@ -1125,10 +1127,15 @@ def cross_table_findings(
     unit vector lies in the row space of the system restricted to the hidden keys (its
     component of every null-space vector is zero); this is the exact test for linear
     disclosure (Hundepool et al. 2012, sec. 5.3). A table whose rows its labels do
-    not tell apart takes no part. Limits: a population is recognised only through the labels a table
-    carries (a table of "week 4" rows that has no ``visit`` column is not matched with
-    the ``visit = week4`` rows of another table), and bounds from non-negativity
-    (interval disclosure) are not explored.
+    not tell apart takes no part. Limits: a population is recognised only through the
+    labels a table carries (a table of "week 4" rows that has no ``visit`` column is
+    not matched with the ``visit = week4`` rows of another table), and bounds from
+    non-negativity (interval disclosure) are not explored.
+
+    References
+    ----------
+    Hundepool A, Domingo-Ferrer J, Franconi L, et al. (2012). Statistical Disclosure
+    Control. Wiley. Chapter 5 (linked tables, secondary suppression).
 
     Examples
     --------
