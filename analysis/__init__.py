@@ -38,7 +38,7 @@ from analysis._version import __version__ as __version__
 if TYPE_CHECKING:
     from analysis.agreement import cohen_kappa, cronbach_alpha, instrument_agreement
     from analysis.deid import DeidentificationError
-    from analysis.disclosure import audit_report_dir
+    from analysis.disclosure import audit_report_dir, cross_table_findings, number_at_risk
     from analysis.effect_sizes import (
         EffectSize,
         effect_size,
@@ -109,6 +109,8 @@ __all__ = [
     "adjust_pvalues",
     "adverse_event_table",
     "audit_report_dir",
+    "cross_table_findings",
+    "number_at_risk",
     "blood_pressure_table",
     "adjusted_compare_rates",
     "cohen_kappa",

@@ -22,7 +22,10 @@ no cell of 1 to 10 may be displayed, nor any value from which one can be derived
 3. **Small groups.** No estimate, mean, LS mean, effect size, survival curve or median
    is given for a group of fewer than ``min_cell`` patients.
 
-:func:`audit_report_dir` checks a folder of rendered reports against the same policy.
+:func:`audit_report_dir` checks a folder of rendered reports against the same policy,
+table by table (:func:`audit_table`) and across the tables of the whole batch
+(:func:`cross_table_findings`: a count hidden in one table may be neither shown in
+another nor follow from the margins the tables show together).
 
 References
 ----------
@@ -52,7 +55,9 @@ __all__ = [
     "audit_table",
     "check_min_cell",
     "complementary_mask",
+    "cross_table_findings",
     "model_summary",
+    "number_at_risk",
     "partition_margins",
     "shown_count",
     "small_count",
@@ -553,6 +558,101 @@ def suppress_survival_curve(
     return out.reset_index(drop=True)
 
 
+def number_at_risk(
+    tte: pd.DataFrame,
+    times: Sequence[float] | None = None,
+    *,
+    group: str | None = None,
+    min_cell: int | None = None,
+) -> pd.DataFrame:
+    """The number-at-risk table printed under a Kaplan-Meier plot, disclosure-controlled.
+
+    Parameters
+    ----------
+    tte : DataFrame
+        One row per patient with ``time`` (and ``group``), e.g. from
+        :func:`analysis.survival.time_to_event`.
+    times : sequence of float, optional
+        The times of the table's columns; default every 14 days from 0 to the last time.
+    group : str, optional
+        Column of ``tte`` holding each curve's level (``"route"``); None for one curve.
+    min_cell : int or None
+        The small-group rule of the curves (:func:`suppress_survival_curve`): a level of
+        fewer than ``min_cell`` patients has every number hidden, and a number at risk
+        under ``min_cell`` (0 included) is hidden; the levels at one time add up to the
+        patients at risk then, so a single hidden level at a time hides the next
+        smallest too (complementary suppression). None hides nothing.
+
+    Returns
+    -------
+    DataFrame
+        ``[group,] time, n_at_risk, suppressed``: ``n_at_risk`` (nullable ``Int64``,
+        NA when hidden) is the number of patients whose event or censoring time is at
+        or after ``time``; ``group`` holds the level as text (the column is named
+        ``group`` whatever ``group`` names, as in :func:`analysis.survival.kaplan_meier`).
+
+    Notes
+    -----
+    Under a curve a number at risk is shown only where the curve itself is drawn (a
+    level of at least ``min_cell`` patients, while at least ``min_cell`` are at risk);
+    elsewhere the figure prints a suppression mark.
+
+    Examples
+    --------
+    Thirty IV patients, twenty oral and four IM: IM is hidden, and with it the oral
+    number at day 0 (else the patients at risk minus IV would give IM's 4); at day 14
+    seven oral patients remain, under ``min_cell``:
+
+    >>> tte = pd.DataFrame({"route": ["iv"] * 30 + ["oral"] * 20 + ["im"] * 4,
+    ...                     "time": list(range(1, 31)) + list(range(1, 21)) + [1, 2, 3, 4]})
+    >>> number_at_risk(tte, [0, 14], group="route", min_cell=11)
+      group  time  n_at_risk  suppressed
+    0    im     0       <NA>        True
+    1    im    14       <NA>        True
+    2    iv     0         30       False
+    3    iv    14         17       False
+    4  oral     0       <NA>        True
+    5  oral    14       <NA>        True
+    """
+    min_cell = check_min_cell(min_cell)
+    if "time" not in tte.columns or (group is not None and group not in tte.columns):
+        raise ValueError(
+            "number_at_risk: `tte` needs the columns `time`"
+            + (f" and `{group}`" if group is not None else "")
+            + " (one row per patient, e.g. from time_to_event)."
+        )
+    time = pd.to_numeric(tte["time"], errors="coerce").astype(float).to_numpy()
+    if times is None:
+        last = np.nanmax(time) if np.isfinite(time).any() else 0.0
+        times = np.arange(0, last + 1, 14)
+    times = [float(t) for t in times]
+    levels = (
+        [(None, np.ones(len(tte), dtype=bool))]
+        if group is None
+        else [
+            (str(level), (tte[group].astype(str) == str(level)).to_numpy())
+            for level in sorted(tte[group].dropna().astype(str).unique())
+        ]
+    )
+    rows = []
+    for level, members in levels:
+        size = int(members.sum())
+        for t in times:
+            at_risk = int((time[members] >= t).sum())
+            small = min_cell is not None and (size < min_cell or at_risk < min_cell)
+            rows.append((level, t, at_risk, small))
+    out = pd.DataFrame(rows, columns=["group", "time", "n_at_risk", "suppressed"])
+    if times and all(float(t).is_integer() for t in times):
+        out["time"] = out["time"].astype("int64")
+    if min_cell is not None and group is not None:
+        hidden = complementary_mask(
+            out["n_at_risk"], out["suppressed"].to_numpy(), [out["time"].to_numpy()]
+        )
+        out["suppressed"] = hidden
+    out["n_at_risk"] = out["n_at_risk"].astype("Int64").mask(out["suppressed"])
+    return out if group is not None else out.drop(columns="group")
+
+
 def model_summary(result, n_patients: int, min_cell: int | None) -> str:
     """A fitted model's text summary with its counts of people disclosure-controlled.
 
@@ -614,8 +714,12 @@ class AuditResult:
     """Findings of :func:`audit_report_dir`: one row per problem, never a value shown.
 
     ``findings`` columns: ``file, table, column, row, check``. ``check`` is one of
-    ``small_count`` (a count of 1 to ``min_cell - 1``), ``recoverable`` (a hidden cell
-    equal to a shown total minus the shown cells), ``identifier`` (a patient id or an
+    ``small_count`` (a count of 1 to ``min_cell - 1``), ``small_complement`` (``n``
+    minus a shown count is 1 to ``min_cell - 1``), ``recoverable`` (a hidden cell
+    equal to a shown total minus the shown cells of the same table),
+    ``shown_elsewhere`` (a hidden count that another table of the batch shows),
+    ``recoverable_across`` (a hidden count that the shown cells of several tables
+    determine; see :func:`cross_table_findings`), ``identifier`` (a patient id or an
     identifier-shaped value), ``formula`` (a cell a spreadsheet would run).
     """
 
@@ -814,6 +918,340 @@ def _recoverable_table_one(df: pd.DataFrame, min_cell: int, name: str) -> list:
     return found
 
 
+# --------------------------------------------------------------------------------------
+# recoverability across the tables of a batch
+
+#: Label values that name the whole of a partition (a total row or column).
+_TOTAL_KEY = "\x00total"
+_MISSING_KEY = "\x00missing"
+
+
+#: Text columns that describe a row's statistics rather than label its population.
+_DESCRIPTIVE = re.compile(
+    r"note|(^|_)ci($|_)|%|test|method|correction|significant|estimate|mean|median"
+    r"|(^|_)sd($|_)|p_value|wording|^label$",
+    re.IGNORECASE,
+)
+
+#: Label columns of report tables whose levels describe the same patients several ways
+#: (a measure, a criterion, a stage of a flow, an imputation strategy, ...): with the
+#: columns of :data:`NON_PARTITION_COLUMNS`, they form no margin in the audit.
+_AUDIT_NON_PARTITION = NON_PARTITION_COLUMNS | {
+    "measure",
+    "criterion",
+    "stage",
+    "strategy",
+    "shifted",
+    "delta",
+    "significant",
+    "significant_at_zero",
+    "item",
+    "subgroup",
+    "check",
+    "table",
+    "ci_method",
+}
+
+#: Count columns that name the same thing (the patients of the row's population).
+_SAME_COUNT = {"n_patients": "n"}
+
+
+def _label_columns(df: pd.DataFrame, counts: list[str]) -> list[str]:
+    """Columns that label a row: text, categories, booleans and integer codes (not counts)."""
+    labels = []
+    for c in df.columns:
+        name = str(c).strip()
+        if not name or name in counts or name == "suppressed" or name.startswith("Unnamed"):
+            continue
+        if _DESCRIPTIVE.search(name):
+            continue
+        dtype = df[c].dtype
+        if pd.api.types.is_integer_dtype(dtype) or not pd.api.types.is_numeric_dtype(dtype):
+            labels.append(str(c))
+    return labels
+
+
+def _label_value(value: object) -> str:
+    if value is None or (isinstance(value, float) and np.isnan(value)) or value is pd.NA:
+        return _MISSING_KEY
+    text = " ".join(str(value).split()).lower()
+    return _TOTAL_KEY if text in _TOTAL_LABELS else text
+
+
+def _table_one_cells(df: pd.DataFrame) -> tuple[list, list]:
+    """Table 1's Overall column as population cells and margins.
+
+    Returns ``(cells, margins)``: cells ``(row, key, {"n": value})`` for the ``n`` row
+    (all patients: the empty key) and each level of a categorical characteristic (key
+    ``{variable: level}``; NaN when hidden); margins ``(total_key, [keys])``: the levels
+    of each characteristic add up to all patients.
+    """
+    if "Overall" not in df.columns:
+        return [], []
+    cells, levels = [], {}
+    for r, (variable, level, cell) in enumerate(
+        zip(df["variable"], df["level"], df["Overall"], strict=True)
+    ):
+        variable, level, text = str(variable), str(level), str(cell)
+        match = _COUNT_TEXT.match(text)
+        if variable == "n":
+            key = frozenset()
+        elif match or (text and not any(ch.isdigit() for ch in text)) or "<" in text:
+            if level in ("", "nan", "None", "yes"):
+                continue
+            key = frozenset({(variable, _label_value(level))})
+            levels.setdefault(variable, []).append(key)
+        else:  # a mean (SD) or median [IQR]
+            continue
+        cells.append((r, key, {"n": float(match.group(1)) if match else np.nan}))
+    margins = [(frozenset(), keys) for keys in levels.values() if len(keys) >= 2]
+    return cells, margins
+
+
+def _table_cells(df: pd.DataFrame) -> tuple[list, list]:
+    """A long table's population cells and margins (see :func:`cross_table_findings`)."""
+    counts = _count_columns(df)
+    if not counts:
+        return [], []
+    labels = _label_columns(df, counts)
+    keys = pd.DataFrame({c: [_label_value(v) for v in df[c]] for c in labels})
+    if keys.duplicated().any():
+        return [], []
+    values = {c: _numeric(df[c]) for c in counts}
+    row_keys = [
+        frozenset((c, v) for c, v in zip(labels, row, strict=True) if v != _TOTAL_KEY)
+        for row in keys.itertuples(index=False)
+    ]
+    cells = [
+        (r, key, {_SAME_COUNT.get(c, c): values[c][r] for c in counts})
+        for r, key in enumerate(row_keys)
+    ]
+    margins = []
+    for col in labels:
+        if col in _AUDIT_NON_PARTITION:
+            continue
+        others = [k for k in labels if k != col]
+        parts = keys[keys[col] != _TOTAL_KEY]
+        for _, group in parts.groupby(others, sort=False) if others else [(None, parts)]:
+            if len(group) < 2:
+                continue
+            total = frozenset(
+                (k, group[k].iloc[0]) for k in others if group[k].iloc[0] != _TOTAL_KEY
+            )
+            margins.append((total, [row_keys[r] for r in group.index]))
+    return cells, margins
+
+
+def _contradicting_columns(parsed: list) -> set[tuple[str, str, str]]:
+    """Count columns ``(file, table, column)`` that count other populations than their keys say.
+
+    When two tables show different values for the same population key (e.g. the
+    patients of a route in Table 1 and the patients of that route *with a dissociation
+    score*), the keys do not identify one population. The count column with the most
+    such contradictions is kept apart (its keys are qualified by its table), and so on
+    until no contradiction is left.
+    """
+    shown: dict[tuple, dict[tuple[str, str, str], float]] = {}
+    for file, name, table_cells, _ in parsed:
+        for _, key, values in table_cells:
+            for c, value in values.items():
+                if not np.isnan(value):
+                    shown.setdefault((key, c), {})[(file, name, c)] = value
+    apart: set[tuple[str, str, str]] = set()
+    while True:
+        clashes: dict[tuple[str, str, str], int] = {}
+        for sources in shown.values():
+            live = {k: v for k, v in sources.items() if k not in apart}
+            if len(set(live.values())) > 1:
+                for k, v in live.items():
+                    others = sum(1 for w in live.values() if w != v)
+                    clashes[k] = clashes.get(k, 0) + others
+        if not clashes:
+            return apart
+        apart.add(max(sorted(clashes), key=lambda k: clashes[k]))
+
+
+def cross_table_findings(
+    tables: Sequence[tuple[str, str, pd.DataFrame]], *, tolerance: float = 1e-8
+) -> pd.DataFrame:
+    """Hidden counts that the tables of a batch reveal *together*.
+
+    Parameters
+    ----------
+    tables : sequence of (file, table, DataFrame)
+        Every table of a batch of reports, as :func:`audit_report_dir` reads them (CSV
+        files, HTML tables, tables in notebook outputs).
+    tolerance : float
+        Numerical tolerance of the rank computation.
+
+    Returns
+    -------
+    DataFrame
+        ``file, table, column, row, check``: ``shown_elsewhere`` for a hidden cell whose
+        population count another table shows, ``recoverable_across`` for a hidden cell
+        that the shown cells of the batch determine through the margins below.
+
+    Notes
+    -----
+    Each count cell (a column :func:`audit_table` treats as a count of people) gets a
+    **population key**: the count column's name (``n_patients`` is read as ``n``) and
+    the set of ``(column, value)`` of the row's label columns (text, category and
+    integer columns that are not counts; a value ``Overall``/``All``/``Total`` marks
+    the whole of a partition and is dropped from the key, a missing label is a level
+    of its own). Two cells with the same key
+    count the same people wherever they are shown, so the batch is treated as one
+    system of linear equations over these keys:
+
+    1. a key shown in any table is known; its hidden copies in other tables are
+       ``shown_elsewhere``;
+    2. for every column that partitions patients (route, site, diagnosis, severity, ...;
+       not instrument, visit, outcome, term, measure, stage and the other columns of
+       :data:`NON_PARTITION_COLUMNS` and ``_AUDIT_NON_PARTITION``), the rows of a table
+       that share all other labels add up to the key without that column:
+       ``P(L) = sum_v P(L + {col: v})``. The total ``P(L)`` may be shown in the same
+       table (a total row), in another table (the same labels without the column), or
+       nowhere; two tables that partition the same population by different columns
+       (by route and by diagnosis) then share it.
+
+    Table 1 takes part through its Overall column: its ``n`` (all patients) and the
+    patients of each level of a characteristic (``{route: iv}``, ...), whose levels add
+    up to its ``n``.
+
+    A count column whose shown cells contradict another table's for the same key
+    counts another population under the same labels (the patients of a route with a
+    dissociation score, not all the route's patients); such columns are kept apart
+    (their keys qualified by their table, the most contradicted first), so that only
+    keys that agree wherever both are shown are equated.
+
+    A hidden cell is **recoverable** when the equations determine it uniquely, i.e. its
+    unit vector lies in the row space of the system restricted to the hidden keys (its
+    component of every null-space vector is zero); this is the exact test for linear
+    disclosure (Hundepool et al. 2012, sec. 5.3). A table whose rows its labels do
+    not tell apart takes no part. Limits: a population is recognised only through the
+    labels a table carries (a table of "week 4" rows that has no ``visit`` column is
+    not matched with the ``visit = week4`` rows of another table), and bounds from
+    non-negativity (interval disclosure) are not explored.
+
+    References
+    ----------
+    Hundepool A, Domingo-Ferrer J, Franconi L, et al. (2012). Statistical Disclosure
+    Control. Wiley. Chapter 5 (linked tables, secondary suppression).
+
+    Examples
+    --------
+    A count hidden in one table but shown in another, and a hidden route whose count is
+    the total of a second table minus the routes the first one shows:
+
+    >>> a = pd.DataFrame({"visit": ["baseline"], "n": [491]})
+    >>> b = pd.DataFrame({"visit": ["baseline"], "n": [None]})
+    >>> cross_table_findings([("a.csv", "a", a), ("b.csv", "b", b)])
+        file table column  row           check
+    0  b.csv     b      n    0  shown_elsewhere
+    >>> by_route = pd.DataFrame({"route": ["iv", "im", "oral"], "n": [40, None, 30]})
+    >>> overall = pd.DataFrame({"route": ["Overall"], "n": [74]})
+    >>> cross_table_findings([("r.csv", "r", by_route), ("o.csv", "o", overall)])
+        file table column  row               check
+    0  r.csv     r      n    1  recoverable_across
+    """
+    from scipy.linalg import null_space
+
+    parsed = []
+    for file, name, df in tables:
+        if df is None or df.empty:
+            continue
+        table_cells, margins = (
+            _table_one_cells(df) if _is_text_count_table(df) else _table_cells(df)
+        )
+        if table_cells:
+            parsed.append((file, name, table_cells, margins))
+    apart = _contradicting_columns(parsed)
+    cells: dict[tuple, list[tuple[str, str, str, int]]] = {}
+    known: dict[tuple, float] = {}
+    equations: list[tuple[tuple, list[tuple]]] = []
+    blank: set[tuple[str, str, str, int]] = set()
+
+    def population(key: frozenset, c: str, file: str, name: str) -> tuple:
+        return (key, c, file, name) if (file, name, c) in apart else (key, c)
+
+    for file, name, table_cells, margins in parsed:
+        columns = set()
+        for r, key, values in table_cells:
+            for c, value in values.items():
+                columns.add(c)
+                pop = population(key, c, file, name)
+                cells.setdefault(pop, []).append((file, name, c, r))
+                if np.isnan(value):
+                    blank.add((file, name, c, r))
+                else:
+                    known[pop] = value
+        for total, parts in margins:
+            for c in columns:
+                equations.append(
+                    (
+                        population(total, c, file, name),
+                        [population(p, c, file, name) for p in parts],
+                    )
+                )
+    hidden = {pop for pop in cells if pop not in known}
+    # 1. a count shown in one table and hidden in another
+    shown_elsewhere = [
+        (file, name, c, r, "shown_elsewhere")
+        for pop, places in cells.items()
+        if pop in known
+        for file, name, c, r in places
+        if (file, name, c, r) in blank
+    ]
+    # 2. hidden keys determined by the margins; a total shown nowhere is an unknown too
+    unknown = hidden | {
+        pop for total, parts in equations for pop in (total, *parts) if pop not in known
+    }
+    index = {pop: k for k, pop in enumerate(sorted(unknown, key=repr))}
+    rows = []
+    for total, parts in equations:
+        coef: dict[int, float] = {}
+        for pop, sign in [(total, -1.0)] + [(p, 1.0) for p in parts]:
+            if pop in index:
+                coef[index[pop]] = coef.get(index[pop], 0.0) + sign
+        coef = {k: v for k, v in coef.items() if v}
+        if coef:
+            rows.append(coef)
+    parent = list(range(len(index)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for coef in rows:
+        ks = list(coef)
+        for k in ks[1:]:
+            parent[root(k)] = root(ks[0])
+    components: dict[int, list[int]] = {}
+    for coef_index, coef in enumerate(rows):
+        components.setdefault(root(next(iter(coef))), []).append(coef_index)
+    determined: set[int] = set()
+    for eq_rows in components.values():
+        variables = sorted({k for i in eq_rows for k in rows[i]})
+        position = {k: j for j, k in enumerate(variables)}
+        matrix = np.zeros((len(eq_rows), len(variables)))
+        for i, eq in enumerate(eq_rows):
+            for k, v in rows[eq].items():
+                matrix[i, position[k]] = v
+        basis = null_space(matrix, rcond=tolerance)
+        norms = np.linalg.norm(basis, axis=1) if basis.size else np.zeros(len(variables))
+        determined |= {k for k, j in position.items() if norms[j] < 1e-6}
+    recovered = []
+    by_index = {k: pop for pop, k in index.items()}
+    for k in sorted(determined):
+        for file, name, c, r in cells.get(by_index[k], []):
+            recovered.append((file, name, c, r, "recoverable_across"))
+    out = pd.DataFrame(
+        shown_elsewhere + recovered, columns=["file", "table", "column", "row", "check"]
+    )
+    return out.drop_duplicates(subset=["file", "table", "column", "row"]).reset_index(drop=True)
+
+
 class _TableParser(HTMLParser):
     """The cell texts of every ``<table>`` of an HTML page (standard library only)."""
 
@@ -991,7 +1429,10 @@ def audit_report_dir(
     -----
     Every table found is checked with :func:`audit_table`: in CSV files, in HTML pages
     and in the HTML outputs of executed notebooks; ``manifest.json`` may not give a table
-    a row count of 1 to ``min_cell - 1``. Values are never copied into the findings.
+    a row count of 1 to ``min_cell - 1``. Then all these tables are checked together
+    with :func:`cross_table_findings` (a count hidden in one table and shown in
+    another, or determined by the margins of several tables). Values are never copied
+    into the findings.
 
     Examples
     --------
@@ -1017,6 +1458,7 @@ def audit_report_dir(
     id_set = {i for i in ids if len(i) >= 4 and not i.isdigit()}
     result = AuditResult(min_cell=min_cell)
     frames = []
+    batch: list[tuple[str, str, pd.DataFrame]] = []
 
     def add(file: str, findings: pd.DataFrame) -> None:
         if len(findings):
@@ -1030,9 +1472,11 @@ def audit_report_dir(
         if suffix == ".csv":
             df = _typed(pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""]))
             add(rel, audit_table(df, min_cell, name=path.stem, identifiers=ids))
+            batch.append((rel, path.stem, df))
         elif suffix in (".html", ".htm"):
             page = path.read_text(encoding="utf-8")
             for k, t in enumerate(_html_tables(page)):
+                batch.append((rel, f"table {k + 1}", _flatten(t)))
                 add(
                     rel,
                     audit_table(
@@ -1047,6 +1491,7 @@ def audit_report_dir(
             add(rel, pd.DataFrame(found, columns=["table", "column", "row", "check"]))
         elif suffix == ".ipynb":
             for label, t in _notebook_tables(path):
+                batch.append((rel, label, _flatten(t)))
                 add(
                     rel,
                     audit_table(_flatten(t), min_cell, name=label, identifiers=ids, formulas=False),
@@ -1059,6 +1504,13 @@ def audit_report_dir(
         else:
             continue
         result.files.append(rel)
+    across = cross_table_findings(batch)
+    if len(across):
+        within = pd.concat(frames, ignore_index=True) if frames else across.iloc[:0]
+        place = ["file", "table", "column", "row"]
+        seen = set(within[place].itertuples(index=False, name=None))
+        keep = [p not in seen for p in across[place].itertuples(index=False, name=None)]
+        frames.append(across[keep])
     if frames:
         result.findings = pd.concat(frames, ignore_index=True)[
             ["file", "table", "column", "row", "check"]

@@ -63,10 +63,10 @@ from scipy import linalg, stats
 
 from analysis._frames import to_pandas
 from analysis._utils import as_by, check_alpha, check_choice, check_min_cell
+from analysis.disclosure import partition_margins, suppress_cells
 from analysis.endpoints import ENDPOINT_COLUMNS, _outcomes, _resolve_criteria
 from analysis.instruments import get_instrument
 from analysis.mmrm import MMRMFitError, _Structure, fit_mmrm
-from analysis.rates import suppress_small_cells
 
 __all__ = [
     "STRATEGIES",
@@ -836,7 +836,9 @@ def pool_rates(
         1 - confidence level.
     min_cell : int, optional
         Small-group rule: a cell of fewer than ``min_cell`` patients shows no statistics
-        (:func:`analysis.rates.suppress_small_cells` on ``n``).
+        (:func:`analysis.disclosure.suppress_cells` on ``n``); the cells of a column that
+        splits patients (route, site, ...) add up to all patients, so when one is hidden
+        the next smallest is too (complementary suppression).
 
     Returns
     -------
@@ -905,8 +907,9 @@ def pool_rates(
         )
     out = _sorted(pd.DataFrame(rows), frame, by)
     if min_cell is not None:
-        out = suppress_small_cells(
-            out, min_cell, count_columns=("n",), total=None, derived=_STATS_COLUMNS
+        # the cells of a group column add up to all patients: complementary suppression
+        out = suppress_cells(
+            out, min_cell, ("n",), total=None, derived=_STATS_COLUMNS, margins=partition_margins(by)
         )
     return out
 
@@ -968,7 +971,9 @@ def pool_rate_differences(
         1 - confidence level.
     min_cell : int, optional
         A comparison where either group has fewer than ``min_cell`` patients shows no
-        statistics.
+        statistics; since the groups and the reference add up to the patients of the
+        analysis, one more comparison (the next smallest group) is hidden with it
+        (complementary suppression, :mod:`analysis.disclosure`).
 
     Returns
     -------
@@ -1052,10 +1057,25 @@ def pool_rate_differences(
     if min_cell is not None and not out.empty:
         stats_columns = ["rate", "rate_ref", "risk_difference", "se", "df"]
         stats_columns += ["rd_ci_low", "rd_ci_high", "p_value", "fmi"]
-        out = suppress_small_cells(
-            out, min_cell, count_columns=("n", "n_ref"), total=None, derived=stats_columns
-        )
+        out = _suppress_comparisons(out, min_cell, stats_columns, by)
     return out
+
+
+def _suppress_comparisons(
+    out: pd.DataFrame, min_cell: int, stats: Sequence[str], by: Sequence[str] = ()
+) -> pd.DataFrame:
+    """The disclosure rules of :mod:`analysis.disclosure` for rows ``group`` vs ``reference``.
+
+    A row whose group (``n``) or reference (``n_ref``) has 1 to ``min_cell - 1`` patients
+    shows no statistic (the small-group rule). The groups of the rows sharing ``by``
+    (and ``delta``/``strategy`` where present) add up, with the reference, to the
+    patients of the analysis, a total shown elsewhere, so one hidden group would be that
+    total minus the others: complementary suppression hides the next smallest group.
+    """
+    labels = [c for c in (*by, "strategy", "delta") if c in out.columns]
+    return suppress_cells(
+        out, min_cell, ("n", "n_ref"), total=None, derived=list(stats), margins=[labels]
+    )
 
 
 def _ancova_design(frame: pd.DataFrame, group, levels, covariates) -> np.ndarray:
@@ -1450,7 +1470,8 @@ def tipping_point(
         Outcome definitions, as in :func:`analysis.derive_endpoints`.
     min_cell : int, optional
         Small-group rule: a comparison where either group has fewer than ``min_cell``
-        patients shows no statistics (:func:`analysis.rates.suppress_small_cells`).
+        patients shows no statistics, and the next smallest group is hidden with it
+        (complementary suppression; :mod:`analysis.disclosure`).
 
     Returns
     -------
@@ -1609,11 +1630,8 @@ def tipping_point(
         )
     grid, summary = pd.DataFrame(grid), pd.DataFrame(summary)
     if min_cell is not None:
-        counts = ("n", "n_ref")
-        grid = suppress_small_cells(grid, min_cell, counts, total=None, derived=_GRID_STATS)
-        summary = suppress_small_cells(
-            summary, min_cell, counts, total=None, derived=_SUMMARY_STATS
-        )
+        grid = _suppress_comparisons(grid, min_cell, _GRID_STATS)
+        summary = _suppress_comparisons(summary, min_cell, _SUMMARY_STATS)
     return TippingPointResult(grid, summary)
 
 

@@ -414,6 +414,7 @@ def plot_cumulative_incidence(
     ylabel: str = "Cumulative proportion with the event (%)",
     max_time: float | None = None,
     min_cell: int | None = None,
+    at_risk: pd.DataFrame | None = None,
 ) -> Figure:
     """Kaplan-Meier curves as steps, as 1 - S(t) (cumulative incidence) by default.
 
@@ -424,7 +425,8 @@ def plot_cumulative_incidence(
         ci_low, ci_high``).
     group : str or None
         The column holding the curve's level (``"group"``, the name ``kaplan_meier``
-        gives it); ``None`` for a single curve.
+        gives it); ``None`` for a single curve. Levels are shown by their human labels
+        (:func:`analysis.formatting.label`: ``iv`` reads "IV ketamine").
     cumulative : bool
         Draw ``1 - survival`` (time to response: the share who responded by day t);
         ``False`` draws the survival curve itself (time to relapse: still responding).
@@ -437,28 +439,60 @@ def plot_cumulative_incidence(
         than ``min_cell`` patients (its steps of 1/n would give its event counts; the
         legend says so), and each curve stops before the first time with fewer than
         ``min_cell`` patients at risk. A figure left without any curve says so.
+    at_risk : DataFrame, optional
+        A number-at-risk table to print under the plot, from
+        :func:`analysis.disclosure.number_at_risk` (``[group,] time, n_at_risk,
+        suppressed``); give it the same ``min_cell``. A hidden number is printed as a
+        grey ``X`` (the figures' suppression mark; "X: suppressed (small cell)" under the
+        table), never as a blank that reads as zero, and not as ``<min_cell`` since a
+        number hidden by complementary suppression may be large.
 
     Returns
     -------
     Figure
         One axes, a step curve with a shaded pointwise interval per level, starting at
-        time 0 (0% or 100%).
+        time 0 (0% or 100%); with ``at_risk`` a second, flat axes below holds the
+        number-at-risk table, one row per level, aligned with the x axis (columns
+        beyond the plotted days are left out).
+
+    Examples
+    --------
+    >>> from analysis.disclosure import number_at_risk
+    >>> from analysis.survival import kaplan_meier
+    >>> tte = pd.DataFrame({"route": ["iv"] * 30 + ["im"] * 20,
+    ...                     "time": list(range(1, 31)) + list(range(2, 42, 2)),
+    ...                     "event": 1})
+    >>> km = kaplan_meier(tte, group="route", min_cell=11)
+    >>> risk = number_at_risk(tte, [0, 14, 28], group="route", min_cell=11)
+    >>> fig = plot_cumulative_incidence(km, min_cell=11, max_time=42, at_risk=risk)
+    >>> [t.get_text() for t in fig.axes[1].texts][:3]
+    ['20', '14', 'X']
+    >>> fig.axes[0].get_legend_handles_labels()[1]
+    ['IM ketamine', 'IV ketamine']
     """
     check_columns(km, ["time", "survival", "ci_low", "ci_high"], "kaplan_meier")
     group = group if group is not None and group in km.columns else None
-    fig = ReportFigure(figsize=(8, 4.5), layout="constrained")
-    ax = fig.subplots()
     from analysis.disclosure import check_min_cell, suppress_survival_curve
 
     min_cell = check_min_cell(min_cell)
+    fig = ReportFigure(figsize=(8, 4.5), layout="constrained")
+    if at_risk is None:
+        ax = fig.subplots()
+    else:
+        rows = at_risk["group"].nunique() if "group" in at_risk else 1
+        fig.set_size_inches(8, 4.5 + 0.25 * rows + 0.5)
+        ax, ax_risk = fig.subplots(
+            2, 1, sharex=True, gridspec_kw={"height_ratios": [4.5, 0.25 * rows + 0.5]}
+        )
     drawn = 0
     for k, level in enumerate(_levels(km, group)):
         sub = km if level is None else km[km[group].astype(str) == level]
         sub = sub.sort_values("time")
+        name = None if level is None else _label(level)
         if min_cell is not None and "n_at_risk" in sub:
             sub = suppress_survival_curve(sub, min_cell)  # the one small-group rule
             if sub.empty:
-                ax.plot([], [], color="none", label=f"{level}: fewer than {min_cell}, not shown")
+                ax.plot([], [], color="none", label=f"{name}: fewer than {min_cell}, not shown")
                 continue
         drawn += 1
         time = np.concatenate([[0.0], to_float_array(sub["time"])])
@@ -468,16 +502,50 @@ def plot_cumulative_incidence(
         if cumulative:
             surv, low, high = 1 - surv, 1 - high, 1 - low
         color = f"C{k % 10}"
-        ax.step(time, 100 * surv, where="post", color=color, label=level)
+        ax.step(time, 100 * surv, where="post", color=color, label=name)
         ax.fill_between(time, 100 * low, 100 * high, step="post", color=color, alpha=0.15)
     if not drawn:
         say_empty(ax, "No curve shown: every group is smaller than min_cell")
-    ax.set(xlabel=xlabel, ylabel=ylabel, ylim=(0, 100))
+    ax.set(xlabel=xlabel if at_risk is None else "", ylabel=ylabel, ylim=(0, 100))
     if max_time is not None:
         ax.set_xlim(0, max_time)
     if group is not None:
         ax.legend(fontsize="small")
+    if at_risk is not None:
+        _at_risk_table(ax_risk, at_risk, xlabel, ax.get_xlim())
     return fig
+
+
+def _at_risk_table(ax, at_risk: pd.DataFrame, xlabel: str, xlim: tuple[float, float]) -> None:
+    """The number-at-risk rows under a Kaplan-Meier plot (a hidden number is a grey X)."""
+    check_columns(at_risk, ["time", "n_at_risk"], "number_at_risk")
+    levels = _levels(at_risk, "group" if "group" in at_risk else None)
+    hidden_any = False
+    mark = "X"  # as the grey X of mark_suppressed: hidden, whether small or complementary
+    for row, level in enumerate(levels):
+        sub = at_risk if level is None else at_risk[at_risk["group"].astype(str) == level]
+        hidden = (
+            sub["suppressed"].fillna(False).astype(bool).to_numpy()
+            if "suppressed" in sub
+            else np.zeros(len(sub), dtype=bool)
+        ) | sub["n_at_risk"].isna().to_numpy()
+        low, high = xlim
+        for t, n, h in zip(to_float_array(sub["time"]), sub["n_at_risk"], hidden, strict=True):
+            if not low - 1e-9 <= t <= high + 1e-9:  # a column beyond the plotted days
+                continue
+            ax.text(t, row, mark if h else str(int(n)), ha="center", va="center", fontsize=8,
+                    color="0.4" if h else "black", clip_on=False)  # fmt: skip
+        hidden_any |= bool(hidden.any())
+    ax.set_ylim(len(levels) - 0.5, -0.5)
+    ax.set_yticks(
+        range(len(levels)), ["All" if lv is None else _label(lv) for lv in levels], fontsize=8
+    )
+    ax.tick_params(axis="y", length=0, pad=16)  # clear of the numbers at day 0
+    for side in ("top", "right", "left"):
+        ax.spines[side].set_visible(False)
+    ax.set_title("Number at risk", fontsize=9, loc="left")
+    note = f"   ({mark}: {SUPPRESSED_LABEL})" if hidden_any else ""
+    ax.set_xlabel(xlabel + note)
 
 
 @renamed_arguments(hue="group")

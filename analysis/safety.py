@@ -326,12 +326,15 @@ def _finish(
     min_cell: int | None,
     group_size: str,
     parts: Sequence[tuple[str, str, Sequence[str]]],
+    within: Sequence[str] = (),
 ) -> pd.DataFrame:
     """Tidy frame, counts as Int64, then the small-cell rule.
 
     ``group_size``: the column counting the patients a row describes (fewer than
     ``min_cell`` blanks every statistic). ``parts``: ``(count, total, derived)`` triples
     suppressed one by one, so a small count blanks only itself and what derives from it.
+    ``within``: columns whose levels repeat the same patients (the ``measure`` of the
+    blood-pressure rows); the margins of the groups are taken within each level.
     """
     out = pd.DataFrame(rows, columns=[*keys, *columns])
     for c in counts:
@@ -346,7 +349,7 @@ def _finish(
         and (c in counts or pd.api.types.is_float_dtype(out[c].dtype))
     ]
     # The groups of a key (route, ...) add up to all patients: complementary suppression.
-    margins = partition_margins(keys)
+    margins = [[*m, *within] for m in partition_margins(keys)]
     out = suppress_cells(
         out, min_cell, (group_size,), total=None, derived=stats_columns, margins=margins
     )
@@ -659,7 +662,7 @@ def blood_pressure_table(
         ("n_peak_over", "n_sessions", ["pct_peak_over"]),
         ("n_rise_over", "n_sessions", ["pct_rise_over"]),
     ]
-    return _finish(rows, keys, _BP_COLUMNS, counts, min_cell, "n_patients", parts)
+    return _finish(rows, keys, _BP_COLUMNS, counts, min_cell, "n_patients", parts, ("measure",))
 
 
 # --------------------------------------------------------------------------------------

@@ -336,7 +336,10 @@ def item_missingness(assessments: pd.DataFrame, *, min_cell: int | None = None) 
 
 
 def assessments_per_patient(
-    assessments: pd.DataFrame, *, min_cell: int | None = None
+    assessments: pd.DataFrame,
+    *,
+    min_cell: int | None = None,
+    patients: int | pd.DataFrame | Sequence[object] | None = None,
 ) -> pd.DataFrame:
     """Distribution of the number of assessments per patient, by instrument.
 
@@ -347,13 +350,33 @@ def assessments_per_patient(
     min_cell : int, optional
         Suppress small cells (see module docstring). The rows of an instrument add up to
         its patients, so when one row is suppressed the next smallest is too.
+    patients : int, DataFrame or sequence, optional
+        The enrolled patients: their number, the cohort's ``patients`` table (its
+        ``patient_id``) or their ids. When given, every instrument has a row
+        ``assessments = 0`` for the enrolled patients without any assessment of it, so
+        that the rows of each instrument add up to all enrolled patients (the ``n`` of
+        Table 1) and complementary suppression works on the margin a reader knows. The
+        reports pass it; without it a patient with no assessment of an instrument is in
+        no row and the rows add up to the patients assessed at least once.
 
     Returns
     -------
     DataFrame
         Columns ``instrument, assessments, patients, percent, suppressed``: ``patients``
         had exactly ``assessments`` assessments of the instrument; ``percent`` is of the
-        patients with at least one assessment of it.
+        rows' total (all enrolled patients when ``patients`` is given, else the patients
+        with at least one assessment of the instrument).
+
+    Raises
+    ------
+    ValueError
+        When ``patients`` is fewer than the patients assessed, or a negative number.
+
+    Notes
+    -----
+    Without the zero row the distribution of an instrument misses the patients never
+    assessed with it: a reader who knows the number of patients (Table 1) recovers that
+    count as the difference, however small (e.g. 500 - 499 = 1).
 
     Examples
     --------
@@ -365,6 +388,13 @@ def assessments_per_patient(
     0       GAD7            1         1     33.3       False
     1       GAD7            2         2     66.7       False
     2       HAMA            1         1    100.0       False
+    >>> assessments_per_patient(a, patients=4)
+      instrument  assessments  patients  percent  suppressed
+    0       GAD7            0         1     25.0       False
+    1       GAD7            1         1     25.0       False
+    2       GAD7            2         2     50.0       False
+    3       HAMA            0         3     75.0       False
+    4       HAMA            1         1     25.0       False
     """
     check_columns(assessments, ["patient_id", "instrument"], "assessments")
     per_patient = assessments.groupby(["instrument", "patient_id"]).size().rename("assessments")
@@ -375,6 +405,8 @@ def assessments_per_patient(
         .rename("patients")
         .reset_index()
     )
+    if patients is not None:
+        table = _with_unassessed(table, per_patient, patients)
     total = table.groupby("instrument")["patients"].transform("sum")
     table["percent"] = _percent(table["patients"], total)
     table.insert(2, "_total", total)
@@ -387,6 +419,46 @@ def assessments_per_patient(
         partition=["instrument"],
     )
     return out.drop(columns="_total")
+
+
+def _with_unassessed(table: pd.DataFrame, per_patient: pd.Series, patients: object) -> pd.DataFrame:
+    """``table`` with an ``assessments = 0`` row per instrument (the patients not assessed)."""
+    assessed = per_patient.reset_index().groupby("instrument")["patient_id"]
+    if isinstance(patients, int | np.integer) and not isinstance(patients, bool):
+        if patients < 0:
+            raise ValueError(f"`patients` must be a number of patients >= 0, not {patients}.")
+        unassessed = int(patients) - assessed.nunique()
+    else:
+        if isinstance(patients, pd.DataFrame):
+            check_columns(patients, ["patient_id"], "patients")
+            patients = patients["patient_id"]
+        ids = pd.Index(pd.Series(list(patients), dtype=object).dropna().unique())
+        unassessed = assessed.agg(lambda s: len(ids.difference(pd.Index(s.unique()))))
+        outside = assessed.agg(lambda s: len(pd.Index(s.unique()).difference(ids)))
+        if (outside > 0).any():
+            raise ValueError(
+                "assessments_per_patient: the `assessments` table refers to "
+                f"{int(outside.max())} patient(s) not in `patients`; pass the cohort's "
+                "full patients table (validation refuses such assessments)."
+            )
+    if (unassessed < 0).any():
+        raise ValueError(
+            "assessments_per_patient: `patients` is smaller than the number of patients "
+            f"with an assessment ({int(assessed.nunique().max())}); pass the number of "
+            "enrolled patients (Table 1's n)."
+        )
+    zero = pd.DataFrame(
+        {
+            "instrument": unassessed.index,
+            "assessments": 0,
+            "patients": unassessed.to_numpy(dtype="int64"),
+        }
+    )
+    return (
+        pd.concat([zero, table], ignore_index=True)
+        .sort_values(["instrument", "assessments"], kind="stable")
+        .reset_index(drop=True)
+    )
 
 
 def _count_text(count: int, total: int) -> str:
@@ -1323,7 +1395,9 @@ def mean_scores(
         Two-sided error rate of the interval (mean +/- t SD / sqrt(n)).
     min_cell : int, optional
         A cell of fewer than ``min_cell`` patients has every statistic blanked and
-        ``suppressed=True``.
+        ``suppressed=True``; the cells of a column that splits patients (route, ...)
+        add up to the visit's patients, so with one such cell hidden the next smallest
+        is hidden too (complementary suppression, :mod:`analysis.disclosure`).
 
     Returns
     -------
@@ -1374,11 +1448,18 @@ def mean_scores(
     table[["mean", "sd", "ci_low", "ci_high"]] = table[["mean", "sd", "ci_low", "ci_high"]].round(3)
     if min_cell is None:
         return table.assign(suppressed=False)
-    small = table["n"].between(1, min_cell - 1)
-    table.loc[small, ["mean", "sd", "ci_low", "ci_high"]] = np.nan
-    table["n"] = table["n"].astype("Int64")
-    table.loc[small, "n"] = pd.NA
-    return table.assign(suppressed=small.to_numpy())
+    from analysis.disclosure import partition_margins
+
+    # the routes of a visit add up to its patients (shown elsewhere): complementary
+    # suppression, the same decision as the rate tables by route (rate_table, "auto")
+    return suppress_cells(
+        table,
+        min_cell,
+        ("n",),
+        total=None,
+        derived=["mean", "sd", "ci_low", "ci_high"],
+        margins=partition_margins(keys),
+    )
 
 
 def patient_exposure(

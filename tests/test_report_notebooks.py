@@ -196,7 +196,7 @@ def test_plot_cumulative_incidence_leaves_out_small_groups():
     fig = plot_cumulative_incidence(km, min_cell=11)
     ax = fig.axes[0]
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["iv", "oral: fewer than 11, not shown"]
+    assert legend == ["IV ketamine", "Oral ketamine: fewer than 11, not shown"]
     iv = ax.get_lines()[0]
     # 1 - S: starts at 0%, then 25% and 55%.
     assert iv.get_ydata().tolist() == pytest.approx([0, 25, 55])
