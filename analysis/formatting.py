@@ -1204,6 +1204,8 @@ def provenance(
         source = f"synthetic demo cohort, {n} patients, seed {seed if seed is not None else 0}"
     else:
         source = f"folder {Path(data_dir).name} ({len(cohort.patients)} patients)"
+    if getattr(cohort, "source", ""):  # a batch's snapshot says what it holds (e.g. a site)
+        source = cohort.source
     when = run_date if run_date is not None else datetime.now(UTC)
     fields = {
         "Data": source,
