@@ -973,6 +973,9 @@ def _render_html(notebook_path: Path, title: str | None = None) -> str:
     )
     notebook = nbformat.read(notebook_path, as_version=4)
     # The page <title>: the report's heading (nbconvert would write "Notebook").
+    for cell in notebook.cells:  # papermill gives its cell a random id: the page would vary
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell["id"] = "injected-parameters"
     heading = title if title is not None else _title(notebook_path, notebook_path.stem)
     notebook.metadata["title"] = f"{heading} | anxiety-outcomes"
     body, _ = exporter.from_notebook_node(notebook)
@@ -1100,7 +1103,7 @@ def _sites_html(manifest: dict) -> str:
     if plan and plan.get("patients_without_site"):
         notes.append("<p>Patients without a site_id are in the pooled reports only.</p>")
     if plan is None and by_site:
-        notes.append("<p>These site reports come from an earlier <code>--by-site</code> run.</p>")
+        notes.append("<p>These site reports come from an earlier --by-site run (see manifest.json).</p>")
     listing = f"<ul>\n{chr(10).join(items)}\n</ul>" if items else ""
     return f"<h2>By site</h2>\n{listing}\n{''.join(notes)}\n"
 
