@@ -982,8 +982,14 @@ def _render_html(notebook_path: Path, title: str | None = None) -> str:
     # No third-party scripts (require.js, MathJax from a CDN): the pages need none, work
     # offline, and a report on patients' data does not call out to other servers.
     body = re.sub(r'<script src="https?://[^"]*">\s*</script>\s*', "", body)
+    # great_tables names each table with a random id (its CSS is scoped by it): number
+    # them instead, so that the same data give the same page.
+    for k, found in enumerate(dict.fromkeys(_GT_ID.findall(body)), 1):
+        body = body.replace(found, f"gt-table-{k}")
     return body.replace("</head>", f"{_PAGE_STYLE}</head>", 1)
 
+
+_GT_ID = re.compile(r'(?<=<div id=")[a-z]{10}(?=" style="padding-left:0px)')
 
 #: Page style added to every report: wide tables scroll inside the page, not past it.
 _PAGE_STYLE = (
@@ -1103,7 +1109,9 @@ def _sites_html(manifest: dict) -> str:
     if plan and plan.get("patients_without_site"):
         notes.append("<p>Patients without a site_id are in the pooled reports only.</p>")
     if plan is None and by_site:
-        notes.append("<p>These site reports come from an earlier --by-site run (see manifest.json).</p>")
+        notes.append(
+            "<p>These site reports come from an earlier --by-site run (see manifest.json).</p>"
+        )
     listing = f"<ul>\n{chr(10).join(items)}\n</ul>" if items else ""
     return f"<h2>By site</h2>\n{listing}\n{''.join(notes)}\n"
 
