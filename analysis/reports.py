@@ -8,11 +8,14 @@ Design contract:
   *name* is the file stem without the number prefix (``data_quality``); the stem
   (``01_data_quality``) is accepted wherever a name is.
 - Every report notebook has a cell tagged ``parameters`` with ``data_dir=None``,
-  ``n_patients=500``, ``seed=0``, ``min_cell=11`` and ``tables_dir=None``; it loads its
-  data with :func:`load_report_cohort` and writes each table it shows with
-  :func:`save_table`.
-- :func:`run_reports` executes the notebooks with papermill on the current interpreter,
-  renders them to HTML without code cells (page title: the report's heading), and
+  ``n_patients=500``, ``seed=0``, ``min_cell=11``, ``tables_dir=None``,
+  ``snapshot=None`` and ``fingerprint=None``; it loads its data with
+  :func:`load_report_cohort` and writes each table it shows with :func:`save_table`.
+- :func:`run_reports` reads and validates the cohort once, hands it to the notebooks as
+  a snapshot (:func:`write_snapshot`; each notebook checks its fingerprint), executes
+  them with papermill on the current interpreter (``jobs`` at a time, each in its own
+  kernel; per site too with ``by_site``), renders them to HTML without code cells (page
+  title: the report's heading), and
   writes ``index.html`` (the reports with one-line summaries, the provenance and the
   definitions) and ``manifest.json``. Only the manifest's ``created`` timestamp and
   the report pages' provenance headers depend on the date.
