@@ -1209,7 +1209,7 @@ def provenance(
     when = run_date if run_date is not None else datetime.now(UTC)
     fields = {
         "Data": source,
-        "Data fingerprint": data_fingerprint(cohort),
+        "Data fingerprint": getattr(cohort, "fingerprint", "") or data_fingerprint(cohort),
         "Package": f"anxiety-outcomes {analysis.__version__}",
         "Run": when.strftime("%Y-%m-%d %H:%M UTC"),
         "min_cell": "none" if min_cell is None else str(int(min_cell)),
