@@ -114,6 +114,20 @@ def _parser() -> argparse.ArgumentParser:
         metavar="K",
         help="smallest count shown besides 0, at least 1 (default %(default)s: no cell of 1-10)",
     )
+    report.add_argument(
+        "--jobs",
+        type=_integer(1),
+        default=None,
+        metavar="N",
+        help="notebooks rendered at once, each in its own process (default min(2, CPUs)); "
+        "the reports are the same whatever N",
+    )
+    report.add_argument(
+        "--by-site",
+        action="store_true",
+        help="also render one set of reports per site (patients.site_id) under sites/<site>/; "
+        "a site of fewer than --min-cell patients is not reported separately",
+    )
     report.add_argument("--quiet", action="store_true", help="no progress lines")
     report.add_argument(
         "--pdf",
@@ -305,6 +319,8 @@ def _report(args) -> int:
             args.out,
             args.only,
             progress=not args.quiet,
+            jobs=args.jobs,
+            by_site=args.by_site,
             n_patients=args.patients,
             seed=args.seed,
             min_cell=args.min_cell,

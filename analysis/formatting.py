@@ -1203,10 +1203,12 @@ def provenance(
         source = f"synthetic demo cohort, {n} patients, seed {seed if seed is not None else 0}"
     else:
         source = f"folder {Path(data_dir).name} ({len(cohort.patients)} patients)"
+    if getattr(cohort, "source", ""):  # a batch's snapshot says what it holds (e.g. a site)
+        source = cohort.source
     when = run_date if run_date is not None else datetime.now(UTC)
     fields = {
         "Data": source,
-        "Data fingerprint": data_fingerprint(cohort),
+        "Data fingerprint": getattr(cohort, "fingerprint", "") or data_fingerprint(cohort),
         "Package": f"anxiety-outcomes {analysis.__version__}",
         "Run": when.strftime("%Y-%m-%d %H:%M UTC"),
         "min_cell": "none" if min_cell is None else str(int(min_cell)),

@@ -185,7 +185,7 @@ def plot_completeness(table: pd.DataFrame, *, human_labels: bool = False) -> Fig
     return fig
 
 
-def plot_item_missingness(table: pd.DataFrame) -> Figure:
+def plot_item_missingness(table: pd.DataFrame, *, human_labels: bool = True) -> Figure:
     """Horizontal bars of the percent of assessments missing each item, one panel per scale.
 
     Parameters
@@ -193,6 +193,9 @@ def plot_item_missingness(table: pd.DataFrame) -> Figure:
     table : DataFrame
         Output of :func:`analysis.tables.item_missingness` (``instrument, item, label,
         percent``).
+    human_labels : bool
+        Panel titles from the label registry (:func:`analysis.formatting.label`: "GAD-7",
+        "HAM-A"; default) or the raw codes (``GAD7``).
 
     Returns
     -------
@@ -229,7 +232,8 @@ def plot_item_missingness(table: pd.DataFrame) -> Figure:
             ax.legend(loc="lower right", fontsize="small")
         if len(hidden_y) == len(rows):
             say_empty(ax)
-        ax.set(title=instrument, xlabel="Missing (% of assessments with items)", xlim=(0, top))
+        title = _label(instrument, "instrument") if human_labels else instrument
+        ax.set(title=title, xlabel="Missing (% of assessments with items)", xlim=(0, top))
     return fig
 
 
@@ -555,6 +559,7 @@ def plot_effect_sizes(
     group: str | None = "instrument",
     x: str = "visit",
     reference_lines: Sequence[float] = (0.2, 0.5, 0.8),
+    human_labels: bool = True,
 ) -> Figure:
     """Effect sizes with their intervals over the visits (or another ``x``).
 
@@ -570,6 +575,10 @@ def plot_effect_sizes(
     reference_lines : sequence of float
         Dotted lines at these values and their negatives (Cohen's 0.2 small, 0.5
         medium, 0.8 large).
+    human_labels : bool
+        Visits, lines and axis titles from the label registry
+        (:func:`analysis.formatting.label`: "Week 4", "GAD-7", "Instrument"; default) or
+        the raw codes.
 
     Returns
     -------
@@ -586,10 +595,18 @@ def plot_effect_sizes(
         for sign in (1, -1):
             ax.axhline(sign * value, color="grey", linewidth=0.6, linestyle=":")
     ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_xticks(range(len(order)), order)
-    ax.set(xlabel=x.replace("_", " ").capitalize(), ylabel="Effect size (95% CI)")
+    if human_labels:
+        ax.set_xticks(range(len(order)), [_label(v, x) for v in order])
+        ax.set(xlabel=_label(x, "column"), ylabel="Effect size (95% CI)")
+    else:
+        ax.set_xticks(range(len(order)), order)
+        ax.set(xlabel=x.replace("_", " ").capitalize(), ylabel="Effect size (95% CI)")
     if group is not None:
-        ax.legend(title=group, fontsize="small")
+        legend = ax.legend(title=_label(group, "column") if human_labels else group, fontsize="small")
+        if human_labels:
+            for text in legend.get_texts():
+                if text.get_text() != SUPPRESSED_LABEL:
+                    text.set_text(_label(text.get_text(), group))
     return fig
 
 
@@ -848,6 +865,21 @@ def plot_patient_flow(table: pd.DataFrame, *, instrument: str = "GAD7") -> Figur
     return fig
 
 
+#: A waterfall draws one bar per patient only when every group it draws holds at least
+#: this many times ``min_cell`` patients (55 with the default 11); a smaller group's
+#: single bars could be told apart by people who know the patients (the one who got much
+#: worse), so the figure then draws bands (see :func:`plot_waterfall`). A convention of
+#: this package, not a published rule.
+WATERFALL_BARS_FACTOR = 5
+
+
+def _waterfall_bands(values: np.ndarray, size: int) -> list[np.ndarray]:
+    """Sorted values (largest first) cut into consecutive bands of at least ``size``."""
+    ordered = np.sort(values)[::-1]
+    n_bands = max(1, len(ordered) // size)
+    return [band for band in np.array_split(ordered, n_bands) if len(band)]
+
+
 def plot_waterfall(
     endpoints: pd.DataFrame,
     *,
@@ -855,6 +887,7 @@ def plot_waterfall(
     visit: str = "week4",
     group: str | None = "route",
     min_cell: int | None = None,
+    binned: bool | None = None,
 ) -> Figure:
     """Waterfall of each patient's percent change from baseline at one visit.
 
@@ -869,13 +902,32 @@ def plot_waterfall(
     min_cell : int, optional
         A group of fewer than ``min_cell`` patients is not drawn (its bars would show
         single patients); the legend says "suppressed".
+    binned : bool, optional
+        ``False``: one bar per patient. ``True``: *bands*: each group's patients sorted
+        by change and cut into consecutive bands of at least ``min_cell`` patients (11
+        without ``min_cell``), each drawn as one bar as wide as its patients at the
+        band's mean change, so no bar is a single patient. ``None`` (default): bands when
+        ``min_cell`` is given and a group drawn (the whole cohort without ``group``) has
+        fewer than ``WATERFALL_BARS_FACTOR * min_cell`` patients (55 by default), else
+        one bar per patient.
 
     Returns
     -------
     Figure
-        One bar per patient with an observed value, sorted from the largest worsening
-        (left) to the largest improvement (right); dashed lines at -25% (partial
-        response) and -50% (response).
+        One bar per patient (or band) with an observed value, sorted from the largest
+        worsening (left) to the largest improvement (right); dashed lines at -25%
+        (partial response) and -50% (response).
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> ep = pd.DataFrame({"instrument": "GAD7", "visit": "week4", "route": "iv",
+    ...                    "pct_change": [-10.0 * k for k in range(30)]})
+    >>> ax = plot_waterfall(ep, min_cell=11).axes[0]  # 30 < 55 patients: bands
+    >>> [round(bar.get_width()) for bar in ax.patches]  # two bands of 15 patients
+    [15, 15]
+    >>> len(plot_waterfall(ep, min_cell=11, binned=False).axes[0].patches)
+    30
     """
     check_columns(endpoints, ["instrument", "visit", "pct_change"], "endpoints")
     rows = endpoints[
@@ -891,17 +943,41 @@ def plot_waterfall(
         sizes = rows.groupby(group)["_y"].transform("size")
         hidden = sorted(rows.loc[sizes < min_cell, group].astype(str).unique())
         rows = rows[(sizes >= min_cell).to_numpy()]
-    rows = rows.sort_values("_y", ascending=False, kind="stable").reset_index(drop=True)
+    too_few = group is None and min_cell is not None and 0 < len(rows) < min_cell
+    if too_few:  # one band of fewer than min_cell patients would show a small group
+        rows = rows.iloc[:0]
+    levels = _levels(rows, group) if len(rows) else []
+    members = {
+        level: rows["_y"].to_numpy()
+        if level is None
+        else rows.loc[rows[group].astype(str) == level, "_y"].to_numpy()
+        for level in levels
+    }
+    if binned is None:
+        smallest = min((len(v) for v in members.values()), default=0)
+        binned = min_cell is not None and smallest < WATERFALL_BARS_FACTOR * min_cell
+    band = int(min_cell) if min_cell else 11
+    # (height, width, level) of every bar, sorted from the largest worsening
+    bars = []
+    for level, values in members.items():
+        if binned:
+            bars += [(float(b.mean()), len(b), level) for b in _waterfall_bands(values, band)]
+        else:
+            bars += [(float(v), 1, level) for v in values]
+    bars.sort(key=lambda bar: -bar[0])
     fig = ReportFigure(figsize=(10, 4.5), layout="constrained")
     ax = fig.subplots()
-    levels = _levels(rows, group) if len(rows) else []
+    widths = np.array([b[1] for b in bars], dtype=float)
+    lefts = np.concatenate([[0.0], np.cumsum(widths)[:-1]]) if len(bars) else np.array([])
     for k, level in enumerate(levels):
-        sub = rows if level is None else rows[rows[group].astype(str) == level]
+        mine = [j for j, b in enumerate(bars) if b[2] == level]
         ax.bar(
-            sub.index,
-            sub["_y"],
-            width=1.0,
+            lefts[mine] + widths[mine] / 2,
+            [bars[j][0] for j in mine],
+            width=widths[mine],
             color=f"C{k % 10}",
+            edgecolor="white" if binned else "none",
+            linewidth=0.8 if binned else 0,
             label=None if level is None else _label(level, group),
         )
     for level in hidden:
@@ -910,15 +986,25 @@ def plot_waterfall(
         ax.axhline(y, color="0.3", linestyle="--", linewidth=0.8)
         ax.text(0, y - 1.5, f" {text}", va="top", fontsize=8, color="0.3")
     ax.axhline(0, color="0.3", linewidth=0.8)
+    top = max((b[0] for b in bars), default=0.0)
+    xlabel = f"Patients ({len(rows)}), sorted by change"
+    if binned:
+        xlabel = (
+            f"Patients ({len(rows)}) in bands of at least {band}, sorted by change; "
+            "each bar is a band's mean"
+        )
     ax.set(
-        xlabel=f"Patients ({len(rows)}), sorted by change",
+        xlabel=xlabel,
         ylabel="Change from baseline (%)",
         title=f"{_label(instrument, 'instrument')} at {_label(visit, 'visit')}",
         xticks=[],
-        ylim=(-105, max(105.0, float(rows["_y"].max()) + 5 if len(rows) else 105.0)),
+        xlim=(0, max(1.0, float(widths.sum()))),
+        ylim=(-105, max(105.0, top + 5)),
     )
     if group is not None and (levels or hidden):
         ax.legend(title=_label(group, "column"), fontsize="small", loc="upper right")
+    if too_few:
+        say_empty(ax)
     return fig
 
 

@@ -21,6 +21,9 @@ the report, never saved as a table) instead of stopping the notebook:
   the next simpler structure that fits, then a simpler formula; the fit says which one
   was used and why, or that no MMRM could be fitted.
 
+- :func:`validation_section` is the schema-check table of report 01: from the batch's one
+  validation when the cohort is its snapshot, else :func:`analysis.tables.validation_summary`.
+
 Notebooks hold the calls only (``tests/test_notebooks.py``); the decisions live here.
 """
 
@@ -43,6 +46,7 @@ __all__ = [
     "fit_report_mmrm",
     "report_endpoints",
     "section",
+    "validation_section",
 ]
 
 #: Errors that mean "these data do not support this analysis" (not a bug): the package's
@@ -530,3 +534,52 @@ def fit_report_mmrm(
         None,
         [f"No MMRM could be fitted to these data with any covariance structure: {reason}."],
     )
+
+
+def validation_section(cohort) -> pd.DataFrame:
+    """The schema checks per table, without validating a batch's cohort a second time.
+
+    A cohort loaded from a batch's snapshot (:class:`analysis.reports.SnapshotCohort`) was
+    validated once by :func:`analysis.reports.run_reports`, and only data without any
+    error load, so each of its tables is "all checks passed" with its row count (the
+    optional tables only when they hold rows). Any other cohort (a notebook run by hand)
+    is checked now by :func:`analysis.tables.validation_summary`. Both give the same
+    table for the same valid data.
+
+    Parameters
+    ----------
+    cohort : Cohort
+
+    Returns
+    -------
+    DataFrame
+        ``table, rows, column, check, failures`` (see
+        :func:`analysis.tables.validation_summary`).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from analysis.reports import load_snapshot, write_snapshot
+    >>> from analysis.synthetic import synthetic_cohort
+    >>> folder = tempfile.mkdtemp()
+    >>> _ = write_snapshot(synthetic_cohort(20, seed=1), folder)
+    >>> validation_section(load_snapshot(folder))[["table", "check", "failures"]]
+                table              check  failures
+    0        patients  all checks passed         0
+    1     assessments  all checks passed         0
+    2        sessions  all checks passed         0
+    3  adverse_events  all checks passed         0
+    """
+    from analysis.reports import SnapshotCohort
+    from analysis.schema import OPTIONAL_TABLES, TABLES
+    from analysis.tables import validation_summary
+
+    if not isinstance(cohort, SnapshotCohort):
+        return validation_summary(cohort)
+    rows = []
+    for name in TABLES:
+        df = getattr(cohort, name, None)
+        if df is None or (name in OPTIONAL_TABLES and df.empty):
+            continue
+        rows.append((name, len(df), "", "all checks passed", 0))
+    return pd.DataFrame(rows, columns=["table", "rows", "column", "check", "failures"])

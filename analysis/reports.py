@@ -8,11 +8,14 @@ Design contract:
   *name* is the file stem without the number prefix (``data_quality``); the stem
   (``01_data_quality``) is accepted wherever a name is.
 - Every report notebook has a cell tagged ``parameters`` with ``data_dir=None``,
-  ``n_patients=500``, ``seed=0``, ``min_cell=11`` and ``tables_dir=None``; it loads its
-  data with :func:`load_report_cohort` and writes each table it shows with
-  :func:`save_table`.
-- :func:`run_reports` executes the notebooks with papermill on the current interpreter,
-  renders them to HTML without code cells (page title: the report's heading), and
+  ``n_patients=500``, ``seed=0``, ``min_cell=11``, ``tables_dir=None``,
+  ``snapshot=None`` and ``fingerprint=None``; it loads its data with
+  :func:`load_report_cohort` and writes each table it shows with :func:`save_table`.
+- :func:`run_reports` reads and validates the cohort once, hands it to the notebooks as
+  a snapshot (:func:`write_snapshot`; each notebook checks its fingerprint), executes
+  them with papermill on the current interpreter (``jobs`` at a time, each in its own
+  kernel; per site too with ``by_site``), renders them to HTML without code cells (page
+  title: the report's heading), and
   writes ``index.html`` (the reports with one-line summaries, the provenance and the
   definitions) and ``manifest.json``. Only the manifest's ``created`` timestamp and
   the report pages' provenance headers depend on the date.
@@ -41,26 +44,37 @@ import pandas as pd
 
 from analysis._version import DISTRIBUTION, __version__
 from analysis.disclosure import check_min_cell, shown_count
-from analysis.schema import TABLES
+from analysis.schema import TABLES, Cohort
 
 __all__ = [
     "FAILED_MARKER",
+    "KERNEL_THREAD_VARIABLES",
     "NOTEBOOKS_DIR",
     "REPORT_PARAMETERS",
+    "SNAPSHOT_FILE",
+    "SNAPSHOT_PARAMETERS",
     "OutputFolderError",
     "Report",
     "ReportsFailedError",
+    "SitePlan",
+    "SnapshotCohort",
+    "SnapshotError",
     "check_output_folder",
     "check_report_names",
     "configure_display",
     "data_fingerprint",
+    "default_jobs",
     "definitions",
     "discover_reports",
     "export_pdf",
     "load_report_cohort",
+    "load_snapshot",
     "package_folder_of",
+    "plan_sites",
     "run_reports",
     "save_table",
+    "site_cohort",
+    "write_snapshot",
 ]
 
 #: Where the report notebooks live: package data ``analysis/notebooks`` (in the repository a
@@ -173,48 +187,45 @@ def configure_display() -> None:
         pd.set_option(option, value)
 
 
-def load_report_cohort(data_dir: str | Path | None = None, n_patients: int = 500, seed: int = 0):
-    """The cohort a report works on: a data folder, or the synthetic demo cohort.
+#: Text of the integers most cohort values are (items, totals, study days, ages), looked up.
+_INT_TEXT_LOW = -1000
+_INT_TEXT = np.array([str(k) for k in range(_INT_TEXT_LOW, 10_000)], dtype=object)
 
-    Parameters
-    ----------
-    data_dir : str or Path, optional
-        Folder read with :func:`analysis.schema.load_cohort` (validated and checked for
-        identifiers). ``None`` means ``synthetic_cohort(n_patients, seed)``.
-    n_patients, seed : int
-        Size and seed of the synthetic cohort (ignored when ``data_dir`` is given).
 
-    Returns
-    -------
-    Cohort
+def _canonical_column(values: pd.Series) -> np.ndarray:
+    """Text of each value that does not depend on the dtype the file format produced.
+
+    Booleans ``true``/``false``; integral numbers without a decimal point (``12`` whether
+    stored as integer or float); other numbers with 12 significant digits; text as is;
+    missing values empty. Vectorised where it can be (a 20,000-patient cohort has
+    millions of values).
     """
-    if data_dir is None:
-        from analysis.synthetic import synthetic_cohort
-
-        return synthetic_cohort(n_patients=n_patients, seed=seed)
-    from analysis.schema import load_cohort
-
-    return load_cohort(data_dir)
-
-
-def _canonical_column(values: pd.Series) -> pd.Series:
-    """Text of each value that does not depend on the dtype the file format produced."""
-    missing = values.isna()
+    missing = values.isna().to_numpy(dtype=bool)
     if pd.api.types.is_bool_dtype(values.dtype):
-        text = values.map({True: "true", False: "false"}, na_action="ignore")
+        text = values.map({True: "true", False: "false"}, na_action="ignore").to_numpy(dtype=object)
     elif pd.api.types.is_numeric_dtype(values.dtype):
-        numbers = values.astype(float)
-        integral = np.isfinite(numbers) & (numbers == np.round(numbers))
-        text = numbers.map(lambda x: format(x, ".12g"), na_action="ignore")
-        text[integral] = numbers[integral].map(lambda x: str(int(x)))
+        numbers = values.to_numpy(dtype=float, na_value=np.nan)
+        text = np.full(len(numbers), "", dtype=object)
+        finite = np.isfinite(numbers)
+        integral = finite & (numbers == np.round(numbers))
+        common = integral & (numbers >= _INT_TEXT_LOW) & (numbers < _INT_TEXT_LOW + len(_INT_TEXT))
+        text[common] = _INT_TEXT[numbers[common].astype(np.int64) - _INT_TEXT_LOW]
+        small = integral & ~common & (np.abs(numbers) < 2.0**62)
+        text[small] = numbers[small].astype(np.int64).astype(str).astype(object)
+        for k in np.flatnonzero(integral & ~common & ~small):
+            text[k] = str(int(numbers[k]))
+        other = ~integral & ~missing
+        text[other] = [format(x, ".12g") for x in numbers[other].tolist()]
+    elif pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        text = values.to_numpy(dtype=object)
     else:
         text = values.map(
             lambda v: (
                 {True: "true", False: "false"}.get(v, str(v)) if isinstance(v, bool) else str(v)
             ),
             na_action="ignore",
-        )
-    return text.astype(object).where(~missing, "")
+        ).to_numpy(dtype=object)
+    return np.where(missing, "", text).astype(object)
 
 
 def data_fingerprint(cohort) -> str:
@@ -255,12 +266,238 @@ def data_fingerprint(cohort) -> str:
         table = table.dropna(axis=1, how="all")
         columns = sorted(map(str, table.columns))
         table = table.set_axis([str(c) for c in table.columns], axis=1)
-        text = pd.DataFrame({c: _canonical_column(table[c]) for c in columns}, index=table.index)
-        rows = sorted("\x1f".join(row) for row in text.itertuples(index=False, name=None))
+        texts = [_canonical_column(table[column]).tolist() for column in columns]
+        rows = sorted(map("\x1f".join, zip(*texts, strict=True))) if texts else [""] * len(table)
         digest.update(f"\x1e{name}\x1d{chr(0x1F).join(columns)}\x1d{len(rows)}\n".encode())
-        for row in rows:
-            digest.update(row.encode() + b"\n")
+        if rows:
+            digest.update(("\n".join(rows) + "\n").encode())
     return digest.hexdigest()
+
+
+def load_report_cohort(
+    data_dir: str | Path | None = None,
+    n_patients: int = 500,
+    seed: int = 0,
+    *,
+    snapshot: str | Path | None = None,
+    fingerprint: str | None = None,
+):
+    """The cohort a report works on: the batch's snapshot, a data folder, or the demo cohort.
+
+    Parameters
+    ----------
+    data_dir : str or Path, optional
+        Folder read with :func:`analysis.schema.load_cohort` (validated and checked for
+        identifiers). ``None`` means ``synthetic_cohort(n_patients, seed)``.
+    n_patients, seed : int
+        Size and seed of the synthetic cohort (ignored when ``data_dir`` is given).
+    snapshot : str or Path, optional
+        A cohort snapshot written by :func:`write_snapshot` (:func:`run_reports` passes
+        one to every notebook of a batch, so that the cohort is read and validated once
+        per run). When given, ``data_dir``, ``n_patients`` and ``seed`` are not read: the
+        snapshot is loaded with :func:`load_snapshot`, without validating it again.
+    fingerprint : str, optional
+        The :func:`data_fingerprint` the data must have; a cohort whose fingerprint
+        differs is refused (:class:`SnapshotError`). A notebook run by hand can set it to
+        check that it sees the data of an earlier batch (the fingerprint in its
+        ``manifest.json``).
+
+    Returns
+    -------
+    Cohort
+        A :class:`SnapshotCohort` when loaded from a snapshot.
+
+    Raises
+    ------
+    SnapshotError
+        The snapshot is missing or unreadable, or the data do not have ``fingerprint``.
+
+    Examples
+    --------
+    >>> cohort = load_report_cohort(n_patients=30, seed=2)
+    >>> len(cohort.patients)
+    30
+    >>> load_report_cohort(n_patients=30, seed=2, fingerprint="0" * 64)
+    Traceback (most recent call last):
+    ...
+    analysis.reports.SnapshotError: The data do not have the expected fingerprint...
+    """
+    if snapshot is not None:
+        return load_snapshot(snapshot, fingerprint)
+    if data_dir is None:
+        from analysis.synthetic import synthetic_cohort
+
+        cohort = synthetic_cohort(n_patients=n_patients, seed=seed)
+    else:
+        from analysis.schema import load_cohort
+
+        cohort = load_cohort(data_dir)
+    if fingerprint is not None:
+        found = data_fingerprint(cohort)
+        if found != fingerprint:
+            raise SnapshotError(
+                f"The data do not have the expected fingerprint: expected "
+                f"{str(fingerprint)[:16]}..., these data have {found[:16]}... The data changed "
+                "since the fingerprint was taken (or another folder, size or seed was given); "
+                "set `fingerprint = None` to report on these data as they are."
+            )
+    return cohort
+
+
+# ---------------------------------------------------------------------------------------
+# Cohort snapshots: one validation per batch
+#
+# run_reports reads and validates the cohort once, writes it as Parquet files with its
+# fingerprint into a private folder (never the output folder: it holds patient-level
+# rows), and passes the folder and the fingerprint to every notebook as the parameters
+# ``snapshot`` and ``fingerprint``. A notebook loads the snapshot without validating it
+# again and refuses it when its content does not have the fingerprint.
+# ---------------------------------------------------------------------------------------
+
+#: Parameters :func:`run_reports` sets in every notebook besides :data:`REPORT_PARAMETERS`,
+#: ``data_dir`` and ``tables_dir``: the batch's cohort snapshot and its data fingerprint.
+#: ``None`` (a notebook run by hand) means: load ``data_dir`` or the demo cohort.
+SNAPSHOT_PARAMETERS: Mapping[str, None] = {"snapshot": None, "fingerprint": None}
+
+#: The file describing a snapshot folder (format, fingerprint, tables, source).
+SNAPSHOT_FILE = "snapshot.json"
+_SNAPSHOT_FORMAT = "anxiety-outcomes cohort snapshot"
+
+
+class SnapshotError(ValueError):
+    """A cohort snapshot is missing or unreadable, or its data do not have its fingerprint."""
+
+
+@dataclass(eq=False)
+class SnapshotCohort(Cohort):
+    """A cohort loaded from a batch's snapshot: validated once by :func:`run_reports`.
+
+    Besides the :class:`~analysis.schema.Cohort` tables, ``findings`` and ``collected``
+    (as the batch's validation left them): ``fingerprint`` (:func:`data_fingerprint`,
+    checked on loading), ``source`` (what the data are, for the page header: "folder
+    clinic, site S01 (96 patients)") and ``site`` (the site of a ``--by-site`` report,
+    else None). The page header (:func:`analysis.formatting.provenance`) shows the
+    fingerprint checked on loading, so the tables are not to be changed in place
+    afterwards (the reports derive new frames, they never do).
+    """
+
+    fingerprint: str = ""
+    source: str = ""
+    site: str | None = None
+
+
+def write_snapshot(cohort, folder: str | Path, *, source: str = "", site: str | None = None) -> str:
+    """Write a cohort as a snapshot folder (Parquet tables and ``snapshot.json``).
+
+    Parameters
+    ----------
+    cohort : Cohort
+        A validated cohort (its ``findings`` and ``collected`` are kept).
+    folder : str or Path
+        Created when missing; should be private (the tables are patient-level rows).
+    source : str
+        What the data are, in words (shown in each report's header).
+    site : str, optional
+        The site the cohort is restricted to.
+
+    Returns
+    -------
+    str
+        The cohort's :func:`data_fingerprint` (recorded in ``snapshot.json``).
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> from analysis.synthetic import synthetic_cohort
+    >>> cohort = synthetic_cohort(20, seed=1)
+    >>> folder = tempfile.mkdtemp()
+    >>> fingerprint = write_snapshot(cohort, folder, source="demo")
+    >>> fingerprint == data_fingerprint(load_snapshot(folder, fingerprint))
+    True
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    fingerprint = data_fingerprint(cohort)
+    for name in TABLES:
+        table = getattr(cohort, name, None)
+        table = pd.DataFrame() if table is None else table
+        table.to_parquet(folder / f"{name}.parquet", index=False)
+    cohort.findings.to_parquet(folder / "findings.parquet", index=False)
+    meta = {
+        "format": _SNAPSHOT_FORMAT,
+        "version": 1,
+        "data_fingerprint": fingerprint,
+        "tables": list(TABLES),
+        "collected": None if cohort.collected is None else list(cohort.collected),
+        "source": source,
+        "site": site,
+    }
+    _write_text(folder / SNAPSHOT_FILE, json.dumps(meta, indent=2) + "\n")
+    return fingerprint
+
+
+def load_snapshot(folder: str | Path, fingerprint: str | None = None) -> SnapshotCohort:
+    """Load a snapshot written by :func:`write_snapshot`, checking its fingerprint.
+
+    The tables are not validated again (the batch validated them once); instead their
+    :func:`data_fingerprint` is computed and must equal ``fingerprint`` (the one the batch
+    passed to the notebook) and the one recorded in ``snapshot.json``: a snapshot changed
+    after the batch wrote it is refused.
+
+    Parameters
+    ----------
+    folder : str or Path
+        The snapshot folder.
+    fingerprint : str, optional
+        The fingerprint the data must have (default: the one recorded in the folder).
+
+    Returns
+    -------
+    SnapshotCohort
+
+    Raises
+    ------
+    SnapshotError
+        No snapshot there, an unreadable one, or data whose fingerprint differs.
+    """
+    folder = Path(folder)
+    try:
+        meta = json.loads((folder / SNAPSHOT_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise SnapshotError(
+            f"No readable cohort snapshot in {folder} ({SNAPSHOT_FILE}: {error}). run_reports "
+            "writes one for its notebooks and removes it after the run; to run a report by "
+            "hand, leave `snapshot = None` (the notebook then loads data_dir or the demo "
+            "cohort)."
+        ) from None
+    if not isinstance(meta, dict) or meta.get("format") != _SNAPSHOT_FORMAT:
+        raise SnapshotError(f"{folder / SNAPSHOT_FILE} is not an anxiety-outcomes cohort snapshot.")
+    recorded = meta.get("data_fingerprint")
+    expected = fingerprint if fingerprint is not None else recorded
+    try:
+        tables = {name: pd.read_parquet(folder / f"{name}.parquet") for name in TABLES}
+        findings = pd.read_parquet(folder / "findings.parquet")
+    except (OSError, ValueError) as error:  # pyarrow's errors are ValueErrors or OSErrors
+        raise SnapshotError(f"The cohort snapshot in {folder} cannot be read: {error}") from None
+    collected = meta.get("collected")
+    cohort = SnapshotCohort(
+        **tables,
+        findings=findings,
+        collected=None if collected is None else tuple(collected),
+        source=str(meta.get("source") or ""),
+        site=meta.get("site"),
+    )
+    found = data_fingerprint(cohort)
+    if found != expected or recorded != expected:
+        raise SnapshotError(
+            f"The cohort snapshot in {folder} does not match the data fingerprint the batch "
+            f"validated: expected {str(expected)[:16]}..., the snapshot holds "
+            f"{found[:16]}... (recorded {str(recorded)[:16]}...). It was changed after "
+            "validation, so no report is computed from it; run the batch again "
+            "(`anxiety-outcomes report`)."
+        )
+    cohort.fingerprint = found
+    return cohort
 
 
 def _jsonable(value):
@@ -704,7 +941,7 @@ def _keep_failed(staging: Path, out: Path, reason: str) -> Path | None:
 # ---------------------------------------------------------------------------------------
 
 
-def _kernel_manager_class(log_path: Path | None = None):
+def _kernel_manager_class(log_path: Path | None = None, work_dir: Path | None = None):
     """A kernel manager that runs ipykernel on this interpreter, whatever kernelspecs exist.
 
     The ``python3`` kernelspec found first on the Jupyter path may belong to another
@@ -713,7 +950,10 @@ def _kernel_manager_class(log_path: Path | None = None):
     talks over local IPC sockets rather than TCP, runs with ``PYTHONSAFEPATH=1`` (its
     working directory is never put on ``sys.path``), and its own log (stderr, e.g.
     "KeyboardInterrupt caught in kernel" at shutdown) goes to ``log_path``, not the
-    terminal.
+    terminal. With ``work_dir`` the kernel starts there and its sockets live there (the
+    process's own working directory is never changed, so several kernels can be driven
+    at once from threads). Each kernel gets one BLAS/OpenMP thread
+    (:data:`KERNEL_THREAD_VARIABLES`) unless the environment says otherwise.
     """
     from ipykernel.kernelspec import RESOURCES, get_kernel_dict
     from jupyter_client.kernelspec import KernelSpec
@@ -723,6 +963,8 @@ def _kernel_manager_class(log_path: Path | None = None):
         def __init__(self, **kwargs):
             # Local sockets: cohort data never travels over (unencrypted) TCP.
             kwargs.setdefault("transport", "ipc")
+            if work_dir is not None:
+                kwargs.setdefault("ip", str(Path(work_dir) / "kernel-ipc"))
             super().__init__(**kwargs)
 
         @property
@@ -732,7 +974,12 @@ def _kernel_manager_class(log_path: Path | None = None):
         async def _async_launch_kernel(self, kernel_cmd, **kw):
             import os
 
-            kw["env"] = {**(kw.get("env") or os.environ), "PYTHONSAFEPATH": "1"}
+            env = {**(kw.get("env") or os.environ), "PYTHONSAFEPATH": "1"}
+            for variable in KERNEL_THREAD_VARIABLES:
+                env.setdefault(variable, "1")
+            kw["env"] = env
+            if work_dir is not None:
+                kw["cwd"] = str(work_dir)
             if log_path is not None:
                 with open(log_path, "ab") as log:
                     kw["stderr"] = log
@@ -742,8 +989,8 @@ def _kernel_manager_class(log_path: Path | None = None):
     return CurrentPythonKernelManager
 
 
-def _render_html(notebook_path: Path) -> str:
-    """HTML of an executed notebook without code cells or prompts."""
+def _render_html(notebook_path: Path, title: str | None = None) -> str:
+    """HTML of an executed notebook without code cells or prompts (page title ``title``)."""
     import nbformat
     from nbconvert import HTMLExporter
 
@@ -752,13 +999,23 @@ def _render_html(notebook_path: Path) -> str:
     )
     notebook = nbformat.read(notebook_path, as_version=4)
     # The page <title>: the report's heading (nbconvert would write "Notebook").
-    notebook.metadata["title"] = f"{_title(notebook_path, notebook_path.stem)} | anxiety-outcomes"
+    for cell in notebook.cells:  # papermill gives its cell a random id: the page would vary
+        if "injected-parameters" in cell.get("metadata", {}).get("tags", []):
+            cell["id"] = "injected-parameters"
+    heading = title if title is not None else _title(notebook_path, notebook_path.stem)
+    notebook.metadata["title"] = f"{heading} | anxiety-outcomes"
     body, _ = exporter.from_notebook_node(notebook)
     # No third-party scripts (require.js, MathJax from a CDN): the pages need none, work
     # offline, and a report on patients' data does not call out to other servers.
     body = re.sub(r'<script src="https?://[^"]*">\s*</script>\s*', "", body)
+    # great_tables names each table with a random id (its CSS is scoped by it): number
+    # them instead, so that the same data give the same page.
+    for k, found in enumerate(dict.fromkeys(_GT_ID.findall(body)), 1):
+        body = body.replace(found, f"gt-table-{k}")
     return body.replace("</head>", f"{_PAGE_STYLE}</head>", 1)
 
+
+_GT_ID = re.compile(r'(?<=<div id=")[a-z]{10}(?=" style="padding-left:0px)')
 
 #: Page style added to every report: wide tables scroll inside the page, not past it.
 _PAGE_STYLE = (
@@ -814,32 +1071,95 @@ failed. The other reports of the run are not affected.</p>
 """
 
 
+def _expected_fingerprint(manifest: dict, site) -> str | None:
+    """The fingerprint of this run's data for a report of ``site`` (None: the pooled data)."""
+    if site is None:
+        return manifest["data_fingerprint"]
+    shown = (manifest.get("sites") or {}).get("shown") or {}
+    return (shown.get(site) or {}).get("data_fingerprint")
+
+
+def _report_item(r: dict, manifest: dict, folder: str = "") -> str:
+    """One report's line of an index; links relative to ``folder`` (where the index is)."""
+    esc = html.escape
+
+    def href(path: str) -> str:
+        return esc(Path(path).relative_to(folder).as_posix() if folder else path)
+
+    links = f'<a href="{href(r["html"])}">{esc(r["title"])}</a>'
+    if r.get("summary"):
+        links += f": {esc(r['summary'])}"
+    extra = "".join(
+        f', <a href="{href(t)}">{esc(Path(t).stem)}.csv</a>' for t in r.get("tables", [])
+    )
+    notebook = (
+        f'<a href="{href(r["notebook"])}">notebook</a>' if r.get("notebook") else "no notebook"
+    )
+    line = f"<li>{links} ({notebook}{extra})"
+    expected = _expected_fingerprint(manifest, r.get("site"))
+    if r.get("status") == "failed":
+        line += f" <strong>FAILED</strong>: {esc(r.get('reason', ''))}"
+    elif r.get("data_fingerprint", expected) != expected:
+        line += " <em>(from an earlier run on other data or parameters; see manifest.json)</em>"
+    return line + "</li>"
+
+
+def _sites_html(manifest: dict) -> str:
+    """The "By site" section of ``index.html``: each site's reports, the sites withheld."""
+    esc = html.escape
+    by_site: dict[str, list[dict]] = {}
+    for r in manifest["reports"]:
+        if r.get("site") is not None:
+            by_site.setdefault(str(r["site"]), []).append(r)
+    plan = manifest.get("sites")
+    if not by_site and not plan:
+        return ""
+    items = []
+    for site, entries in sorted(by_site.items()):
+        folder = Path(entries[0]["html"]).parent.as_posix()
+        reports = ", ".join(
+            f'<a href="{esc(r["html"])}">{esc(r["title"].rsplit(": site ", 1)[0])}</a>'
+            + (" <strong>FAILED</strong>" if r.get("status") == "failed" else "")
+            for r in entries
+        )
+        items.append(f'<li><a href="{esc(folder)}/index.html">Site {esc(site)}</a>: {reports}</li>')
+    notes = []
+    if plan and plan.get("withheld"):
+        notes.append(
+            f"<p>Not reported separately: site(s) {esc(', '.join(plan['withheld']))}. A "
+            f"site is reported on its own only when it has at least min_cell "
+            f"({esc(str(manifest['parameters'].get('min_cell')))}) patients, and only when "
+            "the sites not shown could not be worked out by subtracting the shown sites from "
+            "the pooled reports; their patients are in the pooled reports.</p>"
+        )
+    if plan and plan.get("patients_without_site"):
+        notes.append("<p>Patients without a site_id are in the pooled reports only.</p>")
+    if plan is None and by_site:
+        notes.append(
+            "<p>These site reports come from an earlier --by-site run (see manifest.json).</p>"
+        )
+    listing = f"<ul>\n{chr(10).join(items)}\n</ul>" if items else ""
+    return f"<h2>By site</h2>\n{listing}\n{''.join(notes)}\n"
+
+
 def _index_html(manifest: dict) -> str:
     esc = html.escape
     fingerprint = manifest["data_fingerprint"]
-
-    def item(r: dict) -> str:
-        links = f'<a href="{esc(r["html"])}">{esc(r["title"])}</a>'
-        if r.get("summary"):
-            links += f": {esc(r['summary'])}"
-        extra = "".join(
-            f', <a href="{esc(t)}">{esc(Path(t).stem)}.csv</a>' for t in r.get("tables", [])
-        )
-        line = f'<li>{links} (<a href="{esc(r["notebook"])}">notebook</a>{extra})'
-        if r.get("status") == "failed":
-            line += f" <strong>FAILED</strong>: {esc(r.get('reason', ''))}"
-        elif r.get("data_fingerprint", fingerprint) != fingerprint:
-            line += " <em>(from an earlier run on other data or parameters; see manifest.json)</em>"
-        return line + "</li>"
-
-    rows = "\n".join(item(r) for r in manifest["reports"])
-    failed = [r["name"] for r in manifest["reports"] if r.get("status") == "failed"]
+    pooled = [r for r in manifest["reports"] if r.get("site") is None]
+    rows = "\n".join(_report_item(r, manifest) for r in pooled)
+    sites = _sites_html(manifest)
+    failed = [
+        (f"site {r['site']} / " if r.get("site") else "") + r["name"]
+        for r in manifest["reports"]
+        if r.get("status") == "failed"
+    ]
     banner = (
         f"<p><strong>This run FAILED</strong> ({len(failed)} report(s): "
         f"{esc(', '.join(failed))}); it was not installed.</p>"
         if failed
         else ""
     )
+    heading = "<h2>All patients (pooled)</h2>\n" if sites else ""
     params = "\n".join(
         f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>"
         for k, v in manifest["parameters"].items()
@@ -852,10 +1172,10 @@ th{{text-align:left;padding-right:1em}} code{{word-break:break-all}}</style></he
 <body>
 <h1>anxiety-outcomes reports</h1>
 {banner}
-<ul>
+{heading}<ul>
 {rows}
 </ul>
-<h2>Provenance</h2>
+{sites}<h2>Provenance</h2>
 <table>
 <tr><th>package version</th><td>{esc(manifest["package_version"])}</td></tr>
 <tr><th>data</th><td>{esc(manifest["data"]["source"])}</td></tr>
@@ -863,6 +1183,40 @@ th{{text-align:left;padding-right:1em}} code{{word-break:break-all}}</style></he
 {params}
 </table>
 <p>Definitions, parameters and every file: <a href="manifest.json">manifest.json</a>.</p>
+{_definitions_html(manifest)}
+</body>
+</html>
+"""
+
+
+def _site_index_html(manifest: dict, site: str, folder: str) -> str:
+    """``sites/<site>/index.html``: the site's reports, its provenance and the definitions."""
+    esc = html.escape
+    entries = [r for r in manifest["reports"] if r.get("site") == site]
+    rows = "\n".join(_report_item(r, manifest, folder) for r in entries)
+    up = "/".join([".."] * len(Path(folder).parts))
+    fingerprint = _expected_fingerprint(manifest, site) or (
+        entries[0].get("data_fingerprint") if entries else ""
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head><meta charset="utf-8"><title>anxiety-outcomes reports: site {esc(site)}</title>
+<style>body{{font-family:sans-serif;max-width:50em;margin:2em auto}}
+th{{text-align:left;padding-right:1em}} code{{word-break:break-all}}</style></head>
+<body>
+<h1>anxiety-outcomes reports: site {esc(site)}</h1>
+<p>The reports of the patients of site {esc(site)}. The reports of all patients, and the
+other sites: <a href="{esc(up)}/index.html">all reports</a>.</p>
+<ul>
+{rows}
+</ul>
+<h2>Provenance</h2>
+<table>
+<tr><th>package version</th><td>{esc(manifest["package_version"])}</td></tr>
+<tr><th>data</th><td>{esc(manifest["data"]["source"])}, site {esc(site)}</td></tr>
+<tr><th>data fingerprint (SHA-256)</th><td><code>{esc(str(fingerprint))}</code></td></tr>
+</table>
+<p>Definitions, parameters and every file: <a href="{esc(up)}/manifest.json">manifest.json</a>.</p>
 {_definitions_html(manifest)}
 </body>
 </html>
@@ -945,62 +1299,321 @@ def _title(notebook_path: Path, default: str) -> str:
     return default
 
 
-def _execute(report: Report, staging: Path, parameters: dict, progress: str | None) -> dict:
-    """Run one notebook into ``staging``; return its manifest entry (status ok or failed).
+#: Environment of every report kernel: one BLAS/OpenMP thread each (the models are small;
+#: parallel jobs would otherwise compete for the cores, and the numbers do not depend on
+#: how many kernels run at once). A value the user set in the environment is kept.
+KERNEL_THREAD_VARIABLES = ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
 
-    The kernel's working directory is a private empty folder (removed afterwards), so
-    nothing in the output folder can be imported or read by accident. An ``OSError``
-    (disk full, permission) is not a report failure: it propagates and stops the run.
+
+def default_jobs() -> int:
+    """Notebooks rendered at once by default: ``min(2, CPUs)`` (each runs its own kernel).
+
+    Examples
+    --------
+    >>> 1 <= default_jobs() <= 2
+    True
+    """
+    import os
+
+    return max(1, min(2, os.cpu_count() or 1))
+
+
+@dataclass(frozen=True)
+class _Job:
+    """One notebook to render: a report of one scope (the pooled cohort or a site)."""
+
+    report: Report
+    staging: Path  # the run's staging folder
+    folder: str  # where the scope's files go, relative to staging ("" or "sites/S01")
+    parameters: dict
+    label: str  # "outcomes" or "site S01 / outcomes"
+    site: str | None = None
+
+
+def _execute(job: _Job) -> dict:
+    """Run one notebook; return its manifest entry, its page and the seconds it took.
+
+    Runs in a worker thread when jobs run in parallel (each drives its own kernel
+    process): it writes only what papermill and the kernel write (the executed notebook
+    and the tables); the page is returned as text and written by the caller through
+    ``_write_text``. The kernel's working directory is a private empty folder (removed
+    afterwards), so nothing in the output folder can be imported or read by accident. An ``OSError`` (disk full, permission) is not a report
+    failure: it propagates and stops the run.
     """
     import tempfile
 
     import papermill
 
-    executed = staging / f"{report.stem}.ipynb"
-    html_path = staging / f"{report.stem}.html"
-    tables_dir = staging / "tables" / report.name
+    report = job.report
+    scope = job.staging / job.folder if job.folder else job.staging
+    executed = scope / f"{report.stem}.ipynb"
+    tables_dir = scope / "tables" / report.name
     title = _title(report.path, report.name)
+    if job.site is not None:
+        title = f"{title}: site {job.site}"
+
+    def relative(path: Path) -> str:
+        return path.relative_to(job.staging).as_posix()
+
     entry = {
         "name": report.name,
         "title": title,
         "summary": _summary(report.path),
-        "notebook": executed.name,
-        "html": html_path.name,
+        "notebook": relative(executed),
+        "html": relative(scope / f"{report.stem}.html"),
         "tables": [],
         "status": "ok",
     }
+    if job.site is not None:
+        entry["site"] = job.site
     started = time.perf_counter()
-    if progress:
-        print(f"{progress} {report.name}: executing ...", end="", file=sys.stderr, flush=True)
+    page = None
+    scope.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="anxiety-outcomes-kernel-") as kernel_dir:
         try:
             papermill.execute_notebook(
                 str(report.path),
                 str(executed),
-                parameters={**parameters, "tables_dir": str(tables_dir)},
+                parameters={**job.parameters, "tables_dir": str(tables_dir)},
                 kernel_name="python3",
-                kernel_manager_class=_kernel_manager_class(Path(kernel_dir) / "kernel.log"),
-                progress_bar=False,  # one line per report instead (see `progress`)
-                cwd=kernel_dir,
+                kernel_manager_class=_kernel_manager_class(
+                    Path(kernel_dir) / "kernel.log", Path(kernel_dir)
+                ),
+                progress_bar=False,  # one line per report instead (run_reports' progress)
             )
-            _write_text(html_path, _render_html(executed))
+            page = _render_html(executed, title)
         except OSError:
-            if progress:
-                print(" failed", file=sys.stderr)
             raise
         except Exception as error:  # a failing notebook must not stop the others
             entry["status"] = "failed"
             entry["reason"] = _failure_reason(error)
-            _write_text(html_path, _failed_page(title, entry["reason"], executed.name))
-    if progress:
-        done = "done" if entry["status"] == "ok" else f"FAILED ({entry['reason']})"
-        print(f" {done} in {time.perf_counter() - started:.1f} s", file=sys.stderr)
-    entry["tables"] = sorted(
-        p.relative_to(staging).as_posix() for p in tables_dir.glob("*.csv") if p.is_file()
-    )
+    entry["tables"] = sorted(relative(p) for p in tables_dir.glob("*.csv") if p.is_file())
     if not executed.is_file():
         entry["notebook"] = ""
-    return entry
+    return {"entry": entry, "page": page, "seconds": time.perf_counter() - started}
+
+
+def _render_all(jobs: list[_Job], n_jobs: int, progress: bool) -> list[dict]:
+    """Render every job, ``n_jobs`` at a time; write each page; entries in job order.
+
+    With ``n_jobs > 1``, ``n_jobs`` threads each drive one kernel at a time: the
+    notebooks compute in their kernels (separate processes), so they run in parallel,
+    while this process only relays messages and renders the pages. No worker process is
+    spawned (a script calling :func:`run_reports` needs no ``if __name__ == "__main__"``
+    guard, and the working directory is never changed).
+    One progress line per finished report goes to stderr (stdout stays for the result).
+    """
+    started = time.perf_counter()
+    entries: list[dict | None] = [None] * len(jobs)
+    done = 0
+
+    def finish(k: int, result: dict) -> None:
+        nonlocal done
+        done += 1
+        entry = result["entry"]
+        html_path = jobs[k].staging / entry["html"]
+        if entry["status"] == "ok":
+            _write_text(html_path, result["page"])
+        else:
+            notebook = Path(entry["notebook"]).name if entry["notebook"] else ""
+            _write_text(html_path, _failed_page(entry["title"], entry["reason"], notebook))
+        entries[k] = entry
+        if progress:
+            state = "done" if entry["status"] == "ok" else f"FAILED ({entry['reason']})"
+            print(
+                f"[{done}/{len(jobs)}] {jobs[k].label}: {state} in {result['seconds']:.1f} s "
+                f"(elapsed {time.perf_counter() - started:.0f} s)",
+                file=sys.stderr,
+                flush=True,
+            )
+
+    if progress:
+        print(
+            f"rendering {len(jobs)} report(s), {min(n_jobs, len(jobs))} at a time",
+            file=sys.stderr,
+            flush=True,
+        )
+    if n_jobs <= 1 or len(jobs) <= 1:
+        for k, job in enumerate(jobs):
+            finish(k, _execute(job))
+        return entries  # type: ignore[return-value]
+    from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
+
+    pool = ThreadPoolExecutor(max_workers=min(n_jobs, len(jobs)), thread_name_prefix="report")
+    try:
+        pending = {pool.submit(_execute, job): k for k, job in enumerate(jobs)}
+        while pending:
+            finished, _ = wait(pending, return_when=FIRST_COMPLETED)
+            for future in finished:
+                finish(pending.pop(future), future.result())
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+    return entries  # type: ignore[return-value]
+
+
+def _check_jobs(jobs) -> int:
+    if jobs is None:
+        return default_jobs()
+    if not isinstance(jobs, int | np.integer) or isinstance(jobs, bool) or jobs < 1:
+        raise ValueError(f"`jobs` must be an integer of at least 1, but {jobs!r} was passed.")
+    return int(jobs)
+
+
+def _validated_cohort(data_dir, values: dict):
+    """The run's cohort, validated once: a folder through ``load_cohort``, the demo cohort
+    through ``validate_cohort`` (its findings and collected tables kept for report 01)."""
+    if data_dir is not None:
+        return load_report_cohort(data_dir)
+    import dataclasses
+
+    from analysis.schema import validate_cohort
+
+    cohort = load_report_cohort(None, values["n_patients"], values["seed"])
+    report = validate_cohort({name: getattr(cohort, name) for name in TABLES})
+    report.raise_for_errors()
+    return dataclasses.replace(cohort, findings=report.findings, collected=report.collected)
+
+
+# ---------------------------------------------------------------------------------------
+# Reports per site (--by-site)
+# ---------------------------------------------------------------------------------------
+
+_SITE_FOLDER = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+
+
+@dataclass(frozen=True)
+class SitePlan:
+    """Which sites get their own reports in a ``--by-site`` run.
+
+    ``shown``: site codes rendered separately, in sorted order; ``withheld``: sites that
+    are not (fewer than ``min_cell`` patients, or held back so that such a site cannot be
+    worked out by subtraction); ``unassigned``: whether some patients have no site.
+    """
+
+    shown: tuple[str, ...]
+    withheld: tuple[str, ...]
+    unassigned: bool
+
+
+def plan_sites(patients: pd.DataFrame, min_cell: int) -> SitePlan:
+    """The sites of a ``--by-site`` run that are reported separately.
+
+    A site of fewer than ``min_cell`` patients is not reported on its own (its counts
+    would all be small cells). Since the pooled reports hold every patient, the sites not
+    shown (with the patients without a site) form a remainder that anyone could compute
+    by subtracting the shown sites from the pooled reports; when that remainder holds
+    1 to ``min_cell - 1`` patients, the smallest shown sites are held back too until it
+    holds at least ``min_cell`` (or no site is shown). Site sizes are never reported.
+
+    Parameters
+    ----------
+    patients : DataFrame
+        The patients table, with ``site_id``.
+    min_cell : int
+        The small-cell threshold.
+
+    Returns
+    -------
+    SitePlan
+
+    Raises
+    ------
+    ValueError
+        No ``site_id`` column, or no patient with a site.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> patients = pd.DataFrame({"patient_id": range(50),
+    ...                          "site_id": ["S01"] * 30 + ["S02"] * 15 + ["S03"] * 5})
+    >>> plan_sites(patients, 11)  # S03 alone could be subtracted: S02 is held back too
+    SitePlan(shown=('S01',), withheld=('S02', 'S03'), unassigned=False)
+    >>> plan_sites(patients, 5).shown
+    ('S01', 'S02', 'S03')
+    """
+    if "site_id" not in patients.columns or not patients["site_id"].notna().any():
+        raise ValueError(
+            "--by-site needs the patients' site: the patients table has no site_id values. "
+            "Add the pseudonymous site code (site_id) or run without --by-site."
+        )
+    site = patients["site_id"].astype("string")
+    sizes = site.value_counts(dropna=True)
+    unassigned = int(site.isna().sum())
+    withheld = {s for s, n in sizes.items() if n < min_cell}
+    shown = sorted((s for s in sizes.index if s not in withheld), key=lambda s: (sizes[s], s))
+    remainder = unassigned + sum(int(sizes[s]) for s in withheld)
+    while shown and 0 < remainder < min_cell:
+        smallest = shown.pop(0)
+        withheld.add(smallest)
+        remainder += int(sizes[smallest])
+    return SitePlan(tuple(sorted(shown)), tuple(sorted(withheld)), unassigned > 0)
+
+
+def _site_folders(sites: Sequence[str]) -> dict[str, str]:
+    """Folder of each site's reports: ``sites/<code>`` (a numbered name for odd codes)."""
+    folders, used = {}, set()
+    for k, site in enumerate(sites, 1):
+        name = site if _SITE_FOLDER.match(site) and site.lower() not in used else f"site-{k}"
+        used.add(name.lower())
+        folders[site] = f"sites/{name}"
+    return folders
+
+
+def site_cohort(cohort, site: str):
+    """The part of a validated cohort that belongs to one site (no new validation).
+
+    Patients of ``site`` and their assessments, sessions and adverse events. The
+    batch's findings are kept for the rows of these patients; a finding about a whole
+    column (no row) is kept with the site's row count.
+
+    Examples
+    --------
+    >>> from analysis.synthetic import synthetic_cohort
+    >>> cohort = synthetic_cohort(60, seed=0)
+    >>> part = site_cohort(cohort, "S01")
+    >>> set(part.patients["site_id"]) == {"S01"}
+    True
+    >>> set(part.assessments["patient_id"]) <= set(part.patients["patient_id"])
+    True
+    """
+    import dataclasses
+
+    patients = cohort.patients
+    keep = (patients["site_id"].astype("string") == site).fillna(False).to_numpy(dtype=bool)
+    ids = set(patients.loc[keep, "patient_id"].astype(str))
+    tables = {"patients": patients[keep].reset_index(drop=True)}
+    for name in TABLES[1:]:
+        table = getattr(cohort, name, None)
+        if table is None or "patient_id" not in table.columns:
+            tables[name] = table
+            continue
+        mask = table["patient_id"].astype(str).isin(ids).to_numpy(dtype=bool)
+        tables[name] = table[mask].reset_index(drop=True)
+    findings = cohort.findings
+    if findings is not None and len(findings):
+        kept = np.ones(len(findings), dtype=bool)
+        count = findings["count"].copy() if "count" in findings.columns else None
+        for name in TABLES:
+            table = getattr(cohort, name, None)
+            rows = (findings["table"] == name).fillna(False).to_numpy(dtype=bool)
+            if table is None or not rows.any():
+                continue
+            positions = findings.loc[rows, "row"]
+            at_row = positions.notna().to_numpy(dtype=bool)
+            if "patient_id" in table.columns:
+                where = positions[at_row].astype(int).to_numpy()
+                inside = where < len(table)
+                owner = np.full(len(where), "", dtype=object)
+                owner[inside] = table["patient_id"].astype(str).to_numpy()[where[inside]]
+                mine = np.isin(owner, list(ids)) | ~inside
+                index = np.flatnonzero(rows)[at_row]
+                kept[index] = mine
+            if count is not None:
+                whole = np.flatnonzero(rows)[~at_row]
+                count.iloc[whole] = len(tables[name]) if tables.get(name) is not None else 0
+        findings = findings.assign(count=count) if count is not None else findings
+        findings = findings[kept].reset_index(drop=True)
+    return dataclasses.replace(cohort, **tables, findings=findings)
 
 
 def run_reports(
@@ -1009,6 +1622,8 @@ def run_reports(
     reports: Sequence[str] | None = None,
     *,
     progress: bool = True,
+    jobs: int | None = None,
+    by_site: bool = False,
     **params,
 ) -> dict:
     """Execute the report notebooks and write HTML, tables, ``index.html`` and a manifest.
@@ -1027,8 +1642,19 @@ def run_reports(
         default all. The other reports already in ``out_dir`` stay and stay in the index
         (marked when they were made from other data or parameters).
     progress : bool
-        Print one line per report to stderr (``[1/1] data_quality: executing ... done in
-        4.2 s``).
+        Print one line per finished report to stderr (``[2/5] outcomes: done in 21.4 s
+        (elapsed 30 s)``); stdout is left alone.
+    jobs : int, optional
+        Notebooks rendered at once, each in its own process and kernel (default
+        :func:`default_jobs`, ``min(2, CPUs)``). The reports are the same whatever the
+        number.
+    by_site : bool
+        Also render the reports of each site (``patients.site_id``) into
+        ``sites/<site>/``, with an index per site; the top ``index.html`` links the pooled
+        reports and every site's. A site is reported separately only when
+        :func:`plan_sites` allows it (at least ``min_cell`` patients, and no small
+        remainder computable by subtraction); the index lists the others without their
+        size.
     **params
         Notebook parameters: ``n_patients`` (at least 1), ``seed`` (synthetic cohort),
         ``min_cell`` (small-cell suppression, at least 1, default 11).
@@ -1042,13 +1668,16 @@ def run_reports(
         rows per table), ``data_fingerprint``
         (:func:`data_fingerprint`), ``parameters``, ``definitions`` (:func:`definitions`),
         ``reports`` (per report its name, title, one-line summary, files, ``status`` and
-        the ``data_fingerprint`` and ``parameters`` it was made with) and ``files`` (every
-        file the run owns, relative to ``out_dir``).
+        the ``data_fingerprint`` and ``parameters`` it was made with; a site's reports
+        also their ``site``) and ``files`` (every file the run owns, relative to
+        ``out_dir``). A ``--by-site`` run adds ``sites``: per site reported separately its
+        folder and data fingerprint, and the sites withheld.
 
     Raises
     ------
     ValueError
-        An unknown report or parameter, a parameter out of range (before anything runs).
+        An unknown report or parameter, a parameter out of range (before anything runs);
+        ``by_site`` on data without ``site_id``.
     OutputFolderError
         ``out_dir`` is refused (a file, inside the package, a cohort folder) or would
         replace files no earlier run wrote.
@@ -1072,7 +1701,15 @@ def run_reports(
     Notes
     -----
     Output files per report ``NN_name``: ``NN_name.html`` (no code cells),
-    ``NN_name.ipynb`` (executed) and ``tables/name/*.csv``.
+    ``NN_name.ipynb`` (executed) and ``tables/name/*.csv``; a site's under
+    ``sites/<site>/``.
+
+    The cohort is read and validated once per run (:func:`analysis.schema.load_cohort`,
+    or :func:`analysis.schema.validate_cohort` for the demo cohort) and handed to every
+    notebook as a snapshot (:func:`write_snapshot`: Parquet files in a private temporary
+    folder, removed after the run, never in ``out_dir``) with its fingerprint; each
+    notebook loads it with :func:`load_report_cohort` and refuses it if its fingerprint
+    differs.
 
     The run renders into a fresh folder ``.<out>.partial-*`` beside ``out_dir`` and moves
     the files into place only when every report succeeded: a failed or interrupted run
@@ -1084,18 +1721,35 @@ def run_reports(
 
     chosen = _select(discover_reports(), reports)
     values = _check_params(params)
+    n_jobs = _check_jobs(jobs)
     check_min_cell(values["min_cell"], optional=False)
     out = check_output_folder(out_dir, data_dir)
     previous = _previous_manifest(out)
     _check_fixed_names(out, previous, chosen)
     staging = _make_staging(out)
     try:
-        cohort = load_report_cohort(data_dir, values["n_patients"], values["seed"])
+        cohort = _validated_cohort(data_dir, values)
+        plan = plan_sites(cohort.patients, values["min_cell"]) if by_site else None
     except BaseException:
         _remove_tree(staging)
         raise
+    import tempfile
+
+    private = Path(tempfile.mkdtemp(prefix="anxiety-outcomes-snapshot-"))
     try:
-        return _run_into(staging, out, previous, cohort, chosen, data_dir, values, progress)
+        return _run_into(
+            staging,
+            out,
+            previous,
+            cohort,
+            chosen,
+            data_dir,
+            values,
+            progress,
+            n_jobs,
+            plan,
+            private,
+        )
     except ReportsFailedError:
         raise
     except BaseException as error:
@@ -1103,39 +1757,87 @@ def run_reports(
         if isinstance(error, OSError) and kept is not None:
             error.add_note(f"Nothing in {out} was changed; the partial run is in {kept}.")
         raise
+    finally:
+        _remove_tree(private)
 
 
-def _run_into(staging, out, previous, cohort, chosen, data_dir, values, progress) -> dict:
+def _run_into(
+    staging, out, previous, cohort, chosen, data_dir, values, progress, n_jobs, plan, private
+) -> dict:
     """Render ``chosen`` into ``staging``, write index and manifest, install or keep failed."""
     if data_dir is None:
         parameters = {"data_dir": None, **values}
         source = f"synthetic_cohort(n_patients={values['n_patients']}, seed={values['seed']})"
         notebook_data_dir = None
+        described = f"synthetic demo cohort, {values['n_patients']} patients, seed {values['seed']}"
     else:
         parameters = {"data_dir": str(data_dir), "min_cell": values["min_cell"]}
         source = str(data_dir)
         notebook_data_dir = str(Path(data_dir).expanduser().resolve())
-    fingerprint = data_fingerprint(cohort)
-    entries = []
-    for k, report in enumerate(chosen, 1):
-        entry = _execute(
+        described = f"folder {Path(notebook_data_dir).name} ({len(cohort.patients)} patients)"
+    notebook_parameters = {**values, "data_dir": notebook_data_dir}
+    # The one validated cohort, handed to every notebook as a snapshot with its fingerprint.
+    fingerprint = write_snapshot(cohort, private / "pooled", source=described)
+    jobs = [
+        _Job(
             report,
             staging,
-            {**values, "data_dir": notebook_data_dir},
-            f"[{k}/{len(chosen)}]" if progress else None,
+            "",
+            {
+                **notebook_parameters,
+                "snapshot": str(private / "pooled"),
+                "fingerprint": fingerprint,
+            },
+            report.name,
         )
-        entry["data_fingerprint"] = fingerprint
+        for report in chosen
+    ]
+    sites: dict = {}
+    if plan is not None:
+        folders = _site_folders(plan.shown)
+        for site in plan.shown:
+            part = site_cohort(cohort, site)
+            where = private / folders[site]
+            site_fingerprint = write_snapshot(
+                part,
+                where,
+                source=f"{described}: site {site} ({len(part.patients)} patients)",
+                site=site,
+            )
+            sites[site] = {"folder": folders[site], "data_fingerprint": site_fingerprint}
+            jobs += [
+                _Job(
+                    report,
+                    staging,
+                    folders[site],
+                    {
+                        **notebook_parameters,
+                        "snapshot": str(where),
+                        "fingerprint": site_fingerprint,
+                    },
+                    f"site {site} / {report.name}",
+                    site,
+                )
+                for report in chosen
+            ]
+    entries = _render_all(jobs, n_jobs, progress)
+    for entry in entries:
+        site = entry.get("site")
+        entry["data_fingerprint"] = fingerprint if site is None else sites[site]["data_fingerprint"]
         entry["parameters"] = parameters
-        entries.append(entry)
     # Reports of an earlier run that this one did not re-run (`--only`) stay, with their
-    # files; those of the re-run reports are replaced.
-    rerun = {e["name"] for e in entries}
+    # files; those of the re-run reports are replaced. A --by-site run decides the sites:
+    # an earlier site's reports stay only when the site is still reported separately.
+    rerun = {(e.get("site"), e["name"]) for e in entries}
     carried = []
     if previous is not None:
         owned = set(previous["files"])
         for old in previous["reports"]:
             name = old.get("name")
-            if name in rerun or not isinstance(name, str):
+            site = old.get("site")
+            if (site, name) in rerun or not isinstance(name, str):
+                continue
+            if plan is not None and site is not None and site not in sites:
                 continue
             files = [old.get("html"), old.get("notebook"), *old.get("tables", [])]
             if all(isinstance(f, str) and f in owned for f in files if f):
@@ -1145,10 +1847,21 @@ def _run_into(staging, out, previous, cohort, chosen, data_dir, values, progress
                 old.setdefault("parameters", previous.get("parameters"))
                 carried.append(old)
     order = {r.name: k for k, r in enumerate(discover_reports())}
-    all_entries = sorted(carried + entries, key=lambda e: order.get(e["name"], len(order)))
+    all_entries = sorted(
+        carried + entries,
+        key=lambda e: (
+            e.get("site") is not None,
+            str(e.get("site") or ""),
+            order.get(e["name"], len(order)),
+        ),
+    )
     files = {"index.html", "manifest.json"}
     for entry in all_entries:
         files.update(f for f in (entry["html"], entry["notebook"], *entry["tables"]) if f)
+    site_folders = {
+        e["site"]: Path(e["html"]).parent.as_posix() for e in all_entries if e.get("site")
+    }
+    files.update(f"{folder}/index.html" for folder in site_folders.values())
     manifest = {
         "package": DISTRIBUTION,
         "package_version": __version__,
@@ -1166,10 +1879,22 @@ def _run_into(staging, out, previous, cohort, chosen, data_dir, values, progress
         "reports": all_entries,
         "files": sorted(files),
     }
+    if plan is not None:
+        manifest["sites"] = {
+            "shown": sites,
+            "withheld": list(plan.withheld),
+            "patients_without_site": plan.unassigned,
+        }
     manifest = _jsonable(manifest)
     _write_text(staging / "index.html", _index_html(manifest))
+    for site, folder in site_folders.items():
+        _write_text(staging / folder / "index.html", _site_index_html(manifest, site, folder))
     _write_text(staging / "manifest.json", json.dumps(manifest, indent=2) + "\n")
-    failures = {e["name"]: e["reason"] for e in entries if e["status"] == "failed"}
+    failures = {
+        (f"site {e['site']} / " if e.get("site") else "") + e["name"]: e["reason"]
+        for e in entries
+        if e["status"] == "failed"
+    }
     if failures:
         listed = "; ".join(f"{name}: {reason}" for name, reason in failures.items())
         kept = _keep_failed(staging, out, f"Failed reports: {listed}.")

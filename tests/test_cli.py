@@ -70,7 +70,7 @@ def test_report_on_a_folder(cohort_dir, tmp_path, capsys, monkeypatch):
     assert main(["report", str(cohort_dir), "--out", "reports", "--only", "data_quality"]) == 0
     captured = capsys.readouterr()
     assert captured.out.strip() == "reports/index.html"
-    assert "[1/1] data_quality: executing ... done in" in captured.err
+    assert "[1/1] data_quality: done in" in captured.err
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["package_version"] == analysis.__version__
     assert (out / "01_data_quality.html").is_file()

@@ -42,7 +42,9 @@ def test_plot_item_missingness_one_panel_per_instrument():
     table = item_missingness(synthetic_cohort(n_patients=40, seed=3).assessments)
     fig = plot_item_missingness(table)
     assert isinstance(fig, Figure)
-    assert [ax.get_title() for ax in fig.axes] == ["GAD7", "HAMA"]
+    assert [ax.get_title() for ax in fig.axes] == ["GAD-7", "HAM-A"]  # the label registry
+    raw = plot_item_missingness(table, human_labels=False)
+    assert [ax.get_title() for ax in raw.axes] == ["GAD7", "HAMA"]
     assert [len(ax.patches) for ax in fig.axes] == [7, 14]
 
 
@@ -142,7 +144,7 @@ def test_waterfall_sorted_bars_and_small_groups_hidden():
             "route": ["iv"] * 15 + ["oral"],
         }
     )
-    fig = plots.plot_waterfall(ep, min_cell=11)
+    fig = plots.plot_waterfall(ep, min_cell=11, binned=False)
     (ax,) = fig.axes
     heights = [p.get_height() for p in ax.patches]
     assert len(heights) == 15 and heights == sorted(heights, reverse=True)

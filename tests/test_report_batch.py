@@ -20,6 +20,7 @@ import errno
 import hashlib
 import json
 import os
+import re
 from pathlib import Path
 
 import _report_cohorts as cohorts
@@ -382,3 +383,187 @@ def test_a_missing_dependency_exits_3(tmp_path, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "missing dependency papermill" in err and "Traceback" not in err
     assert not any(tmp_path.iterdir())
+
+
+# --------------------------------------------------------------------------------------
+# One validation per batch, parallel jobs, reports per site
+
+
+#: A stand-in report that loads the batch's snapshot and records, from inside the kernel,
+#: how many validations loading it took and what it loaded.
+LOADS_SNAPSHOT = (
+    "import os\n"
+    "import analysis.schema as schema\n"
+    "calls = []\n"
+    "real = schema._validate_tables\n"
+    "schema._validate_tables = lambda *a, **k: calls.append(1) or real(*a, **k)\n"
+    "from analysis.reports import load_report_cohort\n"
+    "cohort = load_report_cohort(data_dir, n_patients, seed, snapshot=snapshot, "
+    "fingerprint=fingerprint)\n"
+    "os.makedirs(tables_dir, exist_ok=True)\n"
+    "open(os.path.join(tables_dir, 'loaded.csv'), 'w').write("
+    "f'validations,snapshot,fingerprint\\n{len(calls)},{snapshot is not None},{cohort.fingerprint}\\n')"
+)
+
+
+@pytest.fixture
+def counted_validations(monkeypatch):
+    """Every validation in this process (the batch's own), counted."""
+    import analysis.schema as schema
+
+    calls = []
+    real = schema._validate_tables
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(schema, "_validate_tables", counted)
+    return calls
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("source", ["folder", "demo"])
+def test_a_batch_validates_once_and_every_notebook_loads_the_snapshot(
+    tmp_path, stand_ins, counted_validations, source
+):
+    nbformat.write(_notebook(LOADS_SNAPSHOT), stand_ins / "01_first.ipynb")
+    nbformat.write(_notebook(LOADS_SNAPSHOT), stand_ins / "02_second.ipynb")
+    argv = ["report", "--out", str(tmp_path / "reports"), "--quiet", "--jobs", "2"]
+    if source == "folder":
+        data = tmp_path / "data"
+        write_cohort(cohorts.small_program(), data)
+        argv.insert(1, str(data))
+    else:
+        argv += ["--patients", "30"]
+    assert main(argv) == 0
+    assert len(counted_validations) == 1  # the batch's one validation
+    manifest = json.loads((tmp_path / "reports" / "manifest.json").read_text())
+    for name in ("first", "second"):
+        loaded = (tmp_path / "reports" / "tables" / name / "loaded.csv").read_text()
+        assert loaded.splitlines()[1] == f"0,True,{manifest['data_fingerprint']}"
+    # the snapshot (patient-level rows) was private and is gone
+    assert not list(tmp_path.rglob("*.parquet")) or source == "folder"
+    assert not list((tmp_path / "reports").rglob("*.parquet"))
+
+
+@pytest.mark.slow
+def test_a_snapshot_changed_after_validation_is_refused_by_the_notebooks(
+    tmp_path, stand_ins, monkeypatch, capsys
+):
+    import pandas as pd
+
+    nbformat.write(_notebook(LOADS_SNAPSHOT), stand_ins / "01_first.ipynb")
+    real_write = reports.write_snapshot
+
+    def write_then_tamper(cohort, folder, **kwargs):
+        fingerprint = real_write(cohort, folder, **kwargs)
+        patients = pd.read_parquet(Path(folder) / "patients.parquet")
+        patients.loc[0, "age"] = 18 if patients.loc[0, "age"] != 18 else 19
+        patients.to_parquet(Path(folder) / "patients.parquet", index=False)
+        return fingerprint
+
+    monkeypatch.setattr(reports, "write_snapshot", write_then_tamper)
+    capsys.readouterr()
+    assert _run(tmp_path / "reports") == 1
+    err = capsys.readouterr().err
+    assert "first" in err and "SnapshotError" in err and "does not match" in err
+    assert not (tmp_path / "reports").exists()
+    page = (tmp_path / "reports.failed" / "01_first.html").read_text()
+    assert "This report failed" in page and "does not match the data fingerprint" in page
+
+
+@pytest.mark.slow
+def test_parallel_jobs_give_the_same_files_as_serial(tmp_path, stand_ins):
+    nbformat.write(_notebook(LOADS_SNAPSHOT), stand_ins / "01_first.ipynb")
+    assert _run(tmp_path / "serial", "--jobs", "1") == 0
+    assert _run(tmp_path / "parallel", "--jobs", "2") == 0
+    serial = _snapshot(tmp_path / "serial")
+    parallel = _snapshot(tmp_path / "parallel")
+    # the executed notebooks record their timings, the manifest its timestamp
+    varying = {"manifest.json", "01_first.ipynb", "02_second.ipynb"}
+    assert {k: v for k, v in serial.items() if k not in varying} == {
+        k: v for k, v in parallel.items() if k not in varying
+    }
+
+
+def test_jobs_below_one_is_a_usage_error(tmp_path, capsys):
+    assert main(["report", "--jobs", "0", "--out", str(tmp_path / "r")]) == 2
+    assert "at least 1" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="jobs"):
+        reports.run_reports(None, tmp_path / "r", jobs=0)
+    assert not any(tmp_path.iterdir())
+
+
+@pytest.mark.slow
+def test_progress_goes_to_stderr_one_line_per_report(tmp_path, stand_ins, capsys):
+    assert main(["report", "--patients", "20", "--out", str(tmp_path / "r"), "--jobs", "2"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.strip() == str(tmp_path / "r" / "index.html")  # stdout: the result
+    lines = [line for line in captured.err.splitlines() if line.startswith("[")]
+    assert sorted(line.split("]")[0] for line in lines) == ["[1/2", "[2/2"]
+    assert all(" done in " in line for line in lines)
+
+
+def _links(page: Path) -> list[str]:
+    return re.findall(r'href="([^"#]+)', page.read_text(encoding="utf-8"))
+
+
+def _sited(cohort_sizes: dict[str, int]):
+    """The 60-patient demo cohort with its patients assigned to sites of these sizes."""
+    from analysis.synthetic import synthetic_cohort
+
+    cohort = synthetic_cohort(60, seed=4)
+    sites = [site for site, n in cohort_sizes.items() for _ in range(n)]
+    assert len(sites) == 60
+    patients = cohort.patients.assign(site_id=sites)
+    return cohorts._replace(cohort, patients=patients)
+
+
+@pytest.mark.slow
+def test_by_site_renders_each_site_and_withholds_small_ones(tmp_path, stand_ins):
+    data = tmp_path / "data"
+    write_cohort(_sited({"S01": 30, "S02": 25, "S03": 5}), data)
+    out = tmp_path / "reports"
+    assert main(["report", str(data), "--out", str(out), "--quiet", "--by-site"]) == 0
+    manifest = json.loads((out / "manifest.json").read_text())
+    # S03 has 5 patients; S02 is held back too, or S03 = pooled - S01 - S02
+    assert list(manifest["sites"]["shown"]) == ["S01"]
+    assert manifest["sites"]["withheld"] == ["S02", "S03"]
+    assert [(r.get("site"), r["name"]) for r in manifest["reports"]] == [
+        (None, "first"),
+        (None, "second"),
+        ("S01", "first"),
+        ("S01", "second"),
+    ]
+    site = manifest["sites"]["shown"]["S01"]
+    assert site["folder"] == "sites/S01"
+    assert (out / "sites/S01/tables/first/counts.csv").is_file()
+    assert site["data_fingerprint"] != manifest["data_fingerprint"]
+    index = (out / "index.html").read_text()
+    assert 'href="sites/S01/index.html"' in index and "S02, S03" in index
+    assert "Not reported separately" in index
+    # no size of a withheld site: the only number said about them is min_cell
+    withheld = re.search(r"<p>Not reported separately.*?</p>", index, re.S)[0]
+    assert re.findall(r"\b\d+\b", withheld.replace("S02", "").replace("S03", "")) == ["11"]
+    assert not re.search(r"\b(5|25) patients", index)
+    # every link of every index resolves; the manifest owns exactly what is on disk
+    for page in [out / "index.html", out / "sites/S01/index.html"]:
+        for link in _links(page):
+            assert (page.parent / link).is_file(), (page, link)
+    assert set(manifest["files"]) == {
+        p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file()
+    }
+    # a plain run afterwards keeps the site reports in the index, marked as earlier
+    assert main(["report", str(data), "--out", str(out), "--quiet", "--only", "first"]) == 0
+    index = (out / "index.html").read_text()
+    assert 'href="sites/S01/01_first.html"' in index and "earlier --by-site run" in index
+
+
+def test_by_site_without_sites_exits_1(tmp_path, capsys):
+    data = tmp_path / "data"
+    cohort = cohorts.small_program()
+    write_cohort(cohorts._replace(cohort, patients=cohort.patients.drop(columns="site_id")), data)
+    assert main(["report", str(data), "--out", str(tmp_path / "r"), "--by-site", "--quiet"]) == 1
+    assert "site_id" in capsys.readouterr().err
+    assert not (tmp_path / "r").exists() and not (tmp_path / "r.failed").exists()

@@ -222,3 +222,50 @@ def test_pages_have_a_title_a_provenance_header_and_index_summaries(rendered):
     assert re.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z", manifest["created"])
     assert manifest["dependencies"]["pandas"] == pd.__version__
     assert manifest["dependencies"]["great_tables"]
+
+
+_RUN_TIME = re.compile(r"\d{4}-\d{2}-\d{2} \d{2}:\d{2} UTC")
+
+
+@pytest.mark.slow
+def test_serial_and_parallel_runs_write_the_same_reports(rendered, tmp_path):
+    """The shared fixture renders with the default jobs (2 here); a serial run of two
+    reports gives the same tables byte for byte and the same pages but for the run time."""
+    out, _ = rendered
+    serial = tmp_path / "serial"
+    wanted = ["data_quality", "effect_sizes"]
+    run_reports(None, serial, wanted, progress=False, jobs=1, n_patients=60)
+    written = sorted(p.relative_to(serial).as_posix() for p in serial.rglob("*.csv"))
+    assert written and all((out / name).is_file() for name in written)
+    for name in written:
+        assert (serial / name).read_bytes() == (out / name).read_bytes(), name
+    for page in ("01_data_quality.html", "03_effect_sizes.html"):
+        one = _RUN_TIME.sub("", (serial / page).read_text(encoding="utf-8"))
+        two = _RUN_TIME.sub("", (out / page).read_text(encoding="utf-8"))
+        assert one == two, page
+
+
+@pytest.mark.slow
+def test_by_site_with_the_real_report(tmp_path):
+    cohort = synthetic_cohort(60, 1)
+    sites = ["S01"] * 34 + ["S02"] * 26
+    data = tmp_path / "data"
+    write_cohort(Cohort(cohort.patients.assign(site_id=sites), *_rest(cohort)), data)
+    out = tmp_path / "out"
+    manifest = run_reports(data, out, ["data_quality"], progress=False, by_site=True)
+    assert list(manifest["sites"]["shown"]) == ["S01", "S02"]
+    assert manifest["sites"]["withheld"] == []
+    for site, n in (("S01", 34), ("S02", 26)):
+        page = (out / "sites" / site / "01_data_quality.html").read_text(encoding="utf-8")
+        assert f"site {site} ({n} patients)" in page  # the provenance header says which data
+        assert f"<title>Data quality: site {site} | anxiety-outcomes</title>" in page
+        assert manifest["sites"]["shown"][site]["data_fingerprint"] in page
+        table_one = pd.read_csv(out / "sites" / site / "tables/data_quality/table_one.csv")
+        assert table_one.columns[-1] == "Overall" and str(table_one.iloc[0, -1]) == str(n)
+        # the provenance header links the definitions of the site's own index page
+        assert 'href="index.html#definitions"' in page
+        assert 'id="definitions"' in (out / "sites" / site / "index.html").read_text()
+
+
+def _rest(cohort):
+    return cohort.assessments, cohort.sessions, cohort.adverse_events
