@@ -1473,7 +1473,7 @@ def _problem_report(problems: list[FileProblem]) -> ValidationReport:
     return ValidationReport(errors, _empty_report(), {}, failures.reset_index(drop=True))
 
 
-def validate_cohort(source, *, missing_values=None) -> ValidationReport:
+def validate_cohort(source, *, missing_values=None, engine="pandas", **engine_options):
     """Validate a cohort folder (or tables) and list its errors and findings, never raising.
 
     Parameters
@@ -1512,6 +1512,12 @@ def validate_cohort(source, *, missing_values=None) -> ValidationReport:
       patients.patient_id: 1 row `no_assessments` (line 3)
           fix: add the patient's assessments, or remove the patient if never treated
     """
+    if engine != "pandas":  # validation inside DuckDB, Polars or Spark
+        from analysis._engine_validation import ENGINES, open_tables, validate_engine_cohort
+
+        check_choice("engine", engine, ENGINES)
+        natives, problems = open_tables(source, engine, **engine_options)
+        return validate_engine_cohort(natives, missing_values=missing_values, problems=problems)
     if isinstance(source, Cohort | Mapping):
         return _validate_tables(source)
     folder = Path(source)
@@ -1526,7 +1532,15 @@ def validate_cohort(source, *, missing_values=None) -> ValidationReport:
     return _validate_tables(raw, lines, findings)
 
 
-def load_cohort(path, strict: bool = False, *, missing_values=None) -> Cohort:
+def load_cohort(
+    path,
+    strict: bool = False,
+    *,
+    missing_values=None,
+    engine: str = "pandas",
+    memory_limit: str | None = None,
+    spark=None,
+) -> Cohort:
     """Read, validate and de-identification-check a cohort folder.
 
     Parameters
@@ -1583,6 +1597,18 @@ def load_cohort(path, strict: bool = False, *, missing_values=None) -> Cohort:
           table      column                        check
     0  patients  patient_id  no_post_baseline for GAD7
     """
+    if engine != "pandas":  # read lazily; validated and guarded inside the engine
+        from analysis._engine_validation import ENGINES, load_engine_cohort
+
+        check_choice("engine", engine, ENGINES)
+        return load_engine_cohort(
+            path,
+            engine,
+            strict=strict,
+            missing_values=missing_values,
+            memory_limit=memory_limit,
+            spark=spark,
+        )
     report = validate_cohort(path, missing_values=missing_values)
     if strict:
         report = report.strict()
