@@ -36,6 +36,7 @@ database file (``engine="duckdb"``).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -233,16 +234,23 @@ class _Field:
                     parses = text.str.contains(_NUMBER)
                     number = nw.when(parses).then(text).cast(nw.Float64)
                     unparsed = ~text.is_null() & ~parses
+                elif dtype.is_integer():  # whole already: only the 2**53 bound of pandas
+                    number, unparsed = None, never
+                    too_big = col.abs() >= 2**53
+                    self.type_bad = too_big
+                    typed = nw.when(~too_big).then(col)
+                    self.typed = typed if self.type == "integer" else typed.cast(nw.Float64)
                 elif dtype.is_numeric():
                     number, unparsed = col.cast(nw.Float64), never
                 else:  # temporal, binary, ...: no value converts
                     number, unparsed = nw.lit(None).cast(nw.Float64), ~col.is_null()
-                ok = number.is_finite()
-                if self.type == "integer":
-                    ok = ok & (number.floor() == number) & (number.abs() < 2.0**53)
-                self.type_bad = unparsed | (~number.is_null() & ~ok)
-                typed = nw.when(ok).then(number)
-                self.typed = typed.cast(nw.Int64) if self.type == "integer" else typed
+                if number is not None:
+                    ok = number.is_finite()
+                    if self.type == "integer":
+                        ok = ok & (number.floor() == number) & (number.abs() < 2.0**53)
+                    self.type_bad = unparsed | (~number.is_null() & ~ok)
+                    typed = nw.when(ok).then(number)
+                    self.typed = typed.cast(nw.Int64) if self.type == "integer" else typed
         elif self.type == "boolean":
             true = {str(v).strip().lower() for v in field.get("trueValues", ["true"])}
             false = {str(v).strip().lower() for v in field.get("falseValues", ["false"])}
@@ -287,12 +295,16 @@ def _check_expr(check, value: nw.Expr) -> nw.Expr:
     stats = check.statistics or {}
     name = check.name
     if name == "in_range":
-        low = value >= stats["min_value"] if stats.get("include_min", True) else value > stats[
-            "min_value"
-        ]
-        high = value <= stats["max_value"] if stats.get("include_max", True) else value < stats[
-            "max_value"
-        ]
+        low = (
+            value >= stats["min_value"]
+            if stats.get("include_min", True)
+            else value > stats["min_value"]
+        )
+        high = (
+            value <= stats["max_value"]
+            if stats.get("include_max", True)
+            else value < stats["max_value"]
+        )
         return low & high
     if name == "greater_than_or_equal_to":
         return value >= stats["min_value"]
@@ -365,16 +377,17 @@ class _Table:
         return self.raw.select(*columns)
 
     def checked(self):
-        """Typed values and, per column, ``_bad_<c>`` (failed its type or a check), plus
-        the aggregates of every per-column check; the frame keeps the raw columns."""
-        aggregates = {"__rows__": nw.len()}
-        flags = {}
+        """Typed values, per column ``_bad_<c>`` (failed its type or a check) and
+        ``_c_<c>`` (the clean value); registers the per-column checks as counts."""
+        self.aggregates = {"__rows__": nw.len()}
+        self.pending: dict[str, tuple[str, str, str]] = {}
         for name, f in self.fields.items():
-            aggregates[f"type|{name}"] = _count(f.type_bad)
+            self.count(f"_type_{name}", f.type_bad, name, f"type {f.type}")
         typed = self.raw.with_columns(
             *[f.typed.alias(f"_t_{n}") for n, f in self.fields.items()],
             *[f.type_bad.fill_null(False).alias(f"_tb_{n}") for n, f in self.fields.items()],
         )
+        flags = {}
         for name, column in self.validator.pandera.columns.items():
             if name not in self.fields:
                 continue
@@ -383,37 +396,34 @@ class _Table:
             for k, check in enumerate(column.checks):
                 label = self.validator.labels[(name, k)]
                 bad = ~value.is_null() & ~_check_expr(check, value).fill_null(True)
-                aggregates[f"check|{name}|{label}"] = _count(bad)
+                self.count(f"_check_{name}_{k}", bad, name, label)
                 fails.append(bad)
             if not column.nullable:
-                aggregates[f"not_null|{name}"] = _count(value.is_null() & ~nw.col(f"_tb_{name}"))
+                self.count(
+                    f"_null_{name}", value.is_null() & ~nw.col(f"_tb_{name}"), name, "not_null"
+                )
             flags[name] = nw.any_horizontal(nw.col(f"_tb_{name}"), *fails, ignore_nulls=True)
         typed = typed.with_columns(
             *[flag.fill_null(False).alias(f"_bad_{n}") for n, flag in flags.items()]
         )
-        clean = typed.with_columns(
-            *[
-                nw.when(~nw.col(f"_bad_{n}")).then(nw.col(f"_t_{n}")).alias(f"_c_{n}")
-                for n in flags
-            ]
+        return typed.with_columns(
+            *[nw.when(~nw.col(f"_bad_{n}")).then(nw.col(f"_t_{n}")).alias(f"_c_{n}") for n in flags]
         )
-        return clean, aggregates
 
-    def run(self) -> tuple[object, int]:
-        """Per-column checks and keys; returns the frame with ``_c_<c>`` clean columns."""
-        clean, aggregates = self.checked()
-        counts = small_to_pandas(clean.select(**aggregates)).iloc[0]
+    def count(self, alias: str, condition, column: str, check: str, severity="error") -> None:
+        """Count the rows where ``condition`` holds in the table's single aggregate pass."""
+        self.aggregates[alias] = _count(condition)
+        self.pending[alias] = (column, check, severity)
+
+    def finish(self, stage) -> None:
+        """Run the aggregate pass (every count registered), then the key checks."""
+        counts = small_to_pandas(stage.select(**self.aggregates)).iloc[0]
         self.n = int(counts["__rows__"])
-        for key, value in counts.items():
-            if key == "__rows__" or not value:
-                continue
-            parts = key.split("|")
-            if parts[0] == "type":
-                self.add(parts[1], f"type {self.fields[parts[1]].type}", int(value))
-            elif parts[0] == "check":
-                self.add(parts[1], parts[2], int(value))
-            else:
-                self.add(parts[1], "not_null", int(value))
+        self.counts = counts
+        for alias, (column, check, severity) in self.pending.items():
+            n = counts[alias]
+            if pd.notna(n) and int(n):
+                self.add(column, check, int(n), severity)
         for name in self.validator.required:
             if name not in self.fields:
                 self.add(name, "required_column", self.n)
@@ -421,7 +431,7 @@ class _Table:
             if not all(c in self.fields for c in key):
                 continue
             typed = [nw.col(f"_t_{c}").alias(c) for c in key]
-            complete = clean.select(*typed).filter(
+            complete = stage.select(*typed).filter(
                 nw.all_horizontal(*[~nw.col(c).is_null() for c in key], ignore_nulls=True)
             )
             dup = (
@@ -433,7 +443,6 @@ class _Table:
             n = small_to_pandas(dup).iloc[0, 0]
             if pd.notna(n) and int(n):
                 self.add(", ".join(key), "unique " + "+".join(key), int(n))
-        return clean
 
     def add(self, column: str, check: str, n: int, severity: str = "error") -> None:
         self.results.append((column, check, n, severity))
@@ -443,94 +452,135 @@ class _Table:
 
 
 def _assessment_rules(t: _Table, clean):
-    """The instrument rules of ``_AssessmentRules`` (errors and the unscorable finding)."""
-    if "instrument" not in t.fields:
-        return clean
-    aggregates = {}
+    """The instrument rules of ``_AssessmentRules`` (errors and the unscorable finding).
+
+    Computed in stages of plain columns (flags, then the items that survive them, then
+    counts per row, then the rule outcomes), so that every query the engine runs refers
+    to columns computed once rather than to one large expression repeated in each rule.
+    Adds ``_scorable`` (the row has a total or enough items) for the findings.
+    """
     present = set(t.fields)
+    if "instrument" not in present:
+        return clean
+    false = nw.col("_c_instrument").is_null() & nw.lit(False)  # a column, so it can be summed
 
     def value(c):
         return nw.col(f"_c_{c}") if c in present else nw.lit(None).cast(nw.Float64)
 
     def bad(c):
-        return nw.col(f"_bad_{c}") if c in present else nw.lit(False)
+        return nw.col(f"_bad_{c}") if c in present else false
 
-    extra_bad: dict[str, nw.Expr] = {}
+    # stage 1: the flags of the instrument rules (rows of one instrument at a time)
+    flags, labels = {}, []
     for instrument in INSTRUMENTS.values():
         name = instrument.name
-        rows = nw.col("_c_instrument") == name
-        flagged: dict[str, nw.Expr] = {}
+        rows = (nw.col("_c_instrument") == name).fill_null(False)
         for c in instrument.item_columns:
-            if c not in present:
-                continue
-            over = rows & (value(c) > instrument.item_max)
-            aggregates[f"{c}|in_range {instrument.item_min}-{instrument.item_max} for {name}"] = (
-                _count(over)
-            )
-            flagged[c] = over.fill_null(False)
+            if c in present:
+                flags[f"_f_{name}_{c}"] = (rows & (value(c) > instrument.item_max)).fill_null(False)
+                check = f"in_range {instrument.item_min}-{instrument.item_max} for {name}"
+                labels.append((f"_f_{name}_{c}", c, check, "error"))
         for c in instrument.unused_item_columns:
-            if c not in present:
-                continue
-            filled = rows & ~value(c).is_null()
-            aggregates[f"{c}|empty for {name}"] = _count(filled)
-            flagged[c] = filled.fill_null(False)
+            if c in present:
+                flags[f"_f_{name}_{c}"] = rows & ~value(c).is_null()
+                labels.append((f"_f_{name}_{c}", c, f"empty for {name}", "error"))
         if "total" in present:
-            over = rows & (value("total") > instrument.total_max)
-            aggregates[f"total|in_range 0-{instrument.total_max} for {name}"] = _count(over)
-            flagged["total"] = over.fill_null(False)
-        scoring = ["total", *instrument.item_columns, *instrument.unused_item_columns]
-        any_bad = nw.any_horizontal(
-            *[bad(c) | flagged.get(c, nw.lit(False)) for c in scoring], ignore_nulls=True
-        )
-        ok = rows.fill_null(False) & ~any_bad
-
-        def item(c, flagged=flagged):
-            return nw.when(~flagged.get(c, nw.lit(False))).then(value(c))
-
-        answered = nw.sum_horizontal(
-            *[(~item(c).is_null()).cast(nw.Int64) for c in instrument.item_columns]
-        )
-        item_sum = nw.sum_horizontal(
-            *[item(c).cast(nw.Float64).fill_null(0.0) for c in instrument.item_columns]
-        )
-        total = nw.when(~flagged.get("total", nw.lit(False))).then(value("total"))
-        has_total = ~total.is_null()
-        mismatch = (
-            ok & (answered == instrument.n_items) & has_total & (total.cast(nw.Float64) != item_sum)
-        )
-        aggregates[f"total|total_matches_items for {name}"] = _count(mismatch)
-        needed = instrument.n_items - instrument.max_missing_items
-        unscorable = ok & ~has_total & (answered < needed)
-        check = (
-            f"unscorable for {name}: no total and fewer than {needed} of "
-            f"{instrument.n_items} items"
-        )
-        aggregates[f"total|{check}|finding"] = _count(unscorable)
-        for c, mask in flagged.items():
-            extra_bad[c] = extra_bad.get(c, nw.lit(False)) | mask
-    if not aggregates:
-        return clean
-    counts = small_to_pandas(clean.select(**aggregates)).iloc[0]
-    for key, n in counts.items():
-        if n and int(n):
-            parts = key.split("|")
-            t.add(parts[0], parts[1], int(n), "finding" if len(parts) > 2 else "error")
-    # cells flagged by the instrument rules are missing in the clean table, as in pandas
-    return clean.with_columns(
+            flags[f"_f_{name}_total"] = (rows & (value("total") > instrument.total_max)).fill_null(
+                False
+            )
+            labels.append(
+                (
+                    f"_f_{name}_total",
+                    "total",
+                    f"in_range 0-{instrument.total_max} for {name}",
+                    "error",
+                )
+            )
+    stage = clean.with_columns(**flags)
+    # stage 2: cells flagged are missing (as in pandas), and are bad for the cross-field rules
+    flagged_columns = {}
+    for key in flags:
+        c = key.split("_", 3)[3]
+        flagged_columns.setdefault(c, []).append(nw.col(key))
+    stage = stage.with_columns(
         *[
-            nw.when(~mask).then(nw.col(f"_c_{c}")).alias(f"_c_{c}")
-            for c, mask in extra_bad.items()
-        ]
+            nw.when(~nw.any_horizontal(*fs, ignore_nulls=True))
+            .then(nw.col(f"_c_{c}"))
+            .alias(f"_c_{c}")
+            for c, fs in flagged_columns.items()
+        ],
+        *[
+            (bad(c) | nw.any_horizontal(*fs, ignore_nulls=True)).alias(f"_bad_{c}")
+            for c, fs in flagged_columns.items()
+        ],
     )
+    # stage 3: per instrument, items answered, their sum and whether the row may be judged
+    per_row = {}
+    for instrument in INSTRUMENTS.values():
+        name = instrument.name
+        rows = (nw.col("_c_instrument") == name).fill_null(False)
+        items = [c for c in instrument.item_columns if c in present]
+        scoring = ["total", *instrument.item_columns, *instrument.unused_item_columns]
+        per_row[f"_ans_{name}"] = nw.sum_horizontal(
+            *[(~nw.col(f"_c_{c}").is_null()).cast(nw.Int64) for c in items], nw.lit(0)
+        )
+        per_row[f"_sum_{name}"] = nw.sum_horizontal(
+            *[nw.col(f"_c_{c}").cast(nw.Float64).fill_null(0.0) for c in items], nw.lit(0.0)
+        )
+        per_row[f"_ok_{name}"] = rows & ~nw.any_horizontal(
+            *[bad(c) for c in scoring], ignore_nulls=True
+        )
+    stage = stage.with_columns(**per_row)
+    # stage 4: the cross-field rules
+    total = value("total")
+    has_total = ~total.is_null()
+    rules, scorable = {}, false
+    for instrument in INSTRUMENTS.values():
+        name = instrument.name
+        answered, ok = nw.col(f"_ans_{name}"), nw.col(f"_ok_{name}")
+        rules[f"_mismatch_{name}"] = (
+            ok
+            & (answered == instrument.n_items)
+            & has_total
+            & (total.cast(nw.Float64) != nw.col(f"_sum_{name}"))
+        )
+        labels.append((f"_mismatch_{name}", "total", f"total_matches_items for {name}", "error"))
+        needed = instrument.n_items - instrument.max_missing_items
+        rules[f"_unscorable_{name}"] = ok & ~has_total & (answered < needed)
+        check = (
+            f"unscorable for {name}: no total and fewer than {needed} of {instrument.n_items} items"
+        )
+        labels.append((f"_unscorable_{name}", "total", check, "finding"))
+        rows = (nw.col("_c_instrument") == name).fill_null(False)
+        scorable = scorable | (rows & (has_total | (answered >= needed)))
+    stage = stage.with_columns(**rules, _scorable=scorable.fill_null(False))
+    for key, column, check, severity in labels:
+        t.count(key, nw.col(key), column, check, severity)
+    _outside_schedule(t)
+    return stage
+
+
+def _outside_schedule(t: _Table) -> None:
+    """Assessments on a day outside every window of their instrument (a finding)."""
+    from analysis.endpoints import DEFAULT_SCHEDULE
+
+    if not {"instrument", "study_day"} <= set(t.fields):
+        return
+    day = nw.col("_c_study_day")
+    for instrument in INSTRUMENTS.values():
+        name = instrument.name
+        rows = (nw.col("_c_instrument") == name).fill_null(False) & ~day.is_null()
+        visits = [v for v in DEFAULT_SCHEDULE if name in v.instruments]
+        windows = [(day >= v.window_low) & (day <= v.window_high) for v in visits]
+        outside = rows & ~nw.any_horizontal(*windows, ignore_nulls=True)
+        t.count(f"_outside_{name}", outside, "study_day", f"outside_schedule for {name}", "finding")
 
 
 def _session_rules(t: _Table, clean) -> None:
     if not {"session_number", "study_day"} <= set(t.fields):
         return
     off = (nw.col("_c_session_number") == 1) & (nw.col("_c_study_day") != 0)
-    n = small_to_pandas(clean.select(_count(off).alias("n"))).iloc[0, 0]
-    if n and int(n):
-        t.add("study_day", "session_1_on_day_0", int(n))
+    t.count("_session_1", off, "study_day", "session_1_on_day_0")
 
 
 def _adverse_event_rules(t: _Table, clean) -> None:
@@ -563,12 +613,18 @@ def _foreign_keys(t: _Table, clean, parents: dict) -> None:
             continue
         if not set(fields) <= set(t.fields):
             continue
-        child = clean.select(*[nw.col(f"_c_{c}").alias(k) for c, k in zip(fields, ref_fields)])
-        child = child.filter(nw.all_horizontal(*[~nw.col(k).is_null() for k in ref_fields], ignore_nulls=True))
+        child = clean.select(
+            *[nw.col(f"_c_{c}").alias(k) for c, k in zip(fields, ref_fields, strict=True)]
+        )
+        child = child.filter(
+            nw.all_horizontal(*[~nw.col(k).is_null() for k in ref_fields], ignore_nulls=True)
+        )
         known = (
             parent[1]
             .select(*[nw.col(f"_t_{k}").alias(k) for k in ref_fields])
-            .filter(nw.all_horizontal(*[~nw.col(k).is_null() for k in ref_fields], ignore_nulls=True))
+            .filter(
+                nw.all_horizontal(*[~nw.col(k).is_null() for k in ref_fields], ignore_nulls=True)
+            )
             .unique()
         )
         unknown = child.join(known, on=list(ref_fields), how="anti").select(nw.len().alias("n"))
@@ -590,24 +646,10 @@ def _cohort_findings(tables: dict) -> None:
         return
     if "patient_id" not in p_table.fields:
         return
-    present = set(a_table.fields)
     day = nw.col("_c_study_day")
     known_day = ~day.is_null()
-    scorable = nw.lit(False)
-    for instrument in INSTRUMENTS.values():
-        rows = nw.col("_c_instrument") == instrument.name
-        answered = nw.sum_horizontal(
-            *[
-                (~nw.col(f"_c_{c}").is_null()).cast(nw.Int64)
-                for c in instrument.item_columns
-                if c in present
-            ],
-            nw.lit(0),
-        )
-        has_total = ~nw.col("_c_total").is_null() if "total" in present else nw.lit(False)
-        enough = answered >= instrument.n_items - instrument.max_missing_items
-        scorable = scorable | (rows & (has_total | enough)).fill_null(False)
-    flags, outside_counts = {}, {}
+    scorable = nw.col("_scorable")  # from _assessment_rules
+    flags = {}
     for instrument in INSTRUMENTS.values():
         name = instrument.name
         rows = (nw.col("_c_instrument") == name).fill_null(False) & known_day
@@ -615,19 +657,18 @@ def _cohort_findings(tables: dict) -> None:
         windows = [(day >= v.window_low) & (day <= v.window_high) for v in visits]
         in_base = windows[0]
         in_post = nw.any_horizontal(*windows[1:], ignore_nulls=True)
-        outside_counts[name] = _count(rows & ~in_base & ~in_post)
         flags[f"every_{name}"] = rows
         flags[f"base_{name}"] = (rows & scorable & in_base).fill_null(False)
         flags[f"post_{name}"] = (rows & scorable & in_post).fill_null(False)
-    counts = small_to_pandas(a.select(**{k: v.alias(k) for k, v in outside_counts.items()}))
-    for name, n in counts.iloc[0].items():
-        if n and int(n):
-            a_table.add("study_day", f"outside_schedule for {name}", int(n), "finding")
     per_patient = (
-        a.select(nw.col("_c_patient_id").alias("patient_id"), *[f.alias(k) for k, f in flags.items()])
+        a.select(
+            nw.col("_c_patient_id").alias("patient_id"),
+            day.alias("_last"),
+            *[f.cast(nw.Int64).alias(k) for k, f in flags.items()],
+        )
         .filter(~nw.col("patient_id").is_null())
         .group_by("patient_id")
-        .agg(*[nw.col(k).cast(nw.Int64).max().alias(k) for k in flags])
+        .agg(nw.col("_last").max(), *[nw.col(k).max() for k in flags])
     )
     patients = (
         p.select(nw.col("_c_patient_id").alias("patient_id"))
@@ -645,12 +686,7 @@ def _cohort_findings(tables: dict) -> None:
     for check in [*order, "no_assessments"]:
         if counts[check] and int(counts[check]):
             p_table.add("patient_id", check, int(counts[check]), "finding")
-    last = (
-        a.select(nw.col("_c_patient_id").alias("patient_id"), day.alias("_last"))
-        .filter(~nw.col("patient_id").is_null())
-        .group_by("patient_id")
-        .agg(nw.col("_last").max())
-    )
+    last = per_patient.select("patient_id", "_last")
     for table in ("sessions", "adverse_events"):
         if table not in tables:
             continue
@@ -732,6 +768,10 @@ def _engine_regex(pattern: re.Pattern) -> str:
     return f"(?i:{body})" if pattern.flags & re.IGNORECASE else f"(?:{body})"
 
 
+def _found(pattern: re.Pattern, value: str) -> bool:
+    return pattern.search(value) is not None
+
+
 def _guard_patterns(column: str) -> tuple[str, list]:
     """The superset filter of a text column and the exact checks (check, test) behind it."""
     from analysis import deid
@@ -744,77 +784,78 @@ def _guard_patterns(column: str) -> tuple[str, list]:
         checks.append((check, pattern))
     names = "|".join(sorted(deid._GIVEN_NAMES, key=len, reverse=True))
     superset = "|".join([*(_engine_regex(p) for _, p in checks), f"(?i:{names})"])
-    tests = [(check, (lambda p: lambda v: p.search(v) is not None)(p)) for check, p in checks]
+    tests = [(check, functools.partial(_found, p)) for check, p in checks]
     tests.append((deid._NAME_VALUE_CHECK, deid._has_given_name))
     return superset, tests
 
 
-def _guard(table: str, frame, results: list) -> None:
-    """Column names, temporal dtypes, identifier-shaped values and ages over 90."""
+def _guard_plan(t: _Table, frame) -> list:
+    """The guard's checks of a table: names and dtypes now, value counts registered in
+    the table's aggregate pass (``t.aggregates``); returns the plan for :func:`_guard_finish`."""
     from analysis import deid
 
     schema = frame.collect_schema()
-    n_rows = None
-    text_columns, ages = [], []
+    plan = []
     for position, column in enumerate(schema.names()):
         label = deid._column_label(column, position)
         dtype = schema[column]
         if deid.is_identifier_column(column):
-            results.append((table, label, deid._NAME_CHECK, "n", "error"))
+            plan.append(("rows", label, deid._NAME_CHECK, None))
         temporal = dtype in (nw.Datetime, nw.Time) or isinstance(dtype, nw.Datetime)
         if temporal:
-            results.append((table, label, deid._TEMPORAL_CHECK, "n", "error"))
+            plan.append(("rows", label, deid._TEMPORAL_CHECK, None))
         elif dtype == nw.Date:  # pandas reads a date column as text "YYYY-MM-DD"
-            results.append((table, label, "date_value", ("nonnull", column), "error"))
+            alias = f"_guard_date_{position}"
+            t.aggregates[alias] = _count(~nw.col(column).is_null())
+            plan.append(("count", label, "date_value", alias))
         elif _is_text(dtype):
-            text_columns.append((column, label))
-        if deid._is_age_in_years(column) and not temporal:
-            ages.append((column, label, dtype))
-    aggregates = {"__rows__": nw.len()}
-    for k, (column, label, dtype) in enumerate(ages):
-        if _is_text(dtype):
+            superset, _ = _guard_patterns(column)
+            alias = f"_guard_text_{position}"
             text = nw.col(column).cast(nw.String).str.strip_chars()
-            age = nw.when(text.str.contains(_NUMBER)).then(text).cast(nw.Float64)
-        elif dtype.is_numeric():
-            age = nw.col(column).cast(nw.Float64)
-        else:
-            continue
-        aggregates[f"age{k}"] = _count(age > deid.AGE_TOP_CODE)
-    for k, (column, _) in enumerate(text_columns):
-        superset, _ = _guard_patterns(column)
-        text = nw.col(column).cast(nw.String).str.strip_chars()
-        aggregates[f"text{k}"] = _count(text.str.contains(superset))
-    for entry in results:
-        if isinstance(entry[3], tuple):
-            aggregates[f"nonnull|{entry[3][1]}"] = _count(~nw.col(entry[3][1]).is_null())
-    counts = small_to_pandas(frame.select(**aggregates)).iloc[0]
-    n_rows = int(counts["__rows__"])
-    for i, entry in enumerate(results):
-        if entry[3] == "n":
-            results[i] = (*entry[:3], n_rows, entry[4])
-        elif isinstance(entry[3], tuple):
-            results[i] = (*entry[:3], int(counts[f"nonnull|{entry[3][1]}"]), entry[4])
-    for k, (column, label, _) in enumerate(ages):
-        if f"age{k}" in counts and int(counts[f"age{k}"]):
-            results.append((table, label, deid._AGE_CHECK, int(counts[f"age{k}"]), "error"))
-    for k, (column, label) in enumerate(text_columns):
-        if not int(counts[f"text{k}"]):
-            continue
-        superset, tests = _guard_patterns(column)
-        text = nw.col(column).cast(nw.String).str.strip_chars()
-        candidates = small_to_pandas(
-            frame.select(text.alias("v"))
-            .filter(nw.col("v").str.contains(superset))
-            .group_by("v")
-            .agg(nw.len().alias("n"))
-        )
-        values = candidates["v"].astype(str).tolist()
-        sizes = candidates["n"].astype(int).to_numpy()
-        for check, test in tests:
-            hit = sum(int(s) for v, s in zip(values, sizes, strict=True) if test(v))
-            if hit:
-                results.append((table, label, check, hit, "error"))
-        del candidates, values  # the values never leave this function
+            t.aggregates[alias] = _count(text.str.contains(superset))
+            plan.append(("text", label, column, alias))
+        if deid._is_age_in_years(column) and not temporal:
+            if _is_text(dtype):
+                text = nw.col(column).cast(nw.String).str.strip_chars()
+                age = nw.when(text.str.contains(_NUMBER)).then(text).cast(nw.Float64)
+            elif dtype.is_numeric():
+                age = nw.col(column).cast(nw.Float64)
+            else:
+                continue
+            alias = f"_guard_age_{position}"
+            t.aggregates[alias] = _count(age > deid.AGE_TOP_CODE)
+            plan.append(("count", label, deid._AGE_CHECK, alias))
+    return plan
+
+
+def _guard_finish(t: _Table, frame, plan: list) -> list:
+    """The guard's failures ``(table, column, check, rows, "error")`` from the counts;
+    identifier-shaped candidates are checked exactly here (values never leave)."""
+    out = []
+    for kind, label, check, alias in plan:
+        if kind == "rows":
+            out.append((t.table, label, check, t.n, "error"))
+        elif kind == "count":
+            if int(t.counts[alias]):
+                out.append((t.table, label, check, int(t.counts[alias]), "error"))
+        elif int(t.counts[alias]):
+            column = check
+            superset, tests = _guard_patterns(column)
+            text = nw.col(column).cast(nw.String).str.strip_chars()
+            candidates = small_to_pandas(
+                frame.select(text.alias("v"))
+                .filter(nw.col("v").str.contains(superset))
+                .group_by("v")
+                .agg(nw.len().alias("n"))
+            )
+            values = candidates["v"].astype(str).tolist()
+            sizes = candidates["n"].astype(int).to_numpy()
+            for name, test in tests:
+                hit = sum(int(n) for v, n in zip(values, sizes, strict=True) if test(v))
+                if hit:
+                    out.append((t.table, label, name, hit, "error"))
+            del candidates, values  # the values never leave this function
+    return out
 
 
 # --------------------------------------------------------------------------- the report
@@ -860,7 +901,9 @@ def validate_engine_cohort(natives: dict, *, missing_values=None, problems=()):
     missing = list(MISSING_VALUES if missing_values is None else missing_values)
     frames = {t: nw.from_native(natives[t]) for t in TABLES if t in natives}
     for table, frame in frames.items():
-        nested = [c for c, d in frame.collect_schema().items() if d in (nw.List, nw.Struct, nw.Array)]
+        nested = [
+            c for c, d in frame.collect_schema().items() if d in (nw.List, nw.Struct, nw.Array)
+        ]
         if nested:
             from analysis.readers import FileProblem
 
@@ -874,32 +917,30 @@ def validate_engine_cohort(natives: dict, *, missing_values=None, problems=()):
             )
             return _problem_report([problem])
     checked: dict[str, tuple[_Table, object]] = {}
+    plans = {}
     for table, frame in frames.items():
         t = _Table(table, frame, missing)
-        clean = t.run()
+        stage = t.checked()
         if table == "assessments":
-            clean = _assessment_rules(t, clean)
+            stage = _assessment_rules(t, stage)
         elif table == "sessions":
-            _session_rules(t, clean)
-        elif table == "adverse_events":
-            _adverse_event_rules(t, clean)
-        checked[table] = (t, clean)
-    for table, (t, clean) in checked.items():
-        _foreign_keys(t, clean, checked)
+            _session_rules(t, stage)
+        plans[table] = _guard_plan(t, frame)
+        t.finish(stage)  # one aggregate pass per table, then the keys
+        if table == "adverse_events":
+            _adverse_event_rules(t, stage)
+        checked[table] = (t, stage)
+    for t, stage in checked.values():
+        _foreign_keys(t, stage, checked)
     _cohort_findings(checked)
     entries = []
     for table, (t, _) in checked.items():
         for note in t.notes:
-            entries.append(
-                (table, str(note["column"].iloc[0]), str(note["check"].iloc[0]), t.n, str(note["severity"].iloc[0]))
-            )
+            column, check = str(note["column"].iloc[0]), str(note["check"].iloc[0])
+            entries.append((table, column, check, t.n, str(note["severity"].iloc[0])))
         entries += [(table, c, k, n, s) for c, k, n, s in t.results]
-    guard: list[tuple] = []
-    for table, frame in frames.items():
-        found: list[tuple] = []
-        _guard(table, frame, found)
-        guard += found
-    entries += guard
+    for table, (t, _) in checked.items():
+        entries += _guard_finish(t, frames[table], plans[table])
     report = _report(entries, checked)
     is_error = (report["severity"] == "error").to_numpy(dtype=bool)
     errors = report[is_error].reset_index(drop=True)
@@ -968,7 +1009,9 @@ def raise_for_errors(report) -> None:
     raise error(report.failures, message, report=report)
 
 
-def load_engine_cohort(path, engine: str, *, strict=False, missing_values=None, memory_limit=None, spark=None):
+def load_engine_cohort(
+    path, engine: str, *, strict=False, missing_values=None, memory_limit=None, spark=None
+):
     """:func:`analysis.schema.load_cohort` for ``engine`` in ``duckdb, polars, spark``."""
     from analysis.schema import OPTIONAL_TABLES, Cohort
 

@@ -111,14 +111,19 @@ def _rule_sql(field: dict) -> list[tuple[str, str]]:
         out.append(("not_null", f"{c} IS NULL"))
     if "minimum" in k and "maximum" in k:
         out.append(
-            (f"in_range {k['minimum']}-{k['maximum']}", f"{c} < {k['minimum']} OR {c} > {k['maximum']}")
+            (
+                f"in_range {k['minimum']}-{k['maximum']}",
+                f"{c} < {k['minimum']} OR {c} > {k['maximum']}",
+            )
         )
     elif "minimum" in k:
         out.append((f"minimum {k['minimum']}", f"{c} < {k['minimum']}"))
     elif "maximum" in k:
         out.append((f"maximum {k['maximum']}", f"{c} > {k['maximum']}"))
     if "exclusiveMinimum" in k:
-        out.append((f"exclusive_minimum {k['exclusiveMinimum']}", f"{c} <= {k['exclusiveMinimum']}"))
+        out.append(
+            (f"exclusive_minimum {k['exclusiveMinimum']}", f"{c} <= {k['exclusiveMinimum']}")
+        )
     if "enum" in k:
         codes = ", ".join(f"'{v}'" for v in k["enum"])
         out.append(("one_of " + ", ".join(k["enum"]), f"{c} NOT IN ({codes})"))
@@ -219,7 +224,9 @@ def reference_validation(con, folder: Path) -> dict:
     for i in INSTRUMENTS.values():
         visits = [v for v in DEFAULT_SCHEDULE if i.name in v.instruments]
         base = f"study_day BETWEEN {visits[0].window_low} AND {visits[0].window_high}"
-        post = " OR ".join(f"study_day BETWEEN {v.window_low} AND {v.window_high}" for v in visits[1:])
+        post = " OR ".join(
+            f"study_day BETWEEN {v.window_low} AND {v.window_high}" for v in visits[1:]
+        )
         rows = f"instrument = '{i.name}' AND study_day IS NOT NULL"
         selects.append(f"count(*) FILTER (WHERE {rows} AND NOT ({base}) AND NOT ({post}))")
         names.append(("study_day", f"outside_schedule for {i.name}", "finding"))
@@ -286,7 +293,12 @@ def reference_validation(con, folder: Path) -> dict:
         kinds = dict(con.sql(f"DESCRIBE {t}").fetchall()[k][:2] for k in range(len(columns[t])))
         for column in columns[t]:
             if deid.is_identifier_column(column):
-                add(t, column, "identifier_name", con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0])
+                add(
+                    t,
+                    column,
+                    "identifier_name",
+                    con.sql(f"SELECT count(*) FROM {t}").fetchall()[0][0],
+                )
         text = [c for c in columns[t] if kinds[c] == "VARCHAR"]
         if not text:
             continue
@@ -305,7 +317,7 @@ def reference_validation(con, folder: Path) -> dict:
                 continue
             pattern = quoted[c]
             candidates = con.sql(
-                f"SELECT trim(\"{c}\") AS v, count(*) AS n FROM {t} "
+                f'SELECT trim("{c}") AS v, count(*) AS n FROM {t} '
                 f"WHERE regexp_matches(trim(\"{c}\"), '{pattern}') GROUP BY ALL"
             ).fetchall()
             for check, test in filters[c][1]:
@@ -415,7 +427,8 @@ def sql_pipeline(folder: Path, work: Path, memory_limit: str | None):
     query = reference_sql(GAD7, table="assessments")
     steps.run("derive", lambda: con.execute(f"COPY ({query}) TO '{path}' (FORMAT parquet)"))
     tables = steps.run(
-        "rates", lambda: {o: con.sql(reference_rates(con, path, o)).df() for o in ("response", "remission")}
+        "rates",
+        lambda: {o: con.sql(reference_rates(con, path, o)).df() for o in ("response", "remission")},
     )
     effects = steps.run("effect_sizes", lambda: con.sql(reference_effect_sizes(str(path))).df())
     return steps.results, tables, effects, counts
@@ -529,6 +542,9 @@ def main(argv=None) -> None:
     parser.add_argument("--check-patients", type=int, default=3_000)
     parser.add_argument("--data", help="folder for the registry (default: a temporary one)")
     parser.add_argument("--keep", action="store_true", help="keep the generated files")
+    parser.add_argument(
+        "--registry", help="an existing registry folder (written earlier): no writing, kept"
+    )
     parser.add_argument("--worker", choices=["sql", "duckdb", "spark"], help=argparse.SUPPRESS)
     parser.add_argument("--work", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
@@ -541,11 +557,18 @@ def main(argv=None) -> None:
     work.mkdir(exist_ok=True)
     try:
         check_reference(min(args.check_patients, args.patients), work)
-        print("The SQL reference gives the library's validation counts, endpoints, rates and effect sizes.")
-        start = time.perf_counter()
-        rows = write_registry(folder, args.patients, args.chunk)
         print(
-            f"Wrote {args.patients:,} patients in {time.perf_counter() - start:.0f} s: "
+            "The SQL reference gives the library's validation counts, endpoints, rates and effect sizes."
+        )
+        start = time.perf_counter()
+        if args.registry:
+            folder = Path(args.registry)
+            rows = {t: _rows(folder / t) for t in TABLES}
+            args.patients = rows["patients"]
+        else:
+            rows = write_registry(folder, args.patients, args.chunk)
+        print(
+            f"Registry of {args.patients:,} patients ({time.perf_counter() - start:.0f} s): "
             + ", ".join(f"{t} {n:,} rows" for t, n in rows.items())
             + f"; {sum(f.stat().st_size for f in folder.rglob('*.parquet')) / 2**30:.2f} GiB of Parquet"
         )
@@ -553,8 +576,12 @@ def main(argv=None) -> None:
         for _ in range(args.repeats):
             for kind in ("sql", "duckdb"):
                 runs[kind].append(_run_worker(kind, folder, work, args.memory_limit))
-        print(f"\nDuckDB, memory_limit={args.memory_limit!r} set by load_cohort; {args.repeats} run(s)")
-        print(f"{'step':<14}{'library s':>14}{'SQL s':>14}{'ratio':>12}{'peak RSS MB':>16}{'SQL peak MB':>14}")
+        print(
+            f"\nDuckDB, memory_limit={args.memory_limit!r} set by load_cohort; {args.repeats} run(s)"
+        )
+        print(
+            f"{'step':<14}{'library s':>14}{'SQL s':>14}{'ratio':>12}{'peak RSS MB':>16}{'SQL peak MB':>14}"
+        )
         for k, step in enumerate(STEPS):
             lib = [r[k] for r in runs["duckdb"]]
             sql = [r[k] for r in runs["sql"]]
@@ -588,6 +615,12 @@ def main(argv=None) -> None:
     finally:
         if not args.keep:
             shutil.rmtree(root, ignore_errors=True)
+
+
+def _rows(folder: Path) -> int:
+    import pyarrow.parquet as pq
+
+    return sum(pq.ParquetFile(p).metadata.num_rows for p in folder.glob("*.parquet"))
 
 
 def _spread(values, fmt: str) -> str:

@@ -15,7 +15,7 @@ import pytest
 
 from analysis import derive_endpoints, rate_table, synthetic_cohort
 from analysis.deid import DeidentificationError
-from analysis.schema import DataValidationError, load_cohort, validate_cohort, write_cohort
+from analysis.schema import DataValidationError, load_cohort, validate_cohort
 
 ENGINES = ["duckdb", "polars"]
 
@@ -79,8 +79,11 @@ def _values_errors(t):
 
 def _types_and_columns(t):
     p, a = t["patients"], t["assessments"]
-    age = p["age"].astype(object).where(p["age"].notna(), None).map(
-        lambda v: None if v is None else str(v)
+    age = (
+        p["age"]
+        .astype(object)
+        .where(p["age"].notna(), None)
+        .map(lambda v: None if v is None else str(v))
     )
     age.iloc[0], age.iloc[1], age.iloc[2] = "thirty", " 41 ", "n/a"
     p["age"] = age  # a text column in an integer field: type integer, spaces, missing token
