@@ -1192,7 +1192,9 @@ def _problem_report(problems: list[FileProblem]) -> ValidationReport:
     return ValidationReport(errors, _empty_report(), {}, failures.reset_index(drop=True))
 
 
-def validate_cohort(source, *, missing_values=None) -> ValidationReport:
+def validate_cohort(
+    source, *, missing_values=None, engine: str = "pandas", **engine_options
+) -> ValidationReport:
     """Validate a cohort folder (or tables) and list its errors and findings, never raising.
 
     Parameters
@@ -1203,6 +1205,12 @@ def validate_cohort(source, *, missing_values=None) -> ValidationReport:
         Cell values read as missing in files (default :data:`MISSING_VALUES`: ``""``,
         ``NA``, ``N/A``, ``n/a``, ``NULL``, ``.``). Tables passed as frames use the
         schema's ``missingValues`` (the same list).
+    engine : {"pandas", "duckdb", "polars", "spark"}
+        As for :func:`load_cohort`: another engine validates a folder of Parquet files
+        (or a DuckDB file) in place; the report counts rows per table, column and check.
+    **engine_options
+        ``memory_limit`` (DuckDB) or ``spark`` (a SparkSession), as for
+        :func:`load_cohort`.
 
     Returns
     -------
@@ -1231,6 +1239,12 @@ def validate_cohort(source, *, missing_values=None) -> ValidationReport:
       patients.patient_id: 1 row `no_assessments` (line 3)
           fix: add the patient's assessments, or remove the patient if never treated
     """
+    if engine != "pandas":  # validation inside DuckDB, Polars or Spark
+        from analysis._engine_validation import ENGINES, open_tables, validate_engine_cohort
+
+        check_choice("engine", engine, ENGINES)
+        natives, problems = open_tables(source, engine, **engine_options)
+        return validate_engine_cohort(natives, missing_values=missing_values, problems=problems)
     if isinstance(source, Cohort | Mapping):
         return _validate_tables(source)
     folder = Path(source)
@@ -1245,7 +1259,15 @@ def validate_cohort(source, *, missing_values=None) -> ValidationReport:
     return _validate_tables(raw, lines, findings)
 
 
-def load_cohort(path, strict: bool = False, *, missing_values=None) -> Cohort:
+def load_cohort(
+    path,
+    strict: bool = False,
+    *,
+    missing_values=None,
+    engine: str = "pandas",
+    memory_limit: str | None = None,
+    spark=None,
+) -> Cohort:
     """Read, validate and de-identification-check a cohort folder.
 
     Parameters
@@ -1264,13 +1286,34 @@ def load_cohort(path, strict: bool = False, *, missing_values=None) -> Cohort:
         refuses the data like an error.
     missing_values : sequence of str, optional
         Cell values read as missing (default :data:`MISSING_VALUES`).
+    engine : {"pandas", "duckdb", "polars", "spark"}
+        ``"pandas"`` (default): the files are read into pandas, as described above.
+        ``"duckdb"``, ``"polars"``, ``"spark"``: the tables are Parquet (``<table>.parquet``
+        or a folder ``<table>/`` of Parquet files, e.g. written in chunks; for DuckDB also
+        a database file whose tables are named after the tables), opened lazily by that
+        engine. Validation and the de-identification guard run inside the engine with the
+        same checks and messages, counting failing rows per table, column and check
+        instead of listing them (``row``, ``line`` and ``value`` are empty); nothing is
+        read into pandas. See :mod:`analysis._engine_validation`.
+    memory_limit : str, optional
+        ``engine="duckdb"`` only: the most memory DuckDB may use, e.g. ``"4GB"`` (DuckDB's
+        own default is 80% of the machine); beyond it DuckDB spills to a temporary
+        folder. Set on the connection the returned tables belong to, so that
+        :func:`~analysis.endpoints.derive_endpoints` and the statistics on them stay
+        within it.
+    spark : SparkSession, optional
+        ``engine="spark"`` only: the session to read with (default: the active one, or
+        a new local one).
 
     Returns
     -------
     Cohort
         Typed tables (see :func:`validate`); an absent optional table is an empty frame
         with the schema's columns and is not in ``cohort.collected``;
-        ``cohort.findings`` lists the findings.
+        ``cohort.findings`` lists the findings. With an engine other than pandas the
+        tables are that engine's lazy frames (DuckDB relations, Polars LazyFrames, Spark
+        DataFrames) with the same columns and types; :func:`analysis.derive_endpoints`
+        and the statistics accept them.
 
     Raises
     ------
@@ -1302,6 +1345,18 @@ def load_cohort(path, strict: bool = False, *, missing_values=None) -> Cohort:
           table      column                        check
     0  patients  patient_id  no_post_baseline for GAD7
     """
+    if engine != "pandas":  # read lazily; validated and guarded inside the engine
+        from analysis._engine_validation import ENGINES, load_engine_cohort
+
+        check_choice("engine", engine, ENGINES)
+        return load_engine_cohort(
+            path,
+            engine,
+            strict=strict,
+            missing_values=missing_values,
+            memory_limit=memory_limit,
+            spark=spark,
+        )
     report = validate_cohort(path, missing_values=missing_values)
     if strict:
         report = report.strict()

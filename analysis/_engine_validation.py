@@ -1,0 +1,1041 @@
+"""Validation and the de-identification guard inside DuckDB, Polars or Spark.
+
+:func:`analysis.schema.load_cohort` with ``engine="duckdb" | "polars" | "spark"`` comes
+here. The tables are opened lazily (a folder of Parquet files, or a DuckDB database file),
+and every rule of the pandas path is evaluated by the engine as narwhals expressions:
+types, required values, ranges, codes and patterns, keys, the instrument rules (item and
+total ranges, unused items empty, total equal to the sum of complete items, scorable),
+session 1 on day 0, adverse events entered twice, unknown patients, the findings
+(unscorable, outside the schedule, no baseline, no post-baseline, no assessments,
+sessions or events after the last assessment, renamed and unknown columns) and the
+de-identification guard (column names, temporal dtypes, identifier-shaped text values,
+ages over 90). Only counts leave the engine; no table is materialised in pandas.
+
+Design contract:
+
+- The checks, their names and their messages are those of the pandas path (the check
+  labels are read from the same pandera checks built from ``data_schema/``); the
+  difference is that failures are **aggregated**: one row per table, column and check,
+  with ``count`` the number of rows concerned (``row`` and ``line`` empty, ``value``
+  never shown). ``tests/test_engine_validation.py`` holds the counts equal to the pandas
+  path's on valid and invalid Parquet folders for every engine.
+- Identifier-shaped values are found in two steps: the engine filters each text column
+  with a regular expression that matches a superset of the guard's patterns (lookarounds
+  dropped and back-references widened, since RE2, Rust's regex and Java agree on that
+  subset), then only the distinct candidate values, usually none, are checked with the
+  guard's own patterns in Python to count their rows. A value is never shown or logged.
+- The returned :class:`~analysis.schema.Cohort` holds the engine's lazy frames, typed as
+  the pandas path types them (schema columns in schema order, absent optional columns
+  added empty, then the extra columns); :func:`analysis.derive_endpoints` and the
+  statistics accept them.
+
+Where a table may be: ``<table>.parquet`` or a folder ``<table>/`` of Parquet files
+(e.g. written in chunks) in the cohort folder, or a table named after it in a DuckDB
+database file (``engine="duckdb"``).
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import narwhals as nw
+import pandas as pd
+
+from analysis._frames import column_names, small_to_pandas
+from analysis.instruments import INSTRUMENTS
+from analysis.readers import MISSING_VALUES, normalise_name
+
+__all__ = ["ENGINES", "open_tables", "load_engine_cohort", "validate_engine_cohort"]
+
+#: Engines :func:`analysis.schema.load_cohort` accepts.
+ENGINES = ("pandas", "duckdb", "polars", "spark")
+_LAZY_ENGINES = ENGINES[1:]
+_DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
+
+
+# --------------------------------------------------------------------------- opening
+
+
+def _table_sources(folder: Path, tables: Sequence[str]) -> tuple[dict, list]:
+    """``{table: path}`` (a Parquet file or a folder of them) and file problems."""
+    from analysis.readers import FileProblem
+
+    found: dict[str, list[Path]] = {t: [] for t in tables}
+    for entry in sorted(folder.iterdir()):
+        if entry.name.startswith((".", "~$")):
+            continue
+        if entry.is_dir():
+            stem = normalise_name(entry.name)
+            if stem in found and any(entry.glob("*.parquet")):
+                found[stem].append(entry)
+        elif entry.suffix.lower() == ".parquet":
+            stem = normalise_name(entry.name[: -len(".parquet")])
+            if stem in found:
+                found[stem].append(entry)
+    sources, problems = {}, []
+    for table, paths in found.items():
+        if len(paths) > 1:
+            names = [p.name for p in paths]
+            problems.append(
+                FileProblem(
+                    " and ".join(names),
+                    "several_files",
+                    f"table `{table}` is in {len(names)} sources ({', '.join(names)})",
+                    "keep one file or folder of Parquet files per table",
+                )
+            )
+        elif paths:
+            sources[table] = paths[0]
+    return sources, problems
+
+
+def _duckdb_connection(memory_limit: str | None, database: Path | None = None):
+    import duckdb
+
+    con = duckdb.connect(str(database) if database else ":memory:", read_only=bool(database))
+    if memory_limit is not None:
+        con.execute("SET memory_limit = ?", [str(memory_limit)])
+        # Order of rows is not part of the data model: dropping it lets DuckDB stream
+        # (and spill) instead of buffering whole tables to keep their order.
+        con.execute("SET preserve_insertion_order = false")
+    return con
+
+
+def open_tables(path, engine: str, *, memory_limit=None, spark=None) -> tuple[dict, list]:
+    """The native lazy frames of a cohort folder (or DuckDB file), and file problems.
+
+    Parameters
+    ----------
+    path : str or Path
+        A folder holding ``<table>.parquet`` or ``<table>/*.parquet`` per table, or (for
+        ``engine="duckdb"``) a DuckDB database file with tables named after the tables.
+    engine : {"duckdb", "polars", "spark"}
+        The engine that reads the files.
+    memory_limit : str, optional
+        DuckDB only: the most memory DuckDB may use (e.g. ``"4GB"``); beyond it DuckDB
+        spills to disk.
+    spark : SparkSession, optional
+        Spark only: the session to read with (default: the active one, or a new local
+        one).
+
+    Returns
+    -------
+    dict, list
+        ``{table: native frame}`` for the tables found, and the
+        :class:`~analysis.readers.FileProblem` of a table given twice.
+    """
+    from analysis.schema import OPTIONAL_TABLES, REQUIRED_TABLES, TABLES
+
+    if engine not in _LAZY_ENGINES:
+        raise ValueError(f"`engine` must be one of {list(_LAZY_ENGINES)}, not {engine!r}.")
+    if memory_limit is not None and engine != "duckdb":
+        raise ValueError(
+            "`memory_limit` is a DuckDB setting; Polars has none and a Spark session's "
+            "memory is set when it starts (spark.driver.memory). Drop it or use "
+            "engine='duckdb'."
+        )
+    path = Path(path)
+    if engine == "duckdb" and path.is_file() and path.suffix.lower() in _DUCKDB_SUFFIXES:
+        con = _duckdb_connection(memory_limit, path)
+        names = {normalise_name(n): n for (n,) in con.execute("SHOW TABLES").fetchall()}
+        natives = {t: con.table(names[t]) for t in TABLES if t in names}
+        missing = [t for t in REQUIRED_TABLES if t not in natives]
+        if missing:
+            raise FileNotFoundError(
+                f"Table `{missing[0]}` not found in the DuckDB database {path}: it has "
+                f"{sorted(names.values())}. A cohort database holds "
+                f"{', '.join(REQUIRED_TABLES)} and optionally {', '.join(OPTIONAL_TABLES)}."
+            )
+        return natives, []
+    if not path.is_dir():
+        raise FileNotFoundError(
+            f"Cohort folder {path} does not exist or is not a folder; pass the folder "
+            "holding patients.parquet and assessments.parquet (or folders of Parquet files"
+            + (", or a DuckDB database file)." if engine == "duckdb" else ").")
+        )
+    sources, problems = _table_sources(path, TABLES)
+    missing = [t for t in REQUIRED_TABLES if t not in sources]
+    if missing and not problems:
+        raise FileNotFoundError(
+            f"Table `{missing[0]}` not found in {path}: expected {missing[0]}.parquet or a "
+            f"folder {missing[0]}/ of Parquet files (engine={engine!r} reads Parquet; use "
+            "the default engine for CSV, Excel, SPSS, SAS or Stata files). A cohort folder "
+            f"holds {', '.join(REQUIRED_TABLES)} and optionally {', '.join(OPTIONAL_TABLES)}."
+        )
+    natives = {}
+    if engine == "duckdb":
+        con = _duckdb_connection(memory_limit)
+        for table, source in sources.items():
+            target = source / "*.parquet" if source.is_dir() else source
+            natives[table] = con.read_parquet(str(target))
+    elif engine == "polars":
+        import polars as pl
+
+        for table, source in sources.items():
+            target = source / "*.parquet" if source.is_dir() else source
+            natives[table] = pl.scan_parquet(target)
+    else:
+        session = spark or _spark_session()
+        for table, source in sources.items():
+            natives[table] = session.read.parquet(str(source))
+    return natives, problems
+
+
+def _spark_session():
+    from pyspark.sql import SparkSession
+
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        return active
+    return SparkSession.builder.master("local[*]").appName("anxiety-outcomes").getOrCreate()
+
+
+# --------------------------------------------------------------------------- typing
+
+
+def _is_text(dtype) -> bool:
+    return dtype == nw.String or dtype == nw.Categorical or dtype == nw.Enum
+
+
+def _is_float(dtype) -> bool:
+    return dtype == nw.Float64 or dtype == nw.Float32
+
+
+_NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+
+
+class _Field:
+    """One schema column in the engine: its typed value and its type failures.
+
+    ``typed`` is the value in the field's type (null where missing or not convertible),
+    ``type_bad`` marks the cells that could not be converted (the ``type <t>`` check of
+    the pandas path's ``_Coercer``).
+    """
+
+    def __init__(self, field: dict, dtype, column: str, missing: Sequence[str]) -> None:
+        self.type = field.get("type", "string")
+        col = nw.col(column)
+        if _is_float(dtype):
+            col = nw.when(~col.is_nan()).then(col)  # NaN is missing, as in pandas
+        never = col.is_null() & nw.lit(False)  # a column expression, so it can be summed
+        if _is_text(dtype):
+            text = col.cast(nw.String).str.strip_chars()
+            text = nw.when(~text.is_in(list(missing))).then(text)
+        else:
+            text = None
+        if self.type in ("integer", "number"):
+            if dtype == nw.Boolean:
+                self.typed, self.type_bad = nw.lit(None).cast(nw.Float64), ~col.is_null()
+            else:
+                if text is not None:
+                    parses = text.str.contains(_NUMBER)
+                    number = nw.when(parses).then(text).cast(nw.Float64)
+                    unparsed = ~text.is_null() & ~parses
+                elif dtype.is_integer():  # whole already: only the 2**53 bound of pandas
+                    number, unparsed = None, never
+                    too_big = col.abs() >= 2**53
+                    self.type_bad = too_big
+                    typed = nw.when(~too_big).then(col)
+                    self.typed = typed if self.type == "integer" else typed.cast(nw.Float64)
+                elif dtype.is_numeric():
+                    number, unparsed = col.cast(nw.Float64), never
+                else:  # temporal, binary, ...: no value converts
+                    number, unparsed = nw.lit(None).cast(nw.Float64), ~col.is_null()
+                if number is not None:
+                    ok = number.is_finite()
+                    if self.type == "integer":
+                        ok = ok & (number.floor() == number) & (number.abs() < 2.0**53)
+                    self.type_bad = unparsed | (~number.is_null() & ~ok)
+                    typed = nw.when(ok).then(number)
+                    self.typed = typed.cast(nw.Int64) if self.type == "integer" else typed
+        elif self.type == "boolean":
+            true = {str(v).strip().lower() for v in field.get("trueValues", ["true"])}
+            false = {str(v).strip().lower() for v in field.get("falseValues", ["false"])}
+            if dtype == nw.Boolean:
+                self.typed, self.type_bad = col, never
+            else:
+                if text is not None:
+                    key = text.str.to_lowercase()
+                    is_true, is_false = key.is_in(sorted(true)), key.is_in(sorted(false))
+                    present = ~text.is_null()
+                elif dtype.is_numeric():
+                    number = col.cast(nw.Float64)
+                    is_true, is_false = number == 1.0, number == 0.0
+                    present = ~col.is_null()
+                else:
+                    is_true = is_false = never
+                    present = ~col.is_null()
+                self.typed = nw.when(is_true).then(nw.lit(True)).when(is_false).then(nw.lit(False))
+                self.type_bad = present & ~is_true.fill_null(False) & ~is_false.fill_null(False)
+        else:  # string
+            if text is not None:
+                self.typed = text
+            elif dtype.is_integer():
+                self.typed = col.cast(nw.String)
+            elif _is_float(dtype):
+                whole = col.floor() == col
+                self.typed = (
+                    nw.when(whole)
+                    .then(col.cast(nw.Int64).cast(nw.String))
+                    .otherwise(col.cast(nw.String))
+                )
+            else:
+                self.typed = col.cast(nw.String)
+            self.type_bad = never
+        self.dtype = {"integer": nw.Int64, "number": nw.Float64, "boolean": nw.Boolean}.get(
+            self.type, nw.String
+        )
+
+
+def _check_expr(check, value: nw.Expr) -> nw.Expr:
+    """A pandera check (made from a Table Schema constraint) as a narwhals condition."""
+    stats = check.statistics or {}
+    name = check.name
+    if name == "in_range":
+        low = (
+            value >= stats["min_value"]
+            if stats.get("include_min", True)
+            else value > stats["min_value"]
+        )
+        high = (
+            value <= stats["max_value"]
+            if stats.get("include_max", True)
+            else value < stats["max_value"]
+        )
+        return low & high
+    if name == "greater_than_or_equal_to":
+        return value >= stats["min_value"]
+    if name == "less_than_or_equal_to":
+        return value <= stats["max_value"]
+    if name == "greater_than":
+        return value > stats["min_value"]
+    if name == "less_than":
+        return value < stats["max_value"]
+    if name == "isin":
+        return value.is_in(list(stats["allowed_values"]))
+    if name == "str_matches":
+        pattern = str(stats["pattern"])
+        return value.str.contains(pattern if pattern.startswith("^") else "^" + pattern)
+    if name == "str_length":
+        n = value.str.len_chars()
+        out = nw.lit(True)
+        if stats.get("min_value") is not None:
+            out = out & (n >= stats["min_value"])
+        if stats.get("max_value") is not None:
+            out = out & (n <= stats["max_value"])
+        return out
+    raise NotImplementedError(f"check {name} has no engine form")  # pragma: no cover
+
+
+def _count(condition: nw.Expr) -> nw.Expr:
+    return condition.fill_null(False).cast(nw.Int64).sum()
+
+
+# --------------------------------------------------------------------------- one table
+
+
+class _Table:
+    """One table in the engine: matched columns, typed and clean values, failures."""
+
+    def __init__(self, table: str, frame, missing: Sequence[str]) -> None:
+        from analysis.schema import _match_columns, _table_validator
+
+        self.table = table
+        self.validator = validator = _table_validator(table)
+        self.raw = frame
+        names = column_names(frame)
+        schema = frame.collect_schema()
+        _, self.notes = _match_columns(table, pd.DataFrame(columns=names))
+        fields = validator.fields
+        by_key = {normalise_name(n): n for n in fields}
+        self.source: dict[str, str] = {}  # matched name -> column as read
+        for column in names:
+            target = column if column in fields else by_key.get(normalise_name(column), column)
+            self.source.setdefault(target, column)
+        self.extras = [t for t in self.source if t not in fields]
+        self.fields = {
+            name: _Field(f, schema[self.source[name]], self.source[name], missing)
+            for name, f in fields.items()
+            if name in self.source
+        }
+        self.results: list[tuple[str, str, str, object, str]] = []  # column, check, n, kind
+
+    # -- expressions
+    def typed_frame(self):
+        """The typed table (as the pandas path returns it): schema columns, then extras."""
+        columns = []
+        for name, f in self.validator.fields.items():
+            dtype = {"integer": nw.Int64, "number": nw.Float64, "boolean": nw.Boolean}.get(
+                f.get("type", "string"), nw.String
+            )
+            expr = self.fields[name].typed if name in self.fields else nw.lit(None)
+            columns.append(expr.cast(dtype).alias(name))
+        columns += [nw.col(self.source[e]).alias(e) for e in self.extras]
+        return self.raw.select(*columns)
+
+    def checked(self):
+        """Typed values, per column ``_bad_<c>`` (failed its type or a check) and
+        ``_c_<c>`` (the clean value); registers the per-column checks as counts."""
+        self.aggregates = {"__rows__": nw.len()}
+        self.pending: dict[str, tuple[str, str, str]] = {}
+        for name, f in self.fields.items():
+            self.count(f"_type_{name}", f.type_bad, name, f"type {f.type}")
+        typed = self.raw.with_columns(
+            *[f.typed.alias(f"_t_{n}") for n, f in self.fields.items()],
+            *[f.type_bad.fill_null(False).alias(f"_tb_{n}") for n, f in self.fields.items()],
+        )
+        flags = {}
+        for name, column in self.validator.pandera.columns.items():
+            if name not in self.fields:
+                continue
+            value = nw.col(f"_t_{name}")
+            fails = []
+            for k, check in enumerate(column.checks):
+                label = self.validator.labels[(name, k)]
+                bad = ~value.is_null() & ~_check_expr(check, value).fill_null(True)
+                self.count(f"_check_{name}_{k}", bad, name, label)
+                fails.append(bad)
+            if not column.nullable:
+                self.count(
+                    f"_null_{name}", value.is_null() & ~nw.col(f"_tb_{name}"), name, "not_null"
+                )
+            flags[name] = nw.any_horizontal(nw.col(f"_tb_{name}"), *fails, ignore_nulls=True)
+        typed = typed.with_columns(
+            *[flag.fill_null(False).alias(f"_bad_{n}") for n, flag in flags.items()]
+        )
+        return typed.with_columns(
+            *[nw.when(~nw.col(f"_bad_{n}")).then(nw.col(f"_t_{n}")).alias(f"_c_{n}") for n in flags]
+        )
+
+    def count(self, alias: str, condition, column: str, check: str, severity="error") -> None:
+        """Count the rows where ``condition`` holds in the table's single aggregate pass."""
+        self.aggregates[alias] = _count(condition)
+        self.pending[alias] = (column, check, severity)
+
+    def finish(self, stage) -> None:
+        """Run the aggregate pass (every count registered), then the key checks."""
+        counts = small_to_pandas(stage.select(**self.aggregates)).iloc[0]
+        self.n = int(counts["__rows__"])
+        self.counts = counts
+        for alias, (column, check, severity) in self.pending.items():
+            n = counts[alias]
+            if pd.notna(n) and int(n):
+                self.add(column, check, int(n), severity)
+        for name in self.validator.required:
+            if name not in self.fields:
+                self.add(name, "required_column", self.n)
+        for key in self.validator.unique_keys:
+            if not all(c in self.fields for c in key):
+                continue
+            typed = [nw.col(f"_t_{c}").alias(c) for c in key]
+            complete = stage.select(*typed).filter(
+                nw.all_horizontal(*[~nw.col(c).is_null() for c in key], ignore_nulls=True)
+            )
+            dup = (
+                complete.group_by(*key)
+                .agg(nw.len().alias("_n"))
+                .filter(nw.col("_n") > 1)
+                .select(nw.col("_n").sum())
+            )
+            n = small_to_pandas(dup).iloc[0, 0]
+            if pd.notna(n) and int(n):
+                self.add(", ".join(key), "unique " + "+".join(key), int(n))
+
+    def add(self, column: str, check: str, n: int, severity: str = "error") -> None:
+        self.results.append((column, check, n, severity))
+
+
+# --------------------------------------------------------------------------- table rules
+
+
+def _assessment_rules(t: _Table, clean):
+    """The instrument rules of ``_AssessmentRules`` (errors and the unscorable finding).
+
+    Computed in stages of plain columns (flags, then the items that survive them, then
+    counts per row, then the rule outcomes), so that every query the engine runs refers
+    to columns computed once rather than to one large expression repeated in each rule.
+    Adds ``_scorable`` (the row has a total or enough items) for the findings.
+    """
+    present = set(t.fields)
+    if "instrument" not in present:
+        return clean
+    false = nw.col("_c_instrument").is_null() & nw.lit(False)  # a column, so it can be summed
+
+    def value(c):
+        return nw.col(f"_c_{c}") if c in present else nw.lit(None).cast(nw.Float64)
+
+    def bad(c):
+        return nw.col(f"_bad_{c}") if c in present else false
+
+    # stage 1: the flags of the instrument rules (rows of one instrument at a time)
+    flags, labels = {}, []
+    for instrument in INSTRUMENTS.values():
+        name = instrument.name
+        rows = (nw.col("_c_instrument") == name).fill_null(False)
+        for c in instrument.item_columns:
+            if c in present:
+                flags[f"_f_{name}_{c}"] = (rows & (value(c) > instrument.item_max)).fill_null(False)
+                check = f"in_range {instrument.item_min}-{instrument.item_max} for {name}"
+                labels.append((f"_f_{name}_{c}", c, check, "error"))
+        for c in instrument.unused_item_columns:
+            if c in present:
+                flags[f"_f_{name}_{c}"] = rows & ~value(c).is_null()
+                labels.append((f"_f_{name}_{c}", c, f"empty for {name}", "error"))
+        if "total" in present:
+            flags[f"_f_{name}_total"] = (rows & (value("total") > instrument.total_max)).fill_null(
+                False
+            )
+            labels.append(
+                (
+                    f"_f_{name}_total",
+                    "total",
+                    f"in_range 0-{instrument.total_max} for {name}",
+                    "error",
+                )
+            )
+    stage = clean.with_columns(**flags)
+    # stage 2: cells flagged are missing (as in pandas), and are bad for the cross-field rules
+    flagged_columns = {}
+    for key in flags:
+        c = key.split("_", 3)[3]
+        flagged_columns.setdefault(c, []).append(nw.col(key))
+    stage = stage.with_columns(
+        *[
+            nw.when(~nw.any_horizontal(*fs, ignore_nulls=True))
+            .then(nw.col(f"_c_{c}"))
+            .alias(f"_c_{c}")
+            for c, fs in flagged_columns.items()
+        ],
+        *[
+            (bad(c) | nw.any_horizontal(*fs, ignore_nulls=True)).alias(f"_bad_{c}")
+            for c, fs in flagged_columns.items()
+        ],
+    )
+    # stage 3: per instrument, items answered, their sum and whether the row may be judged
+    per_row = {}
+    for instrument in INSTRUMENTS.values():
+        name = instrument.name
+        rows = (nw.col("_c_instrument") == name).fill_null(False)
+        items = [c for c in instrument.item_columns if c in present]
+        scoring = ["total", *instrument.item_columns, *instrument.unused_item_columns]
+        per_row[f"_ans_{name}"] = nw.sum_horizontal(
+            *[(~nw.col(f"_c_{c}").is_null()).cast(nw.Int64) for c in items], nw.lit(0)
+        )
+        per_row[f"_sum_{name}"] = nw.sum_horizontal(
+            *[nw.col(f"_c_{c}").cast(nw.Float64).fill_null(0.0) for c in items], nw.lit(0.0)
+        )
+        per_row[f"_ok_{name}"] = rows & ~nw.any_horizontal(
+            *[bad(c) for c in scoring], ignore_nulls=True
+        )
+    stage = stage.with_columns(**per_row)
+    # stage 4: the cross-field rules
+    total = value("total")
+    has_total = ~total.is_null()
+    rules, scorable = {}, false
+    for instrument in INSTRUMENTS.values():
+        name = instrument.name
+        answered, ok = nw.col(f"_ans_{name}"), nw.col(f"_ok_{name}")
+        rules[f"_mismatch_{name}"] = (
+            ok
+            & (answered == instrument.n_items)
+            & has_total
+            & (total.cast(nw.Float64) != nw.col(f"_sum_{name}"))
+        )
+        labels.append((f"_mismatch_{name}", "total", f"total_matches_items for {name}", "error"))
+        needed = instrument.n_items - instrument.max_missing_items
+        rules[f"_unscorable_{name}"] = ok & ~has_total & (answered < needed)
+        check = (
+            f"unscorable for {name}: no total and fewer than {needed} of {instrument.n_items} items"
+        )
+        labels.append((f"_unscorable_{name}", "total", check, "finding"))
+        rows = (nw.col("_c_instrument") == name).fill_null(False)
+        scorable = scorable | (rows & (has_total | (answered >= needed)))
+    stage = stage.with_columns(**rules, _scorable=scorable.fill_null(False))
+    for key, column, check, severity in labels:
+        t.count(key, nw.col(key), column, check, severity)
+    _outside_schedule(t)
+    return stage
+
+
+def _outside_schedule(t: _Table) -> None:
+    """Assessments on a day outside every window of their instrument (a finding)."""
+    from analysis.endpoints import DEFAULT_SCHEDULE
+
+    if not {"instrument", "study_day"} <= set(t.fields):
+        return
+    day = nw.col("_c_study_day")
+    for instrument in INSTRUMENTS.values():
+        name = instrument.name
+        rows = (nw.col("_c_instrument") == name).fill_null(False) & ~day.is_null()
+        visits = [v for v in DEFAULT_SCHEDULE if name in v.instruments]
+        windows = [(day >= v.window_low) & (day <= v.window_high) for v in visits]
+        outside = rows & ~nw.any_horizontal(*windows, ignore_nulls=True)
+        t.count(f"_outside_{name}", outside, "study_day", f"outside_schedule for {name}", "finding")
+
+
+def _session_rules(t: _Table, clean) -> None:
+    if not {"session_number", "study_day"} <= set(t.fields):
+        return
+    off = (nw.col("_c_session_number") == 1) & (nw.col("_c_study_day") != 0)
+    t.count("_session_1", off, "study_day", "session_1_on_day_0")
+
+
+def _adverse_event_rules(t: _Table, clean) -> None:
+    columns = [nw.col(f"_c_{c}").alias(c) for c in t.fields]
+    columns += [nw.col(t.source[e]).alias(e) for e in t.extras]
+    if not columns:
+        return
+    keys = [*t.fields, *t.extras]
+    dup = (
+        clean.select(*columns)
+        .group_by(*keys, drop_null_keys=False)
+        .agg(nw.len().alias("_n"))
+        .filter(nw.col("_n") > 1)
+        .select(nw.col("_n").sum())
+    )
+    n = small_to_pandas(dup).iloc[0, 0]
+    if pd.notna(n) and int(n):
+        t.add("(row)", "duplicate_row: every column repeated", int(n))
+
+
+def _foreign_keys(t: _Table, clean, parents: dict) -> None:
+    """Rows whose (clean) key is absent from the referenced table's typed keys."""
+    for fk in t.validator.foreign_keys:
+        fields, ref = fk["fields"], fk["reference"]
+        ref_table, ref_fields = ref.get("resource") or t.table, ref["fields"]
+        fields = [fields] if isinstance(fields, str) else list(fields)
+        ref_fields = [ref_fields] if isinstance(ref_fields, str) else list(ref_fields)
+        parent = parents.get(ref_table)
+        if parent is None or not set(ref_fields) <= set(parent[0].fields):
+            continue
+        if not set(fields) <= set(t.fields):
+            continue
+        child = clean.select(
+            *[nw.col(f"_c_{c}").alias(k) for c, k in zip(fields, ref_fields, strict=True)]
+        )
+        child = child.filter(
+            nw.all_horizontal(*[~nw.col(k).is_null() for k in ref_fields], ignore_nulls=True)
+        )
+        known = (
+            parent[1]
+            .select(*[nw.col(f"_t_{k}").alias(k) for k in ref_fields])
+            .filter(
+                nw.all_horizontal(*[~nw.col(k).is_null() for k in ref_fields], ignore_nulls=True)
+            )
+            .unique()
+        )
+        unknown = child.join(known, on=list(ref_fields), how="anti").select(nw.len().alias("n"))
+        n = small_to_pandas(unknown).iloc[0, 0]
+        if n and int(n):
+            check = f"foreign_key {ref_table}.{'+'.join(ref_fields)}"
+            t.add(", ".join(fields), check, int(n))
+
+
+def _cohort_findings(tables: dict) -> None:
+    """The findings of ``schema._cohort_findings``, counted in the engine."""
+    from analysis.endpoints import DEFAULT_SCHEDULE
+
+    if "assessments" not in tables or "patients" not in tables:
+        return
+    a_table, a = tables["assessments"]
+    p_table, p = tables["patients"]
+    if not {"patient_id", "instrument", "study_day"} <= set(a_table.fields):
+        return
+    if "patient_id" not in p_table.fields:
+        return
+    day = nw.col("_c_study_day")
+    known_day = ~day.is_null()
+    scorable = nw.col("_scorable")  # from _assessment_rules
+    flags = {}
+    for instrument in INSTRUMENTS.values():
+        name = instrument.name
+        rows = (nw.col("_c_instrument") == name).fill_null(False) & known_day
+        visits = [v for v in DEFAULT_SCHEDULE if name in v.instruments]
+        windows = [(day >= v.window_low) & (day <= v.window_high) for v in visits]
+        in_base = windows[0]
+        in_post = nw.any_horizontal(*windows[1:], ignore_nulls=True)
+        flags[f"every_{name}"] = rows
+        flags[f"base_{name}"] = (rows & scorable & in_base).fill_null(False)
+        flags[f"post_{name}"] = (rows & scorable & in_post).fill_null(False)
+    per_patient = (
+        a.select(
+            nw.col("_c_patient_id").alias("patient_id"),
+            day.alias("_last"),
+            *[f.cast(nw.Int64).alias(k) for k, f in flags.items()],
+        )
+        .filter(~nw.col("patient_id").is_null())
+        .group_by("patient_id")
+        .agg(nw.col("_last").max(), *[nw.col(k).max() for k in flags])
+    )
+    patients = (
+        p.select(nw.col("_c_patient_id").alias("patient_id"))
+        .filter(~nw.col("patient_id").is_null())
+        .unique()
+    )
+    joined = patients.join(per_patient, on="patient_id", how="left")
+    aggregates = {"no_assessments": _count(nw.col(f"every_{next(iter(INSTRUMENTS))}").is_null())}
+    for name in INSTRUMENTS:
+        every, base, post = (nw.col(f"{k}_{name}").fill_null(0) for k in ("every", "base", "post"))
+        aggregates[f"no_baseline for {name}"] = _count((every == 1) & (base == 0))
+        aggregates[f"no_post_baseline for {name}"] = _count((base == 1) & (post == 0))
+    counts = small_to_pandas(joined.select(**aggregates)).iloc[0]
+    order = [f"{k} for {n}" for n in INSTRUMENTS for k in ("no_baseline", "no_post_baseline")]
+    for check in [*order, "no_assessments"]:
+        if counts[check] and int(counts[check]):
+            p_table.add("patient_id", check, int(counts[check]), "finding")
+    last = per_patient.select("patient_id", "_last")
+    for table in ("sessions", "adverse_events"):
+        if table not in tables:
+            continue
+        t, frame = tables[table]
+        if not {"patient_id", "study_day"} <= set(t.fields):
+            continue
+        events = frame.select(
+            nw.col("_c_patient_id").alias("patient_id"), nw.col("_c_study_day").alias("_day")
+        )
+        after = events.join(last, on="patient_id", how="left").select(
+            _count(nw.col("_day") > nw.col("_last")).alias("n")
+        )
+        n = small_to_pandas(after).iloc[0, 0]
+        if n and int(n):
+            t.add("study_day", "after_last_assessment", int(n), "finding")
+
+
+# --------------------------------------------------------------------------- the guard
+
+
+def _strip_lookarounds(pattern: str) -> str:
+    """``pattern`` without lookarounds and with ``\\1`` widened to its group: a regular
+    expression RE2, Rust's regex and Java all accept, matching a superset."""
+    out, i, first_group, n = [], 0, None, len(pattern)
+
+    def class_end(j):
+        j += 1
+        if j < n and pattern[j] == "^":
+            j += 1
+        if j < n and pattern[j] == "]":
+            j += 1
+        while j < n and pattern[j] != "]":
+            j += 2 if pattern[j] == "\\" else 1
+        return j + 1
+
+    def group_end(j):
+        depth = 0
+        while j < n:
+            c = pattern[j]
+            if c == "\\":
+                j += 2
+                continue
+            if c == "[":
+                j = class_end(j)
+                continue
+            if c == "(":
+                depth += 1
+            elif c == ")":
+                depth -= 1
+                if depth == 0:
+                    return j + 1
+            j += 1
+        return j
+
+    while i < n:
+        c = pattern[i]
+        if c == "\\":
+            if pattern[i + 1 : i + 2] == "1" and first_group is not None:
+                out.append(first_group)
+            else:
+                out.append(pattern[i : i + 2])
+            i += 2
+        elif c == "[":
+            j = class_end(i)
+            out.append(pattern[i:j])
+            i = j
+        elif pattern.startswith(("(?=", "(?!", "(?<=", "(?<!"), i):
+            i = group_end(i)
+        else:
+            if c == "(" and not pattern.startswith("(?", i) and first_group is None:
+                first_group = pattern[i : group_end(i)]  # the guard's groups: [- ], [-/.]
+            out.append(c)
+            i += 1
+    return "".join(out)
+
+
+def _engine_regex(pattern: re.Pattern) -> str:
+    body = _strip_lookarounds(pattern.pattern)
+    return f"(?i:{body})" if pattern.flags & re.IGNORECASE else f"(?:{body})"
+
+
+def _found(pattern: re.Pattern, value: str) -> bool:
+    return pattern.search(value) is not None
+
+
+def _guard_patterns(column: str) -> tuple[str, list]:
+    """The superset filter of a text column and the exact checks (check, test) behind it."""
+    from analysis import deid
+
+    is_code = deid._name_tokens(column)[-1:] == ["id"]
+    checks = []
+    for check, (_, pattern) in deid._VALUE_PATTERNS.items():
+        if check == "zip_code_value" and is_code:
+            pattern = deid._ZIP_IN_CODES
+        checks.append((check, pattern))
+    names = "|".join(sorted(deid._GIVEN_NAMES, key=len, reverse=True))
+    superset = "|".join([*(_engine_regex(p) for _, p in checks), f"(?i:{names})"])
+    tests = [(check, functools.partial(_found, p)) for check, p in checks]
+    tests.append((deid._NAME_VALUE_CHECK, deid._has_given_name))
+    return superset, tests
+
+
+def _guard_plan(t: _Table, frame) -> list:
+    """The guard's checks of a table: names and dtypes now, value counts registered in
+    the table's aggregate pass (``t.aggregates``); returns the plan for :func:`_guard_finish`."""
+    from analysis import deid
+
+    schema = frame.collect_schema()
+    plan = []
+    for position, column in enumerate(schema.names()):
+        label = deid._column_label(column, position)
+        dtype = schema[column]
+        if deid.is_identifier_column(column):
+            plan.append(("rows", label, deid._NAME_CHECK, None))
+        temporal = dtype in (nw.Datetime, nw.Time) or isinstance(dtype, nw.Datetime)
+        if temporal:
+            plan.append(("rows", label, deid._TEMPORAL_CHECK, None))
+        elif dtype == nw.Date:  # pandas reads a date column as text "YYYY-MM-DD"
+            alias = f"_guard_date_{position}"
+            t.aggregates[alias] = _count(~nw.col(column).is_null())
+            plan.append(("count", label, "date_value", alias))
+        elif _is_text(dtype):
+            superset, _ = _guard_patterns(column)
+            alias = f"_guard_text_{position}"
+            text = nw.col(column).cast(nw.String).str.strip_chars()
+            t.aggregates[alias] = _count(text.str.contains(superset))
+            plan.append(("text", label, column, alias))
+        if deid._is_age_in_years(column) and not temporal:
+            if _is_text(dtype):
+                text = nw.col(column).cast(nw.String).str.strip_chars()
+                age = nw.when(text.str.contains(_NUMBER)).then(text).cast(nw.Float64)
+            elif dtype.is_numeric():
+                age = nw.col(column).cast(nw.Float64)
+            else:
+                continue
+            alias = f"_guard_age_{position}"
+            t.aggregates[alias] = _count(age > deid.AGE_TOP_CODE)
+            plan.append(("count", label, deid._AGE_CHECK, alias))
+    return plan
+
+
+def _guard_finish(t: _Table, frame, plan: list) -> list:
+    """The guard's failures ``(table, column, check, rows, "error")`` from the counts;
+    identifier-shaped candidates are checked exactly here (values never leave)."""
+    out = []
+    for kind, label, check, alias in plan:
+        if kind == "rows":
+            out.append((t.table, label, check, t.n, "error"))
+        elif kind == "count":
+            if int(t.counts[alias]):
+                out.append((t.table, label, check, int(t.counts[alias]), "error"))
+        elif int(t.counts[alias]):
+            column = check
+            superset, tests = _guard_patterns(column)
+            text = nw.col(column).cast(nw.String).str.strip_chars()
+            candidates = small_to_pandas(
+                frame.select(text.alias("v"))
+                .filter(nw.col("v").str.contains(superset))
+                .group_by("v")
+                .agg(nw.len().alias("n"))
+            )
+            values = candidates["v"].astype(str).tolist()
+            sizes = candidates["n"].astype(int).to_numpy()
+            for name, test in tests:
+                hit = sum(int(n) for v, n in zip(values, sizes, strict=True) if test(v))
+                if hit:
+                    out.append((t.table, label, name, hit, "error"))
+            del candidates, values  # the values never leave this function
+    return out
+
+
+# --------------------------------------------------------------------------- the report
+
+
+def _report(entries: list[tuple], tables: dict) -> pd.DataFrame:
+    from analysis.schema import TABLES, _empty_report
+
+    if not entries:
+        return _empty_report()
+    order = {t: k for k, t in enumerate(TABLES)}
+    frame = pd.DataFrame(entries, columns=["table", "column", "check", "count", "severity"])
+    frame = frame.assign(_order=frame["table"].map(order)).sort_values(
+        ["_order", "column", "check"], kind="stable"
+    )
+    n = len(frame)
+    return pd.DataFrame(
+        {
+            "table": pd.array(frame["table"], dtype="string"),
+            "row": pd.array([pd.NA] * n, dtype="Int64"),
+            "line": pd.array([pd.NA] * n, dtype="Int64"),
+            "column": pd.array(frame["column"], dtype="string"),
+            "check": pd.array(frame["check"], dtype="string"),
+            "count": pd.array(frame["count"].astype("int64"), dtype="Int64"),
+            "severity": pd.array(frame["severity"], dtype="string"),
+            "value": pd.array([pd.NA] * n, dtype="string"),
+        }
+    ).reset_index(drop=True)
+
+
+def validate_engine_cohort(natives: dict, *, missing_values=None, problems=()):
+    """The :class:`~analysis.schema.ValidationReport` of lazy tables, computed in their
+    engine (aggregated: one row per table, column and check, with its row count).
+
+    ``.tables`` holds the typed lazy frames (narwhals-native: DuckDB relations, Polars
+    LazyFrames or Spark DataFrames).
+    """
+    from analysis import deid
+    from analysis.schema import FAILURE_COLUMNS, TABLES, ValidationReport, _problem_report
+
+    if problems:
+        return _problem_report(list(problems))
+    missing = list(MISSING_VALUES if missing_values is None else missing_values)
+    frames = {t: nw.from_native(natives[t]) for t in TABLES if t in natives}
+    for table, frame in frames.items():
+        nested = [
+            c for c, d in frame.collect_schema().items() if d in (nw.List, nw.Struct, nw.Array)
+        ]
+        if nested:
+            from analysis.readers import FileProblem
+
+            problem = FileProblem(
+                table,
+                "nested_column",
+                "list, struct or map column(s) "
+                + ", ".join(f"`{n}`" for n in nested)
+                + " hold several values per cell",
+                "write one plain value per cell (one row per assessment, session or event)",
+            )
+            return _problem_report([problem])
+    checked: dict[str, tuple[_Table, object]] = {}
+    plans = {}
+    for table, frame in frames.items():
+        t = _Table(table, frame, missing)
+        stage = t.checked()
+        if table == "assessments":
+            stage = _assessment_rules(t, stage)
+        elif table == "sessions":
+            _session_rules(t, stage)
+        plans[table] = _guard_plan(t, frame)
+        t.finish(stage)  # one aggregate pass per table, then the keys
+        if table == "adverse_events":
+            _adverse_event_rules(t, stage)
+        checked[table] = (t, stage)
+    for t, stage in checked.values():
+        _foreign_keys(t, stage, checked)
+    _cohort_findings(checked)
+    entries = []
+    for table, (t, _) in checked.items():
+        for note in t.notes:
+            column, check = str(note["column"].iloc[0]), str(note["check"].iloc[0])
+            entries.append((table, column, check, t.n, str(note["severity"].iloc[0])))
+        entries += [(table, c, k, n, s) for c, k, n, s in t.results]
+    for table, (t, _) in checked.items():
+        entries += _guard_finish(t, frames[table], plans[table])
+    report = _report(entries, checked)
+    is_error = (report["severity"] == "error").to_numpy(dtype=bool)
+    errors = report[is_error].reset_index(drop=True)
+    failures = errors[list(FAILURE_COLUMNS)].copy()
+    return ValidationReport(
+        errors=errors,
+        findings=report[~is_error].reset_index(drop=True),
+        tables={t: nw.to_native(c[0].typed_frame()) for t, c in checked.items()},
+        failures=failures,
+        collected=tuple(checked),
+        deidentification=bool(errors["check"].isin(list(deid.IDENTIFIER_CHECKS)).any()),
+    )
+
+
+def summary_message(errors: pd.DataFrame, title: str, hints: dict, max_lines: int = 40) -> str:
+    """The message of the pandas path's ``DataValidationError``, from aggregated counts."""
+    from analysis.schema import TABLES, _check_kind
+
+    order = {t: k for k, t in enumerate(TABLES)}
+    groups = (
+        errors.assign(_order=errors["table"].map(order).fillna(len(order)))
+        .groupby(["_order", "table", "column", "check"], sort=True, dropna=False)["count"]
+        .sum()
+        .reset_index()
+    )
+    lines = [
+        f"{title}: {len(groups)} problem(s) in {groups['table'].nunique()} table(s); "
+        "nothing was loaded."
+    ]
+    for row in groups.head(max_lines).itertuples(index=False):
+        where = f"{row.table}.{row.column}"
+        if row.check in ("required_column",) or str(row.check).startswith(
+            ("identifier_name", "temporal_dtype", "duplicate_column")
+        ):
+            lines.append(f"  {where}: column fails `{row.check}`")
+        else:
+            rows = "row fails" if int(row.count) == 1 else "rows fail"
+            lines.append(f"  {where}: {int(row.count)} {rows} `{row.check}`")
+    if len(groups) > max_lines:
+        lines.append(f"  ... and {len(groups) - max_lines} more (see `.report`)")
+    kinds = dict.fromkeys(_check_kind(str(c)) for c in groups["check"])
+    lines.append("How to fix:")
+    for kind in kinds:
+        lines.append(f"  - {kind}: {hints.get(kind, 'see data_schema/README.md for the rule')}")
+    lines.append(
+        "Counts are rows per table, column and check (the engine validates without "
+        "listing rows); data_schema/README.md describes every column."
+    )
+    return "\n".join(lines)
+
+
+def raise_for_errors(report) -> None:
+    """Raise the pandas path's error (or the guard's) with the aggregated counts."""
+    if report.ok:
+        return
+    from analysis.schema import DataValidationError
+
+    files = report.errors[report.errors["column"] == "(file)"]
+    if len(files):
+        report.raise_for_errors()
+    if report.deidentification:
+        from analysis.deid import DeidentificationError as error
+    else:
+        error = DataValidationError
+    message = summary_message(report.errors, error.title, error.hints)
+    raise error(report.failures, message, report=report)
+
+
+def load_engine_cohort(
+    path, engine: str, *, strict=False, missing_values=None, memory_limit=None, spark=None
+):
+    """:func:`analysis.schema.load_cohort` for ``engine`` in ``duckdb, polars, spark``."""
+    from analysis.schema import OPTIONAL_TABLES, Cohort
+
+    natives, problems = open_tables(path, engine, memory_limit=memory_limit, spark=spark)
+    report = validate_engine_cohort(natives, missing_values=missing_values, problems=problems)
+    if strict:
+        report = report.strict()
+    raise_for_errors(report)
+    typed = dict(report.tables)
+    for table in OPTIONAL_TABLES:
+        if table not in typed:
+            typed[table] = _empty_like(typed["patients"], table)
+    return Cohort(**typed, findings=report.findings, collected=report.collected)
+
+
+def _empty_like(native, table: str):
+    """An empty lazy table of ``table``'s schema columns, in the engine of ``native``."""
+    from analysis.schema import _table_validator
+
+    frame = nw.from_native(native)
+    columns = []
+    for name, f in _table_validator(table).fields.items():
+        dtype = {"integer": nw.Int64, "number": nw.Float64, "boolean": nw.Boolean}.get(
+            f.get("type", "string"), nw.String
+        )
+        columns.append(nw.lit(None).cast(dtype).alias(name))
+    return nw.to_native(frame.select(*columns).filter(nw.lit(False)))

@@ -1,0 +1,235 @@
+"""Validation and the de-identification guard inside DuckDB and Polars (Spark: `make test-spark`).
+
+The same Parquet folders, valid and invalid, are validated by the pandas path and by each
+engine (``load_cohort(..., engine=...)``, ``validate_cohort(..., engine=...)``); the
+engine's report, aggregated per table, column, check and severity, must give the pandas
+path's counts exactly. The engine never lists rows or values, so the comparison is on the
+counts the pandas rows add up to.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from analysis import derive_endpoints, rate_table, synthetic_cohort
+from analysis.deid import DeidentificationError
+from analysis.schema import DataValidationError, load_cohort, validate_cohort
+
+ENGINES = ["duckdb", "polars"]
+
+
+def counts(report) -> dict:
+    """``{(table, column, check, severity): rows}`` of a report (errors and findings)."""
+    frames = pd.concat([report.errors, report.findings], ignore_index=True)
+    if frames.empty:
+        return {}
+    grouped = frames.groupby(["table", "column", "check", "severity"])["count"].sum()
+    return {key: int(n) for key, n in grouped.items()}
+
+
+@pytest.fixture(scope="module")
+def base():
+    return synthetic_cohort(60, seed=5)
+
+
+def _tables(base):
+    return {
+        "patients": base.patients.copy(),
+        "assessments": base.assessments.copy(),
+        "sessions": base.sessions.copy(),
+        "adverse_events": base.adverse_events.copy(),
+    }
+
+
+def _write(tables: dict, folder) -> None:
+    for name, df in tables.items():
+        df.to_parquet(folder / f"{name}.parquet", index=False)
+
+
+def _set(df, rows, column, value):
+    df.loc[df.index[rows], column] = value
+
+
+def _values_errors(t):
+    p, a, s, ae = t["patients"], t["assessments"], t["sessions"], t["adverse_events"]
+    _set(p, [0, 3], "age", 17)  # in_range 18-90
+    _set(p, [1], "route", "IV")  # one_of
+    _set(p, [2], "sex", "NA")  # a missing token: missing, not an error
+    p.loc[p.index[4], "patient_id"] = p["patient_id"].iloc[5]  # duplicate key
+    gad = np.flatnonzero((a["instrument"] == "GAD7").to_numpy())
+    hama = np.flatnonzero((a["instrument"] == "HAMA").to_numpy())
+    _set(a, gad[:2], "item_3", 4)  # in_range 0-3 for GAD7
+    _set(a, gad[2:5], "item_9", 1)  # empty for GAD7
+    _set(a, gad[5:6], "total", 25)  # in_range 0-21 for GAD7
+    _set(a, gad[6:8], "total", 0)  # total_matches_items (complete rows)
+    for column in [f"item_{k}" for k in range(1, 8)] + ["total"]:  # unscorable (finding)
+        _set(a, gad[8:11], column, pd.NA)
+    _set(a, hama[:1], "item_14", 9)  # in_range 0-4
+    _set(a, gad[11:12], "patient_id", "P999999")  # foreign_key
+    _set(a, gad[12:13], "patient_id", "bad id!")  # pattern (then not a foreign key)
+    _set(a, gad[13:16], "study_day", 500)  # outside_schedule (finding)
+    first = np.flatnonzero((s["session_number"] == 1).to_numpy())
+    _set(s, first[:2], "study_day", 3)  # session_1_on_day_0
+    _set(s, [4], "dose_mg", 0.0)  # exclusive_minimum 0
+    t["adverse_events"] = pd.concat([ae, ae.iloc[[0, 1]]], ignore_index=True)  # duplicate_row
+    return t
+
+
+def _types_and_columns(t):
+    p, a = t["patients"], t["assessments"]
+    age = (
+        p["age"]
+        .astype(object)
+        .where(p["age"].notna(), None)
+        .map(lambda v: None if v is None else str(v))
+    )
+    age.iloc[0], age.iloc[1], age.iloc[2] = "thirty", " 41 ", "n/a"
+    p["age"] = age  # a text column in an integer field: type integer, spaces, missing token
+    p["enrollment_year"] = p["enrollment_year"].astype("Float64")
+    p.loc[p.index[3], "enrollment_year"] = 2010.5  # type integer (not whole)
+    p["comorbid_depression"] = p["comorbid_depression"].map(
+        {True: "Yes", False: "no"}, na_action="ignore"
+    )
+    p.loc[p.index[4], "comorbid_depression"] = "maybe"  # type boolean
+    t["patients"] = p.rename(columns={"site_id": "Site_ID "}).drop(columns="route")
+    t["assessments"] = a.assign(extra_note_code="x1")  # unknown column (finding)
+    return t
+
+
+def _identifiers(t):
+    p, a = t["patients"], t["assessments"]
+    n = len(p)
+    p["email"] = "someone@example.org"  # identifier_name + email_value
+    p["visit_when"] = pd.Timestamp("2024-01-01")  # temporal_dtype
+    p["enrolled_on"] = pd.to_datetime(["2024-03-05"] * n).date  # a date column
+    p["code"] = ["+1 555 010 0199" if k % 3 == 0 else f"C{k}" for k in range(n)]  # phone_value
+    p["contact_person"] = "Jennifer"  # identifier_name (contact) + person_name_value
+    p["age"] = p["age"].astype("Float64")
+    p.loc[p.index[:2], "age"] = 95  # age_over_90 and in_range
+    a["memo_text"] = "see 12 Oak Street"  # identifier_name (memo) + street_address_value
+    return t
+
+
+CASES = {
+    "valid": lambda t: t,
+    "values": _values_errors,
+    "types_columns": _types_and_columns,
+    "identifiers": _identifiers,
+}
+
+
+@pytest.fixture(scope="module", params=list(CASES))
+def folder(request, base, tmp_path_factory):
+    path = tmp_path_factory.mktemp(request.param)
+    _write(CASES[request.param](_tables(base)), path)
+    return request.param, path
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_engine_report_counts_equal_pandas(folder, engine):
+    case, path = folder
+    expected = validate_cohort(path)
+    got = validate_cohort(path, engine=engine)
+    assert counts(got) == counts(expected)
+    assert got.ok == expected.ok and got.deidentification == expected.deidentification
+    assert got.collected == expected.collected
+    if case != "valid":
+        assert not got.ok
+    assert got.errors["value"].isna().all()  # values are never shown
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_load_raises_like_pandas_without_values(folder, engine):
+    case, path = folder
+    if case == "valid":
+        return
+    with pytest.raises(DataValidationError) as pandas_error:
+        load_cohort(path)
+    with pytest.raises(DataValidationError) as engine_error:
+        load_cohort(path, engine=engine)
+    assert type(engine_error.value) is type(pandas_error.value)
+    message = str(engine_error.value)
+    assert message.splitlines()[0] == str(pandas_error.value).splitlines()[0]
+    for secret in ("someone@example.org", "555 010", "Jennifer", "Oak Street", "P999999"):
+        assert secret not in message and secret not in repr(engine_error.value.report.errors)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_guard_refuses_identifiers(engine, base, tmp_path):
+    tables = _tables(base)
+    tables["assessments"]["comment"] = "fine"
+    _write(tables, tmp_path)
+    with pytest.raises(DeidentificationError) as error:
+        load_cohort(tmp_path, engine=engine)
+    assert "assessments.comment: column fails `identifier_name`" in str(error.value)
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_strict_counts_findings_as_errors(engine, base, tmp_path):
+    _write(_tables(base), tmp_path)
+    cohort = load_cohort(tmp_path, engine=engine)
+    assert len(cohort.findings) > 0
+    with pytest.raises(DataValidationError) as error:
+        load_cohort(tmp_path, engine=engine, strict=True)
+    assert len(error.value.report.errors) == len(cohort.findings)
+
+
+@pytest.fixture(scope="module")
+def chunked(tmp_path_factory):
+    """A cohort written in chunks: one folder of Parquet files per table."""
+    path = tmp_path_factory.mktemp("chunked")
+    cohort = synthetic_cohort(150, seed=9)
+    for name in ("patients", "assessments", "sessions", "adverse_events"):
+        df = getattr(cohort, name)
+        (path / name).mkdir()
+        for k, part in enumerate(np.array_split(np.arange(len(df)), 3)):
+            df.iloc[part].to_parquet(path / name / f"part-{k}.parquet", index=False)
+    return cohort, path
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_lazy_cohort_gives_the_pandas_results(engine, chunked):
+    cohort, path = chunked
+    loaded = load_cohort(path, engine=engine)
+    assert not isinstance(loaded.assessments, pd.DataFrame)  # the engine's lazy frame
+    assert loaded.collected == ("patients", "assessments", "sessions", "adverse_events")
+    expected_ep = derive_endpoints(cohort, "GAD7")
+    ep = derive_endpoints(loaded, "GAD7")
+    pd.testing.assert_frame_equal(
+        rate_table(ep, "response"), rate_table(expected_ep, "response"), check_dtype=False
+    )
+    with_loaded = counts(validate_cohort(path, engine=engine))
+    assert with_loaded == counts(validate_cohort(cohort))
+
+
+def test_duckdb_database_file_and_memory_limit(tmp_path, base):
+    import duckdb
+
+    database = tmp_path / "registry.duckdb"
+    con = duckdb.connect(str(database))
+    for name, df in _tables(base).items():
+        con.register("df", df)
+        con.execute(f"CREATE TABLE {name} AS SELECT * FROM df")
+        con.unregister("df")
+    con.close()
+    cohort = load_cohort(database, engine="duckdb", memory_limit="512MB")
+    limit = cohort.assessments.query("t", "SELECT current_setting('memory_limit')").fetchall()[0][0]
+    assert limit.replace(" ", "") in ("512.0MiB", "488.2MiB", "512MB", "488.2MB")
+    ep = derive_endpoints(cohort, "GAD7")
+    expected = derive_endpoints(base, "GAD7")
+    pd.testing.assert_frame_equal(
+        rate_table(ep, "remission"), rate_table(expected, "remission"), check_dtype=False
+    )
+
+
+def test_engine_arguments_are_checked(tmp_path, base):
+    _write(_tables(base), tmp_path)
+    with pytest.raises(ValueError, match="engine"):
+        load_cohort(tmp_path, engine="sqlite")
+    with pytest.raises(ValueError, match="memory_limit"):
+        load_cohort(tmp_path, engine="polars", memory_limit="1GB")
+    (tmp_path / "assessments.parquet").unlink()
+    with pytest.raises(FileNotFoundError, match="assessments"):
+        load_cohort(tmp_path, engine="duckdb")
