@@ -85,9 +85,11 @@ test-browser: install
 	$(BIN)/python -m pip install --quiet -e ".[test,browser]"
 	$(BIN)/python tests/browser/check_reports.py --out $(OUT)/browser --screenshots $(OUT)/screenshots
 
+## ruff (lint and format), then mypy over analysis/ (configured in pyproject's [tool.mypy]).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -18,6 +18,7 @@ Design contract:
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import narwhals as nw
 import pandas as pd
@@ -99,6 +100,7 @@ def _indicator_frame(frame, outcome: str, keys: Sequence[str]):
         return nw.from_native(work)
     dtype = frame.collect_schema()[outcome]
     value = nw.col(outcome).cast(nw.Float64)
+    bad: Any  # a count cell read back from the engine
     if dtype == nw.Boolean:
         bad = 0
     elif dtype.is_numeric():
@@ -119,7 +121,7 @@ def _nullable_keys(out: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Missing keys as NaN/None the way pandas' own groupby(dropna=False) returns them."""
     for key in keys:
         if out[key].dtype == object:
-            out[key] = out[key].where(out[key].notna(), None)
+            out[key] = out[key].where(out[key].notna(), None)  # type: ignore[call-overload]
     return out
 
 
@@ -195,7 +197,7 @@ def max_rows_per(frame: nw.DataFrame | nw.LazyFrame, keys: Sequence[str]) -> int
         .select(nw.col("rows").max())
     )
     value = counts.iloc[0, 0] if len(counts) else 0
-    return 0 if pd.isna(value) else int(value)
+    return 0 if pd.isna(value) else int(value)  # type: ignore[arg-type]  # a count cell
 
 
 def schedule_of(frame: nw.DataFrame | nw.LazyFrame) -> pd.DataFrame:

@@ -62,7 +62,7 @@ def to_pandas(frame: object, name: str = "data") -> pd.DataFrame:
     import narwhals as nw
 
     try:
-        nw_frame = nw.from_native(frame)
+        nw_frame = nw.from_native(frame)  # type: ignore[call-overload]  # any frame type
     except TypeError:
         raise TypeError(
             f"`{name}` must be a data frame (pandas, Polars, DuckDB, Spark), but a "

@@ -468,7 +468,11 @@ def instrument_agreement(
         kappa = cohen_kappa(first, second, categories=[False, True], alpha=alpha)
     else:  # nobody has both classifications: report NaN rather than fail a batch run
         kappa = Kappa(
-            *[math.nan] * 5,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
             0,
             None,
             (False, True),

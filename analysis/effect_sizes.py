@@ -31,6 +31,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import narwhals as nw
 import numpy as np
@@ -186,6 +187,7 @@ def _smd(
             d = diff / s_diff
             scale = math.sqrt(1 / n1)
         else:
+            assert r is not None  # the paired measures are checked for r by their callers
             method = NORMAL
             n = n1
             if measure == "d_av":
@@ -502,7 +504,7 @@ def _check_one_row_per_patient(frame, keys: list[str]) -> None:
     if "patient_id" not in column_names(frame):
         return
     rows = frame.group_by(*keys, "patient_id", drop_null_keys=False).agg(nw.len().alias("k"))
-    dup = small_to_pandas(rows.select((nw.col("k") - 1).sum().alias("dup"))).iloc[0, 0]
+    dup: Any = small_to_pandas(rows.select((nw.col("k") - 1).sum().alias("dup"))).iloc[0, 0]
     if pd.notna(dup) and dup > 0:
         raise ValueError(
             f"{int(dup)} row(s) repeat a patient within a cell of by={keys}; an effect "

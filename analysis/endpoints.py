@@ -532,6 +532,7 @@ class _PandasSteps(_Steps):
         """The slot ``(code + 1) x n_visits + visit`` of each row (rows whose
         ``target_day`` is missing get a slot of their patient, to be masked), and the
         number of slots."""
+        assert self.codes is not None  # without codes the callers take the generic steps
         first = visits[0].target_day
         position = np.zeros(visits[-1].target_day - first + 1, dtype=np.int64)
         for i, v in enumerate(visits):

@@ -433,13 +433,14 @@ class ReportsFailedError(RuntimeError):
     ----------
     failures : dict
         Report name -> one-sentence reason.
-    failed_dir : Path
-        The folder holding the failed run (its ``index.html`` marks what failed).
+    failed_dir : Path or None
+        The folder holding the failed run (its ``index.html`` marks what failed); None
+        when it could not be kept.
     manifest : dict
         The failed run's manifest.
     """
 
-    def __init__(self, message: str, failures: dict, failed_dir: Path, manifest: dict):
+    def __init__(self, message: str, failures: dict, failed_dir: Path | None, manifest: dict):
         super().__init__(message)
         self.failures = failures
         self.failed_dir = failed_dir
@@ -782,7 +783,7 @@ def _check_params(params: Mapping[str, object]) -> dict:
             raise ValueError(
                 f"`{key}` must be an integer of at least {low}, but {value!r} was passed."
             )
-    return {k: int(v) for k, v in merged.items()}
+    return {k: int(v) for k, v in merged.items()}  # type: ignore[call-overload]  # checked above
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -991,7 +992,7 @@ def _execute(report: Report, staging: Path, parameters: dict, progress: str | No
         except Exception as error:  # a failing notebook must not stop the others
             entry["status"] = "failed"
             entry["reason"] = _failure_reason(error)
-            _write_text(html_path, _failed_page(title, entry["reason"], executed.name))
+            _write_text(html_path, _failed_page(title, str(entry["reason"]), executed.name))
     if progress:
         done = "done" if entry["status"] == "ok" else f"FAILED ({entry['reason']})"
         print(f" {done} in {time.perf_counter() - started:.1f} s", file=sys.stderr)

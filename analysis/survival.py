@@ -94,7 +94,7 @@ def _patient_columns(frame, observed) -> pd.DataFrame | None:
 
 def _defined_event_rows(
     endpoints: pd.DataFrame, event: str, instrument: str | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Observed visits with a defined ``event``, sorted, and the patient-level columns."""
     observed = _observed_defined(endpoints, event, instrument)
     ep = small_to_pandas(observed)
@@ -545,7 +545,7 @@ def median_time_to_event(
     from analysis.disclosure import suppress_cells
 
     derived = ("median", "ci_low", "ci_high")
-    margins = [[]] if group is not None else None  # the groups add up to all patients
+    margins: list[list[str]] | None = [[]] if group is not None else None  # groups add to all
     return suppress_cells(out, min_cell, ("n_events",), total="n", derived=derived, margins=margins)
 
 
