@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -213,7 +213,7 @@ class Kappa(float):
         object.__setattr__(self, "_fields", dict(zip(cls._names, values, strict=True)))
         return self
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         if name == "kappa":
             return float(self)
         try:
@@ -221,7 +221,7 @@ class Kappa(float):
         except KeyError:
             raise AttributeError(name) from None
 
-    def __setattr__(self, name: str, value) -> None:
+    def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Kappa is read-only")
 
     def __repr__(self) -> str:

@@ -461,7 +461,7 @@ def _value_masks(series: pd.Series, column: object = "") -> dict[str, np.ndarray
     return masks
 
 
-def _tables_dict(tables) -> dict[str, pd.DataFrame]:
+def _tables_dict(tables: Cohort | Mapping[str, pd.DataFrame]) -> dict[str, pd.DataFrame]:
     if isinstance(tables, Cohort):
         return {name: getattr(tables, name) for name in TABLES}
     if not isinstance(tables, Mapping):
@@ -472,7 +472,7 @@ def _tables_dict(tables) -> dict[str, pd.DataFrame]:
     return dict(tables)
 
 
-def _scan(tables) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _scan(tables: Cohort | Mapping[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Summary (one row per check performed) and failures (value blank) of the guard."""
     summary: list[tuple[str, str, str, int]] = []
     failures: list[pd.DataFrame] = []
@@ -533,7 +533,7 @@ def _scan(tables) -> tuple[pd.DataFrame, pd.DataFrame]:
     return summary_df, failures_df
 
 
-def scan_identifiers(tables) -> pd.DataFrame:
+def scan_identifiers(tables: Cohort | Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Count, per table, column and check, the direct identifiers the guard finds.
 
     Parameters
@@ -562,7 +562,7 @@ def scan_identifiers(tables) -> pd.DataFrame:
     return _scan(tables)[0]
 
 
-def check_deidentified(tables) -> pd.DataFrame:
+def check_deidentified(tables: Cohort | Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Raise :class:`DeidentificationError` when any direct identifier is found.
 
     Parameters

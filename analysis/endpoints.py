@@ -51,6 +51,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 import narwhals as nw
 import numpy as np
@@ -71,6 +72,14 @@ from analysis.instruments import (
     severity_expr,
 )
 from analysis.schema import Cohort
+
+if TYPE_CHECKING:
+    from narwhals.typing import IntoFrame, IntoFrameT
+
+#: What ``schedule`` accepts: visits, a schedule table, or None for the default.
+_ScheduleArg: TypeAlias = "Sequence[Visit] | pd.DataFrame | None"
+#: What ``criteria`` accepts: Criteria, a mapping of fields to override, or None.
+_CriteriaArg: TypeAlias = "Criteria | Mapping[str, Any] | None"
 
 __all__ = [
     "BASELINE",
@@ -843,7 +852,32 @@ def _outcomes(criteria: Criteria, threshold: float, bands, lookup=False) -> dict
     return out
 
 
-def derive_endpoints(data, instrument, *, schedule=None, impute="observed", criteria=None):
+@overload
+def derive_endpoints(
+    data: Cohort,
+    instrument: str | Instrument,
+    *,
+    schedule: _ScheduleArg = None,
+    impute: str = "observed",
+    criteria: _CriteriaArg = None,
+) -> pd.DataFrame: ...
+@overload
+def derive_endpoints(
+    data: IntoFrameT,
+    instrument: str | Instrument,
+    *,
+    schedule: _ScheduleArg = None,
+    impute: str = "observed",
+    criteria: _CriteriaArg = None,
+) -> IntoFrameT: ...
+def derive_endpoints(
+    data: Cohort | IntoFrame,
+    instrument: str | Instrument,
+    *,
+    schedule: _ScheduleArg = None,
+    impute: str = "observed",
+    criteria: _CriteriaArg = None,
+) -> IntoFrame:
     """One row per patient x visit with change from baseline and every outcome flag.
 
     Parameters
@@ -964,7 +998,32 @@ def derive_endpoints(data, instrument, *, schedule=None, impute="observed", crit
     return _to_native(steps.restore(cast_columns(rows, _DTYPES)))
 
 
-def endpoint_accounting(data, instrument=None, *, schedule=None, impute="observed", criteria=None):
+@overload
+def endpoint_accounting(
+    data: Cohort,
+    instrument: str | Instrument | None = None,
+    *,
+    schedule: _ScheduleArg = None,
+    impute: str = "observed",
+    criteria: _CriteriaArg = None,
+) -> pd.DataFrame: ...
+@overload
+def endpoint_accounting(
+    data: IntoFrameT,
+    instrument: str | Instrument | None = None,
+    *,
+    schedule: _ScheduleArg = None,
+    impute: str = "observed",
+    criteria: _CriteriaArg = None,
+) -> IntoFrameT: ...
+def endpoint_accounting(
+    data: Cohort | IntoFrame,
+    instrument: str | Instrument | None = None,
+    *,
+    schedule: _ScheduleArg = None,
+    impute: str = "observed",
+    criteria: _CriteriaArg = None,
+) -> IntoFrame:
     """Every input assessment with what became of it in :func:`derive_endpoints`.
 
     Parameters

@@ -29,6 +29,7 @@ from collections.abc import Iterable, Sequence
 import narwhals as nw
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats
 from statsmodels.stats.contingency_tables import StratifiedTable
 from statsmodels.stats.multitest import multipletests
@@ -127,7 +128,7 @@ def _binary(df: pd.DataFrame, outcome: str) -> pd.Series:
     return indicator(df[outcome], outcome)
 
 
-def _levels(df, group: str, reference: object) -> tuple[list, object]:
+def _levels(df: object, group: str, reference: object) -> tuple[list, object]:
     """The levels of ``group`` (any engine's frame) and the checked reference level."""
     levels = distinct(as_frame(df), group)
     if len(levels) < 2:
@@ -873,7 +874,9 @@ _STRATIFIED_COLUMNS = [
 ]
 
 
-def _mantel_haenszel(a, n1, c, n2, alpha: float) -> dict:
+def _mantel_haenszel(
+    a: ArrayLike, n1: ArrayLike, c: ArrayLike, n2: ArrayLike, alpha: float
+) -> dict:
     """MH RD (Sato variance), RR (Greenland-Robins variance) and OR (RGB, statsmodels)."""
     a, n1, c, n2 = (np.asarray(v, dtype=float) for v in (a, n1, c, n2))
     b, d, big_n = n1 - a, n2 - c, n1 + n2
