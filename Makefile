@@ -43,11 +43,11 @@ report: install
 ## Lint, then the whole suite: unit and property tests, doctests, notebook checks.
 ## The report notebooks run once per run; every property test draws its full count.
 test: install lint
-	HYPOTHESIS_PROFILE=full $(BIN)/python -m pytest -n 2 -m "not spark"
+	HYPOTHESIS_PROFILE=full $(BIN)/python -m pytest -n 2 --dist loadgroup -m "not spark"
 
 ## The same suite with few examples per property test: a quick check while working.
 test-fast: install
-	HYPOTHESIS_PROFILE=fast $(BIN)/python -m pytest -n 2 -m "not spark"
+	HYPOTHESIS_PROFILE=fast $(BIN)/python -m pytest -n 2 --dist loadgroup -m "not spark"
 
 ## The PySpark backend tests (needs Java 17+; installs the `spark` extra).
 test-spark: install-spark
@@ -85,9 +85,11 @@ test-browser: install
 	$(BIN)/python -m pip install --quiet -e ".[test,browser]"
 	$(BIN)/python tests/browser/check_reports.py --out $(OUT)/browser --screenshots $(OUT)/screenshots
 
+## ruff (lint and format), then mypy over analysis/ (configured in pyproject's [tool.mypy]).
 lint: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 format: install
 	$(BIN)/ruff check --fix .

@@ -35,6 +35,7 @@ Design contract of the reductions (the statistics):
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
 
 import narwhals as nw
 import numpy as np
@@ -143,6 +144,7 @@ def _indicator_frame(frame, outcome: str, keys: Sequence[str]):
         return nw.from_native(work)
     dtype = frame.collect_schema()[outcome]
     value = nw.col(outcome).cast(nw.Float64)
+    bad: Any  # a count cell read back from the engine
     if dtype == nw.Boolean:
         bad = 0
     elif dtype.is_numeric():
@@ -163,7 +165,7 @@ def _nullable_keys(out: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Missing keys as NaN/None the way pandas' own groupby(dropna=False) returns them."""
     for key in keys:
         if out[key].dtype == object:
-            out[key] = out[key].where(out[key].notna(), None)
+            out[key] = out[key].where(out[key].notna(), None)  # type: ignore[call-overload]
     return out
 
 
@@ -239,7 +241,7 @@ def max_rows_per(frame: nw.DataFrame | nw.LazyFrame, keys: Sequence[str]) -> int
         .select(nw.col("rows").max())
     )
     value = counts.iloc[0, 0] if len(counts) else 0
-    return 0 if pd.isna(value) else int(value)
+    return 0 if pd.isna(value) else int(value)  # type: ignore[arg-type]  # a count cell
 
 
 def schedule_of(frame: nw.DataFrame | nw.LazyFrame) -> pd.DataFrame:
@@ -324,7 +326,7 @@ def cast_columns(frame, dtypes: Mapping[str, type]):
     """
     if frame.implementation.is_pandas():
         native = frame.to_native()
-        wanted = {c: _PANDAS_NULLABLE[d] for c, d in dtypes.items()}
+        wanted = {c: _PANDAS_NULLABLE[d] for c, d in dtypes.items()}  # type: ignore[index]
         wanted = {c: d for c, d in wanted.items() if native[c].dtype != d}
         if wanted:  # column by column: ``astype`` with a mapping copies every other column
             native = replace_columns(

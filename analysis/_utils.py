@@ -137,7 +137,7 @@ def renamed_arguments(**renames: str | tuple[str, Callable]) -> Callable:
                 kwargs[new] = convert(value) if convert is not None else value
             return func(*args, **kwargs)
 
-        wrapper._renamed_arguments = dict(renames)  # read by the tests
+        wrapper._renamed_arguments = dict(renames)  # type: ignore[attr-defined]  # for tests
         return wrapper
 
     return decorate
@@ -188,7 +188,7 @@ def positional_deprecated(*names: str) -> Callable:
                 args = args[:n_positional]
             return func(*args, **kwargs)
 
-        wrapper._positional_deprecated = names  # read by the tests
+        wrapper._positional_deprecated = names  # type: ignore[attr-defined]  # for tests
         return wrapper
 
     return decorate

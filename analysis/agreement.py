@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -220,7 +220,7 @@ class Kappa(float):
         object.__setattr__(self, "_fields", dict(zip(cls._names, values, strict=True)))
         return self
 
-    def __getattr__(self, name: str):
+    def __getattr__(self, name: str) -> Any:
         if name == "kappa":
             return float(self)
         try:
@@ -228,7 +228,7 @@ class Kappa(float):
         except KeyError:
             raise AttributeError(name) from None
 
-    def __setattr__(self, name: str, value) -> None:
+    def __setattr__(self, name: str, value: object) -> None:
         raise AttributeError("Kappa is read-only")
 
     def __repr__(self) -> str:
@@ -475,7 +475,11 @@ def instrument_agreement(
         kappa = cohen_kappa(first, second, categories=[False, True], alpha=alpha)
     else:  # nobody has both classifications: report NaN rather than fail a batch run
         kappa = Kappa(
-            *[math.nan] * 5,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
+            math.nan,
             0,
             None,
             (False, True),

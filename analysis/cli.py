@@ -381,7 +381,7 @@ def _environment_message(error: OSError) -> str:
         errno.EPERM: "choose a folder you can write to (or read, for the data)",
         errno.EROFS: "choose a folder on a writable file system",
         errno.EDQUOT: "free some space within your quota and run again",
-    }.get(error.errno, "check the folder and run again")
+    }.get(error.errno or 0, "check the folder and run again")
     notes = " ".join(getattr(error, "__notes__", []))
     return f"cannot use{where}: {reason}; {hint}.{' ' + notes if notes else ''}"
 

@@ -39,11 +39,18 @@ from __future__ import annotations
 
 import datetime
 import re
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
 
-from analysis.cohort import FAILURE_COLUMNS, DataValidationError, cohort_tables, read_schema
+from analysis.cohort import (
+    FAILURE_COLUMNS,
+    Cohort,
+    DataValidationError,
+    cohort_tables,
+    read_schema,
+)
 
 __all__ = [
     "AGE_TOP_CODE",
@@ -460,7 +467,7 @@ def _value_masks(series: pd.Series, column: object = "") -> dict[str, np.ndarray
     return masks
 
 
-def _scan(tables) -> tuple[pd.DataFrame, pd.DataFrame]:
+def _scan(tables: Cohort | Mapping[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Summary (one row per check performed) and failures (value blank) of the guard."""
     summary: list[tuple[str, str, str, int]] = []
     failures: list[pd.DataFrame] = []
@@ -521,7 +528,7 @@ def _scan(tables) -> tuple[pd.DataFrame, pd.DataFrame]:
     return summary_df, failures_df
 
 
-def scan_identifiers(tables) -> pd.DataFrame:
+def scan_identifiers(tables: Cohort | Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Count, per table, column and check, the direct identifiers the guard finds.
 
     Parameters
@@ -550,7 +557,7 @@ def scan_identifiers(tables) -> pd.DataFrame:
     return _scan(tables)[0]
 
 
-def check_deidentified(tables) -> pd.DataFrame:
+def check_deidentified(tables: Cohort | Mapping[str, pd.DataFrame]) -> pd.DataFrame:
     """Raise :class:`DeidentificationError` when any direct identifier is found.
 
     Parameters

@@ -43,6 +43,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
+from typing import Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -95,6 +96,10 @@ NON_PARTITION_COLUMNS = frozenset(  # fmt: skip
 )
 
 
+@overload
+def check_min_cell(min_cell: object, *, optional: Literal[False]) -> int: ...
+@overload
+def check_min_cell(min_cell: object, *, optional: bool = True) -> int | None: ...
 def check_min_cell(min_cell: object, *, optional: bool = True) -> int | None:
     """Validate ``min_cell``: a positive integer, or None when ``optional``.
 
@@ -135,7 +140,7 @@ def check_min_cell(min_cell: object, *, optional: bool = True) -> int | None:
             "`min_cell` must be a positive integer (11 for the CMS rule)"
             f"{' or None' if optional else ''}, but {min_cell!r} was passed."
         )
-    return int(min_cell)
+    return int(min_cell)  # type: ignore[call-overload]  # an integer, checked above
 
 
 def small_count(values: object, min_cell: int) -> np.ndarray:
@@ -342,10 +347,10 @@ def suppress_cells(
             if (flag == before[0]).all() and (hide_total == before[1]).all():
                 break
     for c in counts:
-        out[c] = pd.array(values[c], dtype="Float64").round().astype("Int64")
+        out[c] = pd.array(values[c], dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]
         out[c] = out[c].mask(flag)
     if total:
-        out[total] = pd.array(values[total], dtype="Float64").round().astype("Int64")
+        out[total] = pd.array(values[total], dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]
         out[total] = out[total].mask(hide_total)
     for c in derived:
         _blank(out, c, flag)
@@ -414,7 +419,7 @@ def suppress_small_groups(
     for s in sizes:
         v = pd.to_numeric(out[s], errors="coerce").astype(float).to_numpy()
         flag |= ~(v >= min_cell)
-        out[s] = pd.array(v, dtype="Float64").round().astype("Int64")
+        out[s] = pd.array(v, dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]
         out[s] = out[s].mask(small_count(v, min_cell))
     for c in stats:
         _blank(out, c, flag)
@@ -553,7 +558,7 @@ def suppress_survival_curve(
     out = out.copy()
     hide = small_count(out["n_events"], min_cell) if "n_events" in out else np.zeros(len(out))
     if "n_events" in out:
-        out["n_events"] = pd.to_numeric(out["n_events"]).astype("Int64").mask(hide)
+        out["n_events"] = pd.to_numeric(out["n_events"]).astype("Int64").mask(hide)  # type: ignore[arg-type]
     out["suppressed"] = np.asarray(hide, dtype=bool)
     return out.reset_index(drop=True)
 
@@ -646,7 +651,7 @@ def number_at_risk(
         out["time"] = out["time"].astype("int64")
     if min_cell is not None and group is not None:
         hidden = complementary_mask(
-            out["n_at_risk"], out["suppressed"].to_numpy(), [out["time"].to_numpy()]
+            out["n_at_risk"].to_numpy(), out["suppressed"].to_numpy(), [out["time"].to_numpy()]
         )
         out["suppressed"] = hidden
     out["n_at_risk"] = out["n_at_risk"].astype("Int64").mask(out["suppressed"])
@@ -743,8 +748,8 @@ class AuditResult:
             f"{len(self.findings)} problem(s) in {self.findings['file'].nunique()} file(s)."
         ]
         summary = self.findings.groupby(["file", "table", "column", "check"], sort=True).size()
-        for (file, table, column, check), count in summary.head(40).items():
-            lines.append(f"- {file} [{table}] column `{column}`: {count} cell(s) fail `{check}`")
+        for (file, table, column, check), count in summary.head(40).items():  # type: ignore[misc]
+            lines.append(f"- {file} [{table}] column `{column}`: {count} cell(s) fail `{check}`")  # type: ignore[has-type]
         if len(summary) > 40:
             lines.append(f"... and {len(summary) - 40} more (see `.findings`)")
         lines.append(
@@ -851,7 +856,7 @@ def audit_table(
         text = df[c].dropna().astype(str)
         if ids:
             for r in np.flatnonzero(text.isin(ids).to_numpy()):
-                found.append((name, str(c), int(text.index[r]), "identifier"))
+                found.append((name, str(c), int(text.index[int(r)]), "identifier"))
         for r, t in zip(text.index, text, strict=True) if formulas else ():
             if _FORMULA.match(t) and not _NUMERIC.match(t.strip()):
                 found.append((name, str(c), int(r), "formula"))
@@ -904,7 +909,7 @@ def _recoverable_table_one(df: pd.DataFrame, min_cell: int, name: str) -> list:
     if "Overall" not in df.columns:
         return []
     groups = [c for c in df.columns[2:] if c != "Overall"]
-    found = []
+    found: list[tuple[str, str, int, str]] = []
     if len(groups) < 2:
         return found
     for r in range(len(df)):
@@ -988,7 +993,9 @@ def _table_one_cells(df: pd.DataFrame) -> tuple[list, list]:
     """
     if "Overall" not in df.columns:
         return [], []
-    cells, levels = [], {}
+    cells: list = []
+    levels: dict = {}
+    key: frozenset
     for r, (variable, level, cell) in enumerate(
         zip(df["variable"], df["level"], df["Overall"], strict=True)
     ):
@@ -1004,7 +1011,7 @@ def _table_one_cells(df: pd.DataFrame) -> tuple[list, list]:
         else:  # a mean (SD) or median [IQR]
             continue
         cells.append((r, key, {"n": float(match.group(1)) if match else np.nan}))
-    margins = [(frozenset(), keys) for keys in levels.values() if len(keys) >= 2]
+    margins: list = [(frozenset(), keys) for keys in levels.values() if len(keys) >= 2]
     return cells, margins
 
 
@@ -1319,6 +1326,7 @@ def _html_tables(text: str) -> list[pd.DataFrame]:
             first = rows[0] + [""] * (width - len(rows[0]))
             header = [a or b for a, b in zip(first, header, strict=True)]
         body = [r + [""] * (width - len(r)) for r in rows[n_head:]]
+        seen: dict[str, int]
         names, seen = [], {}
         for h in header:
             seen[h] = seen.get(h, 0) + 1

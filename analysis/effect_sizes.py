@@ -29,8 +29,9 @@ No paired measure is bias-corrected (no J); the independent-groups ``hedges_g`` 
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import narwhals as nw
 import numpy as np
@@ -186,6 +187,7 @@ def _smd(
             d = diff / s_diff
             scale = math.sqrt(1 / n1)
         else:
+            assert r is not None  # the paired measures are checked for r by their callers
             method = NORMAL
             n = n1
             if measure == "d_av":
@@ -480,7 +482,7 @@ def effect_size_from_stats(
 TABLE_COLUMNS = ["measure", "estimate", "ci_low", "ci_high", "ci_level", "n1", "n2", "ci_method"]
 
 
-def _row(compute, measure: str, n1: int, n2: int) -> dict:
+def _row(compute: Callable[..., EffectSize], measure: str, n1: int, n2: int) -> dict:
     """An effect-size row, NaN when the cell is too small or its SD is 0."""
     try:
         es = compute()
@@ -498,11 +500,11 @@ def _row(compute, measure: str, n1: int, n2: int) -> dict:
     return {c: getattr(es, c) for c in TABLE_COLUMNS}
 
 
-def _check_one_row_per_patient(frame, keys: list[str]) -> None:
+def _check_one_row_per_patient(frame: nw.DataFrame | nw.LazyFrame, keys: list[str]) -> None:
     if "patient_id" not in column_names(frame):
         return
     rows = frame.group_by(*keys, "patient_id", drop_null_keys=False).agg(nw.len().alias("k"))
-    dup = small_to_pandas(rows.select((nw.col("k") - 1).sum().alias("dup"))).iloc[0, 0]
+    dup: Any = small_to_pandas(rows.select((nw.col("k") - 1).sum().alias("dup"))).iloc[0, 0]
     if pd.notna(dup) and dup > 0:
         raise ValueError(
             f"{int(dup)} row(s) repeat a patient within a cell of by={keys}; an effect "
@@ -618,7 +620,9 @@ def effect_size_table(
         rows = []
         for cell in moments(paired, ["baseline", "score", _DIFF], keys).to_dict("records"):
             row = {k: cell[k] for k in keys}
-            row.update(_row(lambda c=cell: _paired_from_moments(c, measure), measure, **_ns(cell)))
+            row.update(
+                _row(lambda c=cell, m=measure: _paired_from_moments(c, m), measure, **_ns(cell))
+            )
             rows.append(row)
         out = pd.DataFrame(rows, columns=keys + TABLE_COLUMNS)
         return _suppress_counts(sort_cells(out, schedule_of(frame), keys), min_cell, None)

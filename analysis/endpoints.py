@@ -52,6 +52,7 @@ from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, TypeAlias, overload
 
 import narwhals as nw
 import numpy as np
@@ -72,6 +73,14 @@ from analysis.instruments import (
     score_expr,
     severity_expr,
 )
+
+if TYPE_CHECKING:
+    from narwhals.typing import IntoFrame, IntoFrameT
+
+#: What ``schedule`` accepts: visits, a schedule table, or None for the default.
+_ScheduleArg: TypeAlias = "Sequence[Visit] | pd.DataFrame | None"
+#: What ``criteria`` accepts: Criteria, a mapping of fields to override, or None.
+_CriteriaArg: TypeAlias = "Criteria | Mapping[str, Any] | None"
 
 __all__ = [
     "BASELINE",
@@ -534,6 +543,7 @@ class _PandasSteps(_Steps):
         """The slot ``(code + 1) x n_visits + visit`` of each row (rows whose
         ``target_day`` is missing get a slot of their patient, to be masked), and the
         number of slots."""
+        assert self.codes is not None  # without codes the callers take the generic steps
         first = visits[0].target_day
         position = np.zeros(visits[-1].target_day - first + 1, dtype=np.int64)
         for i, v in enumerate(visits):
@@ -844,7 +854,32 @@ def _outcomes(criteria: Criteria, threshold: float, bands, lookup=False) -> dict
     return out
 
 
-def derive_endpoints(data, instrument, *, schedule=None, impute="observed", criteria=None):
+@overload
+def derive_endpoints(
+    data: Cohort,
+    instrument: str | Instrument,
+    *,
+    schedule: _ScheduleArg = None,
+    impute: str = "observed",
+    criteria: _CriteriaArg = None,
+) -> pd.DataFrame: ...
+@overload
+def derive_endpoints(
+    data: IntoFrameT,
+    instrument: str | Instrument,
+    *,
+    schedule: _ScheduleArg = None,
+    impute: str = "observed",
+    criteria: _CriteriaArg = None,
+) -> IntoFrameT: ...
+def derive_endpoints(
+    data: Cohort | IntoFrame,
+    instrument: str | Instrument,
+    *,
+    schedule: _ScheduleArg = None,
+    impute: str = "observed",
+    criteria: _CriteriaArg = None,
+) -> IntoFrame:
     """One row per patient x visit with change from baseline and every outcome flag.
 
     Parameters
@@ -965,7 +1000,32 @@ def derive_endpoints(data, instrument, *, schedule=None, impute="observed", crit
     return _to_native(steps.restore(cast_columns(rows, _DTYPES)))
 
 
-def endpoint_accounting(data, instrument=None, *, schedule=None, impute="observed", criteria=None):
+@overload
+def endpoint_accounting(
+    data: Cohort,
+    instrument: str | Instrument | None = None,
+    *,
+    schedule: _ScheduleArg = None,
+    impute: str = "observed",
+    criteria: _CriteriaArg = None,
+) -> pd.DataFrame: ...
+@overload
+def endpoint_accounting(
+    data: IntoFrameT,
+    instrument: str | Instrument | None = None,
+    *,
+    schedule: _ScheduleArg = None,
+    impute: str = "observed",
+    criteria: _CriteriaArg = None,
+) -> IntoFrameT: ...
+def endpoint_accounting(
+    data: Cohort | IntoFrame,
+    instrument: str | Instrument | None = None,
+    *,
+    schedule: _ScheduleArg = None,
+    impute: str = "observed",
+    criteria: _CriteriaArg = None,
+) -> IntoFrame:
     """Every input assessment with what became of it in :func:`derive_endpoints`.
 
     Parameters

@@ -176,12 +176,12 @@ class Criteria:
     @property
     def named(self) -> frozenset[str]:
         """The fields the caller set (the others hold the generic defaults)."""
-        return self._named
+        return self._named  # type: ignore[attr-defined]  # set in __post_init__
 
     def applied_to(self, base: Criteria) -> Criteria:
         """``base`` (an instrument's criteria) with the fields named here replaced."""
-        changes = {name: getattr(self, name) for name in self._named}
-        if {"reliability", "rci_z"} & self._named and "reliable_change" not in self._named:
+        changes = {name: getattr(self, name) for name in self.named}
+        if {"reliability", "rci_z"} & self.named and "reliable_change" not in self.named:
             changes["reliable_change"] = None
         return replace(base, **changes)
 
@@ -481,7 +481,7 @@ def prepare_assessments(native, columns=None):
     """
     numeric = [c for c in _ASSESSMENT_NUMERIC if columns is None or c in (*columns, "study_day")]
     if isinstance(native, pd.DataFrame):
-        converted = {}
+        converted: dict[str, object] = {}
         for column in numeric:
             if column not in native.columns:
                 converted[column] = pd.array([pd.NA] * len(native), dtype="Int64")
@@ -499,12 +499,13 @@ def prepare_assessments(native, columns=None):
 
 def _by_instrument(make, instruments) -> nw.Expr:
     """``make(instrument)`` on the rows of each instrument, null on other rows."""
-    expr = None
+    expr: nw.Expr | None = None
     for instrument in instruments:
         # ``is_in`` rather than ``==``: pandas hashes the strings rather than comparing
         # each in Python; other engines read it as the same equality.
         branch = nw.when(nw.col("instrument").is_in([instrument.name])).then(make(instrument))
         expr = branch if expr is None else branch.otherwise(expr)
+    assert expr is not None  # the callers pass at least one instrument
     return expr
 
 

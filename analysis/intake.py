@@ -54,6 +54,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -719,7 +720,7 @@ def _parse_times(values: pd.Series) -> pd.Series:
     for index, value in values.items():
         if isinstance(value, str) and _ISO_TIME.match(value.strip()):
             moment = pd.to_datetime(value.strip(), errors="coerce", utc=True)
-            out[index] = pd.NaT if pd.isna(moment) else moment.tz_localize(None)
+            out[index] = pd.NaT if pd.isna(moment) else moment.tz_localize(None)  # type: ignore[call-overload]
     return out
 
 
@@ -964,7 +965,7 @@ class _Sheet:
         return raw.astype(object)
 
     def _checkbox(self, spec: FieldSpec, boxes: dict[str, str], where: str) -> pd.Series:
-        labels = self.choices[spec.column]
+        labels = self.choices[spec.column]  # type: ignore[index]
         if spec.choice is not None:
             code = spec.choice
             if code not in boxes:
@@ -974,13 +975,13 @@ class _Sheet:
                 return pd.Series([None] * len(self.frame), dtype=object)
             box = _cleaned(self.raw(boxes[code]))
             yes_no = box.astype(str).eq("1").map({True: "yes", False: "no"}).astype(object)
-            return yes_no.where(box.notna(), None)
+            return yes_no.where(box.notna(), None)  # type: ignore[call-overload]
         ticked = pd.DataFrame(
             {code: _cleaned(self.raw(col)).astype(str).eq("1") for code, col in boxes.items()}
         )
         if (ticked.sum(axis=1) > 1).any():
             rows = np.flatnonzero((ticked.sum(axis=1) > 1).to_numpy())
-            self.failures.extend(_failure(self.name, spec.column, "several_ticked", rows))
+            self.failures.extend(_failure(self.name, spec.column, "several_ticked", rows))  # type: ignore[arg-type]
         mapped = spec.values or {}
 
         def first(row):
@@ -995,9 +996,9 @@ class _Sheet:
         n = len(self.frame)
         if not self.require(column, where, value_use=False):
             return pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns]")
-        parsed, bad = _parse_dates(self.raw(column), fmt)
+        parsed, bad = _parse_dates(self.raw(column), fmt)  # type: ignore[arg-type]
         if bad.any():
-            self.failures.extend(_failure(self.name, column, "date_format", np.flatnonzero(bad)))
+            self.failures.extend(_failure(self.name, column, "date_format", np.flatnonzero(bad)))  # type: ignore[arg-type]
         return parsed
 
     def rows_of(self, block: Block, columns: list[str]) -> np.ndarray:
@@ -1020,7 +1021,7 @@ class _Sheet:
 
 def _parse_choices(text) -> dict[str, str]:
     """REDCap choices ``"1, iv | 2, im"`` -> ``{"1": "iv", "2": "im"}``."""
-    out = {}
+    out: dict[str, str] = {}
     if not isinstance(text, str):
         return out
     for part in text.split("|"):
@@ -1051,17 +1052,17 @@ def _tabular_extract(sheet: _Sheet, mapping: ImportMapping, kind: str, sessions_
         raise MappingError(sheet.problems + (sessions_sheet.problems if sessions_sheet else []))
 
     def pids(s: _Sheet) -> pd.Series:
-        raw = _cleaned(s.raw(mapping.patient))
+        raw = _cleaned(s.raw(mapping.patient))  # type: ignore[arg-type]
         ids = [None if v is None else _identifier_text(v) for v in raw]
         return pd.Series(ids, index=raw.index, dtype=object)
 
     # sessions
     s = sessions_sheet or sheet
     block = mapping.sessions
-    rows = s.rows_of(block, [block.date])
+    rows = s.rows_of(block, [block.date])  # type: ignore[list-item]
     frame = pd.DataFrame({"_pid": pids(s), "_date": s.dates(block.date, "sessions.date", fmt)})
-    if s.has(block.date):
-        frame["_time"] = _parse_times(s.raw(block.date))
+    if s.has(block.date):  # type: ignore[arg-type]
+        frame["_time"] = _parse_times(s.raw(block.date))  # type: ignore[arg-type]
     for name, spec in block.fields.items():
         frame[name] = s.values(spec, f"sessions.{name}")
     sessions = frame[rows & frame["_pid"].notna().to_numpy()].copy()
@@ -1116,8 +1117,8 @@ def _tabular_extract(sheet: _Sheet, mapping: ImportMapping, kind: str, sessions_
             if name != "term" or not boxes:
                 frame[name] = sheet.values(spec, f"adverse_events.{name}")
         if boxes:  # one adverse event per ticked box
-            labels = sheet.choices[term.column]
-            mapped = term.values or {}
+            labels = sheet.choices[term.column]  # type: ignore[union-attr, index]
+            mapped = term.values or {}  # type: ignore[union-attr]
             pieces = []
             for code, column in boxes.items():
                 on = _cleaned(sheet.raw(column)).astype(str).eq("1").to_numpy()
@@ -1127,7 +1128,7 @@ def _tabular_extract(sheet: _Sheet, mapping: ImportMapping, kind: str, sessions_
             adverse_events = pd.concat(pieces, ignore_index=True) if pieces else adverse_events
         else:
             cols = [spec.column for spec in ae.fields.values() if spec.column]
-            rows = sheet.rows_of(ae, cols if term is None else [term.column])
+            rows = sheet.rows_of(ae, cols if term is None else [term.column])  # type: ignore[list-item]
             adverse_events = frame[rows & frame["_pid"].notna().to_numpy()].copy()
         if kind == "redcap":
             _check_form(
@@ -1150,7 +1151,7 @@ def _tabular_extract(sheet: _Sheet, mapping: ImportMapping, kind: str, sessions_
     source_column |= {"_site": mapping.site.column if mapping.site else None}
     source_column |= {"_birth": mapping.birth_date}
     patients = _first_per_patient(
-        frame.astype(object).where(frame.notna(), None),
+        frame.astype(object).where(frame.notna(), None),  # type: ignore[call-overload]
         columns,
         sheet.failures,
         lambda c: source_column.get(c) or c,
@@ -1215,7 +1216,7 @@ def _scores(sheet: _Sheet, spec: FieldSpec | None, where: str, recode) -> pd.Ser
     out = [score(v) for v in values]
     bad = np.array([v is _NOT_A_SCORE for v in out], dtype=bool)
     if bad.any():
-        sheet.failures.extend(_failure(sheet.name, spec.column, "not_a_score", np.flatnonzero(bad)))
+        sheet.failures.extend(_failure(sheet.name, spec.column, "not_a_score", np.flatnonzero(bad)))  # type: ignore[arg-type]
     return pd.Series([None if b else v for v, b in zip(out, bad, strict=True)], dtype=object)
 
 
@@ -1435,8 +1436,9 @@ def _check_kind(mapping: ImportMapping, kind: str) -> None:
 # --------------------------------------------------------------------------- FHIR
 
 
-def _fhir_resources(source) -> list[dict]:
-    """Resources from a Bundle, a resource, a list, a file (.json/.ndjson) or a folder."""
+def _fhir_resources(source) -> list[tuple[Mapping, str | None]]:
+    """Resources from a Bundle, a resource, a list, a file (.json/.ndjson) or a folder,
+    each with its ``fullUrl`` in the Bundle (None outside one)."""
     if isinstance(source, Mapping):
         documents = [source]
     elif isinstance(source, list | tuple):
@@ -1653,9 +1655,9 @@ def from_fhir(bundle_or_folder, mapping=None, *, key=None) -> ImportedCohort:
     assessments = reader.assessments(mapping)
     patients = reader.patients(pd.concat([sessions["_pid"], assessments["_pid"]]))
     for name, spec in mapping.patients.items():
-        patients[name] = spec.value
+        patients[name] = spec.value  # type: ignore[call-overload]
     if mapping.site is not None:
-        patients["_site"] = mapping.site.value
+        patients["_site"] = mapping.site.value  # type: ignore[call-overload]
     extract = _Extract(
         kind="fhir",
         rows_in={f"{k} resources": v for k, v in sorted(reader.rows_in.items())},
@@ -1736,6 +1738,7 @@ class _FhirReader:
         return pd.DataFrame(rows, columns=columns)
 
     def assessments(self, mapping: ImportMapping) -> pd.DataFrame:
+        specs: dict[str, tuple[Any, Any, Any, Any]]  # items, total, recode, fields
         specs = {"GAD7": (GAD7_LOINC["items"], GAD7_LOINC["total"], None, {})}
         for name, ib in mapping.instruments.items():
             items = ib.items or (GAD7_LOINC["items"] if name == "GAD7" else ())
@@ -1783,7 +1786,7 @@ class _FhirReader:
                 self.failures.extend(
                     _failure("fhir", where, "not_a_score", frame.loc[bad, "_position"])
                 )
-            frame[column] = frame[column].where(~bad, None).astype(object)
+            frame[column] = frame[column].where(~bad, None).astype(object)  # type: ignore[call-overload]
         return frame
 
     def patients(self, pids: pd.Series) -> pd.DataFrame:
@@ -1816,7 +1819,7 @@ def _fhir_route(concept: Mapping, routes: Mapping) -> str | None:
 
 def _age_at(birth: pd.Series, day0: pd.Series) -> pd.Series:
     """Whole years between two days (the birthday counts on the day itself)."""
-    out = []
+    out: list[int | None] = []
     for b, d in zip(birth, day0, strict=True):
         if b is None or d is None or pd.isna(b) or pd.isna(d):
             out.append(None)
@@ -1884,7 +1887,7 @@ def _finish(extract: _Extract, mapping: ImportMapping, key: bytes) -> ImportedCo
 
     patients = extract.patients
     only_in_log = pd.Index(pd.unique(extract.sessions["_pid"].dropna())).difference(
-        patients["_pid"]
+        patients["_pid"]  # type: ignore[arg-type]
     )
     if len(only_in_log):
         patients = pd.concat([patients, pd.DataFrame({"_pid": only_in_log})], ignore_index=True)
@@ -1960,7 +1963,7 @@ def _finish(extract: _Extract, mapping: ImportMapping, key: bytes) -> ImportedCo
             if bad.any():
                 rows = np.flatnonzero(bad.to_numpy(dtype=bool))
                 failures.extend(_failure("patients", spec.column or name, "not_numeric", rows))
-            out["patients"][name] = values.where(~bad, None)
+            out["patients"][name] = values.where(~bad, None)  # type: ignore[call-overload]
     _raise_failures(failures)
 
     # Every key of every table comes from a patient with a day 0, so foreign keys hold by

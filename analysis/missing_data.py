@@ -337,11 +337,13 @@ class _Wide:
         self.n = len(patients)
         code = pd.Index(patients["patient_id"])
         i = code.get_indexer(frame["patient_id"])
-        j = pd.Index(self.visits).get_indexer(frame["visit"].astype(str))
+        j = pd.Index(self.visits).get_indexer(frame["visit"].astype(str))  # type: ignore[arg-type]
         self.observed = np.zeros((self.n, self.m), dtype=bool)
         self.observed[i[observed.to_numpy()], j[observed.to_numpy()]] = True
         never = [
-            v for v, seen in zip(self.visits, self.observed.any(axis=0), strict=True) if not seen
+            v
+            for v, seen in zip(self.visits, self.observed.any(axis=0), strict=True)  # type: ignore[arg-type]
+            if not seen
         ]
         if never:
             raise ValueError(
@@ -360,7 +362,7 @@ class _Wide:
         self.group = group
         self.covariates = covariates
 
-        self.levels = None
+        self.levels: list = []  # the group's levels (none without a group)
         self.reference = None
         if group is not None:
             self.levels = sorted(pd.unique(patients[group]).tolist(), key=str)
@@ -452,8 +454,8 @@ class _Model:
         self.beta = np.where(self.estimable, beta, 0.0)
         self.sigma = self.fit.covariance.to_numpy(dtype=float)
         self.structure = _Structure(self.fit.covariance_structure, wide.m)
-        self._chol_beta = None
-        self._chol_theta = None
+        self._chol_beta: np.ndarray | None = None
+        self._chol_theta: np.ndarray | None = None
 
     @staticmethod
     def _design(spec, frame, names) -> np.ndarray:
@@ -477,12 +479,12 @@ class _Model:
             rows = np.arange(wide.n)
             offset = np.where(wide.last_observed >= 0, own[rows, k] - ref[rows, k], 0.0)
             mean = np.where(after, ref + offset[:, None], own)
-        in_reference = wide.group_values == wide.reference
+        in_reference = np.asarray(wide.group_values == wide.reference)
         return np.where(in_reference[:, None], own, mean)
 
     def draw(self, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
         """``beta`` and ``Sigma`` from the large-sample posterior of the parameters."""
-        if self._chol_beta is None:
+        if self._chol_beta is None or self._chol_theta is None:
             cov = self.fit.cov_params.to_numpy(dtype=float)[np.ix_(self.estimable, self.estimable)]
             self._chol_beta = _root(cov)
             self._chol_theta = _root(2.0 * self.fit._h_inv)
@@ -546,7 +548,7 @@ class _Rules:
         grid = grid.astype("Int64")
         threshold = criteria.reliable_change if self.fixed_threshold else np.inf
         bands = instrument.band(criteria.severity_bands)
-        flags = nw.from_native(grid).with_columns(**_outcomes(criteria, threshold, bands))
+        flags = nw.from_native(grid).with_columns(**_outcomes(criteria, threshold, bands))  # type: ignore[arg-type]
         table = flags.to_native()
         if not self.fixed_threshold:
             for column in _RELIABLE:
@@ -1018,7 +1020,7 @@ def pool_rate_differences(
     rows = []
     for key, cell in cells:
         key = key if isinstance(key, tuple) else (key,)
-        cell = cell.droplevel(by) if by else cell
+        cell = cell.droplevel(by) if by else cell  # type: ignore[arg-type]
         levels = cell.index.get_level_values(group)
         if reference not in set(levels):
             continue
@@ -1211,7 +1213,7 @@ def _cm_statistics(wide: _Wide, rules: _Rules, strategy, outcome, keep: np.ndarr
     base = wide.baseline[keep]
     values = []
     others = [] if wide.group is None else [lv for lv in wide.levels if lv != wide.reference]
-    groups = None if wide.group is None else wide.group_values[keep]
+    groups = None if wide.group is None else wide.group_values[keep]  # type: ignore[index]
     X = None
     if wide.group is not None:
         frame = wide.patients[keep].rename(columns={wide.group: "_group"})
@@ -1234,7 +1236,7 @@ def _cm_statistics(wide: _Wide, rules: _Rules, strategy, outcome, keep: np.ndarr
 
 
 def _cm_labels(wide: _Wide):
-    labels = []
+    labels: list[tuple[object, ...]] = []
     others = [] if wide.group is None else [lv for lv in wide.levels if lv != wide.reference]
     for visit in wide.visits:
         if wide.group is None:
@@ -1569,7 +1571,7 @@ def tipping_point(
             n0s.append(len(y0))
             p1s.append(p1)
             p0s.append(p0)
-        dfc = max(np.mean(n1s) + np.mean(n0s) - 2, 1.0)
+        dfc = max(float(np.mean(n1s) + np.mean(n0s) - 2), 1.0)
         pooled = rubin_rules(q, u, df_complete=dfc, alpha=alpha)
         return pooled, np.mean(p1s), np.mean(p0s), round(np.mean(n1s)), round(np.mean(n0s))
 

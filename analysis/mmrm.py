@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -252,8 +253,8 @@ class _Data:
         self.subject_codes = subject_codes[order]
         self.visit_codes = visit_codes[order]
         self.visits = list(frame[visit].cat.categories)
-        self.factors = {
-            c: frame[c].dtype
+        self.factors: dict[str, pd.CategoricalDtype] = {
+            c: cast(pd.CategoricalDtype, frame[c].dtype)  # the factors are categorical here
             for c in [*factor_columns, visit]
             if c in parsed.rhs.required_variables
         }
@@ -416,7 +417,7 @@ class _Problem:
         y[data.subject_codes, data.visit_codes] = data.y
         large = self.counts >= patterns.sum(axis=1) * self.p
         by_rows = ~large[pattern]
-        self.blocks = []
+        self.blocks: list[_Rows | _Stats] = []
         if by_rows.any():
             self.blocks.append(_Rows(X[by_rows], y[by_rows], pattern[by_rows], len(patterns)))
         if large.any():
@@ -876,8 +877,8 @@ class MMRMResult:
             }
         )
         if not ok.all():
-            out["note"] = pd.array(
-                np.where(
+            out["note"] = pd.array(  # type: ignore[call-overload]
+                np.where(  # type: ignore[call-overload]
                     ok,
                     None,
                     "not estimable: depends on the aliased effect(s) "
@@ -983,10 +984,11 @@ class MMRMResult:
         cells, L = self._grid([*by, factor])
         is_ref = (cells[factor] == reference).to_numpy()
         keys = cells[by].astype(object).apply(tuple, axis=1) if by else pd.Series(0, cells.index)
-        rows, labels, L_rows = [], [], []
+        rows: list[int] = []
+        labels, L_rows = [], []
         for i in np.flatnonzero(~is_ref):
             ref = np.flatnonzero(is_ref & (keys == keys.iloc[i]).to_numpy())[0]
-            rows.append(i)
+            rows.append(int(i))
             labels.append(f"{cells[factor].iloc[i]} - {reference}")
             L_rows.append(L[i] - L[ref])
         out = cells.iloc[rows][by].reset_index(drop=True)

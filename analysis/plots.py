@@ -602,7 +602,9 @@ def plot_effect_sizes(
         ax.set_xticks(range(len(order)), order)
         ax.set(xlabel=x.replace("_", " ").capitalize(), ylabel="Effect size (95% CI)")
     if group is not None:
-        legend = ax.legend(title=_label(group, "column") if human_labels else group, fontsize="small")
+        legend = ax.legend(
+            title=_label(group, "column") if human_labels else group, fontsize="small"
+        )
         if human_labels:
             for text in legend.get_texts():
                 if text.get_text() != SUPPRESSED_LABEL:
@@ -661,7 +663,7 @@ def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = No
     sns.barplot(data=data, y="term", x="percent", hue=hue, order=order, errorbar=None, ax=ax)
     # A suppressed cell is drawn as a marker with a legend entry, never as an empty bar
     # that reads as zero.
-    levels = list(dict.fromkeys(data[hue].astype(str))) if hue else [None]
+    levels: list[str | None] = list(dict.fromkeys(data[hue].astype(str))) if hue else [None]
     width = 0.8 / len(levels)
     hidden = data[data["percent"].isna()]
     ys = [
@@ -717,7 +719,7 @@ def plot_blood_pressure(table: pd.DataFrame) -> Figure:
         )
         mark_suppressed(ax, pos[np.isnan(mean)], np.zeros(int(np.isnan(mean).sum())))
     ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_xticks(range(len(levels)), levels)
+    ax.set_xticks(range(len(levels)), [str(level) for level in levels])
     ax.set(xlabel=x or "", ylabel="Peak - pre-dose (mmHg), mean and 95% CI")
     ax.legend(loc="upper right")
     return fig
@@ -828,7 +830,7 @@ def plot_patient_flow(table: pd.DataFrame, *, instrument: str = "GAD7") -> Figur
         ax.text(
             5,
             y,
-            f"{texts.get(row.stage, row.stage)}\n{count(row)}",
+            f"{texts.get(str(row.stage), row.stage)}\n{count(row)}",
             ha="center",
             va="center",
             fontsize=10,

@@ -24,11 +24,12 @@ from __future__ import annotations
 
 import math
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import narwhals as nw
 import numpy as np
 import pandas as pd
+from numpy.typing import ArrayLike
 from scipy import stats
 from statsmodels.stats.contingency_tables import StratifiedTable
 from statsmodels.stats.multitest import multipletests
@@ -127,7 +128,7 @@ def _binary(df: pd.DataFrame, outcome: str) -> pd.Series:
     return indicator(df[outcome], outcome)
 
 
-def _levels(df, group: str, reference: object) -> tuple[list, object]:
+def _levels(df: object, group: str, reference: object) -> tuple[list, object]:
     """The levels of ``group`` (any engine's frame) and the checked reference level."""
     levels = distinct(as_frame(df), group)
     if len(levels) < 2:
@@ -514,7 +515,7 @@ def _nnt(rd: float, low: float, high: float, alpha: float, events_are: str) -> d
 def _compare_2x2(a: int, n1: int, c: int, n2: int, alpha: float, events_are: str) -> dict:
     """Every statistic of one row of compare_rates (group a/n1 vs reference c/n2)."""
     res: dict = {"n": n1, "events": a, "n_ref": n2, "events_ref": c}
-    nan_stats = dict.fromkeys(_COMPARE_COLUMNS[6:], math.nan)
+    nan_stats: dict[str, object] = dict.fromkeys(_COMPARE_COLUMNS[6:], math.nan)
     nan_stats.update(
         {
             "nnt_ci_includes_infinity": pd.NA,
@@ -773,7 +774,7 @@ def _suppress_comparison(
         out[c] = out[c].mask(small_count(out[c], min_cell))
     first = out.columns.get_loc("risk_difference")
     if "risk" in out.columns:
-        first = min(first, out.columns.get_loc("risk"))
+        first = min(first, out.columns.get_loc("risk"))  # type: ignore[type-var]  # unique names
     for c in out.columns[first:]:
         if c != "suppressed":
             out[c] = out[c].mask(flag)
@@ -873,7 +874,9 @@ _STRATIFIED_COLUMNS = [
 ]
 
 
-def _mantel_haenszel(a, n1, c, n2, alpha: float) -> dict:
+def _mantel_haenszel(
+    a: ArrayLike, n1: ArrayLike, c: ArrayLike, n2: ArrayLike, alpha: float
+) -> dict:
     """MH RD (Sato variance), RR (Greenland-Robins variance) and OR (RGB, statsmodels)."""
     a, n1, c, n2 = (np.asarray(v, dtype=float) for v in (a, n1, c, n2))
     b, d, big_n = n1 - a, n2 - c, n1 + n2
@@ -1096,7 +1099,7 @@ _ADJUSTED_COLUMNS = [
 
 def _design(frame: pd.DataFrame, group: str, levels: list, covariates: list[str]) -> np.ndarray:
     """Intercept, one indicator per non-first level, then the covariates."""
-    parts = [np.ones((len(frame), 1))]
+    parts: list[np.ndarray] = [np.ones((len(frame), 1))]
     g = frame[group].to_numpy()
     parts += [(g == lev).astype(float)[:, None] for lev in levels[1:]]
     for cov in covariates:
@@ -1201,16 +1204,16 @@ def _adjusted_cell(
     if fit is not None:
         beta, cov = np.asarray(fit.params), np.asarray(fit.cov_params())
         risks, grads = _g_risks(x, beta, len(present))
-        boot = None
+        boot: np.ndarray | None = None
         if ci_method == "bootstrap":
-            boot = []
+            draws = []
             idx_by_level = [np.flatnonzero(g == lev) for lev in present]
             for _ in range(n_boot):
                 idx = np.concatenate([rng.choice(ix, size=len(ix)) for ix in idx_by_level])
                 b = _logit_newton(x[idx], y[idx])
                 if b is not None:
-                    boot.append(_g_risks(x[idx], b, len(present))[0])
-            boot = np.array(boot)
+                    draws.append(_g_risks(x[idx], b, len(present))[0])
+            boot = np.array(draws)
             if len(boot) < 0.95 * n_boot:
                 warnings.warn(
                     f"{n_boot - len(boot)} of {n_boot} bootstrap fits did not converge and "
@@ -1251,7 +1254,7 @@ def _adjusted_cell(
                 "rr_ci_low": rr * math.exp(-z * se_lrr),
                 "rr_ci_high": rr * math.exp(z * se_lrr),
             }
-        elif len(boot):
+        elif boot is not None and len(boot):
             q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
             rd_low, rd_high = np.percentile(boot[:, j] - boot[:, 0], q)
             with np.errstate(divide="ignore", invalid="ignore"):
@@ -1382,8 +1385,9 @@ def adjusted_compare_rates(
     complete = data[covariates].notna().all(axis=1).to_numpy()
     rng = np.random.default_rng(seed)
     rows = []
+    groups: Iterable[tuple[object, np.ndarray]]
     if by:
-        groups = data.groupby(by, dropna=False, sort=True, observed=True).indices.items()
+        groups = data.groupby(by, dropna=False, sort=True, observed=True).indices.items()  # type: ignore[assignment]
     else:
         groups = [((), np.arange(len(data)))]
     for key, idx in groups:

@@ -43,6 +43,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -379,6 +380,7 @@ def _read_csv(path: Path, name: str, known: set[str]):
     text, findings = _decode(path.read_bytes(), name)
     delimiter, more = _delimiter(text, name, known)
     findings += more
+    ragged: dict[int, list[int]]
     header, lines, ragged, widest = None, [], {}, 0
     for number, record, blank in _records(text, delimiter):
         widest = max(widest, len(record))
@@ -511,7 +513,7 @@ def _excel_value(value):
 def _read_stat(path: Path, name: str, ext: str, table: str, missing: set[str]) -> ReadTable:
     import pyreadstat
 
-    reader = {
+    reader: Any = {  # pyreadstat's readers are untyped
         "sav": pyreadstat.read_sav,
         "zsav": pyreadstat.read_sav,
         "sas7bdat": pyreadstat.read_sas7bdat,

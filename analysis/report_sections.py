@@ -33,9 +33,13 @@ import math
 import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
+
+if TYPE_CHECKING:
+    from analysis.mmrm import MMRMResult
 
 __all__ = [
     "MMRM_COVARIANCE_FALLBACK",
@@ -331,7 +335,7 @@ class ReportMMRM:
     """
 
     title: str
-    result: object | None
+    result: MMRMResult | None
     formula: str | None
     covariance: str | None
     notes: list[str] = field(default_factory=list)
@@ -354,7 +358,7 @@ class ReportMMRM:
         if self.result is None:
             return " ".join(self.notes)
         used = (
-            f"Fitted with the {_COVARIANCE_NAMES.get(self.covariance, self.covariance)} "
+            f"Fitted with the {_COVARIANCE_NAMES.get(str(self.covariance), self.covariance)} "
             f"({self.covariance}) covariance: `{self.formula}`."
         )
         return " ".join([*self.notes, used])

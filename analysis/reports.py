@@ -481,7 +481,7 @@ def load_snapshot(folder: str | Path, fingerprint: str | None = None) -> Snapsho
         raise SnapshotError(f"The cohort snapshot in {folder} cannot be read: {error}") from None
     collected = meta.get("collected")
     cohort = SnapshotCohort(
-        **tables,
+        **tables,  # type: ignore[arg-type]
         findings=findings,
         collected=None if collected is None else tuple(collected),
         source=str(meta.get("source") or ""),
@@ -670,13 +670,14 @@ class ReportsFailedError(RuntimeError):
     ----------
     failures : dict
         Report name -> one-sentence reason.
-    failed_dir : Path
-        The folder holding the failed run (its ``index.html`` marks what failed).
+    failed_dir : Path or None
+        The folder holding the failed run (its ``index.html`` marks what failed); None
+        when it could not be kept.
     manifest : dict
         The failed run's manifest.
     """
 
-    def __init__(self, message: str, failures: dict, failed_dir: Path, manifest: dict):
+    def __init__(self, message: str, failures: dict, failed_dir: Path | None, manifest: dict):
         super().__init__(message)
         self.failures = failures
         self.failed_dir = failed_dir
@@ -1039,7 +1040,7 @@ def _check_params(params: Mapping[str, object]) -> dict:
             raise ValueError(
                 f"`{key}` must be an integer of at least {low}, but {value!r} was passed."
             )
-    return {k: int(v) for k, v in merged.items()}
+    return {k: int(v) for k, v in merged.items()}  # type: ignore[call-overload]  # checked above
 
 
 def _one_line(text: str, limit: int = 300) -> str:
@@ -1541,12 +1542,12 @@ def plan_sites(patients: pd.DataFrame, min_cell: int) -> SitePlan:
     unassigned = int(site.isna().sum())
     withheld = {s for s, n in sizes.items() if n < min_cell}
     shown = sorted((s for s in sizes.index if s not in withheld), key=lambda s: (sizes[s], s))
-    remainder = unassigned + sum(int(sizes[s]) for s in withheld)
+    remainder = unassigned + sum(int(sizes[s]) for s in withheld)  # type: ignore[misc,call-overload]
     while shown and 0 < remainder < min_cell:
         smallest = shown.pop(0)
         withheld.add(smallest)
         remainder += int(sizes[smallest])
-    return SitePlan(tuple(sorted(shown)), tuple(sorted(withheld)), unassigned > 0)
+    return SitePlan(tuple(sorted(shown)), tuple(sorted(withheld)), unassigned > 0)  # type: ignore[arg-type]
 
 
 def _site_folders(sites: Sequence[str]) -> dict[str, str]:

@@ -846,7 +846,7 @@ def dose_summary(
     if "route" in cohort.patients.columns:
         patients = patients.assign(_route=cohort.patients["route"].to_numpy())
     else:
-        patients = patients.assign(_route=pd.NA)
+        patients = patients.assign(_route=pd.NA)  # type: ignore[arg-type]
     sessions = _sessions(cohort, [], [])
     held = (
         ~sessions["completed"].eq(False).fillna(False).astype(bool)

@@ -357,7 +357,7 @@ def _as_text(values: pd.Series) -> np.ndarray:
     """Cells as strings (missing stays missing), for the ``value`` column."""
     out = values.astype(object).to_numpy()
     mask = pd.isna(out)
-    out = np.where(mask, None, out.astype(str))
+    out = np.where(mask, None, out.astype(str))  # type: ignore[call-overload]
     return out
 
 
@@ -382,7 +382,7 @@ class _Coercer:
             return self._numbers(raw.astype("Float64"))
         codes, uniques = pd.factorize(raw.astype(object), use_na_sentinel=True)
         converted, bad = self._convert(pd.Series(np.asarray(uniques, dtype=object)))
-        converted = pd.array(list(converted) + [pd.NA], dtype=self.dtype)
+        converted = pd.array(list(converted) + [pd.NA], dtype=self.dtype)  # type: ignore[call-overload]
         bad = np.append(bad, False)
         typed = pd.Series(converted.take(codes), index=raw.index, dtype=self.dtype)
         return typed, bad[codes]
@@ -394,7 +394,7 @@ class _Coercer:
             whole = numbers.fillna(0).to_numpy(dtype=float)
             ok &= (np.floor(whole) == whole) & (np.abs(whole) < 2**53)
         bad = (numbers.notna() & ~ok).to_numpy(dtype=bool)
-        typed = numbers.where(ok, pd.NA)
+        typed = numbers.where(ok, pd.NA)  # type: ignore[call-overload]
         if self.type == "integer":
             typed = typed.round().astype("Int64")
         return typed, bad
@@ -740,7 +740,7 @@ class _AdverseEventRules:
         return [_fail(self.table, rows, "(row)", "duplicate_row: every column repeated", None)]
 
 
-_TABLE_RULES = {
+_TABLE_RULES: dict[str, _AssessmentRules | _SessionRules | _AdverseEventRules] = {
     "assessments": _AssessmentRules(),
     "sessions": _SessionRules(),
     "adverse_events": _AdverseEventRules(),
@@ -1017,12 +1017,12 @@ def _report_frame(result: pd.DataFrame, raw: dict, lines: dict) -> pd.DataFrame:
         line[np.flatnonzero(mask)] = values
     sizes = result["table"].map({t: len(df) for t, df in raw.items()})
     count = result["count"].astype("Float64")
-    count = count.where(count.notna(), np.where(result["row"].notna(), 1, sizes.fillna(0)))
+    count = count.where(count.notna(), np.where(result["row"].notna(), 1, sizes.fillna(0)))  # type: ignore[call-overload]
     showable = [
         _showable(str(t), str(c), str(k))
         for t, c, k in zip(result["table"], result["column"], result["check"], strict=True)
     ]
-    value = result["value"].where(np.asarray(showable, dtype=bool), pd.NA)
+    value = result["value"].where(np.asarray(showable, dtype=bool), pd.NA)  # type: ignore[call-overload]
     out = pd.DataFrame(
         {
             "table": result["table"],

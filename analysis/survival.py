@@ -19,6 +19,7 @@ carried into the tte, so ``kaplan_meier(time_to_event(ep), group="route")`` work
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import narwhals as nw
 import numpy as np
@@ -50,7 +51,9 @@ __all__ = [
 EVENTS = OUTCOMES
 
 
-def _observed_defined(endpoints, event: str, instrument: str | None):
+def _observed_defined(
+    endpoints: object, event: str, instrument: str | None
+) -> nw.DataFrame | nw.LazyFrame:
     """The observed visits (not imputed) of one instrument where ``event`` is defined,
     as a frame of the caller's engine."""
     frame = as_frame(endpoints, "endpoints")
@@ -78,7 +81,9 @@ def _observed_defined(endpoints, event: str, instrument: str | None):
     return frame.filter(~nw.col("study_day").is_null(), ~nw.col(event).is_null())
 
 
-def _patient_columns(frame, observed) -> pd.DataFrame | None:
+def _patient_columns(
+    frame: nw.DataFrame | nw.LazyFrame, observed: nw.DataFrame | nw.LazyFrame
+) -> pd.DataFrame | None:
     """The non-endpoint columns constant within each patient, one row per patient."""
     extra = [c for c in column_names(frame) if c not in ENDPOINT_COLUMNS]
     if not extra:
@@ -95,7 +100,7 @@ def _patient_columns(frame, observed) -> pd.DataFrame | None:
 
 def _defined_event_rows(
     endpoints: pd.DataFrame, event: str, instrument: str | None
-) -> tuple[pd.DataFrame, pd.DataFrame]:
+) -> tuple[pd.DataFrame, pd.DataFrame | None]:
     """Observed visits with a defined ``event``, sorted, and the patient-level columns."""
     observed = _observed_defined(endpoints, event, instrument)
     ep = small_to_pandas(observed)
@@ -254,7 +259,7 @@ def time_to_relapse(
     return _finish(out[["patient_id", "time", "event"]], patients)
 
 
-def _check_tte(tte, group: str | None) -> None:
+def _check_tte(tte: object, group: str | None) -> None:
     """Validate a time-to-event table of any engine (failures counted in the engine)."""
     frame = as_frame(tte, "tte")
     require_columns(frame, ["time", "event"] + ([group] if group is not None else []), "tte")
@@ -286,7 +291,7 @@ def _check_tte(tte, group: str | None) -> None:
         )
 
 
-def _groups(tte: pd.DataFrame, group: str | None):
+def _groups(tte: pd.DataFrame, group: str | None) -> list[tuple[Any, pd.DataFrame]]:
     if group is None:
         return [(None, tte)]
     return list(tte.groupby(group, sort=True, observed=True))
@@ -546,7 +551,7 @@ def median_time_to_event(
     from analysis.disclosure import suppress_cells
 
     derived = ("median", "ci_low", "ci_high")
-    margins = [[]] if group is not None else None  # the groups add up to all patients
+    margins: list[list[str]] | None = [[]] if group is not None else None  # groups add to all
     return suppress_cells(out, min_cell, ("n_events",), total="n", derived=derived, margins=margins)
 
 

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
@@ -32,6 +33,9 @@ from analysis.instruments import INSTRUMENTS
 from analysis.rates import rate_table
 from analysis.schema import OPTIONAL_TABLES, TABLES, read_schema
 from analysis.survival import EVENTS
+
+if TYPE_CHECKING:
+    from analysis.report_sections import NotAvailable
 
 __all__ = [
     "accounting_summary",
@@ -164,7 +168,7 @@ def validation_summary(cohort) -> pd.DataFrame:
     rows = []
     for name, df in tables.items():
         if len(counts) and name in counts.index.get_level_values("table"):
-            for (_, column, check), count in counts.loc[[name]].items():
+            for (_, column, check), count in counts.loc[[name]].items():  # type: ignore[misc]
                 rows.append((name, len(df), column, check, int(count)))
         else:
             rows.append((name, len(df), "", "all checks passed", 0))
@@ -432,7 +436,8 @@ def _with_unassessed(table: pd.DataFrame, per_patient: pd.Series, patients: obje
         if isinstance(patients, pd.DataFrame):
             check_columns(patients, ["patient_id"], "patients")
             patients = patients["patient_id"]
-        ids = pd.Index(pd.Series(list(patients), dtype=object).dropna().unique())
+        listed = list(patients)  # type: ignore[call-overload]
+        ids = pd.Index(pd.Series(listed, dtype=object).dropna().unique())
         unassessed = assessed.agg(lambda s: len(ids.difference(pd.Index(s.unique()))))
         outside = assessed.agg(lambda s: len(pd.Index(s.unique()).difference(ids)))
         if (outside > 0).any():
@@ -644,10 +649,10 @@ def table_one(cohort, by: str | None = None, *, min_cell: int | None = None) -> 
     texts: dict[str, dict[tuple[str, str], str]] = {}
     for j, name in enumerate(parts):
         stats, _ = parts[name]
-        group_n = int(counts.iloc[0, j])
-        column: dict[tuple[str, str], str] = {}
+        group_n = int(counts.iloc[0, j])  # type: ignore[arg-type]  # a count
+        column = {}
         for i, key in enumerate(keys):
-            value = int(counts.iloc[i, j])
+            value = int(counts.iloc[i, j])  # type: ignore[arg-type]  # a count
             if hidden[i, j]:
                 text = f"<{min_cell}" if primary[i, j] else "suppressed"
             elif key == ("n", ""):
@@ -1346,7 +1351,7 @@ def subgroup_comparisons(
         values = rows[column].dropna()
         if pd.api.types.is_bool_dtype(values.dtype) or set(values.unique()) <= {True, False}:
             data = rows.assign(**{column: rows[column].map({True: "yes", False: "no"})})
-            reference = {True: "yes", False: "no"}.get(references.get(column, False))
+            reference = {True: "yes", False: "no"}.get(references.get(column, False))  # type: ignore[call-overload]
         else:
             data = rows.assign(**{column: rows[column].astype("string")})
             levels = sorted(values.astype(str).unique())
@@ -1569,7 +1574,7 @@ def mmrm_contrasts(
     *,
     alpha: float = 0.05,
     p_adjust: str = "holm",
-) -> pd.DataFrame:
+) -> pd.DataFrame | NotAvailable:
     """MMRM contrasts against the reference level with multiplicity-adjusted p-values.
 
     Parameters
@@ -1586,9 +1591,9 @@ def mmrm_contrasts(
 
     Returns
     -------
-    DataFrame
+    DataFrame or NotAvailable
         The columns of ``pairwise`` (``by..., contrast, estimate, se, df, t, p, ci_low,
-        ci_high``) and ``p_adjusted``.
+        ci_high``) and ``p_adjusted``; a report's unavailable contrasts as they are.
     """
     from analysis.rates import adjust_pvalues
     from analysis.report_sections import NotAvailable

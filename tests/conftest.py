@@ -57,10 +57,29 @@ def _cap_examples(item: pytest.Item, cap: int) -> None:
         test._hypothesis_internal_use_settings = settings(own, max_examples=cap)
 
 
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the xdist_group marks
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     if PROFILE == "fast":
         for item in items:
             _cap_examples(item, FAST_EXAMPLES)
+    _schedule(items)
+
+
+def _schedule(items: list[pytest.Item]) -> None:
+    """Order and group the tests so that two pytest-xdist workers stay busy to the end.
+
+    - Files holding a ``slow`` test (the notebook renders, the wheel build) run first, each
+      file whole (its module fixtures are set up once): long tests started last would leave
+      one worker running them alone while the other has finished.
+    - The tests of the rendered reports share one ``xdist_group`` (``make test`` runs with
+      ``--dist loadgroup``): one worker renders them and runs them all, instead of the other
+      worker waiting on the render's lock.
+    """
+    slow_files = {item.path for item in items if item.get_closest_marker("slow")}
+    items.sort(key=lambda item: item.path not in slow_files)  # stable: file order kept
+    for item in items:
+        if "rendered_reports" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.xdist_group("rendered_reports"))
 
 
 @pytest.fixture(scope="session")
