@@ -1439,7 +1439,11 @@ def audit_report_dir(
     and in the HTML outputs of executed notebooks; ``manifest.json`` may not give a table
     a row count of 1 to ``min_cell - 1``. Then all these tables are checked together
     with :func:`cross_table_findings` (a count hidden in one table and shown in
-    another, or determined by the margins of several tables). Values are never copied
+    another, or determined by the margins of several tables), one set of reports at a
+    time: the pooled reports, and each site's reports of a ``--by-site`` run
+    (``sites/<site>/``). A site's tables are not linked to the pooled ones, so a cell
+    hidden in a site's report that equals a pooled count minus the other sites' shown
+    counts is not detected (see the README's privacy section). Values are never copied
     into the findings.
 
     Examples
@@ -1512,7 +1516,16 @@ def audit_report_dir(
         else:
             continue
         result.files.append(rel)
-    across = cross_table_findings(batch)
+    # One linear system per set of reports: the pooled set, and each site's set of a
+    # ``--by-site`` run (``sites/<site>/``), whose tables share labels with the pooled
+    # ones but count another population.
+    sets: dict[str, list[tuple[str, str, pd.DataFrame]]] = {}
+    for entry in batch:
+        parts = Path(entry[0]).parts
+        key = "/".join(parts[:2]) if len(parts) > 2 and parts[0] == "sites" else ""
+        sets.setdefault(key, []).append(entry)
+    found_sets = [cross_table_findings(tables) for tables in sets.values()]
+    across = pd.concat(found_sets, ignore_index=True) if found_sets else cross_table_findings([])
     if len(across):
         within = pd.concat(frames, ignore_index=True) if frames else across.iloc[:0]
         place = ["file", "table", "column", "row"]

