@@ -136,3 +136,20 @@ def spark():
     session.sparkContext.setLogLevel("ERROR")
     yield session
     session.stop()
+
+
+@pytest.fixture
+def counted_validations(monkeypatch):
+    """Every validation in this process, counted (``_validate_tables`` is what every check
+    goes through): a list that grows by one per validation."""
+    import analysis.schema as schema
+
+    calls: list[int] = []
+    real = schema._validate_tables
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(schema, "_validate_tables", counted)
+    return calls

@@ -406,22 +406,6 @@ LOADS_SNAPSHOT = (
 )
 
 
-@pytest.fixture
-def counted_validations(monkeypatch):
-    """Every validation in this process (the batch's own), counted."""
-    import analysis.schema as schema
-
-    calls = []
-    real = schema._validate_tables
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(schema, "_validate_tables", counted)
-    return calls
-
-
 @pytest.mark.slow
 @pytest.mark.parametrize("source", ["folder", "demo"])
 def test_a_batch_validates_once_and_every_notebook_loads_the_snapshot(

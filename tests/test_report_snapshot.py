@@ -34,20 +34,6 @@ from analysis.synthetic import synthetic_cohort
 from analysis.tables import validation_summary
 
 
-@pytest.fixture
-def validations(monkeypatch):
-    """Count every validation (``_validate_tables`` is what every check goes through)."""
-    calls = []
-    real = schema._validate_tables
-
-    def counted(*args, **kwargs):
-        calls.append(1)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(schema, "_validate_tables", counted)
-    return calls
-
-
 @pytest.fixture(scope="module")
 def loaded(tmp_path_factory):
     """A cohort folder read and validated by load_cohort (as a batch does once)."""
@@ -68,16 +54,16 @@ def test_a_snapshot_round_trips_tables_findings_and_collected_tables(tmp_path, l
     assert back.source == "folder clinic (80 patients)" and back.site is None
 
 
-def test_loading_a_snapshot_validates_nothing(tmp_path, loaded, validations):
+def test_loading_a_snapshot_validates_nothing(tmp_path, loaded, counted_validations):
     fingerprint = write_snapshot(loaded, tmp_path)
     cohort = load_report_cohort("ignored", 1, 1, snapshot=tmp_path, fingerprint=fingerprint)
     # report 01's validation and findings sections use the batch's validation
     assert validation_section(cohort).equals(validation_summary(loaded))
     findings_summary(cohort, min_cell=11)
-    assert validations == [1]  # only validation_summary(loaded) above, for the comparison
+    assert counted_validations == [1]  # only validation_summary(loaded) above, for the comparison
     # a cohort that is not a snapshot is checked now (a notebook run by hand)
     validation_section(loaded)
-    assert len(validations) == 2
+    assert len(counted_validations) == 2
 
 
 def test_a_changed_snapshot_is_refused(tmp_path, loaded):
