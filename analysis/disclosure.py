@@ -39,7 +39,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
@@ -60,6 +60,7 @@ __all__ = [
     "model_summary",
     "number_at_risk",
     "partition_margins",
+    "report_site_sets",
     "shown_count",
     "small_count",
     "suppress_cells",
@@ -1079,7 +1080,11 @@ def _contradicting_columns(parsed: list) -> set[tuple[str, str, str]]:
 
 
 def cross_table_findings(
-    tables: Sequence[tuple[str, str, pd.DataFrame]], *, tolerance: float = 1e-8
+    tables: Sequence[tuple[str, str, pd.DataFrame]],
+    *,
+    tolerance: float = 1e-8,
+    site_sets: Mapping[str, str] | None = None,
+    all_sites_reported: bool = False,
 ) -> pd.DataFrame:
     """Hidden counts that the tables of a batch reveal *together*.
 
@@ -1090,6 +1095,16 @@ def cross_table_findings(
         files, HTML tables, tables in notebook outputs).
     tolerance : float
         Numerical tolerance of the rank computation.
+    site_sets : mapping of str to str, optional
+        The sets of reports of a ``--by-site`` run: folder (``"sites/S01"``) -> site
+        code. A table whose file lies under such a folder counts the patients of that
+        site: its population keys carry the site, and the pooled key is the sum over
+        the sites (below). Other tables are the pooled set.
+    all_sites_reported : bool
+        Whether ``site_sets`` holds *every* patient's site (no site withheld by
+        :func:`analysis.reports.plan_sites`, no patient without a site). When False,
+        each pooled key also has an unknown remainder (the withheld sites), so no
+        hidden site cell is taken for recoverable when it is not.
 
     Returns
     -------
@@ -1130,6 +1145,14 @@ def cross_table_findings(
     (their keys qualified by their table, the most contradicted first), so that only
     keys that agree wherever both are shown are equated.
 
+    With ``site_sets`` (a ``--by-site`` run), the sets are linked: a key ``K`` of a
+    table of site ``s`` is the key ``K + {site: s}``, and for every key the pooled count
+    is the sum of the sites' counts, ``P(K) = sum_s P(K + {site: s}) [+ R(K)]``, where
+    a site whose reports lack the table enters as an unknown and ``R(K)`` (the
+    withheld sites and the patients without a site) is an unknown unless
+    ``all_sites_reported``. A cell hidden in one site's report that is the pooled count
+    minus the other sites' shown counts is then found.
+
     A hidden cell is **recoverable** when the equations determine it uniquely, i.e. its
     unit vector lies in the row space of the system restricted to the hidden keys (its
     component of every null-space vector is zero); this is the exact test for linear
@@ -1160,9 +1183,42 @@ def cross_table_findings(
         file table column  row               check
     0  r.csv     r      n    1  recoverable_across
     """
+    found = _cross_table(
+        tables, tolerance=tolerance, site_sets=site_sets, all_sites_reported=all_sites_reported
+    )
+    return found.drop(columns="population")
+
+
+#: The label of a population key that names the site of a ``--by-site`` report set.
+_SITE_KEY = "\x00site"
+
+
+def _set_of(file: str, site_sets: Mapping[str, str]) -> tuple[str | None, str]:
+    """``(site, file relative to its set)`` of a report file (site None: the pooled set)."""
+    for folder, site in site_sets.items():
+        prefix = folder.rstrip("/") + "/"
+        if file.startswith(prefix):
+            return site, file[len(prefix) :]
+    return None, file
+
+
+def _with_site(key: frozenset, site: str | None) -> frozenset:
+    return key if site is None else key | {(_SITE_KEY, site)}
+
+
+def _cross_table(
+    tables: Sequence[tuple[str, str, pd.DataFrame]],
+    *,
+    tolerance: float = 1e-8,
+    site_sets: Mapping[str, str] | None = None,
+    all_sites_reported: bool = False,
+) -> pd.DataFrame:
+    """:func:`cross_table_findings` with a ``population`` column (the key of each cell)."""
     from scipy.linalg import null_space
 
+    site_sets = dict(site_sets or {})
     parsed = []
+    relative: dict[tuple[str, str], str] = {}
     for file, name, df in tables:
         if df is None or df.empty:
             continue
@@ -1170,6 +1226,10 @@ def cross_table_findings(
             _table_one_cells(df) if _is_text_count_table(df) else _table_cells(df)
         )
         if table_cells:
+            site, rel = _set_of(file, site_sets)
+            relative[(file, name)] = rel
+            table_cells = [(r, _with_site(k, site), v) for r, k, v in table_cells]
+            margins = [(_with_site(t, site), [_with_site(p, site) for p in ps]) for t, ps in margins]
             parsed.append((file, name, table_cells, margins))
     apart = _contradicting_columns(parsed)
     cells: dict[tuple, list[tuple[str, str, str, int]]] = {}
@@ -1178,7 +1238,9 @@ def cross_table_findings(
     blank: set[tuple[str, str, str, int]] = set()
 
     def population(key: frozenset, c: str, file: str, name: str) -> tuple:
-        return (key, c, file, name) if (file, name, c) in apart else (key, c)
+        # a column kept apart is qualified by its table within its set, so that the same
+        # table of the pooled set and of each site's set still add up
+        return (key, c, relative[(file, name)], name) if (file, name, c) in apart else (key, c)
 
     for file, name, table_cells, margins in parsed:
         columns = set()
@@ -1199,10 +1261,23 @@ def cross_table_findings(
                         [population(p, c, file, name) for p in parts],
                     )
                 )
+    if site_sets:
+        # the pooled count of a key is the sum of its sites' counts (+ an unknown rest)
+        sites = sorted(set(site_sets.values()))
+        pooled: set[tuple] = set()
+        for pop in [*cells, *(p for t, ps in equations for p in (t, *ps))]:
+            site_labels = {v for k, v in pop[0] if k == _SITE_KEY}
+            if site_labels:
+                pooled.add((pop[0] - {(_SITE_KEY, v) for v in site_labels}, *pop[1:]))
+        for base in sorted(pooled, key=repr):
+            parts = [(_with_site(base[0], s), *base[1:]) for s in sites]
+            if not all_sites_reported:
+                parts.append(("\x00rest", base))
+            equations.append((base, parts))
     hidden = {pop for pop in cells if pop not in known}
     # 1. a count shown in one table and hidden in another
     shown_elsewhere = [
-        (file, name, c, r, "shown_elsewhere")
+        (file, name, c, r, "shown_elsewhere", pop)
         for pop, places in cells.items()
         if pop in known
         for file, name, c, r in places
@@ -1252,9 +1327,10 @@ def cross_table_findings(
     by_index = {k: pop for pop, k in index.items()}
     for k in sorted(determined):
         for file, name, c, r in cells.get(by_index[k], []):
-            recovered.append((file, name, c, r, "recoverable_across"))
+            recovered.append((file, name, c, r, "recoverable_across", by_index[k]))
     out = pd.DataFrame(
-        shown_elsewhere + recovered, columns=["file", "table", "column", "row", "check"]
+        shown_elsewhere + recovered,
+        columns=["file", "table", "column", "row", "check", "population"],
     )
     return out.drop_duplicates(subset=["file", "table", "column", "row"]).reset_index(drop=True)
 
@@ -1404,6 +1480,56 @@ def _manifest_findings(path: Path, min_cell: int) -> list:
     return found
 
 
+def report_site_sets(report_dir: str | Path) -> tuple[dict[str, str], bool]:
+    """The site sets of a report folder and whether they hold every patient's site.
+
+    Parameters
+    ----------
+    report_dir : str or Path
+        A report folder; a ``--by-site`` run records its site plan in ``manifest.json``
+        (``sites``: the sites reported separately with their folders, the sites
+        withheld, whether some patients have no site).
+
+    Returns
+    -------
+    (dict, bool)
+        Folder (``"sites/S01"``) -> site code, and True only when the manifest says no
+        site was withheld and every patient has a site. Without a site plan in the
+        manifest, every folder ``sites/<name>`` holding files is a site set and the
+        sites are taken as incomplete (an unknown remainder: no false alarm).
+
+    Examples
+    --------
+    >>> import tempfile, pathlib
+    >>> folder = pathlib.Path(tempfile.mkdtemp())
+    >>> report_site_sets(folder)
+    ({}, False)
+    """
+    folder = Path(report_dir)
+    manifest_path = folder / "manifest.json"
+    plan = None
+    if manifest_path.is_file():
+        try:
+            plan = json.loads(manifest_path.read_text(encoding="utf-8")).get("sites")
+        except (OSError, ValueError, AttributeError):
+            plan = None
+    if isinstance(plan, dict) and isinstance(plan.get("shown"), dict):
+        sets = {
+            str(info["folder"]).rstrip("/"): str(site)
+            for site, info in plan["shown"].items()
+            if isinstance(info, dict) and isinstance(info.get("folder"), str)
+        }
+        complete = not plan.get("withheld") and not plan.get("patients_without_site", True)
+        return sets, bool(complete and len(sets) == len(plan["shown"]))
+    sites = folder / "sites"
+    sets = {
+        f"sites/{p.name}": p.name
+        for p in (sorted(sites.iterdir()) if sites.is_dir() else [])
+        if p.is_dir()
+    }
+    return sets, False
+
+
 def audit_report_dir(
     report_dir: str | Path,
     min_cell: int | None = None,
@@ -1439,12 +1565,12 @@ def audit_report_dir(
     and in the HTML outputs of executed notebooks; ``manifest.json`` may not give a table
     a row count of 1 to ``min_cell - 1``. Then all these tables are checked together
     with :func:`cross_table_findings` (a count hidden in one table and shown in
-    another, or determined by the margins of several tables), one set of reports at a
-    time: the pooled reports, and each site's reports of a ``--by-site`` run
-    (``sites/<site>/``). A site's tables are not linked to the pooled ones, so a cell
-    hidden in a site's report that equals a pooled count minus the other sites' shown
-    counts is not detected (see the README's privacy section). Values are never copied
-    into the findings.
+    another, or determined by the margins of several tables). The tables of each
+    site's reports of a ``--by-site`` run (``sites/<site>/``) count that site's
+    patients and are linked to the pooled ones (the pooled count of a population is the
+    sum of the sites' counts; see :func:`report_site_sets`), so a cell hidden in a
+    site's report that equals the pooled count minus the other sites' shown counts is
+    found. Values are never copied into the findings.
 
     Examples
     --------
@@ -1516,16 +1642,10 @@ def audit_report_dir(
         else:
             continue
         result.files.append(rel)
-    # One linear system per set of reports: the pooled set, and each site's set of a
-    # ``--by-site`` run (``sites/<site>/``), whose tables share labels with the pooled
-    # ones but count another population.
-    sets: dict[str, list[tuple[str, str, pd.DataFrame]]] = {}
-    for entry in batch:
-        parts = Path(entry[0]).parts
-        key = "/".join(parts[:2]) if len(parts) > 2 and parts[0] == "sites" else ""
-        sets.setdefault(key, []).append(entry)
-    found_sets = [cross_table_findings(tables) for tables in sets.values()]
-    across = pd.concat(found_sets, ignore_index=True) if found_sets else cross_table_findings([])
+    # One linear system for the whole folder: the pooled set and each site's set of a
+    # ``--by-site`` run (``sites/<site>/``), linked by "pooled = sum of the sites".
+    site_sets, complete = report_site_sets(folder)
+    across = cross_table_findings(batch, site_sets=site_sets, all_sites_reported=complete)
     if len(across):
         within = pd.concat(frames, ignore_index=True) if frames else across.iloc[:0]
         place = ["file", "table", "column", "row"]
