@@ -52,7 +52,10 @@ __all__ = [
     "DEFAULT_MIN_CELL",
     "AuditResult",
     "DisclosureAuditError",
+    "hide_populations",
+    "linked_suppression",
     "audit_report_dir",
+    "apply_linked_suppression",
     "audit_table",
     "check_min_cell",
     "complementary_mask",
@@ -60,6 +63,7 @@ __all__ = [
     "model_summary",
     "number_at_risk",
     "partition_margins",
+    "set_linked_suppression",
     "report_site_sets",
     "shown_count",
     "small_count",
@@ -1183,7 +1187,7 @@ def cross_table_findings(
         file table column  row               check
     0  r.csv     r      n    1  recoverable_across
     """
-    found = _cross_table(
+    found, _ = _cross_table(
         tables, tolerance=tolerance, site_sets=site_sets, all_sites_reported=all_sites_reported
     )
     return found.drop(columns="population")
@@ -1212,8 +1216,8 @@ def _cross_table(
     tolerance: float = 1e-8,
     site_sets: Mapping[str, str] | None = None,
     all_sites_reported: bool = False,
-) -> pd.DataFrame:
-    """:func:`cross_table_findings` with a ``population`` column (the key of each cell)."""
+) -> tuple[pd.DataFrame, dict[tuple, float]]:
+    """:func:`cross_table_findings` with a ``population`` column, and the shown keys."""
     from scipy.linalg import null_space
 
     site_sets = dict(site_sets or {})
@@ -1229,7 +1233,9 @@ def _cross_table(
             site, rel = _set_of(file, site_sets)
             relative[(file, name)] = rel
             table_cells = [(r, _with_site(k, site), v) for r, k, v in table_cells]
-            margins = [(_with_site(t, site), [_with_site(p, site) for p in ps]) for t, ps in margins]
+            margins = [
+                (_with_site(t, site), [_with_site(p, site) for p in ps]) for t, ps in margins
+            ]
             parsed.append((file, name, table_cells, margins))
     apart = _contradicting_columns(parsed)
     cells: dict[tuple, list[tuple[str, str, str, int]]] = {}
@@ -1332,7 +1338,235 @@ def _cross_table(
         shown_elsewhere + recovered,
         columns=["file", "table", "column", "row", "check", "population"],
     )
-    return out.drop_duplicates(subset=["file", "table", "column", "row"]).reset_index(drop=True)
+    out = out.drop_duplicates(subset=["file", "table", "column", "row"]).reset_index(drop=True)
+    return out, known
+
+
+# --------------------------------------------------------------------------------------
+# linked suppression across the report sets of a --by-site run
+
+#: Populations ``(key, count column)`` that this process hides in every table it saves
+#: (:func:`apply_linked_suppression`); set per report by :func:`set_linked_suppression`.
+_LINKED_HIDDEN: frozenset = frozenset()
+
+
+def _csv_view(table: pd.DataFrame) -> pd.DataFrame:
+    """The table as the audit reads it back from its CSV file (same labels and types)."""
+    import io
+
+    text = table.to_csv(index=False, lineterminator="\n")
+    return _typed(pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, na_values=[""]))
+
+
+def hide_populations(
+    table: pd.DataFrame, populations: Iterable[tuple[Iterable[tuple[str, str]], str]]
+) -> pd.DataFrame:
+    """Hide the rows of a report table that count the given populations.
+
+    Parameters
+    ----------
+    table : DataFrame
+        A report table as saved (long layout, or Table 1's ``variable, level`` layout).
+    populations : iterable of (key, column)
+        Population keys as :func:`cross_table_findings` builds them: ``key`` the
+        ``(label column, value)`` pairs of a row (values as the audit writes them:
+        lower-case text, totals dropped), ``column`` the count column (``"n"`` for the
+        patients of Table 1's rows).
+
+    Returns
+    -------
+    DataFrame
+        A copy in which every row counting one of ``populations`` has all but its label
+        columns blanked (Table 1: its counts written ``suppressed``), with complementary
+        suppression (:func:`complementary_mask`) within every margin of the table so
+        that no newly hidden row is the only hidden row of its margin; a ``suppressed``
+        column, when present, marks them. Unchanged when no row matches.
+
+    Examples
+    --------
+    >>> t = pd.DataFrame({"route": ["iv", "im", "oral"], "n": [40, 30, 20]})
+    >>> hide_populations(t, [({("route", "im")}, "n")])
+      route     n
+    0    iv    40
+    1    im  <NA>
+    2  oral  <NA>
+    """
+    pops = {(frozenset(tuple(x) for x in key), str(c)) for key, c in populations}
+    if not pops or table is None or not isinstance(table, pd.DataFrame) or table.empty:
+        return table
+    view = _csv_view(table)
+    if _is_text_count_table(view):
+        cells, _ = _table_one_cells(view)
+        if not cells:
+            return table
+        rows = np.array([r for r, _, _ in cells])
+        values = np.array([v["n"] for _, _, v in cells], dtype=float)
+        keys = [key for _, key, _ in cells]
+        target = np.array([(key, "n") in pops for key in keys], dtype=bool)
+        if not target.any():
+            return table
+        variable = [next(iter(k))[0] if k else None for k in keys]
+        mask = complementary_mask(values, np.isnan(values) | target, [variable])
+        new = rows[mask & ~np.isnan(values) | target]
+        out = table.copy()
+        for c in out.columns[2:]:
+            column = out[c].astype(object)
+            column.iloc[new] = "suppressed"
+            out[c] = column
+        return out
+    counts = _count_columns(view)
+    if not counts:
+        return table
+    labels = _label_columns(view, counts)
+    keys_frame = pd.DataFrame({c: [_label_value(v) for v in view[c]] for c in labels})
+    row_keys = [
+        frozenset((c, v) for c, v in zip(labels, row, strict=True) if v != _TOTAL_KEY)
+        for row in keys_frame.itertuples(index=False)
+    ]
+    target = np.array(
+        [any((key, _SAME_COUNT.get(c, c)) in pops for c in counts) for key in row_keys],
+        dtype=bool,
+    )
+    if not target.any():
+        return table
+    first = "n" if "n" in counts else ("n_patients" if "n_patients" in counts else counts[0])
+    values = _numeric(view[first])
+    already = np.zeros(len(view), dtype=bool)
+    for c in counts:
+        already |= np.isnan(_numeric(view[c]))
+    groups = []
+    for col in labels:
+        if col in _AUDIT_NON_PARTITION:
+            continue
+        others = [k for k in labels if k != col]
+        joined = (
+            keys_frame[others].agg("\x1f".join, axis=1)
+            if others
+            else pd.Series("", index=keys_frame.index)
+        )
+        groups.append(joined.where(keys_frame[col] != _TOTAL_KEY, None).to_numpy(dtype=object))
+    mask = complementary_mask(values, already | target, groups) if groups else already | target
+    hide = mask & ~already | target
+    out = table.copy()
+    for c in out.columns:
+        if str(c) in labels or str(c) == "suppressed":
+            continue
+        _blank(out, c, hide)
+    if "suppressed" in out.columns:
+        out["suppressed"] = out["suppressed"].fillna(False).astype(bool).to_numpy() | hide
+    return out
+
+
+def set_linked_suppression(populations: Iterable) -> None:
+    """Set the populations every table saved in this process hides (a --by-site run).
+
+    ``populations``: ``(key, column)`` pairs as in :func:`hide_populations` (JSON lists
+    accepted). :func:`analysis.reports.load_snapshot` sets them from the snapshot of a
+    report set (none: an empty set).
+    """
+    global _LINKED_HIDDEN
+    _LINKED_HIDDEN = frozenset((frozenset(tuple(x) for x in key), str(c)) for key, c in populations)
+
+
+def apply_linked_suppression(table: pd.DataFrame) -> pd.DataFrame:
+    """:func:`hide_populations` with the populations set by :func:`set_linked_suppression`.
+
+    :func:`analysis.reports.save_table` calls it on every table it saves and displays;
+    outside a ``--by-site`` run nothing is set and ``table`` is returned as is.
+    """
+    return hide_populations(table, _LINKED_HIDDEN) if _LINKED_HIDDEN else table
+
+
+def linked_suppression(
+    tables: Sequence[tuple[str, str, pd.DataFrame]],
+    site_sets: Mapping[str, str],
+    *,
+    all_sites_reported: bool = False,
+    max_rounds: int = 20,
+) -> dict[str, list]:
+    """The cells to hide in addition so that no site's hidden cell follows from the pooled.
+
+    Secondary suppression across the linked tables of a ``--by-site`` run: a population
+    hidden in one site's report whose count the pooled count minus the other sites'
+    shown counts gives (a ``recoverable_across`` finding of
+    :func:`cross_table_findings` with ``site_sets``) is hidden too in the site where
+    it is smallest among those that show it (or, when no other site shows it, in the
+    pooled reports); a site cell shown in one of the site's tables and hidden in another
+    is hidden in all of them. Repeated on the tables with these cells hidden
+    (:func:`hide_populations`, which also suppresses within each table's margins) until
+    no site cell is recoverable.
+
+    Parameters
+    ----------
+    tables : sequence of (file, table, DataFrame)
+        The saved tables of the run (files relative to the report folder).
+    site_sets, all_sites_reported
+        As in :func:`cross_table_findings`.
+    max_rounds : int
+        Bound on the repetitions.
+
+    Returns
+    -------
+    dict
+        Set folder (``""`` for the pooled reports, ``"sites/S01"``, ...) -> the sorted
+        list of ``[key, column]`` populations to hide there (``key``: list of
+        ``[label, value]``), for :func:`set_linked_suppression`; empty when nothing needs
+        hiding.
+
+    Examples
+    --------
+    Route IM has 3 patients at S01 (hidden there, with oral) and 27 at S02: the pooled
+    30 minus S02's 27 would give S01's 3, so S02 hides IM (and, within its margin, the
+    next smallest route):
+
+    >>> pooled = pd.DataFrame({"route": ["iv", "im", "oral"], "n": [60, 30, 40]})
+    >>> s01 = pd.DataFrame({"route": ["iv", "im", "oral"], "n": [30, None, None]})
+    >>> s02 = pd.DataFrame({"route": ["iv", "im", "oral"], "n": [30, 27, 20]})
+    >>> tables = [("t.csv", "t", pooled), ("sites/S01/t.csv", "t", s01),
+    ...           ("sites/S02/t.csv", "t", s02)]
+    >>> linked_suppression(tables, {"sites/S01": "S01", "sites/S02": "S02"},
+    ...                    all_sites_reported=True)
+    {'sites/S02': [[[['route', 'im']], 'n'], [[['route', 'oral']], 'n']]}
+    """
+    site_sets = dict(site_sets)
+    folder_of = {site: folder for folder, site in site_sets.items()}
+    extra: dict[str, set] = {}
+    for _ in range(max_rounds):
+        current = []
+        for file, name, df in tables:
+            site, _rel = _set_of(file, site_sets)
+            folder = "" if site is None else folder_of[site]
+            current.append((file, name, hide_populations(df, extra.get(folder, ()))))
+        found, known = _cross_table(
+            current, site_sets=site_sets, all_sites_reported=all_sites_reported
+        )
+        added = False
+        for check, pop in zip(found["check"], found["population"], strict=True):
+            sites = {v for k, v in pop[0] if k == _SITE_KEY}
+            if not sites:
+                continue
+            site = next(iter(sites))
+            base = (pop[0] - {(_SITE_KEY, site)}, pop[1])
+            if check == "shown_elsewhere":
+                target = folder_of[site]
+            else:
+                shown = [
+                    (known[(_with_site(base[0], other), *pop[1:])], other)
+                    for other in sorted(folder_of)
+                    if other != site and (_with_site(base[0], other), *pop[1:]) in known
+                ]
+                positive = [x for x in shown if x[0] > 0] or shown
+                target = folder_of[min(positive)[1]] if positive else ""
+            if base not in extra.setdefault(target, set()):
+                extra[target].add(base)
+                added = True
+        if not added:
+            break
+    return {
+        folder: sorted(([sorted(list(x) for x in key), c] for key, c in pops), key=repr)
+        for folder, pops in sorted(extra.items())
+        if pops
+    }
 
 
 class _TableParser(HTMLParser):

@@ -497,6 +497,12 @@ def load_snapshot(folder: str | Path, fingerprint: str | None = None) -> Snapsho
             "(`anxiety-outcomes report`)."
         )
     cohort.fingerprint = found
+    from analysis.disclosure import set_linked_suppression
+
+    linked = folder / LINKED_SUPPRESSION_FILE
+    set_linked_suppression(
+        json.loads(linked.read_text(encoding="utf-8")) if linked.is_file() else []
+    )
     return cohort
 
 
@@ -575,7 +581,9 @@ def save_table(df: pd.DataFrame, name: str, tables_dir: str | Path | None = None
     Returns
     -------
     DataFrame
-        ``df`` itself.
+        ``df`` itself; in a ``--by-site`` run whose report sets must hide cells in
+        addition (:func:`analysis.disclosure.linked_suppression`, set from the snapshot
+        by :func:`load_snapshot`), ``df`` with those cells hidden, as saved.
 
     Examples
     --------
@@ -589,6 +597,9 @@ def save_table(df: pd.DataFrame, name: str, tables_dir: str | Path | None = None
 
     if isinstance(df, NotAvailable):  # a section these data cannot support: nothing to save
         return df
+    from analysis.disclosure import apply_linked_suppression
+
+    df = apply_linked_suppression(df)  # a --by-site run's cells hidden across report sets
     if not isinstance(name, str) or not _TABLE_NAME.match(name):
         raise ValueError(
             f"A table name must be lower-case letters, digits and underscores "
@@ -1822,6 +1833,26 @@ def _run_into(
                 for report in chosen
             ]
     entries = _render_all(jobs, n_jobs, progress)
+    linked: dict = {}
+    if plan is not None and sites and all(e["status"] == "ok" for e in entries):
+        # Secondary suppression across the linked report sets (disclosure.py decides):
+        # the sets with cells to hide in addition are rendered again with them hidden.
+        linked = _linked_site_suppression(staging, plan, folders)
+        if linked:
+            snapshots = {
+                "": private / "pooled",
+                **{folders[s]: private / folders[s] for s in sites},
+            }
+            for folder, populations in linked.items():
+                _write_text(snapshots[folder] / LINKED_SUPPRESSION_FILE, json.dumps(populations))
+            again = [k for k, job in enumerate(jobs) if job.folder in linked]
+            for k in again:
+                scope = staging / jobs[k].folder if jobs[k].folder else staging
+                _remove_tree(scope / "tables" / jobs[k].report.name)
+            for k, entry in zip(
+                again, _render_all([jobs[k] for k in again], n_jobs, progress), strict=True
+            ):
+                entries[k] = entry
     for entry in entries:
         site = entry.get("site")
         entry["data_fingerprint"] = fingerprint if site is None else sites[site]["data_fingerprint"]
@@ -1885,6 +1916,8 @@ def _run_into(
             "shown": sites,
             "withheld": list(plan.withheld),
             "patients_without_site": plan.unassigned,
+            # populations hidden in addition per report set (a number, never a count)
+            "linked_suppression": {folder or ".": len(p) for folder, p in linked.items()},
         }
     manifest = _jsonable(manifest)
     _write_text(staging / "index.html", _index_html(manifest))
@@ -1913,6 +1946,30 @@ def _run_into(
     if (failed_before / FAILED_MARKER).is_file() and not failed_before.is_symlink():
         _remove_tree(failed_before)  # the last run succeeded: no stale failure marker
     return manifest
+
+
+#: File of a snapshot folder listing the populations its reports hide in addition.
+LINKED_SUPPRESSION_FILE = "linked_suppression.json"
+
+
+def _linked_site_suppression(staging: Path, plan: SitePlan, folders: dict) -> dict:
+    """The populations each report set of a ``--by-site`` run must hide in addition.
+
+    Reads the tables the run saved (CSV files) and asks
+    :func:`analysis.disclosure.linked_suppression`; empty when no site's hidden cell
+    follows from the pooled reports and the other sites'.
+    """
+    from analysis.disclosure import _typed, linked_suppression
+
+    tables = []
+    for path in sorted(staging.rglob("*.csv")):
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        tables.append((path.relative_to(staging).as_posix(), path.stem, _typed(df)))
+    return linked_suppression(
+        tables,
+        {folders[site]: site for site in plan.shown},
+        all_sites_reported=not plan.withheld and not plan.unassigned,
+    )
 
 
 def _audit_written_reports(out: Path, min_cell: int, cohort) -> None:

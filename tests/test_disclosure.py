@@ -664,22 +664,175 @@ def test_audit_report_dir_reports_leaks_across_files(tmp_path):
     assert audit_report_dir(tmp_path, 11).ok
 
 
-def test_audit_links_tables_within_a_set_of_reports_not_across_site_sets(tmp_path):
-    # A --by-site run: the pooled set at the top, one set per site under sites/<site>/.
-    # The same labels count different patients in a site's set (here a site holding all
-    # IV patients), so a route hidden in a site's table is not "shown elsewhere" by the
-    # pooled table; the same table within the pooled set is.
-    pooled = pd.DataFrame({"instrument": "GAD7", "route": ["iv", "im"], "n": [40, 30]})
-    site = pd.DataFrame({"instrument": "GAD7", "route": ["iv", "im"], "n": [40, None]})
-    pooled.to_csv(tmp_path / "by_route.csv", index=False)
-    (tmp_path / "sites" / "S01").mkdir(parents=True)
-    site.to_csv(tmp_path / "sites" / "S01" / "by_route.csv", index=False)
-    assert audit_report_dir(tmp_path, 11).ok
-    site.to_csv(tmp_path / "by_route_hidden.csv", index=False)  # same set as the pooled table
+def _site_manifest(folder, shown=("S01", "S02"), withheld=(), without_site=False):
+    sites = {s: {"folder": f"sites/{s}", "data_fingerprint": "x"} for s in shown}
+    manifest = {
+        "parameters": {"min_cell": 11},
+        "sites": {
+            "shown": sites,
+            "withheld": list(withheld),
+            "patients_without_site": without_site,
+        },
+    }
+    (folder / "manifest.json").write_text(json.dumps(manifest))
+
+
+def _write(folder, relative, frame):
+    path = folder / relative
+    path.parent.mkdir(parents=True, exist_ok=True)
+    frame.to_csv(path, index=False)
+
+
+def test_audit_links_the_site_sets_to_the_pooled_set(tmp_path):
+    # Route IM: 30 pooled, hidden at S01 (with oral, complementary), 27 at S02: the
+    # pooled count minus S02's gives S01's 3 (the by-site leak); so does oral.
+    _write(tmp_path, "t.csv", pd.DataFrame({"route": ["iv", "im", "oral"], "n": [60, 30, 40]}))
+    s01 = pd.DataFrame({"route": ["iv", "im", "oral"], "n": [30, None, None]})
+    s02 = pd.DataFrame({"route": ["iv", "im", "oral"], "n": [30, 27, 20]})
+    _write(tmp_path, "sites/S01/t.csv", s01)
+    _write(tmp_path, "sites/S02/t.csv", s02)
+    _site_manifest(tmp_path)
     result = audit_report_dir(tmp_path, 11)
-    assert result.findings[["file", "column", "row", "check"]].values.tolist() == [
-        ["by_route_hidden.csv", "n", 1, "shown_elsewhere"]
+    assert sorted(result.findings[["file", "row", "check"]].values.tolist()) == [
+        ["sites/S01/t.csv", 1, "recoverable_across"],
+        ["sites/S01/t.csv", 2, "recoverable_across"],
     ]
+    # a withheld site (or patients without a site) is an unknown remainder: no alarm
+    _site_manifest(tmp_path, withheld=["S03"])
+    assert audit_report_dir(tmp_path, 11).ok
+    _site_manifest(tmp_path, without_site=True)
+    assert audit_report_dir(tmp_path, 11).ok
+    # a shown site whose reports lack the table enters as an unknown too
+    _site_manifest(tmp_path, shown=("S01", "S02", "S04"))
+    assert audit_report_dir(tmp_path, 11).ok
+    # the same cells hidden at S02 as well: two hidden sites per route, nothing follows
+    _site_manifest(tmp_path)
+    _write(tmp_path, "sites/S02/t.csv", s02.assign(n=[30, None, None]))
+    assert audit_report_dir(tmp_path, 11).ok
+
+
+def test_audit_without_a_site_plan_takes_the_site_folders_as_incomplete(tmp_path):
+    # No manifest: the folders under sites/ are the site sets and some sites may be
+    # missing, so a hidden site cell is not taken for recoverable; a hidden cell of a
+    # site's table that the same site shows in another table is.
+    _write(tmp_path, "by_route.csv", pd.DataFrame({"route": ["iv", "im"], "n": [40, 30]}))
+    site = pd.DataFrame({"route": ["iv", "im"], "n": [40, None]})
+    _write(tmp_path, "sites/S01/by_route.csv", site)
+    assert disclosure.report_site_sets(tmp_path) == ({"sites/S01": "S01"}, False)
+    assert audit_report_dir(tmp_path, 11).ok
+    _write(tmp_path, "sites/S01/other.csv", pd.DataFrame({"route": ["im"], "n": [12]}))
+    result = audit_report_dir(tmp_path, 11)
+    assert result.findings[["file", "row", "check"]].values.tolist() == [
+        ["sites/S01/by_route.csv", 1, "shown_elsewhere"]
+    ]
+    site.to_csv(tmp_path / "by_route_hidden.csv", index=False)  # pooled set: shown there
+    found = audit_report_dir(tmp_path, 11).findings
+    assert ["by_route_hidden.csv", 1, "shown_elsewhere"] in found[
+        ["file", "row", "check"]
+    ].values.tolist()
+
+
+def _two_site_cohort():
+    """90 patients at two sites; PTSD: 3 patients at S01 (hidden there), 20 at S02."""
+    cohort = synthetic_cohort(90, seed=3)
+    p = cohort.patients.copy()
+    p["site_id"] = pd.array(["S01"] * 40 + ["S02"] * 50, dtype=p["site_id"].dtype)
+    diagnoses = ["GAD"] * 22 + ["SAD"] * 15 + ["PTSD"] * 3 + ["GAD"] * 15 + ["SAD"] * 15
+    p["primary_diagnosis"] = pd.array(diagnoses + ["PTSD"] * 20, dtype=p["primary_diagnosis"].dtype)
+    cohort.patients = p
+    return cohort
+
+
+def test_linked_suppression_hides_the_next_smallest_site_cell():
+    from analysis.reports import site_cohort
+
+    cohort = _two_site_cohort()
+    sets = {"": cohort, "sites/S01": site_cohort(cohort, "S01")}
+    sets["sites/S02"] = site_cohort(cohort, "S02")
+    tables = [
+        (f"{folder}/t1.csv".lstrip("/"), "t1", table_one(part, by="route", min_cell=11))
+        for folder, part in sets.items()
+    ]
+    site_sets = {"sites/S01": "S01", "sites/S02": "S02"}
+    found = disclosure.cross_table_findings(tables, site_sets=site_sets, all_sites_reported=True)
+    # without the mechanism: S01's PTSD (3) = pooled 23 - S02's 20, and its SAD too
+    s01 = tables[1][2]
+    assert s01.set_index("level").loc["PTSD", "Overall"] == "<11"
+    assert set(found["file"]) == {"sites/S01/t1.csv"}
+    assert set(s01.loc[found["row"], "level"]) == {"PTSD", "SAD"}
+    hidden = disclosure.linked_suppression(tables, site_sets, all_sites_reported=True)
+    assert hidden == {
+        "sites/S02": [
+            [[["primary_diagnosis", "ptsd"]], "n"],
+            [[["primary_diagnosis", "sad"]], "n"],
+        ]
+    }
+    fixed = [
+        (f, n, disclosure.hide_populations(t, hidden.get(f.rsplit("/", 1)[0], [])))
+        for f, n, t in tables
+    ]
+    s02 = fixed[2][2].set_index("level")
+    assert (s02.loc[["PTSD", "SAD"]].iloc[:, 1:] == "suppressed").all().all()
+    assert s02.loc["GAD", "Overall"] == tables[2][2].set_index("level").loc["GAD", "Overall"]
+    assert disclosure.cross_table_findings(
+        fixed, site_sets=site_sets, all_sites_reported=True
+    ).empty
+
+
+def test_hide_populations_keeps_complementary_suppression_within_the_table():
+    t = pd.DataFrame(
+        {
+            "instrument": ["GAD7"] * 3 + ["HAMA"] * 3,
+            "route": ["iv", "im", "oral"] * 2,
+            "n": [40, 30, 20, 40, 30, 20],
+            "events": [20, 15, 12, 20, 15, 12],
+            "rate": [0.5, 0.5, 0.6, 0.5, 0.5, 0.6],
+        }
+    )
+    out = disclosure.hide_populations(t, [({("instrument", "gad7"), ("route", "im")}, "n")])
+    # GAD-7/IM hidden with its derived rate, and the next smallest GAD-7 route with it
+    assert out["n"].isna().tolist() == [False, True, True, False, False, False]
+    assert out["rate"].isna().tolist() == [False, True, True, False, False, False]
+    assert out["route"].tolist() == t["route"].tolist()  # labels stay
+    assert disclosure.hide_populations(t, []) is t
+    assert disclosure.hide_populations(t, [({("route", "sc")}, "n")]) is t
+
+
+def test_save_table_applies_the_linked_suppression_of_its_report_set(tmp_path):
+    t = pd.DataFrame({"route": ["iv", "im", "oral"], "n": [40, 30, 20]})
+    try:
+        disclosure.set_linked_suppression([[[["route", "im"]], "n"]])
+        shown = save_table(t, "by_route", tmp_path)
+        assert shown["n"].isna().tolist() == [False, True, True]
+        saved = pd.read_csv(tmp_path / "by_route.csv")
+        assert saved["n"].isna().tolist() == [False, True, True]
+    finally:
+        disclosure.set_linked_suppression([])
+    assert save_table(t, "by_route", tmp_path) is t
+
+
+@pytest.mark.slow
+def test_by_site_run_hides_what_the_pooled_and_other_sites_would_reveal(tmp_path):
+    # A real --by-site run of report 01: S01's hidden PTSD count (3) would be the pooled
+    # count minus S02's (see test_linked_suppression_hides_the_next_smallest_site_cell);
+    # the run hides PTSD (and SAD) at S02 too, and its linked audit passes.
+    from analysis.schema import write_cohort
+
+    cohort = _two_site_cohort()
+    data = write_cohort(cohort, tmp_path / "data")
+    out = tmp_path / "out"
+    manifest = analysis.run_reports(data, out, ["data_quality"], progress=False, by_site=True)
+    # report 01's tables of S01 hide other cells the pooled ones and S02's would give
+    # (completeness, missingness, ...): cells are hidden in addition in both site sets
+    assert manifest["sites"]["linked_suppression"]["sites/S02"] >= 2
+    t1 = pd.read_csv(out / "sites/S02/tables/data_quality/table_one.csv").set_index("level")
+    assert (t1.loc[["PTSD", "SAD"], "Overall"] == "suppressed").all()
+    pooled = pd.read_csv(out / "tables/data_quality/table_one.csv").set_index("level")
+    assert pooled.loc["PTSD", "Overall"].startswith("23")  # the pooled report is unchanged
+    html = (out / "sites/S02/01_data_quality.html").read_text(encoding="utf-8")
+    assert "20 (40.0%)" not in html  # S02's PTSD count is hidden on the page too
+    result = audit_report_dir(out, identifiers=cohort.patients["patient_id"])
+    assert result.ok, result.message()
 
 
 def test_blood_pressure_hides_a_second_route_within_each_measure():
