@@ -729,7 +729,9 @@ class AuditResult:
     equal to a shown total minus the shown cells of the same table),
     ``shown_elsewhere`` (a hidden count that another table of the batch shows),
     ``recoverable_across`` (a hidden count that the shown cells of several tables
-    determine; see :func:`cross_table_findings`), ``identifier`` (a patient id or an
+    determine; see :func:`cross_table_findings`), ``interval`` (a hidden count that
+    they confine, with non-negativity, to a small positive range), ``identifier`` (a
+    patient id or an
     identifier-shaped value), ``formula`` (a cell a spreadsheet would run).
     """
 
@@ -1089,6 +1091,7 @@ def cross_table_findings(
     tolerance: float = 1e-8,
     site_sets: Mapping[str, str] | None = None,
     all_sites_reported: bool = False,
+    min_cell: int | None = None,
 ) -> pd.DataFrame:
     """Hidden counts that the tables of a batch reveal *together*.
 
@@ -1109,6 +1112,11 @@ def cross_table_findings(
         :func:`analysis.reports.plan_sites`, no patient without a site). When False,
         each pooled key also has an unknown remainder (the withheld sites), so no
         hidden site cell is taken for recoverable when it is not.
+    min_cell : int, optional
+        With a threshold, also look for **interval disclosure**: a hidden cell that the
+        equations and non-negativity confine to ``1 .. min_cell - 1``, or to a range of
+        at most one unit with a positive end (``0 or 1``), is ``interval``. None skips
+        this check.
 
     Returns
     -------
@@ -1163,8 +1171,10 @@ def cross_table_findings(
     disclosure (Hundepool et al. 2012, sec. 5.3). A table whose rows its labels do
     not tell apart takes no part. Limits: a population is recognised only through the
     labels a table carries (a table of "week 4" rows that has no ``visit`` column is
-    not matched with the ``visit = week4`` rows of another table), and bounds from
-    non-negativity (interval disclosure) are not explored.
+    not matched with the ``visit = week4`` rows of another table). With ``min_cell``,
+    each hidden key of a connected component of the equations that is not determined
+    is bounded by two linear programs (counts are non-negative), as in the interval
+    (protection-level) checks of Hundepool et al. (2012, sec. 5.4).
 
     References
     ----------
@@ -1188,7 +1198,11 @@ def cross_table_findings(
     0  r.csv     r      n    1  recoverable_across
     """
     found, _ = _cross_table(
-        tables, tolerance=tolerance, site_sets=site_sets, all_sites_reported=all_sites_reported
+        tables,
+        tolerance=tolerance,
+        site_sets=site_sets,
+        all_sites_reported=all_sites_reported,
+        min_cell=check_min_cell(min_cell),
     )
     return found.drop(columns="population")
 
@@ -1210,12 +1224,45 @@ def _with_site(key: frozenset, site: str | None) -> frozenset:
     return key if site is None else key | {(_SITE_KEY, site)}
 
 
+def _interval_disclosed(
+    matrix: np.ndarray, rhs: np.ndarray, position: dict[int, int], cells: list[int], min_cell: int
+) -> set[int]:
+    """Hidden unknowns whose feasible range (equations, counts >= 0) discloses them.
+
+    For each unknown in ``cells``, its smallest and largest values subject to
+    ``matrix @ x = rhs`` and ``x >= 0`` (two linear programs, HiGHS). The cell is
+    disclosed when its range lies within ``1 .. min_cell - 1`` (it is known to be a
+    small count, not 0), or when it spans at most one unit with a positive end (``0 or
+    1``, say: present means exactly that small count). A range such as ``0 .. 10`` says
+    no more than the ``<11`` mark itself. An infeasible system (tables that disagree)
+    discloses nothing.
+    """
+    from scipy.optimize import linprog
+
+    found: set[int] = set()
+    for k in cells:
+        objective = np.zeros(matrix.shape[1])
+        objective[position[k]] = 1.0
+        low = linprog(objective, A_eq=matrix, b_eq=rhs, bounds=(0, None), method="highs")
+        if low.status != 0:
+            continue
+        high = linprog(-objective, A_eq=matrix, b_eq=rhs, bounds=(0, None), method="highs")
+        lo = float(low.fun)
+        hi = float(-high.fun) if high.status == 0 else np.inf
+        small = lo >= 1 - 1e-6 and hi <= min_cell - 1 + 1e-6
+        narrow = hi - lo <= 1 + 1e-6 and hi >= 1 - 1e-6
+        if small or narrow:
+            found.add(k)
+    return found
+
+
 def _cross_table(
     tables: Sequence[tuple[str, str, pd.DataFrame]],
     *,
     tolerance: float = 1e-8,
     site_sets: Mapping[str, str] | None = None,
     all_sites_reported: bool = False,
+    min_cell: int | None = None,
 ) -> tuple[pd.DataFrame, dict[tuple, float]]:
     """:func:`cross_table_findings` with a ``population`` column, and the shown keys."""
     from scipy.linalg import null_space
@@ -1295,14 +1342,19 @@ def _cross_table(
     }
     index = {pop: k for k, pop in enumerate(sorted(unknown, key=repr))}
     rows = []
+    rhs: list[float] = []  # sum of coef * unknown = rhs (the shown values moved right)
     for total, parts in equations:
         coef: dict[int, float] = {}
+        constant = 0.0
         for pop, sign in [(total, -1.0)] + [(p, 1.0) for p in parts]:
             if pop in index:
                 coef[index[pop]] = coef.get(index[pop], 0.0) + sign
+            else:
+                constant += sign * known[pop]
         coef = {k: v for k, v in coef.items() if v}
         if coef:
             rows.append(coef)
+            rhs.append(-constant)
     parent = list(range(len(index)))
 
     def root(i: int) -> int:
@@ -1319,6 +1371,8 @@ def _cross_table(
     for coef_index, coef in enumerate(rows):
         components.setdefault(root(next(iter(coef))), []).append(coef_index)
     determined: set[int] = set()
+    narrowed: set[int] = set()
+    by_index = {k: pop for pop, k in index.items()}
     for eq_rows in components.values():
         variables = sorted({k for i in eq_rows for k in rows[i]})
         position = {k: j for j, k in enumerate(variables)}
@@ -1328,12 +1382,23 @@ def _cross_table(
                 matrix[i, position[k]] = v
         basis = null_space(matrix, rcond=tolerance)
         norms = np.linalg.norm(basis, axis=1) if basis.size else np.zeros(len(variables))
-        determined |= {k for k, j in position.items() if norms[j] < 1e-6}
+        now = {k for k, j in position.items() if norms[j] < 1e-6}
+        determined |= now
+        if min_cell is not None:
+            bounds_of = [
+                k
+                for k in variables
+                if k not in now and by_index[k] in hidden and by_index[k] in cells
+            ]
+            vector = np.array([rhs[i] for i in eq_rows])
+            narrowed |= _interval_disclosed(matrix, vector, position, bounds_of, min_cell)
     recovered = []
-    by_index = {k: pop for pop, k in index.items()}
     for k in sorted(determined):
         for file, name, c, r in cells.get(by_index[k], []):
             recovered.append((file, name, c, r, "recoverable_across", by_index[k]))
+    for k in sorted(narrowed - determined):
+        for file, name, c, r in cells.get(by_index[k], []):
+            recovered.append((file, name, c, r, "interval", by_index[k]))
     out = pd.DataFrame(
         shown_elsewhere + recovered,
         columns=["file", "table", "column", "row", "check", "population"],
@@ -1879,7 +1944,9 @@ def audit_report_dir(
     # One linear system for the whole folder: the pooled set and each site's set of a
     # ``--by-site`` run (``sites/<site>/``), linked by "pooled = sum of the sites".
     site_sets, complete = report_site_sets(folder)
-    across = cross_table_findings(batch, site_sets=site_sets, all_sites_reported=complete)
+    across = cross_table_findings(
+        batch, site_sets=site_sets, all_sites_reported=complete, min_cell=min_cell
+    )
     if len(across):
         within = pd.concat(frames, ignore_index=True) if frames else across.iloc[:0]
         place = ["file", "table", "column", "row"]

@@ -835,6 +835,45 @@ def test_by_site_run_hides_what_the_pooled_and_other_sites_would_reveal(tmp_path
     assert result.ok, result.message()
 
 
+def test_cross_table_interval_disclosure_from_non_negativity():
+    # total 12, one route shown with 11, two hidden: each hidden route is 0 or 1 (and
+    # one of them is 1), although neither is determined by the equations
+    by_route = pd.DataFrame({"route": ["iv", "im", "oral"], "n": [11, None, None]})
+    overall = pd.DataFrame({"route": ["Overall"], "n": [12]})
+    batch = [("r.csv", "r", by_route), ("o.csv", "o", overall)]
+    assert disclosure.cross_table_findings(batch).empty  # no linear disclosure
+    found = disclosure.cross_table_findings(batch, min_cell=11)
+    assert found[["row", "check"]].values.tolist() == [[1, "interval"], [2, "interval"]]
+    # the pair adds up to 9: each is 0..9, no more than "<11" says
+    overall["n"] = [20]
+    assert disclosure.cross_table_findings(batch, min_cell=11).empty
+    # a hidden cell confined to 3..5 by a second margin: a small count, not 0
+    by_route = pd.DataFrame({"route": ["iv", "im", "oral"], "n": [40, None, None]})
+    by_sex = pd.DataFrame(
+        {"route": ["im", "im", "oral", "oral"], "sex": ["f", "m"] * 2, "n": [3, None, None, 20]}
+    )
+    batch = [("r.csv", "r", by_route), ("o.csv", "o", overall.assign(n=[68]))]
+    batch.append(("s.csv", "s", by_sex))
+    found = disclosure.cross_table_findings(batch, min_cell=11)
+    # im = 3 + (im, m), oral = (oral, f) + 20, im + oral = 28 -> the two hidden sex
+    # cells add up to 5 (each 0..5: accepted), im in 3..8 (a small count), oral 20..25
+    assert ["s.csv", 1, "interval"] not in found[["file", "row", "check"]].values.tolist()
+    assert "recoverable_across" not in set(found["check"])
+    im = found[(found["file"] == "r.csv") & (found["row"] == 1)]
+    assert im["check"].tolist() == ["interval"]
+    # infeasible (disagreeing) tables disclose nothing
+    batch[1] = ("o.csv", "o", overall.assign(n=[10]))
+    assert "interval" not in set(disclosure.cross_table_findings(batch, min_cell=11)["check"])
+
+
+def test_audit_report_dir_reports_interval_disclosure(tmp_path):
+    _write(tmp_path, "r.csv", pd.DataFrame({"route": ["iv", "im", "oral"], "n": [11, None, None]}))
+    _write(tmp_path, "o.csv", pd.DataFrame({"route": ["Overall"], "n": [12]}))
+    result = audit_report_dir(tmp_path, 11)
+    assert set(result.findings["check"]) == {"interval"}
+    assert "interval" in result.message()
+
+
 def test_blood_pressure_hides_a_second_route_within_each_measure():
     # The three rows of a route (SBP, DBP, either) count the same patients, so the
     # routes of one measure are the margin: one hidden route per measure would be all
