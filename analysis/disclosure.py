@@ -1170,8 +1170,11 @@ def cross_table_findings(
     component of every null-space vector is zero); this is the exact test for linear
     disclosure (Hundepool et al. 2012, sec. 5.3). A table whose rows its labels do
     not tell apart takes no part. Limits: a population is recognised only through the
-    labels a table carries (a table of "week 4" rows that has no ``visit`` column is
-    not matched with the ``visit = week4`` rows of another table). With ``min_cell``,
+    labels a table carries, and through its name for ``instrument`` and ``visit``: a
+    table without such a column whose name has exactly one word (``_``-separated)
+    that other tables of the batch carry in that column counts that level
+    (``gad7_week4_by_dose`` meets the ``instrument = GAD7, visit = week4`` rows of
+    other tables; an HTML table, named by its position, does not). With ``min_cell``,
     each hidden key of a connected component of the equations that is not determined
     is bounded by two linear programs (counts are non-negative), as in the interval
     (protection-level) checks of Hundepool et al. (2012, sec. 5.4).
@@ -1224,6 +1227,44 @@ def _with_site(key: frozenset, site: str | None) -> frozenset:
     return key if site is None else key | {(_SITE_KEY, site)}
 
 
+#: Label columns whose value a table may give in its name instead (``gad7_week4_by_dose``).
+_NAMED_COLUMNS = ("instrument", "visit")
+
+
+def _named_levels(tables: Sequence[tuple[str, str, pd.DataFrame]]) -> dict[str, set[str]]:
+    """The values (as population keys write them) of ``instrument`` and ``visit`` in a batch."""
+    levels: dict[str, set[str]] = {c: set() for c in _NAMED_COLUMNS}
+    for _, _, df in tables:
+        if df is None:
+            continue
+        for c in _NAMED_COLUMNS:
+            if c in df.columns:
+                levels[c] |= {_label_value(v) for v in df[c].dropna().unique()}
+    return {c: v - {_TOTAL_KEY, _MISSING_KEY} for c, v in levels.items()}
+
+
+def _with_named_population(df: pd.DataFrame, name: str, named: dict[str, set[str]]) -> pd.DataFrame:
+    """A table whose name gives its visit or instrument gets it as a label column.
+
+    ``gad7_week4_by_dose`` has no ``instrument`` or ``visit`` column: its rows are the
+    GAD-7 week-4 rows, named only in its title. When exactly one ``_``-separated word of
+    the table's name is a value that other tables of the batch carry in that column,
+    the column is added with that value, so that its counts meet the same populations
+    elsewhere (Table 1's layout is left alone).
+    """
+    if _is_text_count_table(df):
+        return df
+    words = set(str(name).lower().split("_"))
+    added = {}
+    for c in _NAMED_COLUMNS:
+        if c in df.columns:
+            continue
+        hits = words & named.get(c, set())
+        if len(hits) == 1:
+            added[c] = next(iter(hits))
+    return df.assign(**added) if added else df
+
+
 def _interval_disclosed(
     matrix: np.ndarray, rhs: np.ndarray, position: dict[int, int], cells: list[int], min_cell: int
 ) -> set[int]:
@@ -1270,9 +1311,11 @@ def _cross_table(
     site_sets = dict(site_sets or {})
     parsed = []
     relative: dict[tuple[str, str], str] = {}
+    named = _named_levels(tables)
     for file, name, df in tables:
         if df is None or df.empty:
             continue
+        df = _with_named_population(df, name, named)
         table_cells, margins = (
             _table_one_cells(df) if _is_text_count_table(df) else _table_cells(df)
         )

@@ -874,6 +874,33 @@ def test_audit_report_dir_reports_interval_disclosure(tmp_path):
     assert "interval" in result.message()
 
 
+def test_cross_table_reads_the_visit_and_instrument_from_a_table_name(tmp_path):
+    # report 02's "gad7_week4_by_dose" has no instrument or visit column: its rows are the
+    # GAD-7 week-4 rows, which "rates_by_visit" counts (60): the hidden band is 60 - 55
+    by_dose = pd.DataFrame({"dose_band": ["low", "mid", "high"], "n": [30, None, 25]})
+    rates = pd.DataFrame(
+        {
+            "instrument": ["GAD7", "GAD7", "HAMA"],
+            "visit": ["week4", "week1", "week4"],
+            "n": [60, 70, 58],
+        }
+    )
+    batch = [("r.csv", "rates_by_visit", rates), ("d.csv", "gad7_week4_by_dose", by_dose)]
+    found = disclosure.cross_table_findings(batch)
+    assert found[["file", "row", "check"]].values.tolist() == [["d.csv", 1, "recoverable_across"]]
+    # a name that does not say which instrument: the population is not matched
+    batch[1] = ("d.csv", "week4_by_dose", by_dose)
+    assert disclosure.cross_table_findings(batch).empty
+    # a name with two visits is ambiguous: not matched either
+    batch[1] = ("d.csv", "gad7_week1_week4_by_dose", by_dose)
+    assert disclosure.cross_table_findings(batch).empty
+    # through audit_report_dir, where the CSV file's stem is the table's name
+    folder = tmp_path
+    _write(folder, "tables/outcomes/rates_by_visit.csv", rates)
+    _write(folder, "tables/outcomes/gad7_week4_by_dose.csv", by_dose)
+    assert set(audit_report_dir(folder, 11).findings["check"]) == {"recoverable_across"}
+
+
 def test_blood_pressure_hides_a_second_route_within_each_measure():
     # The three rows of a route (SBP, DBP, either) count the same patients, so the
     # routes of one measure are the margin: one hidden route per measure would be all
