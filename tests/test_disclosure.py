@@ -901,6 +901,48 @@ def test_cross_table_reads_the_visit_and_instrument_from_a_table_name(tmp_path):
     assert set(audit_report_dir(folder, 11).findings["check"]) == {"recoverable_across"}
 
 
+@settings(max_examples=25, deadline=None)
+@given(
+    n=st.integers(12, 40),
+    seed=st.integers(0, 1_000),
+    missing=st.integers(0, 14),
+    instrument=st.sampled_from(["GAD7", "HAMA"]),
+    min_cell=st.sampled_from([5, 11]),
+)
+def test_property_completeness_and_accounting_agree_on_the_baseline_count(
+    n, seed, missing, instrument, min_cell
+):
+    """Issue 9 point 2: the patients with a baseline are one count in reports 01 and 02.
+
+    Completeness (report 01) counts the patients observed in the baseline window, the
+    accounting (report 02) the assessments used as baselines; when the two counts are
+    the same number of the same patients, one table may not show it while the other
+    hides it (else the hidden one is read off the other table).
+    """
+    cohort = synthetic_cohort(n, seed=seed)
+    a = cohort.assessments
+    ids = a["patient_id"].drop_duplicates().sample(frac=1, random_state=seed)[:missing]
+    drop = a["patient_id"].isin(ids) & a["instrument"].eq(instrument) & a["study_day"].le(0)
+    cohort.assessments = a[~drop].reset_index(drop=True)
+
+    def counts(m):
+        comp = completeness_table(cohort, min_cell=m).set_index(["instrument", "visit"])
+        acc = accounting_summary(
+            endpoint_accounting(cohort), min_cell=m, patients=len(cohort.patients)
+        ).set_index(["instrument", "reason"])
+        return comp.loc[(instrument, "baseline"), "observed"], acc.loc[
+            (instrument, "baseline"), "assessments"
+        ]
+
+    raw_observed, raw_baselines = counts(None)
+    observed, baselines = counts(min_cell)
+    if raw_observed == raw_baselines:
+        assert pd.isna(observed) == pd.isna(baselines), (raw_observed, observed, baselines)
+    for shown in (observed, baselines):
+        assert pd.isna(shown) or not (0 < shown < min_cell)
+        assert pd.isna(shown) or not (0 < len(cohort.patients) - shown < min_cell)
+
+
 def test_blood_pressure_hides_a_second_route_within_each_measure():
     # The three rows of a route (SBP, DBP, either) count the same patients, so the
     # routes of one measure are the margin: one hidden route per measure would be all
