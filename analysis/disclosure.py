@@ -52,6 +52,7 @@ __all__ = [
     "DEFAULT_MIN_CELL",
     "AuditResult",
     "DisclosureAuditError",
+    "hidden_levels",
     "hide_populations",
     "linked_suppression",
     "audit_report_dir",
@@ -265,6 +266,7 @@ def suppress_cells(
     total: str | None = "n",
     derived: Sequence[str] | None = None,
     margins: Sequence[Sequence[str]] | None = None,
+    hidden: Sequence[bool] | np.ndarray | None = None,
 ) -> pd.DataFrame:
     """Primary and complementary suppression of the counts of a table, row by row.
 
@@ -287,6 +289,10 @@ def suppress_cells(
         Margins for complementary suppression: each is a list of columns; rows sharing
         their values add up to a shown total (``[]``: all rows). See
         :func:`partition_margins`.
+    hidden : array of bool, optional
+        Rows hidden whatever their counts, by a decision taken elsewhere (the groups
+        Table 1 hides, :func:`hidden_levels`); complementary suppression starts from
+        them.
 
     Returns
     -------
@@ -335,6 +341,8 @@ def suppress_cells(
             flag |= small_count(values[total] - values[c], min_cell)
     hide_total = small_count(values[total], min_cell) if total else np.zeros(len(out), bool)
     flag |= hide_total
+    if hidden is not None:
+        flag |= np.asarray(hidden, dtype=bool)
     groups = [
         out[list(m)].astype(str).agg("\x1f".join, axis=1).to_numpy()
         if len(m)
@@ -361,6 +369,43 @@ def suppress_cells(
         _blank(out, c, flag)
     out["suppressed"] = flag | previous
     return out
+
+
+def hidden_levels(levels: pd.Series, min_cell: int | None) -> set[str]:
+    """The groups Table 1 hides when it splits patients by a column (one decision).
+
+    Parameters
+    ----------
+    levels : Series
+        The column of the patients table (one value per patient; missing: no group).
+    min_cell : int or None
+        As in :func:`check_min_cell`; None hides nothing.
+
+    Returns
+    -------
+    set of str
+        The levels (as text) of fewer than ``min_cell`` patients and, since the groups
+        (with the patients without a group) add up to all patients, the next-smallest
+        groups that complementary suppression hides with them: the group columns
+        :func:`analysis.tables.table_one` with ``by`` blanks. The safety tables hide
+        the same groups (``suppress_cells(..., hidden=...)``), so that one table does
+        not show a group another hides.
+
+    Examples
+    --------
+    >>> route = pd.Series(["iv"] * 40 + ["oral"] * 20 + ["im"] * 30 + ["sc"] * 4)
+    >>> sorted(hidden_levels(route, 11))  # sc is 4; oral, the next smallest, goes with it
+    ['oral', 'sc']
+    """
+    min_cell = check_min_cell(min_cell)
+    if min_cell is None:
+        return set()
+    text = levels.astype("string")
+    sizes = text.value_counts(dropna=True).sort_index()
+    names = [str(k) for k in sizes.index] + ["\x00none"]
+    values = np.append(sizes.to_numpy(dtype=float), float(text.isna().sum()))
+    hidden = complementary_mask(values, small_count(values, min_cell), [np.zeros(len(values))])
+    return {name for name, h in zip(names, hidden, strict=True) if h and name != "\x00none"}
 
 
 def suppress_small_groups(

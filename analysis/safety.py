@@ -45,7 +45,7 @@ from analysis._utils import (
     check_min_cell,
     to_float_array,
 )
-from analysis.disclosure import partition_margins, suppress_cells
+from analysis.disclosure import hidden_levels, partition_margins, suppress_cells
 from analysis.rates import proportion_ci
 
 __all__ = [
@@ -327,8 +327,12 @@ def _finish(
     group_size: str,
     parts: Sequence[tuple[str, str, Sequence[str]]],
     within: Sequence[str] = (),
+    decided: Mapping[str, set] | None = None,
 ) -> pd.DataFrame:
     """Tidy frame, counts as Int64, then the small-cell rule.
+
+    ``decided``: per key column, the groups Table 1 hides
+    (:func:`analysis.disclosure.hidden_levels`), hidden here too.
 
     ``group_size``: the column counting the patients a row describes (fewer than
     ``min_cell`` blanks every statistic). ``parts``: ``(count, total, derived)`` triples
@@ -351,7 +355,13 @@ def _finish(
     # The groups of a key (route, ...) add up to all patients: complementary suppression.
     margins = [[*m, *within] for m in partition_margins(keys)]
     out = suppress_cells(
-        out, min_cell, (group_size,), total=None, derived=stats_columns, margins=margins
+        out,
+        min_cell,
+        (group_size,),
+        total=None,
+        derived=stats_columns,
+        margins=margins,
+        hidden=_decided_rows(out, decided),
     )
     for count, total, derived in parts:
         out = suppress_cells(out, min_cell, (count,), total=total, derived=list(derived))
@@ -362,6 +372,21 @@ def _finish(
 
 # --------------------------------------------------------------------------------------
 # adverse events
+
+
+def _decided(cohort, keys: Sequence[str], min_cell: int | None) -> dict[str, set]:
+    """The groups of each key column that Table 1 hides (one decision, disclosure.py)."""
+    return {
+        k: hidden_levels(cohort.patients[k], min_cell) for k in keys if k in cohort.patients.columns
+    }
+
+
+def _decided_rows(out: pd.DataFrame, decided: Mapping[str, set] | None) -> np.ndarray:
+    rows = np.zeros(len(out), dtype=bool)
+    for k, levels in (decided or {}).items():
+        if k in out.columns and levels:
+            rows |= out[k].astype("string").isin(levels).fillna(False).to_numpy(dtype=bool)
+    return rows
 
 
 @_needs("adverse_events")
@@ -498,6 +523,7 @@ def adverse_event_table(
             total="n",
             derived=("percent", "ci_low", "ci_high", "events"),
             margins=[[*m, "term"] for m in partition_margins(keys)],
+            hidden=_decided_rows(out, _decided(cohort, keys, min_cell)),
         )
         out["events"] = out["events"].astype("Int64")
     return out[[*keys, *_AE_COLUMNS]].reset_index(drop=True)
@@ -662,7 +688,10 @@ def blood_pressure_table(
         ("n_peak_over", "n_sessions", ["pct_peak_over"]),
         ("n_rise_over", "n_sessions", ["pct_rise_over"]),
     ]
-    return _finish(rows, keys, _BP_COLUMNS, counts, min_cell, "n_patients", parts, ("measure",))
+    decided = _decided(cohort, keys, min_cell)
+    return _finish(
+        rows, keys, _BP_COLUMNS, counts, min_cell, "n_patients", parts, ("measure",), decided
+    )
 
 
 # --------------------------------------------------------------------------------------
@@ -759,7 +788,8 @@ def dissociation_table(
         )
     counts = {c: c for c in ("n_patients", "n_sessions", "n_over")}
     parts = [("n_over", "n_sessions", ["pct_over"])]
-    return _finish(rows, keys, _CADSS_COLUMNS, counts, min_cell, "n_patients", parts)
+    decided = _decided(cohort, keys, min_cell)
+    return _finish(rows, keys, _CADSS_COLUMNS, counts, min_cell, "n_patients", parts, (), decided)
 
 
 # --------------------------------------------------------------------------------------
@@ -908,7 +938,8 @@ def dose_summary(
         ("induction_completed", "induction_n", ["pct_induction_completed"]),
         ("maintenance_patients", "n_patients", ["pct_maintenance"]),
     ]
-    return _finish(rows, keys, _DOSE_COLUMNS, counts, min_cell, "n_patients", parts)
+    decided = _decided(cohort, keys, min_cell)
+    return _finish(rows, keys, _DOSE_COLUMNS, counts, min_cell, "n_patients", parts, (), decided)
 
 
 # --------------------------------------------------------------------------------------

@@ -943,6 +943,54 @@ def test_property_completeness_and_accounting_agree_on_the_baseline_count(
         assert pd.isna(shown) or not (0 < len(cohort.patients) - shown < min_cell)
 
 
+def _route_cohort():
+    """Routes iv 40, oral 25, im 20, sc 4; 10 oral patients have no session.
+
+    Table 1 hides sc (4) and, complementary, im (20, the next smallest route). Counted
+    by the patients with sessions (the safety tables' own n), oral (15) is smaller than
+    im: deciding alone, a safety table would hide oral with sc and show im.
+    """
+    cohort = synthetic_cohort(89, seed=5)
+    p = cohort.patients.copy()
+    routes = ["iv"] * 40 + ["oral"] * 25 + ["im"] * 20 + ["sc"] * 4
+    p["route"] = pd.array(routes, dtype=p["route"].dtype)
+    cohort.patients = p
+    route_of = p.set_index("patient_id")["route"]
+    sessions = cohort.sessions.assign(
+        route=cohort.sessions["patient_id"].map(route_of).astype(cohort.sessions["route"].dtype)
+    )
+    without = set(p.loc[p["route"].eq("oral"), "patient_id"][:10])
+    cohort.sessions = sessions[~sessions["patient_id"].isin(without)].reset_index(drop=True)
+    if cohort.adverse_events is not None and len(cohort.adverse_events):
+        ae = cohort.adverse_events
+        cohort.adverse_events = ae[~ae["patient_id"].isin(without)].reset_index(drop=True)
+    return cohort
+
+
+def test_safety_tables_hide_the_routes_table_one_hides():
+    cohort = _route_cohort()
+    assert disclosure.hidden_levels(cohort.patients["route"], 11) == {"sc", "im"}
+    t1 = table_one(cohort, by="route", min_cell=11)
+    assert t1.loc[0, "im"] == "suppressed" and t1.loc[0, "sc"] == "<11"
+    assert t1.loc[0, "oral"] == "25"
+    tables = {
+        "exposure": dose_summary(cohort, min_cell=11),
+        "dissociation": dissociation_table(cohort, min_cell=11),
+        "blood_pressure": blood_pressure_table(cohort, min_cell=11),
+        "adverse_events": adverse_event_table(cohort, min_cell=11),
+    }
+    for name, table in tables.items():
+        size = "n" if name == "adverse_events" else "n_patients"
+        by_route = table.groupby(table["route"].astype(str))[size].apply(lambda v: v.isna().all())
+        assert by_route.get("im", True) and by_route.get("sc", True), name
+        # oral (15 patients with sessions) is not hidden only because im is
+        assert not by_route["oral"] and not by_route["iv"], name
+    # the two decisions agree, so nothing follows across Table 1 and the safety tables
+    batch = [(f"{k}.csv", k, v) for k, v in tables.items()] + [("t1.csv", "table_one", t1)]
+    found = disclosure.cross_table_findings(batch, min_cell=11)
+    assert found.empty, found
+
+
 def test_blood_pressure_hides_a_second_route_within_each_measure():
     # The three rows of a route (SBP, DBP, either) count the same patients, so the
     # routes of one measure are the margin: one hidden route per measure would be all
