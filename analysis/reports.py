@@ -1899,9 +1899,14 @@ def _run_into(
     if failures:
         listed = "; ".join(f"{name}: {reason}" for name, reason in failures.items())
         kept = _keep_failed(staging, out, f"Failed reports: {listed}.")
+        where = (
+            f"the failed run is in {kept} (its index.html marks what failed)"
+            if kept is not None
+            else "the failed run could not be kept (no file was written, or it could not be moved)"
+        )
         raise ReportsFailedError(
             f"{len(failures)} of {len(entries)} report(s) failed ({listed}). Nothing in {out} "
-            f"was changed; the failed run is in {kept} (its index.html marks what failed).",
+            f"was changed; {where}.",
             failures,
             kept,
             manifest,
