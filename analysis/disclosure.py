@@ -1597,7 +1597,9 @@ def hide_populations(
             if others
             else pd.Series("", index=keys_frame.index)
         )
-        groups.append(joined.where(keys_frame[col] != _TOTAL_KEY, None).to_numpy(dtype=object))
+        group = joined.to_numpy(dtype=object)
+        group[(keys_frame[col] == _TOTAL_KEY).to_numpy(dtype=bool)] = None  # a total row
+        groups.append(group)
     mask = complementary_mask(values, already | target, groups) if groups else already | target
     hide = mask & ~already | target
     out = table.copy()
