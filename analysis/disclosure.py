@@ -1637,6 +1637,7 @@ def linked_suppression(
     site_sets: Mapping[str, str],
     *,
     all_sites_reported: bool = False,
+    min_cell: int | None = None,
     max_rounds: int = 20,
 ) -> dict[str, list]:
     """The cells to hide in addition so that no site's hidden cell follows from the pooled.
@@ -1655,8 +1656,9 @@ def linked_suppression(
     ----------
     tables : sequence of (file, table, DataFrame)
         The saved tables of the run (files relative to the report folder).
-    site_sets, all_sites_reported
-        As in :func:`cross_table_findings`.
+    site_sets, all_sites_reported, min_cell
+        As in :func:`cross_table_findings` (with ``min_cell``, a site cell confined to a
+        small range, ``interval``, is treated like a recoverable one).
     max_rounds : int
         Bound on the repetitions.
 
@@ -1693,7 +1695,10 @@ def linked_suppression(
             folder = "" if site is None else folder_of[site]
             current.append((file, name, hide_populations(df, extra.get(folder, ()))))
         found, known = _cross_table(
-            current, site_sets=site_sets, all_sites_reported=all_sites_reported
+            current,
+            site_sets=site_sets,
+            all_sites_reported=all_sites_reported,
+            min_cell=check_min_cell(min_cell),
         )
         added = False
         for check, pop in zip(found["check"], found["population"], strict=True):

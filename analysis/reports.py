@@ -1837,7 +1837,7 @@ def _run_into(
     if plan is not None and sites and all(e["status"] == "ok" for e in entries):
         # Secondary suppression across the linked report sets (disclosure.py decides):
         # the sets with cells to hide in addition are rendered again with them hidden.
-        linked = _linked_site_suppression(staging, plan, folders)
+        linked = _linked_site_suppression(staging, plan, folders, values["min_cell"])
         if linked:
             snapshots = {
                 "": private / "pooled",
@@ -1957,7 +1957,7 @@ def _run_into(
 LINKED_SUPPRESSION_FILE = "linked_suppression.json"
 
 
-def _linked_site_suppression(staging: Path, plan: SitePlan, folders: dict) -> dict:
+def _linked_site_suppression(staging: Path, plan: SitePlan, folders: dict, min_cell: int) -> dict:
     """The populations each report set of a ``--by-site`` run must hide in addition.
 
     Reads the tables the run saved (CSV files) and asks
@@ -1974,6 +1974,7 @@ def _linked_site_suppression(staging: Path, plan: SitePlan, folders: dict) -> di
         tables,
         {folders[site]: site for site in plan.shown},
         all_sites_reported=not plan.withheld and not plan.unassigned,
+        min_cell=min_cell,
     )
 
 

@@ -1072,7 +1072,40 @@ def accounting_summary(
     # one baseline per patient: its complement in the enrolled patients is a count too
     table["_patients"] = np.where(table["reason"] == "baseline", float(patients), np.nan)
     out = _suppress(table, min_cell, n="_patients", events="assessments", partition=["instrument"])
-    return out.drop(columns="_patients")
+    return _baseline_shown_as_in_completeness(out, table, min_cell).drop(columns="_patients")
+
+
+def _baseline_shown_as_in_completeness(out, table, min_cell):
+    """Complementary suppression of the accounting never picks the baseline count.
+
+    The baselines used are the patients observed at baseline, which the completeness
+    table (report 01) shows unless small; hiding them here only as a complement would
+    show in one table what another hides. Another non-zero count of the instrument is
+    hidden instead (when there is one).
+    """
+    from analysis.disclosure import small_count
+
+    if min_cell is None:
+        return out
+    value = table["assessments"].to_numpy(dtype=float)
+    total = table["_patients"].to_numpy(dtype=float)
+    primary = small_count(value, min_cell) | small_count(total - value, min_cell)
+    hidden = out["assessments"].isna().to_numpy(dtype=bool)
+    out = out.copy()
+    for instrument in out["instrument"].unique():
+        rows = (out["instrument"] == instrument).to_numpy(dtype=bool)
+        base = np.flatnonzero(rows & (out["reason"] == "baseline").to_numpy(dtype=bool))
+        if len(base) != 1 or not hidden[base[0]] or primary[base[0]]:
+            continue
+        other = np.flatnonzero(rows & ~hidden & (value > 0))
+        if not len(other):
+            continue
+        swap = other[np.argmin(value[other])]
+        out.loc[out.index[base[0]], "assessments"] = int(value[base[0]])
+        out.loc[out.index[base[0]], "suppressed"] = False
+        out.loc[out.index[swap], "assessments"] = pd.NA
+        out.loc[out.index[swap], "suppressed"] = True
+    return out
 
 
 @positional_deprecated("min_cell")

@@ -909,6 +909,7 @@ def test_cross_table_reads_the_visit_and_instrument_from_a_table_name(tmp_path):
     instrument=st.sampled_from(["GAD7", "HAMA"]),
     min_cell=st.sampled_from([5, 11]),
 )
+@example(n=12, seed=0, missing=0, instrument="GAD7", min_cell=11)  # found by hypothesis
 def test_property_completeness_and_accounting_agree_on_the_baseline_count(
     n, seed, missing, instrument, min_cell
 ):
