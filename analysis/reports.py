@@ -1529,13 +1529,14 @@ def reusing_kernels():
 def _engine_name() -> str:
     """Register (once) and name the papermill engine that runs a notebook in a kept kernel.
 
-    It is papermill's own nbclient engine, with two differences: before the first cell it
+    It is papermill's own nbclient engine, with three differences: before the first cell it
     runs ``reset_code`` silently (no output, no execution count) and fails if that fails;
     afterwards it closes its client's channels (nbclient leaves them open when it did not
-    create the kernel manager).
+    create the kernel manager); and it writes the executed notebook at its start and end
+    (and every 30 s of a long cell), not after every cell.
     """
     from papermill.clientwrap import PapermillNotebookClient
-    from papermill.engines import NBClientEngine, papermill_engines
+    from papermill.engines import NBClientEngine, NotebookExecutionManager, papermill_engines
 
     name = "anxiety-outcomes-kept-kernel"
     if name in papermill_engines._engines:
@@ -1556,7 +1557,57 @@ def _engine_name() -> str:
                 )
             super().papermill_execute_cells()
 
+    class FewSaves(NotebookExecutionManager):
+        """Writes the executed notebook when it starts, when it ends and every 30 s of a
+        long cell, not after every cell as papermill does (a few seconds a batch)."""
+
+        _quiet = False
+
+        def save(self, **kwargs):
+            if not self._quiet:
+                super().save(**kwargs)
+
+        def cell_start(self, cell, cell_index=None, **kwargs):
+            self._quiet = True
+            try:
+                super().cell_start(cell, cell_index, **kwargs)
+            finally:
+                self._quiet = False
+
+        def cell_complete(self, cell, cell_index=None, **kwargs):
+            self._quiet = True
+            try:
+                super().cell_complete(cell, cell_index, **kwargs)
+            finally:
+                self._quiet = False
+
     class KeptKernelEngine(NBClientEngine):
+        @classmethod
+        def execute_notebook(
+            cls,
+            nb,
+            kernel_name,
+            output_path=None,
+            progress_bar=True,
+            log_output=False,
+            autosave_cell_every=30,
+            **kwargs,
+        ):
+            nb_man = FewSaves(
+                nb,
+                output_path=output_path,
+                progress_bar=progress_bar,
+                log_output=log_output,
+                autosave_cell_every=autosave_cell_every,
+            )
+            nb_man.notebook_start()
+            try:
+                cls.execute_managed_notebook(nb_man, kernel_name, log_output=log_output, **kwargs)
+            finally:
+                nb_man.cleanup_pbar()
+                nb_man.notebook_complete()
+            return nb_man.nb
+
         @classmethod
         def execute_managed_notebook(
             cls,
