@@ -600,3 +600,17 @@ def test_a_notebook_that_kills_its_kernel_fails_alone(tmp_path, stand_ins):
     assert [r["status"] for r in manifest["reports"]] == ["failed", "ok"]
     nbformat.write(_notebook(GOOD), stand_ins / "01_first.ipynb")
     assert _run(out, "--jobs", "1") == 0  # and the next run gets working kernels
+
+
+@pytest.mark.slow
+def test_fresh_kernels_give_the_same_files_as_reused_ones(tmp_path, stand_ins, monkeypatch):
+    nbformat.write(_notebook(LOADS_SNAPSHOT), stand_ins / "01_first.ipynb")
+    assert _run(tmp_path / "reused", "--jobs", "1") == 0
+    monkeypatch.setattr(reports, "FRESH_KERNELS", True)
+    assert _run(tmp_path / "fresh", "--jobs", "1") == 0
+    reused = _snapshot(tmp_path / "reused")
+    fresh = _snapshot(tmp_path / "fresh")
+    varying = {"manifest.json", "01_first.ipynb", "02_second.ipynb"}  # timings, timestamp
+    assert {k: v for k, v in reused.items() if k not in varying} == {
+        k: v for k, v in fresh.items() if k not in varying
+    }
