@@ -36,6 +36,7 @@ import json
 import re
 import shutil
 import sys
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
@@ -992,14 +993,28 @@ def _kernel_manager_class(log_path: Path | None = None, work_dir: Path | None = 
     return CurrentPythonKernelManager
 
 
+_exporters = threading.local()
+
+
+def _html_exporter():
+    """This thread's nbconvert exporter (building one loads its templates: half the time
+    of a page). Exporters are not shared between threads."""
+    exporter = getattr(_exporters, "html", None)
+    if exporter is None:
+        from nbconvert import HTMLExporter
+
+        exporter = HTMLExporter(
+            exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
+        )
+        _exporters.html = exporter
+    return exporter
+
+
 def _render_html(notebook_path: Path, title: str | None = None) -> str:
     """HTML of an executed notebook without code cells or prompts (page title ``title``)."""
     import nbformat
-    from nbconvert import HTMLExporter
 
-    exporter = HTMLExporter(
-        exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
-    )
+    exporter = _html_exporter()
     notebook = nbformat.read(notebook_path, as_version=4)
     # The page <title>: the report's heading (nbconvert would write "Notebook").
     for cell in notebook.cells:  # papermill gives its cell a random id: the page would vary
@@ -1458,8 +1473,6 @@ class _KernelPool:
     """
 
     def __init__(self) -> None:
-        import threading
-
         self._idle: list[_Kernel] = []
         self._all: list[_Kernel] = []
         self._lock = threading.Lock()
