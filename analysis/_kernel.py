@@ -66,7 +66,8 @@ def reset(work_dir: str) -> None:
             matplotlib.rcParams.update(_baseline["rc"])
             pd.reset_option("all")
         warnings.resetwarnings()  # also forgets which warnings were already shown
-        warnings.filters[:] = _baseline["filters"]
+        # typeshed calls it a Sequence; it is the list the warnings machinery reads
+        warnings.filters[:] = _baseline["filters"]  # type: ignore[index]
         getattr(warnings, "onceregistry", {}).clear()
         os.environ.clear()
         os.environ.update(_baseline["environ"])
