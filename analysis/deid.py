@@ -38,6 +38,7 @@ without separators is not taken for a phone number, an SSN or a date. Dates are
 from __future__ import annotations
 
 import datetime
+import functools
 import re
 from collections.abc import Mapping
 
@@ -443,10 +444,17 @@ _ZIP_IN_CODES = re.compile(
 )
 
 
+@functools.lru_cache(maxsize=64)
+def _compiled(pattern: str) -> re.Pattern:
+    return re.compile(pattern)
+
+
 def _value_masks(series: pd.Series, column: object = "") -> dict[str, np.ndarray]:
     """Rows of a text column whose value has each identifier shape (vectorised on uniques)."""
     codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=True)
-    text = pd.Series(np.asarray(uniques, dtype=object)).astype(str)
+    # Plain Python over the distinct values: pandas' string methods loop in Python too,
+    # and their overhead per call dominated the guard on small tables.
+    text = [str(value) for value in np.asarray(uniques, dtype=object)]
     is_code = _name_tokens(column)[-1:] == ["id"]
     masks = {}
     checks = [
@@ -454,12 +462,11 @@ def _value_masks(series: pd.Series, column: object = "") -> dict[str, np.ndarray
         for check, (prefilter, pattern) in _VALUE_PATTERNS.items()
     ]
     for check, prefilter, pattern in checks:
-        candidate = text.str.contains(prefilter, regex=True)
+        candidate = _compiled(prefilter).search
         hit = np.zeros(len(text) + 1, dtype=bool)  # last slot: missing values (code -1)
-        if candidate.any():
-            hit[: len(text)][candidate.to_numpy()] = [
-                pattern.search(value) is not None for value in text[candidate]
-            ]
+        hit[: len(text)] = [
+            candidate(value) is not None and pattern.search(value) is not None for value in text
+        ]
         masks[check] = hit[codes]
     hit = np.zeros(len(text) + 1, dtype=bool)
     hit[: len(text)] = [_has_given_name(value) for value in text]

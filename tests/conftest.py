@@ -18,6 +18,7 @@ does, so every test that needs rendered reports shares the session fixture
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import pickle
 from pathlib import Path
@@ -32,6 +33,9 @@ except ImportError:  # Windows
     fcntl = None
 
 matplotlib.use("Agg")
+
+#: Whether the report stack (papermill) is installed: without it no report test runs.
+_REPORT_STACK = importlib.util.find_spec("papermill") is not None
 
 FAST_EXAMPLES = 10
 
@@ -80,6 +84,25 @@ def _schedule(items: list[pytest.Item]) -> None:
     for item in items:
         if "rendered_reports" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("rendered_reports"))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _report_kernels():
+    """One set of report kernels for the whole run (per pytest-xdist worker).
+
+    ``run_reports`` reuses its kernels from notebook to notebook (each notebook starts
+    from a reset kernel: ``analysis._kernel``); here the many runs of the suite (about 30
+    awkward cohorts, stand-in batches and property examples) also share them, instead of
+    starting and importing the analysis stack in new kernels for every run. A failing
+    notebook still gets its kernel replaced, so failures stay isolated.
+    """
+    if not _REPORT_STACK:
+        yield
+        return
+    from analysis.reports import reusing_kernels
+
+    with reusing_kernels():
+        yield
 
 
 @pytest.fixture(scope="session")

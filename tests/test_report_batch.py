@@ -551,3 +551,66 @@ def test_by_site_without_sites_exits_1(tmp_path, capsys):
     assert main(["report", str(data), "--out", str(tmp_path / "r"), "--by-site", "--quiet"]) == 1
     assert "site_id" in capsys.readouterr().err
     assert not (tmp_path / "r").exists() and not (tmp_path / "r.failed").exists()
+
+
+#: A stand-in that changes every piece of kernel state a report could change.
+POLLUTES = (
+    "import os, sys, warnings\nimport matplotlib\nimport pandas as pd\n"
+    "LEFT_OVER = 1\n"
+    "os.environ['ANXIETY_OUTCOMES_LEFT_OVER'] = '1'\n"
+    "sys.path.append('/left-over')\n"
+    "warnings.simplefilter('error')\n"
+    "matplotlib.rcParams['lines.linewidth'] = 9.5\n"
+    "pd.set_option('display.max_rows', 3)\n"
+    "open('left-over.txt', 'w').write('x')\n" + GOOD
+)
+
+#: A stand-in that fails unless it starts from the state of a fresh kernel.
+EXPECTS_A_FRESH_KERNEL = (
+    "import os, sys, warnings\nimport matplotlib\nimport pandas as pd\n"
+    "assert 'LEFT_OVER' not in globals()\n"
+    "assert 'ANXIETY_OUTCOMES_LEFT_OVER' not in os.environ\n"
+    "assert '/left-over' not in sys.path\n"
+    "assert ('error', None, Warning, None, 0) not in warnings.filters\n"
+    "assert matplotlib.rcParams['lines.linewidth'] != 9.5\n"
+    "assert pd.get_option('display.max_rows') == 60\n"
+    "assert os.listdir('.') == [], os.listdir('.')\n"
+    "assert len(In) == 4, In  # '' and this notebook's three cells only\n" + GOOD
+)
+
+
+@pytest.mark.slow
+def test_a_reused_kernel_starts_each_notebook_from_a_fresh_state(tmp_path, stand_ins):
+    # One job: both notebooks run one after the other in the same kernel.
+    nbformat.write(_notebook(POLLUTES), stand_ins / "01_first.ipynb")
+    nbformat.write(_notebook(EXPECTS_A_FRESH_KERNEL), stand_ins / "02_second.ipynb")
+    out = tmp_path / "reports"
+    assert _run(out, "--jobs", "1") == 0
+    executed = nbformat.read(out / "02_second.ipynb", as_version=4)
+    counts = [c.execution_count for c in executed.cells if c.cell_type == "code"]
+    assert counts == [1, 2, 3]  # numbered as in a fresh kernel (parameters, injected, cell)
+
+
+@pytest.mark.slow
+def test_a_notebook_that_kills_its_kernel_fails_alone(tmp_path, stand_ins):
+    nbformat.write(_notebook("import os\nos._exit(3)"), stand_ins / "01_first.ipynb")
+    out = tmp_path / "reports"
+    assert _run(out, "--jobs", "1") == 1
+    manifest = json.loads((tmp_path / "reports.failed" / "manifest.json").read_text())
+    assert [r["status"] for r in manifest["reports"]] == ["failed", "ok"]
+    nbformat.write(_notebook(GOOD), stand_ins / "01_first.ipynb")
+    assert _run(out, "--jobs", "1") == 0  # and the next run gets working kernels
+
+
+@pytest.mark.slow
+def test_fresh_kernels_give_the_same_files_as_reused_ones(tmp_path, stand_ins, monkeypatch):
+    nbformat.write(_notebook(LOADS_SNAPSHOT), stand_ins / "01_first.ipynb")
+    assert _run(tmp_path / "reused", "--jobs", "1") == 0
+    monkeypatch.setattr(reports, "FRESH_KERNELS", True)
+    assert _run(tmp_path / "fresh", "--jobs", "1") == 0
+    reused = _snapshot(tmp_path / "reused")
+    fresh = _snapshot(tmp_path / "fresh")
+    varying = {"manifest.json", "01_first.ipynb", "02_second.ipynb"}  # timings, timestamp
+    assert {k: v for k, v in reused.items() if k not in varying} == {
+        k: v for k, v in fresh.items() if k not in varying
+    }
