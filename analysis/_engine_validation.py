@@ -44,9 +44,20 @@ from pathlib import Path
 import narwhals as nw
 import pandas as pd
 
+from analysis._checks import ValidationReport, _match_columns, _problem_report, _table_validator
 from analysis._frames import column_names, small_to_pandas
+from analysis.cohort import (
+    FAILURE_COLUMNS,
+    OPTIONAL_TABLES,
+    REQUIRED_TABLES,
+    TABLES,
+    Cohort,
+    DataValidationError,
+    _check_kind,
+    _empty_report,
+)
 from analysis.instruments import INSTRUMENTS
-from analysis.readers import MISSING_VALUES, normalise_name
+from analysis.readers import MISSING_VALUES, FileProblem, find_table_files, normalise_name
 
 __all__ = ["ENGINES", "open_tables", "load_engine_cohort", "validate_engine_cohort"]
 
@@ -57,39 +68,6 @@ _DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
 
 
 # --------------------------------------------------------------------------- opening
-
-
-def _table_sources(folder: Path, tables: Sequence[str]) -> tuple[dict, list]:
-    """``{table: path}`` (a Parquet file or a folder of them) and file problems."""
-    from analysis.readers import FileProblem
-
-    found: dict[str, list[Path]] = {t: [] for t in tables}
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith((".", "~$")):
-            continue
-        if entry.is_dir():
-            stem = normalise_name(entry.name)
-            if stem in found and any(entry.glob("*.parquet")):
-                found[stem].append(entry)
-        elif entry.suffix.lower() == ".parquet":
-            stem = normalise_name(entry.name[: -len(".parquet")])
-            if stem in found:
-                found[stem].append(entry)
-    sources, problems = {}, []
-    for table, paths in found.items():
-        if len(paths) > 1:
-            names = [p.name for p in paths]
-            problems.append(
-                FileProblem(
-                    " and ".join(names),
-                    "several_files",
-                    f"table `{table}` is in {len(names)} sources ({', '.join(names)})",
-                    "keep one file or folder of Parquet files per table",
-                )
-            )
-        elif paths:
-            sources[table] = paths[0]
-    return sources, problems
 
 
 def _duckdb_connection(memory_limit: str | None, database: Path | None = None):
@@ -127,8 +105,6 @@ def open_tables(path, engine: str, *, memory_limit=None, spark=None) -> tuple[di
         ``{table: native frame}`` for the tables found, and the
         :class:`~analysis.readers.FileProblem` of a table given twice.
     """
-    from analysis.schema import OPTIONAL_TABLES, REQUIRED_TABLES, TABLES
-
     if engine not in _LAZY_ENGINES:
         raise ValueError(f"`engine` must be one of {list(_LAZY_ENGINES)}, not {engine!r}.")
     if memory_limit is not None and engine != "duckdb":
@@ -156,7 +132,8 @@ def open_tables(path, engine: str, *, memory_limit=None, spark=None) -> tuple[di
             "holding patients.parquet and assessments.parquet (or folders of Parquet files"
             + (", or a DuckDB database file)." if engine == "duckdb" else ").")
         )
-    sources, problems = _table_sources(path, TABLES)
+    found, problems = find_table_files(path, TABLES, kind="parquet")
+    sources = {table: source for table, (source, _) in found.items()}
     missing = [t for t in REQUIRED_TABLES if t not in sources]
     if missing and not problems:
         raise FileNotFoundError(
@@ -341,8 +318,6 @@ class _Table:
     """One table in the engine: matched columns, typed and clean values, failures."""
 
     def __init__(self, table: str, frame, missing: Sequence[str]) -> None:
-        from analysis.schema import _match_columns, _table_validator
-
         self.table = table
         self.validator = validator = _table_validator(table)
         self.raw = frame
@@ -862,8 +837,6 @@ def _guard_finish(t: _Table, frame, plan: list) -> list:
 
 
 def _report(entries: list[tuple], tables: dict) -> pd.DataFrame:
-    from analysis.schema import TABLES, _empty_report
-
     if not entries:
         return _empty_report()
     order = {t: k for k, t in enumerate(TABLES)}
@@ -894,7 +867,6 @@ def validate_engine_cohort(natives: dict, *, missing_values=None, problems=()):
     LazyFrames or Spark DataFrames).
     """
     from analysis import deid
-    from analysis.schema import FAILURE_COLUMNS, TABLES, ValidationReport, _problem_report
 
     if problems:
         return _problem_report(list(problems))
@@ -905,8 +877,6 @@ def validate_engine_cohort(natives: dict, *, missing_values=None, problems=()):
             c for c, d in frame.collect_schema().items() if d in (nw.List, nw.Struct, nw.Array)
         ]
         if nested:
-            from analysis.readers import FileProblem
-
             problem = FileProblem(
                 table,
                 "nested_column",
@@ -957,8 +927,6 @@ def validate_engine_cohort(natives: dict, *, missing_values=None, problems=()):
 
 def summary_message(errors: pd.DataFrame, title: str, hints: dict, max_lines: int = 40) -> str:
     """The message of the pandas path's ``DataValidationError``, from aggregated counts."""
-    from analysis.schema import TABLES, _check_kind
-
     order = {t: k for k, t in enumerate(TABLES)}
     groups = (
         errors.assign(_order=errors["table"].map(order).fillna(len(order)))
@@ -996,8 +964,6 @@ def raise_for_errors(report) -> None:
     """Raise the pandas path's error (or the guard's) with the aggregated counts."""
     if report.ok:
         return
-    from analysis.schema import DataValidationError
-
     files = report.errors[report.errors["column"] == "(file)"]
     if len(files):
         report.raise_for_errors()
@@ -1013,8 +979,6 @@ def load_engine_cohort(
     path, engine: str, *, strict=False, missing_values=None, memory_limit=None, spark=None
 ):
     """:func:`analysis.schema.load_cohort` for ``engine`` in ``duckdb, polars, spark``."""
-    from analysis.schema import OPTIONAL_TABLES, Cohort
-
     natives, problems = open_tables(path, engine, memory_limit=memory_limit, spark=spark)
     report = validate_engine_cohort(natives, missing_values=missing_values, problems=problems)
     if strict:
@@ -1029,8 +993,6 @@ def load_engine_cohort(
 
 def _empty_like(native, table: str):
     """An empty lazy table of ``table``'s schema columns, in the engine of ``native``."""
-    from analysis.schema import _table_validator
-
     frame = nw.from_native(native)
     columns = []
     for name, f in _table_validator(table).fields.items():
