@@ -15,8 +15,10 @@ The data layer below it (:mod:`analysis.cohort`, :mod:`analysis.deid`,
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
@@ -32,6 +34,10 @@ from analysis.cohort import (
 )
 from analysis.deid import IDENTIFIER_CHECKS, DeidentificationError
 from analysis.readers import FileProblem, normalise_name
+
+if TYPE_CHECKING:
+    from pandera.api.checks import Check
+    from pandera.api.pandas.container import DataFrameSchema
 
 __all__ = ["ValidationReport"]
 
@@ -197,7 +203,12 @@ def _file_message(files: pd.DataFrame) -> str:
 
 
 def _fail(
-    table: str, rows, column: str, check: str, values, severity: str = "error"
+    table: str,
+    rows: Sequence[int | None] | np.ndarray,
+    column: str,
+    check: str,
+    values: object,
+    severity: str = "error",
 ) -> pd.DataFrame:
     """Failures frame for ``rows`` (positions; ``[None]`` for the whole column)."""
     rows = np.asarray(rows, dtype=object)
@@ -217,9 +228,9 @@ def _fail(
 
 def _as_text(values: pd.Series) -> np.ndarray:
     """Cells as strings (missing stays missing), for the ``value`` column."""
-    out = values.astype(object).to_numpy()
-    mask = pd.isna(out)
-    out = np.where(mask, None, out.astype(str))  # type: ignore[call-overload]
+    cells = values.astype(object).to_numpy()
+    out = cells.astype(str).astype(object)
+    out[pd.isna(cells)] = None
     return out
 
 
@@ -244,7 +255,7 @@ class _Coercer:
             return self._numbers(raw.astype("Float64"))
         codes, uniques = pd.factorize(raw.astype(object), use_na_sentinel=True)
         converted, bad = self._convert(pd.Series(np.asarray(uniques, dtype=object)))
-        converted = pd.array(list(converted) + [pd.NA], dtype=self.dtype)  # type: ignore[call-overload]
+        converted = pd.Series([*converted, pd.NA], dtype=self.dtype).array
         bad = np.append(bad, False)
         typed = pd.Series(converted.take(codes), index=raw.index, dtype=self.dtype)
         return typed, bad[codes]
@@ -256,7 +267,7 @@ class _Coercer:
             whole = numbers.fillna(0).to_numpy(dtype=float)
             ok &= (np.floor(whole) == whole) & (np.abs(whole) < 2**53)
         bad = (numbers.notna() & ~ok).to_numpy(dtype=bool)
-        typed = numbers.where(ok, pd.NA)  # type: ignore[call-overload]
+        typed = numbers.where(ok)  # <NA> where not ok (a nullable dtype)
         if self.type == "integer":
             typed = typed.round().astype("Int64")
         return typed, bad
@@ -282,7 +293,7 @@ class _Coercer:
         bad = ~missing & (bad | typed.isna().to_numpy(dtype=bool))
         return list(typed.astype(object)), bad
 
-    def _boolean(self, value):
+    def _boolean(self, value: object) -> bool | None:
         """True, False, or None when the value is not a boolean."""
         if isinstance(value, bool | np.bool_):
             return bool(value)
@@ -294,14 +305,14 @@ class _Coercer:
         return None
 
 
-def _as_string(value) -> str:
+def _as_string(value: object) -> str:
     """A value read into a text column; a whole float is written without its ``.0``."""
     if isinstance(value, float | np.floating) and float(value).is_integer():
         return str(int(value))
     return str(value)
 
 
-def _pandera_label(check) -> str:
+def _pandera_label(check: Check) -> str:
     """Readable name of a pandera check made from a Table Schema constraint."""
     stats = check.statistics or {}
     name = check.name
@@ -324,7 +335,7 @@ def _pandera_label(check) -> str:
     return str(name)
 
 
-def _frictionless_to_pandera(descriptor: dict):
+def _frictionless_to_pandera(descriptor: Mapping[str, Any]) -> DataFrameSchema:
     """The pandera schema :func:`pandera.io.pandas_io.from_frictionless_schema` builds.
 
     Same field parser, same checks, but the descriptor is read as the plain JSON it is:
@@ -438,7 +449,9 @@ class _TableValidator:
                 )
         return pd.DataFrame(typed, index=raw.index), failures, bad
 
-    def check_columns(self, raw, typed, bad) -> list[pd.DataFrame]:
+    def check_columns(
+        self, raw: pd.DataFrame, typed: pd.DataFrame, bad: dict[str, np.ndarray]
+    ) -> list[pd.DataFrame]:
         """Required columns and values, ranges, codes and patterns (pandera, lazily)."""
         from pandera.errors import SchemaErrors
 
@@ -470,7 +483,7 @@ class _TableValidator:
             )
         return failures
 
-    def check_unique(self, raw, typed) -> list[pd.DataFrame]:
+    def check_unique(self, raw: pd.DataFrame, typed: pd.DataFrame) -> list[pd.DataFrame]:
         """Every row of a duplicated primary key (or unique column) value."""
         failures = []
         for key in self.unique_keys:
