@@ -958,6 +958,7 @@ def gt_table(
     min_cell: int | None = None,
     drop: Sequence[str] = (),
     columns: str | None = None,
+    kinds: Mapping[str, str] | None = None,
 ):
     """Any tidy report table as a publication table.
 
@@ -988,6 +989,11 @@ def gt_table(
         Transpose: one column per row of the table, headed by its (labelled) value of
         ``columns`` (e.g. ``"route"``), and one row per other column. For wide tables
         of few groups (exposure, blood pressure by route).
+    kinds : mapping of str to str, optional
+        What the values of other columns are, for their labels: ``{"group": "route"}``
+        labels the ``group`` column of :func:`analysis.survival.median_time_to_event`
+        as routes ("IV ketamine", not ``iv``). Known columns (``route``, ``visit``, ...)
+        need no entry.
 
     Returns
     -------
@@ -1012,11 +1018,12 @@ def gt_table(
     )
     df = df.drop(columns=["suppressed"], errors="ignore").reset_index(drop=True)
     numeric = {c for c in df.columns if pd.api.types.is_numeric_dtype(df[c].dtype)}
+    value_kinds = {**_VALUE_KINDS, **(kinds or {})}
     out = pd.DataFrame(index=range(len(df)))
     for c in df.columns:
         values = df[c].tolist()
-        if c in _VALUE_KINDS:
-            out[c] = [label(v, _VALUE_KINDS[c]) for v in values]
+        if c in value_kinds:
+            out[c] = [label(v, value_kinds[c]) for v in values]
         elif c.startswith("p_") or c in ("p", "p_value"):
             out[c] = [format_p(v) for v in values]
         else:

@@ -1899,9 +1899,14 @@ def _run_into(
     if failures:
         listed = "; ".join(f"{name}: {reason}" for name, reason in failures.items())
         kept = _keep_failed(staging, out, f"Failed reports: {listed}.")
+        where = (
+            f"the failed run is in {kept} (its index.html marks what failed)"
+            if kept is not None
+            else "the failed run could not be kept (no file was written, or it could not be moved)"
+        )
         raise ReportsFailedError(
             f"{len(failures)} of {len(entries)} report(s) failed ({listed}). Nothing in {out} "
-            f"was changed; the failed run is in {kept} (its index.html marks what failed).",
+            f"was changed; {where}.",
             failures,
             kept,
             manifest,
@@ -1957,7 +1962,10 @@ def export_pdf(
     Returns
     -------
     list of Path
-        The PDF files written.
+        The PDF files written. A page of a report folder (one with the ``manifest.json``
+        of :func:`run_reports` that lists the page) gets its PDF added to the manifest's
+        ``files``, so the next run of that folder owns it: replaces it, or removes it when
+        that run prints no PDF, and never takes it for a file of the user's.
 
     Raises
     ------
@@ -2001,4 +2009,30 @@ def export_pdf(
                 f"{done.stderr.strip()[-500:]}"
             )
         written.append(pdf)
+    _record_in_manifests(written)
     return written
+
+
+def _record_in_manifests(files: Iterable[Path]) -> None:
+    """Add written files to the ``files`` of the report folder's ``manifest.json``.
+
+    A later run then owns them like the pages they were printed from: it replaces them,
+    or removes them when it does not write them again, and never mistakes them for
+    the user's files. A page outside a report folder (no manifest of this package that
+    lists the page) is left alone.
+    """
+    by_folder: dict[Path, list[str]] = {}
+    for file in files:
+        for folder in file.resolve().parents:
+            manifest = _previous_manifest(folder)
+            if manifest is None:
+                continue
+            rel = file.resolve().relative_to(folder).as_posix()
+            if rel.removesuffix(".pdf") + ".html" in manifest["files"]:
+                by_folder.setdefault(folder, []).append(rel)
+            break
+    for folder, rels in by_folder.items():
+        path = folder / "manifest.json"
+        manifest = json.loads(path.read_text(encoding="utf-8"))
+        manifest["files"] = sorted(set(manifest.get("files", [])) | set(rels))
+        _write_text(path, json.dumps(manifest, indent=2) + "\n")

@@ -244,3 +244,14 @@ def test_tidy_tables_unchanged_by_formatting(endpoints):
     before = table.copy()
     gt_rates(table, min_cell=11).as_raw_html()
     pd.testing.assert_frame_equal(table, before)
+
+
+def test_gt_table_labels_a_column_whose_kind_the_caller_names():
+    # median_time_to_event names its grouping column "group"; report 04 says it is a route
+    from analysis.formatting import gt_table
+
+    t = pd.DataFrame({"group": ["iv", "im"], "n": [40, 30], "median": [11.0, 9.0]})
+    plain = gt_table(t).as_raw_html()
+    named = gt_table(t, kinds={"group": "route"}).as_raw_html()
+    assert ">iv<" in plain and "IV ketamine" not in plain
+    assert "IV ketamine" in named and "IM ketamine" in named and ">iv<" not in named

@@ -53,3 +53,27 @@ def test_export_pdf_without_chromium_says_how_to_install(tmp_path):
     (tmp_path / "01_a.html").write_text("<html></html>")
     with pytest.raises(FileNotFoundError, match="apt-get install chromium"):
         export_pdf([tmp_path / "01_a.html"], chromium=str(tmp_path / "no-such-browser"))
+
+
+def test_pdfs_of_a_report_folder_are_owned_by_its_manifest(tmp_path):
+    # the next run replaces or removes what it owns; an unowned PDF would block or linger
+    import json
+
+    chromium = _fake_chromium(
+        tmp_path,
+        'for a in "$@"; do case "$a" in --print-to-pdf=*) printf "%%PDF-1.4" > "${a#*=}";; '
+        "esac; done\n",
+    )
+    out = tmp_path / "reports"
+    (out / "sites" / "s1").mkdir(parents=True)
+    files = ["01_a.html", "manifest.json", "sites/s1/01_a.html"]
+    manifest = {"package": "anxiety-outcomes", "files": files, "reports": []}
+    (out / "manifest.json").write_text(json.dumps(manifest))
+    for name in ("01_a.html", "sites/s1/01_a.html"):
+        (out / name).write_text("<html></html>")
+    elsewhere = tmp_path / "loose.html"
+    elsewhere.write_text("<html></html>")
+    export_pdf([out / "01_a.html", out / "sites/s1/01_a.html", elsewhere], chromium=str(chromium))
+    listed = json.loads((out / "manifest.json").read_text())["files"]
+    assert listed == sorted([*files, "01_a.pdf", "sites/s1/01_a.pdf"])
+    assert (tmp_path / "loose.pdf").is_file() and not (tmp_path / "manifest.json").exists()
