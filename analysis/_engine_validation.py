@@ -38,15 +38,38 @@ from __future__ import annotations
 
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 import narwhals as nw
 import pandas as pd
 
+from analysis._checks import ValidationReport, _match_columns, _problem_report, _table_validator
 from analysis._frames import column_names, small_to_pandas
+from analysis.cohort import (
+    FAILURE_COLUMNS,
+    OPTIONAL_TABLES,
+    REQUIRED_TABLES,
+    TABLES,
+    Cohort,
+    DataValidationError,
+    _check_kind,
+    _empty_report,
+)
+from analysis.deid import IDENTIFIER_CHECKS, DeidentificationError
 from analysis.instruments import INSTRUMENTS
-from analysis.readers import MISSING_VALUES, normalise_name
+from analysis.readers import MISSING_VALUES, FileProblem, find_table_files, normalise_name
+
+if TYPE_CHECKING:
+    from narwhals.dtypes import DType
+    from narwhals.typing import IntoLazyFrame, IntoLazyFrameT
+
+#: A table in its engine, seen through narwhals (a DuckDB relation, a Polars LazyFrame or
+#: a Spark DataFrame inside).
+Lazy = nw.LazyFrame[Any]
+#: A failure or finding counted in the engine: ``(table, column, check, rows, severity)``.
+Entry = tuple[str, str, str, int, str]
 
 __all__ = ["ENGINES", "open_tables", "load_engine_cohort", "validate_engine_cohort"]
 
@@ -59,40 +82,7 @@ _DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
 # --------------------------------------------------------------------------- opening
 
 
-def _table_sources(folder: Path, tables: Sequence[str]) -> tuple[dict, list]:
-    """``{table: path}`` (a Parquet file or a folder of them) and file problems."""
-    from analysis.readers import FileProblem
-
-    found: dict[str, list[Path]] = {t: [] for t in tables}
-    for entry in sorted(folder.iterdir()):
-        if entry.name.startswith((".", "~$")):
-            continue
-        if entry.is_dir():
-            stem = normalise_name(entry.name)
-            if stem in found and any(entry.glob("*.parquet")):
-                found[stem].append(entry)
-        elif entry.suffix.lower() == ".parquet":
-            stem = normalise_name(entry.name[: -len(".parquet")])
-            if stem in found:
-                found[stem].append(entry)
-    sources, problems = {}, []
-    for table, paths in found.items():
-        if len(paths) > 1:
-            names = [p.name for p in paths]
-            problems.append(
-                FileProblem(
-                    " and ".join(names),
-                    "several_files",
-                    f"table `{table}` is in {len(names)} sources ({', '.join(names)})",
-                    "keep one file or folder of Parquet files per table",
-                )
-            )
-        elif paths:
-            sources[table] = paths[0]
-    return sources, problems
-
-
-def _duckdb_connection(memory_limit: str | None, database: Path | None = None):
+def _duckdb_connection(memory_limit: str | None, database: Path | None = None) -> Any:
     import duckdb
 
     con = duckdb.connect(str(database) if database else ":memory:", read_only=bool(database))
@@ -104,7 +94,13 @@ def _duckdb_connection(memory_limit: str | None, database: Path | None = None):
     return con
 
 
-def open_tables(path, engine: str, *, memory_limit=None, spark=None) -> tuple[dict, list]:
+def open_tables(
+    path: str | Path,
+    engine: str,
+    *,
+    memory_limit: str | None = None,
+    spark: Any = None,
+) -> tuple[dict[str, IntoLazyFrame], list[FileProblem]]:
     """The native lazy frames of a cohort folder (or DuckDB file), and file problems.
 
     Parameters
@@ -127,8 +123,6 @@ def open_tables(path, engine: str, *, memory_limit=None, spark=None) -> tuple[di
         ``{table: native frame}`` for the tables found, and the
         :class:`~analysis.readers.FileProblem` of a table given twice.
     """
-    from analysis.schema import OPTIONAL_TABLES, REQUIRED_TABLES, TABLES
-
     if engine not in _LAZY_ENGINES:
         raise ValueError(f"`engine` must be one of {list(_LAZY_ENGINES)}, not {engine!r}.")
     if memory_limit is not None and engine != "duckdb":
@@ -141,22 +135,23 @@ def open_tables(path, engine: str, *, memory_limit=None, spark=None) -> tuple[di
     if engine == "duckdb" and path.is_file() and path.suffix.lower() in _DUCKDB_SUFFIXES:
         con = _duckdb_connection(memory_limit, path)
         names = {normalise_name(n): n for (n,) in con.execute("SHOW TABLES").fetchall()}
-        natives = {t: con.table(names[t]) for t in TABLES if t in names}
-        missing = [t for t in REQUIRED_TABLES if t not in natives]
+        tables = {t: con.table(names[t]) for t in TABLES if t in names}
+        missing = [t for t in REQUIRED_TABLES if t not in tables]
         if missing:
             raise FileNotFoundError(
                 f"Table `{missing[0]}` not found in the DuckDB database {path}: it has "
                 f"{sorted(names.values())}. A cohort database holds "
                 f"{', '.join(REQUIRED_TABLES)} and optionally {', '.join(OPTIONAL_TABLES)}."
             )
-        return natives, []
+        return tables, []
     if not path.is_dir():
         raise FileNotFoundError(
             f"Cohort folder {path} does not exist or is not a folder; pass the folder "
             "holding patients.parquet and assessments.parquet (or folders of Parquet files"
             + (", or a DuckDB database file)." if engine == "duckdb" else ").")
         )
-    sources, problems = _table_sources(path, TABLES)
+    found, problems = find_table_files(path, TABLES, kind="parquet")
+    sources = {table: source for table, (source, _) in found.items()}
     missing = [t for t in REQUIRED_TABLES if t not in sources]
     if missing and not problems:
         raise FileNotFoundError(
@@ -165,7 +160,7 @@ def open_tables(path, engine: str, *, memory_limit=None, spark=None) -> tuple[di
             "the default engine for CSV, Excel, SPSS, SAS or Stata files). A cohort folder "
             f"holds {', '.join(REQUIRED_TABLES)} and optionally {', '.join(OPTIONAL_TABLES)}."
         )
-    natives = {}
+    natives: dict[str, IntoLazyFrame] = {}
     if engine == "duckdb":
         con = _duckdb_connection(memory_limit)
         for table, source in sources.items():
@@ -184,7 +179,7 @@ def open_tables(path, engine: str, *, memory_limit=None, spark=None) -> tuple[di
     return natives, problems
 
 
-def _spark_session():
+def _spark_session() -> Any:
     from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
@@ -196,15 +191,27 @@ def _spark_session():
 # --------------------------------------------------------------------------- typing
 
 
-def _is_text(dtype) -> bool:
+def _is_text(dtype: DType) -> bool:
     return dtype == nw.String or dtype == nw.Categorical or dtype == nw.Enum
 
 
-def _is_float(dtype) -> bool:
+def _is_float(dtype: DType) -> bool:
     return dtype == nw.Float64 or dtype == nw.Float32
 
 
 _NUMBER = r"^[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?$"
+
+
+def _field_dtype(field: Mapping[str, Any]) -> DType:
+    """The narwhals type of a schema field (as the pandas path's nullable dtypes)."""
+    kind = field.get("type", "string")
+    if kind == "integer":
+        return nw.Int64()
+    if kind == "number":
+        return nw.Float64()
+    if kind == "boolean":
+        return nw.Boolean()
+    return nw.String()
 
 
 class _Field:
@@ -215,17 +222,21 @@ class _Field:
     the pandas path's ``_Coercer``).
     """
 
-    def __init__(self, field: dict, dtype, column: str, missing: Sequence[str]) -> None:
-        self.type = field.get("type", "string")
+    typed: nw.Expr
+    type_bad: nw.Expr
+
+    def __init__(
+        self, field: Mapping[str, Any], dtype: DType, column: str, missing: Sequence[str]
+    ) -> None:
+        self.type: str = field.get("type", "string")
         col = nw.col(column)
         if _is_float(dtype):
             col = nw.when(~col.is_nan()).then(col)  # NaN is missing, as in pandas
         never = col.is_null() & nw.lit(False)  # a column expression, so it can be summed
+        text: nw.Expr | None = None
         if _is_text(dtype):
-            text = col.cast(nw.String).str.strip_chars()
-            text = nw.when(~text.is_in(list(missing))).then(text)
-        else:
-            text = None
+            stripped = col.cast(nw.String).str.strip_chars()
+            text = nw.when(~stripped.is_in(list(missing))).then(stripped)
         if self.type in ("integer", "number"):
             if dtype == nw.Boolean:
                 self.typed, self.type_bad = nw.lit(None).cast(nw.Float64), ~col.is_null()
@@ -285,12 +296,10 @@ class _Field:
             else:
                 self.typed = col.cast(nw.String)
             self.type_bad = never
-        self.dtype = {"integer": nw.Int64, "number": nw.Float64, "boolean": nw.Boolean}.get(
-            self.type, nw.String
-        )
+        self.dtype = _field_dtype(field)
 
 
-def _check_expr(check, value: nw.Expr) -> nw.Expr:
+def _check_expr(check: Any, value: nw.Expr) -> nw.Expr:
     """A pandera check (made from a Table Schema constraint) as a narwhals condition."""
     stats = check.statistics or {}
     name = check.name
@@ -334,15 +343,29 @@ def _count(condition: nw.Expr) -> nw.Expr:
     return condition.fill_null(False).cast(nw.Int64).sum()
 
 
+def _counts(frame: Lazy) -> dict[str, int]:
+    """The one row of an aggregate query, as counts (a null count is 0)."""
+    row = small_to_pandas(frame).iloc[0]
+    return {str(k): 0 if pd.isna(v) else int(v) for k, v in row.items()}
+
+
+def _scalar(frame: Lazy) -> int:
+    """The count a one-cell aggregate query returns (a null count is 0)."""
+    return next(iter(_counts(frame).values()))
+
+
 # --------------------------------------------------------------------------- one table
 
 
 class _Table:
     """One table in the engine: matched columns, typed and clean values, failures."""
 
-    def __init__(self, table: str, frame, missing: Sequence[str]) -> None:
-        from analysis.schema import _match_columns, _table_validator
+    aggregates: dict[str, nw.Expr]
+    pending: dict[str, tuple[str, str, str]]
+    counts: dict[str, int]
+    n: int
 
+    def __init__(self, table: str, frame: Lazy, missing: Sequence[str]) -> None:
         self.table = table
         self.validator = validator = _table_validator(table)
         self.raw = frame
@@ -361,26 +384,23 @@ class _Table:
             for name, f in fields.items()
             if name in self.source
         }
-        self.results: list[tuple[str, str, str, object, str]] = []  # column, check, n, kind
+        self.results: list[tuple[str, str, int, str]] = []  # column, check, rows, severity
 
     # -- expressions
-    def typed_frame(self):
+    def typed_frame(self) -> Lazy:
         """The typed table (as the pandas path returns it): schema columns, then extras."""
         columns = []
         for name, f in self.validator.fields.items():
-            dtype = {"integer": nw.Int64, "number": nw.Float64, "boolean": nw.Boolean}.get(
-                f.get("type", "string"), nw.String
-            )
             expr = self.fields[name].typed if name in self.fields else nw.lit(None)
-            columns.append(expr.cast(dtype).alias(name))
+            columns.append(expr.cast(_field_dtype(f)).alias(name))
         columns += [nw.col(self.source[e]).alias(e) for e in self.extras]
         return self.raw.select(*columns)
 
-    def checked(self):
+    def checked(self) -> Lazy:
         """Typed values, per column ``_bad_<c>`` (failed its type or a check) and
         ``_c_<c>`` (the clean value); registers the per-column checks as counts."""
         self.aggregates = {"__rows__": nw.len()}
-        self.pending: dict[str, tuple[str, str, str]] = {}
+        self.pending = {}
         for name, f in self.fields.items():
             self.count(f"_type_{name}", f.type_bad, name, f"type {f.type}")
         typed = self.raw.with_columns(
@@ -410,20 +430,20 @@ class _Table:
             *[nw.when(~nw.col(f"_bad_{n}")).then(nw.col(f"_t_{n}")).alias(f"_c_{n}") for n in flags]
         )
 
-    def count(self, alias: str, condition, column: str, check: str, severity="error") -> None:
+    def count(
+        self, alias: str, condition: nw.Expr, column: str, check: str, severity: str = "error"
+    ) -> None:
         """Count the rows where ``condition`` holds in the table's single aggregate pass."""
         self.aggregates[alias] = _count(condition)
         self.pending[alias] = (column, check, severity)
 
-    def finish(self, stage) -> None:
+    def finish(self, stage: Lazy) -> None:
         """Run the aggregate pass (every count registered), then the key checks."""
-        counts = small_to_pandas(stage.select(**self.aggregates)).iloc[0]
-        self.n = int(counts["__rows__"])
-        self.counts = counts
+        self.counts = counts = _counts(stage.select(**self.aggregates))
+        self.n = counts["__rows__"]
         for alias, (column, check, severity) in self.pending.items():
-            n = counts[alias]
-            if pd.notna(n) and int(n):
-                self.add(column, check, int(n), severity)
+            if counts[alias]:
+                self.add(column, check, counts[alias], severity)
         for name in self.validator.required:
             if name not in self.fields:
                 self.add(name, "required_column", self.n)
@@ -440,9 +460,9 @@ class _Table:
                 .filter(nw.col("_n") > 1)
                 .select(nw.col("_n").sum())
             )
-            n = small_to_pandas(dup).iloc[0, 0]
-            if pd.notna(n) and int(n):
-                self.add(", ".join(key), "unique " + "+".join(key), int(n))
+            n = _scalar(dup)
+            if n:
+                self.add(", ".join(key), "unique " + "+".join(key), n)
 
     def add(self, column: str, check: str, n: int, severity: str = "error") -> None:
         self.results.append((column, check, n, severity))
@@ -451,7 +471,7 @@ class _Table:
 # --------------------------------------------------------------------------- table rules
 
 
-def _assessment_rules(t: _Table, clean):
+def _assessment_rules(t: _Table, clean: Lazy) -> Lazy:
     """The instrument rules of ``_AssessmentRules`` (errors and the unscorable finding).
 
     Computed in stages of plain columns (flags, then the items that survive them, then
@@ -464,14 +484,15 @@ def _assessment_rules(t: _Table, clean):
         return clean
     false = nw.col("_c_instrument").is_null() & nw.lit(False)  # a column, so it can be summed
 
-    def value(c):
+    def value(c: str) -> nw.Expr:
         return nw.col(f"_c_{c}") if c in present else nw.lit(None).cast(nw.Float64)
 
-    def bad(c):
+    def bad(c: str) -> nw.Expr:
         return nw.col(f"_bad_{c}") if c in present else false
 
     # stage 1: the flags of the instrument rules (rows of one instrument at a time)
-    flags, labels = {}, []
+    flags: dict[str, nw.Expr] = {}
+    labels: list[tuple[str, str, str, str]] = []  # alias, column, check, severity
     for instrument in INSTRUMENTS.values():
         name = instrument.name
         rows = (nw.col("_c_instrument") == name).fill_null(False)
@@ -498,7 +519,7 @@ def _assessment_rules(t: _Table, clean):
             )
     stage = clean.with_columns(**flags)
     # stage 2: cells flagged are missing (as in pandas), and are bad for the cross-field rules
-    flagged_columns = {}
+    flagged_columns: dict[str, list[nw.Expr]] = {}
     for key in flags:
         c = key.split("_", 3)[3]
         flagged_columns.setdefault(c, []).append(nw.col(key))
@@ -515,7 +536,7 @@ def _assessment_rules(t: _Table, clean):
         ],
     )
     # stage 3: per instrument, items answered, their sum and whether the row may be judged
-    per_row = {}
+    per_row: dict[str, nw.Expr] = {}
     for instrument in INSTRUMENTS.values():
         name = instrument.name
         rows = (nw.col("_c_instrument") == name).fill_null(False)
@@ -534,7 +555,8 @@ def _assessment_rules(t: _Table, clean):
     # stage 4: the cross-field rules
     total = value("total")
     has_total = ~total.is_null()
-    rules, scorable = {}, false
+    rules: dict[str, nw.Expr] = {}
+    scorable = false
     for instrument in INSTRUMENTS.values():
         name = instrument.name
         answered, ok = nw.col(f"_ans_{name}"), nw.col(f"_ok_{name}")
@@ -576,14 +598,14 @@ def _outside_schedule(t: _Table) -> None:
         t.count(f"_outside_{name}", outside, "study_day", f"outside_schedule for {name}", "finding")
 
 
-def _session_rules(t: _Table, clean) -> None:
+def _session_rules(t: _Table, clean: Lazy) -> None:
     if not {"session_number", "study_day"} <= set(t.fields):
         return
     off = (nw.col("_c_session_number") == 1) & (nw.col("_c_study_day") != 0)
     t.count("_session_1", off, "study_day", "session_1_on_day_0")
 
 
-def _adverse_event_rules(t: _Table, clean) -> None:
+def _adverse_event_rules(t: _Table, clean: Lazy) -> None:
     columns = [nw.col(f"_c_{c}").alias(c) for c in t.fields]
     columns += [nw.col(t.source[e]).alias(e) for e in t.extras]
     if not columns:
@@ -596,12 +618,12 @@ def _adverse_event_rules(t: _Table, clean) -> None:
         .filter(nw.col("_n") > 1)
         .select(nw.col("_n").sum())
     )
-    n = small_to_pandas(dup).iloc[0, 0]
-    if pd.notna(n) and int(n):
-        t.add("(row)", "duplicate_row: every column repeated", int(n))
+    n = _scalar(dup)
+    if n:
+        t.add("(row)", "duplicate_row: every column repeated", n)
 
 
-def _foreign_keys(t: _Table, clean, parents: dict) -> None:
+def _foreign_keys(t: _Table, clean: Lazy, parents: Mapping[str, tuple[_Table, Lazy]]) -> None:
     """Rows whose (clean) key is absent from the referenced table's typed keys."""
     for fk in t.validator.foreign_keys:
         fields, ref = fk["fields"], fk["reference"]
@@ -628,13 +650,13 @@ def _foreign_keys(t: _Table, clean, parents: dict) -> None:
             .unique()
         )
         unknown = child.join(known, on=list(ref_fields), how="anti").select(nw.len().alias("n"))
-        n = small_to_pandas(unknown).iloc[0, 0]
-        if n and int(n):
+        n = _scalar(unknown)
+        if n:
             check = f"foreign_key {ref_table}.{'+'.join(ref_fields)}"
-            t.add(", ".join(fields), check, int(n))
+            t.add(", ".join(fields), check, n)
 
 
-def _cohort_findings(tables: dict) -> None:
+def _cohort_findings(tables: Mapping[str, tuple[_Table, Lazy]]) -> None:
     """The findings of ``schema._cohort_findings``, counted in the engine."""
     from analysis.endpoints import DEFAULT_SCHEDULE
 
@@ -649,7 +671,7 @@ def _cohort_findings(tables: dict) -> None:
     day = nw.col("_c_study_day")
     known_day = ~day.is_null()
     scorable = nw.col("_scorable")  # from _assessment_rules
-    flags = {}
+    flags: dict[str, nw.Expr] = {}
     for instrument in INSTRUMENTS.values():
         name = instrument.name
         rows = (nw.col("_c_instrument") == name).fill_null(False) & known_day
@@ -681,11 +703,11 @@ def _cohort_findings(tables: dict) -> None:
         every, base, post = (nw.col(f"{k}_{name}").fill_null(0) for k in ("every", "base", "post"))
         aggregates[f"no_baseline for {name}"] = _count((every == 1) & (base == 0))
         aggregates[f"no_post_baseline for {name}"] = _count((base == 1) & (post == 0))
-    counts = small_to_pandas(joined.select(**aggregates)).iloc[0]
+    counts = _counts(joined.select(**aggregates))
     order = [f"{k} for {n}" for n in INSTRUMENTS for k in ("no_baseline", "no_post_baseline")]
     for check in [*order, "no_assessments"]:
-        if counts[check] and int(counts[check]):
-            p_table.add("patient_id", check, int(counts[check]), "finding")
+        if counts[check]:
+            p_table.add("patient_id", check, counts[check], "finding")
     last = per_patient.select("patient_id", "_last")
     for table in ("sessions", "adverse_events"):
         if table not in tables:
@@ -699,9 +721,9 @@ def _cohort_findings(tables: dict) -> None:
         after = events.join(last, on="patient_id", how="left").select(
             _count(nw.col("_day") > nw.col("_last")).alias("n")
         )
-        n = small_to_pandas(after).iloc[0, 0]
-        if n and int(n):
-            t.add("study_day", "after_last_assessment", int(n), "finding")
+        n = _scalar(after)
+        if n:
+            t.add("study_day", "after_last_assessment", n, "finding")
 
 
 # --------------------------------------------------------------------------- the guard
@@ -710,9 +732,11 @@ def _cohort_findings(tables: dict) -> None:
 def _strip_lookarounds(pattern: str) -> str:
     """``pattern`` without lookarounds and with ``\\1`` widened to its group: a regular
     expression RE2, Rust's regex and Java all accept, matching a superset."""
-    out, i, first_group, n = [], 0, None, len(pattern)
+    out: list[str] = []
+    i, n = 0, len(pattern)
+    first_group: str | None = None
 
-    def class_end(j):
+    def class_end(j: int) -> int:
         j += 1
         if j < n and pattern[j] == "^":
             j += 1
@@ -722,7 +746,7 @@ def _strip_lookarounds(pattern: str) -> str:
             j += 2 if pattern[j] == "\\" else 1
         return j + 1
 
-    def group_end(j):
+    def group_end(j: int) -> int:
         depth = 0
         while j < n:
             c = pattern[j]
@@ -763,16 +787,16 @@ def _strip_lookarounds(pattern: str) -> str:
     return "".join(out)
 
 
-def _engine_regex(pattern: re.Pattern) -> str:
+def _engine_regex(pattern: re.Pattern[str]) -> str:
     body = _strip_lookarounds(pattern.pattern)
     return f"(?i:{body})" if pattern.flags & re.IGNORECASE else f"(?:{body})"
 
 
-def _found(pattern: re.Pattern, value: str) -> bool:
+def _found(pattern: re.Pattern[str], value: str) -> bool:
     return pattern.search(value) is not None
 
 
-def _guard_patterns(column: str) -> tuple[str, list]:
+def _guard_patterns(column: str) -> tuple[str, list[tuple[str, Callable[[str], bool]]]]:
     """The superset filter of a text column and the exact checks (check, test) behind it."""
     from analysis import deid
 
@@ -784,18 +808,25 @@ def _guard_patterns(column: str) -> tuple[str, list]:
         checks.append((check, pattern))
     names = "|".join(sorted(deid._GIVEN_NAMES, key=len, reverse=True))
     superset = "|".join([*(_engine_regex(p) for _, p in checks), f"(?i:{names})"])
-    tests = [(check, functools.partial(_found, p)) for check, p in checks]
+    tests: list[tuple[str, Callable[[str], bool]]] = [
+        (check, functools.partial(_found, p)) for check, p in checks
+    ]
     tests.append((deid._NAME_VALUE_CHECK, deid._has_given_name))
     return superset, tests
 
 
-def _guard_plan(t: _Table, frame) -> list:
+#: One check of the guard: ``(kind, column label, check or column, count alias)``; kind
+#: ``rows`` (the whole column), ``count`` (an aggregate) or ``text`` (candidates to test).
+_GuardStep = tuple[Literal["rows", "count", "text"], str, str, str | None]
+
+
+def _guard_plan(t: _Table, frame: Lazy) -> list[_GuardStep]:
     """The guard's checks of a table: names and dtypes now, value counts registered in
     the table's aggregate pass (``t.aggregates``); returns the plan for :func:`_guard_finish`."""
     from analysis import deid
 
     schema = frame.collect_schema()
-    plan = []
+    plan: list[_GuardStep] = []
     for position, column in enumerate(schema.names()):
         label = deid._column_label(column, position)
         dtype = schema[column]
@@ -828,17 +859,17 @@ def _guard_plan(t: _Table, frame) -> list:
     return plan
 
 
-def _guard_finish(t: _Table, frame, plan: list) -> list:
+def _guard_finish(t: _Table, frame: Lazy, plan: list[_GuardStep]) -> list[Entry]:
     """The guard's failures ``(table, column, check, rows, "error")`` from the counts;
     identifier-shaped candidates are checked exactly here (values never leave)."""
-    out = []
+    out: list[Entry] = []
     for kind, label, check, alias in plan:
-        if kind == "rows":
+        if kind == "rows" or alias is None:
             out.append((t.table, label, check, t.n, "error"))
         elif kind == "count":
-            if int(t.counts[alias]):
-                out.append((t.table, label, check, int(t.counts[alias]), "error"))
-        elif int(t.counts[alias]):
+            if t.counts[alias]:
+                out.append((t.table, label, check, t.counts[alias], "error"))
+        elif t.counts[alias]:
             column = check
             superset, tests = _guard_patterns(column)
             text = nw.col(column).cast(nw.String).str.strip_chars()
@@ -861,9 +892,8 @@ def _guard_finish(t: _Table, frame, plan: list) -> list:
 # --------------------------------------------------------------------------- the report
 
 
-def _report(entries: list[tuple], tables: dict) -> pd.DataFrame:
-    from analysis.schema import TABLES, _empty_report
-
+def _report(entries: Sequence[Entry]) -> pd.DataFrame:
+    """The counted failures in the report layout (``row``, ``line``, ``value`` empty)."""
     if not entries:
         return _empty_report()
     order = {t: k for k, t in enumerate(TABLES)}
@@ -871,42 +901,31 @@ def _report(entries: list[tuple], tables: dict) -> pd.DataFrame:
     frame = frame.assign(_order=frame["table"].map(order)).sort_values(
         ["_order", "column", "check"], kind="stable"
     )
-    n = len(frame)
-    return pd.DataFrame(
-        {
-            "table": pd.array(frame["table"], dtype="string"),
-            "row": pd.array([pd.NA] * n, dtype="Int64"),
-            "line": pd.array([pd.NA] * n, dtype="Int64"),
-            "column": pd.array(frame["column"], dtype="string"),
-            "check": pd.array(frame["check"], dtype="string"),
-            "count": pd.array(frame["count"].astype("int64"), dtype="Int64"),
-            "severity": pd.array(frame["severity"], dtype="string"),
-            "value": pd.array([pd.NA] * n, dtype="string"),
-        }
-    ).reset_index(drop=True)
+    out = frame.assign(row=None, line=None, value=None)[list(_empty_report().columns)]
+    return out.astype(_empty_report().dtypes.to_dict()).reset_index(drop=True)
 
 
-def validate_engine_cohort(natives: dict, *, missing_values=None, problems=()):
+def validate_engine_cohort(
+    natives: Mapping[str, IntoLazyFrame],
+    *,
+    missing_values: Sequence[str] | None = None,
+    problems: Sequence[FileProblem] = (),
+) -> ValidationReport:
     """The :class:`~analysis.schema.ValidationReport` of lazy tables, computed in their
     engine (aggregated: one row per table, column and check, with its row count).
 
     ``.tables`` holds the typed lazy frames (narwhals-native: DuckDB relations, Polars
     LazyFrames or Spark DataFrames).
     """
-    from analysis import deid
-    from analysis.schema import FAILURE_COLUMNS, TABLES, ValidationReport, _problem_report
-
     if problems:
         return _problem_report(list(problems))
     missing = list(MISSING_VALUES if missing_values is None else missing_values)
-    frames = {t: nw.from_native(natives[t]) for t in TABLES if t in natives}
+    frames: dict[str, Lazy] = {t: nw.from_native(natives[t]) for t in TABLES if t in natives}
     for table, frame in frames.items():
         nested = [
             c for c, d in frame.collect_schema().items() if d in (nw.List, nw.Struct, nw.Array)
         ]
         if nested:
-            from analysis.readers import FileProblem
-
             problem = FileProblem(
                 table,
                 "nested_column",
@@ -916,8 +935,8 @@ def validate_engine_cohort(natives: dict, *, missing_values=None, problems=()):
                 "write one plain value per cell (one row per assessment, session or event)",
             )
             return _problem_report([problem])
-    checked: dict[str, tuple[_Table, object]] = {}
-    plans = {}
+    checked: dict[str, tuple[_Table, Lazy]] = {}
+    plans: dict[str, list[_GuardStep]] = {}
     for table, frame in frames.items():
         t = _Table(table, frame, missing)
         stage = t.checked()
@@ -933,7 +952,7 @@ def validate_engine_cohort(natives: dict, *, missing_values=None, problems=()):
     for t, stage in checked.values():
         _foreign_keys(t, stage, checked)
     _cohort_findings(checked)
-    entries = []
+    entries: list[Entry] = []
     for table, (t, _) in checked.items():
         for note in t.notes:
             column, check = str(note["column"].iloc[0]), str(note["check"].iloc[0])
@@ -941,7 +960,7 @@ def validate_engine_cohort(natives: dict, *, missing_values=None, problems=()):
         entries += [(table, c, k, n, s) for c, k, n, s in t.results]
     for table, (t, _) in checked.items():
         entries += _guard_finish(t, frames[table], plans[table])
-    report = _report(entries, checked)
+    report = _report(entries)
     is_error = (report["severity"] == "error").to_numpy(dtype=bool)
     errors = report[is_error].reset_index(drop=True)
     failures = errors[list(FAILURE_COLUMNS)].copy()
@@ -951,14 +970,14 @@ def validate_engine_cohort(natives: dict, *, missing_values=None, problems=()):
         tables={t: nw.to_native(c[0].typed_frame()) for t, c in checked.items()},
         failures=failures,
         collected=tuple(checked),
-        deidentification=bool(errors["check"].isin(list(deid.IDENTIFIER_CHECKS)).any()),
+        deidentification=bool(errors["check"].isin(list(IDENTIFIER_CHECKS)).any()),
     )
 
 
-def summary_message(errors: pd.DataFrame, title: str, hints: dict, max_lines: int = 40) -> str:
+def summary_message(
+    errors: pd.DataFrame, title: str, hints: Mapping[str, str], max_lines: int = 40
+) -> str:
     """The message of the pandas path's ``DataValidationError``, from aggregated counts."""
-    from analysis.schema import TABLES, _check_kind
-
     order = {t: k for k, t in enumerate(TABLES)}
     groups = (
         errors.assign(_order=errors["table"].map(order).fillna(len(order)))
@@ -970,15 +989,18 @@ def summary_message(errors: pd.DataFrame, title: str, hints: dict, max_lines: in
         f"{title}: {len(groups)} problem(s) in {groups['table'].nunique()} table(s); "
         "nothing was loaded."
     ]
-    for row in groups.head(max_lines).itertuples(index=False):
-        where = f"{row.table}.{row.column}"
-        if row.check in ("required_column",) or str(row.check).startswith(
+    shown = groups.head(max_lines)
+    for table, column, check, count in zip(
+        shown["table"], shown["column"], shown["check"], shown["count"], strict=True
+    ):
+        where = f"{table}.{column}"
+        if check == "required_column" or str(check).startswith(
             ("identifier_name", "temporal_dtype", "duplicate_column")
         ):
-            lines.append(f"  {where}: column fails `{row.check}`")
+            lines.append(f"  {where}: column fails `{check}`")
         else:
-            rows = "row fails" if int(row.count) == 1 else "rows fail"
-            lines.append(f"  {where}: {int(row.count)} {rows} `{row.check}`")
+            rows = "row fails" if int(count) == 1 else "rows fail"
+            lines.append(f"  {where}: {int(count)} {rows} `{check}`")
     if len(groups) > max_lines:
         lines.append(f"  ... and {len(groups) - max_lines} more (see `.report`)")
     kinds = dict.fromkeys(_check_kind(str(c)) for c in groups["check"])
@@ -992,29 +1014,28 @@ def summary_message(errors: pd.DataFrame, title: str, hints: dict, max_lines: in
     return "\n".join(lines)
 
 
-def raise_for_errors(report) -> None:
+def raise_for_errors(report: ValidationReport) -> None:
     """Raise the pandas path's error (or the guard's) with the aggregated counts."""
     if report.ok:
         return
-    from analysis.schema import DataValidationError
-
     files = report.errors[report.errors["column"] == "(file)"]
     if len(files):
         report.raise_for_errors()
-    if report.deidentification:
-        from analysis.deid import DeidentificationError as error
-    else:
-        error = DataValidationError
+    error = DeidentificationError if report.deidentification else DataValidationError
     message = summary_message(report.errors, error.title, error.hints)
     raise error(report.failures, message, report=report)
 
 
 def load_engine_cohort(
-    path, engine: str, *, strict=False, missing_values=None, memory_limit=None, spark=None
-):
+    path: str | Path,
+    engine: str,
+    *,
+    strict: bool = False,
+    missing_values: Sequence[str] | None = None,
+    memory_limit: str | None = None,
+    spark: Any = None,
+) -> Cohort:
     """:func:`analysis.schema.load_cohort` for ``engine`` in ``duckdb, polars, spark``."""
-    from analysis.schema import OPTIONAL_TABLES, Cohort
-
     natives, problems = open_tables(path, engine, memory_limit=memory_limit, spark=spark)
     report = validate_engine_cohort(natives, missing_values=missing_values, problems=problems)
     if strict:
@@ -1027,15 +1048,11 @@ def load_engine_cohort(
     return Cohort(**typed, findings=report.findings, collected=report.collected)
 
 
-def _empty_like(native, table: str):
+def _empty_like(native: IntoLazyFrameT, table: str) -> IntoLazyFrameT:
     """An empty lazy table of ``table``'s schema columns, in the engine of ``native``."""
-    from analysis.schema import _table_validator
-
     frame = nw.from_native(native)
-    columns = []
-    for name, f in _table_validator(table).fields.items():
-        dtype = {"integer": nw.Int64, "number": nw.Float64, "boolean": nw.Boolean}.get(
-            f.get("type", "string"), nw.String
-        )
-        columns.append(nw.lit(None).cast(dtype).alias(name))
+    columns = [
+        nw.lit(None).cast(_field_dtype(f)).alias(name)
+        for name, f in _table_validator(table).fields.items()
+    ]
     return nw.to_native(frame.select(*columns).filter(nw.lit(False)))

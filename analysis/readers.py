@@ -43,7 +43,7 @@ import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -52,6 +52,7 @@ __all__ = [
     "EXCEL_FORMATS",
     "FILE_FORMATS",
     "MISSING_VALUES",
+    "SOURCE_KINDS",
     "STAT_FORMATS",
     "FileProblem",
     "ReadTable",
@@ -133,22 +134,67 @@ def _sheet_names(path: Path) -> list[str]:
     return list(CalamineWorkbook.from_path(str(path)).sheet_names)
 
 
-def find_table_files(folder, tables: Sequence[str]) -> tuple[dict, list[FileProblem]]:
+#: What :func:`find_table_files` looks for: every format this module reads (``"files"``,
+#: the pandas path), or Parquet only, as a file or a folder of Parquet files (``"parquet"``,
+#: the lazy engines of :mod:`analysis._engine_validation`).
+SOURCE_KINDS = ("files", "parquet")
+
+
+def find_table_files(
+    folder: str | Path, tables: Sequence[str], *, kind: Literal["files", "parquet"] = "files"
+) -> tuple[dict[str, tuple[Path, str | None]], list[FileProblem]]:
     """Where each table is in ``folder``: ``{table: (path, sheet or None)}`` and problems.
 
-    A table is a file named after it (any case; spaces or ``-`` for ``_``) with one of
-    :data:`FILE_FORMATS`, or a sheet named after it in a workbook. Hidden files and Excel
-    lock files (``~$...``) are ignored. More than one source for a table, or a name that
-    links to no file, is a :class:`FileProblem`.
+    Parameters
+    ----------
+    folder : str or Path
+        The cohort folder.
+    tables : sequence of str
+        The table names looked for.
+    kind : {"files", "parquet"}
+        ``"files"`` (default): a table is a file named after it (any case; spaces or
+        ``-`` for ``_``) with one of :data:`FILE_FORMATS`, or a sheet named after it in
+        a workbook. ``"parquet"`` (the engines that read Parquet lazily): a file
+        ``<table>.parquet`` or a folder ``<table>/`` (or ``<table>.parquet/``, as Spark
+        writes it) holding Parquet files, a table written in chunks; the sheet is
+        always None.
+
+    Returns
+    -------
+    dict, list of FileProblem
+        The source of each table found, and the problems: more than one source for a
+        table (``several_files``), or a name that links to no file (``broken_link``).
+        Hidden files and Excel lock files (``~$...``) are ignored, as is any other file.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> with tempfile.TemporaryDirectory() as folder:
+    ...     for name in ("Patients.csv", "assessments.parquet", "notes.txt"):
+    ...         _ = (Path(folder) / name).write_text("x")
+    ...     found, problems = find_table_files(folder, ["patients", "assessments"])
+    ...     parquet, _ = find_table_files(folder, ["patients", "assessments"], kind="parquet")
+    >>> sorted((t, p.name) for t, (p, _) in found.items()), problems
+    ([('assessments', 'assessments.parquet'), ('patients', 'Patients.csv')], [])
+    >>> sorted(parquet)
+    ['assessments']
     """
+    if kind not in SOURCE_KINDS:
+        raise ValueError(f"`kind` must be one of {list(SOURCE_KINDS)}, not {kind!r}.")
     folder = Path(folder)
-    sources: dict[str, list] = {t: [] for t in tables}
+    formats = FILE_FORMATS if kind == "files" else ("parquet",)
+    sources: dict[str, list[tuple[Path, str | None]]] = {t: [] for t in tables}
     problems: list[FileProblem] = []
     for entry in sorted(folder.iterdir()):
         if entry.name.startswith((".", "~$")):
             continue
+        if kind == "parquet" and entry.is_dir():  # `patients/` or Spark's `patients.parquet/`
+            stem = normalise_name(entry.name.removesuffix(".parquet").removesuffix(".PARQUET"))
+            if stem in sources and any(entry.glob("*.parquet")):
+                sources[stem].append((entry, None))
+            continue
         stem, ext = _split_name(entry)
-        if ext not in FILE_FORMATS:
+        if ext not in formats:
             continue
         if entry.is_symlink() and not entry.exists():
             if stem in sources or ext in EXCEL_FORMATS:
@@ -174,6 +220,10 @@ def find_table_files(folder, tables: Sequence[str]) -> tuple[dict, list[FileProb
                 if normalise_name(sheet) in sources:
                     sources[normalise_name(sheet)].append((entry, sheet))
     found = {}
+    noun, fix = {
+        "files": ("files", "keep one file per table (delete or rename the others)"),
+        "parquet": ("sources", "keep one file or folder of Parquet files per table"),
+    }[kind]
     for table, candidates in sources.items():
         if len(candidates) > 1:
             names = [_source_name(p, s) for p, s in candidates]
@@ -181,8 +231,8 @@ def find_table_files(folder, tables: Sequence[str]) -> tuple[dict, list[FileProb
                 FileProblem(
                     " and ".join(names),
                     "several_files",
-                    f"table `{table}` is in {len(names)} files ({', '.join(names)})",
-                    "keep one file per table (delete or rename the others)",
+                    f"table `{table}` is in {len(names)} {noun} ({', '.join(names)})",
+                    fix,
                 )
             )
         elif candidates:

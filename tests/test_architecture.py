@@ -30,9 +30,6 @@ KNOWN_DEFERRED_CIRCLES = {
     frozenset(
         {"analysis.formatting", "analysis.report_sections", "analysis.reports", "analysis.tables"}
     ),
-    # load_cohort(engine=...) dispatches to the engine validation, which reuses schema's
-    # private check builders: they belong in a module of their own.
-    frozenset({"analysis._engine_validation", "analysis.schema"}),
 }
 
 

@@ -233,3 +233,42 @@ def test_engine_arguments_are_checked(tmp_path, base):
     (tmp_path / "assessments.parquet").unlink()
     with pytest.raises(FileNotFoundError, match="assessments"):
         load_cohort(tmp_path, engine="duckdb")
+
+
+def test_one_table_discovery_for_files_and_engines(tmp_path, base):
+    """The engines find their Parquet sources with the readers' discovery (kind="parquet"):
+    chunk folders (also Spark's `<table>.parquet/`), one source per table, broken links."""
+    from analysis.readers import find_table_files
+
+    tables = _tables(base)
+    tables["patients"].to_parquet(tmp_path / "patients.parquet", index=False)
+    spark_style = tmp_path / "Assessments.parquet"  # a folder, as Spark writes a table
+    spark_style.mkdir()
+    tables["assessments"].to_parquet(spark_style / "part-0.parquet", index=False)
+    tables["sessions"].to_csv(tmp_path / "sessions.csv", index=False)  # not Parquet
+    found, problems = find_table_files(tmp_path, ["patients", "assessments", "sessions"])
+    assert sorted(found) == ["patients", "sessions"] and problems == []
+    found, problems = find_table_files(
+        tmp_path, ["patients", "assessments", "sessions"], kind="parquet"
+    )
+    assert {t: p.name for t, (p, _) in found.items()} == {
+        "patients": "patients.parquet",
+        "assessments": "Assessments.parquet",
+    }
+    assert problems == []
+    assert counts(validate_cohort(tmp_path, engine="duckdb")) == counts(
+        validate_cohort({"patients": tables["patients"], "assessments": tables["assessments"]})
+    )
+    with pytest.raises(ValueError, match="kind"):
+        find_table_files(tmp_path, ["patients"], kind="csv")  # type: ignore[arg-type]
+
+    (tmp_path / "patients").mkdir()  # a second source of one table
+    tables["patients"].to_parquet(tmp_path / "patients" / "part-0.parquet", index=False)
+    (tmp_path / "adverse_events.parquet").symlink_to(tmp_path / "nowhere.parquet")
+    report = validate_cohort(tmp_path, engine="polars")
+    checks = report.failures["value"].tolist()
+    assert sorted(checks) == ["broken_link", "several_files"]
+    message = " ".join(report.errors["check"])
+    assert "table `patients` is in 2 sources (patients, patients.parquet)" in message
+    assert "keep one file or folder of Parquet files per table" in message
+    assert "adverse_events.parquet: the file is a link to a file that does not exist" in message

@@ -22,8 +22,9 @@ from pathlib import Path
 import pytest
 
 import analysis
+from analysis._checks import _frictionless_to_pandera
 from analysis.reports import NOTEBOOKS_DIR
-from analysis.schema import TABLES, _frictionless_to_pandera, read_schema, schema_dir
+from analysis.schema import TABLES, read_schema, schema_dir
 
 ROOT = Path(__file__).resolve().parent.parent
 PYPROJECT = tomllib.loads((ROOT / "pyproject.toml").read_text())

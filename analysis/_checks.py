@@ -1,0 +1,585 @@
+"""The checks of a table and the report they fill, shared by every validation path.
+
+:mod:`analysis.schema` (tables in pandas) and :mod:`analysis._engine_validation` (tables
+in DuckDB, Polars or Spark) validate with the same rules, built here once from the Table
+Schema files of ``data_schema/``: the column matching (case and spaces ignored, renamings
+and unknown columns as findings), the typed conversion, the pandera checks and their
+labels, the keys, and :class:`ValidationReport` with the report of files that could not
+be read. Both paths import this module; neither imports the other, so the engine
+validation can be read and tested without the pandas loader.
+
+The data layer below it (:mod:`analysis.cohort`, :mod:`analysis.deid`,
+:mod:`analysis.readers`) does not import it.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import pandas as pd
+
+from analysis.cohort import (
+    FAILURE_COLUMNS,
+    TABLES,
+    DataValidationError,
+    _check_kind,
+    _empty_failures,
+    _empty_report,
+    read_schema,
+)
+from analysis.deid import IDENTIFIER_CHECKS, DeidentificationError
+from analysis.readers import FileProblem, normalise_name
+
+if TYPE_CHECKING:
+    from pandera.api.checks import Check
+    from pandera.api.pandas.container import DataFrameSchema
+
+__all__ = ["ValidationReport"]
+
+_DTYPES = {"string": "string", "integer": "Int64", "number": "Float64", "boolean": "boolean"}
+
+
+def _showable(table: str, column: str, check: str) -> bool:
+    """Whether values of a check may be shown: only those that cannot identify anyone.
+
+    Numbers, yes/no and coded values of the schema are shown; identifier checks, keys,
+    patient, site and rater codes, adverse-event terms, free text and extra columns never.
+    """
+    if check in IDENTIFIER_CHECKS or _check_kind(check) in ("unique", "foreign_key"):
+        return False
+    if _check_kind(check) == "column_renamed":
+        return True
+    if table not in TABLES:
+        return False
+    f = _table_validator(table).fields.get(column)
+    if f is None or column.endswith("_id"):
+        return False
+    return f.get("type") in ("integer", "number", "boolean") or "enum" in f.get("constraints", {})
+
+
+@dataclass(frozen=True)
+class ValidationReport:
+    """What validation found: the errors that refuse the data and the findings that do not.
+
+    The rule: **refuse only what makes the numbers wrong or the data unsafe; account for
+    everything else.** Errors are identifiers, wrong types, out-of-range values, a total
+    that contradicts complete items, duplicate keys or rows, unknown patients, missing
+    required columns and files that cannot be read faithfully. Findings load and are
+    listed: unscorable questionnaires (too many items missing and no total), assessments
+    outside every visit window, patients without a baseline or without a post-baseline
+    assessment, sessions or adverse events after the last assessment, renamed or unknown
+    columns and how a file was read. :func:`analysis.endpoints.endpoint_accounting`
+    accounts for every assessment row (reason ``unscorable``, ``outside_schedule``,
+    ``no_baseline``, ...).
+
+    Attributes
+    ----------
+    errors, findings : DataFrame
+        One row per failing cell, row or column, with :data:`~analysis.schema.REPORT_COLUMNS`: ``table``;
+        ``row`` (0-based position in the table, NA for a whole column or file);
+        ``line`` (the line number a spreadsheet shows, header = line 1); ``column``;
+        ``check``; ``count`` (rows concerned: 1 for a cell or row, the table's rows for a
+        column); ``severity`` (``"error"`` or ``"finding"``); ``value`` (only for checks
+        and columns that cannot identify anyone, else missing).
+    tables : dict of str to DataFrame
+        The typed tables (as :func:`~analysis.schema.validate` returns them).
+    failures : DataFrame
+        The errors in the ``DataValidationError.failures`` layout (values kept except
+        where the de-identification guard flagged the column).
+    collected : tuple of str
+        The tables supplied.
+
+    Examples
+    --------
+    >>> from analysis import validate_cohort
+    >>> patients = pd.DataFrame({"patient_id": ["P1"], "route": ["iv"]})
+    >>> assessments = pd.DataFrame({"patient_id": "P1", "instrument": "GAD7",
+    ...                             "study_day": [0, 7, 28, 400], "total": [15, None, 9, 5]})
+    >>> report = validate_cohort({"patients": patients, "assessments": assessments})
+    >>> report.ok, len(report.errors)
+    (True, 0)
+    >>> print(report.findings[["row", "line", "column", "check", "value"]].to_string(index=False))
+     row  line    column                                                     check value
+       1     3     total unscorable for GAD7: no total and fewer than 6 of 7 items  <NA>
+       3     5 study_day                                 outside_schedule for GAD7   400
+    """
+
+    errors: pd.DataFrame
+    findings: pd.DataFrame
+    tables: dict = field(default_factory=dict, repr=False)
+    failures: pd.DataFrame = field(default_factory=_empty_failures, repr=False)
+    collected: tuple[str, ...] = ()
+    deidentification: bool = False
+
+    @property
+    def ok(self) -> bool:
+        """True when there is no error (findings do not count)."""
+        return self.errors.empty
+
+    def strict(self) -> ValidationReport:
+        """The report with every finding counted as an error (``strict=True``)."""
+        moved = self.findings.assign(severity="error")
+        errors = pd.concat([self.errors, moved], ignore_index=True) if len(moved) else self.errors
+        failures = moved.loc[:, list(FAILURE_COLUMNS)].astype(self.failures.dtypes.to_dict())
+        failures = pd.concat([self.failures, failures], ignore_index=True)
+        return ValidationReport(
+            errors.reset_index(drop=True),
+            _empty_report(),
+            self.tables,
+            failures,
+            self.collected,
+            self.deidentification,
+        )
+
+    def raise_for_errors(self) -> None:
+        """Raise :class:`DataValidationError` (or the de-identification error) if not ok."""
+        if self.ok:
+            return
+        if self.deidentification:
+            raise DeidentificationError(self.failures, report=self)
+        message = None
+        files = self.errors[self.errors["column"] == "(file)"]
+        if len(files):
+            message = _file_message(files)
+        raise DataValidationError(self.failures, message, report=self)
+
+    def describe(self, max_rows: int = 5) -> str:
+        """The report as a data manager reads it: per check, count, lines and fix.
+
+        Each failing check gets one line with the number of rows, the first ``max_rows``
+        spreadsheet line numbers (header = line 1), the values where they cannot
+        identify anyone, and the fix. Errors first, then findings.
+        """
+        out = []
+        for title, frame in (("Errors", self.errors), ("Findings", self.findings)):
+            if frame.empty:
+                continue
+            out.append(f"{title} ({'refused' if title == 'Errors' else 'loaded, accounted'}):")
+            order = frame["table"].map({t: k for k, t in enumerate(TABLES)}).fillna(len(TABLES))
+            groups = frame.assign(_order=order).groupby(
+                ["_order", "table", "column", "check"], sort=True, dropna=False
+            )
+            for (_, table, column, check), group in groups:
+                if column == "(file)":  # the check names the file, the problem and the fix
+                    out.append(f"  {check}")
+                    continue
+                rows = group["row"].notna()
+                n = int(group["count"].fillna(0).sum()) if not rows.any() else int(rows.sum())
+                where = f"{table}.{column}" if column != "(file)" else f"{table} file"
+                noun = "row" if n == 1 else "rows"
+                text = f"  {where}: {n} {noun} `{check}`"
+                lines = group["line"].dropna().astype(int).tolist()
+                if lines:
+                    more = ", ..." if len(lines) > max_rows else ""
+                    label = "line" if len(lines) == 1 else "lines"
+                    text += f" ({label} {', '.join(map(str, lines[:max_rows]))}{more})"
+                values = group["value"].dropna().astype(str)
+                values = [v for v in dict.fromkeys(values) if v != ""]
+                if values:
+                    more = ", ..." if len(values) > max_rows else ""
+                    text += f"; values: {', '.join(values[:max_rows])}{more}"
+                out.append(text)
+                hint = DataValidationError.hints.get(_check_kind(str(check)))
+                if hint:
+                    out.append(f"      fix: {hint}")
+        if not out:
+            return "No errors and no findings."
+        return "\n".join(out)
+
+
+def _file_message(files: pd.DataFrame) -> str:
+    lines = [
+        f"{DataValidationError.title}: {len(files)} file(s) could not be read faithfully; "
+        "nothing was loaded."
+    ]
+    lines += [f"  {check}" for check in files["check"]]
+    lines.append("data_schema/README.md describes the files and columns of a cohort folder.")
+    return "\n".join(lines)
+
+
+def _fail(
+    table: str,
+    rows: Sequence[int | None] | np.ndarray,
+    column: str,
+    check: str,
+    values: object,
+    severity: str = "error",
+) -> pd.DataFrame:
+    """Failures frame for ``rows`` (positions; ``[None]`` for the whole column)."""
+    rows = np.asarray(rows, dtype=object)
+    if not isinstance(values, pd.Series | pd.api.extensions.ExtensionArray | np.ndarray):
+        values = [values] * len(rows)
+    return pd.DataFrame(
+        {
+            "table": table,
+            "row": pd.array(rows, dtype="Int64"),
+            "column": column,
+            "check": check,
+            "value": pd.array(np.asarray(values, dtype=object), dtype="string"),
+            "severity": severity,
+        }
+    )
+
+
+def _as_text(values: pd.Series) -> np.ndarray:
+    """Cells as strings (missing stays missing), for the ``value`` column."""
+    cells = values.astype(object).to_numpy()
+    out = cells.astype(str).astype(object)
+    out[pd.isna(cells)] = None
+    return out
+
+
+class _Coercer:
+    """Turn a raw column (CSV text or any dtype) into the field's nullable dtype.
+
+    Works on the distinct values (``pd.factorize``), so a 2-million-row column costs one
+    pass; returns the typed column and a mask of cells that could not be converted.
+    """
+
+    def __init__(self, field: dict, missing_values: set[str]) -> None:
+        self.type = field.get("type", "string")
+        self.dtype = _DTYPES.get(self.type, "string")
+        self.missing = missing_values
+        self.true = {str(v).strip().lower() for v in field.get("trueValues", ["true"])}
+        self.false = {str(v).strip().lower() for v in field.get("falseValues", ["false"])}
+
+    def __call__(self, raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        if pd.api.types.is_bool_dtype(raw.dtype) and self.type in ("integer", "number"):
+            return pd.Series(pd.NA, index=raw.index, dtype=self.dtype), raw.notna().to_numpy()
+        if self.type in ("integer", "number") and pd.api.types.is_numeric_dtype(raw.dtype):
+            return self._numbers(raw.astype("Float64"))
+        codes, uniques = pd.factorize(raw.astype(object), use_na_sentinel=True)
+        converted, bad = self._convert(pd.Series(np.asarray(uniques, dtype=object)))
+        converted = pd.Series([*converted, pd.NA], dtype=self.dtype).array
+        bad = np.append(bad, False)
+        typed = pd.Series(converted.take(codes), index=raw.index, dtype=self.dtype)
+        return typed, bad[codes]
+
+    def _numbers(self, numbers: pd.Series) -> tuple[pd.Series, np.ndarray]:
+        finite = numbers.notna() & np.isfinite(numbers.fillna(0).to_numpy(dtype=float))
+        ok = finite.copy()
+        if self.type == "integer":
+            whole = numbers.fillna(0).to_numpy(dtype=float)
+            ok &= (np.floor(whole) == whole) & (np.abs(whole) < 2**53)
+        bad = (numbers.notna() & ~ok).to_numpy(dtype=bool)
+        typed = numbers.where(ok)  # <NA> where not ok (a nullable dtype)
+        if self.type == "integer":
+            typed = typed.round().astype("Int64")
+        return typed, bad
+
+    def _convert(self, values: pd.Series) -> tuple[list, np.ndarray]:
+        """Convert distinct non-missing values; strings are stripped, missingValues -> NA."""
+        text = [v.strip() if isinstance(v, str) else v for v in values]
+        missing = np.array([isinstance(v, str) and v in self.missing for v in text], dtype=bool)
+        if self.type == "string":
+            out = [pd.NA if m else _as_string(v) for v, m in zip(text, missing, strict=True)]
+            return out, np.zeros(len(text), dtype=bool)
+        if self.type == "boolean":
+            out = [pd.NA if m else self._boolean(v) for v, m in zip(text, missing, strict=True)]
+            bad = np.array([o is None for o in out], dtype=bool)
+            return [pd.NA if o is None else o for o in out], bad
+        is_bool = np.array([isinstance(v, bool | np.bool_) for v in text], dtype=bool)
+        candidates = pd.Series(
+            [None if m or b else v for v, m, b in zip(text, missing, is_bool, strict=True)],
+            dtype=object,
+        )
+        numbers = pd.to_numeric(candidates, errors="coerce").astype("Float64")
+        typed, bad = self._numbers(numbers)
+        bad = ~missing & (bad | typed.isna().to_numpy(dtype=bool))
+        return list(typed.astype(object)), bad
+
+    def _boolean(self, value: object) -> bool | None:
+        """True, False, or None when the value is not a boolean."""
+        if isinstance(value, bool | np.bool_):
+            return bool(value)
+        key = _as_string(value).lower()
+        if key in self.true:
+            return True
+        if key in self.false:
+            return False
+        return None
+
+
+def _as_string(value: object) -> str:
+    """A value read into a text column; a whole float is written without its ``.0``."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
+
+
+def _pandera_label(check: Check) -> str:
+    """Readable name of a pandera check made from a Table Schema constraint."""
+    stats = check.statistics or {}
+    name = check.name
+    if name == "in_range":
+        return f"in_range {stats['min_value']}-{stats['max_value']}"
+    if name == "greater_than_or_equal_to":
+        return f"minimum {stats['min_value']}"
+    if name == "less_than_or_equal_to":
+        return f"maximum {stats['max_value']}"
+    if name == "greater_than":
+        return f"exclusive_minimum {stats['min_value']}"
+    if name == "less_than":
+        return f"exclusive_maximum {stats['max_value']}"
+    if name == "isin":
+        return "one_of " + ", ".join(map(str, stats["allowed_values"]))
+    if name == "str_matches":
+        return "pattern " + str(stats["pattern"]).removeprefix("^").removesuffix("$")
+    if name == "str_length":
+        return f"length {stats.get('min_value') or 0}-{stats.get('max_value') or ''}"
+    return str(name)
+
+
+def _frictionless_to_pandera(descriptor: Mapping[str, Any]) -> DataFrameSchema:
+    """The pandera schema :func:`pandera.io.pandas_io.from_frictionless_schema` builds.
+
+    Same field parser, same checks, but the descriptor is read as the plain JSON it is:
+    ``frictionless.Schema`` would load jsonschema's format checkers (about 2 s of imports
+    on the first ``load_cohort``) only to re-check our own schema files, which
+    ``tests/test_schema.py`` validates with frictionless instead.
+    """
+    from types import SimpleNamespace
+
+    from pandera.io.pandas_io import FrictionlessFieldParser, deserialize_schema
+
+    primary_key = descriptor.get("primaryKey", [])
+    primary_key = [primary_key] if isinstance(primary_key, str) else list(primary_key)
+    columns = {}
+    for spec in descriptor["fields"]:
+        field = SimpleNamespace(
+            name=spec["name"],
+            type=spec.get("type", "any"),
+            constraints=spec.get("constraints", {}),
+            description=spec.get("description", ""),
+            title=spec.get("title", ""),
+        )
+        columns[field.name] = FrictionlessFieldParser(field, primary_key).to_pandera_column()
+    return deserialize_schema(
+        {
+            "columns": columns,
+            "index": None,
+            "checks": None,
+            "coerce": True,
+            "strict": True,
+            "unique": None if len(primary_key) == 1 else primary_key,
+        }
+    )
+
+
+@functools.cache
+def _table_validator(table: str) -> _TableValidator:
+    return _TableValidator(table)
+
+
+class _TableValidator:
+    """Per-column rules and keys of one table, built from its Table Schema."""
+
+    def __init__(self, table: str) -> None:
+        import pandera.pandas as pa
+
+        self.table = table
+        descriptor = read_schema(table)
+        self.fields = {f["name"]: f for f in descriptor["fields"]}
+        self.required = [
+            name for name, f in self.fields.items() if f.get("constraints", {}).get("required")
+        ]
+        self.missing_values = set(descriptor.get("missingValues", [""]))
+        self.primary_key = list(descriptor.get("primaryKey", []))
+        self.foreign_keys = descriptor.get("foreignKeys", [])
+        self.unique_keys = [self.primary_key] if self.primary_key else []
+        for name, f in self.fields.items():
+            if f.get("constraints", {}).get("unique") and [name] not in self.unique_keys:
+                self.unique_keys.append([name])
+        self.coercers = {n: _Coercer(f, self.missing_values) for n, f in self.fields.items()}
+
+        base = _frictionless_to_pandera(descriptor)
+        columns = {}
+        for name, column in base.columns.items():
+            constraints = self.fields[name].get("constraints", {})
+            checks = list(column.checks)
+            if "exclusiveMinimum" in constraints:
+                checks.append(pa.Check.gt(constraints["exclusiveMinimum"]))
+            if "exclusiveMaximum" in constraints:
+                checks.append(pa.Check.lt(constraints["exclusiveMaximum"]))
+            columns[name] = pa.Column(
+                self.coercers[name].dtype,
+                checks=checks,
+                nullable=column.nullable,
+                required=name in self.required,
+                unique=False,  # keys are checked below, with all duplicated rows reported
+                coerce=False,
+                name=name,
+                description=column.description,
+                title=column.title,
+            )
+        self.pandera = pa.DataFrameSchema(columns, strict=False, coerce=False, name=table)
+        self.labels = {
+            (name, k): _pandera_label(check)
+            for name, column in columns.items()
+            for k, check in enumerate(column.checks)
+        }
+
+    def empty(self) -> pd.DataFrame:
+        """An empty table with every schema column and dtype."""
+        return pd.DataFrame({name: pd.Series(dtype=c.dtype) for name, c in self.coercers.items()})
+
+    def coerce(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.DataFrame], dict]:
+        """Typed columns (present ones only), type failures, and the cells that failed."""
+        typed, failures, bad = {}, [], {}
+        for name, coercer in self.coercers.items():
+            if name not in raw.columns:
+                continue
+            typed[name], bad_cells = coercer(raw[name])
+            bad[name] = bad_cells
+            if bad_cells.any():
+                rows = np.flatnonzero(bad_cells)
+                failures.append(
+                    _fail(
+                        self.table,
+                        rows,
+                        name,
+                        f"type {coercer.type}",
+                        _as_text(raw[name].iloc[rows]),
+                    )
+                )
+        return pd.DataFrame(typed, index=raw.index), failures, bad
+
+    def check_columns(
+        self, raw: pd.DataFrame, typed: pd.DataFrame, bad: dict[str, np.ndarray]
+    ) -> list[pd.DataFrame]:
+        """Required columns and values, ranges, codes and patterns (pandera, lazily)."""
+        from pandera.errors import SchemaErrors
+
+        try:
+            self.pandera.validate(typed, lazy=True)
+        except SchemaErrors as exc:
+            cases = exc.failure_cases
+        else:
+            return []
+        failures = []
+        for (column, check, number), group in cases.groupby(
+            ["column", "check", "check_number"], dropna=False, sort=False
+        ):
+            if check == "column_in_dataframe":
+                for missing in group["failure_case"]:
+                    failures.append(
+                        _fail(self.table, [None], str(missing), "required_column", None)
+                    )
+                continue
+            rows = group["index"].to_numpy(dtype=np.int64)
+            if check == "not_nullable":
+                rows = rows[~bad[column][rows]]  # a cell that failed its type is reported once
+                label = "not_null"
+            else:
+                label = self.labels.get((column, int(number)), str(check))
+            bad[column][rows] = True
+            failures.append(
+                _fail(self.table, rows, column, label, _as_text(raw[column].iloc[rows]))
+            )
+        return failures
+
+    def check_unique(self, raw: pd.DataFrame, typed: pd.DataFrame) -> list[pd.DataFrame]:
+        """Every row of a duplicated primary key (or unique column) value."""
+        failures = []
+        for key in self.unique_keys:
+            if not all(c in typed.columns for c in key):
+                continue
+            complete = typed[key].notna().all(axis=1)
+            dup = typed[key].duplicated(keep=False) & complete
+            if dup.any():
+                rows = np.flatnonzero(dup.to_numpy())
+                text = raw[key].iloc[rows].astype(object).astype(str).agg(", ".join, axis=1)
+                failures.append(
+                    _fail(
+                        self.table, rows, ", ".join(key), "unique " + "+".join(key), text.to_numpy()
+                    )
+                )
+        return failures
+
+
+def _match_columns(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.DataFrame]]:
+    """Schema columns matched ignoring case and spaces; renamings and unknown columns listed.
+
+    ``Item_1 `` becomes ``item_1`` (a finding); a column matching nothing is kept as an
+    extra column and named in a finding with the closest schema name. Two columns that
+    match the same name are an error (``duplicate_column``); the first is kept.
+    """
+    import difflib
+
+    fields = _table_validator(table).fields
+    by_key = {normalise_name(name): name for name in fields}
+    n = len(raw)
+    notes: list[pd.DataFrame] = []
+    targets = []
+    for column in raw.columns:
+        if column in fields:
+            targets.append(column)
+        else:
+            targets.append(by_key.get(normalise_name(column), column))
+    seen: dict = {}
+    keep = []
+    for k, (column, target) in enumerate(zip(raw.columns, targets, strict=True)):
+        if target in seen:
+            notes.append(
+                _fail(
+                    table,
+                    [None],
+                    str(target),
+                    f"duplicate_column: `{column}` repeats `{raw.columns[seen[target]]}`",
+                    None,
+                )
+            )
+            continue
+        seen[target] = k
+        keep.append(k)
+    out = raw.iloc[:, keep].copy()
+    out.columns = [targets[k] for k in keep]
+    present = set(out.columns)
+    for k in keep:
+        column, target = raw.columns[k], targets[k]
+        if target in fields and column != target:
+            notes.append(
+                _fail(table, [None], target, "column_renamed", str(column), severity="finding")
+            )
+        elif target not in fields:
+            absent = [f for f in fields if f not in present]
+            close = difflib.get_close_matches(normalise_name(column), absent, n=1, cutoff=0.6)
+            check = (
+                f"unknown_column: did you mean `{close[0]}`?"
+                if close
+                else "unknown_column: kept as an extra column"
+            )
+            notes.append(_fail(table, [None], str(column), check, None, severity="finding"))
+    for note in notes:
+        note["count"] = n
+    return out, notes
+
+
+def _problem_report(problems: list[FileProblem]) -> ValidationReport:
+    """A report whose errors are the files that could not be read."""
+    table_of = {}
+    for p in problems:
+        stem = normalise_name(Path(p.file.split(" and ")[0].split(" [")[0]).stem)
+        table_of[p.file] = stem if stem in TABLES else ""
+    errors = pd.DataFrame(
+        {
+            "table": pd.array([table_of[p.file] for p in problems], dtype="string"),
+            "row": pd.array([pd.NA] * len(problems), dtype="Int64"),
+            "line": pd.array([p.lines[0] if p.lines else pd.NA for p in problems], dtype="Int64"),
+            "column": pd.array(["(file)"] * len(problems), dtype="string"),
+            "check": pd.array(
+                [f"{p.file}: {p.problem}. Fix: {p.fix}." for p in problems], dtype="string"
+            ),
+            "count": pd.array([len(p.lines) or pd.NA for p in problems], dtype="Int64"),
+            "severity": pd.array(["error"] * len(problems), dtype="string"),
+            "value": pd.array([pd.NA] * len(problems), dtype="string"),
+        }
+    )
+    failures = errors[["table", "row", "column", "check", "value"]].copy()
+    failures["value"] = pd.array([p.check for p in problems], dtype="string")
+    return ValidationReport(errors, _empty_report(), {}, failures.reset_index(drop=True))
