@@ -18,7 +18,15 @@ no cell of 1 to 10 may be displayed, nor any value from which one can be derived
    patients), one hidden cell in the group is recoverable as the total minus the shown
    cells. The next-smallest cell of the group is then hidden too, and this is repeated
    over every margin until no margin has exactly one hidden cell (as statistical
-   agencies do; Hundepool et al. 2012, ch. 5).
+   agencies do; Hundepool et al. 2012, ch. 5). Several hidden cells are not enough
+   when they are small: the total minus the shown cells is their *sum*, the people of
+   the hidden groups together (2 + 3 = 5). So within every margin the hidden cells must
+   add up to 0 or to at least ``min_cell``; the next-smallest shown non-zero cell is
+   hidden until they do (or nothing non-zero is shown). The same holds for the
+   complements ``n - count`` of the hidden rows, and, in a ``--by-site`` run, for the
+   *remainder* of every population (the pooled count minus the shown sites' counts:
+   the withheld sites and the patients without a site), see
+   :func:`linked_suppression`.
 3. **Small groups.** No estimate, mean, LS mean, effect size, survival curve or median
    is given for a group of fewer than ``min_cell`` patients.
 
@@ -199,6 +207,8 @@ def complementary_mask(
     values: Sequence[float] | np.ndarray,
     hidden: Sequence[bool] | np.ndarray,
     groups: Sequence[np.ndarray | Sequence[object]],
+    *,
+    min_cell: int | None = None,
 ) -> np.ndarray:
     """Hidden cells after complementary suppression within every margin.
 
@@ -211,20 +221,41 @@ def complementary_mask(
     groups : sequence of arrays
         One array of group labels per margin: the cells sharing a label add up to a total
         that is shown (``None``/NaN labels belong to no group).
+    min_cell : int, optional
+        The small-cell threshold (validated by :func:`check_min_cell`). With it, the
+        hidden cells of a group must also *add up* to 0 or to at least ``min_cell``:
+        their sum is the shown total minus the shown cells, a count of people (the
+        union of the hidden groups). None keeps only the rule on the number of hidden
+        cells (the old behaviour).
 
     Returns
     -------
     ndarray of bool
         ``hidden`` plus the complementary cells: whenever a group has exactly one hidden
-        cell, its smallest shown non-zero cell (else its smallest shown cell) is hidden
-        too; repeated until no group of any margin has exactly one hidden cell.
+        cell, or (with ``min_cell``) hidden cells whose known values add up to 1 to
+        ``min_cell - 1``, its smallest shown non-zero cell (else, for a single hidden
+        cell, its smallest shown cell) is hidden too; repeated until no group of any
+        margin has either.
+
+    Notes
+    -----
+    A hidden cell whose value is unknown (NaN) makes the group's hidden sum unknown;
+    only the one-hidden-cell rule applies to such a group.
 
     Examples
     --------
     >>> complementary_mask([40, 4, 20, 30], [False, True, False, False],
     ...                    [["a", "a", "a", "a"]]).tolist()
     [False, True, True, False]
+
+    Two small cells of 2 and 3 are hidden, but the total minus the shown cells gives
+    their union, 5 people; the next smallest shown cell goes too:
+
+    >>> complementary_mask([40, 2, 3, 30], [False, True, True, False],
+    ...                    [["a", "a", "a", "a"]], min_cell=11).tolist()
+    [False, True, True, True]
     """
+    min_cell = check_min_cell(min_cell)
     vals = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float)
     mask = np.asarray(hidden, dtype=bool).copy()
     labels = [pd.factorize(pd.Series(list(g), dtype=object))[0] for g in groups]
@@ -234,13 +265,27 @@ def complementary_mask(
         for codes in labels:
             for code in np.unique(codes[codes >= 0]):
                 members = np.flatnonzero(codes == code)
-                if len(members) < 2 or mask[members].sum() != 1:
+                if len(members) < 2:
+                    continue
+                hid = members[mask[members]]
+                if not len(hid):
                     continue
                 shown = members[~mask[members] & ~np.isnan(vals[members])]
                 if not len(shown):
                     continue
                 positive = shown[vals[shown] > 0]
-                pool = positive if len(positive) else shown
+                if len(hid) == 1:
+                    pool = positive if len(positive) else shown
+                elif (
+                    min_cell is not None
+                    and not np.isnan(vals[hid]).any()
+                    and 0 < vals[hid].sum() < min_cell
+                ):
+                    pool = positive  # hiding a zero would not change the sum
+                else:
+                    continue
+                if not len(pool):
+                    continue
                 mask[pool[np.argmin(vals[pool])]] = True
                 changed = True
     return mask
@@ -353,9 +398,15 @@ def suppress_cells(
         while True:
             before = (flag.copy(), hide_total.copy())
             for c in counts:
-                flag = complementary_mask(values[c], flag, groups)
+                flag = complementary_mask(values[c], flag, groups, min_cell=min_cell)
+                if total:  # the hidden rows' complements add up to a count of people too
+                    flag = complementary_mask(
+                        values[total] - values[c], flag, groups, min_cell=min_cell
+                    )
             if total:
-                hide_total = complementary_mask(values[total], hide_total, groups)
+                hide_total = complementary_mask(
+                    values[total], hide_total, groups, min_cell=min_cell
+                )
                 flag |= hide_total
             if (flag == before[0]).all() and (hide_total == before[1]).all():
                 break
@@ -404,7 +455,9 @@ def hidden_levels(levels: pd.Series, min_cell: int | None) -> set[str]:
     sizes = text.value_counts(dropna=True).sort_index()
     names = [str(k) for k in sizes.index] + ["\x00none"]
     values = np.append(sizes.to_numpy(dtype=float), float(text.isna().sum()))
-    hidden = complementary_mask(values, small_count(values, min_cell), [np.zeros(len(values))])
+    hidden = complementary_mask(
+        values, small_count(values, min_cell), [np.zeros(len(values))], min_cell=min_cell
+    )
     return {name for name, h in zip(names, hidden, strict=True) if h and name != "\x00none"}
 
 
@@ -656,7 +709,8 @@ def number_at_risk(
     --------
     Thirty IV patients, twenty oral and four IM: IM is hidden, and with it the oral
     number at day 0 (else the patients at risk minus IV would give IM's 4); at day 14
-    seven oral patients remain, under ``min_cell``:
+    seven oral patients remain, under ``min_cell``, and IM (0) and oral together would be
+    the patients at risk minus IV's 17 = 7, so IV's number is hidden too:
 
     >>> tte = pd.DataFrame({"route": ["iv"] * 30 + ["oral"] * 20 + ["im"] * 4,
     ...                     "time": list(range(1, 31)) + list(range(1, 21)) + [1, 2, 3, 4]})
@@ -665,7 +719,7 @@ def number_at_risk(
     0    im     0       <NA>        True
     1    im    14       <NA>        True
     2    iv     0         30       False
-    3    iv    14         17       False
+    3    iv    14       <NA>        True
     4  oral     0       <NA>        True
     5  oral    14       <NA>        True
     """
@@ -701,7 +755,10 @@ def number_at_risk(
         out["time"] = out["time"].astype("int64")
     if min_cell is not None and group is not None:
         hidden = complementary_mask(
-            out["n_at_risk"].to_numpy(), out["suppressed"].to_numpy(), [out["time"].to_numpy()]
+            out["n_at_risk"].to_numpy(),
+            out["suppressed"].to_numpy(),
+            [out["time"].to_numpy()],
+            min_cell=min_cell,
         )
         out["suppressed"] = hidden
     out["n_at_risk"] = out["n_at_risk"].astype("Int64").mask(out["suppressed"])
@@ -1501,6 +1558,8 @@ def _cross_table(
 #: Populations ``(key, count column)`` that this process hides in every table it saves
 #: (:func:`apply_linked_suppression`); set per report by :func:`set_linked_suppression`.
 _LINKED_HIDDEN: frozenset = frozenset()
+#: The threshold that goes with :data:`_LINKED_HIDDEN` (None: not set).
+_LINKED_MIN_CELL: int | None = None
 
 
 def _csv_view(table: pd.DataFrame) -> pd.DataFrame:
@@ -1512,7 +1571,10 @@ def _csv_view(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def hide_populations(
-    table: pd.DataFrame, populations: Iterable[tuple[Iterable[tuple[str, str]], str]]
+    table: pd.DataFrame,
+    populations: Iterable[tuple[Iterable[tuple[str, str]], str]],
+    *,
+    min_cell: int | None = None,
 ) -> pd.DataFrame:
     """Hide the rows of a report table that count the given populations.
 
@@ -1525,6 +1587,10 @@ def hide_populations(
         ``(label column, value)`` pairs of a row (values as the audit writes them:
         lower-case text, totals dropped), ``column`` the count column (``"n"`` for the
         patients of Table 1's rows).
+    min_cell : int, optional
+        The threshold of the complementary suppression within the table's margins
+        (:func:`complementary_mask`): with it, the rows hidden in a margin must also add
+        up to 0 or to at least ``min_cell``. None: only no single hidden row.
 
     Returns
     -------
@@ -1544,6 +1610,7 @@ def hide_populations(
     1    im  <NA>
     2  oral  <NA>
     """
+    min_cell = check_min_cell(min_cell)
     pops = {(frozenset(tuple(x) for x in key), str(c)) for key, c in populations}
     if not pops or table is None or not isinstance(table, pd.DataFrame) or table.empty:
         return table
@@ -1559,7 +1626,9 @@ def hide_populations(
         if not target.any():
             return table
         variable = [next(iter(k))[0] if k else None for k in keys]
-        mask = complementary_mask(values, np.isnan(values) | target, [variable])
+        mask = complementary_mask(
+            values, np.isnan(values) | target, [variable], min_cell=min_cell
+        )
         new = rows[mask & ~np.isnan(values) | target]
         out = table.copy()
         for c in out.columns[2:]:
@@ -1600,7 +1669,11 @@ def hide_populations(
         group = joined.to_numpy(dtype=object)
         group[(keys_frame[col] == _TOTAL_KEY).to_numpy(dtype=bool)] = None  # a total row
         groups.append(group)
-    mask = complementary_mask(values, already | target, groups) if groups else already | target
+    mask = (
+        complementary_mask(values, already | target, groups, min_cell=min_cell)
+        if groups
+        else already | target
+    )
     hide = mask & ~already | target
     out = table.copy()
     for c in out.columns:
@@ -1612,14 +1685,17 @@ def hide_populations(
     return out
 
 
-def set_linked_suppression(populations: Iterable) -> None:
+def set_linked_suppression(populations: Iterable, *, min_cell: int | None = None) -> None:
     """Set the populations every table saved in this process hides (a --by-site run).
 
     ``populations``: ``(key, column)`` pairs as in :func:`hide_populations` (JSON lists
     accepted). :func:`analysis.reports.load_snapshot` sets them from the snapshot of a
-    report set (none: an empty set).
+    report set (none: an empty set). ``min_cell``: the threshold of the run, used by
+    the complementary suppression within each table (:func:`hide_populations`).
+    The figures follow the same decision (:func:`linked_hidden_levels`).
     """
-    global _LINKED_HIDDEN
+    global _LINKED_HIDDEN, _LINKED_MIN_CELL
+    _LINKED_MIN_CELL = check_min_cell(min_cell)
     _LINKED_HIDDEN = frozenset((frozenset(tuple(x) for x in key), str(c)) for key, c in populations)
 
 
@@ -1629,7 +1705,9 @@ def apply_linked_suppression(table: pd.DataFrame) -> pd.DataFrame:
     :func:`analysis.reports.save_table` calls it on every table it saves and displays;
     outside a ``--by-site`` run nothing is set and ``table`` is returned as is.
     """
-    return hide_populations(table, _LINKED_HIDDEN) if _LINKED_HIDDEN else table
+    if not _LINKED_HIDDEN:
+        return table
+    return hide_populations(table, _LINKED_HIDDEN, min_cell=_LINKED_MIN_CELL)
 
 
 def linked_suppression(
@@ -1693,7 +1771,8 @@ def linked_suppression(
         for file, name, df in tables:
             site, _rel = _set_of(file, site_sets)
             folder = "" if site is None else folder_of[site]
-            current.append((file, name, hide_populations(df, extra.get(folder, ()))))
+            hidden_here = extra.get(folder, ())
+            current.append((file, name, hide_populations(df, hidden_here, min_cell=min_cell)))
         found, known = _cross_table(
             current,
             site_sets=site_sets,

@@ -557,7 +557,9 @@ def _table_one_hidden(
         before = hidden.copy()
         # a hidden group n hides its whole column
         hidden[:, hidden[is_n_row].any(axis=0)] = True
-        flat = complementary_mask(values.ravel(), hidden.ravel(), [level_groups, group_groups])
+        flat = complementary_mask(
+            values.ravel(), hidden.ravel(), [level_groups, group_groups], min_cell=min_cell
+        )
         hidden = flat.reshape(values.shape)
         if (hidden == before).all():
             return hidden, primary
