@@ -832,9 +832,13 @@ class AuditResult:
     ``shown_elsewhere`` (a hidden count that another table of the batch shows),
     ``recoverable_across`` (a hidden count that the shown cells of several tables
     determine; see :func:`cross_table_findings`), ``interval`` (a hidden count that
-    they confine, with non-negativity, to a small positive range), ``identifier`` (a
-    patient id or an
-    identifier-shaped value), ``formula`` (a cell a spreadsheet would run).
+    they confine, with non-negativity, to a small positive range), ``hidden_sum``
+    (hidden cells whose sum, a shown total minus the shown cells of its margin, is 1 to
+    ``min_cell - 1``: the people of these groups together), ``remainder`` (in a
+    ``--by-site`` run, a shown pooled count minus the shown sites' counts of the same
+    population is 1 to ``min_cell - 1``: the withheld sites and the patients without a
+    site), ``identifier`` (a patient id or an identifier-shaped value), ``formula`` (a
+    cell a spreadsheet would run).
     """
 
     min_cell: int
@@ -960,7 +964,7 @@ def audit_table(
                 if m and 0 < int(m.group(1)) < min_cell:
                     found.append((name, str(c), r, "small_count"))
         found += _recoverable_table_one(df, min_cell, name)
-    found += _recoverable(df, counts, name)
+    found += _recoverable(df, counts, name, min_cell)
     for c in df.columns:
         text = df[c].dropna().astype(str)
         if ids:
@@ -975,8 +979,14 @@ def audit_table(
 _TOTAL_LABELS = {"overall", "all", "total", "all patients"}
 
 
-def _recoverable(df: pd.DataFrame, counts: list[str], name: str) -> list:
-    """Hidden count cells recoverable as a shown total row minus the other shown rows."""
+def _recoverable(
+    df: pd.DataFrame, counts: list[str], name: str, min_cell: int | None = None
+) -> list:
+    """Hidden count cells recoverable as a shown total row minus the other shown rows.
+
+    A single hidden cell of a margin is ``recoverable``; several hidden cells whose sum
+    (the total minus the shown cells) is 1 to ``min_cell - 1`` are ``hidden_sum``.
+    """
     labels = [
         c
         for c in df.columns
@@ -1010,6 +1020,10 @@ def _recoverable(df: pd.DataFrame, counts: list[str], name: str) -> list:
                 hidden = parts[np.isnan(v[parts])]
                 if len(hidden) == 1:
                     found.append((name, c, int(hidden[0]), "recoverable"))
+                elif len(hidden) > 1 and min_cell is not None:
+                    rest = v[tot[0]] - np.nansum(v[parts])
+                    if small_count([round(rest, 6)], min_cell)[0]:
+                        found += [(name, c, int(h), "hidden_sum") for h in hidden]
     return found
 
 
@@ -1029,6 +1043,13 @@ def _recoverable_table_one(df: pd.DataFrame, min_cell: int, name: str) -> list:
         hidden = [k for k, t in enumerate(cells) if not _COUNT_TEXT.match(t) and t != ""]
         if len(hidden) == 1:
             found.append((name, str(groups[hidden[0]]), r, "recoverable"))
+        elif len(hidden) > 1:
+            # Overall minus the shown groups: the hidden groups together (and the patients
+            # without a group, whom Table 1 never shows)
+            shown = [_COUNT_TEXT.match(t) for t in cells]
+            rest = int(overall.group(1)) - sum(int(m.group(1)) for m in shown if m)
+            if 0 < rest < min_cell:
+                found += [(name, str(groups[k]), r, "hidden_sum") for k in hidden]
     return found
 
 
@@ -1399,6 +1420,54 @@ def _interval_disclosed(
     return found
 
 
+#: The unknown of a ``--by-site`` run's equation ``pooled = sum of the sites + rest``.
+_REST = "\x00rest"
+
+
+def _small_sums(
+    matrix: np.ndarray,
+    rhs: np.ndarray,
+    position: dict[int, int],
+    determined: set[int],
+    min_cell: int,
+) -> list[set[int]]:
+    """Sets of unknowns whose *sum* the equations give as a count in ``1 .. min_cell - 1``.
+
+    A margin ``total = sum of parts`` with the total shown and several parts hidden gives
+    the sum of the hidden parts (the people of these groups together): e.g. hidden
+    cells of 2 and 3 next to a shown total give 5. Each equation, with the determined
+    unknowns replaced by their values, whose remaining unknowns all have the same sign
+    gives their sum; a sum in ``1 .. min_cell - 1`` is returned (a single determined
+    unknown too, for the remainder of a ``--by-site`` run). An inconsistent system
+    (tables that disagree) gives nothing.
+    """
+    if not len(position):
+        return []
+    values, *_ = np.linalg.lstsq(matrix, rhs, rcond=None)
+    if len(rhs) and np.abs(matrix @ values - rhs).max() > 1e-6:
+        return []
+    found = []
+    by_column = {j: k for k, j in position.items()}
+    for i in range(matrix.shape[0]):
+        row = matrix[i]
+        free = [j for j in np.flatnonzero(row) if by_column[j] not in determined]
+        fixed = [j for j in np.flatnonzero(row) if by_column[j] in determined]
+        if free:
+            signs = {np.sign(row[j]) for j in free}
+            if len(signs) != 1 or not all(abs(row[j]) == 1 for j in free):
+                continue
+            total = (rhs[i] - sum(row[j] * values[j] for j in fixed)) * signs.pop()
+            group = {by_column[j] for j in free}
+        else:
+            continue
+        if 1 - 1e-6 <= total <= min_cell - 1 + 1e-6:
+            found.append(group)
+    for k in determined:
+        if 1 - 1e-6 <= values[position[k]] <= min_cell - 1 + 1e-6:
+            found.append({k})
+    return found
+
+
 def _cross_table(
     tables: Sequence[tuple[str, str, pd.DataFrame]],
     *,
@@ -1470,7 +1539,7 @@ def _cross_table(
         for base in sorted(pooled, key=repr):
             parts = [(_with_site(base[0], s), *base[1:]) for s in sites]
             if not all_sites_reported:
-                parts.append(("\x00rest", base))
+                parts.append((_REST, base))
             equations.append((base, parts))
     hidden = {pop for pop in cells if pop not in known}
     # 1. a count shown in one table and hidden in another
@@ -1517,6 +1586,8 @@ def _cross_table(
         components.setdefault(root(next(iter(coef))), []).append(coef_index)
     determined: set[int] = set()
     narrowed: set[int] = set()
+    summed: dict[int, str] = {}
+    remainders: set[tuple] = set()
     by_index = {k: pop for pop, k in index.items()}
     for eq_rows in components.values():
         variables = sorted({k for i in eq_rows for k in rows[i]})
@@ -1537,6 +1608,13 @@ def _cross_table(
             ]
             vector = np.array([rhs[i] for i in eq_rows])
             narrowed |= _interval_disclosed(matrix, vector, position, bounds_of, min_cell)
+            for group in _small_sums(matrix, vector, position, now, min_cell):
+                cells_in = [k for k in group if by_index[k] in hidden and by_index[k] in cells]
+                if len(cells_in) >= 2:
+                    summed.update({k: "hidden_sum" for k in cells_in})
+                rests = [by_index[k][1] for k in group if by_index[k][0] == _REST]
+                if rests and not cells_in:
+                    remainders.update(rests)
     recovered = []
     for k in sorted(determined):
         for file, name, c, r in cells.get(by_index[k], []):
@@ -1544,6 +1622,14 @@ def _cross_table(
     for k in sorted(narrowed - determined):
         for file, name, c, r in cells.get(by_index[k], []):
             recovered.append((file, name, c, r, "interval", by_index[k]))
+    for k in sorted(set(summed) - determined - narrowed):
+        for file, name, c, r in cells.get(by_index[k], []):
+            recovered.append((file, name, c, r, "hidden_sum", by_index[k]))
+    # the pooled count minus the shown sites' counts (withheld sites, no site): small
+    for base in sorted(remainders, key=repr):
+        for file, name, c, r in cells.get(base, []):
+            if (file, name, c, r) not in blank:
+                recovered.append((file, name, c, r, "remainder", base))
     out = pd.DataFrame(
         shown_elsewhere + recovered,
         columns=["file", "table", "column", "row", "check", "population"],
@@ -1626,9 +1712,7 @@ def hide_populations(
         if not target.any():
             return table
         variable = [next(iter(k))[0] if k else None for k in keys]
-        mask = complementary_mask(
-            values, np.isnan(values) | target, [variable], min_cell=min_cell
-        )
+        mask = complementary_mask(values, np.isnan(values) | target, [variable], min_cell=min_cell)
         new = rows[mask & ~np.isnan(values) | target]
         out = table.copy()
         for c in out.columns[2:]:

@@ -507,9 +507,7 @@ def load_snapshot(folder: str | Path, fingerprint: str | None = None) -> Snapsho
     linked = folder / LINKED_SUPPRESSION_FILE
     decision = json.loads(linked.read_text(encoding="utf-8")) if linked.is_file() else []
     if isinstance(decision, dict):  # {"min_cell": ..., "populations": [...]}
-        set_linked_suppression(
-            decision.get("populations", []), min_cell=decision.get("min_cell")
-        )
+        set_linked_suppression(decision.get("populations", []), min_cell=decision.get("min_cell"))
     else:  # a bare list of populations (written before the threshold was recorded)
         set_linked_suppression(decision)
     return cohort

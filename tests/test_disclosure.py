@@ -207,6 +207,78 @@ def test_property_no_margin_has_exactly_one_hidden_cell(cells, groups, min_cell)
     assert not ((shown >= 1) & (shown < min_cell)).any()
 
 
+def test_hidden_cells_of_a_margin_add_up_to_zero_or_at_least_min_cell():
+    # Two small diagnoses of 2 and 3 patients, both hidden: the shown total (Table 1's n)
+    # minus the shown rows gives 5, the people of the two together. The next smallest
+    # shown cell is hidden too (issue 9, session 5).
+    values, primary = [150, 50, 2, 3], [False, False, True, True]
+    assert complementary_mask(values, primary, [np.zeros(4)]).tolist() == primary  # old form
+    mask = complementary_mask(values, primary, [np.zeros(4)], min_cell=11)
+    assert mask.tolist() == [False, True, True, True]
+    # 6 + 7 = 13 people is no small count: nothing more is hidden
+    mask = complementary_mask([150, 50, 6, 7], primary, [np.zeros(4)], min_cell=11)
+    assert mask.tolist() == primary
+    # hiding a zero would not change the sum: the smallest non-zero cell goes
+    mask = complementary_mask([0, 150, 50, 2, 3], [False, False, False, True, True],
+                              [np.zeros(5)], min_cell=11)  # fmt: skip
+    assert mask.tolist() == [False, False, True, True, True]
+    with pytest.raises(ValueError, match="min_cell"):
+        complementary_mask(values, primary, [np.zeros(4)], min_cell=0)
+    t = pd.DataFrame({"dx": ["GAD", "PD", "PTSD", "OTHER"], "n": [150, 50, 2, 3]})
+    out = suppress_cells(t, 11, (), total="n", margins=[[]])
+    assert out["n"].isna().tolist() == [False, True, True, True]
+
+
+def test_audit_finds_hidden_cells_whose_sum_is_a_small_count():
+    t = pd.DataFrame({"route": ["iv", "im", "oral", "Overall"], "n": [150, None, None, 155]})
+    found = audit_table(t, 11, name="by_route")
+    assert found[["table", "row", "check"]].values.tolist() == [
+        ["by_route", 1, "hidden_sum"],
+        ["by_route", 2, "hidden_sum"],
+    ]
+    assert audit_table(t.assign(n=[150, None, None, 180]), 11).empty  # 30 together
+    # the same across tables: the total shown in another table
+    by_route = t.iloc[:3]
+    overall = pd.DataFrame({"route": ["Overall"], "n": [155]})
+    found = disclosure.cross_table_findings(
+        [("r.csv", "by_route", by_route), ("o.csv", "overall", overall)], min_cell=11
+    )
+    assert found[["table", "row", "check"]].values.tolist() == [
+        ["by_route", 1, "hidden_sum"],
+        ["by_route", 2, "hidden_sum"],
+    ]
+    # Table 1 layout: Overall minus the shown groups
+    t1 = pd.DataFrame({"variable": ["n"], "level": [""], "im": ["<11"], "iv": ["150"],
+                       "oral": ["<11"], "Overall": ["155"]})  # fmt: skip
+    found = audit_table(t1, 11, name="table_one")
+    assert set(found.loc[found["check"] == "hidden_sum", "column"]) == {"im", "oral"}
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    grid=st.lists(
+        st.lists(st.integers(0, 40), min_size=2, max_size=5), min_size=1, max_size=4
+    ).filter(lambda g: len({len(r) for r in g}) == 1),
+    min_cell=st.integers(2, 15),
+)
+@example(grid=[[150, 50, 2, 3]], min_cell=11)
+def test_property_hidden_cells_of_every_margin_add_up_to_zero_or_min_cell(grid, min_cell):
+    values = np.asarray(grid, dtype=float)
+    rows, cols = np.indices(values.shape)
+    margins = [rows.ravel(), cols.ravel()] if values.shape[0] > 1 else [rows.ravel()]
+    flat = values.ravel()
+    mask = complementary_mask(flat, disclosure.small_count(flat, min_cell), margins,
+                              min_cell=min_cell)  # fmt: skip
+    assert not disclosure.small_count(flat[~mask], min_cell).any()
+    for labels in margins:
+        for g in np.unique(labels):
+            members = labels == g
+            hidden_sum = flat[members & mask].sum()
+            shown_positive = (flat[members & ~mask] > 0).any()
+            assert not (0 < hidden_sum < min_cell) or not shown_positive
+            assert mask[members].sum() != 1 or members.sum() == 1 or not (~mask[members]).any()
+
+
 @settings(max_examples=40, deadline=None)
 @given(
     sizes=st.lists(st.tuples(st.integers(0, 40), st.integers(0, 40)), min_size=2, max_size=6),
@@ -844,9 +916,14 @@ def test_cross_table_interval_disclosure_from_non_negativity():
     assert disclosure.cross_table_findings(batch).empty  # no linear disclosure
     found = disclosure.cross_table_findings(batch, min_cell=11)
     assert found[["row", "check"]].values.tolist() == [[1, "interval"], [2, "interval"]]
-    # the pair adds up to 9: each is 0..9, no more than "<11" says
+    # the pair adds up to 9: each is 0..9, no more than "<11" says, but their sum, 9
+    # people of IM or oral, is a small count itself (hidden_sum)
     overall["n"] = [20]
+    found = disclosure.cross_table_findings(batch, min_cell=11)
+    assert found[["row", "check"]].values.tolist() == [[1, "hidden_sum"], [2, "hidden_sum"]]
+    overall["n"] = [30]  # they add up to 19: nothing is disclosed
     assert disclosure.cross_table_findings(batch, min_cell=11).empty
+    overall["n"] = [20]
     # a hidden cell confined to 3..5 by a second margin: a small count, not 0
     by_route = pd.DataFrame({"route": ["iv", "im", "oral"], "n": [40, None, None]})
     by_sex = pd.DataFrame(
