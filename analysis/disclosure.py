@@ -1810,9 +1810,15 @@ def linked_suppression(
     :func:`cross_table_findings` with ``site_sets``) is hidden too in the site where
     it is smallest among those that show it (or, when no other site shows it, in the
     pooled reports); a site cell shown in one of the site's tables and hidden in another
-    is hidden in all of them. Repeated on the tables with these cells hidden
-    (:func:`hide_populations`, which also suppresses within each table's margins) until
-    no site cell is recoverable.
+    is hidden in all of them. The **remainder** of a population (its pooled count minus
+    the shown sites' counts: the withheld sites and the patients without a site) is
+    treated as a cell too: when it is 1 to ``min_cell - 1`` (a ``remainder`` finding),
+    the population is hidden at the smallest site that shows it with a positive count,
+    so that the hidden part (that site and the remainder) is at least ``min_cell``, or,
+    when no site shows it, in the pooled reports. Hidden site cells whose sum a margin
+    gives as a small count (``hidden_sum``) are treated like recoverable ones. Repeated
+    on the tables with these cells hidden (:func:`hide_populations`, which also
+    suppresses within each table's margins) until no site cell is recoverable.
 
     Parameters
     ----------
@@ -1866,6 +1872,21 @@ def linked_suppression(
         added = False
         for check, pop in zip(found["check"], found["population"], strict=True):
             sites = {v for k, v in pop[0] if k == _SITE_KEY}
+            if check == "remainder" and not sites:
+                # pooled minus the shown sites is a small count: hide the population at
+                # the smallest shown site with a positive count (then the remainder and
+                # that site together are hidden, >= min_cell), else in the pooled set
+                positive = [
+                    (known[(_with_site(pop[0], other), *pop[1:])], other)
+                    for other in sorted(folder_of)
+                    if (_with_site(pop[0], other), *pop[1:]) in known
+                    and known[(_with_site(pop[0], other), *pop[1:])] > 0
+                ]
+                target = folder_of[min(positive)[1]] if positive else ""
+                if (pop[0], pop[1]) not in extra.setdefault(target, set()):
+                    extra[target].add((pop[0], pop[1]))
+                    added = True
+                continue
             if not sites:
                 continue
             site = next(iter(sites))

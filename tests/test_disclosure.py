@@ -851,6 +851,45 @@ def test_linked_suppression_hides_the_next_smallest_site_cell():
     ).empty
 
 
+def test_linked_suppression_treats_the_by_site_remainder_as_a_cell():
+    # Pooled IM 40; S01 shows 20 and S02 16; a withheld site (or patients without a
+    # site) holds the other 4: pooled minus the shown sites gives them.
+    pooled = pd.DataFrame({"route": ["iv", "im"], "n": [100, 40]})
+    s01 = pd.DataFrame({"route": ["iv", "im"], "n": [50, 20]})
+    s02 = pd.DataFrame({"route": ["iv", "im"], "n": [30, 16]})
+    tables = [("t.csv", "t", pooled), ("sites/S01/t.csv", "t", s01),
+              ("sites/S02/t.csv", "t", s02)]  # fmt: skip
+    site_sets = {"sites/S01": "S01", "sites/S02": "S02"}
+    found = disclosure.cross_table_findings(tables, site_sets=site_sets, min_cell=11)
+    # the shown pooled IM count is where the remainder (4) shows; IV's (20) is no problem
+    assert found[["file", "row", "check"]].values.tolist() == [["t.csv", 1, "remainder"]]
+    assert disclosure.cross_table_findings(tables, site_sets=site_sets).empty  # no min_cell
+    # every site reported: no remainder, nothing to find
+    assert disclosure.cross_table_findings(
+        tables, site_sets=site_sets, all_sites_reported=True, min_cell=11
+    ).empty
+    hidden = disclosure.linked_suppression(tables, site_sets, min_cell=11)
+    # IM is hidden at S02, the smallest site showing it (16 + 4 = 20 hidden together);
+    # hide_populations hides IV with it (S02's margin)
+    assert hidden == {"sites/S02": [[[["route", "im"]], "n"]]}
+    fixed = [
+        (f, n, disclosure.hide_populations(t, hidden.get(f.rsplit("/", 1)[0], []), min_cell=11))
+        for f, n, t in tables
+    ]
+    assert fixed[2][2]["n"].isna().all() and fixed[1][2]["n"].notna().all()
+    assert disclosure.cross_table_findings(fixed, site_sets=site_sets, min_cell=11).empty
+    # no site shows it: the pooled count is hidden instead
+    s02 = s02.assign(n=[30, 0])
+    tables[2] = ("sites/S02/t.csv", "t", s02)
+    s01 = s01.assign(n=[50, 36])
+    tables[1] = ("sites/S01/t.csv", "t", s01)
+    assert disclosure.cross_table_findings(tables, site_sets=site_sets, min_cell=11)[
+        "check"
+    ].tolist() == ["remainder"]
+    hidden = disclosure.linked_suppression(tables, site_sets, min_cell=11)
+    assert [[["route", "im"]], "n"] in hidden["sites/S01"]
+
+
 def test_hide_populations_keeps_complementary_suppression_within_the_table():
     t = pd.DataFrame(
         {
