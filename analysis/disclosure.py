@@ -63,6 +63,8 @@ __all__ = [
     "hidden_levels",
     "hide_populations",
     "linked_suppression",
+    "linked_hidden_levels",
+    "linked_level",
     "audit_report_dir",
     "apply_linked_suppression",
     "audit_table",
@@ -689,7 +691,9 @@ def number_at_risk(
         fewer than ``min_cell`` patients has every number hidden, and a number at risk
         under ``min_cell`` (0 included) is hidden; the levels at one time add up to the
         patients at risk then, so a single hidden level at a time hides the next
-        smallest too (complementary suppression). None hides nothing.
+        smallest too (complementary suppression). None hides nothing. In a ``--by-site``
+        run, a level the linked decision hides (:func:`linked_hidden_levels`) has every
+        number hidden too, as in the tables.
 
     Returns
     -------
@@ -744,12 +748,14 @@ def number_at_risk(
         ]
     )
     rows = []
+    linked = linked_hidden_levels(group) if min_cell is not None else set()
     for level, members in levels:
         size = int(members.sum())
+        hidden_here = level is not None and linked_level(level) in linked
         for t in times:
             at_risk = int((time[members] >= t).sum())
             small = min_cell is not None and (size < min_cell or at_risk < min_cell)
-            rows.append((level, t, at_risk, small))
+            rows.append((level, t, at_risk, small or hidden_here))
     out = pd.DataFrame(rows, columns=["group", "time", "n_at_risk", "suppressed"])
     if times and all(float(t).is_integer() for t in times):
         out["time"] = out["time"].astype("int64")
@@ -1792,6 +1798,66 @@ def apply_linked_suppression(table: pd.DataFrame) -> pd.DataFrame:
     if not _LINKED_HIDDEN:
         return table
     return hide_populations(table, _LINKED_HIDDEN, min_cell=_LINKED_MIN_CELL)
+
+
+def linked_hidden_levels(column: str | None, **labels: object) -> set[str]:
+    """The levels of ``column`` whose patients the linked decision of this process hides.
+
+    In a ``--by-site`` run the tables hide, in addition, the populations set by
+    :func:`set_linked_suppression` (from the report set's snapshot). The figures follow
+    the same decision: a level of ``column`` (a route, a diagnosis, ...) is hidden in a
+    figure when a hidden population is that level, alone or with labels that do not
+    split patients (an instrument, a visit, an outcome: the same patients seen at one
+    visit, say). Figures call this for the groups they draw per level (Kaplan-Meier
+    curves and their number-at-risk table, the waterfall) and apply
+    :func:`apply_linked_suppression` to the tables they draw.
+
+    Parameters
+    ----------
+    column : str or None
+        The grouping column (``"route"``); None gives an empty set.
+    **labels
+        The figure's own labels (``instrument="GAD7"``, ``visit="week4"``): a hidden
+        population with another value of one of them does not concern the figure.
+
+    Returns
+    -------
+    set of str
+        The hidden levels, as population keys write them (lower-case text; compare
+        with :func:`linked_level`). Empty outside a ``--by-site`` run.
+
+    Examples
+    --------
+    >>> set_linked_suppression([[[["instrument", "gad7"], ["route", "im"]], "n"]], min_cell=11)
+    >>> linked_hidden_levels("route"), linked_hidden_levels("route", instrument="HAMA")
+    ({'im'}, set())
+    >>> set_linked_suppression([])
+    >>> linked_hidden_levels("route")
+    set()
+    """
+    if column is None or not _LINKED_HIDDEN:
+        return set()
+    wanted = {str(k): _label_value(v) for k, v in labels.items()}
+    found = set()
+    for key, _count in _LINKED_HIDDEN:
+        mine = [v for k, v in key if k == column]
+        if len(mine) != 1:
+            continue
+        others = [(k, v) for k, v in key if k != column]
+        if all(k in _AUDIT_NON_PARTITION and wanted.get(k, v) == v for k, v in others):
+            found.add(mine[0])
+    return found
+
+
+def linked_level(value: object) -> str:
+    """A level as population keys (and :func:`linked_hidden_levels`) write it.
+
+    Examples
+    --------
+    >>> linked_level("IV"), linked_level("Overall")
+    ('iv', '\x00total')
+    """
+    return _label_value(value)
 
 
 def linked_suppression(

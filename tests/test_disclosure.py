@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
 import analysis
@@ -30,7 +31,12 @@ from analysis.disclosure import (
     suppress_small_groups,
 )
 from analysis.endpoints import endpoint_accounting
-from analysis.plots import SUPPRESSED_LABEL, plot_cumulative_incidence, plot_rates
+from analysis.plots import (
+    SUPPRESSED_LABEL,
+    plot_cumulative_incidence,
+    plot_rates,
+    plot_waterfall,
+)
 from analysis.rates import (
     adjusted_compare_rates,
     compare_rates,
@@ -1271,3 +1277,95 @@ def test_mean_scores_by_route_take_the_same_decision_as_response_by_route():
     tables = _batch(means=means[["instrument", "visit", "route", "n"]],
                     rates=rates[["instrument", "visit", "route", "n"]])  # fmt: skip
     assert disclosure.cross_table_findings(tables).empty
+
+
+# ------------------------------------------------ figures follow linked suppression
+
+
+@pytest.fixture
+def im_hidden_by_the_linked_decision():
+    """A --by-site report set whose tables hide route IM (as load_snapshot sets it)."""
+    disclosure.set_linked_suppression([[[["route", "im"]], "n"]], min_cell=11)
+    try:
+        yield
+    finally:
+        disclosure.set_linked_suppression([])
+
+
+def _three_routes_tte():
+    return pd.DataFrame(
+        {
+            "route": ["iv"] * 30 + ["oral"] * 25 + ["im"] * 20,
+            "time": list(range(1, 31)) + list(range(2, 52, 2)) + list(range(3, 63, 3)),
+            "event": 1,
+        }
+    )
+
+
+def test_km_figure_draws_a_group_the_tables_hide_as_the_suppressed_mark(
+    im_hidden_by_the_linked_decision,
+):
+    tte = _three_routes_tte()
+    km = kaplan_meier(tte, group="route", min_cell=11)
+    assert set(km["group"]) == {"im", "iv", "oral"}  # 20 IM patients: a curve of its own
+    risk = disclosure.number_at_risk(tte, [0, 14], group="route", min_cell=11)
+    fig = plot_cumulative_incidence(km, min_cell=11, at_risk=risk)
+    main, below = fig.axes
+    handles, labels = main.get_legend_handles_labels()
+    assert labels == [f"IM ketamine: {SUPPRESSED_LABEL}, not shown", "IV ketamine", "Oral ketamine"]
+    assert handles[0].get_marker() == "X" and len(handles[0].get_xdata()) == 0  # no curve
+    assert len([line for line in main.get_lines() if len(line.get_xdata())]) == 2
+    texts = [t.get_text() for t in below.texts]
+    assert texts[:2] == ["X", "X"]  # IM's numbers at risk are hidden as in the tables
+    assert risk.loc[risk["group"] == "im", "n_at_risk"].isna().all()
+    disclosure.set_linked_suppression([])  # outside a --by-site run: IM is drawn
+    fig = plot_cumulative_incidence(km, min_cell=11)
+    assert fig.axes[0].get_legend_handles_labels()[1][0] == "IM ketamine"
+
+
+def test_table_figures_and_the_waterfall_follow_the_linked_decision(
+    im_hidden_by_the_linked_decision,
+):
+    table = pd.DataFrame(
+        {
+            "instrument": "GAD7",
+            "visit": ["week1", "week4"] * 3,
+            "route": ["iv", "iv", "im", "im", "oral", "oral"],
+            "n": [40, 40, 30, 30, 20, 20],
+            "events": [20, 22, 15, 14, 12, 11],
+            "rate": [0.5, 0.55, 0.5, 0.47, 0.6, 0.55],
+            "ci_low": [0.3] * 6,
+            "ci_high": [0.7] * 6,
+        }
+    )
+    assert (
+        SUPPRESSED_LABEL
+        not in plot_rates(table, group="route").axes[0].get_legend_handles_labels()[1]
+    )
+    # the tables of this set hide the GAD-7 week-4 IM patients (a population key)
+    disclosure.set_linked_suppression(
+        [
+            [[["route", "im"]], "n"],
+            [[["instrument", "gad7"], ["route", "im"], ["visit", "week4"]], "n"],
+        ],
+        min_cell=11,
+    )
+    ax = plot_rates(table, group="route").axes[0]
+    assert SUPPRESSED_LABEL in ax.get_legend_handles_labels()[1]
+    marks = [c for c in ax.collections if isinstance(c, PathCollection)]
+    # IM at week 4, and oral's (hidden with it in the visit's margin): two marks at 0
+    assert sum(len(c.get_offsets()) for c in marks) == 2
+    ep = pd.DataFrame(
+        {
+            "instrument": "GAD7",
+            "visit": "week4",
+            "route": ["iv"] * 60 + ["im"] * 60,
+            "pct_change": [-1.0 * k for k in range(120)],
+        }
+    )
+    ax = plot_waterfall(ep, min_cell=11, binned=False).axes[0]
+    assert len(ax.patches) == 60  # IV's bars only
+    assert "IM ketamine: suppressed" in ax.get_legend_handles_labels()[1]
+    # a population of another instrument does not concern a GAD-7 figure
+    disclosure.set_linked_suppression([[[["instrument", "hama"], ["route", "im"]], "n"]])
+    assert len(plot_waterfall(ep, min_cell=11, binned=False).axes[0].patches) == 120
