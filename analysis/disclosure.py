@@ -1854,8 +1854,8 @@ def linked_level(value: object) -> str:
 
     Examples
     --------
-    >>> linked_level("IV"), linked_level("Overall")
-    ('iv', '\x00total')
+    >>> linked_level("IV"), linked_level(" Oral  route ")
+    ('iv', 'oral route')
     """
     return _label_value(value)
 
