@@ -1616,10 +1616,10 @@ def _cross_table(
             narrowed |= _interval_disclosed(matrix, vector, position, bounds_of, min_cell)
             for group in _small_sums(matrix, vector, position, now, min_cell):
                 cells_in = [k for k in group if by_index[k] in hidden and by_index[k] in cells]
-                if len(cells_in) >= 2:
-                    summed.update({k: "hidden_sum" for k in cells_in})
                 rests = [by_index[k][1] for k in group if by_index[k][0] == _REST]
-                if rests and not cells_in:
+                if cells_in and len(group) >= 2:  # hidden cells (and the rest) together
+                    summed.update({k: "hidden_sum" for k in cells_in})
+                elif rests and not cells_in:  # the remainder (and cells no table shows)
                     remainders.update(rests)
     recovered = []
     for k in sorted(determined):
@@ -1667,6 +1667,7 @@ def hide_populations(
     populations: Iterable[tuple[Iterable[tuple[str, str]], str]],
     *,
     min_cell: int | None = None,
+    name: str | None = None,
 ) -> pd.DataFrame:
     """Hide the rows of a report table that count the given populations.
 
@@ -1683,6 +1684,11 @@ def hide_populations(
         The threshold of the complementary suppression within the table's margins
         (:func:`complementary_mask`): with it, the rows hidden in a margin must also add
         up to 0 or to at least ``min_cell``. None: only no single hidden row.
+    name : str, optional
+        The table's name (``gad7_week4_by_dose``): as in :func:`cross_table_findings`,
+        a table without an ``instrument`` or ``visit`` column whose name has exactly
+        one word that the populations give in that column counts that level, so its
+        rows match the populations that carry it.
 
     Returns
     -------
@@ -1707,6 +1713,9 @@ def hide_populations(
     if not pops or table is None or not isinstance(table, pd.DataFrame) or table.empty:
         return table
     view = _csv_view(table)
+    if name is not None:
+        named = {c: {v for key, _ in pops for k, v in key if k == c} for c in _NAMED_COLUMNS}
+        view = _with_named_population(view, name, named)
     if _is_text_count_table(view):
         cells, _ = _table_one_cells(view)
         if not cells:
@@ -1789,15 +1798,16 @@ def set_linked_suppression(populations: Iterable, *, min_cell: int | None = None
     _LINKED_HIDDEN = frozenset((frozenset(tuple(x) for x in key), str(c)) for key, c in populations)
 
 
-def apply_linked_suppression(table: pd.DataFrame) -> pd.DataFrame:
+def apply_linked_suppression(table: pd.DataFrame, name: str | None = None) -> pd.DataFrame:
     """:func:`hide_populations` with the populations set by :func:`set_linked_suppression`.
 
-    :func:`analysis.reports.save_table` calls it on every table it saves and displays;
-    outside a ``--by-site`` run nothing is set and ``table`` is returned as is.
+    :func:`analysis.reports.save_table` calls it on every table it saves and displays
+    (with the table's ``name``, which may give its instrument and visit); outside a
+    ``--by-site`` run nothing is set and ``table`` is returned as is.
     """
     if not _LINKED_HIDDEN:
         return table
-    return hide_populations(table, _LINKED_HIDDEN, min_cell=_LINKED_MIN_CELL)
+    return hide_populations(table, _LINKED_HIDDEN, min_cell=_LINKED_MIN_CELL, name=name)
 
 
 def linked_hidden_levels(column: str | None, **labels: object) -> set[str]:
@@ -1928,7 +1938,9 @@ def linked_suppression(
             site, _rel = _set_of(file, site_sets)
             folder = "" if site is None else folder_of[site]
             hidden_here = extra.get(folder, ())
-            current.append((file, name, hide_populations(df, hidden_here, min_cell=min_cell)))
+            current.append(
+                (file, name, hide_populations(df, hidden_here, min_cell=min_cell, name=name))
+            )
         found, known = _cross_table(
             current,
             site_sets=site_sets,
@@ -1936,24 +1948,33 @@ def linked_suppression(
             min_cell=check_min_cell(min_cell),
         )
         added = False
+        deferred: list[tuple] = []
         for check, pop in zip(found["check"], found["population"], strict=True):
             sites = {v for k, v in pop[0] if k == _SITE_KEY}
             if check == "remainder" and not sites:
                 # pooled minus the shown sites is a small count: hide the population at
                 # the smallest shown site with a positive count (then the remainder and
-                # that site together are hidden, >= min_cell), else in the pooled set
+                # that site together are hidden, >= min_cell). With no such site the
+                # remainder follows from site cells that are themselves recoverable
+                # (found too, and hidden at their sites first): the next round decides.
                 positive = [
                     (known[(_with_site(pop[0], other), *pop[1:])], other)
                     for other in sorted(folder_of)
                     if (_with_site(pop[0], other), *pop[1:]) in known
                     and known[(_with_site(pop[0], other), *pop[1:])] > 0
                 ]
-                target = folder_of[min(positive)[1]] if positive else ""
+                if not positive:
+                    continue
+                target = folder_of[min(positive)[1]]
                 if (pop[0], pop[1]) not in extra.setdefault(target, set()):
                     extra[target].add((pop[0], pop[1]))
                     added = True
                 continue
             if not sites:
+                if check == "shown_elsewhere":  # the pooled set hides it in every table
+                    if (pop[0], pop[1]) not in extra.setdefault("", set()):
+                        extra[""].add((pop[0], pop[1]))
+                        added = True
                 continue
             site = next(iter(sites))
             base = (pop[0] - {(_SITE_KEY, site)}, pop[1])
@@ -1966,10 +1987,21 @@ def linked_suppression(
                     if other != site and (_with_site(base[0], other), *pop[1:]) in known
                 ]
                 positive = [x for x in shown if x[0] > 0] or shown
-                target = folder_of[min(positive)[1]] if positive else ""
+                if not positive:
+                    # no other site shows it: the pooled set hides it, but only when
+                    # nothing else changes this round (a cell shown elsewhere in its own
+                    # site often makes it recoverable; hiding that comes first)
+                    deferred.append(base)
+                    continue
+                target = folder_of[min(positive)[1]]
             if base not in extra.setdefault(target, set()):
                 extra[target].add(base)
                 added = True
+        if not added:
+            for base in deferred:
+                if base not in extra.setdefault("", set()):
+                    extra[""].add(base)
+                    added = True
         if not added:
             break
     return {

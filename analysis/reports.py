@@ -606,7 +606,7 @@ def save_table(df: pd.DataFrame, name: str, tables_dir: str | Path | None = None
         return df
     from analysis.disclosure import apply_linked_suppression
 
-    df = apply_linked_suppression(df)  # a --by-site run's cells hidden across report sets
+    df = apply_linked_suppression(df, name)  # a --by-site run's cells hidden across sets
     if not isinstance(name, str) or not _TABLE_NAME.match(name):
         raise ValueError(
             f"A table name must be lower-case letters, digits and underscores "

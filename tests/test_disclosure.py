@@ -775,13 +775,26 @@ def test_audit_links_the_site_sets_to_the_pooled_set(tmp_path):
         ["sites/S01/t.csv", 1, "recoverable_across"],
         ["sites/S01/t.csv", 2, "recoverable_across"],
     ]
-    # a withheld site (or patients without a site) is an unknown remainder: no alarm
+    # a withheld site (or patients without a site) is an unknown remainder: S01's IM is
+    # no longer determined, but S01's IM and the remainder together are 30 - 27 = 3
+    # people (hidden_sum); oral's 40 - 20 = 20 is no small count
+    expected = [["sites/S01/t.csv", 1, "hidden_sum"]]
     _site_manifest(tmp_path, withheld=["S03"])
-    assert audit_report_dir(tmp_path, 11).ok
+    assert audit_report_dir(tmp_path, 11).findings[["file", "row", "check"]].values.tolist() == (
+        expected
+    )
     _site_manifest(tmp_path, without_site=True)
-    assert audit_report_dir(tmp_path, 11).ok
-    # a shown site whose reports lack the table enters as an unknown too
+    assert audit_report_dir(tmp_path, 11).findings[["file", "row", "check"]].values.tolist() == (
+        expected
+    )
+    # a shown site whose reports lack the table enters as an unknown too (with S01: 3)
     _site_manifest(tmp_path, shown=("S01", "S02", "S04"))
+    assert audit_report_dir(tmp_path, 11).findings[["file", "row", "check"]].values.tolist() == (
+        expected
+    )
+    # S02 with 19 IM patients: S01's IM and the rest are 11 together, nothing follows
+    _write(tmp_path, "sites/S02/t.csv", s02.assign(n=[30, 19, 20]))
+    _site_manifest(tmp_path, withheld=["S03"])
     assert audit_report_dir(tmp_path, 11).ok
     # the same cells hidden at S02 as well: two hidden sites per route, nothing follows
     _site_manifest(tmp_path)
