@@ -245,7 +245,7 @@ def max_rows_per(frame: nw.DataFrame | nw.LazyFrame, keys: Sequence[str]) -> int
 
 
 def schedule_of(frame: nw.DataFrame | nw.LazyFrame) -> pd.DataFrame:
-    """A small stand-in for ``frame`` that :func:`analysis._utils.sort_cells` can rank
+    """A small stand-in for ``frame`` that :func:`analysis.endpoints.sort_cells` can rank
     visits from: ``visit`` and its ``target_day`` (the earliest per visit).
 
     A pandas frame is returned as it is (sort_cells also honours a Categorical visit).

@@ -50,8 +50,8 @@ from analysis._utils import (
     check_choice,
     check_columns,
     check_min_cell,
-    sort_cells,
 )
+from analysis.endpoints import sort_cells
 
 __all__ = [
     "adjust_pvalues",
