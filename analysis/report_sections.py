@@ -546,7 +546,7 @@ def validation_section(cohort) -> pd.DataFrame:
     A cohort loaded from a batch's snapshot (:class:`analysis.reports.SnapshotCohort`) was
     validated once by :func:`analysis.reports.run_reports`, and only data without any
     error load, so each of its tables is "all checks passed" with its row count (the
-    optional tables only when they hold rows). Any other cohort (a notebook run by hand)
+    optional tables when the data supplied them). Any other cohort (a notebook run by hand)
     is checked now by :func:`analysis.tables.validation_summary`. Both give the same
     table for the same valid data.
 
@@ -574,16 +574,14 @@ def validation_section(cohort) -> pd.DataFrame:
     2        sessions  all checks passed         0
     3  adverse_events  all checks passed         0
     """
+    from analysis.cohort import cohort_tables
     from analysis.reports import SnapshotCohort
-    from analysis.schema import OPTIONAL_TABLES, TABLES
     from analysis.tables import validation_summary
 
     if not isinstance(cohort, SnapshotCohort):
         return validation_summary(cohort)
-    rows = []
-    for name in TABLES:
-        df = getattr(cohort, name, None)
-        if df is None or (name in OPTIONAL_TABLES and df.empty):
-            continue
-        rows.append((name, len(df), "", "all checks passed", 0))
+    rows = [
+        (name, len(df), "", "all checks passed", 0)
+        for name, df in cohort_tables(cohort, collected_only=True).items()
+    ]
     return pd.DataFrame(rows, columns=["table", "rows", "column", "check", "failures"])

@@ -28,10 +28,11 @@ from analysis._utils import (
     positional_deprecated,
     renamed_arguments,
 )
+from analysis.cohort import cohort_tables
 from analysis.disclosure import suppress_cells
 from analysis.instruments import INSTRUMENTS
 from analysis.rates import rate_table
-from analysis.schema import OPTIONAL_TABLES, TABLES, read_schema
+from analysis.schema import read_schema
 from analysis.survival import EVENTS
 
 if TYPE_CHECKING:
@@ -82,17 +83,6 @@ def _levels(column: str) -> tuple:
     return ()
 
 
-def _cohort_tables(cohort) -> dict[str, pd.DataFrame]:
-    """The cohort's tables by name; the optional ones only when they hold rows."""
-    tables = {}
-    for name in TABLES:
-        df = getattr(cohort, name, None)
-        if df is None or (name in OPTIONAL_TABLES and df.empty):
-            continue
-        tables[name] = df
-    return tables
-
-
 def _suppress(
     table: pd.DataFrame,
     min_cell: int | None,
@@ -127,8 +117,8 @@ def validation_summary(cohort) -> pd.DataFrame:
     """Summarise the schema checks of every table of a cohort.
 
     Runs :func:`analysis.schema.collect_failures` on the cohort's tables (the optional
-    ``sessions`` and ``adverse_events`` only when they hold rows) and counts the failures
-    per table, column and check.
+    ``sessions`` and ``adverse_events`` when the data supplied them, even with no rows:
+    :meth:`analysis.Cohort.is_collected`) and counts the failures per table, column and check.
 
     Parameters
     ----------
@@ -158,7 +148,7 @@ def validation_summary(cohort) -> pd.DataFrame:
     """
     from analysis.schema import collect_failures
 
-    tables = _cohort_tables(cohort)
+    tables = cohort_tables(cohort, collected_only=True)
     failures = collect_failures(tables)
     counts = (
         failures.groupby(["table", "column", "check"], sort=False).size().rename("failures")
@@ -178,8 +168,9 @@ def validation_summary(cohort) -> pd.DataFrame:
 def deidentification_summary(cohort) -> pd.DataFrame:
     """What the de-identification guard checked, per table and check.
 
-    Runs :func:`analysis.deid.scan_identifiers` on the cohort's tables and counts, for
-    each table and check, the columns it looked at and the values it flagged.
+    Runs :func:`analysis.deid.scan_identifiers` on the cohort's tables (the optional ones
+    when the data supplied them) and counts, for each table and check, the columns it
+    looked at and the values it flagged.
 
     Parameters
     ----------
@@ -194,7 +185,7 @@ def deidentification_summary(cohort) -> pd.DataFrame:
     """
     from analysis.deid import scan_identifiers
 
-    scan = scan_identifiers(_cohort_tables(cohort))
+    scan = scan_identifiers(cohort_tables(cohort, collected_only=True))
     return (
         scan.groupby(["table", "check"], sort=False)
         .agg(columns_checked=("column", "nunique"), n_flagged=("n_flagged", "sum"))

@@ -606,3 +606,22 @@ def test_mmrm_contrasts_holm(demo):
         "week12",
     ]
     np.testing.assert_allclose(table["p_adjusted"], multipletests(table["p"], method="holm")[1])
+
+
+def test_summaries_list_the_tables_the_data_supplied(small_cohort):
+    """Both summaries take the cohort's tables from `cohort_tables(collected_only=True)`:
+    an optional table supplied with no rows is listed (0 rows), one not supplied is not."""
+    cohort = synthetic_cohort(n_patients=30, seed=1)
+    no_events = cohort.adverse_events.iloc[:0]
+    supplied = Cohort(
+        cohort.patients,
+        cohort.assessments,
+        adverse_events=no_events,
+        collected=("patients", "assessments", "adverse_events"),
+    )
+    table = validation_summary(supplied)
+    assert table["table"].tolist() == ["patients", "assessments", "adverse_events"]
+    assert table.set_index("table").loc["adverse_events", "rows"] == 0
+    scanned = deidentification_summary(supplied)
+    assert "sessions" not in set(scanned["table"])
+    assert set(scanned["table"]) <= {"patients", "assessments", "adverse_events"}
