@@ -1344,6 +1344,8 @@ def subgroup_comparisons(
     references : mapping, optional
         Reference level per characteristic (default: ``iv`` for route, ``GAD`` for the
         diagnosis, ``False`` for yes/no characteristics, else the first sorted level).
+        A yes/no characteristic takes ``True`` or ``False``; any other takes one of its
+        levels in the rows compared.
     instrument, visit : str
         Where the outcome is compared (default GAD-7 at week 4).
     p_adjust : str
@@ -1359,6 +1361,13 @@ def subgroup_comparisons(
         n_ref, events_ref, risk_difference, rd_ci_low, rd_ci_high, ...``, ``p_value``,
         ``p_adjusted`` and ``suppressed`` when ``min_cell`` is given); ``group`` and
         ``reference`` as text.
+
+    Raises
+    ------
+    ValueError
+        A reference of ``references`` is not ``True``/``False`` for a yes/no
+        characteristic, or not one of the characteristic's levels; or no characteristic
+        has two levels.
     """
     from analysis.rates import adjust_pvalues, compare_rates
 
@@ -1375,13 +1384,27 @@ def subgroup_comparisons(
         values = rows[column].dropna()
         if pd.api.types.is_bool_dtype(values.dtype) or set(values.unique()) <= {True, False}:
             data = rows.assign(**{column: rows[column].map({True: "yes", False: "no"})})
-            reference = {True: "yes", False: "no"}.get(references.get(column, False))  # type: ignore[call-overload]
+            chosen = references.get(column, False)
+            if not isinstance(chosen, bool | np.bool_):
+                raise ValueError(
+                    f"`references[{column!r}]` must be one of [False, True] (`{column}` is a "
+                    f"yes/no characteristic), but {chosen!r} was passed."
+                )
+            reference = "yes" if chosen else "no"
         else:
             data = rows.assign(**{column: rows[column].astype("string")})
             levels = sorted(values.astype(str).unique())
-            reference = references.get(column, defaults.get(column, levels[0]))
-            if str(reference) not in levels:
-                reference = levels[0]
+            if column in references:
+                reference = str(references[column])
+                if reference not in levels:
+                    raise ValueError(
+                        f"`references[{column!r}]` must be one of the levels of `{column}` "
+                        f"at {instrument} {visit}, {levels}, but {references[column]!r} "
+                        "was passed."
+                    )
+            else:  # the default reference when the data has it, else the first level
+                reference = str(defaults.get(column, levels[0]))
+                reference = reference if reference in levels else levels[0]
         out = compare_rates(
             data, outcome, column, reference=str(reference), by=(), min_cell=min_cell
         )
