@@ -179,9 +179,11 @@ def test_one_result_idiom():
 
     from analysis import report_sections
     from analysis.agreement import CronbachAlpha, InstrumentAgreement, Kappa
+    from analysis.disclosure import AuditResult
     from analysis.missing_data import TippingPointResult
 
     results = [
+        AuditResult,
         analysis.EffectSize,
         analysis.ValidationReport,
         InstrumentAgreement,
