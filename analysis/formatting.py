@@ -31,8 +31,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis._unavailable import NotAvailable
 from analysis._utils import as_by, check_columns
-from analysis.report_sections import NotAvailable
 
 
 def _passes_unavailable(build):
@@ -1202,7 +1202,7 @@ def provenance(
     from pathlib import Path
 
     import analysis
-    from analysis.reports import data_fingerprint
+    from analysis.cohort import data_fingerprint
 
     synthetic = data_dir is None
     if synthetic:

@@ -36,7 +36,7 @@ from analysis.schema import read_schema
 from analysis.survival import EVENTS
 
 if TYPE_CHECKING:
-    from analysis.report_sections import NotAvailable
+    from analysis._unavailable import NotAvailable
 
 __all__ = [
     "accounting_summary",
@@ -1642,8 +1642,8 @@ def mmrm_contrasts(
         The columns of ``pairwise`` (``by..., contrast, estimate, se, df, t, p, ci_low,
         ci_high``) and ``p_adjusted``; a report's unavailable contrasts as they are.
     """
+    from analysis._unavailable import NotAvailable
     from analysis.rates import adjust_pvalues
-    from analysis.report_sections import NotAvailable
 
     contrasts = result.pairwise(factor, by=by, reference=reference, alpha=alpha)
     if isinstance(contrasts, NotAvailable):  # a report's model these data cannot support
