@@ -227,3 +227,25 @@ def test_one_result_idiom():
     assert f"{kappa:.3f}" == f"{float(kappa):.3f}" and kappa.ci_low < kappa < kappa.ci_high
     with pytest.raises(AttributeError):
         kappa.n = 3
+
+
+def _design_module_rows() -> list[str]:
+    """The modules named in the first cell of the Layout table of docs/design.md."""
+    text = (PACKAGE.parent / "docs" / "design.md").read_text(encoding="utf-8")
+    layout = text.split("## Layout", 1)[1].split("\n## ", 1)[0]
+    return [
+        cell.strip().strip("`").removeprefix("analysis/")
+        for line in layout.splitlines()
+        if line.startswith("| `analysis/") and (cell := line.split("|")[1]).strip() != "`analysis/`"
+    ]
+
+
+def test_the_design_contract_lists_every_module_once():
+    """docs/design.md has one row per module of analysis/: a new module needs its line."""
+    rows = _design_module_rows()
+    modules = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert sorted(rows) == sorted(set(rows)), "a module has two rows"
+    assert sorted(rows) == modules, {
+        "missing from docs/design.md": sorted(set(modules) - set(rows)),
+        "not a module": sorted(set(rows) - set(modules)),
+    }
