@@ -165,7 +165,7 @@ def _nullable_keys(out: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Missing keys as NaN/None the way pandas' own groupby(dropna=False) returns them."""
     for key in keys:
         if out[key].dtype == object:
-            out[key] = out[key].where(out[key].notna(), None)  # type: ignore[call-overload]
+            out[key] = out[key].where(out[key].notna(), None)  # type: ignore[call-overload]  # pandas-stubs: where() takes no None
     return out
 
 
@@ -326,7 +326,7 @@ def cast_columns(frame, dtypes: Mapping[str, type]):
     """
     if frame.implementation.is_pandas():
         native = frame.to_native()
-        wanted = {c: _PANDAS_NULLABLE[d] for c, d in dtypes.items()}  # type: ignore[index]
+        wanted = {c: _PANDAS_NULLABLE[d] for c, d in dtypes.items()}  # type: ignore[index]  # narwhals dtype classes
         wanted = {c: d for c, d in wanted.items() if native[c].dtype != d}
         if wanted:  # column by column: ``astype`` with a mapping copies every other column
             native = replace_columns(

@@ -801,8 +801,8 @@ class AuditResult:
             f"{len(self.findings)} problem(s) in {self.findings['file'].nunique()} file(s)."
         ]
         summary = self.findings.groupby(["file", "table", "column", "check"], sort=True).size()
-        for (file, table, column, check), count in summary.head(40).items():  # type: ignore[misc]
-            lines.append(f"- {file} [{table}] column `{column}`: {count} cell(s) fail `{check}`")  # type: ignore[has-type]
+        for (file, table, column, check), count in summary.head(40).items():  # type: ignore[misc]  # pandas-stubs: MultiIndex keys are Hashable
+            lines.append(f"- {file} [{table}] column `{column}`: {count} cell(s) fail `{check}`")  # type: ignore[has-type]  # the keys unpacked on the line above
         if len(summary) > 40:
             lines.append(f"... and {len(summary) - 40} more (see `.findings`)")
         lines.append(

@@ -278,7 +278,7 @@ def label(value: object, kind: str | None = None) -> str:
     >>> label("pct_sessions_completed", "column"), label("dose_mg_per_kg_q1", "column")
     ('% sessions completed', 'Dose mg/kg Q1')
     """
-    if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[call-overload]
+    if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[call-overload]  # pandas-stubs: isna() of an object
         return MISSING
     if isinstance(value, bool):
         return "Yes" if value else "No"

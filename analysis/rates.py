@@ -1387,7 +1387,7 @@ def adjusted_compare_rates(
     rows = []
     groups: Iterable[tuple[object, np.ndarray]]
     if by:
-        groups = data.groupby(by, dropna=False, sort=True, observed=True).indices.items()  # type: ignore[assignment]
+        groups = data.groupby(by, dropna=False, sort=True, observed=True).indices.items()  # type: ignore[assignment]  # pandas-stubs: group keys are Hashable
     else:
         groups = [((), np.arange(len(data)))]
     for key, idx in groups:

@@ -381,7 +381,10 @@ def load_snapshot(folder: str | Path, fingerprint: str | None = None) -> Snapsho
         raise SnapshotError(f"The cohort snapshot in {folder} cannot be read: {error}") from None
     collected = meta.get("collected")
     cohort = SnapshotCohort(
-        **tables,  # type: ignore[arg-type]
+        patients=tables["patients"],
+        assessments=tables["assessments"],
+        sessions=tables["sessions"],
+        adverse_events=tables["adverse_events"],
         findings=findings,
         collected=None if collected is None else tuple(collected),
         source=str(meta.get("source") or ""),
@@ -1621,7 +1624,7 @@ def _render_all(jobs: list[_Job], n_jobs: int, progress: bool) -> list[dict]:
         if n_jobs <= 1 or len(jobs) <= 1:
             for k, job in enumerate(jobs):
                 finish(k, _execute(job, kernels))
-            return entries  # type: ignore[return-value]
+            return entries  # type: ignore[return-value]  # finish() filled every slot
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
         pool = ThreadPoolExecutor(max_workers=min(n_jobs, len(jobs)), thread_name_prefix="report")
@@ -1633,7 +1636,7 @@ def _render_all(jobs: list[_Job], n_jobs: int, progress: bool) -> list[dict]:
                     finish(pending.pop(future), future.result())
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        return entries  # type: ignore[return-value]
+        return entries  # type: ignore[return-value]  # finish() filled every slot
     finally:
         if kernels is not _shared_pool:
             kernels.close()
@@ -1729,12 +1732,12 @@ def plan_sites(patients: pd.DataFrame, *, min_cell: int) -> SitePlan:
     unassigned = int(site.isna().sum())
     withheld = {s for s, n in sizes.items() if n < min_cell}
     shown = sorted((s for s in sizes.index if s not in withheld), key=lambda s: (sizes[s], s))
-    remainder = unassigned + sum(int(sizes[s]) for s in withheld)  # type: ignore[misc,call-overload]
+    remainder = unassigned + sum(int(sizes[s]) for s in withheld)  # type: ignore[misc,call-overload]  # pandas-stubs: value_counts labels are Hashable
     while shown and 0 < remainder < min_cell:
         smallest = shown.pop(0)
         withheld.add(smallest)
         remainder += int(sizes[smallest])
-    return SitePlan(tuple(sorted(shown)), tuple(sorted(withheld)), unassigned > 0)  # type: ignore[arg-type]
+    return SitePlan(tuple(sorted(shown)), tuple(sorted(withheld)), unassigned > 0)  # type: ignore[arg-type]  # site labels are str (Hashable to pandas-stubs)
 
 
 def _site_folders(sites: Sequence[str]) -> dict[str, str]:

@@ -825,7 +825,7 @@ def dose_summary(
     if "route" in cohort.patients.columns:
         patients = patients.assign(_route=cohort.patients["route"].to_numpy())
     else:
-        patients = patients.assign(_route=pd.NA)  # type: ignore[arg-type]
+        patients = patients.assign(_route=pd.Series(pd.NA, index=patients.index, dtype=object))
     sessions = _sessions(cohort, [], [])
     held = (
         ~sessions["completed"].eq(False).fillna(False).astype(bool)

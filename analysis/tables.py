@@ -158,7 +158,13 @@ def validation_summary(cohort) -> pd.DataFrame:
     rows = []
     for name, df in tables.items():
         if len(counts) and name in counts.index.get_level_values("table"):
-            for (_, column, check), count in counts.loc[[name]].items():  # type: ignore[misc]
+            cells = counts.loc[[name]]
+            for column, check, count in zip(
+                cells.index.get_level_values("column"),
+                cells.index.get_level_values("check"),
+                cells.to_numpy(),
+                strict=True,
+            ):
                 rows.append((name, len(df), column, check, int(count)))
         else:
             rows.append((name, len(df), "", "all checks passed", 0))
@@ -427,7 +433,7 @@ def _with_unassessed(table: pd.DataFrame, per_patient: pd.Series, patients: obje
         if isinstance(patients, pd.DataFrame):
             check_columns(patients, ["patient_id"], "patients")
             patients = patients["patient_id"]
-        listed = list(patients)  # type: ignore[call-overload]
+        listed = list(patients)  # type: ignore[call-overload]  # `patients`: any iterable of ids
         ids = pd.Index(pd.Series(listed, dtype=object).dropna().unique())
         unassessed = assessed.agg(lambda s: len(ids.difference(pd.Index(s.unique()))))
         outside = assessed.agg(lambda s: len(pd.Index(s.unique()).difference(ids)))
