@@ -43,11 +43,12 @@ report: install
 ## Lint, then the whole suite: unit and property tests, doctests, notebook checks.
 ## The report notebooks run once per run; every property test draws its full count.
 ## mypy (the slow part of `make lint`: about 35 s of CPU without its cache in .mypy_cache)
-## runs beside pytest, its output held until the tests end; either failing fails the target.
+## runs beside pytest (niced: the tests come first), its output held until they end; either
+## failing fails the target.
 test: install
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	@log=$$(mktemp); $(BIN)/mypy >"$$log" 2>&1 & typing=$$!; \
+	@log=$$(mktemp); nice $(BIN)/mypy >"$$log" 2>&1 & typing=$$!; \
 	HYPOTHESIS_PROFILE=full $(BIN)/python -m pytest -n 2 --dist loadgroup -m "not spark"; \
 	tests=$$?; wait $$typing; typed=$$?; echo "mypy:"; cat "$$log"; rm -f "$$log"; \
 	test $$tests -eq 0 && test $$typed -eq 0
