@@ -1457,8 +1457,9 @@ def _small_sums(
     by_column = {j: k for k, j in position.items()}
     for i in range(matrix.shape[0]):
         row = matrix[i]
-        free = [j for j in np.flatnonzero(row) if by_column[j] not in determined]
-        fixed = [j for j in np.flatnonzero(row) if by_column[j] in determined]
+        nonzero = [int(j) for j in np.flatnonzero(row)]
+        free = [j for j in nonzero if by_column[j] not in determined]
+        fixed = [j for j in nonzero if by_column[j] in determined]
         if free:
             signs = {np.sign(row[j]) for j in free}
             if len(signs) != 1 or not all(abs(row[j]) == 1 for j in free):

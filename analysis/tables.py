@@ -1109,8 +1109,10 @@ def _baseline_shown_as_in_completeness(out, table, min_cell):
         base = np.flatnonzero(rows & is_base)
         if len(base) != 1 or not hidden[base[0]] or primary[base[0]]:
             continue
-        others = list(np.flatnonzero(rows & hidden & ~is_base))
-        candidates = sorted(np.flatnonzero(rows & ~hidden & (value > 0)), key=lambda k: value[k])
+        others = [int(k) for k in np.flatnonzero(rows & hidden & ~is_base)]
+        candidates = sorted(
+            (int(k) for k in np.flatnonzero(rows & ~hidden & (value > 0))), key=lambda k: value[k]
+        )
         swap: list[int] = []
         while not safe(others + swap) and candidates:
             swap.append(candidates.pop(0))

@@ -33,6 +33,7 @@ from analysis.disclosure import (
 from analysis.endpoints import endpoint_accounting
 from analysis.plots import (
     SUPPRESSED_LABEL,
+    plot_adverse_events,
     plot_cumulative_incidence,
     plot_rates,
     plot_waterfall,
@@ -50,7 +51,6 @@ from analysis.safety import (
     blood_pressure_table,
     dissociation_table,
     dose_summary,
-    plot_adverse_events,
 )
 from analysis.survival import kaplan_meier, median_time_to_event, time_to_event
 from analysis.synthetic import synthetic_cohort
