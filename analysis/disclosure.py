@@ -413,10 +413,10 @@ def suppress_cells(
             if (flag == before[0]).all() and (hide_total == before[1]).all():
                 break
     for c in counts:
-        out[c] = pd.array(values[c], dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]
+        out[c] = pd.array(values[c], dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]  # pandas-stubs: ExtensionArray has no round
         out[c] = out[c].mask(flag)
     if total:
-        out[total] = pd.array(values[total], dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]
+        out[total] = pd.array(values[total], dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]  # pandas-stubs: ExtensionArray has no round
         out[total] = out[total].mask(hide_total)
     for c in derived:
         _blank(out, c, flag)
@@ -524,7 +524,7 @@ def suppress_small_groups(
     for s in sizes:
         v = pd.to_numeric(out[s], errors="coerce").astype(float).to_numpy()
         flag |= ~(v >= min_cell)
-        out[s] = pd.array(v, dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]
+        out[s] = pd.array(v, dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]  # pandas-stubs: ExtensionArray has no round
         out[s] = out[s].mask(small_count(v, min_cell))
     for c in stats:
         _blank(out, c, flag)
@@ -663,7 +663,7 @@ def suppress_survival_curve(
     out = out.copy()
     hide = small_count(out["n_events"], min_cell) if "n_events" in out else np.zeros(len(out))
     if "n_events" in out:
-        out["n_events"] = pd.to_numeric(out["n_events"]).astype("Int64").mask(hide)  # type: ignore[arg-type]
+        out["n_events"] = pd.to_numeric(out["n_events"]).astype("Int64").mask(hide)  # type: ignore[arg-type]  # pandas-stubs: Series.mask takes an ndarray condition
     out["suppressed"] = np.asarray(hide, dtype=bool)
     return out.reset_index(drop=True)
 
