@@ -419,7 +419,7 @@ class _Table:
         schema = frame.collect_schema()
         _, self.notes = _match_columns(table, pd.DataFrame(columns=names))
         fields = validator.fields
-        strip = _strip_if_needed if frame.implementation is nw.Implementation.DUCKDB else None
+        strip = _strip_if_needed if frame.implementation.is_duckdb() else None
         by_key = {normalise_name(n): n for n in fields}
         self.source: dict[str, str] = {}  # matched name -> column as read
         for column in names:
@@ -935,7 +935,7 @@ def _guard_plan(t: _Table, frame: Lazy) -> list[_GuardStep]:
     from analysis import deid
 
     schema = frame.collect_schema()
-    strip = _strip_if_needed if frame.implementation is nw.Implementation.DUCKDB else _strip
+    strip = _strip_if_needed if frame.implementation.is_duckdb() else _strip
     plan: list[_GuardStep] = []
     for position, column in enumerate(schema.names()):
         label = deid._column_label(column, position)
