@@ -165,7 +165,7 @@ def _nullable_keys(out: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Missing keys as NaN/None the way pandas' own groupby(dropna=False) returns them."""
     for key in keys:
         if out[key].dtype == object:
-            out[key] = out[key].where(out[key].notna(), None)  # type: ignore[call-overload]
+            out[key] = out[key].where(out[key].notna(), None)  # type: ignore[call-overload]  # pandas-stubs: where() takes no None
     return out
 
 
@@ -245,7 +245,7 @@ def max_rows_per(frame: nw.DataFrame | nw.LazyFrame, keys: Sequence[str]) -> int
 
 
 def schedule_of(frame: nw.DataFrame | nw.LazyFrame) -> pd.DataFrame:
-    """A small stand-in for ``frame`` that :func:`analysis._utils.sort_cells` can rank
+    """A small stand-in for ``frame`` that :func:`analysis.endpoints.sort_cells` can rank
     visits from: ``visit`` and its ``target_day`` (the earliest per visit).
 
     A pandas frame is returned as it is (sort_cells also honours a Categorical visit).
@@ -326,7 +326,7 @@ def cast_columns(frame, dtypes: Mapping[str, type]):
     """
     if frame.implementation.is_pandas():
         native = frame.to_native()
-        wanted = {c: _PANDAS_NULLABLE[d] for c, d in dtypes.items()}  # type: ignore[index]
+        wanted = {c: _PANDAS_NULLABLE[d] for c, d in dtypes.items()}  # type: ignore[index]  # narwhals dtype classes
         wanted = {c: d for c, d in wanted.items() if native[c].dtype != d}
         if wanted:  # column by column: ``astype`` with a mapping copies every other column
             native = replace_columns(

@@ -47,7 +47,8 @@ from analysis._frames import (
     schedule_of,
     small_to_pandas,
 )
-from analysis._utils import as_by, check_choice, sort_cells
+from analysis._utils import as_by, check_choice
+from analysis.endpoints import sort_cells
 
 __all__ = [
     "EffectSize",
