@@ -1697,8 +1697,10 @@ def hide_populations(
     DataFrame
         A copy in which every row counting one of ``populations`` has all but its label
         columns blanked (Table 1: its counts written ``suppressed``), with complementary
-        suppression (:func:`complementary_mask`) within every margin of the table so
-        that no newly hidden row is the only hidden row of its margin; a ``suppressed``
+        suppression (:func:`complementary_mask`) within every margin of the table and
+        every count column on its own (a row whose ``events`` are hidden but whose ``n``
+        is shown is a shown cell of the ``n`` margin), so that no newly hidden cell is
+        the only hidden cell of its margin; a ``suppressed``
         column, when present, marks them. Unchanged when no row matches.
 
     Examples
@@ -1752,11 +1754,7 @@ def hide_populations(
     )
     if not target.any():
         return table
-    first = "n" if "n" in counts else ("n_patients" if "n_patients" in counts else counts[0])
-    values = _numeric(view[first])
-    already = np.zeros(len(view), dtype=bool)
-    for c in counts:
-        already |= np.isnan(_numeric(view[c]))
+    columns = {c: _numeric(view[c]) for c in counts}
     groups = []
     for col in labels:
         if col in _AUDIT_NON_PARTITION:
@@ -1770,12 +1768,19 @@ def hide_populations(
         group = joined.to_numpy(dtype=object)
         group[(keys_frame[col] == _TOTAL_KEY).to_numpy(dtype=bool)] = None  # a total row
         groups.append(group)
-    mask = (
-        complementary_mask(values, already | target, groups, min_cell=min_cell)
-        if groups
-        else already | target
-    )
-    hide = mask & ~already | target
+    # Margin by margin and count column by count column: a row whose events are hidden but
+    # whose n is shown is a shown cell of the n margin, so it does not stand in for the
+    # complement of a newly hidden n. Rows hidden for one column are hidden whole, which
+    # can leave another column's margin with one hidden cell: repeat until nothing changes.
+    hide = target.copy()
+    changed = bool(groups)
+    while changed:
+        before = hide.copy()
+        for values in columns.values():
+            blank = np.isnan(values)
+            mask = complementary_mask(values, blank | hide, groups, min_cell=min_cell)
+            hide |= mask & ~blank
+        changed = bool((hide != before).any())
     out = table.copy()
     for c in out.columns:
         if str(c) in labels or str(c) == "suppressed":

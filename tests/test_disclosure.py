@@ -1382,3 +1382,20 @@ def test_table_figures_and_the_waterfall_follow_the_linked_decision(
     # a population of another instrument does not concern a GAD-7 figure
     disclosure.set_linked_suppression([[[["instrument", "hama"], ["route", "im"]], "n"]])
     assert len(plot_waterfall(ep, min_cell=11, binned=False).axes[0].patches) == 120
+
+
+def test_hide_populations_complements_each_count_column_on_its_own():
+    # The oral row's events are hidden (a small count) but its n is shown. Hiding the IM row
+    # must hide a second n of the margin: counting the oral row as "already hidden" left
+    # IM's n = total - 40 - 20 recoverable from any table that shows the total (a --by-site
+    # run on a 300-patient cohort failed its audit this way, week4_by_route).
+    t = pd.DataFrame(
+        {
+            "route": ["iv", "im", "oral"],
+            "n": [40, 30, 20],
+            "events": pd.array([20, 15, pd.NA], dtype="Int64"),
+        }
+    )
+    out = disclosure.hide_populations(t, [({("route", "im")}, "n")], min_cell=11)
+    assert out["n"].isna().tolist() == [False, True, True]
+    assert out.loc[0, "n"] == 40 and out.loc[0, "events"] == 20
