@@ -455,7 +455,16 @@ def _rate_tables(
     ]
 
 
-def _rates(counts, outcome, by, method, alpha, min_cell, margins, schedule) -> pd.DataFrame:
+def _rates(
+    counts: pd.DataFrame,
+    outcome: str,
+    by: list[str],
+    method: str,
+    alpha: float,
+    min_cell: int | None,
+    margins: str | Sequence[Sequence[str]] | None,
+    schedule: pd.DataFrame,
+) -> pd.DataFrame:
     """The rate table of ``outcome`` from its counts per cell."""
     out = counts[by].copy()
     out["n"] = counts[f"n_{outcome}"].to_numpy()
