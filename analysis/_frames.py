@@ -184,7 +184,7 @@ def _nullable_keys(out: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     """Missing keys as NaN/None the way pandas' own groupby(dropna=False) returns them."""
     for key in keys:
         if out[key].dtype == object:
-            out[key] = out[key].where(out[key].notna(), None)  # type: ignore[call-overload]
+            out[key] = out[key].where(out[key].notna(), None)  # type: ignore[call-overload]  # pandas-stubs: where() takes no None
     return out
 
 
@@ -198,10 +198,10 @@ class Cells:
     table : DataFrame
         ``keys...`` then the statistics, sorted by ``keys``.
     schedule : DataFrame
-        What :func:`analysis._utils.sort_cells` ranks visits from: on pandas the frame
-        itself (an ordered Categorical visit keeps its order), elsewhere ``visit`` and the
-        earliest ``target_day`` of each cell (empty unless ``visit`` is a key and the
-        frame has a ``target_day``).
+        What :func:`analysis.endpoints.sort_cells` ranks visits from: on pandas the frame
+        itself (an ordered Categorical visit keeps its order), elsewhere the ``visit`` of
+        each cell and its earliest ``target_day`` when the frame has one (empty unless
+        ``visit`` is a key).
     """
 
     table: pd.DataFrame
@@ -237,6 +237,8 @@ def _aggregate(
         schedule = native
     elif _DAY in out.columns:
         schedule = pd.DataFrame({"visit": out["visit"], "target_day": out.pop(_DAY)})
+    elif "visit" in keys:  # no target days: the visits themselves (sort_cells' later rules)
+        schedule = pd.DataFrame({"visit": out["visit"]})
     else:
         schedule = pd.DataFrame()
     out = _nullable_keys(out, keys)
@@ -363,7 +365,7 @@ def max_rows_per(frame: nw.DataFrame | nw.LazyFrame, keys: Sequence[str]) -> int
 
 
 def schedule_of(frame: nw.DataFrame | nw.LazyFrame) -> pd.DataFrame:
-    """A small stand-in for ``frame`` that :func:`analysis._utils.sort_cells` can rank
+    """A small stand-in for ``frame`` that :func:`analysis.endpoints.sort_cells` can rank
     visits from: ``visit`` and its ``target_day`` (the earliest per visit).
 
     A pandas frame is returned as it is (sort_cells also honours a Categorical visit).
@@ -444,7 +446,7 @@ def cast_columns(frame, dtypes: Mapping[str, type]):
     """
     if frame.implementation.is_pandas():
         native = frame.to_native()
-        wanted = {c: _PANDAS_NULLABLE[d] for c, d in dtypes.items()}  # type: ignore[index]
+        wanted = {c: _PANDAS_NULLABLE[d] for c, d in dtypes.items()}  # type: ignore[index]  # narwhals dtype classes
         wanted = {c: d for c, d in wanted.items() if native[c].dtype != d}
         if wanted:  # column by column: ``astype`` with a mapping copies every other column
             native = replace_columns(

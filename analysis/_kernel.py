@@ -66,8 +66,7 @@ def reset(work_dir: str) -> None:
             matplotlib.rcParams.update(_baseline["rc"])
             pd.reset_option("all")
         warnings.resetwarnings()  # also forgets which warnings were already shown
-        # typeshed calls it a Sequence; it is the list the warnings machinery reads
-        warnings.filters[:] = _baseline["filters"]  # type: ignore[index]
+        warnings.filters[:] = _baseline["filters"]  # type: ignore[index]  # typeshed: a Sequence; it is a list
         getattr(warnings, "onceregistry", {}).clear()
         os.environ.clear()
         os.environ.update(_baseline["environ"])

@@ -57,22 +57,6 @@ def check_alpha(alpha: float) -> float:
     return float(alpha)
 
 
-def sort_cells(out: pd.DataFrame, df: pd.DataFrame, by: list[str]) -> pd.DataFrame:
-    """Order rows by ``by``, visits in schedule order (by ``target_day``) when known."""
-    if not by:
-        return out.reset_index(drop=True)
-    rank = None
-    if "visit" in by and "target_day" in df.columns:
-        if not isinstance(df["visit"].dtype, pd.CategoricalDtype):
-            days = pd.to_numeric(df["target_day"], errors="coerce")
-            rank = days.groupby(df["visit"].to_numpy()).min()
-
-    def key(col: pd.Series) -> pd.Series:
-        return col.map(rank) if rank is not None and col.name == "visit" else col
-
-    return out.sort_values(by, key=key, kind="stable", na_position="last").reset_index(drop=True)
-
-
 def check_min_cell(min_cell: int | None, *, optional: bool = True) -> int | None:
     """Validate ``min_cell`` (see :func:`analysis.disclosure.check_min_cell`, the policy)."""
     from analysis.disclosure import check_min_cell as _check

@@ -5,7 +5,11 @@ validates: the table names (:data:`TABLES`), the :class:`Cohort` container, the
 :class:`DataValidationError` every check raises (with the ``.failures`` layout of
 :data:`FAILURE_COLUMNS`), the Frictionless Table Schema files of ``data_schema/``
 (:func:`read_schema`) and :func:`cohort_tables`, the one way to turn a Cohort or a
-mapping into a dict of tables.
+mapping into a dict of tables. It also holds what the report layer reads at every level:
+:func:`data_fingerprint` (the content hash of a cohort's tables) and
+:class:`SnapshotCohort` (a cohort a report batch validated once); their documented home,
+:mod:`analysis.reports`, re-exports them (they are not re-exported by
+:mod:`analysis.schema`).
 
 Design contract (the import order of the data layer, one way only)::
 
@@ -22,12 +26,14 @@ unchanged; new code in the package imports from here.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.resources
 import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from analysis._utils import check_choice
@@ -104,6 +110,119 @@ class Cohort:
             return table in self.collected
         df = getattr(self, table)
         return df is not None and len(df.columns) > 0
+
+
+# --------------------------------------------------------------------------- fingerprint
+#
+# The report batch (analysis.reports) validates a cohort once, writes it as a snapshot and
+# checks its fingerprint in every notebook; the report sections and page headers read
+# both, so they live here, below all of them.
+
+
+#: Text of the integers most cohort values are (items, totals, study days, ages), looked up.
+_INT_TEXT_LOW = -1000
+_INT_TEXT = np.array([str(k) for k in range(_INT_TEXT_LOW, 10_000)], dtype=object)
+
+
+def _canonical_column(values: pd.Series) -> np.ndarray:
+    """Text of each value that does not depend on the dtype the file format produced.
+
+    Booleans ``true``/``false``; integral numbers without a decimal point (``12`` whether
+    stored as integer or float); other numbers with 12 significant digits; text as is;
+    missing values empty. Vectorised where it can be (a 20,000-patient cohort has
+    millions of values).
+    """
+    missing = values.isna().to_numpy(dtype=bool)
+    if pd.api.types.is_bool_dtype(values.dtype):
+        text = values.map({True: "true", False: "false"}, na_action="ignore").to_numpy(dtype=object)
+    elif pd.api.types.is_numeric_dtype(values.dtype):
+        numbers = values.to_numpy(dtype=float, na_value=np.nan)
+        text = np.full(len(numbers), "", dtype=object)
+        finite = np.isfinite(numbers)
+        integral = finite & (numbers == np.round(numbers))
+        common = integral & (numbers >= _INT_TEXT_LOW) & (numbers < _INT_TEXT_LOW + len(_INT_TEXT))
+        text[common] = _INT_TEXT[numbers[common].astype(np.int64) - _INT_TEXT_LOW]
+        small = integral & ~common & (np.abs(numbers) < 2.0**62)
+        text[small] = numbers[small].astype(np.int64).astype(str).astype(object)
+        for k in np.flatnonzero(integral & ~common & ~small):
+            text[k] = str(int(numbers[k]))
+        other = ~integral & ~missing
+        text[other] = [format(x, ".12g") for x in numbers[other].tolist()]
+    elif pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        text = values.to_numpy(dtype=object)
+    else:
+        text = values.map(
+            lambda v: (
+                {True: "true", False: "false"}.get(v, str(v)) if isinstance(v, bool) else str(v)
+            ),
+            na_action="ignore",
+        ).to_numpy(dtype=object)
+    return np.where(missing, "", text).astype(object)
+
+
+def data_fingerprint(cohort) -> str:
+    """SHA-256 of the canonical content of a cohort's tables.
+
+    Canonical content: for each table in the order patients, assessments, sessions,
+    adverse_events, its non-empty columns sorted by name and its rows as text sorted, with
+    numbers written without their storage type (``12`` whether read as integer or
+    float) and missing values empty. So the fingerprint is the same for the same data
+    read from CSV or Parquet, in any row or column order, and changes when any value does.
+
+    Parameters
+    ----------
+    cohort : Cohort
+
+    Returns
+    -------
+    str
+        64 hexadecimal digits.
+
+    Examples
+    --------
+    >>> import pandas as pd
+    >>> from analysis.schema import Cohort
+    >>> p = pd.DataFrame({"patient_id": ["a", "b"], "age": [30, 41]})
+    >>> a = pd.DataFrame({"patient_id": ["a"], "instrument": ["GAD7"], "study_day": [0]})
+    >>> fp = data_fingerprint(Cohort(p, a))
+    >>> fp == data_fingerprint(Cohort(p.iloc[::-1].astype({"age": float}), a))
+    True
+    >>> fp == data_fingerprint(Cohort(p.assign(age=[30, 42]), a))
+    False
+    """
+    digest = hashlib.sha256()
+    for name in TABLES:
+        table = getattr(cohort, name, None)
+        if table is None:
+            table = pd.DataFrame()
+        table = table.dropna(axis=1, how="all")
+        columns = sorted(map(str, table.columns))
+        table = table.set_axis([str(c) for c in table.columns], axis=1)
+        texts = [_canonical_column(table[column]).tolist() for column in columns]
+        rows = sorted(map("\x1f".join, zip(*texts, strict=True))) if texts else [""] * len(table)
+        digest.update(f"\x1e{name}\x1d{chr(0x1F).join(columns)}\x1d{len(rows)}\n".encode())
+        if rows:
+            digest.update(("\n".join(rows) + "\n").encode())
+    return digest.hexdigest()
+
+
+@dataclass(eq=False)
+class SnapshotCohort(Cohort):
+    """A cohort loaded from a batch's snapshot: validated once by
+    :func:`analysis.reports.run_reports` (:func:`analysis.reports.load_snapshot`).
+
+    Besides the :class:`~analysis.schema.Cohort` tables, ``findings`` and ``collected``
+    (as the batch's validation left them): ``fingerprint`` (:func:`data_fingerprint`,
+    checked on loading), ``source`` (what the data are, for the page header: "folder
+    clinic, site S01 (96 patients)") and ``site`` (the site of a ``--by-site`` report,
+    else None). The page header (:func:`analysis.formatting.provenance`) shows the
+    fingerprint checked on loading, so the tables are not to be changed in place
+    afterwards (the reports derive new frames, they never do).
+    """
+
+    fingerprint: str = ""
+    source: str = ""
+    site: str | None = None
 
 
 # --------------------------------------------------------------------------- errors

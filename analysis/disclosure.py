@@ -764,7 +764,7 @@ class DisclosureAuditError(RuntimeError):
         super().__init__(result.message())
 
 
-@dataclass
+@dataclass(frozen=True)
 class AuditResult:
     """Findings of :func:`audit_report_dir`: one row per problem, never a value shown.
 
@@ -777,11 +777,12 @@ class AuditResult:
     determine; see :func:`cross_table_findings`), ``interval`` (a hidden count that
     they confine, with non-negativity, to a small positive range), ``identifier`` (a
     patient id or an
-    identifier-shaped value), ``formula`` (a cell a spreadsheet would run).
+    identifier-shaped value), ``formula`` (a cell a spreadsheet would run). ``files``: the
+    files read, relative to the report folder (a tuple; the result is frozen).
     """
 
     min_cell: int
-    files: list[str] = field(default_factory=list)
+    files: tuple[str, ...] = ()
     findings: pd.DataFrame = field(
         default_factory=lambda: pd.DataFrame(columns=["file", "table", "column", "row", "check"])
     )
@@ -800,8 +801,8 @@ class AuditResult:
             f"{len(self.findings)} problem(s) in {self.findings['file'].nunique()} file(s)."
         ]
         summary = self.findings.groupby(["file", "table", "column", "check"], sort=True).size()
-        for (file, table, column, check), count in summary.head(40).items():  # type: ignore[misc]
-            lines.append(f"- {file} [{table}] column `{column}`: {count} cell(s) fail `{check}`")  # type: ignore[has-type]
+        for (file, table, column, check), count in summary.head(40).items():  # type: ignore[misc]  # pandas-stubs: MultiIndex keys are Hashable
+            lines.append(f"- {file} [{table}] column `{column}`: {count} cell(s) fail `{check}`")  # type: ignore[has-type]  # the keys unpacked on the line above
         if len(summary) > 40:
             lines.append(f"... and {len(summary) - 40} more (see `.findings`)")
         lines.append(
@@ -1988,7 +1989,7 @@ def audit_report_dir(
     ids = [str(i) for i in identifiers]
     # ids that cannot be mistaken for a number or a word in running text
     id_set = {i for i in ids if len(i) >= 4 and not i.isdigit()}
-    result = AuditResult(min_cell=min_cell)
+    files: list[str] = []
     frames = []
     batch: list[tuple[str, str, pd.DataFrame]] = []
 
@@ -2035,7 +2036,7 @@ def audit_report_dir(
             add(rel, pd.DataFrame(found, columns=["table", "column", "row", "check"]))
         else:
             continue
-        result.files.append(rel)
+        files.append(rel)
     # One linear system for the whole folder: the pooled set and each site's set of a
     # ``--by-site`` run (``sites/<site>/``), linked by "pooled = sum of the sites".
     site_sets, complete = report_site_sets(folder)
@@ -2048,10 +2049,10 @@ def audit_report_dir(
         seen = set(within[place].itertuples(index=False, name=None))
         keep = [p not in seen for p in across[place].itertuples(index=False, name=None)]
         frames.append(across[keep])
+    result = AuditResult(min_cell=min_cell, files=tuple(files))
     if frames:
-        result.findings = pd.concat(frames, ignore_index=True)[
-            ["file", "table", "column", "row", "check"]
-        ]
+        columns = ["file", "table", "column", "row", "check"]
+        result = AuditResult(min_cell, tuple(files), pd.concat(frames, ignore_index=True)[columns])
     if raise_on_failure and not result.ok:
         raise DisclosureAuditError(result)
     return result

@@ -46,7 +46,8 @@ from analysis._frames import (
     require_columns,
     small_to_pandas,
 )
-from analysis._utils import as_by, check_choice, sort_cells
+from analysis._utils import as_by, check_choice
+from analysis.endpoints import sort_cells
 
 __all__ = [
     "EffectSize",

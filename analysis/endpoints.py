@@ -1199,3 +1199,66 @@ def visit_order(visits, target_day=None, *, schedule=None, unknown: str = "appea
     if levels and all(isinstance(v, str) and v in default for v in levels):
         return sorted(levels, key=default.__getitem__)
     return rest(levels)
+
+
+def sort_cells(out: pd.DataFrame, df: pd.DataFrame, by: Sequence[str]) -> pd.DataFrame:
+    """The rows of a result table in a fixed order: by ``by``, visits by :func:`visit_order`.
+
+    The statistics (rate tables, comparisons, effect sizes) return one row per cell of
+    ``by``. Each column of ``by`` is sorted, except ``visit``, which follows the schedule
+    of ``df``, the frame the cells were computed from: an ordered Categorical keeps its
+    order; else the visits go by their ``target_day`` (the earliest of each visit; visits
+    without one after); else by :func:`visit_order`'s later rules (the default schedule's
+    order, then labels with numbers compared as numbers). So a table orders the visits of
+    a custom schedule as the figures and models do.
+
+    Parameters
+    ----------
+    out : DataFrame
+        The result table (one row per cell of ``by``).
+    df : DataFrame
+        The rows the cells were computed from, or a small stand-in holding ``visit`` and
+        ``target_day`` (:func:`analysis._frames.schedule_of`).
+    by : sequence of str
+        The columns that identify a cell.
+
+    Returns
+    -------
+    DataFrame
+        ``out`` sorted (stable; missing keys last), with a fresh index.
+
+    Examples
+    --------
+    >>> cells = pd.DataFrame({"visit": ["week12", "week2", "month1"], "n": [3, 1, 2]})
+    >>> rows = pd.DataFrame({"visit": ["week2", "month1", "week12"], "target_day": [14, 30, 84]})
+    >>> sort_cells(cells, rows, ["visit"])["visit"].tolist()
+    ['week2', 'month1', 'week12']
+    >>> sort_cells(cells, rows.drop(columns="target_day"), ["visit"])["visit"].tolist()
+    ['month1', 'week2', 'week12']
+    """
+    by = list(by)
+    if not by:
+        return out.reset_index(drop=True)
+    rank: dict | None = None
+    if "visit" in by and "visit" in df.columns:
+        visits = df["visit"]
+        if isinstance(visits.dtype, pd.CategoricalDtype) and visits.dtype.ordered:
+            order = visit_order(visits)
+        elif "target_day" in df.columns:
+            days = pd.to_numeric(df["target_day"], errors="coerce").groupby(
+                visits.to_numpy(dtype=object), sort=False
+            )
+            first = days.min()
+            known = first.dropna()
+            order = visit_order(list(known.index), known.to_numpy(), unknown="natural")
+            order += visit_order(list(first.index[first.isna()]), unknown="natural")
+        else:
+            order = visit_order(visits.to_numpy(dtype=object), unknown="natural")
+        rank = {v: i for i, v in enumerate(order)}
+
+    def key(col: pd.Series) -> pd.Series:
+        if rank is not None and col.name == "visit":
+            return col.astype(object).map(rank)
+        return col
+
+    return out.sort_values(by, key=key, kind="stable", na_position="last").reset_index(drop=True)

@@ -31,8 +31,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from analysis._unavailable import NotAvailable
 from analysis._utils import as_by, check_columns
-from analysis.report_sections import NotAvailable
 
 
 def _passes_unavailable(build):
@@ -278,7 +278,7 @@ def label(value: object, kind: str | None = None) -> str:
     >>> label("pct_sessions_completed", "column"), label("dose_mg_per_kg_q1", "column")
     ('% sessions completed', 'Dose mg/kg Q1')
     """
-    if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[call-overload]
+    if value is None or (not isinstance(value, str) and pd.isna(value)):  # type: ignore[call-overload]  # pandas-stubs: isna() of an object
         return MISSING
     if isinstance(value, bool):
         return "Yes" if value else "No"
@@ -1202,7 +1202,7 @@ def provenance(
     from pathlib import Path
 
     import analysis
-    from analysis.reports import data_fingerprint
+    from analysis.cohort import data_fingerprint
 
     synthetic = data_dir is None
     if synthetic:

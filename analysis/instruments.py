@@ -164,14 +164,14 @@ class Criteria:
     (4, 4.0, 8)
     """
 
-    response_reduction: float = _UNSET  # type: ignore[assignment]
-    partial_response_reduction: float = _UNSET  # type: ignore[assignment]
-    remission_cutoff: int = _UNSET  # type: ignore[assignment]
-    reliable_change: float | None = _UNSET  # type: ignore[assignment]
-    reliability: float | None = _UNSET  # type: ignore[assignment]
-    rci_z: float = _UNSET  # type: ignore[assignment]
-    caseness_cutoff: int | None = _UNSET  # type: ignore[assignment]
-    severity_bands: str = _UNSET  # type: ignore[assignment]
+    response_reduction: float = _UNSET  # type: ignore[assignment]  # sentinel: __post_init__ sets it
+    partial_response_reduction: float = _UNSET  # type: ignore[assignment]  # sentinel: __post_init__ sets it
+    remission_cutoff: int = _UNSET  # type: ignore[assignment]  # sentinel: __post_init__ sets it
+    reliable_change: float | None = _UNSET  # type: ignore[assignment]  # sentinel: __post_init__ sets it
+    reliability: float | None = _UNSET  # type: ignore[assignment]  # sentinel: __post_init__ sets it
+    rci_z: float = _UNSET  # type: ignore[assignment]  # sentinel: __post_init__ sets it
+    caseness_cutoff: int | None = _UNSET  # type: ignore[assignment]  # sentinel: __post_init__ sets it
+    severity_bands: str = _UNSET  # type: ignore[assignment]  # sentinel: __post_init__ sets it
 
     @property
     def named(self) -> frozenset[str]:

@@ -50,7 +50,7 @@ import secrets
 import stat
 import warnings
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import date
 from pathlib import Path
@@ -720,7 +720,7 @@ def _parse_times(values: pd.Series) -> pd.Series:
     for index, value in values.items():
         if isinstance(value, str) and _ISO_TIME.match(value.strip()):
             moment = pd.to_datetime(value.strip(), errors="coerce", utc=True)
-            out[index] = pd.NaT if pd.isna(moment) else moment.tz_localize(None)  # type: ignore[call-overload]
+            out[index] = pd.NaT if pd.isna(moment) else moment.tz_localize(None)  # type: ignore[call-overload]  # pandas-stubs: a Hashable label
     return out
 
 
@@ -965,7 +965,7 @@ class _Sheet:
         return raw.astype(object)
 
     def _checkbox(self, spec: FieldSpec, boxes: dict[str, str], where: str) -> pd.Series:
-        labels = self.choices[spec.column]  # type: ignore[index]
+        labels = self.choices[spec.column]  # type: ignore[index]  # a checkbox field names its column
         if spec.choice is not None:
             code = spec.choice
             if code not in boxes:
@@ -975,13 +975,13 @@ class _Sheet:
                 return pd.Series([None] * len(self.frame), dtype=object)
             box = _cleaned(self.raw(boxes[code]))
             yes_no = box.astype(str).eq("1").map({True: "yes", False: "no"}).astype(object)
-            return yes_no.where(box.notna(), None)  # type: ignore[call-overload]
+            return yes_no.where(box.notna(), None)  # type: ignore[call-overload]  # pandas-stubs: where() takes no None
         ticked = pd.DataFrame(
             {code: _cleaned(self.raw(col)).astype(str).eq("1") for code, col in boxes.items()}
         )
         if (ticked.sum(axis=1) > 1).any():
             rows = np.flatnonzero((ticked.sum(axis=1) > 1).to_numpy())
-            self.failures.extend(_failure(self.name, spec.column, "several_ticked", rows))  # type: ignore[arg-type]
+            self.failures.extend(_failure(self.name, spec.column, "several_ticked", rows))  # type: ignore[arg-type]  # a checkbox field names its column
         mapped = spec.values or {}
 
         def first(row):
@@ -996,13 +996,14 @@ class _Sheet:
         n = len(self.frame)
         if not self.require(column, where, value_use=False):
             return pd.Series(pd.NaT, index=range(n), dtype="datetime64[ns]")
-        parsed, bad = _parse_dates(self.raw(column), fmt)  # type: ignore[arg-type]
+        parsed, bad = _parse_dates(self.raw(column), fmt)  # type: ignore[arg-type]  # require() passed: a column
         if bad.any():
-            self.failures.extend(_failure(self.name, column, "date_format", np.flatnonzero(bad)))  # type: ignore[arg-type]
+            self.failures.extend(_failure(self.name, column, "date_format", np.flatnonzero(bad)))  # type: ignore[arg-type]  # require() passed: a column
         return parsed
 
-    def rows_of(self, block: Block, columns: list[str]) -> np.ndarray:
-        """Rows holding this block: its REDCap form (if any) and at least one value."""
+    def rows_of(self, block: Block, columns: Sequence[str | None]) -> np.ndarray:
+        """Rows holding this block: its REDCap form (if any) and at least one value (a
+        ``None`` column, a field given as a constant, holds none)."""
         mask = np.zeros(len(self.frame), dtype=bool)
         for column in columns:
             if column is None or not self.has(column):
@@ -1045,24 +1046,25 @@ def _tabular_extract(sheet: _Sheet, mapping: ImportMapping, kind: str, sessions_
         raise MappingError(
             ["`sessions.date` is required: day 0 is each patient's first ketamine session"]
         )
+    patient, session_date = mapping.patient, mapping.sessions.date  # both checked above
     sheets = [sheet] if sessions_sheet is None else [sheet, sessions_sheet]
     for s in sheets:
-        s.require(mapping.patient, "patient", value_use=False)
+        s.require(patient, "patient", value_use=False)
     if sheet.problems or (sessions_sheet is not None and sessions_sheet.problems):
         raise MappingError(sheet.problems + (sessions_sheet.problems if sessions_sheet else []))
 
     def pids(s: _Sheet) -> pd.Series:
-        raw = _cleaned(s.raw(mapping.patient))  # type: ignore[arg-type]
+        raw = _cleaned(s.raw(patient))
         ids = [None if v is None else _identifier_text(v) for v in raw]
         return pd.Series(ids, index=raw.index, dtype=object)
 
     # sessions
     s = sessions_sheet or sheet
     block = mapping.sessions
-    rows = s.rows_of(block, [block.date])  # type: ignore[list-item]
-    frame = pd.DataFrame({"_pid": pids(s), "_date": s.dates(block.date, "sessions.date", fmt)})
-    if s.has(block.date):  # type: ignore[arg-type]
-        frame["_time"] = _parse_times(s.raw(block.date))  # type: ignore[arg-type]
+    rows = s.rows_of(block, [session_date])
+    frame = pd.DataFrame({"_pid": pids(s), "_date": s.dates(session_date, "sessions.date", fmt)})
+    if s.has(session_date):
+        frame["_time"] = _parse_times(s.raw(session_date))
     for name, spec in block.fields.items():
         frame[name] = s.values(spec, f"sessions.{name}")
     sessions = frame[rows & frame["_pid"].notna().to_numpy()].copy()
@@ -1117,8 +1119,8 @@ def _tabular_extract(sheet: _Sheet, mapping: ImportMapping, kind: str, sessions_
             if name != "term" or not boxes:
                 frame[name] = sheet.values(spec, f"adverse_events.{name}")
         if boxes:  # one adverse event per ticked box
-            labels = sheet.choices[term.column]  # type: ignore[union-attr, index]
-            mapped = term.values or {}  # type: ignore[union-attr]
+            labels = sheet.choices[term.column]  # type: ignore[union-attr, index]  # boxes: term.column is set
+            mapped = term.values or {}  # type: ignore[union-attr]  # boxes: term is set
             pieces = []
             for code, column in boxes.items():
                 on = _cleaned(sheet.raw(column)).astype(str).eq("1").to_numpy()
@@ -1128,7 +1130,7 @@ def _tabular_extract(sheet: _Sheet, mapping: ImportMapping, kind: str, sessions_
             adverse_events = pd.concat(pieces, ignore_index=True) if pieces else adverse_events
         else:
             cols = [spec.column for spec in ae.fields.values() if spec.column]
-            rows = sheet.rows_of(ae, cols if term is None else [term.column])  # type: ignore[list-item]
+            rows = sheet.rows_of(ae, cols if term is None else [term.column])
             adverse_events = frame[rows & frame["_pid"].notna().to_numpy()].copy()
         if kind == "redcap":
             _check_form(
@@ -1151,7 +1153,7 @@ def _tabular_extract(sheet: _Sheet, mapping: ImportMapping, kind: str, sessions_
     source_column |= {"_site": mapping.site.column if mapping.site else None}
     source_column |= {"_birth": mapping.birth_date}
     patients = _first_per_patient(
-        frame.astype(object).where(frame.notna(), None),  # type: ignore[call-overload]
+        frame.astype(object).where(frame.notna(), None),  # type: ignore[call-overload]  # pandas-stubs: where() takes no None
         columns,
         sheet.failures,
         lambda c: source_column.get(c) or c,
@@ -1216,7 +1218,7 @@ def _scores(sheet: _Sheet, spec: FieldSpec | None, where: str, recode) -> pd.Ser
     out = [score(v) for v in values]
     bad = np.array([v is _NOT_A_SCORE for v in out], dtype=bool)
     if bad.any():
-        sheet.failures.extend(_failure(sheet.name, spec.column, "not_a_score", np.flatnonzero(bad)))  # type: ignore[arg-type]
+        sheet.failures.extend(_failure(sheet.name, spec.column, "not_a_score", np.flatnonzero(bad)))  # type: ignore[arg-type]  # a score field names its column
     return pd.Series([None if b else v for v, b in zip(out, bad, strict=True)], dtype=object)
 
 
@@ -1655,9 +1657,9 @@ def from_fhir(bundle_or_folder, mapping=None, *, key=None) -> ImportedCohort:
     assessments = reader.assessments(mapping)
     patients = reader.patients(pd.concat([sessions["_pid"], assessments["_pid"]]))
     for name, spec in mapping.patients.items():
-        patients[name] = spec.value  # type: ignore[call-overload]
+        patients[name] = spec.value  # type: ignore[call-overload]  # pandas-stubs: a constant of any type
     if mapping.site is not None:
-        patients["_site"] = mapping.site.value  # type: ignore[call-overload]
+        patients["_site"] = mapping.site.value  # type: ignore[call-overload]  # pandas-stubs: a constant of any type
     extract = _Extract(
         kind="fhir",
         rows_in={f"{k} resources": v for k, v in sorted(reader.rows_in.items())},
@@ -1786,7 +1788,7 @@ class _FhirReader:
                 self.failures.extend(
                     _failure("fhir", where, "not_a_score", frame.loc[bad, "_position"])
                 )
-            frame[column] = frame[column].where(~bad, None).astype(object)  # type: ignore[call-overload]
+            frame[column] = frame[column].where(~bad, None).astype(object)  # type: ignore[call-overload]  # pandas-stubs: where() takes no None
         return frame
 
     def patients(self, pids: pd.Series) -> pd.DataFrame:
@@ -1887,7 +1889,7 @@ def _finish(extract: _Extract, mapping: ImportMapping, key: bytes) -> ImportedCo
 
     patients = extract.patients
     only_in_log = pd.Index(pd.unique(extract.sessions["_pid"].dropna())).difference(
-        patients["_pid"]  # type: ignore[arg-type]
+        pd.Index(patients["_pid"])
     )
     if len(only_in_log):
         patients = pd.concat([patients, pd.DataFrame({"_pid": only_in_log})], ignore_index=True)
@@ -1963,7 +1965,7 @@ def _finish(extract: _Extract, mapping: ImportMapping, key: bytes) -> ImportedCo
             if bad.any():
                 rows = np.flatnonzero(bad.to_numpy(dtype=bool))
                 failures.extend(_failure("patients", spec.column or name, "not_numeric", rows))
-            out["patients"][name] = values.where(~bad, None)  # type: ignore[call-overload]
+            out["patients"][name] = values.where(~bad, None)  # type: ignore[call-overload]  # pandas-stubs: where() takes no None
     _raise_failures(failures)
 
     # Every key of every table comes from a patient with a day 0, so foreign keys hold by

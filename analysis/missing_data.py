@@ -337,12 +337,12 @@ class _Wide:
         self.n = len(patients)
         code = pd.Index(patients["patient_id"])
         i = code.get_indexer(frame["patient_id"])
-        j = pd.Index(self.visits).get_indexer(frame["visit"].astype(str))  # type: ignore[arg-type]
+        j = pd.Index(self.visits).get_indexer(pd.Index(frame["visit"].astype(str)))
         self.observed = np.zeros((self.n, self.m), dtype=bool)
         self.observed[i[observed.to_numpy()], j[observed.to_numpy()]] = True
         never = [
             v
-            for v, seen in zip(self.visits, self.observed.any(axis=0), strict=True)  # type: ignore[arg-type]
+            for v, seen in zip(self.visits, np.asarray(self.observed.any(axis=0)), strict=True)
             if not seen
         ]
         if never:
@@ -546,9 +546,10 @@ class _Rules:
         )
         grid["change"] = grid["score"] - grid["baseline"]
         grid = grid.astype("Int64")
-        threshold = criteria.reliable_change if self.fixed_threshold else np.inf
+        # fixed_threshold is "reliable_change is not None"
+        threshold = np.inf if criteria.reliable_change is None else criteria.reliable_change
         bands = instrument.band(criteria.severity_bands)
-        flags = nw.from_native(grid).with_columns(**_outcomes(criteria, threshold, bands))  # type: ignore[arg-type]
+        flags = nw.from_native(grid).with_columns(**_outcomes(criteria, threshold, bands))
         table = flags.to_native()
         if not self.fixed_threshold:
             for column in _RELIABLE:
@@ -1020,7 +1021,7 @@ def pool_rate_differences(
     rows = []
     for key, cell in cells:
         key = key if isinstance(key, tuple) else (key,)
-        cell = cell.droplevel(by) if by else cell  # type: ignore[arg-type]
+        cell = cell.droplevel(by) if by else cell  # type: ignore[arg-type]  # pandas-stubs: list[str] is no list[Hashable]
         levels = cell.index.get_level_values(group)
         if reference not in set(levels):
             continue
@@ -1213,7 +1214,7 @@ def _cm_statistics(wide: _Wide, rules: _Rules, strategy, outcome, keep: np.ndarr
     base = wide.baseline[keep]
     values = []
     others = [] if wide.group is None else [lv for lv in wide.levels if lv != wide.reference]
-    groups = None if wide.group is None else wide.group_values[keep]  # type: ignore[index]
+    groups = None if wide.group_values is None else wide.group_values[keep]  # None: no group
     X = None
     if wide.group is not None:
         frame = wide.patients[keep].rename(columns={wide.group: "_group"})

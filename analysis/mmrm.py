@@ -877,8 +877,8 @@ class MMRMResult:
             }
         )
         if not ok.all():
-            out["note"] = pd.array(  # type: ignore[call-overload]
-                np.where(  # type: ignore[call-overload]
+            out["note"] = pd.array(  # type: ignore[call-overload]  # pandas-stubs/numpy: object where() to a string array
+                np.where(  # type: ignore[call-overload]  # pandas-stubs/numpy: object where() to a string array
                     ok,
                     None,
                     "not estimable: depends on the aliased effect(s) "

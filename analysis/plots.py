@@ -29,9 +29,9 @@ import pandas as pd
 import seaborn as sns
 from matplotlib.figure import Figure
 
+from analysis._safety_columns import _AE_COLUMNS, _BP_COLUMNS, _CADSS_COLUMNS, NOT_COLLECTED
 from analysis._utils import check_columns, renamed_arguments, to_float_array
 from analysis.endpoints import visit_order
-from analysis.safety import _AE_COLUMNS, _BP_COLUMNS, _CADSS_COLUMNS, NOT_COLLECTED
 
 __all__ = [
     "ReportFigure",

@@ -50,8 +50,8 @@ from analysis._utils import (
     check_choice,
     check_columns,
     check_min_cell,
-    sort_cells,
 )
+from analysis.endpoints import sort_cells
 
 __all__ = [
     "adjust_pvalues",
@@ -1426,7 +1426,7 @@ def adjusted_compare_rates(
     rows = []
     groups: Iterable[tuple[object, np.ndarray]]
     if by:
-        groups = data.groupby(by, dropna=False, sort=True, observed=True).indices.items()  # type: ignore[assignment]
+        groups = data.groupby(by, dropna=False, sort=True, observed=True).indices.items()  # type: ignore[assignment]  # pandas-stubs: group keys are Hashable
     else:
         groups = [((), np.arange(len(data)))]
     for key, idx in groups:

@@ -38,6 +38,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 import pandas as pd
 
+from analysis._unavailable import NotAvailable
+
 if TYPE_CHECKING:
     from analysis.mmrm import MMRMResult
 
@@ -79,37 +81,6 @@ def _first_sentence(text: str, limit: int = 240) -> str:
     sentence = text[: match.start()] if match else text
     sentence = sentence.rstrip(".")
     return sentence if len(sentence) <= limit else sentence[: limit - 3] + "..."
-
-
-@dataclass(frozen=True)
-class NotAvailable:
-    """A report section that these data cannot support, and why (one sentence).
-
-    Shown in a notebook as a short italic note; :func:`analysis.reports.save_table` does
-    not write it, and :func:`section` passes it on, so a section fed by an unavailable
-    one is unavailable for the same reason.
-
-    Examples
-    --------
-    >>> NotAvailable("Comparison of routes", "only one route (iv) in these data")
-    NotAvailable: Comparison of routes: not available; only one route (iv) in these data.
-    """
-
-    title: str
-    reason: str
-
-    def __str__(self) -> str:
-        return f"{self.title}: not available; {self.reason}."
-
-    def __repr__(self) -> str:
-        return f"NotAvailable: {self}"
-
-    def _repr_markdown_(self) -> str:
-        return f"*{self}*"
-
-    def query(self, *args, **kwargs) -> NotAvailable:
-        """Rows of an unavailable table are unavailable too (``table.query(...)`` chains)."""
-        return self
 
 
 class SectionNotes(list):
@@ -546,7 +517,7 @@ def validation_section(cohort) -> pd.DataFrame:
     A cohort loaded from a batch's snapshot (:class:`analysis.reports.SnapshotCohort`) was
     validated once by :func:`analysis.reports.run_reports`, and only data without any
     error load, so each of its tables is "all checks passed" with its row count (the
-    optional tables only when they hold rows). Any other cohort (a notebook run by hand)
+    optional tables when the data supplied them). Any other cohort (a notebook run by hand)
     is checked now by :func:`analysis.tables.validation_summary`. Both give the same
     table for the same valid data.
 
@@ -574,16 +545,13 @@ def validation_section(cohort) -> pd.DataFrame:
     2        sessions  all checks passed         0
     3  adverse_events  all checks passed         0
     """
-    from analysis.reports import SnapshotCohort
-    from analysis.schema import OPTIONAL_TABLES, TABLES
+    from analysis.cohort import SnapshotCohort, cohort_tables
     from analysis.tables import validation_summary
 
     if not isinstance(cohort, SnapshotCohort):
         return validation_summary(cohort)
-    rows = []
-    for name in TABLES:
-        df = getattr(cohort, name, None)
-        if df is None or (name in OPTIONAL_TABLES and df.empty):
-            continue
-        rows.append((name, len(df), "", "all checks passed", 0))
+    rows = [
+        (name, len(df), "", "all checks passed", 0)
+        for name, df in cohort_tables(cohort, collected_only=True).items()
+    ]
     return pd.DataFrame(rows, columns=["table", "rows", "column", "check", "failures"])

@@ -29,7 +29,6 @@ Design contract:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import html
 import importlib.resources
 import json
@@ -46,8 +45,9 @@ import numpy as np
 import pandas as pd
 
 from analysis._version import DISTRIBUTION, __version__
+from analysis.cohort import SnapshotCohort, data_fingerprint  # homes: the data model
 from analysis.disclosure import check_min_cell, shown_count
-from analysis.schema import TABLES, Cohort
+from analysis.schema import TABLES
 
 __all__ = [
     "FAILED_MARKER",
@@ -192,93 +192,6 @@ def configure_display() -> None:
         pd.set_option(option, value)
 
 
-#: Text of the integers most cohort values are (items, totals, study days, ages), looked up.
-_INT_TEXT_LOW = -1000
-_INT_TEXT = np.array([str(k) for k in range(_INT_TEXT_LOW, 10_000)], dtype=object)
-
-
-def _canonical_column(values: pd.Series) -> np.ndarray:
-    """Text of each value that does not depend on the dtype the file format produced.
-
-    Booleans ``true``/``false``; integral numbers without a decimal point (``12`` whether
-    stored as integer or float); other numbers with 12 significant digits; text as is;
-    missing values empty. Vectorised where it can be (a 20,000-patient cohort has
-    millions of values).
-    """
-    missing = values.isna().to_numpy(dtype=bool)
-    if pd.api.types.is_bool_dtype(values.dtype):
-        text = values.map({True: "true", False: "false"}, na_action="ignore").to_numpy(dtype=object)
-    elif pd.api.types.is_numeric_dtype(values.dtype):
-        numbers = values.to_numpy(dtype=float, na_value=np.nan)
-        text = np.full(len(numbers), "", dtype=object)
-        finite = np.isfinite(numbers)
-        integral = finite & (numbers == np.round(numbers))
-        common = integral & (numbers >= _INT_TEXT_LOW) & (numbers < _INT_TEXT_LOW + len(_INT_TEXT))
-        text[common] = _INT_TEXT[numbers[common].astype(np.int64) - _INT_TEXT_LOW]
-        small = integral & ~common & (np.abs(numbers) < 2.0**62)
-        text[small] = numbers[small].astype(np.int64).astype(str).astype(object)
-        for k in np.flatnonzero(integral & ~common & ~small):
-            text[k] = str(int(numbers[k]))
-        other = ~integral & ~missing
-        text[other] = [format(x, ".12g") for x in numbers[other].tolist()]
-    elif pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
-        text = values.to_numpy(dtype=object)
-    else:
-        text = values.map(
-            lambda v: (
-                {True: "true", False: "false"}.get(v, str(v)) if isinstance(v, bool) else str(v)
-            ),
-            na_action="ignore",
-        ).to_numpy(dtype=object)
-    return np.where(missing, "", text).astype(object)
-
-
-def data_fingerprint(cohort) -> str:
-    """SHA-256 of the canonical content of a cohort's tables.
-
-    Canonical content: for each table in the order patients, assessments, sessions,
-    adverse_events, its non-empty columns sorted by name and its rows as text sorted, with
-    numbers written without their storage type (``12`` whether read as integer or
-    float) and missing values empty. So the fingerprint is the same for the same data
-    read from CSV or Parquet, in any row or column order, and changes when any value does.
-
-    Parameters
-    ----------
-    cohort : Cohort
-
-    Returns
-    -------
-    str
-        64 hexadecimal digits.
-
-    Examples
-    --------
-    >>> import pandas as pd
-    >>> from analysis.schema import Cohort
-    >>> p = pd.DataFrame({"patient_id": ["a", "b"], "age": [30, 41]})
-    >>> a = pd.DataFrame({"patient_id": ["a"], "instrument": ["GAD7"], "study_day": [0]})
-    >>> fp = data_fingerprint(Cohort(p, a))
-    >>> fp == data_fingerprint(Cohort(p.iloc[::-1].astype({"age": float}), a))
-    True
-    >>> fp == data_fingerprint(Cohort(p.assign(age=[30, 42]), a))
-    False
-    """
-    digest = hashlib.sha256()
-    for name in TABLES:
-        table = getattr(cohort, name, None)
-        if table is None:
-            table = pd.DataFrame()
-        table = table.dropna(axis=1, how="all")
-        columns = sorted(map(str, table.columns))
-        table = table.set_axis([str(c) for c in table.columns], axis=1)
-        texts = [_canonical_column(table[column]).tolist() for column in columns]
-        rows = sorted(map("\x1f".join, zip(*texts, strict=True))) if texts else [""] * len(table)
-        digest.update(f"\x1e{name}\x1d{chr(0x1F).join(columns)}\x1d{len(rows)}\n".encode())
-        if rows:
-            digest.update(("\n".join(rows) + "\n").encode())
-    return digest.hexdigest()
-
-
 def load_report_cohort(
     data_dir: str | Path | None = None,
     n_patients: int = 500,
@@ -371,24 +284,6 @@ _SNAPSHOT_FORMAT = "anxiety-outcomes cohort snapshot"
 
 class SnapshotError(ValueError):
     """A cohort snapshot is missing or unreadable, or its data do not have its fingerprint."""
-
-
-@dataclass(eq=False)
-class SnapshotCohort(Cohort):
-    """A cohort loaded from a batch's snapshot: validated once by :func:`run_reports`.
-
-    Besides the :class:`~analysis.schema.Cohort` tables, ``findings`` and ``collected``
-    (as the batch's validation left them): ``fingerprint`` (:func:`data_fingerprint`,
-    checked on loading), ``source`` (what the data are, for the page header: "folder
-    clinic, site S01 (96 patients)") and ``site`` (the site of a ``--by-site`` report,
-    else None). The page header (:func:`analysis.formatting.provenance`) shows the
-    fingerprint checked on loading, so the tables are not to be changed in place
-    afterwards (the reports derive new frames, they never do).
-    """
-
-    fingerprint: str = ""
-    source: str = ""
-    site: str | None = None
 
 
 def write_snapshot(cohort, folder: str | Path, *, source: str = "", site: str | None = None) -> str:
@@ -486,7 +381,10 @@ def load_snapshot(folder: str | Path, fingerprint: str | None = None) -> Snapsho
         raise SnapshotError(f"The cohort snapshot in {folder} cannot be read: {error}") from None
     collected = meta.get("collected")
     cohort = SnapshotCohort(
-        **tables,  # type: ignore[arg-type]
+        patients=tables["patients"],
+        assessments=tables["assessments"],
+        sessions=tables["sessions"],
+        adverse_events=tables["adverse_events"],
         findings=findings,
         collected=None if collected is None else tuple(collected),
         source=str(meta.get("source") or ""),
@@ -1726,7 +1624,7 @@ def _render_all(jobs: list[_Job], n_jobs: int, progress: bool) -> list[dict]:
         if n_jobs <= 1 or len(jobs) <= 1:
             for k, job in enumerate(jobs):
                 finish(k, _execute(job, kernels))
-            return entries  # type: ignore[return-value]
+            return entries  # type: ignore[return-value]  # finish() filled every slot
         from concurrent.futures import FIRST_COMPLETED, ThreadPoolExecutor, wait
 
         pool = ThreadPoolExecutor(max_workers=min(n_jobs, len(jobs)), thread_name_prefix="report")
@@ -1738,7 +1636,7 @@ def _render_all(jobs: list[_Job], n_jobs: int, progress: bool) -> list[dict]:
                     finish(pending.pop(future), future.result())
         finally:
             pool.shutdown(wait=True, cancel_futures=True)
-        return entries  # type: ignore[return-value]
+        return entries  # type: ignore[return-value]  # finish() filled every slot
     finally:
         if kernels is not _shared_pool:
             kernels.close()
@@ -1834,12 +1732,12 @@ def plan_sites(patients: pd.DataFrame, *, min_cell: int) -> SitePlan:
     unassigned = int(site.isna().sum())
     withheld = {s for s, n in sizes.items() if n < min_cell}
     shown = sorted((s for s in sizes.index if s not in withheld), key=lambda s: (sizes[s], s))
-    remainder = unassigned + sum(int(sizes[s]) for s in withheld)  # type: ignore[misc,call-overload]
+    remainder = unassigned + sum(int(sizes[s]) for s in withheld)  # type: ignore[misc,call-overload]  # pandas-stubs: value_counts labels are Hashable
     while shown and 0 < remainder < min_cell:
         smallest = shown.pop(0)
         withheld.add(smallest)
         remainder += int(sizes[smallest])
-    return SitePlan(tuple(sorted(shown)), tuple(sorted(withheld)), unassigned > 0)  # type: ignore[arg-type]
+    return SitePlan(tuple(sorted(shown)), tuple(sorted(withheld)), unassigned > 0)  # type: ignore[arg-type]  # site labels are str (Hashable to pandas-stubs)
 
 
 def _site_folders(sites: Sequence[str]) -> dict[str, str]:

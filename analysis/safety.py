@@ -38,6 +38,14 @@ import numpy as np
 import pandas as pd
 from scipy import stats
 
+# The tables' columns and the "not collected" note live below the figures that draw them.
+from analysis._safety_columns import (
+    _AE_COLUMNS,
+    _BP_COLUMNS,
+    _CADSS_COLUMNS,
+    _DOSE_COLUMNS,
+    NOT_COLLECTED,
+)
 from analysis._utils import (
     as_by,
     check_alpha,
@@ -107,68 +115,9 @@ ANY_SEVERE = "any severe adverse event"
 
 _ALL = "_all"  # stand-in grouping column for by=()
 
-_AE_COLUMNS = ["term", "n", "patients", "percent", "ci_low", "ci_high", "events", "suppressed"]
-_BP_COLUMNS = [
-    "measure",
-    "n_patients",
-    "n_sessions",
-    "pre_mean",
-    "peak_mean",
-    "change_mean",
-    "change_sd",
-    "change_ci_low",
-    "change_ci_high",
-    "peak_criterion",
-    "n_peak_over",
-    "pct_peak_over",
-    "rise_criterion",
-    "n_rise_over",
-    "pct_rise_over",
-    "suppressed",
-]
-_CADSS_COLUMNS = [
-    "n_patients",
-    "n_sessions",
-    "mean",
-    "sd",
-    "median",
-    "q1",
-    "q3",
-    "criterion",
-    "n_over",
-    "pct_over",
-    "suppressed",
-]
-_DOSE_COLUMNS = [
-    "n_patients",
-    "sessions",
-    "sessions_per_patient_mean",
-    "sessions_per_patient_sd",
-    "sessions_per_patient_median",
-    "sessions_per_patient_q1",
-    "sessions_per_patient_q3",
-    "pct_sessions_completed",
-    "induction_n",
-    "induction_completed",
-    "pct_induction_completed",
-    "maintenance_patients",
-    "pct_maintenance",
-    "dose_mg_median",
-    "dose_mg_q1",
-    "dose_mg_q3",
-    "dose_mg_per_kg_median",
-    "dose_mg_per_kg_q1",
-    "dose_mg_per_kg_q3",
-    "suppressed",
-]
-
 
 # --------------------------------------------------------------------------------------
 # helpers
-
-
-#: What a report says for a table the data did not supply (an absent optional file).
-NOT_COLLECTED = "not collected in this data set"
 
 
 def _not_collected(cohort, table: str) -> bool:
@@ -876,7 +825,7 @@ def dose_summary(
     if "route" in cohort.patients.columns:
         patients = patients.assign(_route=cohort.patients["route"].to_numpy())
     else:
-        patients = patients.assign(_route=pd.NA)  # type: ignore[arg-type]
+        patients = patients.assign(_route=pd.Series(pd.NA, index=patients.index, dtype=object))
     sessions = _sessions(cohort, [], [])
     held = (
         ~sessions["completed"].eq(False).fillna(False).astype(bool)

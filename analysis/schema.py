@@ -511,12 +511,12 @@ def _report_frame(result: pd.DataFrame, raw: dict, lines: dict) -> pd.DataFrame:
         line[np.flatnonzero(mask)] = values
     sizes = result["table"].map({t: len(df) for t, df in raw.items()})
     count = result["count"].astype("Float64")
-    count = count.where(count.notna(), np.where(result["row"].notna(), 1, sizes.fillna(0)))  # type: ignore[call-overload]
+    count = count.where(count.notna(), np.where(result["row"].notna(), 1, sizes.fillna(0)))  # type: ignore[call-overload]  # pandas-stubs: where() with an array or NA
     showable = [
         _showable(str(t), str(c), str(k))
         for t, c, k in zip(result["table"], result["column"], result["check"], strict=True)
     ]
-    value = result["value"].where(np.asarray(showable, dtype=bool), pd.NA)  # type: ignore[call-overload]
+    value = result["value"].where(np.asarray(showable, dtype=bool), pd.NA)  # type: ignore[call-overload]  # pandas-stubs: where() with an array or NA
     out = pd.DataFrame(
         {
             "table": result["table"],

@@ -718,7 +718,7 @@ def _bools(values: np.ndarray, missing: np.ndarray | None = None) -> pd.arrays.B
 
 
 def _strings(values: np.ndarray, missing: np.ndarray | None = None) -> pd.arrays.StringArray:
-    out: pd.arrays.StringArray = pd.array(np.asarray(values, dtype=object), dtype="string")  # type: ignore[assignment]
+    out: pd.arrays.StringArray = pd.array(np.asarray(values, dtype=object), dtype="string")  # type: ignore[assignment]  # pandas-stubs: pd.array(dtype='string') is a StringArray
     if missing is not None:
         out[np.asarray(missing)] = pd.NA
     return out

@@ -28,14 +28,15 @@ from analysis._utils import (
     positional_deprecated,
     renamed_arguments,
 )
+from analysis.cohort import cohort_tables
 from analysis.disclosure import suppress_cells
 from analysis.instruments import INSTRUMENTS
 from analysis.rates import _rate_tables
-from analysis.schema import OPTIONAL_TABLES, TABLES, read_schema
+from analysis.schema import read_schema
 from analysis.survival import EVENTS
 
 if TYPE_CHECKING:
-    from analysis.report_sections import NotAvailable
+    from analysis._unavailable import NotAvailable
 
 __all__ = [
     "accounting_summary",
@@ -82,17 +83,6 @@ def _levels(column: str) -> tuple:
     return ()
 
 
-def _cohort_tables(cohort) -> dict[str, pd.DataFrame]:
-    """The cohort's tables by name; the optional ones only when they hold rows."""
-    tables = {}
-    for name in TABLES:
-        df = getattr(cohort, name, None)
-        if df is None or (name in OPTIONAL_TABLES and df.empty):
-            continue
-        tables[name] = df
-    return tables
-
-
 def _suppress(
     table: pd.DataFrame,
     min_cell: int | None,
@@ -127,8 +117,8 @@ def validation_summary(cohort) -> pd.DataFrame:
     """Summarise the schema checks of every table of a cohort.
 
     Runs :func:`analysis.schema.collect_failures` on the cohort's tables (the optional
-    ``sessions`` and ``adverse_events`` only when they hold rows) and counts the failures
-    per table, column and check.
+    ``sessions`` and ``adverse_events`` when the data supplied them, even with no rows:
+    :meth:`analysis.Cohort.is_collected`) and counts the failures per table, column and check.
 
     Parameters
     ----------
@@ -158,7 +148,7 @@ def validation_summary(cohort) -> pd.DataFrame:
     """
     from analysis.schema import collect_failures
 
-    tables = _cohort_tables(cohort)
+    tables = cohort_tables(cohort, collected_only=True)
     failures = collect_failures(tables)
     counts = (
         failures.groupby(["table", "column", "check"], sort=False).size().rename("failures")
@@ -168,7 +158,13 @@ def validation_summary(cohort) -> pd.DataFrame:
     rows = []
     for name, df in tables.items():
         if len(counts) and name in counts.index.get_level_values("table"):
-            for (_, column, check), count in counts.loc[[name]].items():  # type: ignore[misc]
+            cells = counts.loc[[name]]
+            for column, check, count in zip(
+                cells.index.get_level_values("column"),
+                cells.index.get_level_values("check"),
+                cells.to_numpy(),
+                strict=True,
+            ):
                 rows.append((name, len(df), column, check, int(count)))
         else:
             rows.append((name, len(df), "", "all checks passed", 0))
@@ -178,8 +174,9 @@ def validation_summary(cohort) -> pd.DataFrame:
 def deidentification_summary(cohort) -> pd.DataFrame:
     """What the de-identification guard checked, per table and check.
 
-    Runs :func:`analysis.deid.scan_identifiers` on the cohort's tables and counts, for
-    each table and check, the columns it looked at and the values it flagged.
+    Runs :func:`analysis.deid.scan_identifiers` on the cohort's tables (the optional ones
+    when the data supplied them) and counts, for each table and check, the columns it
+    looked at and the values it flagged.
 
     Parameters
     ----------
@@ -194,7 +191,7 @@ def deidentification_summary(cohort) -> pd.DataFrame:
     """
     from analysis.deid import scan_identifiers
 
-    scan = scan_identifiers(_cohort_tables(cohort))
+    scan = scan_identifiers(cohort_tables(cohort, collected_only=True))
     return (
         scan.groupby(["table", "check"], sort=False)
         .agg(columns_checked=("column", "nunique"), n_flagged=("n_flagged", "sum"))
@@ -436,7 +433,7 @@ def _with_unassessed(table: pd.DataFrame, per_patient: pd.Series, patients: obje
         if isinstance(patients, pd.DataFrame):
             check_columns(patients, ["patient_id"], "patients")
             patients = patients["patient_id"]
-        listed = list(patients)  # type: ignore[call-overload]
+        listed = list(patients)  # type: ignore[call-overload]  # `patients`: any iterable of ids
         ids = pd.Index(pd.Series(listed, dtype=object).dropna().unique())
         unassessed = assessed.agg(lambda s: len(ids.difference(pd.Index(s.unique()))))
         outside = assessed.agg(lambda s: len(pd.Index(s.unique()).difference(ids)))
@@ -1349,6 +1346,8 @@ def subgroup_comparisons(
     references : mapping, optional
         Reference level per characteristic (default: ``iv`` for route, ``GAD`` for the
         diagnosis, ``False`` for yes/no characteristics, else the first sorted level).
+        A yes/no characteristic takes ``True`` or ``False``; any other takes one of its
+        levels in the rows compared.
     instrument, visit : str
         Where the outcome is compared (default GAD-7 at week 4).
     p_adjust : str
@@ -1364,6 +1363,13 @@ def subgroup_comparisons(
         n_ref, events_ref, risk_difference, rd_ci_low, rd_ci_high, ...``, ``p_value``,
         ``p_adjusted`` and ``suppressed`` when ``min_cell`` is given); ``group`` and
         ``reference`` as text.
+
+    Raises
+    ------
+    ValueError
+        A reference of ``references`` is not ``True``/``False`` for a yes/no
+        characteristic, or not one of the characteristic's levels; or no characteristic
+        has two levels.
     """
     from analysis.rates import adjust_pvalues, compare_rates
 
@@ -1380,13 +1386,27 @@ def subgroup_comparisons(
         values = rows[column].dropna()
         if pd.api.types.is_bool_dtype(values.dtype) or set(values.unique()) <= {True, False}:
             data = rows.assign(**{column: rows[column].map({True: "yes", False: "no"})})
-            reference = {True: "yes", False: "no"}.get(references.get(column, False))  # type: ignore[call-overload]
+            chosen = references.get(column, False)
+            if not isinstance(chosen, bool | np.bool_):
+                raise ValueError(
+                    f"`references[{column!r}]` must be one of [False, True] (`{column}` is a "
+                    f"yes/no characteristic), but {chosen!r} was passed."
+                )
+            reference = "yes" if chosen else "no"
         else:
             data = rows.assign(**{column: rows[column].astype("string")})
             levels = sorted(values.astype(str).unique())
-            reference = references.get(column, defaults.get(column, levels[0]))
-            if str(reference) not in levels:
-                reference = levels[0]
+            if column in references:
+                reference = str(references[column])
+                if reference not in levels:
+                    raise ValueError(
+                        f"`references[{column!r}]` must be one of the levels of `{column}` "
+                        f"at {instrument} {visit}, {levels}, but {references[column]!r} "
+                        "was passed."
+                    )
+            else:  # the default reference when the data has it, else the first level
+                reference = str(defaults.get(column, levels[0]))
+                reference = reference if reference in levels else levels[0]
         out = compare_rates(
             data, outcome, column, reference=str(reference), by=(), min_cell=min_cell
         )
@@ -1624,8 +1644,8 @@ def mmrm_contrasts(
         The columns of ``pairwise`` (``by..., contrast, estimate, se, df, t, p, ci_low,
         ci_high``) and ``p_adjusted``; a report's unavailable contrasts as they are.
     """
+    from analysis._unavailable import NotAvailable
     from analysis.rates import adjust_pvalues
-    from analysis.report_sections import NotAvailable
 
     contrasts = result.pairwise(factor, by=by, reference=reference, alpha=alpha)
     if isinstance(contrasts, NotAvailable):  # a report's model these data cannot support

@@ -219,3 +219,14 @@ def test_repeated_patients_are_refused_with_their_count_on_every_engine(endpoint
         effect_size_table(make(pd.concat([endpoints, no_id], ignore_index=True)))
     with pytest.raises(ValueError, match=r"^3 row\(s\) repeat a patient"):
         effect_size_table(make(repeated), group="route", reference="iv")
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_visits_without_target_days_sort_as_on_pandas(endpoints, engine):
+    """Without ``target_day`` the visits come in sort_cells' later order (the default
+    schedule's, then natural), on every engine as on pandas (not alphabetically)."""
+    no_days = endpoints.drop(columns="target_day")
+    expected = rate_table(no_days, "response")
+    assert expected["visit"].tolist() != sorted(expected["visit"].tolist())
+    _same(rate_table(ENGINES[engine](no_days), "response"), expected)
+    _same(effect_size_table(ENGINES[engine](no_days)), effect_size_table(no_days))

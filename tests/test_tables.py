@@ -548,6 +548,20 @@ def test_subgroup_comparisons_adjust_across_every_comparison(demo):
     np.testing.assert_allclose(table.loc[ok, "p_adjusted"], expected)
 
 
+def test_subgroup_comparisons_refuse_a_reference_they_cannot_use(demo):
+    columns = ("route", "treatment_resistant")
+    ep = cohort_endpoints(demo, "GAD7", patient_columns=columns)
+    flipped = subgroup_comparisons(ep, subgroups=columns, references={"treatment_resistant": True})
+    assert set(flipped.loc[flipped["subgroup"] == "treatment_resistant", "reference"]) == {"yes"}
+    im = subgroup_comparisons(ep, subgroups=columns, references={"route": "im"})
+    assert set(im.loc[im["subgroup"] == "route", "reference"]) == {"im"}
+    # before: "yes" became no reference at all and "IV" silently the first level
+    with pytest.raises(ValueError, match=r"`references\['treatment_resistant'\]`.*\[False, True\]"):
+        subgroup_comparisons(ep, subgroups=columns, references={"treatment_resistant": "yes"})
+    with pytest.raises(ValueError, match=r"`references\['route'\]` must be one of the levels"):
+        subgroup_comparisons(ep, subgroups=columns, references={"route": "IV"})
+
+
 def test_mean_scores_t_interval():
     # R: t.test(c(16, 12))$conf.int -> -11.41241 39.41241 (t 0.975 on 1 df = 12.7062)
     ep = pd.DataFrame(
@@ -606,3 +620,22 @@ def test_mmrm_contrasts_holm(demo):
         "week12",
     ]
     np.testing.assert_allclose(table["p_adjusted"], multipletests(table["p"], method="holm")[1])
+
+
+def test_summaries_list_the_tables_the_data_supplied(small_cohort):
+    """Both summaries take the cohort's tables from `cohort_tables(collected_only=True)`:
+    an optional table supplied with no rows is listed (0 rows), one not supplied is not."""
+    cohort = synthetic_cohort(n_patients=30, seed=1)
+    no_events = cohort.adverse_events.iloc[:0]
+    supplied = Cohort(
+        cohort.patients,
+        cohort.assessments,
+        adverse_events=no_events,
+        collected=("patients", "assessments", "adverse_events"),
+    )
+    table = validation_summary(supplied)
+    assert table["table"].tolist() == ["patients", "assessments", "adverse_events"]
+    assert table.set_index("table").loc["adverse_events", "rows"] == 0
+    scanned = deidentification_summary(supplied)
+    assert "sessions" not in set(scanned["table"])
+    assert set(scanned["table"]) <= {"patients", "assessments", "adverse_events"}

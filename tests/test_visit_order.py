@@ -110,3 +110,25 @@ def test_mmrm_tables_and_figures_follow_a_custom_schedule(custom_endpoints):
     finally:
         plt.close(fig)
     assert labels == IN_ORDER
+
+
+def test_result_tables_order_visits_with_visit_order_whatever_the_visit_dtype(custom_endpoints):
+    """The statistics sort their cells with `endpoints.sort_cells`, i.e. `visit_order`.
+
+    An unordered Categorical visit (as a parquet reader or ``astype("category")`` gives)
+    lists its categories alphabetically; the rows still follow the schedule's target days.
+    """
+    from analysis.effect_sizes import effect_size_table
+
+    as_category = custom_endpoints.assign(visit=custom_endpoints["visit"].astype("category"))
+    assert list(as_category["visit"].cat.categories) != IN_ORDER
+    assert rate_table(as_category, by=("visit",))["visit"].astype(str).tolist() == IN_ORDER
+    effects = effect_size_table(as_category, by=("visit",))
+    assert list(dict.fromkeys(effects["visit"].astype(str))) == IN_ORDER
+
+
+def test_result_tables_without_target_days_use_the_default_schedule():
+    endpoints = derive_endpoints(synthetic_cohort(60, seed=3), "GAD7").drop(columns="target_day")
+    expected = visit_order(endpoints["visit"])  # the default schedule's order
+    assert sorted(expected) != expected  # "week12" sorts before "week2" alphabetically
+    assert rate_table(endpoints, by=("visit",))["visit"].tolist() == expected
