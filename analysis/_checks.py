@@ -447,7 +447,7 @@ class _TableValidator:
                         _as_text(raw[name].iloc[rows]),
                     )
                 )
-        return pd.DataFrame(typed, index=raw.index), failures, bad
+        return pd.DataFrame(typed, index=raw.index, copy=False), failures, bad
 
     def check_columns(
         self, raw: pd.DataFrame, typed: pd.DataFrame, bad: dict[str, np.ndarray]
@@ -456,7 +456,8 @@ class _TableValidator:
         from pandera.errors import SchemaErrors
 
         try:
-            self.pandera.validate(typed, lazy=True)
+            # inplace: no copy of the table (the schema coerces nothing, so nothing changes)
+            self.pandera.validate(typed, lazy=True, inplace=True)
         except SchemaErrors as exc:
             cases = exc.failure_cases
         else:
@@ -537,7 +538,8 @@ def _match_columns(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[pd
             continue
         seen[target] = k
         keep.append(k)
-    out = raw.iloc[:, keep].copy()
+    # all columns kept (the usual case): a shallow copy, the columns' data is shared
+    out = raw.copy(deep=False) if len(keep) == raw.shape[1] else raw.iloc[:, keep].copy()
     out.columns = [targets[k] for k in keep]
     present = set(out.columns)
     for k in keep:

@@ -214,19 +214,46 @@ def _field_dtype(field: Mapping[str, Any]) -> DType:
     return nw.String()
 
 
+def _strip(text: nw.Expr) -> nw.Expr:
+    return text.str.strip_chars()
+
+
+#: A value that may start or end with whitespace (a superset of what ``strip_chars``
+#: removes in RE2, Rust's regex and Java: ``\s`` plus the vertical tab).
+_EDGE_SPACE = r"^[\s\x0b]|[\s\x0b]$"
+
+
+def _strip_if_needed(text: nw.Expr) -> nw.Expr:
+    """``text`` stripped, calling the strip only where an end may be whitespace: equal to
+    :func:`_strip`, and several times faster on DuckDB, whose ``trim`` with a set of
+    characters costs more than an anchored regular expression."""
+    return nw.when(text.str.contains(_EDGE_SPACE)).then(_strip(text)).otherwise(text)
+
+
 class _Field:
     """One schema column in the engine: its typed value and its type failures.
 
     ``typed`` is the value in the field's type (null where missing or not convertible),
     ``type_bad`` marks the cells that could not be converted (the ``type <t>`` check of
-    the pandas path's ``_Coercer``).
+    the pandas path's ``_Coercer``). ``plain`` equals ``typed`` wherever ``present``
+    holds and ``type_bad`` does not, but reads the column as stored where its type
+    already fits (an integer column for an integer field, text stripped for a text
+    field), so that the checks and rules compare stored values as SQL would rather than
+    a conditional value; ``never_bad`` says ``type_bad`` cannot hold.
     """
 
     typed: nw.Expr
     type_bad: nw.Expr
+    plain: nw.Expr
+    present: nw.Expr
 
     def __init__(
-        self, field: Mapping[str, Any], dtype: DType, column: str, missing: Sequence[str]
+        self,
+        field: Mapping[str, Any],
+        dtype: DType,
+        column: str,
+        missing: Sequence[str],
+        strip: Callable[[nw.Expr], nw.Expr] | None = None,
     ) -> None:
         self.type: str = field.get("type", "string")
         col = nw.col(column)
@@ -235,7 +262,7 @@ class _Field:
         never = col.is_null() & nw.lit(False)  # a column expression, so it can be summed
         text: nw.Expr | None = None
         if _is_text(dtype):
-            stripped = col.cast(nw.String).str.strip_chars()
+            stripped = (strip or _strip)(col.cast(nw.String))
             text = nw.when(~stripped.is_in(list(missing))).then(stripped)
         if self.type in ("integer", "number"):
             if dtype == nw.Boolean:
@@ -297,6 +324,14 @@ class _Field:
                 self.typed = col.cast(nw.String)
             self.type_bad = never
         self.dtype = _field_dtype(field)
+        self.never_bad = self.type == "string" or (self.type == "boolean" and dtype == nw.Boolean)
+        if self.type == "string" and text is not None:
+            self.plain = stripped
+            self.present = (~stripped.is_in(list(missing))).fill_null(False)
+        elif self.type in ("integer", "number") and dtype.is_integer() and text is None:
+            self.plain, self.present = col, ~col.is_null()
+        else:
+            self.plain, self.present = self.typed, ~self.typed.is_null()
 
 
 def _check_expr(check: Any, value: nw.Expr) -> nw.Expr:
@@ -358,7 +393,17 @@ def _scalar(frame: Lazy) -> int:
 
 
 class _Table:
-    """One table in the engine: matched columns, typed and clean values, failures."""
+    """One table in the engine: matched columns, typed and clean values, failures.
+
+    Every per-row quantity is a narwhals expression over the columns as read (never a
+    column of an intermediate projection): ``typed(c)`` the value in the field's type,
+    ``bad(c)`` the cell failed its type or a check, ``clean(c)`` the cell holds a value
+    that passed them (the pandas path keeps it), ``value(c)`` that value or null. The
+    expressions stay flat (a condition on the typed column, not a value wrapped in a
+    value wrapped in a value), so an engine that inlines projections, as DuckDB does,
+    evaluates each rule about as the hand-written SQL does; all per-row counts of a table
+    are sums in one aggregate query (:meth:`finish`).
+    """
 
     aggregates: dict[str, nw.Expr]
     pending: dict[str, tuple[str, str, str]]
@@ -369,10 +414,12 @@ class _Table:
         self.table = table
         self.validator = validator = _table_validator(table)
         self.raw = frame
+        self.missing = list(missing)
         names = column_names(frame)
         schema = frame.collect_schema()
         _, self.notes = _match_columns(table, pd.DataFrame(columns=names))
         fields = validator.fields
+        strip = _strip_if_needed if frame.implementation.is_duckdb() else None
         by_key = {normalise_name(n): n for n in fields}
         self.source: dict[str, str] = {}  # matched name -> column as read
         for column in names:
@@ -380,13 +427,66 @@ class _Table:
             self.source.setdefault(target, column)
         self.extras = [t for t in self.source if t not in fields]
         self.fields = {
-            name: _Field(f, schema[self.source[name]], self.source[name], missing)
+            name: _Field(f, schema[self.source[name]], self.source[name], missing, strip)
             for name, f in fields.items()
             if name in self.source
         }
         self.results: list[tuple[str, str, int, str]] = []  # column, check, rows, severity
+        self.aggregates = {"__rows__": nw.len()}
+        self.pending = {}
+        self._passes: dict[str, list[nw.Expr]] = {}  # column checks, on ``plain``
+        self.scorable: nw.Expr | None = None  # set by _assessment_rules
+        self.frame = frame  # the frame the aggregate pass reads (stages added to it)
+        self.staged: dict[str, str] = {}  # column -> its clean flag in ``frame``
+        self.rows: dict[str, nw.Expr] = {}  # instrument -> its rows, in ``frame``
 
     # -- expressions
+    def typed(self, name: str) -> nw.Expr:
+        """The value of ``name`` in its field's type (null where missing or unconvertible)."""
+        return self.fields[name].typed
+
+    def plain(self, name: str) -> nw.Expr:
+        """The typed value of ``name`` where it is clean (see :class:`_Field`)."""
+        return self.fields[name].plain
+
+    def type_ok(self, name: str) -> nw.Expr:
+        """The cell is present and of its field's type (never null)."""
+        f = self.fields[name]
+        if f.never_bad:
+            return f.present.fill_null(False)
+        return (f.present & ~f.type_bad.fill_null(False)).fill_null(False)
+
+    def clean(self, name: str) -> nw.Expr:
+        """The cell holds a value that passed its type, its column's checks and (for
+        assessments) its instrument's rules (never null); where it holds, ``plain`` is the
+        value."""
+        if name not in self.fields:
+            return nw.lit(False)
+        if name in self.staged:
+            return nw.col(self.staged[name])
+        ok = self.type_ok(name)
+        passes = [p.fill_null(True) for p in self._passes.get(name, [])]
+        return nw.all_horizontal(ok, *passes, ignore_nulls=True) if passes else ok
+
+    def bad(self, name: str) -> nw.Expr:
+        """The cell failed its type or a check of its column (never null)."""
+        if name not in self.fields:
+            return nw.lit(False)
+        f = self.fields[name]
+        failed = [
+            f.present.fill_null(False) & ~p.fill_null(True) for p in self._passes.get(name, [])
+        ]
+        if not f.never_bad:
+            failed.insert(0, f.type_bad.fill_null(False))
+        if not failed:
+            return nw.lit(False)
+        return nw.any_horizontal(*failed, ignore_nulls=True).fill_null(False)
+
+    def value(self, name: str) -> nw.Expr:
+        """The clean value of ``name`` (null where missing or failed): the pandas path's
+        validated column."""
+        return nw.when(self.clean(name)).then(self.plain(name).cast(self.fields[name].dtype))
+
     def typed_frame(self) -> Lazy:
         """The typed table (as the pandas path returns it): schema columns, then extras."""
         columns = []
@@ -396,39 +496,27 @@ class _Table:
         columns += [nw.col(self.source[e]).alias(e) for e in self.extras]
         return self.raw.select(*columns)
 
-    def checked(self) -> Lazy:
-        """Typed values, per column ``_bad_<c>`` (failed its type or a check) and
-        ``_c_<c>`` (the clean value); registers the per-column checks as counts."""
-        self.aggregates = {"__rows__": nw.len()}
-        self.pending = {}
+    def checked(self) -> None:
+        """Register the per-column checks (type, constraints, required values) as counts
+        and set each column's ``bad`` condition."""
         for name, f in self.fields.items():
             self.count(f"_type_{name}", f.type_bad, name, f"type {f.type}")
-        typed = self.raw.with_columns(
-            *[f.typed.alias(f"_t_{n}") for n, f in self.fields.items()],
-            *[f.type_bad.fill_null(False).alias(f"_tb_{n}") for n, f in self.fields.items()],
-        )
-        flags = {}
         for name, column in self.validator.pandera.columns.items():
             if name not in self.fields:
                 continue
-            value = nw.col(f"_t_{name}")
-            fails = []
+            f = self.fields[name]
+            passes = []
             for k, check in enumerate(column.checks):
                 label = self.validator.labels[(name, k)]
-                bad = ~value.is_null() & ~_check_expr(check, value).fill_null(True)
-                self.count(f"_check_{name}_{k}", bad, name, label)
-                fails.append(bad)
+                passing = _check_expr(check, f.plain)
+                self.count(f"_check_{name}_{k}", self.type_ok(name) & ~passing, name, label)
+                passes.append(passing)
             if not column.nullable:
-                self.count(
-                    f"_null_{name}", value.is_null() & ~nw.col(f"_tb_{name}"), name, "not_null"
-                )
-            flags[name] = nw.any_horizontal(nw.col(f"_tb_{name}"), *fails, ignore_nulls=True)
-        typed = typed.with_columns(
-            *[flag.fill_null(False).alias(f"_bad_{n}") for n, flag in flags.items()]
-        )
-        return typed.with_columns(
-            *[nw.when(~nw.col(f"_bad_{n}")).then(nw.col(f"_t_{n}")).alias(f"_c_{n}") for n in flags]
-        )
+                missing = ~f.present
+                if not f.never_bad:
+                    missing = missing & ~f.type_bad.fill_null(False)
+                self.count(f"_null_{name}", missing, name, "not_null")
+            self._passes[name] = passes
 
     def count(
         self, alias: str, condition: nw.Expr, column: str, check: str, severity: str = "error"
@@ -437,9 +525,9 @@ class _Table:
         self.aggregates[alias] = _count(condition)
         self.pending[alias] = (column, check, severity)
 
-    def finish(self, stage: Lazy) -> None:
+    def finish(self) -> None:
         """Run the aggregate pass (every count registered), then the key checks."""
-        self.counts = counts = _counts(stage.select(**self.aggregates))
+        self.counts = counts = _counts(self.frame.select(**self.aggregates))
         self.n = counts["__rows__"]
         for alias, (column, check, severity) in self.pending.items():
             if counts[alias]:
@@ -450,10 +538,9 @@ class _Table:
         for key in self.validator.unique_keys:
             if not all(c in self.fields for c in key):
                 continue
-            typed = [nw.col(f"_t_{c}").alias(c) for c in key]
-            complete = stage.select(*typed).filter(
-                nw.all_horizontal(*[~nw.col(c).is_null() for c in key], ignore_nulls=True)
-            )
+            complete = self.raw.filter(
+                nw.all_horizontal(*[self.type_ok(c) for c in key], ignore_nulls=True)
+            ).select(*[self.plain(c).alias(c) for c in key])
             dup = (
                 complete.group_by(*key)
                 .agg(nw.len().alias("_n"))
@@ -471,148 +558,177 @@ class _Table:
 # --------------------------------------------------------------------------- table rules
 
 
-def _assessment_rules(t: _Table, clean: Lazy) -> Lazy:
+def _rows_of(t: _Table, instrument: str) -> nw.Expr:
+    """The rows of ``instrument`` (a clean instrument code equal to it; never null)."""
+    if "instrument" not in t.fields:
+        return nw.lit(False)
+    if instrument in t.rows:
+        return t.rows[instrument]
+    same = (t.plain("instrument") == instrument).fill_null(False)
+    field = t.fields["instrument"]
+    checks = t.validator.pandera.columns["instrument"].checks
+    if field.never_bad and field.type == "string" and instrument not in t.missing:
+        if all(
+            c.name == "isin" and instrument in set((c.statistics or {})["allowed_values"])
+            for c in checks
+        ):  # the code itself passes every check: equal to it is enough
+            return same
+    return same & t.clean("instrument")
+
+
+def _assessment_rules(t: _Table) -> None:
     """The instrument rules of ``_AssessmentRules`` (errors and the unscorable finding).
 
-    Computed in stages of plain columns (flags, then the items that survive them, then
-    counts per row, then the rule outcomes), so that every query the engine runs refers
-    to columns computed once rather than to one large expression repeated in each rule.
-    Adds ``_scorable`` (the row has a total or enough items) for the findings.
+    A cell an instrument rule flags is missing afterwards (as in pandas) and bad for the
+    cross-field rules. Computed in stages of boolean columns (the clean cells, the rows of
+    each instrument, the flags, the cells left, per row the items answered and their sum,
+    the rule outcomes) over the stored values, so that each query refers to a flag
+    computed once rather than to a value wrapped in conditions that the engine would
+    inline into every rule. Sets ``t.frame`` to the last stage (``_scorable``: the row
+    has a total or enough items, and ``_rows_<instrument>``) for the findings.
     """
     present = set(t.fields)
     if "instrument" not in present:
-        return clean
-    false = nw.col("_c_instrument").is_null() & nw.lit(False)  # a column, so it can be summed
-
-    def value(c: str) -> nw.Expr:
-        return nw.col(f"_c_{c}") if c in present else nw.lit(None).cast(nw.Float64)
-
-    def bad(c: str) -> nw.Expr:
-        return nw.col(f"_bad_{c}") if c in present else false
-
-    # stage 1: the flags of the instrument rules (rows of one instrument at a time)
+        return
+    scoring = list(
+        dict.fromkeys(
+            c
+            for i in INSTRUMENTS.values()
+            for c in ["total", *i.item_columns, *i.unused_item_columns]
+            if c in present
+        )
+    )
+    # stage 1: the clean cells (type and column checks) and the rows of each instrument
+    stage = t.frame.with_columns(
+        *[t.clean(c).alias(f"_ok1_{c}") for c in scoring],
+        *[_rows_of(t, i).alias(f"_rows_{i}") for i in INSTRUMENTS],
+    )
+    # stage 2: the flags of the instrument rules, on the values that passed the checks
     flags: dict[str, nw.Expr] = {}
-    labels: list[tuple[str, str, str, str]] = []  # alias, column, check, severity
+    of: dict[str, list[str]] = {}
     for instrument in INSTRUMENTS.values():
         name = instrument.name
-        rows = (nw.col("_c_instrument") == name).fill_null(False)
+        rows = nw.col(f"_rows_{name}")
         for c in instrument.item_columns:
             if c in present:
-                flags[f"_f_{name}_{c}"] = (rows & (value(c) > instrument.item_max)).fill_null(False)
+                key = f"_f_{name}_{c}"
+                over = nw.col(f"_ok1_{c}") & (t.plain(c) > instrument.item_max)
+                flags[key] = (rows & over).fill_null(False)
                 check = f"in_range {instrument.item_min}-{instrument.item_max} for {name}"
-                labels.append((f"_f_{name}_{c}", c, check, "error"))
+                t.count(key, nw.col(key), c, check)
+                of.setdefault(c, []).append(key)
         for c in instrument.unused_item_columns:
             if c in present:
-                flags[f"_f_{name}_{c}"] = rows & ~value(c).is_null()
-                labels.append((f"_f_{name}_{c}", c, f"empty for {name}", "error"))
+                key = f"_f_{name}_{c}"
+                flags[key] = rows & nw.col(f"_ok1_{c}")
+                t.count(key, nw.col(key), c, f"empty for {name}")
+                of.setdefault(c, []).append(key)
         if "total" in present:
-            flags[f"_f_{name}_total"] = (rows & (value("total") > instrument.total_max)).fill_null(
-                False
-            )
-            labels.append(
-                (
-                    f"_f_{name}_total",
-                    "total",
-                    f"in_range 0-{instrument.total_max} for {name}",
-                    "error",
-                )
-            )
-    stage = clean.with_columns(**flags)
-    # stage 2: cells flagged are missing (as in pandas), and are bad for the cross-field rules
-    flagged_columns: dict[str, list[nw.Expr]] = {}
-    for key in flags:
-        c = key.split("_", 3)[3]
-        flagged_columns.setdefault(c, []).append(nw.col(key))
-    stage = stage.with_columns(
-        *[
-            nw.when(~nw.any_horizontal(*fs, ignore_nulls=True))
-            .then(nw.col(f"_c_{c}"))
-            .alias(f"_c_{c}")
-            for c, fs in flagged_columns.items()
-        ],
-        *[
-            (bad(c) | nw.any_horizontal(*fs, ignore_nulls=True)).alias(f"_bad_{c}")
-            for c, fs in flagged_columns.items()
-        ],
-    )
-    # stage 3: per instrument, items answered, their sum and whether the row may be judged
+            key = f"_f_{name}_total"
+            over = nw.col("_ok1_total") & (t.plain("total") > instrument.total_max)
+            flags[key] = (rows & over).fill_null(False)
+            check = f"in_range 0-{instrument.total_max} for {name}"
+            t.count(key, nw.col(key), "total", check)
+            of.setdefault("total", []).append(key)
+    stage = stage.with_columns(**flags)
+    # stage 3: cells flagged are missing (as in pandas), and bad for the cross-field rules
+    left, bad = {}, {}
+    for c in scoring:
+        flagged = [nw.col(k) for k in of.get(c, [])]
+        ok = nw.col(f"_ok1_{c}")
+        if flagged:
+            left[f"_ok_{c}"] = ok & ~nw.any_horizontal(*flagged, ignore_nulls=True)
+        else:
+            left[f"_ok_{c}"] = ok
+        bad[f"_bad_{c}"] = nw.any_horizontal(t.bad(c), *flagged, ignore_nulls=True)
+    stage = stage.with_columns(**left, **bad)
+    t.staged.update({c: f"_ok_{c}" for c in scoring})
+    # stage 4: per instrument, items answered, their sum and whether the row may be judged
     per_row: dict[str, nw.Expr] = {}
     for instrument in INSTRUMENTS.values():
         name = instrument.name
-        rows = (nw.col("_c_instrument") == name).fill_null(False)
         items = [c for c in instrument.item_columns if c in present]
-        scoring = ["total", *instrument.item_columns, *instrument.unused_item_columns]
+        judged = [c for c in ["total", *instrument.item_columns, *instrument.unused_item_columns]]
         per_row[f"_ans_{name}"] = nw.sum_horizontal(
-            *[(~nw.col(f"_c_{c}").is_null()).cast(nw.Int64) for c in items], nw.lit(0)
+            *[nw.col(f"_ok_{c}").cast(nw.Int64) for c in items], nw.lit(0)
         )
         per_row[f"_sum_{name}"] = nw.sum_horizontal(
-            *[nw.col(f"_c_{c}").cast(nw.Float64).fill_null(0.0) for c in items], nw.lit(0.0)
+            *[
+                nw.when(nw.col(f"_ok_{c}")).then(t.plain(c).cast(nw.Float64)).otherwise(0.0)
+                for c in items
+            ],
+            nw.lit(0.0),
         )
-        per_row[f"_ok_{name}"] = rows & ~nw.any_horizontal(
-            *[bad(c) for c in scoring], ignore_nulls=True
+        bads = [nw.col(f"_bad_{c}") for c in judged if c in present]
+        per_row[f"_judged_{name}"] = nw.col(f"_rows_{name}") & ~nw.any_horizontal(
+            *bads, nw.lit(False), ignore_nulls=True
         )
     stage = stage.with_columns(**per_row)
-    # stage 4: the cross-field rules
-    total = value("total")
-    has_total = ~total.is_null()
+    # stage 5: the cross-field rules
+    has_total = nw.col("_ok_total") if "total" in present else nw.lit(False)
+    total = t.plain("total").cast(nw.Float64) if "total" in present else nw.lit(None)
     rules: dict[str, nw.Expr] = {}
-    scorable = false
+    scorable = []
     for instrument in INSTRUMENTS.values():
         name = instrument.name
-        answered, ok = nw.col(f"_ans_{name}"), nw.col(f"_ok_{name}")
-        rules[f"_mismatch_{name}"] = (
-            ok
-            & (answered == instrument.n_items)
-            & has_total
-            & (total.cast(nw.Float64) != nw.col(f"_sum_{name}"))
+        answered, ok = nw.col(f"_ans_{name}"), nw.col(f"_judged_{name}")
+        key = f"_mismatch_{name}"
+        rules[key] = (
+            ok & (answered == instrument.n_items) & has_total & (total != nw.col(f"_sum_{name}"))
         )
-        labels.append((f"_mismatch_{name}", "total", f"total_matches_items for {name}", "error"))
+        t.count(key, nw.col(key), "total", f"total_matches_items for {name}")
         needed = instrument.n_items - instrument.max_missing_items
-        rules[f"_unscorable_{name}"] = ok & ~has_total & (answered < needed)
+        key = f"_unscorable_{name}"
+        rules[key] = ok & ~has_total & (answered < needed)
         check = (
             f"unscorable for {name}: no total and fewer than {needed} of {instrument.n_items} items"
         )
-        labels.append((f"_unscorable_{name}", "total", check, "finding"))
-        rows = (nw.col("_c_instrument") == name).fill_null(False)
-        scorable = scorable | (rows & (has_total | (answered >= needed)))
-    stage = stage.with_columns(**rules, _scorable=scorable.fill_null(False))
-    for key, column, check, severity in labels:
-        t.count(key, nw.col(key), column, check, severity)
+        t.count(key, nw.col(key), "total", check, "finding")
+        scorable.append(nw.col(f"_rows_{name}") & (has_total | (answered >= needed)))
+    scorable_ = nw.any_horizontal(*scorable, ignore_nulls=True).fill_null(False)
+    t.frame = stage.with_columns(**rules, _scorable=scorable_)
+    t.scorable = nw.col("_scorable")
+    t.rows = {i: nw.col(f"_rows_{i}") for i in INSTRUMENTS}
     _outside_schedule(t)
-    return stage
+
+
+def _windows(t: _Table, instrument: str) -> list[nw.Expr]:
+    """Per visit of ``instrument``'s schedule: the clean study day falls in its window."""
+    from analysis.endpoints import DEFAULT_SCHEDULE
+
+    day = t.plain("study_day")
+    visits = [v for v in DEFAULT_SCHEDULE if instrument in v.instruments]
+    return [((day >= v.window_low) & (day <= v.window_high)).fill_null(False) for v in visits]
 
 
 def _outside_schedule(t: _Table) -> None:
     """Assessments on a day outside every window of their instrument (a finding)."""
-    from analysis.endpoints import DEFAULT_SCHEDULE
-
     if not {"instrument", "study_day"} <= set(t.fields):
         return
-    day = nw.col("_c_study_day")
     for instrument in INSTRUMENTS.values():
         name = instrument.name
-        rows = (nw.col("_c_instrument") == name).fill_null(False) & ~day.is_null()
-        visits = [v for v in DEFAULT_SCHEDULE if name in v.instruments]
-        windows = [(day >= v.window_low) & (day <= v.window_high) for v in visits]
-        outside = rows & ~nw.any_horizontal(*windows, ignore_nulls=True)
+        rows = _rows_of(t, name) & t.clean("study_day")
+        outside = rows & ~nw.any_horizontal(*_windows(t, name), ignore_nulls=True)
         t.count(f"_outside_{name}", outside, "study_day", f"outside_schedule for {name}", "finding")
 
 
-def _session_rules(t: _Table, clean: Lazy) -> None:
+def _session_rules(t: _Table) -> None:
     if not {"session_number", "study_day"} <= set(t.fields):
         return
-    off = (nw.col("_c_session_number") == 1) & (nw.col("_c_study_day") != 0)
+    off = (t.clean("session_number") & (t.plain("session_number") == 1)) & (
+        t.clean("study_day") & (t.plain("study_day") != 0)
+    )
     t.count("_session_1", off, "study_day", "session_1_on_day_0")
 
 
-def _adverse_event_rules(t: _Table, clean: Lazy) -> None:
-    columns = [nw.col(f"_c_{c}").alias(c) for c in t.fields]
+def _adverse_event_rules(t: _Table) -> None:
+    columns = [t.value(c).alias(c) for c in t.fields]
     columns += [nw.col(t.source[e]).alias(e) for e in t.extras]
     if not columns:
         return
     keys = [*t.fields, *t.extras]
     dup = (
-        clean.select(*columns)
+        t.raw.select(*columns)
         .group_by(*keys, drop_null_keys=False)
         .agg(nw.len().alias("_n"))
         .filter(nw.col("_n") > 1)
@@ -623,7 +739,7 @@ def _adverse_event_rules(t: _Table, clean: Lazy) -> None:
         t.add("(row)", "duplicate_row: every column repeated", n)
 
 
-def _foreign_keys(t: _Table, clean: Lazy, parents: Mapping[str, tuple[_Table, Lazy]]) -> None:
+def _foreign_keys(t: _Table, parents: Mapping[str, _Table]) -> None:
     """Rows whose (clean) key is absent from the referenced table's typed keys."""
     for fk in t.validator.foreign_keys:
         fields, ref = fk["fields"], fk["reference"]
@@ -631,24 +747,18 @@ def _foreign_keys(t: _Table, clean: Lazy, parents: Mapping[str, tuple[_Table, La
         fields = [fields] if isinstance(fields, str) else list(fields)
         ref_fields = [ref_fields] if isinstance(ref_fields, str) else list(ref_fields)
         parent = parents.get(ref_table)
-        if parent is None or not set(ref_fields) <= set(parent[0].fields):
+        if parent is None or not set(ref_fields) <= set(parent.fields):
             continue
         if not set(fields) <= set(t.fields):
             continue
-        child = clean.select(
-            *[nw.col(f"_c_{c}").alias(k) for c, k in zip(fields, ref_fields, strict=True)]
-        )
-        child = child.filter(
-            nw.all_horizontal(*[~nw.col(k).is_null() for k in ref_fields], ignore_nulls=True)
-        )
-        known = (
-            parent[1]
-            .select(*[nw.col(f"_t_{k}").alias(k) for k in ref_fields])
-            .filter(
-                nw.all_horizontal(*[~nw.col(k).is_null() for k in ref_fields], ignore_nulls=True)
-            )
-            .unique()
-        )
+        child = t.raw.filter(
+            nw.all_horizontal(*[t.clean(c) for c in fields], ignore_nulls=True)
+        ).select(*[t.plain(c).alias(k) for c, k in zip(fields, ref_fields, strict=True)])
+        known = parent.raw.filter(
+            nw.all_horizontal(*[parent.type_ok(k) for k in ref_fields], ignore_nulls=True)
+        ).select(
+            *[parent.plain(k).alias(k) for k in ref_fields]
+        )  # no need to make it unique: an anti join only asks whether a key is there
         unknown = child.join(known, on=list(ref_fields), how="anti").select(nw.len().alias("n"))
         n = _scalar(unknown)
         if n:
@@ -656,46 +766,40 @@ def _foreign_keys(t: _Table, clean: Lazy, parents: Mapping[str, tuple[_Table, La
             t.add(", ".join(fields), check, n)
 
 
-def _cohort_findings(tables: Mapping[str, tuple[_Table, Lazy]]) -> None:
+def _cohort_findings(tables: Mapping[str, _Table]) -> None:
     """The findings of ``schema._cohort_findings``, counted in the engine."""
-    from analysis.endpoints import DEFAULT_SCHEDULE
-
     if "assessments" not in tables or "patients" not in tables:
         return
-    a_table, a = tables["assessments"]
-    p_table, p = tables["patients"]
-    if not {"patient_id", "instrument", "study_day"} <= set(a_table.fields):
+    a, p = tables["assessments"], tables["patients"]
+    if not {"patient_id", "instrument", "study_day"} <= set(a.fields):
         return
-    if "patient_id" not in p_table.fields:
+    if "patient_id" not in p.fields:
         return
-    day = nw.col("_c_study_day")
-    known_day = ~day.is_null()
-    scorable = nw.col("_scorable")  # from _assessment_rules
+    scorable = a.scorable if a.scorable is not None else nw.lit(False)
     flags: dict[str, nw.Expr] = {}
     for instrument in INSTRUMENTS.values():
         name = instrument.name
-        rows = (nw.col("_c_instrument") == name).fill_null(False) & known_day
-        visits = [v for v in DEFAULT_SCHEDULE if name in v.instruments]
-        windows = [(day >= v.window_low) & (day <= v.window_high) for v in visits]
-        in_base = windows[0]
-        in_post = nw.any_horizontal(*windows[1:], ignore_nulls=True)
+        rows = _rows_of(a, name) & a.clean("study_day")
+        windows = _windows(a, name)
         flags[f"every_{name}"] = rows
-        flags[f"base_{name}"] = (rows & scorable & in_base).fill_null(False)
-        flags[f"post_{name}"] = (rows & scorable & in_post).fill_null(False)
+        flags[f"base_{name}"] = rows & scorable & windows[0]
+        flags[f"post_{name}"] = rows & scorable & nw.any_horizontal(*windows[1:], ignore_nulls=True)
     per_patient = (
-        a.select(
-            nw.col("_c_patient_id").alias("patient_id"),
-            day.alias("_last"),
-            *[f.cast(nw.Int64).alias(k) for k, f in flags.items()],
+        a.frame.filter(a.clean("patient_id"))
+        .select(
+            a.plain("patient_id").alias("patient_id"),
+            a.value("study_day").alias("_last"),
+            *[f.fill_null(False).cast(nw.Int64).alias(k) for k, f in flags.items()],
         )
-        .filter(~nw.col("patient_id").is_null())
         .group_by("patient_id")
         .agg(nw.col("_last").max(), *[nw.col(k).max() for k in flags])
     )
     patients = (
-        p.select(nw.col("_c_patient_id").alias("patient_id"))
-        .filter(~nw.col("patient_id").is_null())
-        .unique()
+        p.raw.filter(p.clean("patient_id"))
+        .select(p.plain("patient_id").alias("patient_id"))
+        .group_by("patient_id")  # distinct (a hash aggregate, not a window)
+        .agg(nw.len().alias("_rows"))
+        .select("patient_id")
     )
     joined = patients.join(per_patient, on="patient_id", how="left")
     aggregates = {"no_assessments": _count(nw.col(f"every_{next(iter(INSTRUMENTS))}").is_null())}
@@ -707,16 +811,21 @@ def _cohort_findings(tables: Mapping[str, tuple[_Table, Lazy]]) -> None:
     order = [f"{k} for {n}" for n in INSTRUMENTS for k in ("no_baseline", "no_post_baseline")]
     for check in [*order, "no_assessments"]:
         if counts[check]:
-            p_table.add("patient_id", check, counts[check], "finding")
-    last = per_patient.select("patient_id", "_last")
+            p.add("patient_id", check, counts[check], "finding")
+    last = (  # from the stored values alone, not through the rule stages
+        a.raw.filter(a.clean("patient_id"))
+        .select(a.plain("patient_id").alias("patient_id"), a.value("study_day").alias("_last"))
+        .group_by("patient_id")
+        .agg(nw.col("_last").max())
+    )
     for table in ("sessions", "adverse_events"):
         if table not in tables:
             continue
-        t, frame = tables[table]
+        t = tables[table]
         if not {"patient_id", "study_day"} <= set(t.fields):
             continue
-        events = frame.select(
-            nw.col("_c_patient_id").alias("patient_id"), nw.col("_c_study_day").alias("_day")
+        events = t.raw.filter(t.clean("patient_id")).select(
+            t.plain("patient_id").alias("patient_id"), t.value("study_day").alias("_day")
         )
         after = events.join(last, on="patient_id", how="left").select(
             _count(nw.col("_day") > nw.col("_last")).alias("n")
@@ -826,6 +935,7 @@ def _guard_plan(t: _Table, frame: Lazy) -> list[_GuardStep]:
     from analysis import deid
 
     schema = frame.collect_schema()
+    strip = _strip_if_needed if frame.implementation.is_duckdb() else _strip
     plan: list[_GuardStep] = []
     for position, column in enumerate(schema.names()):
         label = deid._column_label(column, position)
@@ -842,12 +952,12 @@ def _guard_plan(t: _Table, frame: Lazy) -> list[_GuardStep]:
         elif _is_text(dtype):
             superset, _ = _guard_patterns(column)
             alias = f"_guard_text_{position}"
-            text = nw.col(column).cast(nw.String).str.strip_chars()
+            text = strip(nw.col(column).cast(nw.String))
             t.aggregates[alias] = _count(text.str.contains(superset))
             plan.append(("text", label, column, alias))
         if deid._is_age_in_years(column) and not temporal:
             if _is_text(dtype):
-                text = nw.col(column).cast(nw.String).str.strip_chars()
+                text = strip(nw.col(column).cast(nw.String))
                 age = nw.when(text.str.contains(_NUMBER)).then(text).cast(nw.Float64)
             elif dtype.is_numeric():
                 age = nw.col(column).cast(nw.Float64)
@@ -935,30 +1045,30 @@ def validate_engine_cohort(
                 "write one plain value per cell (one row per assessment, session or event)",
             )
             return _problem_report([problem])
-    checked: dict[str, tuple[_Table, Lazy]] = {}
+    checked: dict[str, _Table] = {}
     plans: dict[str, list[_GuardStep]] = {}
     for table, frame in frames.items():
         t = _Table(table, frame, missing)
-        stage = t.checked()
+        t.checked()
         if table == "assessments":
-            stage = _assessment_rules(t, stage)
+            _assessment_rules(t)
         elif table == "sessions":
-            _session_rules(t, stage)
+            _session_rules(t)
         plans[table] = _guard_plan(t, frame)
-        t.finish(stage)  # one aggregate pass per table, then the keys
+        t.finish()  # one aggregate pass per table, then the keys
         if table == "adverse_events":
-            _adverse_event_rules(t, stage)
-        checked[table] = (t, stage)
-    for t, stage in checked.values():
-        _foreign_keys(t, stage, checked)
+            _adverse_event_rules(t)
+        checked[table] = t
+    for t in checked.values():
+        _foreign_keys(t, checked)
     _cohort_findings(checked)
     entries: list[Entry] = []
-    for table, (t, _) in checked.items():
+    for table, t in checked.items():
         for note in t.notes:
             column, check = str(note["column"].iloc[0]), str(note["check"].iloc[0])
             entries.append((table, column, check, t.n, str(note["severity"].iloc[0])))
         entries += [(table, c, k, n, s) for c, k, n, s in t.results]
-    for table, (t, _) in checked.items():
+    for table, t in checked.items():
         entries += _guard_finish(t, frames[table], plans[table])
     report = _report(entries)
     is_error = (report["severity"] == "error").to_numpy(dtype=bool)
@@ -967,7 +1077,7 @@ def validate_engine_cohort(
     return ValidationReport(
         errors=errors,
         findings=report[~is_error].reset_index(drop=True),
-        tables={t: nw.to_native(c[0].typed_frame()) for t, c in checked.items()},
+        tables={name: nw.to_native(t.typed_frame()) for name, t in checked.items()},
         failures=failures,
         collected=tuple(checked),
         deidentification=bool(errors["check"].isin(list(IDENTIFIER_CHECKS)).any()),

@@ -18,7 +18,15 @@ no cell of 1 to 10 may be displayed, nor any value from which one can be derived
    patients), one hidden cell in the group is recoverable as the total minus the shown
    cells. The next-smallest cell of the group is then hidden too, and this is repeated
    over every margin until no margin has exactly one hidden cell (as statistical
-   agencies do; Hundepool et al. 2012, ch. 5).
+   agencies do; Hundepool et al. 2012, ch. 5). Several hidden cells are not enough
+   when they are small: the total minus the shown cells is their *sum*, the people of
+   the hidden groups together (2 + 3 = 5). So within every margin the hidden cells must
+   add up to 0 or to at least ``min_cell``; the next-smallest shown non-zero cell is
+   hidden until they do (or nothing non-zero is shown). The same holds for the
+   complements ``n - count`` of the hidden rows, and, in a ``--by-site`` run, for the
+   *remainder* of every population (the pooled count minus the shown sites' counts:
+   the withheld sites and the patients without a site), see
+   :func:`linked_suppression`.
 3. **Small groups.** No estimate, mean, LS mean, effect size, survival curve or median
    is given for a group of fewer than ``min_cell`` patients.
 
@@ -55,6 +63,8 @@ __all__ = [
     "hidden_levels",
     "hide_populations",
     "linked_suppression",
+    "linked_hidden_levels",
+    "linked_level",
     "audit_report_dir",
     "apply_linked_suppression",
     "audit_table",
@@ -199,6 +209,8 @@ def complementary_mask(
     values: Sequence[float] | np.ndarray,
     hidden: Sequence[bool] | np.ndarray,
     groups: Sequence[np.ndarray | Sequence[object]],
+    *,
+    min_cell: int | None = None,
 ) -> np.ndarray:
     """Hidden cells after complementary suppression within every margin.
 
@@ -211,20 +223,41 @@ def complementary_mask(
     groups : sequence of arrays
         One array of group labels per margin: the cells sharing a label add up to a total
         that is shown (``None``/NaN labels belong to no group).
+    min_cell : int, optional
+        The small-cell threshold (validated by :func:`check_min_cell`). With it, the
+        hidden cells of a group must also *add up* to 0 or to at least ``min_cell``:
+        their sum is the shown total minus the shown cells, a count of people (the
+        union of the hidden groups). None keeps only the rule on the number of hidden
+        cells (the old behaviour).
 
     Returns
     -------
     ndarray of bool
         ``hidden`` plus the complementary cells: whenever a group has exactly one hidden
-        cell, its smallest shown non-zero cell (else its smallest shown cell) is hidden
-        too; repeated until no group of any margin has exactly one hidden cell.
+        cell, or (with ``min_cell``) hidden cells whose known values add up to 1 to
+        ``min_cell - 1``, its smallest shown non-zero cell (else, for a single hidden
+        cell, its smallest shown cell) is hidden too; repeated until no group of any
+        margin has either.
+
+    Notes
+    -----
+    A hidden cell whose value is unknown (NaN) makes the group's hidden sum unknown;
+    only the one-hidden-cell rule applies to such a group.
 
     Examples
     --------
     >>> complementary_mask([40, 4, 20, 30], [False, True, False, False],
     ...                    [["a", "a", "a", "a"]]).tolist()
     [False, True, True, False]
+
+    Two small cells of 2 and 3 are hidden, but the total minus the shown cells gives
+    their union, 5 people; the next smallest shown cell goes too:
+
+    >>> complementary_mask([40, 2, 3, 30], [False, True, True, False],
+    ...                    [["a", "a", "a", "a"]], min_cell=11).tolist()
+    [False, True, True, True]
     """
+    min_cell = check_min_cell(min_cell)
     vals = pd.to_numeric(pd.Series(list(values), dtype=object), errors="coerce").to_numpy(float)
     mask = np.asarray(hidden, dtype=bool).copy()
     labels = [pd.factorize(pd.Series(list(g), dtype=object))[0] for g in groups]
@@ -234,13 +267,27 @@ def complementary_mask(
         for codes in labels:
             for code in np.unique(codes[codes >= 0]):
                 members = np.flatnonzero(codes == code)
-                if len(members) < 2 or mask[members].sum() != 1:
+                if len(members) < 2:
+                    continue
+                hid = members[mask[members]]
+                if not len(hid):
                     continue
                 shown = members[~mask[members] & ~np.isnan(vals[members])]
                 if not len(shown):
                     continue
                 positive = shown[vals[shown] > 0]
-                pool = positive if len(positive) else shown
+                if len(hid) == 1:
+                    pool = positive if len(positive) else shown
+                elif (
+                    min_cell is not None
+                    and not np.isnan(vals[hid]).any()
+                    and 0 < vals[hid].sum() < min_cell
+                ):
+                    pool = positive  # hiding a zero would not change the sum
+                else:
+                    continue
+                if not len(pool):
+                    continue
                 mask[pool[np.argmin(vals[pool])]] = True
                 changed = True
     return mask
@@ -353,17 +400,23 @@ def suppress_cells(
         while True:
             before = (flag.copy(), hide_total.copy())
             for c in counts:
-                flag = complementary_mask(values[c], flag, groups)
+                flag = complementary_mask(values[c], flag, groups, min_cell=min_cell)
+                if total:  # the hidden rows' complements add up to a count of people too
+                    flag = complementary_mask(
+                        values[total] - values[c], flag, groups, min_cell=min_cell
+                    )
             if total:
-                hide_total = complementary_mask(values[total], hide_total, groups)
+                hide_total = complementary_mask(
+                    values[total], hide_total, groups, min_cell=min_cell
+                )
                 flag |= hide_total
             if (flag == before[0]).all() and (hide_total == before[1]).all():
                 break
     for c in counts:
-        out[c] = pd.array(values[c], dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]
+        out[c] = pd.array(values[c], dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]  # pandas-stubs: ExtensionArray has no round
         out[c] = out[c].mask(flag)
     if total:
-        out[total] = pd.array(values[total], dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]
+        out[total] = pd.array(values[total], dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]  # pandas-stubs: ExtensionArray has no round
         out[total] = out[total].mask(hide_total)
     for c in derived:
         _blank(out, c, flag)
@@ -404,7 +457,9 @@ def hidden_levels(levels: pd.Series, min_cell: int | None) -> set[str]:
     sizes = text.value_counts(dropna=True).sort_index()
     names = [str(k) for k in sizes.index] + ["\x00none"]
     values = np.append(sizes.to_numpy(dtype=float), float(text.isna().sum()))
-    hidden = complementary_mask(values, small_count(values, min_cell), [np.zeros(len(values))])
+    hidden = complementary_mask(
+        values, small_count(values, min_cell), [np.zeros(len(values))], min_cell=min_cell
+    )
     return {name for name, h in zip(names, hidden, strict=True) if h and name != "\x00none"}
 
 
@@ -469,7 +524,7 @@ def suppress_small_groups(
     for s in sizes:
         v = pd.to_numeric(out[s], errors="coerce").astype(float).to_numpy()
         flag |= ~(v >= min_cell)
-        out[s] = pd.array(v, dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]
+        out[s] = pd.array(v, dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]  # pandas-stubs: ExtensionArray has no round
         out[s] = out[s].mask(small_count(v, min_cell))
     for c in stats:
         _blank(out, c, flag)
@@ -608,7 +663,7 @@ def suppress_survival_curve(
     out = out.copy()
     hide = small_count(out["n_events"], min_cell) if "n_events" in out else np.zeros(len(out))
     if "n_events" in out:
-        out["n_events"] = pd.to_numeric(out["n_events"]).astype("Int64").mask(hide)  # type: ignore[arg-type]
+        out["n_events"] = pd.to_numeric(out["n_events"]).astype("Int64").mask(hide)  # type: ignore[arg-type]  # pandas-stubs: Series.mask takes an ndarray condition
     out["suppressed"] = np.asarray(hide, dtype=bool)
     return out.reset_index(drop=True)
 
@@ -636,7 +691,9 @@ def number_at_risk(
         fewer than ``min_cell`` patients has every number hidden, and a number at risk
         under ``min_cell`` (0 included) is hidden; the levels at one time add up to the
         patients at risk then, so a single hidden level at a time hides the next
-        smallest too (complementary suppression). None hides nothing.
+        smallest too (complementary suppression). None hides nothing. In a ``--by-site``
+        run, a level the linked decision hides (:func:`linked_hidden_levels`) has every
+        number hidden too, as in the tables.
 
     Returns
     -------
@@ -656,7 +713,8 @@ def number_at_risk(
     --------
     Thirty IV patients, twenty oral and four IM: IM is hidden, and with it the oral
     number at day 0 (else the patients at risk minus IV would give IM's 4); at day 14
-    seven oral patients remain, under ``min_cell``:
+    seven oral patients remain, under ``min_cell``, and IM (0) and oral together would be
+    the patients at risk minus IV's 17 = 7, so IV's number is hidden too:
 
     >>> tte = pd.DataFrame({"route": ["iv"] * 30 + ["oral"] * 20 + ["im"] * 4,
     ...                     "time": list(range(1, 31)) + list(range(1, 21)) + [1, 2, 3, 4]})
@@ -665,7 +723,7 @@ def number_at_risk(
     0    im     0       <NA>        True
     1    im    14       <NA>        True
     2    iv     0         30       False
-    3    iv    14         17       False
+    3    iv    14       <NA>        True
     4  oral     0       <NA>        True
     5  oral    14       <NA>        True
     """
@@ -690,18 +748,23 @@ def number_at_risk(
         ]
     )
     rows = []
+    linked = linked_hidden_levels(group) if min_cell is not None else set()
     for level, members in levels:
         size = int(members.sum())
+        hidden_here = level is not None and linked_level(level) in linked
         for t in times:
             at_risk = int((time[members] >= t).sum())
             small = min_cell is not None and (size < min_cell or at_risk < min_cell)
-            rows.append((level, t, at_risk, small))
+            rows.append((level, t, at_risk, small or hidden_here))
     out = pd.DataFrame(rows, columns=["group", "time", "n_at_risk", "suppressed"])
     if times and all(float(t).is_integer() for t in times):
         out["time"] = out["time"].astype("int64")
     if min_cell is not None and group is not None:
         hidden = complementary_mask(
-            out["n_at_risk"].to_numpy(), out["suppressed"].to_numpy(), [out["time"].to_numpy()]
+            out["n_at_risk"].to_numpy(),
+            out["suppressed"].to_numpy(),
+            [out["time"].to_numpy()],
+            min_cell=min_cell,
         )
         out["suppressed"] = hidden
     out["n_at_risk"] = out["n_at_risk"].astype("Int64").mask(out["suppressed"])
@@ -775,10 +838,14 @@ class AuditResult:
     ``shown_elsewhere`` (a hidden count that another table of the batch shows),
     ``recoverable_across`` (a hidden count that the shown cells of several tables
     determine; see :func:`cross_table_findings`), ``interval`` (a hidden count that
-    they confine, with non-negativity, to a small positive range), ``identifier`` (a
-    patient id or an
-    identifier-shaped value), ``formula`` (a cell a spreadsheet would run). ``files``: the
-    files read, relative to the report folder (a tuple; the result is frozen).
+    they confine, with non-negativity, to a small positive range), ``hidden_sum``
+    (hidden cells whose sum, a shown total minus the shown cells of its margin, is 1 to
+    ``min_cell - 1``: the people of these groups together), ``remainder`` (in a
+    ``--by-site`` run, a shown pooled count minus the shown sites' counts of the same
+    population is 1 to ``min_cell - 1``: the withheld sites and the patients without a
+    site), ``identifier`` (a patient id or an identifier-shaped value), ``formula`` (a
+    cell a spreadsheet would run). ``files``: the files read, relative to the report
+    folder (a tuple; the result is frozen).
     """
 
     min_cell: int
@@ -904,7 +971,7 @@ def audit_table(
                 if m and 0 < int(m.group(1)) < min_cell:
                     found.append((name, str(c), r, "small_count"))
         found += _recoverable_table_one(df, min_cell, name)
-    found += _recoverable(df, counts, name)
+    found += _recoverable(df, counts, name, min_cell)
     for c in df.columns:
         text = df[c].dropna().astype(str)
         if ids:
@@ -919,8 +986,14 @@ def audit_table(
 _TOTAL_LABELS = {"overall", "all", "total", "all patients"}
 
 
-def _recoverable(df: pd.DataFrame, counts: list[str], name: str) -> list:
-    """Hidden count cells recoverable as a shown total row minus the other shown rows."""
+def _recoverable(
+    df: pd.DataFrame, counts: list[str], name: str, min_cell: int | None = None
+) -> list:
+    """Hidden count cells recoverable as a shown total row minus the other shown rows.
+
+    A single hidden cell of a margin is ``recoverable``; several hidden cells whose sum
+    (the total minus the shown cells) is 1 to ``min_cell - 1`` are ``hidden_sum``.
+    """
     labels = [
         c
         for c in df.columns
@@ -954,6 +1027,10 @@ def _recoverable(df: pd.DataFrame, counts: list[str], name: str) -> list:
                 hidden = parts[np.isnan(v[parts])]
                 if len(hidden) == 1:
                     found.append((name, c, int(hidden[0]), "recoverable"))
+                elif len(hidden) > 1 and min_cell is not None:
+                    rest = v[tot[0]] - np.nansum(v[parts])
+                    if small_count([round(rest, 6)], min_cell)[0]:
+                        found += [(name, c, int(h), "hidden_sum") for h in hidden]
     return found
 
 
@@ -973,6 +1050,13 @@ def _recoverable_table_one(df: pd.DataFrame, min_cell: int, name: str) -> list:
         hidden = [k for k, t in enumerate(cells) if not _COUNT_TEXT.match(t) and t != ""]
         if len(hidden) == 1:
             found.append((name, str(groups[hidden[0]]), r, "recoverable"))
+        elif len(hidden) > 1:
+            # Overall minus the shown groups: the hidden groups together (and the patients
+            # without a group, whom Table 1 never shows)
+            shown = [_COUNT_TEXT.match(t) for t in cells]
+            rest = int(overall.group(1)) - sum(int(m.group(1)) for m in shown if m)
+            if 0 < rest < min_cell:
+                found += [(name, str(groups[k]), r, "hidden_sum") for k in hidden]
     return found
 
 
@@ -1343,6 +1427,55 @@ def _interval_disclosed(
     return found
 
 
+#: The unknown of a ``--by-site`` run's equation ``pooled = sum of the sites + rest``.
+_REST = "\x00rest"
+
+
+def _small_sums(
+    matrix: np.ndarray,
+    rhs: np.ndarray,
+    position: dict[int, int],
+    determined: set[int],
+    min_cell: int,
+) -> list[set[int]]:
+    """Sets of unknowns whose *sum* the equations give as a count in ``1 .. min_cell - 1``.
+
+    A margin ``total = sum of parts`` with the total shown and several parts hidden gives
+    the sum of the hidden parts (the people of these groups together): e.g. hidden
+    cells of 2 and 3 next to a shown total give 5. Each equation, with the determined
+    unknowns replaced by their values, whose remaining unknowns all have the same sign
+    gives their sum; a sum in ``1 .. min_cell - 1`` is returned (a single determined
+    unknown too, for the remainder of a ``--by-site`` run). An inconsistent system
+    (tables that disagree) gives nothing.
+    """
+    if not len(position):
+        return []
+    values, *_ = np.linalg.lstsq(matrix, rhs, rcond=None)
+    if len(rhs) and np.abs(matrix @ values - rhs).max() > 1e-6:
+        return []
+    found = []
+    by_column = {j: k for k, j in position.items()}
+    for i in range(matrix.shape[0]):
+        row = matrix[i]
+        nonzero = [int(j) for j in np.flatnonzero(row)]
+        free = [j for j in nonzero if by_column[j] not in determined]
+        fixed = [j for j in nonzero if by_column[j] in determined]
+        if free:
+            signs = {np.sign(row[j]) for j in free}
+            if len(signs) != 1 or not all(abs(row[j]) == 1 for j in free):
+                continue
+            total = (rhs[i] - sum(row[j] * values[j] for j in fixed)) * signs.pop()
+            group = {by_column[j] for j in free}
+        else:
+            continue
+        if 1 - 1e-6 <= total <= min_cell - 1 + 1e-6:
+            found.append(group)
+    for k in determined:
+        if 1 - 1e-6 <= values[position[k]] <= min_cell - 1 + 1e-6:
+            found.append({k})
+    return found
+
+
 def _cross_table(
     tables: Sequence[tuple[str, str, pd.DataFrame]],
     *,
@@ -1414,7 +1547,7 @@ def _cross_table(
         for base in sorted(pooled, key=repr):
             parts = [(_with_site(base[0], s), *base[1:]) for s in sites]
             if not all_sites_reported:
-                parts.append(("\x00rest", base))
+                parts.append((_REST, base))
             equations.append((base, parts))
     hidden = {pop for pop in cells if pop not in known}
     # 1. a count shown in one table and hidden in another
@@ -1461,6 +1594,8 @@ def _cross_table(
         components.setdefault(root(next(iter(coef))), []).append(coef_index)
     determined: set[int] = set()
     narrowed: set[int] = set()
+    summed: dict[int, str] = {}
+    remainders: set[tuple] = set()
     by_index = {k: pop for pop, k in index.items()}
     for eq_rows in components.values():
         variables = sorted({k for i in eq_rows for k in rows[i]})
@@ -1481,6 +1616,13 @@ def _cross_table(
             ]
             vector = np.array([rhs[i] for i in eq_rows])
             narrowed |= _interval_disclosed(matrix, vector, position, bounds_of, min_cell)
+            for group in _small_sums(matrix, vector, position, now, min_cell):
+                cells_in = [k for k in group if by_index[k] in hidden and by_index[k] in cells]
+                rests = [by_index[k][1] for k in group if by_index[k][0] == _REST]
+                if cells_in and len(group) >= 2:  # hidden cells (and the rest) together
+                    summed.update({k: "hidden_sum" for k in cells_in})
+                elif rests and not cells_in:  # the remainder (and cells no table shows)
+                    remainders.update(rests)
     recovered = []
     for k in sorted(determined):
         for file, name, c, r in cells.get(by_index[k], []):
@@ -1488,6 +1630,14 @@ def _cross_table(
     for k in sorted(narrowed - determined):
         for file, name, c, r in cells.get(by_index[k], []):
             recovered.append((file, name, c, r, "interval", by_index[k]))
+    for k in sorted(set(summed) - determined - narrowed):
+        for file, name, c, r in cells.get(by_index[k], []):
+            recovered.append((file, name, c, r, "hidden_sum", by_index[k]))
+    # the pooled count minus the shown sites' counts (withheld sites, no site): small
+    for base in sorted(remainders, key=repr):
+        for file, name, c, r in cells.get(base, []):
+            if (file, name, c, r) not in blank:
+                recovered.append((file, name, c, r, "remainder", base))
     out = pd.DataFrame(
         shown_elsewhere + recovered,
         columns=["file", "table", "column", "row", "check", "population"],
@@ -1502,6 +1652,8 @@ def _cross_table(
 #: Populations ``(key, count column)`` that this process hides in every table it saves
 #: (:func:`apply_linked_suppression`); set per report by :func:`set_linked_suppression`.
 _LINKED_HIDDEN: frozenset = frozenset()
+#: The threshold that goes with :data:`_LINKED_HIDDEN` (None: not set).
+_LINKED_MIN_CELL: int | None = None
 
 
 def _csv_view(table: pd.DataFrame) -> pd.DataFrame:
@@ -1513,7 +1665,11 @@ def _csv_view(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def hide_populations(
-    table: pd.DataFrame, populations: Iterable[tuple[Iterable[tuple[str, str]], str]]
+    table: pd.DataFrame,
+    populations: Iterable[tuple[Iterable[tuple[str, str]], str]],
+    *,
+    min_cell: int | None = None,
+    name: str | None = None,
 ) -> pd.DataFrame:
     """Hide the rows of a report table that count the given populations.
 
@@ -1526,6 +1682,15 @@ def hide_populations(
         ``(label column, value)`` pairs of a row (values as the audit writes them:
         lower-case text, totals dropped), ``column`` the count column (``"n"`` for the
         patients of Table 1's rows).
+    min_cell : int, optional
+        The threshold of the complementary suppression within the table's margins
+        (:func:`complementary_mask`): with it, the rows hidden in a margin must also add
+        up to 0 or to at least ``min_cell``. None: only no single hidden row.
+    name : str, optional
+        The table's name (``gad7_week4_by_dose``): as in :func:`cross_table_findings`,
+        a table without an ``instrument`` or ``visit`` column whose name has exactly
+        one word that the populations give in that column counts that level, so its
+        rows match the populations that carry it.
 
     Returns
     -------
@@ -1545,10 +1710,14 @@ def hide_populations(
     1    im  <NA>
     2  oral  <NA>
     """
+    min_cell = check_min_cell(min_cell)
     pops = {(frozenset(tuple(x) for x in key), str(c)) for key, c in populations}
     if not pops or table is None or not isinstance(table, pd.DataFrame) or table.empty:
         return table
     view = _csv_view(table)
+    if name is not None:
+        named = {c: {v for key, _ in pops for k, v in key if k == c} for c in _NAMED_COLUMNS}
+        view = _with_named_population(view, name, named)
     if _is_text_count_table(view):
         cells, _ = _table_one_cells(view)
         if not cells:
@@ -1560,7 +1729,7 @@ def hide_populations(
         if not target.any():
             return table
         variable = [next(iter(k))[0] if k else None for k in keys]
-        mask = complementary_mask(values, np.isnan(values) | target, [variable])
+        mask = complementary_mask(values, np.isnan(values) | target, [variable], min_cell=min_cell)
         new = rows[mask & ~np.isnan(values) | target]
         out = table.copy()
         for c in out.columns[2:]:
@@ -1601,7 +1770,11 @@ def hide_populations(
         group = joined.to_numpy(dtype=object)
         group[(keys_frame[col] == _TOTAL_KEY).to_numpy(dtype=bool)] = None  # a total row
         groups.append(group)
-    mask = complementary_mask(values, already | target, groups) if groups else already | target
+    mask = (
+        complementary_mask(values, already | target, groups, min_cell=min_cell)
+        if groups
+        else already | target
+    )
     hide = mask & ~already | target
     out = table.copy()
     for c in out.columns:
@@ -1613,24 +1786,90 @@ def hide_populations(
     return out
 
 
-def set_linked_suppression(populations: Iterable) -> None:
+def set_linked_suppression(populations: Iterable, *, min_cell: int | None = None) -> None:
     """Set the populations every table saved in this process hides (a --by-site run).
 
     ``populations``: ``(key, column)`` pairs as in :func:`hide_populations` (JSON lists
     accepted). :func:`analysis.reports.load_snapshot` sets them from the snapshot of a
-    report set (none: an empty set).
+    report set (none: an empty set). ``min_cell``: the threshold of the run, used by
+    the complementary suppression within each table (:func:`hide_populations`).
+    The figures follow the same decision (:func:`linked_hidden_levels`).
     """
-    global _LINKED_HIDDEN
+    global _LINKED_HIDDEN, _LINKED_MIN_CELL
+    _LINKED_MIN_CELL = check_min_cell(min_cell)
     _LINKED_HIDDEN = frozenset((frozenset(tuple(x) for x in key), str(c)) for key, c in populations)
 
 
-def apply_linked_suppression(table: pd.DataFrame) -> pd.DataFrame:
+def apply_linked_suppression(table: pd.DataFrame, name: str | None = None) -> pd.DataFrame:
     """:func:`hide_populations` with the populations set by :func:`set_linked_suppression`.
 
-    :func:`analysis.reports.save_table` calls it on every table it saves and displays;
-    outside a ``--by-site`` run nothing is set and ``table`` is returned as is.
+    :func:`analysis.reports.save_table` calls it on every table it saves and displays
+    (with the table's ``name``, which may give its instrument and visit); outside a
+    ``--by-site`` run nothing is set and ``table`` is returned as is.
     """
-    return hide_populations(table, _LINKED_HIDDEN) if _LINKED_HIDDEN else table
+    if not _LINKED_HIDDEN:
+        return table
+    return hide_populations(table, _LINKED_HIDDEN, min_cell=_LINKED_MIN_CELL, name=name)
+
+
+def linked_hidden_levels(column: str | None, **labels: object) -> set[str]:
+    """The levels of ``column`` whose patients the linked decision of this process hides.
+
+    In a ``--by-site`` run the tables hide, in addition, the populations set by
+    :func:`set_linked_suppression` (from the report set's snapshot). The figures follow
+    the same decision: a level of ``column`` (a route, a diagnosis, ...) is hidden in a
+    figure when a hidden population is that level, alone or with labels that do not
+    split patients (an instrument, a visit, an outcome: the same patients seen at one
+    visit, say). Figures call this for the groups they draw per level (Kaplan-Meier
+    curves and their number-at-risk table, the waterfall) and apply
+    :func:`apply_linked_suppression` to the tables they draw.
+
+    Parameters
+    ----------
+    column : str or None
+        The grouping column (``"route"``); None gives an empty set.
+    **labels
+        The figure's own labels (``instrument="GAD7"``, ``visit="week4"``): a hidden
+        population with another value of one of them does not concern the figure.
+
+    Returns
+    -------
+    set of str
+        The hidden levels, as population keys write them (lower-case text; compare
+        with :func:`linked_level`). Empty outside a ``--by-site`` run.
+
+    Examples
+    --------
+    >>> set_linked_suppression([[[["instrument", "gad7"], ["route", "im"]], "n"]], min_cell=11)
+    >>> linked_hidden_levels("route"), linked_hidden_levels("route", instrument="HAMA")
+    ({'im'}, set())
+    >>> set_linked_suppression([])
+    >>> linked_hidden_levels("route")
+    set()
+    """
+    if column is None or not _LINKED_HIDDEN:
+        return set()
+    wanted = {str(k): _label_value(v) for k, v in labels.items()}
+    found = set()
+    for key, _count in _LINKED_HIDDEN:
+        mine = [v for k, v in key if k == column]
+        if len(mine) != 1:
+            continue
+        others = [(k, v) for k, v in key if k != column]
+        if all(k in _AUDIT_NON_PARTITION and wanted.get(k, v) == v for k, v in others):
+            found.add(mine[0])
+    return found
+
+
+def linked_level(value: object) -> str:
+    """A level as population keys (and :func:`linked_hidden_levels`) write it.
+
+    Examples
+    --------
+    >>> linked_level("IV"), linked_level(" Oral  route ")
+    ('iv', 'oral route')
+    """
+    return _label_value(value)
 
 
 def linked_suppression(
@@ -1649,9 +1888,15 @@ def linked_suppression(
     :func:`cross_table_findings` with ``site_sets``) is hidden too in the site where
     it is smallest among those that show it (or, when no other site shows it, in the
     pooled reports); a site cell shown in one of the site's tables and hidden in another
-    is hidden in all of them. Repeated on the tables with these cells hidden
-    (:func:`hide_populations`, which also suppresses within each table's margins) until
-    no site cell is recoverable.
+    is hidden in all of them. The **remainder** of a population (its pooled count minus
+    the shown sites' counts: the withheld sites and the patients without a site) is
+    treated as a cell too: when it is 1 to ``min_cell - 1`` (a ``remainder`` finding),
+    the population is hidden at the smallest site that shows it with a positive count,
+    so that the hidden part (that site and the remainder) is at least ``min_cell``, or,
+    when no site shows it, in the pooled reports. Hidden site cells whose sum a margin
+    gives as a small count (``hidden_sum``) are treated like recoverable ones. Repeated
+    on the tables with these cells hidden (:func:`hide_populations`, which also
+    suppresses within each table's margins) until no site cell is recoverable.
 
     Parameters
     ----------
@@ -1694,7 +1939,10 @@ def linked_suppression(
         for file, name, df in tables:
             site, _rel = _set_of(file, site_sets)
             folder = "" if site is None else folder_of[site]
-            current.append((file, name, hide_populations(df, extra.get(folder, ()))))
+            hidden_here = extra.get(folder, ())
+            current.append(
+                (file, name, hide_populations(df, hidden_here, min_cell=min_cell, name=name))
+            )
         found, known = _cross_table(
             current,
             site_sets=site_sets,
@@ -1702,9 +1950,33 @@ def linked_suppression(
             min_cell=check_min_cell(min_cell),
         )
         added = False
+        deferred: list[tuple] = []
         for check, pop in zip(found["check"], found["population"], strict=True):
             sites = {v for k, v in pop[0] if k == _SITE_KEY}
+            if check == "remainder" and not sites:
+                # pooled minus the shown sites is a small count: hide the population at
+                # the smallest shown site with a positive count (then the remainder and
+                # that site together are hidden, >= min_cell). With no such site the
+                # remainder follows from site cells that are themselves recoverable
+                # (found too, and hidden at their sites first): the next round decides.
+                positive = [
+                    (known[(_with_site(pop[0], other), *pop[1:])], other)
+                    for other in sorted(folder_of)
+                    if (_with_site(pop[0], other), *pop[1:]) in known
+                    and known[(_with_site(pop[0], other), *pop[1:])] > 0
+                ]
+                if not positive:
+                    continue
+                target = folder_of[min(positive)[1]]
+                if (pop[0], pop[1]) not in extra.setdefault(target, set()):
+                    extra[target].add((pop[0], pop[1]))
+                    added = True
+                continue
             if not sites:
+                if check == "shown_elsewhere":  # the pooled set hides it in every table
+                    if (pop[0], pop[1]) not in extra.setdefault("", set()):
+                        extra[""].add((pop[0], pop[1]))
+                        added = True
                 continue
             site = next(iter(sites))
             base = (pop[0] - {(_SITE_KEY, site)}, pop[1])
@@ -1717,10 +1989,21 @@ def linked_suppression(
                     if other != site and (_with_site(base[0], other), *pop[1:]) in known
                 ]
                 positive = [x for x in shown if x[0] > 0] or shown
-                target = folder_of[min(positive)[1]] if positive else ""
+                if not positive:
+                    # no other site shows it: the pooled set hides it, but only when
+                    # nothing else changes this round (a cell shown elsewhere in its own
+                    # site often makes it recoverable; hiding that comes first)
+                    deferred.append(base)
+                    continue
+                target = folder_of[min(positive)[1]]
             if base not in extra.setdefault(target, set()):
                 extra[target].add(base)
                 added = True
+        if not added:
+            for base in deferred:
+                if base not in extra.setdefault("", set()):
+                    extra[""].add(base)
+                    added = True
         if not added:
             break
     return {

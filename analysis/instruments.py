@@ -13,7 +13,9 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 
@@ -509,6 +511,99 @@ def _by_instrument(make, instruments) -> nw.Expr:
     return expr
 
 
+#: False inside :func:`_generic_scoring`: pandas frames then take the narwhals expressions.
+_SCORE_FAST_PATH: ContextVar[bool] = ContextVar("analysis_score_fast_path", default=True)
+
+
+@contextmanager
+def _generic_scoring() -> Iterator[None]:
+    """Score pandas frames through the generic narwhals expressions (for tests).
+
+    ``tests/test_instruments.py`` holds :func:`score_items`' pandas fast path equal to the
+    generic form every other engine runs.
+    """
+    token = _SCORE_FAST_PATH.set(False)
+    try:
+        yield
+    finally:
+        _SCORE_FAST_PATH.reset(token)
+
+
+def _score_pandas(
+    native: pd.DataFrame,
+    original: list[str],
+    every: list[Instrument],
+    subscales: Mapping[str, list[Instrument]],
+) -> pd.DataFrame:
+    """:func:`score_items` on a prepared pandas frame, with numpy (the same rules).
+
+    The narwhals expressions cost a fixed time per expression node, which dominates on
+    the small frames a clinic export or a test gives; this is the same computation on
+    arrays, one instrument's rows at a time.
+    """
+    rows = len(native)
+    answered = np.zeros(rows, dtype=np.int64)
+    score = np.zeros(rows, dtype=np.int64)
+    prorated = np.zeros(rows, dtype=bool)
+    known = np.zeros(rows, dtype=bool)
+    scored = np.zeros(rows, dtype=bool)
+    severity = np.full(rows, None, dtype=object)
+    parts = {
+        name: (np.zeros(rows, dtype=np.int64), np.zeros(rows, dtype=bool)) for name in subscales
+    }
+    instrument = native["instrument"]
+    total = native["total"]
+    for inst in every:
+        on = instrument.isin([inst.name]).to_numpy(dtype=bool)
+        if not on.any():
+            continue
+        known |= on
+        items = {
+            c: native[c].to_numpy(dtype="float64", na_value=np.nan)[on] for c in inst.item_columns
+        }
+        values = np.column_stack(list(items.values()))
+        present = ~np.isnan(values)
+        n = present.sum(axis=1)
+        item_sum = np.where(present, values, 0).sum(axis=1).astype(np.int64)
+        k, m = inst.n_items, inst.max_missing_items
+        prorate = (n < k) & (n >= k - m) & (n > 0)
+        recorded = total.to_numpy(dtype="float64", na_value=np.nan)[on]
+        value = np.where(
+            n == k,
+            item_sum,
+            (2 * k * item_sum + np.maximum(n, 1)) // (2 * np.maximum(n, 1)),
+        )
+        has = (n == k) | prorate | ~np.isnan(recorded)
+        value = np.where((n == k) | prorate, value, np.nan_to_num(recorded).astype(np.int64))
+        answered[on], score[on], prorated[on], scored[on] = n, value, prorate, has
+        bands = inst.severity_bands
+        band = np.searchsorted(np.asarray(bands.lower), value, side="right") - 1
+        labels = np.asarray(bands.labels, dtype=object)[np.clip(band, 0, len(bands.labels) - 1)]
+        severity[on] = np.where(has, labels, None)
+        for name, having in subscales.items():
+            if inst not in having:
+                continue
+            columns = [f"item_{j}" for j in inst.subscales[name]]
+            block = np.column_stack([items[c] for c in columns])
+            complete = ~np.isnan(block).any(axis=1)
+            total_of, ok = parts[name]
+            total_of[on] = np.where(complete, np.nan_to_num(block).sum(axis=1), 0).astype(np.int64)
+            ok[on] = complete
+
+    added: dict[str, object] = {
+        "score": pd.arrays.IntegerArray(score, ~scored),
+        "n_items_answered": pd.arrays.IntegerArray(answered, ~known),
+        "prorated": pd.arrays.BooleanArray(prorated, ~known),
+        "severity": pd.array(severity, dtype="string"),
+    }
+    for name, (total_of, ok) in parts.items():
+        added[name] = pd.arrays.IntegerArray(total_of, ~ok)
+    out = native[original].copy()
+    for name, column in added.items():
+        out[name] = pd.Series(column, index=native.index)
+    return out
+
+
 def score_items(assessments):
     """Score each assessment: the analysis total, items answered, proration, severity.
 
@@ -571,6 +666,8 @@ def score_items(assessments):
     subscales = {
         name: [i for i in every if name in i.subscales] for i in every for name in i.subscales
     }
+    if frame.implementation.is_pandas() and _SCORE_FAST_PATH.get():
+        return _score_pandas(frame.to_native(), original, every, subscales)
     # In stages, so that each rule reads the previous column instead of recomputing it.
     answered, item_sum = nw.col("n_items_answered"), nw.col("_item_sum")
     out = frame.with_columns(

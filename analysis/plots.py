@@ -80,6 +80,19 @@ def mark_suppressed(ax, x, y) -> None:
     ax.scatter(x, y, marker="X", s=70, color="0.3", zorder=6, label=label, clip_on=False)
 
 
+def _linked(table):
+    """The table with the populations hidden that the tables of this report set hide.
+
+    In a ``--by-site`` run the tables hide, in addition, what the linked decision
+    (:func:`analysis.disclosure.apply_linked_suppression`) says; a figure drawn from a
+    table that did not go through :func:`analysis.reports.save_table` follows it too,
+    drawing a hidden population's cell as the suppressed mark. Anything else as is.
+    """
+    from analysis.disclosure import apply_linked_suppression
+
+    return apply_linked_suppression(table) if isinstance(table, pd.DataFrame) else table
+
+
 def say_empty(ax, text: str = EMPTY_PANEL_TEXT) -> None:
     """Write in the middle of a panel that suppression left it empty."""
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.3")
@@ -149,6 +162,7 @@ def plot_completeness(table: pd.DataFrame, *, human_labels: bool = False) -> Fig
         One axes: visits on x, percent on y (0-100), one bar colour per instrument; a
         suppressed cell is labelled "suppressed" instead of a bar.
     """
+    table = _linked(table)  # a --by-site run's linked decision
     check_columns(table, ["instrument", "visit", "percent"], "completeness")
     data = table.assign(percent=pd.to_numeric(table["percent"], errors="coerce").astype(float))
     fig = ReportFigure(figsize=(8, 4), layout="constrained")
@@ -203,6 +217,7 @@ def plot_item_missingness(table: pd.DataFrame, *, human_labels: bool = True) -> 
         One axes per instrument in the table, one bar per item (item 1 at the top); a
         suppressed cell is labelled "suppressed" instead of a bar.
     """
+    table = _linked(table)  # a --by-site run's linked decision
     check_columns(table, ["instrument", "item", "label", "percent"], "item_missingness")
     instruments = list(dict.fromkeys(table["instrument"]))
     heights = [max(2.0, 0.3 * (table["instrument"] == i).sum()) for i in instruments]
@@ -314,6 +329,7 @@ def plot_rates(
     Figure
         Visits on x in schedule order, percent (0-100) on y.
     """
+    table = _linked(table)  # a --by-site run's linked decision
     check_columns(table, ["visit", value, "ci_low", "ci_high"], "rate_table")
     visits = _visit_order(table["visit"])
     panels = _levels(table, col)
@@ -374,6 +390,7 @@ def plot_change_trajectory(
     Figure
         Visits on x, the estimate on y with a horizontal line at 0.
     """
+    table = _linked(table)  # a --by-site run's linked decision
     check_columns(table, [visit, "estimate", "ci_low", "ci_high"], "lsmeans")
     visits = _visit_order(table[visit])
     panels = _levels(table, col)
@@ -442,7 +459,11 @@ def plot_cumulative_incidence(
         Disclosure control (:mod:`analysis.disclosure`): no curve for a level of fewer
         than ``min_cell`` patients (its steps of 1/n would give its event counts; the
         legend says so), and each curve stops before the first time with fewer than
-        ``min_cell`` patients at risk. A figure left without any curve says so.
+        ``min_cell`` patients at risk. A figure left without any curve says so. In a
+        ``--by-site`` run, a level whose patients the report set's tables hide (the
+        linked decision, :func:`analysis.disclosure.linked_hidden_levels`; ``km`` from
+        :func:`analysis.survival.kaplan_meier` records its grouping column) is not
+        drawn either: its legend entry is the grey ``X`` of a suppressed cell.
     at_risk : DataFrame, optional
         A number-at-risk table to print under the plot, from
         :func:`analysis.disclosure.number_at_risk` (``[group,] time, n_at_risk,
@@ -489,10 +510,18 @@ def plot_cumulative_incidence(
             2, 1, sharex=True, gridspec_kw={"height_ratios": [4.5, 0.25 * rows + 0.5]}
         )
     drawn = 0
+    from analysis.disclosure import linked_hidden_levels, linked_level
+
+    # a --by-site run: the groups the tables of this report set hide are not drawn either
+    linked = linked_hidden_levels(km.attrs.get("group_column")) if group is not None else set()
     for k, level in enumerate(_levels(km, group)):
         sub = km if level is None else km[km[group].astype(str) == level]
         sub = sub.sort_values("time")
         name = None if level is None else _label(level)
+        if level is not None and linked_level(level) in linked:
+            ax.plot([], [], marker="X", linestyle="none", markersize=8, color="0.3",
+                    label=f"{name}: {SUPPRESSED_LABEL}, not shown")  # fmt: skip
+            continue
         if min_cell is not None and "n_at_risk" in sub:
             sub = suppress_survival_curve(sub, min_cell)  # the one small-group rule
             if sub.empty:
@@ -585,6 +614,7 @@ def plot_effect_sizes(
     Figure
         One axes: estimates with error bars.
     """
+    table = _linked(table)  # a --by-site run's linked decision
     check_columns(table, [x, "estimate", "ci_low", "ci_high"], "effect_size_table")
     order = _visit_order(table[x]) if x == "visit" else _levels(table, x)
     lines = _levels(table, group)
@@ -649,6 +679,7 @@ def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = No
     Figure
         One axes: terms on y, percent of treated patients on x.
     """
+    table = _linked(table)  # a --by-site run's linked decision
     check_columns(table, ["term", "percent"], "adverse_event_table")
     if table.empty:
         return _message_figure(table)
@@ -693,6 +724,7 @@ def plot_blood_pressure(table: pd.DataFrame) -> Figure:
         One axes: groups on x, mean change (mmHg) with error bars, one colour per
         pressure.
     """
+    table = _linked(table)  # a --by-site run's linked decision
     check_columns(table, ["measure", "change_mean", "change_ci_low", "change_ci_high"], "bp")
     if table.empty:
         return _message_figure(table)
@@ -741,6 +773,7 @@ def plot_dissociation(table: pd.DataFrame, *, x: str | None = None) -> Figure:
     Figure
         One axes: median (points) and IQR (bars) of the CADSS total per session.
     """
+    table = _linked(table)  # a --by-site run's linked decision
     check_columns(table, ["median", "q1", "q3"], "dissociation_table")
     if table.empty:
         return _message_figure(table)
@@ -805,6 +838,7 @@ def plot_patient_flow(table: pd.DataFrame, *, instrument: str = "GAD7") -> Figur
         one row of boxes "observed at <visit>" (n and % of treated); a suppressed count
         reads "suppressed".
     """
+    table = _linked(table)  # a --by-site run's linked decision
     check_columns(table, ["stage", "visit", "patients", "percent"], "patient_flow")
     name = _label(instrument, "instrument")
     texts = {
@@ -903,7 +937,8 @@ def plot_waterfall(
         Colour of the bars (default ``"route"``).
     min_cell : int, optional
         A group of fewer than ``min_cell`` patients is not drawn (its bars would show
-        single patients); the legend says "suppressed".
+        single patients); the legend says "suppressed". So is, in a ``--by-site`` run, a
+        group the report set's tables hide (:func:`analysis.disclosure.linked_hidden_levels`).
     binned : bool, optional
         ``False``: one bar per patient. ``True``: *bands*: each group's patients sorted
         by change and cut into consecutive bands of at least ``min_cell`` patients (11
@@ -945,6 +980,13 @@ def plot_waterfall(
         sizes = rows.groupby(group)["_y"].transform("size")
         hidden = sorted(rows.loc[sizes < min_cell, group].astype(str).unique())
         rows = rows[(sizes >= min_cell).to_numpy()]
+    if group is not None:  # a --by-site run: the groups its tables hide (linked decision)
+        from analysis.disclosure import linked_hidden_levels, linked_level
+
+        linked = linked_hidden_levels(group, instrument=instrument, visit=visit)
+        drop = rows[group].map(linked_level).isin(linked).to_numpy(dtype=bool)
+        hidden = sorted(set(hidden) | set(rows.loc[drop, group].astype(str).unique()))
+        rows = rows[~drop]
     too_few = group is None and min_cell is not None and 0 < len(rows) < min_cell
     if too_few:  # one band of fewer than min_cell patients would show a small group
         rows = rows.iloc[:0]
@@ -1028,6 +1070,7 @@ def plot_severity_transitions(table: pd.DataFrame, *, title: str | None = None) 
         the band at the visit, mildest at the bottom; a suppressed segment is left out
         and the bar says "suppressed".
     """
+    table = _linked(table)  # a --by-site run's linked decision
     check_columns(
         table, ["baseline_severity", "severity", "patients", "percent"], "severity_transitions"
     )
@@ -1094,6 +1137,7 @@ def plot_forest(
         square with its interval, a line at 0, and the (adjusted) p-value at the right;
         a suppressed comparison reads "suppressed".
     """
+    table = _linked(table)  # a --by-site run's linked decision
     check_columns(
         table, ["group", "reference", "risk_difference", "rd_ci_low", "rd_ci_high"], "compare_rates"
     )
@@ -1173,6 +1217,7 @@ def plot_mean_trajectories(
     Figure
         Visits on x in schedule order; a suppressed cell breaks its line and is marked.
     """
+    table = _linked(table)  # a --by-site run's linked decision
     check_columns(table, ["visit", "mean", "ci_low", "ci_high"], "mean_scores")
     visits = _visit_order(table["visit"])
     panels = _levels(table, col)
@@ -1243,6 +1288,7 @@ def plot_exposure_response(
     Figure
         Percent (0-100) on y; a suppressed cell is a gap marked "suppressed".
     """
+    table = _linked(table)  # a --by-site run's linked decision
     check_columns(table, [x, "rate", "ci_low", "ci_high"], "rate_table")
     table = table[table[x].notna().to_numpy()]
     if isinstance(table[x].dtype, pd.CategoricalDtype):

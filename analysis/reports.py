@@ -403,9 +403,11 @@ def load_snapshot(folder: str | Path, fingerprint: str | None = None) -> Snapsho
     from analysis.disclosure import set_linked_suppression
 
     linked = folder / LINKED_SUPPRESSION_FILE
-    set_linked_suppression(
-        json.loads(linked.read_text(encoding="utf-8")) if linked.is_file() else []
-    )
+    decision = json.loads(linked.read_text(encoding="utf-8")) if linked.is_file() else []
+    if isinstance(decision, dict):  # {"min_cell": ..., "populations": [...]}
+        set_linked_suppression(decision.get("populations", []), min_cell=decision.get("min_cell"))
+    else:  # a bare list of populations (written before the threshold was recorded)
+        set_linked_suppression(decision)
     return cohort
 
 
@@ -502,7 +504,7 @@ def save_table(df: pd.DataFrame, name: str, tables_dir: str | Path | None = None
         return df
     from analysis.disclosure import apply_linked_suppression
 
-    df = apply_linked_suppression(df)  # a --by-site run's cells hidden across report sets
+    df = apply_linked_suppression(df, name)  # a --by-site run's cells hidden across sets
     if not isinstance(name, str) or not _TABLE_NAME.match(name):
         raise ValueError(
             f"A table name must be lower-case letters, digits and underscores "
@@ -2023,7 +2025,8 @@ def _run_into(
                 **{folders[s]: private / folders[s] for s in sites},
             }
             for folder, populations in linked.items():
-                _write_text(snapshots[folder] / LINKED_SUPPRESSION_FILE, json.dumps(populations))
+                decision = {"min_cell": values["min_cell"], "populations": populations}
+                _write_text(snapshots[folder] / LINKED_SUPPRESSION_FILE, json.dumps(decision))
             again = [k for k, job in enumerate(jobs) if job.folder in linked]
             for k in again:
                 scope = staging / jobs[k].folder if jobs[k].folder else staging

@@ -200,7 +200,7 @@ class _AssessmentRules:
                 values = _as_text(raw[column].iloc[positions]) if with_value else None
                 failures.append(_fail(self.table, positions, column, check, values))
                 bad[column] = bad.get(column, np.zeros(n, dtype=bool)) | mask
-                clean.loc[mask, column] = pd.NA
+                clean[column] = clean[column].mask(mask)  # a new column: typed keeps it
 
             for column in instrument.item_columns:
                 over = rows & (clean[column] > instrument.item_max).to_numpy(bool, na_value=False)
@@ -337,14 +337,14 @@ def _validate_table(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Dat
         if name not in typed.columns:
             typed[name] = pd.Series(pd.NA, index=raw.index, dtype=validator.coercers[name].dtype)
             bad.setdefault(name, np.zeros(len(raw), dtype=bool))
-    clean = typed.copy()
+    clean = typed.copy(deep=False)  # columns without a failed cell are shared, not copied
     for name, mask in bad.items():
         if mask.any():
-            clean.loc[mask, name] = pd.NA
+            clean[name] = typed[name].mask(mask)
     if table in _TABLE_RULES:
         failures += _TABLE_RULES[table].check(raw, clean, bad)
     extras = [c for c in raw.columns if c not in validator.fields]
-    out = pd.concat([typed[list(validator.fields)], raw[extras]], axis=1)
+    out = pd.concat([typed[list(validator.fields)], raw[extras]], axis=1, copy=False)
     return out, clean, failures
 
 

@@ -441,7 +441,9 @@ def kaplan_meier(
             km.insert(0, "group", level)
         frames.append(km)
     nonempty = [f for f in frames if len(f)]
-    return pd.concat(nonempty, ignore_index=True) if nonempty else frames[0]
+    out = pd.concat(nonempty, ignore_index=True) if nonempty else frames[0]
+    out.attrs["group_column"] = group  # figures follow the tables' hidden groups by it
+    return out
 
 
 def _first_half(times: np.ndarray, curve: np.ndarray) -> float:

@@ -554,7 +554,9 @@ def _table_one_hidden(
         before = hidden.copy()
         # a hidden group n hides its whole column
         hidden[:, hidden[is_n_row].any(axis=0)] = True
-        flat = complementary_mask(values.ravel(), hidden.ravel(), [level_groups, group_groups])
+        flat = complementary_mask(
+            values.ravel(), hidden.ravel(), [level_groups, group_groups], min_cell=min_cell
+        )
         hidden = flat.reshape(values.shape)
         if (hidden == before).all():
             return hidden, primary
@@ -1073,8 +1075,15 @@ def _baseline_shown_as_in_completeness(out, table, min_cell):
 
     The baselines used are the patients observed at baseline, which the completeness
     table (report 01) shows unless small; hiding them here only as a complement would
-    show in one table what another hides. Another non-zero count of the instrument is
-    hidden instead (when there is one).
+    show in one table what another hides. Other non-zero counts of the instrument are
+    hidden instead, the smallest first, until the hidden counts are not a single cell
+    and add up to 0 or to at least ``min_cell`` (the policy of
+    :func:`analysis.disclosure.complementary_mask`).
+
+    Fallback: when the instrument's other non-zero counts cannot do that (there are
+    none, or too few), the baseline count stays hidden: hiding rather than showing.
+    The completeness table then shows what this one hides, which the batch's audit
+    reports (``shown_elsewhere``), rather than a small count following from this table.
     """
     from analysis.disclosure import small_count
 
@@ -1085,19 +1094,31 @@ def _baseline_shown_as_in_completeness(out, table, min_cell):
     primary = small_count(value, min_cell) | small_count(total - value, min_cell)
     hidden = out["assessments"].isna().to_numpy(dtype=bool)
     out = out.copy()
+
+    def safe(cells: list[int]) -> bool:
+        together = float(value[cells].sum()) if cells else 0.0
+        return len(cells) != 1 and not (0 < together < min_cell)
+
     for instrument in out["instrument"].unique():
         rows = (out["instrument"] == instrument).to_numpy(dtype=bool)
-        base = np.flatnonzero(rows & (out["reason"] == "baseline").to_numpy(dtype=bool))
+        is_base = (out["reason"] == "baseline").to_numpy(dtype=bool)
+        base = np.flatnonzero(rows & is_base)
         if len(base) != 1 or not hidden[base[0]] or primary[base[0]]:
             continue
-        other = np.flatnonzero(rows & ~hidden & (value > 0))
-        if not len(other):
-            continue
-        swap = other[np.argmin(value[other])]
+        others = [int(k) for k in np.flatnonzero(rows & hidden & ~is_base)]
+        candidates = sorted(
+            (int(k) for k in np.flatnonzero(rows & ~hidden & (value > 0))), key=lambda k: value[k]
+        )
+        swap: list[int] = []
+        while not safe(others + swap) and candidates:
+            swap.append(candidates.pop(0))
+        if not safe(others + swap):
+            continue  # the fallback: the baseline count stays hidden
         out.loc[out.index[base[0]], "assessments"] = int(value[base[0]])
         out.loc[out.index[base[0]], "suppressed"] = False
-        out.loc[out.index[swap], "assessments"] = pd.NA
-        out.loc[out.index[swap], "suppressed"] = True
+        for k in swap:
+            out.loc[out.index[k], "assessments"] = pd.NA
+            out.loc[out.index[k], "suppressed"] = True
     return out
 
 

@@ -251,22 +251,16 @@ def test_the_design_contract_lists_every_module_once():
     }
 
 
-# disclosure.py is being changed on another branch (issue 9) at the time of writing: its
-# four pandas-stubs ignores get their reasons once that work is merged; then drop this.
-_IGNORES_WITHOUT_REASON_LEFT = {"disclosure.py": 4}
-
-
 def test_every_type_ignore_names_its_error_and_why():
     """``# type: ignore[code]  # reason``: mypy checks the code (warn_unused_ignores), the
     reason says why the typing cannot say it (usually a gap in pandas-stubs)."""
     import re
 
     pattern = re.compile(r"# type: ignore(?P<code>\[[-a-z, ]+\])?(?P<reason>  # \S.*)?$")
-    without = {}
+    without: dict[str, list[int]] = {}
     for path in sorted(PACKAGE.glob("*.py")):
         for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
             match = pattern.search(line)
             if match and not (match["code"] and match["reason"]):
                 without.setdefault(path.name, []).append(number)
-    counts = {name: len(lines) for name, lines in without.items()}
-    assert counts == _IGNORES_WITHOUT_REASON_LEFT, without
+    assert without == {}, without

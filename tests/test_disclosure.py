@@ -15,6 +15,7 @@ import pandas as pd
 import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from matplotlib.collections import PathCollection
 from matplotlib.figure import Figure
 
 import analysis
@@ -30,7 +31,13 @@ from analysis.disclosure import (
     suppress_small_groups,
 )
 from analysis.endpoints import endpoint_accounting
-from analysis.plots import SUPPRESSED_LABEL, plot_cumulative_incidence, plot_rates
+from analysis.plots import (
+    SUPPRESSED_LABEL,
+    plot_adverse_events,
+    plot_cumulative_incidence,
+    plot_rates,
+    plot_waterfall,
+)
 from analysis.rates import (
     adjusted_compare_rates,
     compare_rates,
@@ -44,7 +51,6 @@ from analysis.safety import (
     blood_pressure_table,
     dissociation_table,
     dose_summary,
-    plot_adverse_events,
 )
 from analysis.survival import kaplan_meier, median_time_to_event, time_to_event
 from analysis.synthetic import synthetic_cohort
@@ -205,6 +211,78 @@ def test_property_no_margin_has_exactly_one_hidden_cell(cells, groups, min_cell)
         assert mask[members].sum() != 1 or members.sum() == 1
     shown = np.asarray(cells)[~mask]
     assert not ((shown >= 1) & (shown < min_cell)).any()
+
+
+def test_hidden_cells_of_a_margin_add_up_to_zero_or_at_least_min_cell():
+    # Two small diagnoses of 2 and 3 patients, both hidden: the shown total (Table 1's n)
+    # minus the shown rows gives 5, the people of the two together. The next smallest
+    # shown cell is hidden too (issue 9, session 5).
+    values, primary = [150, 50, 2, 3], [False, False, True, True]
+    assert complementary_mask(values, primary, [np.zeros(4)]).tolist() == primary  # old form
+    mask = complementary_mask(values, primary, [np.zeros(4)], min_cell=11)
+    assert mask.tolist() == [False, True, True, True]
+    # 6 + 7 = 13 people is no small count: nothing more is hidden
+    mask = complementary_mask([150, 50, 6, 7], primary, [np.zeros(4)], min_cell=11)
+    assert mask.tolist() == primary
+    # hiding a zero would not change the sum: the smallest non-zero cell goes
+    mask = complementary_mask([0, 150, 50, 2, 3], [False, False, False, True, True],
+                              [np.zeros(5)], min_cell=11)  # fmt: skip
+    assert mask.tolist() == [False, False, True, True, True]
+    with pytest.raises(ValueError, match="min_cell"):
+        complementary_mask(values, primary, [np.zeros(4)], min_cell=0)
+    t = pd.DataFrame({"dx": ["GAD", "PD", "PTSD", "OTHER"], "n": [150, 50, 2, 3]})
+    out = suppress_cells(t, 11, (), total="n", margins=[[]])
+    assert out["n"].isna().tolist() == [False, True, True, True]
+
+
+def test_audit_finds_hidden_cells_whose_sum_is_a_small_count():
+    t = pd.DataFrame({"route": ["iv", "im", "oral", "Overall"], "n": [150, None, None, 155]})
+    found = audit_table(t, 11, name="by_route")
+    assert found[["table", "row", "check"]].values.tolist() == [
+        ["by_route", 1, "hidden_sum"],
+        ["by_route", 2, "hidden_sum"],
+    ]
+    assert audit_table(t.assign(n=[150, None, None, 180]), 11).empty  # 30 together
+    # the same across tables: the total shown in another table
+    by_route = t.iloc[:3]
+    overall = pd.DataFrame({"route": ["Overall"], "n": [155]})
+    found = disclosure.cross_table_findings(
+        [("r.csv", "by_route", by_route), ("o.csv", "overall", overall)], min_cell=11
+    )
+    assert found[["table", "row", "check"]].values.tolist() == [
+        ["by_route", 1, "hidden_sum"],
+        ["by_route", 2, "hidden_sum"],
+    ]
+    # Table 1 layout: Overall minus the shown groups
+    t1 = pd.DataFrame({"variable": ["n"], "level": [""], "im": ["<11"], "iv": ["150"],
+                       "oral": ["<11"], "Overall": ["155"]})  # fmt: skip
+    found = audit_table(t1, 11, name="table_one")
+    assert set(found.loc[found["check"] == "hidden_sum", "column"]) == {"im", "oral"}
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    grid=st.lists(
+        st.lists(st.integers(0, 40), min_size=2, max_size=5), min_size=1, max_size=4
+    ).filter(lambda g: len({len(r) for r in g}) == 1),
+    min_cell=st.integers(2, 15),
+)
+@example(grid=[[150, 50, 2, 3]], min_cell=11)
+def test_property_hidden_cells_of_every_margin_add_up_to_zero_or_min_cell(grid, min_cell):
+    values = np.asarray(grid, dtype=float)
+    rows, cols = np.indices(values.shape)
+    margins = [rows.ravel(), cols.ravel()] if values.shape[0] > 1 else [rows.ravel()]
+    flat = values.ravel()
+    mask = complementary_mask(flat, disclosure.small_count(flat, min_cell), margins,
+                              min_cell=min_cell)  # fmt: skip
+    assert not disclosure.small_count(flat[~mask], min_cell).any()
+    for labels in margins:
+        for g in np.unique(labels):
+            members = labels == g
+            hidden_sum = flat[members & mask].sum()
+            shown_positive = (flat[members & ~mask] > 0).any()
+            assert not (0 < hidden_sum < min_cell) or not shown_positive
+            assert mask[members].sum() != 1 or members.sum() == 1 or not (~mask[members]).any()
 
 
 @settings(max_examples=40, deadline=None)
@@ -697,13 +775,26 @@ def test_audit_links_the_site_sets_to_the_pooled_set(tmp_path):
         ["sites/S01/t.csv", 1, "recoverable_across"],
         ["sites/S01/t.csv", 2, "recoverable_across"],
     ]
-    # a withheld site (or patients without a site) is an unknown remainder: no alarm
+    # a withheld site (or patients without a site) is an unknown remainder: S01's IM is
+    # no longer determined, but S01's IM and the remainder together are 30 - 27 = 3
+    # people (hidden_sum); oral's 40 - 20 = 20 is no small count
+    expected = [["sites/S01/t.csv", 1, "hidden_sum"]]
     _site_manifest(tmp_path, withheld=["S03"])
-    assert audit_report_dir(tmp_path, 11).ok
+    assert audit_report_dir(tmp_path, 11).findings[["file", "row", "check"]].values.tolist() == (
+        expected
+    )
     _site_manifest(tmp_path, without_site=True)
-    assert audit_report_dir(tmp_path, 11).ok
-    # a shown site whose reports lack the table enters as an unknown too
+    assert audit_report_dir(tmp_path, 11).findings[["file", "row", "check"]].values.tolist() == (
+        expected
+    )
+    # a shown site whose reports lack the table enters as an unknown too (with S01: 3)
     _site_manifest(tmp_path, shown=("S01", "S02", "S04"))
+    assert audit_report_dir(tmp_path, 11).findings[["file", "row", "check"]].values.tolist() == (
+        expected
+    )
+    # S02 with 19 IM patients: S01's IM and the rest are 11 together, nothing follows
+    _write(tmp_path, "sites/S02/t.csv", s02.assign(n=[30, 19, 20]))
+    _site_manifest(tmp_path, withheld=["S03"])
     assert audit_report_dir(tmp_path, 11).ok
     # the same cells hidden at S02 as well: two hidden sites per route, nothing follows
     _site_manifest(tmp_path)
@@ -779,6 +870,45 @@ def test_linked_suppression_hides_the_next_smallest_site_cell():
     ).empty
 
 
+def test_linked_suppression_treats_the_by_site_remainder_as_a_cell():
+    # Pooled IM 40; S01 shows 20 and S02 16; a withheld site (or patients without a
+    # site) holds the other 4: pooled minus the shown sites gives them.
+    pooled = pd.DataFrame({"route": ["iv", "im"], "n": [100, 40]})
+    s01 = pd.DataFrame({"route": ["iv", "im"], "n": [50, 20]})
+    s02 = pd.DataFrame({"route": ["iv", "im"], "n": [30, 16]})
+    tables = [("t.csv", "t", pooled), ("sites/S01/t.csv", "t", s01),
+              ("sites/S02/t.csv", "t", s02)]  # fmt: skip
+    site_sets = {"sites/S01": "S01", "sites/S02": "S02"}
+    found = disclosure.cross_table_findings(tables, site_sets=site_sets, min_cell=11)
+    # the shown pooled IM count is where the remainder (4) shows; IV's (20) is no problem
+    assert found[["file", "row", "check"]].values.tolist() == [["t.csv", 1, "remainder"]]
+    assert disclosure.cross_table_findings(tables, site_sets=site_sets).empty  # no min_cell
+    # every site reported: no remainder, nothing to find
+    assert disclosure.cross_table_findings(
+        tables, site_sets=site_sets, all_sites_reported=True, min_cell=11
+    ).empty
+    hidden = disclosure.linked_suppression(tables, site_sets, min_cell=11)
+    # IM is hidden at S02, the smallest site showing it (16 + 4 = 20 hidden together);
+    # hide_populations hides IV with it (S02's margin)
+    assert hidden == {"sites/S02": [[[["route", "im"]], "n"]]}
+    fixed = [
+        (f, n, disclosure.hide_populations(t, hidden.get(f.rsplit("/", 1)[0], []), min_cell=11))
+        for f, n, t in tables
+    ]
+    assert fixed[2][2]["n"].isna().all() and fixed[1][2]["n"].notna().all()
+    assert disclosure.cross_table_findings(fixed, site_sets=site_sets, min_cell=11).empty
+    # no site shows it: the pooled count is hidden instead
+    s02 = s02.assign(n=[30, 0])
+    tables[2] = ("sites/S02/t.csv", "t", s02)
+    s01 = s01.assign(n=[50, 36])
+    tables[1] = ("sites/S01/t.csv", "t", s01)
+    assert disclosure.cross_table_findings(tables, site_sets=site_sets, min_cell=11)[
+        "check"
+    ].tolist() == ["remainder"]
+    hidden = disclosure.linked_suppression(tables, site_sets, min_cell=11)
+    assert [[["route", "im"]], "n"] in hidden["sites/S01"]
+
+
 def test_hide_populations_keeps_complementary_suppression_within_the_table():
     t = pd.DataFrame(
         {
@@ -844,9 +974,14 @@ def test_cross_table_interval_disclosure_from_non_negativity():
     assert disclosure.cross_table_findings(batch).empty  # no linear disclosure
     found = disclosure.cross_table_findings(batch, min_cell=11)
     assert found[["row", "check"]].values.tolist() == [[1, "interval"], [2, "interval"]]
-    # the pair adds up to 9: each is 0..9, no more than "<11" says
+    # the pair adds up to 9: each is 0..9, no more than "<11" says, but their sum, 9
+    # people of IM or oral, is a small count itself (hidden_sum)
     overall["n"] = [20]
+    found = disclosure.cross_table_findings(batch, min_cell=11)
+    assert found[["row", "check"]].values.tolist() == [[1, "hidden_sum"], [2, "hidden_sum"]]
+    overall["n"] = [30]  # they add up to 19: nothing is disclosed
     assert disclosure.cross_table_findings(batch, min_cell=11).empty
+    overall["n"] = [20]
     # a hidden cell confined to 3..5 by a second margin: a small count, not 0
     by_route = pd.DataFrame({"route": ["iv", "im", "oral"], "n": [40, None, None]})
     by_sex = pd.DataFrame(
@@ -1035,10 +1170,12 @@ def test_number_at_risk_obeys_the_small_group_rule_and_complementary_suppression
     assert wide.loc["im"].isna().all()  # 4 patients: no number at all
     # IM hidden alone at a time would be (all at risk) - IV - oral, so the smaller of IV
     # and oral goes too (oral's 25 at day 0; IV's 21 tied with oral's at day 10 and its
-    # 11 at day 20); at day 30 IV's 1 is hidden itself and oral's 11 is shown.
+    # 11 at day 20); at day 30 IV's 1 is hidden itself, and since IV and IM (0) together
+    # would be all at risk minus oral = 1 person, oral's 11 goes too (hidden cells of a
+    # margin add up to 0 or at least min_cell).
     assert wide.loc["iv"].tolist()[0] == 30 and wide.loc["iv"].isna().tolist()[1:] == [True] * 3
-    assert wide.loc["oral"].isna().tolist() == [True, False, False, False]
-    assert wide.loc["oral"].tolist()[1:] == [21, 16, 11]
+    assert wide.loc["oral"].isna().tolist() == [True, False, False, True]
+    assert wide.loc["oral"].tolist()[1:3] == [21, 16]
     for _, column in table.groupby("time"):
         shown = column["n_at_risk"].dropna()
         assert not shown.between(1, 10).any()
@@ -1082,7 +1219,7 @@ def test_km_figure_prints_the_number_at_risk_with_marks_and_human_labels():
     texts = [t.get_text() for t in below.texts]
     assert texts[:4] == ["X"] * 4  # IM: every number hidden, never a blank
     assert texts[4:8] == ["30", "X", "X", "X"]
-    assert texts[8:] == ["X", "21", "16", "11"]
+    assert texts[8:] == ["X", "21", "16", "X"]  # day 30: IV (1) + IM (0) = all - oral
     assert SUPPRESSED_LABEL in below.get_xlabel()
     # no number under a curve where the curve is not drawn
     assert all(int(t) >= 11 for t in texts if t.isdigit())
@@ -1153,3 +1290,95 @@ def test_mean_scores_by_route_take_the_same_decision_as_response_by_route():
     tables = _batch(means=means[["instrument", "visit", "route", "n"]],
                     rates=rates[["instrument", "visit", "route", "n"]])  # fmt: skip
     assert disclosure.cross_table_findings(tables).empty
+
+
+# ------------------------------------------------ figures follow linked suppression
+
+
+@pytest.fixture
+def im_hidden_by_the_linked_decision():
+    """A --by-site report set whose tables hide route IM (as load_snapshot sets it)."""
+    disclosure.set_linked_suppression([[[["route", "im"]], "n"]], min_cell=11)
+    try:
+        yield
+    finally:
+        disclosure.set_linked_suppression([])
+
+
+def _three_routes_tte():
+    return pd.DataFrame(
+        {
+            "route": ["iv"] * 30 + ["oral"] * 25 + ["im"] * 20,
+            "time": list(range(1, 31)) + list(range(2, 52, 2)) + list(range(3, 63, 3)),
+            "event": 1,
+        }
+    )
+
+
+def test_km_figure_draws_a_group_the_tables_hide_as_the_suppressed_mark(
+    im_hidden_by_the_linked_decision,
+):
+    tte = _three_routes_tte()
+    km = kaplan_meier(tte, group="route", min_cell=11)
+    assert set(km["group"]) == {"im", "iv", "oral"}  # 20 IM patients: a curve of its own
+    risk = disclosure.number_at_risk(tte, [0, 14], group="route", min_cell=11)
+    fig = plot_cumulative_incidence(km, min_cell=11, at_risk=risk)
+    main, below = fig.axes
+    handles, labels = main.get_legend_handles_labels()
+    assert labels == [f"IM ketamine: {SUPPRESSED_LABEL}, not shown", "IV ketamine", "Oral ketamine"]
+    assert handles[0].get_marker() == "X" and len(handles[0].get_xdata()) == 0  # no curve
+    assert len([line for line in main.get_lines() if len(line.get_xdata())]) == 2
+    texts = [t.get_text() for t in below.texts]
+    assert texts[:2] == ["X", "X"]  # IM's numbers at risk are hidden as in the tables
+    assert risk.loc[risk["group"] == "im", "n_at_risk"].isna().all()
+    disclosure.set_linked_suppression([])  # outside a --by-site run: IM is drawn
+    fig = plot_cumulative_incidence(km, min_cell=11)
+    assert fig.axes[0].get_legend_handles_labels()[1][0] == "IM ketamine"
+
+
+def test_table_figures_and_the_waterfall_follow_the_linked_decision(
+    im_hidden_by_the_linked_decision,
+):
+    table = pd.DataFrame(
+        {
+            "instrument": "GAD7",
+            "visit": ["week1", "week4"] * 3,
+            "route": ["iv", "iv", "im", "im", "oral", "oral"],
+            "n": [40, 40, 30, 30, 20, 20],
+            "events": [20, 22, 15, 14, 12, 11],
+            "rate": [0.5, 0.55, 0.5, 0.47, 0.6, 0.55],
+            "ci_low": [0.3] * 6,
+            "ci_high": [0.7] * 6,
+        }
+    )
+    assert (
+        SUPPRESSED_LABEL
+        not in plot_rates(table, group="route").axes[0].get_legend_handles_labels()[1]
+    )
+    # the tables of this set hide the GAD-7 week-4 IM patients (a population key)
+    disclosure.set_linked_suppression(
+        [
+            [[["route", "im"]], "n"],
+            [[["instrument", "gad7"], ["route", "im"], ["visit", "week4"]], "n"],
+        ],
+        min_cell=11,
+    )
+    ax = plot_rates(table, group="route").axes[0]
+    assert SUPPRESSED_LABEL in ax.get_legend_handles_labels()[1]
+    marks = [c for c in ax.collections if isinstance(c, PathCollection)]
+    # IM at week 4, and oral's (hidden with it in the visit's margin): two marks at 0
+    assert sum(len(c.get_offsets()) for c in marks) == 2
+    ep = pd.DataFrame(
+        {
+            "instrument": "GAD7",
+            "visit": "week4",
+            "route": ["iv"] * 60 + ["im"] * 60,
+            "pct_change": [-1.0 * k for k in range(120)],
+        }
+    )
+    ax = plot_waterfall(ep, min_cell=11, binned=False).axes[0]
+    assert len(ax.patches) == 60  # IV's bars only
+    assert "IM ketamine: suppressed" in ax.get_legend_handles_labels()[1]
+    # a population of another instrument does not concern a GAD-7 figure
+    disclosure.set_linked_suppression([[[["instrument", "hama"], ["route", "im"]], "n"]])
+    assert len(plot_waterfall(ep, min_cell=11, binned=False).axes[0].patches) == 120

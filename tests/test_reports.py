@@ -267,5 +267,33 @@ def test_by_site_with_the_real_report(tmp_path):
         assert 'id="definitions"' in (out / "sites" / site / "index.html").read_text()
 
 
+@pytest.mark.slow
+def test_by_site_run_hides_a_population_whose_remainder_is_small(tmp_path):
+    # 16 patients have no site, 4 of them with PTSD: pooled PTSD (31) minus S01's 15 and
+    # S02's 12 would give those 4. The run hides PTSD at S02, the smallest site showing
+    # it (12 + 4 hidden together), and its audit passes (issue 9, session 5).
+    cohort = synthetic_cohort(106, seed=5)
+    p = cohort.patients.copy()
+    p["site_id"] = pd.array(["S01"] * 45 + ["S02"] * 45 + [None] * 16, dtype=p["site_id"].dtype)
+    dx = ["PTSD"] * 15 + ["GAD"] * 30 + ["PTSD"] * 12 + ["SAD"] * 33 + ["PTSD"] * 4 + ["GAD"] * 12
+    p["primary_diagnosis"] = pd.array(dx, dtype=p["primary_diagnosis"].dtype)
+    data = write_cohort(Cohort(p, *_rest(cohort)), tmp_path / "data")
+    out = tmp_path / "out"
+    manifest = run_reports(data, out, ["data_quality"], progress=False, by_site=True)
+    assert manifest["sites"]["patients_without_site"] is True
+    assert list(manifest["sites"]["shown"]) == ["S01", "S02"]
+
+    def diagnoses(folder):
+        t1 = pd.read_csv(out / folder / "tables/data_quality/table_one.csv")
+        return t1[t1["variable"] == "primary_diagnosis"].set_index("level")["Overall"]
+
+    assert diagnoses(".")["PTSD"].startswith("31 ")  # pooled: unchanged
+    assert diagnoses("sites/S01")["PTSD"].startswith("15 ")
+    assert diagnoses("sites/S02")["PTSD"] == "suppressed"  # shown before the fix
+    assert diagnoses("sites/S02")["SAD"] == "suppressed"  # its margin: not one hidden cell
+    result = analysis.audit_report_dir(out, identifiers=cohort.patients["patient_id"])
+    assert result.ok, result.message()
+
+
 def _rest(cohort):
     return cohort.assessments, cohort.sessions, cohort.adverse_events

@@ -316,10 +316,21 @@ def test_median_time_to_event_min_cell():
     med = median_time_to_event(tte, group="route", min_cell=11)
     assert list(med.columns) == [*plain.columns, "suppressed"]
     assert med["group"].tolist() == ["im", "iv", "oral"]
+    # iv (30 patients, 15 events) is hidden too: im's 5 censored and oral's 2 are hidden
+    # by the primary rule, and all censored (22) minus iv's 15 would give them together,
+    # 7 patients (hidden cells of a margin must add up to 0 or at least min_cell).
+    assert med["suppressed"].tolist() == [True, True, True]
+    assert med.loc[1, "n"] == 30 and pd.isna(med.loc[1, "n_events"])
+    assert pd.isna(med.loc[1, "median"])
+    # with a larger oral group nothing forces iv out: shown unchanged
+    tte = _tte({"iv": (15, 15), "im": (20, 5), "oral": (14, 12)})
+    med = median_time_to_event(tte, group="route", min_cell=11)
+    plain = median_time_to_event(tte, group="route")
     assert med["suppressed"].tolist() == [True, False, True]
-    # iv: 30 patients, 15 events, 15 censored: shown unchanged.
     assert med.loc[1, ["n", "n_events"]].tolist() == [30, 15]
     assert med.loc[1, "median"] == plain.loc[1, "median"]
+    tte = _tte({"iv": (15, 15), "im": (20, 5), "oral": (4, 2)})
+    med = median_time_to_event(tte, group="route", min_cell=11)
     # im: 5 censored would be n - n_events: the counts and the median are blanked; its n
     # (25) is hidden too, since oral's 6 would otherwise be all (61) minus iv and im.
     assert med.loc[0, ["n", "n_events", "median", "ci_low"]].isna().all()

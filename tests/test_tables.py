@@ -403,6 +403,42 @@ def test_accounting_summary_suppression_is_complementary_within_an_instrument():
     assert t.loc["visit", "assessments"] == 20 and pd.isna(t.loc["baseline", "assessments"])
 
 
+def _accounting(**reasons: int) -> pd.DataFrame:
+    rows = [reason for reason, count in reasons.items() for _ in range(count)]
+    return pd.DataFrame({"instrument": "GAD7", "reason": rows})
+
+
+def test_accounting_baseline_stays_shown_when_other_counts_can_take_its_place():
+    # 3 unscorable and 2 outside the schedule are hidden (5 people together): the
+    # smallest other non-zero count would be the 15 baselines, which completeness shows;
+    # superseded (20) is hidden instead, the hidden counts then add up to 25
+    acc = _accounting(
+        baseline=15, visit=40, superseded_in_window=20, unscorable=3, outside_schedule=2
+    )
+    t = accounting_summary(acc, min_cell=11, patients=30).set_index("reason")["assessments"]
+    assert t["baseline"] == 15 and t["visit"] == 40
+    hidden = t[t.isna()].index.tolist()
+    assert sorted(hidden) == ["outside_schedule", "superseded_in_window", "unscorable"]
+    # the baseline's own complement small (30 - 25 = 5): hidden by the primary rule
+    acc = _accounting(baseline=25, visit=40, superseded_in_window=20, unscorable=3)
+    t = accounting_summary(acc, min_cell=11, patients=30).set_index("reason")["assessments"]
+    assert pd.isna(t["baseline"])
+
+
+def test_accounting_baseline_fallback_hides_rather_than_shows():
+    # GAD-7 has baselines and 3 unscorable assessments, no other non-zero count: nothing
+    # can take the baseline's place as the complement of the 3, so it stays hidden
+    # (showing it would give 3 as the instrument's total minus the baseline).
+    acc = _accounting(baseline=480, unscorable=3)
+    t = accounting_summary(acc, min_cell=11, patients=500).set_index("reason")["assessments"]
+    assert pd.isna(t["unscorable"]) and pd.isna(t["baseline"])
+    assert (t.drop(["unscorable", "baseline"]) == 0).all()
+    # other counts too small together: 3 + 2 + 4 = 9 hidden would stay a small sum
+    acc = _accounting(baseline=480, unscorable=3, no_baseline=2, outside_schedule=4)
+    t = accounting_summary(acc, min_cell=11, patients=500).set_index("reason")["assessments"]
+    assert t[["unscorable", "no_baseline", "outside_schedule", "baseline"]].isna().all()
+
+
 def test_accounting_summary_of_a_synthetic_cohort(synthetic):
     cohort, _ = synthetic
     acc = endpoint_accounting(cohort)
