@@ -25,6 +25,14 @@ Design contract of the reductions (the statistics):
   cell, or the distinct levels of a grouping column. The engine does the ``group_by``;
   only the small aggregated table comes back (as pandas), and the intervals are computed
   from those sufficient statistics by the same code for every engine.
+- One query per statistic (each is a scan of the endpoints): :func:`count_cells` counts
+  every outcome asked for at once, and with the counts or moments the same query returns
+  the earliest ``target_day`` of each cell (the visit order) and, for a numeric outcome,
+  the rows that are neither 0 nor 1; the outcome's type comes from the schema, the
+  levels of a grouping column from the aggregated table (:class:`Cells`,
+  :func:`levels_of`). ``effect_size_table`` asks a second question, whether a patient
+  repeats within a cell: a hash aggregation over patients that costs more than the
+  moments themselves, measured no faster folded into their query.
 - The reductions are written once, for all engines, pandas included, so an engine cannot
   give a different answer through a different code path. The contract test
   (``tests/test_statistics_engines.py``) holds every public statistic identical across
@@ -34,6 +42,7 @@ Design contract of the reductions (the statistics):
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
@@ -44,12 +53,16 @@ import pandas as pd
 __all__ = [
     "as_frame",
     "as_nullable_int",
+    "Cells",
     "binary_counts",
     "cast_columns",
     "column_names",
+    "count_cells",
     "distinct",
     "indicator",
+    "levels_of",
     "max_rows_per",
+    "moment_cells",
     "moments",
     "replace_columns",
     "require_columns",
@@ -135,30 +148,36 @@ def indicator(values: pd.Series, outcome: str) -> pd.Series:
     return numbers
 
 
-def _indicator_frame(frame, outcome: str, keys: Sequence[str]):
-    """``keys`` and the outcome as 1.0 / 0.0 / null in a column ``_Y``, in the engine."""
-    native = nw.to_native(frame)
-    if isinstance(native, pd.DataFrame):  # the pandas rules of `indicator`, object columns too
-        work = native[list(keys)].copy()
-        work[_Y] = indicator(native[outcome], outcome).to_numpy()
-        return nw.from_native(work)
+def _outcome_value(frame, outcome: str) -> tuple[Any, bool]:
+    """The outcome as 1.0 / 0.0 / null (an engine expression), and whether its values
+    must be checked (in the aggregate query, see :func:`_check_binary`).
+
+    The outcome's type comes from the frame's schema (no scan): a boolean column needs
+    no check; a numeric one is checked in the same aggregate query as its counts.
+    """
     dtype = frame.collect_schema()[outcome]
     value = nw.col(outcome).cast(nw.Float64)
-    bad: Any  # a count cell read back from the engine
     if dtype == nw.Boolean:
-        bad = 0
-    elif dtype.is_numeric():
-        bad = small_to_pandas(
-            frame.select(((value != 0.0) & (value != 1.0)).cast(nw.Int64).sum().alias("bad"))
-        ).iloc[0, 0]
-    else:
-        bad = small_to_pandas(frame.select(nw.col(outcome).count().alias("n"))).iloc[0, 0]
-    if pd.notna(bad) and int(bad) > 0:
-        raise ValueError(_BINARY_MESSAGE.format(outcome=outcome, bad=int(bad)))
-    return frame.select(*[nw.col(k) for k in keys], value.alias(_Y))
+        return value, False
+    if dtype.is_numeric():
+        return value, True
+    # text or another type: any value present is not an outcome (a rare, refused input)
+    present: Any = small_to_pandas(frame.select(nw.col(outcome).count().alias("n"))).iloc[0, 0]
+    if pd.notna(present) and int(present) > 0:
+        raise ValueError(_BINARY_MESSAGE.format(outcome=outcome, bad=int(present)))
+    return value, False
+
+
+def _check_binary(out: pd.DataFrame, outcome: str) -> None:
+    if _BAD + outcome in out.columns:
+        bad = int(pd.to_numeric(out[_BAD + outcome]).fillna(0).sum())
+        if bad > 0:
+            raise ValueError(_BINARY_MESSAGE.format(outcome=outcome, bad=bad))
 
 
 _Y = "__outcome__"
+_BAD = "__not_binary__"
+_DAY = "__first_target_day__"
 
 
 def _nullable_keys(out: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
@@ -169,30 +188,121 @@ def _nullable_keys(out: pd.DataFrame, keys: Sequence[str]) -> pd.DataFrame:
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Cells:
+    """The answer of one aggregate query: statistics per cell, and the visit order asked
+    in the same query.
+
+    Attributes
+    ----------
+    table : DataFrame
+        ``keys...`` then the statistics, sorted by ``keys``.
+    schedule : DataFrame
+        What :func:`analysis.endpoints.sort_cells` ranks visits from: on pandas the frame
+        itself (an ordered Categorical visit keeps its order), elsewhere the ``visit`` of
+        each cell and its earliest ``target_day`` when the frame has one (empty unless
+        ``visit`` is a key).
+    """
+
+    table: pd.DataFrame
+    schedule: pd.DataFrame
+
+
+def _aggregate(
+    frame: nw.DataFrame | nw.LazyFrame,
+    keys: Sequence[str],
+    values: Mapping[str, Any],
+    aggregates: list,
+) -> Cells:
+    """One ``group_by(keys).agg(...)`` of ``values`` (name -> expression), with the
+    earliest target day per cell folded in (the visit order, no query of its own)."""
+    native = nw.to_native(frame)
+    pandas = isinstance(native, pd.DataFrame)
+    names = column_names(frame)
+    extra: dict[str, Any] = {}
+    if not pandas and "visit" in keys and "target_day" in names:
+        extra["target_day"] = nw.col("target_day")
+        aggregates = [*aggregates, nw.col("target_day").cast(nw.Float64).min().alias(_DAY)]
+    # derived columns first, so the aggregations are simple ones every engine runs natively
+    work = frame.select(
+        *[nw.col(k) for k in keys],
+        *[expr.alias(name) for name, expr in values.items()],
+        *[expr.alias(name) for name, expr in extra.items() if name not in keys],
+    )
+    if keys:
+        out = small_to_pandas(work.group_by(*keys, drop_null_keys=False).agg(*aggregates))
+    else:
+        out = small_to_pandas(work.select(*aggregates))
+    if pandas:
+        schedule = native
+    elif _DAY in out.columns:
+        schedule = pd.DataFrame({"visit": out["visit"], "target_day": out.pop(_DAY)})
+    elif "visit" in keys:  # no target days: the visits themselves (sort_cells' later rules)
+        schedule = pd.DataFrame({"visit": out["visit"]})
+    else:
+        schedule = pd.DataFrame()
+    out = _nullable_keys(out, keys)
+    if keys:
+        out = out.sort_values(list(keys), kind="stable").reset_index(drop=True)
+    return Cells(out, schedule)
+
+
+def count_cells(
+    frame: nw.DataFrame | nw.LazyFrame, outcomes: Sequence[str], keys: Sequence[str]
+) -> Cells:
+    """``keys..., n_<outcome>, events_<outcome>`` per cell for every outcome, in one query.
+
+    ``n`` counts the non-missing outcomes, ``events`` those that are 1. Cells where an
+    outcome is missing for everyone are kept with n = 0, as in a pandas
+    ``groupby(..., dropna=False)``; rows with a missing key form their own cell. Raises
+    ``ValueError`` when an outcome holds values other than True/False (1/0) and missing.
+    """
+    native = nw.to_native(frame)
+    pandas = isinstance(native, pd.DataFrame)
+    values: dict[str, Any] = {}
+    aggregates: list = []
+    added: dict[str, Any] = {}
+    for k, outcome in enumerate(outcomes):
+        name = f"{_Y}{k}"
+        check = False
+        if pandas:  # the pandas rules of `indicator`, object columns too
+            added[name] = indicator(native[outcome], outcome).to_numpy()
+            values[name] = nw.col(name)
+        else:
+            values[name], check = _outcome_value(frame, outcome)
+        y = nw.col(name)
+        aggregates += [y.count().alias(f"n_{outcome}"), y.sum().alias(f"events_{outcome}")]
+        if check:  # values other than 0 and 1, counted in the same query
+            bad = ((y != 0.0) & (y != 1.0)).cast(nw.Int64).sum()
+            aggregates.append(bad.alias(_BAD + outcome))
+    work = nw.from_native(replace_columns(native, added)) if pandas else frame
+    cells = _aggregate(work, keys, values, aggregates)
+    out = cells.table
+    for outcome in outcomes:
+        _check_binary(out, outcome)
+        out[f"n_{outcome}"] = pd.to_numeric(out[f"n_{outcome}"]).fillna(0).astype(int)
+        events = pd.to_numeric(out[f"events_{outcome}"]).fillna(0)
+        out[f"events_{outcome}"] = events.round().astype(int)
+    stats = [c for o in outcomes for c in (f"n_{o}", f"events_{o}")]
+    return dataclasses.replace(cells, table=out[[*keys, *stats]])
+
+
 def binary_counts(
     frame: nw.DataFrame | nw.LazyFrame, outcome: str, keys: Sequence[str]
 ) -> pd.DataFrame:
     """``keys..., n, events`` per cell: n the non-missing outcomes, events those that are 1.
 
-    Cells where the outcome is missing for everyone are kept with n = 0, as in a pandas
-    ``groupby(..., dropna=False)``; rows with a missing key form their own cell.
+    :func:`count_cells` for one outcome.
     """
-    # derived columns first, so the aggregations are simple ones every engine runs natively
-    work = _indicator_frame(frame, outcome, keys)
-    aggregates = [nw.col(_Y).count().alias("n"), nw.col(_Y).sum().alias("events")]
-    if keys:
-        out = small_to_pandas(work.group_by(*keys, drop_null_keys=False).agg(*aggregates))
-    else:
-        out = small_to_pandas(work.select(*aggregates))
-    out["n"] = pd.to_numeric(out["n"]).fillna(0).astype(int)
-    out["events"] = pd.to_numeric(out["events"]).fillna(0).round().astype(int)
-    out = _nullable_keys(out[[*keys, "n", "events"]], keys)
-    return out.sort_values(list(keys), kind="stable").reset_index(drop=True) if keys else out
+    table = count_cells(frame, [outcome], keys).table
+    return table.rename(columns={f"n_{outcome}": "n", f"events_{outcome}": "events"})
 
 
-def moments(
-    frame: nw.DataFrame | nw.LazyFrame, columns: Sequence[str], keys: Sequence[str]
-) -> pd.DataFrame:
+def moment_cells(
+    frame: nw.DataFrame | nw.LazyFrame,
+    columns: Sequence[str],
+    keys: Sequence[str],
+) -> Cells:
     """``keys..., n, mean_<c>, sd_<c>`` per cell over the rows where every column is present.
 
     ``sd`` has the n - 1 denominator (NaN for n < 2). Only complete rows count, so paired
@@ -201,24 +311,34 @@ def moments(
     """
     # values of incomplete rows become null (not filtered out), so every cell stays, with n=0
     complete = nw.all_horizontal(*[~nw.col(c).is_null() for c in columns], ignore_nulls=False)
-    work = frame.select(
-        *[nw.col(k) for k in keys],
-        *[nw.when(complete).then(nw.col(c).cast(nw.Float64)).alias(c) for c in columns],
-    )
+    values = {c: nw.when(complete).then(nw.col(c).cast(nw.Float64)) for c in columns}
     aggregates = [nw.col(columns[0]).count().alias("n")]
     for c in columns:
         aggregates += [nw.col(c).mean().alias(f"mean_{c}"), nw.col(c).std(ddof=1).alias(f"sd_{c}")]
-    if keys:
-        out = small_to_pandas(work.group_by(*keys, drop_null_keys=False).agg(*aggregates))
-    else:
-        out = small_to_pandas(work.select(*aggregates))
+    cells = _aggregate(frame, keys, values, aggregates)
+    out = cells.table
     out["n"] = pd.to_numeric(out["n"]).fillna(0).astype(int)
     for c in columns:
         for stat in ("mean", "sd"):
             out[f"{stat}_{c}"] = pd.to_numeric(out[f"{stat}_{c}"]).astype(float)
         out.loc[out["n"] < 2, f"sd_{c}"] = float("nan")
-    out = _nullable_keys(out, keys)
-    return out.sort_values(list(keys), kind="stable").reset_index(drop=True) if keys else out
+    return cells
+
+
+def moments(
+    frame: nw.DataFrame | nw.LazyFrame, columns: Sequence[str], keys: Sequence[str]
+) -> pd.DataFrame:
+    """``keys..., n, mean_<c>, sd_<c>`` per cell: :func:`moment_cells` without the extras."""
+    return moment_cells(frame, columns, keys).table
+
+
+def levels_of(frame: nw.DataFrame | nw.LazyFrame, cells: pd.DataFrame, column: str) -> list:
+    """The sorted non-missing values of ``column``, read from an aggregated table of
+    ``frame`` grouped by it (which holds every value); on pandas :func:`distinct` (an
+    ordered Categorical keeps its category order)."""
+    if isinstance(nw.to_native(frame), pd.DataFrame):
+        return distinct(frame, column)
+    return sorted(cells[column].dropna().unique().tolist())
 
 
 def distinct(frame: nw.DataFrame | nw.LazyFrame, column: str) -> list:

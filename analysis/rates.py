@@ -37,11 +37,11 @@ from statsmodels.stats.proportion import proportion_confint
 
 from analysis._frames import (
     as_frame,
-    binary_counts,
+    count_cells,
     distinct,
     indicator,
+    levels_of,
     require_columns,
-    schedule_of,
     small_to_pandas,
 )
 from analysis._utils import (
@@ -128,9 +128,13 @@ def _binary(df: pd.DataFrame, outcome: str) -> pd.Series:
     return indicator(df[outcome], outcome)
 
 
-def _levels(df: object, group: str, reference: object) -> tuple[list, object]:
-    """The levels of ``group`` (any engine's frame) and the checked reference level."""
-    levels = distinct(as_frame(df), group)
+def _levels(
+    df: object, group: str, reference: object, counts: pd.DataFrame | None = None
+) -> tuple[list, object]:
+    """The levels of ``group`` (any engine's frame) and the checked reference level;
+    read from ``counts`` (a table of ``df`` grouped by ``group``) when given."""
+    frame = as_frame(df)
+    levels = distinct(frame, group) if counts is None else levels_of(frame, counts, group)
     if len(levels) < 2:
         raise ValueError(
             f"Column `{group}` must hold at least two levels to compare, but it holds "
@@ -423,6 +427,19 @@ def rate_table(
          n  events  rate  ci_low  ci_high  suppressed
     0  148    <NA>   NaN     NaN      NaN        True
     """
+    return _rate_tables(endpoints, [outcome], by, method, alpha, min_cell, margins)[0]
+
+
+def _rate_tables(
+    endpoints: object,
+    outcomes: Sequence[str],
+    by: str | Sequence[str] | None,
+    method: str,
+    alpha: float,
+    min_cell: int | None,
+    margins: str | Sequence[Sequence[str]] | None,
+) -> list[pd.DataFrame]:
+    """:func:`rate_table` of each outcome, counted in one query of the engine."""
     by = as_by(by)
     check_min_cell(min_cell)
     if isinstance(margins, str):
@@ -430,8 +447,28 @@ def rate_table(
     check_choice("method", method, list(_CI_METHODS))
     alpha = check_alpha(alpha)
     frame = as_frame(endpoints, "endpoints")
-    require_columns(frame, [*by, outcome], "endpoints")
-    out = binary_counts(frame, outcome, by)
+    require_columns(frame, [*by, *outcomes], "endpoints")
+    cells = count_cells(frame, outcomes, by)
+    return [
+        _rates(cells.table, outcome, by, method, alpha, min_cell, margins, cells.schedule)
+        for outcome in outcomes
+    ]
+
+
+def _rates(
+    counts: pd.DataFrame,
+    outcome: str,
+    by: list[str],
+    method: str,
+    alpha: float,
+    min_cell: int | None,
+    margins: str | Sequence[Sequence[str]] | None,
+    schedule: pd.DataFrame,
+) -> pd.DataFrame:
+    """The rate table of ``outcome`` from its counts per cell."""
+    out = counts[by].copy()
+    out["n"] = counts[f"n_{outcome}"].to_numpy()
+    out["events"] = counts[f"events_{outcome}"].to_numpy()
     n = out["n"].to_numpy()
     events = out["events"].to_numpy()
     with np.errstate(invalid="ignore", divide="ignore"):
@@ -451,7 +488,7 @@ def rate_table(
             derived=("rate", "ci_low", "ci_high"),
             margins=partition_margins(by) if isinstance(margins, str) else margins,
         )
-    return sort_cells(out[[*by, *_RATE_COLUMNS]], schedule_of(frame), by)
+    return sort_cells(out[[*by, *_RATE_COLUMNS]], schedule, by)
 
 
 # --------------------------------------------------------------------------------------
@@ -732,8 +769,9 @@ def compare_rates(
     frame = as_frame(endpoints, "endpoints")
     require_columns(frame, [*by, outcome, group], "endpoints")
     data = frame.filter(~nw.col(group).is_null())
-    levels, reference = _levels(data, group, reference)
-    counts = binary_counts(data, outcome, [*by, group])
+    counted = count_cells(data, [outcome], [*by, group])
+    counts = counted.table.rename(columns={f"n_{outcome}": "n", f"events_{outcome}": "events"})
+    levels, reference = _levels(data, group, reference, counts)
     lookup = {
         (*_key(r, by), r[group]): (int(r["n"]), int(r["events"])) for _, r in counts.iterrows()
     }
@@ -748,7 +786,7 @@ def compare_rates(
             n1, a = lookup.get((*key, level), (0, 0))
             row = dict(zip(by, key, strict=True)) | {"group": level, "reference": reference}
             rows.append(row | _compare_2x2(a, n1, c, n2, alpha, events_are))
-    out = sort_cells(_tidy_compare(rows, by, _COMPARE_COLUMNS), schedule_of(data), by)
+    out = sort_cells(_tidy_compare(rows, by, _COMPARE_COLUMNS), counted.schedule, by)
     if p_adjust is not None:
         out = adjust_pvalues(out, "p_value", p_adjust)
     if min_cell is not None:
@@ -1035,8 +1073,9 @@ def compare_rates_stratified(
     frame = as_frame(endpoints, "endpoints")
     require_columns(frame, [*by, outcome, group, *strata], "endpoints")
     data = frame.filter(*[~nw.col(c).is_null() for c in (group, *strata)])
-    levels, reference = _levels(data, group, reference)
-    counts = binary_counts(data, outcome, [*by, *strata, group])
+    counted = count_cells(data, [outcome], [*by, *strata, group])
+    counts = counted.table.rename(columns={f"n_{outcome}": "n", f"events_{outcome}": "events"})
+    levels, reference = _levels(data, group, reference, counts)
     rows = []
     cells = counts[by].drop_duplicates() if by else pd.DataFrame(index=[0])
     for _, cell in cells.iterrows():
@@ -1064,7 +1103,7 @@ def compare_rates_stratified(
             else:
                 stats_ = _mantel_haenszel([], [], [], [], alpha)
             rows.append(row | stats_)
-    out = sort_cells(_tidy_compare(rows, by, _STRATIFIED_COLUMNS), schedule_of(data), by)
+    out = sort_cells(_tidy_compare(rows, by, _STRATIFIED_COLUMNS), counted.schedule, by)
     if min_cell is not None:
         out = _suppress_comparison(out, min_cell)
     return out

@@ -31,7 +31,7 @@ from analysis._utils import (
 from analysis.cohort import cohort_tables
 from analysis.disclosure import suppress_cells
 from analysis.instruments import INSTRUMENTS
-from analysis.rates import rate_table
+from analysis.rates import _rate_tables
 from analysis.schema import read_schema
 from analysis.survival import EVENTS
 
@@ -854,7 +854,8 @@ def outcome_rates(
 ) -> pd.DataFrame:
     """Rates of several outcomes in one long table.
 
-    One :func:`analysis.rate_table` per outcome, stacked.
+    One :func:`analysis.rate_table` per outcome, stacked; the counts of every outcome
+    come from one aggregate query of the endpoints' engine.
 
     Parameters
     ----------
@@ -899,12 +900,7 @@ def outcome_rates(
         raise ValueError("`outcomes` must name at least one outcome, e.g. ('response',).")
     if "outcome" in as_by(by):
         raise ValueError("`by` must not contain 'outcome': it names the outcome column.")
-    tables = [
-        rate_table(
-            endpoints, name, by, method=method, alpha=alpha, min_cell=min_cell, margins="auto"
-        )
-        for name in names
-    ]
+    tables = _rate_tables(endpoints, names, by, method, alpha, min_cell, "auto")
     out = pd.concat(
         [t.assign(outcome=name) for name, t in zip(names, tables, strict=True)],
         ignore_index=True,

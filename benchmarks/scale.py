@@ -15,7 +15,8 @@ the same files:
   the findings and the identifier-shaped values; the derivation of
   ``benchmarks/derive.py`` (baseline window, closest in window with ties to the earlier
   day, prorating, the flags); the rates with Wilson intervals and the d_av effect sizes
-  with their normal-approximation intervals.
+  with their normal-approximation intervals, after the check that no patient repeats
+  within a cell (which the library makes before an effect size).
 
 Each step prints its time, the ratio library / SQL and the peak resident set size of the
 process during the step (the whole process: Python, Arrow and DuckDB). Before timing, the
@@ -356,6 +357,21 @@ def reference_effect_sizes(endpoints: str) -> str:
     """
 
 
+def reference_repeats(endpoints: str) -> str:
+    """Rows repeating a patient within an instrument and visit, in SQL.
+
+    ``effect_size_table`` refuses such rows (an effect size needs one row per patient per
+    cell), so the reference checks too: a hash aggregation over every patient and cell,
+    dearer than the moments themselves.
+    """
+    return f"""
+    SELECT coalesce(sum(k - 1), 0) FROM (
+        SELECT count(*) AS k FROM read_parquet('{endpoints}')
+        GROUP BY instrument, visit, patient_id
+    )
+    """
+
+
 # --------------------------------------------------------------------------- pipelines
 
 
@@ -430,7 +446,13 @@ def sql_pipeline(folder: Path, work: Path, memory_limit: str | None):
         "rates",
         lambda: {o: con.sql(reference_rates(con, path, o)).df() for o in ("response", "remission")},
     )
-    effects = steps.run("effect_sizes", lambda: con.sql(reference_effect_sizes(str(path))).df())
+
+    def effect_sizes():
+        if con.sql(reference_repeats(str(path))).fetchall()[0][0]:
+            raise ValueError("rows repeat a patient within a cell")
+        return con.sql(reference_effect_sizes(str(path))).df()
+
+    effects = steps.run("effect_sizes", effect_sizes)
     return steps.results, tables, effects, counts
 
 

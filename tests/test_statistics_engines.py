@@ -150,3 +150,83 @@ def _to_pandas(native) -> pd.DataFrame:
 
     frame = nw.from_native(native)
     return (frame.collect() if isinstance(frame, nw.LazyFrame) else frame).to_pandas()
+
+
+def _collects(monkeypatch) -> list[int]:
+    """The number of rows of each frame a narwhals LazyFrame collects (one per query)."""
+    import narwhals as nw
+
+    sizes: list[int] = []
+    original = nw.LazyFrame.collect
+
+    def spy(self, *args, **kwargs):
+        out = original(self, *args, **kwargs)
+        sizes.append(len(out))
+        return out
+
+    monkeypatch.setattr(nw.LazyFrame, "collect", spy)
+    return sizes
+
+
+QUERIES = {  # statistic: the aggregate queries it sends to the engine
+    "rate_table": (lambda ep: rate_table(ep, "response"), 1),  # counts and visit order
+    "rate_table_by_route": (lambda ep: rate_table(ep, "response", by="route"), 1),
+    "outcome_rates": (lambda ep: outcome_rates(ep, ["response", "remission", "recovery"]), 1),
+    "compare_rates": (lambda ep: compare_rates(ep, "response", "route", reference="iv"), 1),
+    # the moments and the visit order; rows repeating a patient in a cell, a second query
+    "effect_size_within": (lambda ep: effect_size_table(ep), 2),
+    "effect_size_between": (lambda ep: effect_size_table(ep, group="route", reference="iv"), 2),
+}
+
+
+@pytest.mark.parametrize("name", list(QUERIES))
+@pytest.mark.parametrize("engine", ["polars_lazy", "duckdb"])
+def test_each_statistic_asks_the_engine_once(endpoints, monkeypatch, engine, name):
+    """One aggregate query per statistic (a scan of the endpoints each), not one per
+    piece of information (the outcome's type comes from the schema)."""
+    statistic, queries = QUERIES[name]
+    data = ENGINES[engine](endpoints)
+    sizes = _collects(monkeypatch)
+    if engine == "duckdb":  # a DuckDB relation runs a query when it is turned into Arrow
+        sizes.clear()
+        ran: list[int] = []
+        original = duckdb.DuckDBPyRelation.to_arrow_table
+
+        def spy(self, *args, **kwargs):
+            ran.append(1)
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(duckdb.DuckDBPyRelation, "to_arrow_table", spy)
+        statistic(data)
+        assert len(ran) == queries
+    else:
+        statistic(data)
+        assert len(sizes) == queries
+
+
+@pytest.mark.parametrize("engine", ["pandas", *ENGINES])
+def test_repeated_patients_are_refused_with_their_count_on_every_engine(endpoints, engine):
+    """Every engine counts the repeated rows as pandas does: three repeated rows, and two
+    more rows without a patient id in one cell (a missing id is one value, as pandas
+    groups it)."""
+    make = ENGINES.get(engine, lambda df: df)
+    repeated = pd.concat([endpoints, endpoints.head(3)], ignore_index=True)
+    with pytest.raises(ValueError, match=r"^3 row\(s\) repeat a patient"):
+        effect_size_table(make(repeated))
+    no_id = endpoints.head(3).assign(visit="week4", instrument="GAD7")
+    no_id["patient_id"] = no_id["patient_id"].where(np.zeros(3, dtype=bool))  # missing ids
+    with pytest.raises(ValueError, match=r"^2 row\(s\) repeat a patient"):
+        effect_size_table(make(pd.concat([endpoints, no_id], ignore_index=True)))
+    with pytest.raises(ValueError, match=r"^3 row\(s\) repeat a patient"):
+        effect_size_table(make(repeated), group="route", reference="iv")
+
+
+@pytest.mark.parametrize("engine", list(ENGINES))
+def test_visits_without_target_days_sort_as_on_pandas(endpoints, engine):
+    """Without ``target_day`` the visits come in sort_cells' later order (the default
+    schedule's, then natural), on every engine as on pandas (not alphabetically)."""
+    no_days = endpoints.drop(columns="target_day")
+    expected = rate_table(no_days, "response")
+    assert expected["visit"].tolist() != sorted(expected["visit"].tolist())
+    _same(rate_table(ENGINES[engine](no_days), "response"), expected)
+    _same(effect_size_table(ENGINES[engine](no_days)), effect_size_table(no_days))
