@@ -937,8 +937,11 @@ def plot_waterfall(
         Colour of the bars (default ``"route"``).
     min_cell : int, optional
         A group of fewer than ``min_cell`` patients is not drawn (its bars would show
-        single patients); the legend says "suppressed". So is, in a ``--by-site`` run, a
-        group the report set's tables hide (:func:`analysis.disclosure.linked_hidden_levels`).
+        single patients), nor, as in Table 1, the next-smallest groups with it until the
+        patients left out number at least ``min_cell`` (the groups add up to the patients
+        drawn, a count the tables show: :func:`analysis.disclosure.hidden_levels`); the
+        legend says "suppressed". So is, in a ``--by-site`` run, a group the report set's
+        tables hide (:func:`analysis.disclosure.linked_hidden_levels`).
     binned : bool, optional
         ``False``: one bar per patient. ``True``: *bands*: each group's patients sorted
         by change and cut into consecutive bands of at least ``min_cell`` patients (11
@@ -975,11 +978,17 @@ def plot_waterfall(
         rows = rows[~rows["imputed"].fillna(False).astype(bool).to_numpy()]
     rows = rows.assign(_y=to_float_array(rows["pct_change"]))
     rows = rows[np.isfinite(rows["_y"].to_numpy())]
-    hidden = []
+    hidden: list[str] = []
     if group is not None and min_cell is not None:
-        sizes = rows.groupby(group)["_y"].transform("size")
-        hidden = sorted(rows.loc[sizes < min_cell, group].astype(str).unique())
-        rows = rows[(sizes >= min_cell).to_numpy()]
+        # The groups Table 1's rule hides: those under min_cell and, as the groups add up to
+        # the patients drawn (a count the tables show), the next-smallest ones with them, so
+        # that the patients left out are 0 or at least min_cell (disclosure.hidden_levels).
+        # Patients without a group are not drawn; the rule counts them as a group too.
+        from analysis.disclosure import hidden_levels
+
+        hidden = sorted(hidden_levels(rows[group], min_cell))
+        text = rows[group].astype("string")
+        rows = rows[(text.notna() & ~text.isin(hidden)).to_numpy(dtype=bool)]
     if group is not None:  # a --by-site run: the groups its tables hide (linked decision)
         from analysis.disclosure import linked_hidden_levels, linked_level
 

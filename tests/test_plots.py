@@ -144,13 +144,25 @@ def test_waterfall_sorted_bars_and_small_groups_hidden():
             "route": ["iv"] * 15 + ["oral"],
         }
     )
-    fig = plots.plot_waterfall(ep, min_cell=11, binned=False)
+    fig = plots.plot_waterfall(ep.assign(route=["iv"] * 15 + ["oral"]), min_cell=None, binned=False)
     (ax,) = fig.axes
     heights = [p.get_height() for p in ax.patches]
-    assert len(heights) == 15 and heights == sorted(heights, reverse=True)
-    legend = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert legend == ["IV ketamine", "Oral ketamine: suppressed"]
+    assert len(heights) == 16 and heights == sorted(heights, reverse=True)
     assert {round(line.get_ydata()[0]) for line in ax.lines} >= {-50, -25, 0}
+    # One oral patient: oral is hidden, and IV with it, since 16 patients at week 4 (a
+    # count the rate tables show) minus the 15 drawn would give the one oral patient.
+    fig = plots.plot_waterfall(ep, min_cell=11, binned=False)
+    (ax,) = fig.axes
+    assert [p.get_height() for p in ax.patches] == []
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["IV ketamine: suppressed", "Oral ketamine: suppressed"]
+    # With 12 IM patients beside them, oral (1) goes with IM (12): 13 left out, IV drawn.
+    more = pd.concat([ep, ep.head(12).assign(route="im")], ignore_index=True)
+    fig = plots.plot_waterfall(more, min_cell=11, binned=False)
+    (ax,) = fig.axes
+    assert len(ax.patches) == 15 and "Patients (15)" in ax.get_xlabel()
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert legend == ["IV ketamine", "IM ketamine: suppressed", "Oral ketamine: suppressed"]
 
 
 def test_severity_transitions_stacks_to_100_and_marks_suppressed(demo):
