@@ -101,17 +101,7 @@ def test_kaplan_meier_and_median_are_engine_agnostic(endpoints, engine):
 def test_statistics_do_not_collect_patient_rows(endpoints, monkeypatch):
     """Only aggregated tables leave the engine: no call collects a frame as long as the
     endpoints (the largest frame handed back is one row per cell or per patient)."""
-    import narwhals as nw
-
-    sizes = []
-    original = nw.LazyFrame.collect
-
-    def spy(self, *args, **kwargs):
-        out = original(self, *args, **kwargs)
-        sizes.append(len(out))
-        return out
-
-    monkeypatch.setattr(nw.LazyFrame, "collect", spy)
+    sizes = _collects(monkeypatch)
     lazy = pl.from_pandas(endpoints).lazy()
     rate_table(lazy, "response")
     compare_rates(lazy, "response", "route", reference="iv")
