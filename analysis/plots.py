@@ -1034,7 +1034,8 @@ def plot_waterfall(
             label=None if level is None else _label(level, group),
         )
     for level in hidden:
-        ax.bar([], [], color="none", label=f"{_label(level, group)}: {_SUPPRESSED}")
+        ax.plot([], [], marker="X", linestyle="none", markersize=8, color="0.3",
+                label=f"{_label(level, group)}: {_SUPPRESSED}")  # fmt: skip
     for y, text in ((-50, "response"), (-25, "partial response")):
         ax.axhline(y, color="0.3", linestyle="--", linewidth=0.8)
         ax.text(0, y - 1.5, f" {text}", va="top", fontsize=8, color="0.3")
@@ -1055,7 +1056,15 @@ def plot_waterfall(
         ylim=(-105, max(105.0, top + 5)),
     )
     if group is not None and (levels or hidden):
-        ax.legend(title=_label(group, "column"), fontsize="small", loc="upper right")
+        handles, names = ax.get_legend_handles_labels()  # the routes drawn, then those hidden
+        order = sorted(range(len(names)), key=lambda j: names[j].endswith(f": {_SUPPRESSED}"))
+        ax.legend(
+            [handles[j] for j in order],
+            [names[j] for j in order],
+            title=_label(group, "column"),
+            fontsize="small",
+            loc="upper right",
+        )
     if too_few:
         say_empty(ax)
     return fig

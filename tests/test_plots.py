@@ -156,6 +156,9 @@ def test_waterfall_sorted_bars_and_small_groups_hidden():
     assert [p.get_height() for p in ax.patches] == []
     legend = [t.get_text() for t in ax.get_legend().get_texts()]
     assert legend == ["IV ketamine: suppressed", "Oral ketamine: suppressed"]
+    # the legend entry of a hidden route is the grey X of every figure, not a colour patch
+    handles = ax.get_legend().legend_handles
+    assert [(h.get_marker(), h.get_color()) for h in handles] == [("X", "0.3")] * 2
     # With 12 IM patients beside them, oral (1) goes with IM (12): 13 left out, IV drawn.
     more = pd.concat([ep, ep.head(12).assign(route="im")], ignore_index=True)
     fig = plots.plot_waterfall(more, min_cell=11, binned=False)
