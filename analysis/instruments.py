@@ -576,10 +576,7 @@ def _score_pandas(
         has = (n == k) | prorate | ~np.isnan(recorded)
         value = np.where((n == k) | prorate, value, np.nan_to_num(recorded).astype(np.int64))
         answered[on], score[on], prorated[on], scored[on] = n, value, prorate, has
-        bands = inst.severity_bands
-        band = np.searchsorted(np.asarray(bands.lower), value, side="right") - 1
-        labels = np.asarray(bands.labels, dtype=object)[np.clip(band, 0, len(bands.labels) - 1)]
-        severity[on] = np.where(has, labels, None)
+        severity[on] = inst.severity_bands.classify(np.where(has, value, np.nan))
         for name, having in subscales.items():
             if inst not in having:
                 continue
