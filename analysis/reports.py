@@ -1503,19 +1503,21 @@ def _engine_name() -> str:
             if not self._quiet:
                 super().save(**kwargs)
 
-        def cell_start(self, cell, cell_index=None, **kwargs):
+        @contextlib.contextmanager
+        def _unsaved(self):
             self._quiet = True
             try:
-                super().cell_start(cell, cell_index, **kwargs)
+                yield
             finally:
                 self._quiet = False
 
+        def cell_start(self, cell, cell_index=None, **kwargs):
+            with self._unsaved():
+                super().cell_start(cell, cell_index, **kwargs)
+
         def cell_complete(self, cell, cell_index=None, **kwargs):
-            self._quiet = True
-            try:
+            with self._unsaved():
                 super().cell_complete(cell, cell_index, **kwargs)
-            finally:
-                self._quiet = False
 
     class KeptKernelEngine(NBClientEngine):
         @classmethod
