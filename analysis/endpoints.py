@@ -20,10 +20,11 @@ chosen by the smallest *key*:
 Keys are distinct within a window because ``(patient_id, instrument, study_day)`` is
 unique, so exactly one assessment per patient and window is chosen.
 
-The few steps an engine may run in a cheaper form are gathered behind one interface,
+The steps an engine may run in a cheaper form are gathered behind one interface,
 :class:`_Steps` (the generic narwhals form, used by every engine and the single source of
-truth) and its pandas subclass :class:`_PandasSteps` (same results, computed with numpy
-on integer patient codes); nothing else in the module tests which engine it runs on.
+truth: scoring, choosing, the endpoint rows, their outcomes, the accounting reasons) and
+its pandas subclass :class:`_PandasSteps` (same results, computed with numpy on integer
+patient codes); nothing else in the module tests which engine it runs on.
 ``with _generic_steps():`` forces the generic form on pandas too, which is how
 ``tests/test_endpoints_fast_path.py`` holds the two forms equal on random cohorts. The
 backend tests (``tests/test_endpoints_backends.py``) require identical results on every
@@ -64,6 +65,7 @@ from analysis.instruments import (
     INSTRUMENTS,
     Criteria,
     Instrument,
+    _score_arrays,
     answered_expr,
     cast_columns,
     get_instrument,
@@ -152,6 +154,9 @@ _DTYPES = {
     "severity": nw.String,
     "baseline_severity": nw.String,
 }
+
+#: Types of the columns :func:`endpoint_accounting` adds.
+_ACCOUNT_DTYPES = {"score": nw.Int64, "visit": nw.String, "reason": nw.String}
 
 _REQUIRED = ("patient_id", "instrument", "study_day")
 
@@ -378,7 +383,7 @@ class _PatientCodes:
     def __init__(self, frame):
         self.ids = None
         native = frame.to_native()
-        if not frame.implementation.is_pandas() or len(native) == 0:
+        if not frame.implementation.is_pandas():
             self.frame = frame
             return
         ids = native["patient_id"]
@@ -465,16 +470,16 @@ class _Steps:
     go through these methods for every engine-dependent step, and a faster form
     (:class:`_PandasSteps`) must give identical results.
 
-    - :meth:`encode` / :meth:`restore`: the representation of ``patient_id`` while the
-      derivation runs (the ids themselves here);
-    - ``lookup``: whether visits, target days and severity bands are mapped through a
-      table (``replace_strict``) rather than a chain of ``when`` (see :func:`_target_day`);
+    - :meth:`encode` / :meth:`restore` / :meth:`restore_rows`: the representation of
+      ``patient_id`` while the derivation runs (the ids themselves here);
+    - :meth:`score`: ``n_items_answered``, ``target_day`` (of the window) and ``score``;
     - :meth:`choose`: ``_chosen`` (the assessment with the smallest key in its patient's
       window) and ``baseline`` (the score of the patient's chosen baseline assessment);
-    - :meth:`sort`: an eager result in the order of ``patient_id, target_day``.
+    - :meth:`rows`: the endpoint rows (observed, then imputed), eager ones sorted by
+      ``patient_id, target_day`` (:meth:`sort`);
+    - :meth:`outcomes`: the output columns of :func:`derive_endpoints` from those rows;
+    - :meth:`account`: the ``visit`` and ``reason`` of :func:`endpoint_accounting`.
     """
-
-    lookup = False
 
     def encode(self, frame):
         """``frame`` with ``patient_id`` in the form the steps work on."""
@@ -483,6 +488,23 @@ class _Steps:
     def restore(self, frame):
         """``frame`` with the input's own ``patient_id`` values back."""
         return frame
+
+    def restore_rows(self, frame):
+        """:meth:`restore` for a frame of input rows numbered by ``row`` (the accounting)."""
+        return self.restore(frame)
+
+    def score(self, frame, instrument: Instrument, visits: Sequence[Visit]):
+        """Add ``n_items_answered``, ``target_day`` (of the window holding ``study_day``,
+        null outside the schedule) and ``score`` (:func:`~analysis.instruments.score_expr`)
+        to assessments of ``instrument``."""
+        frame = frame.with_columns(
+            n_items_answered=answered_expr(instrument),
+            _item_sum=item_sum_expr(instrument),
+            target_day=_target_day(visits),
+        )
+        return frame.with_columns(
+            score=score_expr(instrument, nw.col("n_items_answered"), nw.col("_item_sum"))
+        )
 
     def choose(self, frame, visits: Sequence[Visit]):
         """Add ``_chosen`` and ``baseline`` to scored assessments (``patient_id``,
@@ -502,6 +524,19 @@ class _Steps:
         )
         return frame.with_columns(baseline=nw.col("_baseline").max().over("patient_id"))
 
+    def rows(self, frame, visits: Sequence[Visit], impute: str):
+        """The endpoint rows of a chosen frame (:meth:`choose`): ``patient_id,
+        target_day, study_day, baseline, score, imputed``, the chosen post-baseline
+        assessments of patients with a baseline and (``impute``) the imputed visits;
+        eager rows sorted by ``patient_id, target_day``."""
+        rows = _observed(frame, visits[0])
+        if impute == "observed":
+            rows = rows.with_columns(imputed=nw.col("score").is_null())
+        else:
+            rows = _impute(frame, rows, visits, impute)
+        # Eager rows are sorted now, on few columns, rather than every output column at the end.
+        return self.sort(rows, visits)
+
     def sort(self, rows, visits: Sequence[Visit]):
         """Eager ``rows`` (one per patient and window) sorted by ``patient_id, target_day``;
         lazy ones unchanged (sorted at the very end, as an engine keeps no order)."""
@@ -509,25 +544,59 @@ class _Steps:
             return rows.sort("patient_id", "target_day")
         return rows
 
+    def outcomes(
+        self,
+        rows,
+        instrument: Instrument,
+        visits: Sequence[Visit],
+        criteria: Criteria,
+        threshold: float,
+        bands,
+    ):
+        """The columns :data:`ENDPOINT_COLUMNS` (typed) from :meth:`rows`."""
+        rows = rows.with_columns(change=nw.col("score") - nw.col("baseline"))
+        rows = rows.with_columns(
+            instrument=nw.lit(instrument.name),
+            visit=_visit_name(visits),
+            **_outcomes(criteria, threshold, bands),
+        )
+        return cast_columns(_select(rows, *ENDPOINT_COLUMNS), _DTYPES)
+
+    def account(self, annotated, visits: Sequence[Visit], columns: Sequence[str]):
+        """``columns`` (typed) of an annotated frame (:func:`_annotate`) with ``visit``
+        and ``reason`` added (:func:`endpoint_accounting`)."""
+        annotated = annotated.with_columns(
+            _is_baseline_window=nw.col("target_day") == visits[0].target_day
+        )
+        annotated = annotated.with_columns(visit=_visit_name(visits), reason=_reason())
+        return cast_columns(_select(annotated, *columns), _ACCOUNT_DTYPES)
+
 
 class _PandasSteps(_Steps):
-    """pandas: the steps of :class:`_Steps` with the same results, in fewer passes.
+    """pandas: the steps of :class:`_Steps` with the same results, with numpy.
+
+    narwhals evaluates an expression on pandas node by node, each node a pass over a
+    column with pandas' fixed overhead, which dominates on the small frames of a clinic
+    or a test; here each step is a few array operations:
 
     - ``patient_id`` is carried as dense integer codes in the order of the ids
       (:class:`_PatientCodes`), which group, join and sort as the ids do;
-    - ``lookup``: one hash lookup per row instead of a pass over the column per ``when``;
+    - :meth:`score`: the scoring rules on arrays (``analysis.instruments._score_arrays``,
+      shared with :func:`~analysis.instruments.score_items`) and the window of each day
+      read from a table of the schedule's days;
     - :meth:`choose`: the window minimum of the key and the patient's baseline are
       direct-address reductions on ``patient code x visit`` (``np.minimum.at`` into an
       array with a slot per patient and visit, then a scatter of the baseline scores)
       instead of two sorting group transforms;
-    - :meth:`sort`: a counting sort on the unique ``patient code x visit`` slot.
+    - :meth:`rows`: the imputation grid is an array with a slot per patient and
+      post-baseline visit (the observed visits scattered into it, locf a running maximum
+      of the last observed slot), read off in slot order, which is the output order
+      (so no sort);
+    - :meth:`outcomes` and :meth:`account`: the flags, bands and reasons on arrays.
 
-    Without integer codes (ids of mixed types that do not sort, or
-    :func:`endpoint_accounting`, which keeps the input's ids) it falls back to the
-    generic :meth:`_Steps.choose` and :meth:`_Steps.sort`.
+    Without integer codes (ids of mixed types that do not sort, or a missing id) the
+    steps that need them (:meth:`choose`, :meth:`rows`) fall back to the generic ones.
     """
-
-    lookup = True
 
     def __init__(self):
         self.codes: _PatientCodes | None = None
@@ -538,6 +607,18 @@ class _PandasSteps(_Steps):
 
     def restore(self, frame):
         return frame if self.codes is None else self.codes.restore(frame)
+
+    def restore_rows(self, frame):
+        if self.codes is None or self.codes.ids is None:
+            return frame
+        native = frame.to_native()
+        ids = self.codes.ids.to_numpy()[native["row"].to_numpy(dtype=np.intp)]
+        ids = pd.Series(ids, index=native.index, dtype=self.codes.ids.dtype)
+        return nw.from_native(_with_column(native, "patient_id", ids), eager_only=True)
+
+    @property
+    def _coded(self) -> bool:
+        return self.codes is not None and self.codes.ids is not None
 
     def _slots(self, native: pd.DataFrame, visits: Sequence[Visit]):
         """The slot ``(code + 1) x n_visits + visit`` of each row (rows whose
@@ -553,9 +634,24 @@ class _PandasSteps(_Steps):
         slots = code * len(visits) + position[target - first]
         return slots, len(self.codes.position) * len(visits)
 
+    def score(self, frame, instrument: Instrument, visits: Sequence[Visit]):
+        native = frame.to_native()
+        items = np.column_stack(
+            [_floats(native[c]) for c in instrument.item_columns] or [np.empty((len(native), 0))]
+        )
+        answered, value, scored, _ = _score_arrays(instrument, items, _floats(native["total"]))
+        target, known = _window_target(visits, native["study_day"])
+        added = {
+            "n_items_answered": answered,
+            "target_day": pd.arrays.IntegerArray(target, ~known),
+            "score": pd.arrays.IntegerArray(value, ~scored),
+        }
+        return nw.from_native(replace_columns(native, added), eager_only=True)
+
     def choose(self, frame, visits: Sequence[Visit]):
-        if self.codes is None or self.codes.ids is None:
+        if not self._coded:
             return super().choose(frame, visits)
+        assert self.codes is not None
         native = frame.to_native()
         base = visits[0]
         target = native["target_day"].to_numpy(dtype=np.int64, na_value=base.target_day)
@@ -580,17 +676,187 @@ class _PandasSteps(_Steps):
         out = replace_columns(native, {"_chosen": chosen, "baseline": baseline})
         return nw.from_native(out, eager_only=True)
 
-    def sort(self, rows, visits: Sequence[Visit]):
-        if self.codes is None or self.codes.ids is None:
-            return super().sort(rows, visits)
+    def rows(self, frame, visits: Sequence[Visit], impute: str):
+        if not self._coded:
+            return super().rows(frame, visits, impute)
+        native = frame.to_native()
+        base, n_visits = visits[0], len(visits)
+        code = native["patient_id"].to_numpy(dtype=np.int64)
+        target = native["target_day"].to_numpy(dtype=np.int64, na_value=base.target_day)
+        score = native["score"].to_numpy(dtype=np.int64, na_value=0)
+        day = native["study_day"].to_numpy(dtype=np.int64, na_value=0)
+        chosen = native["_chosen"].to_numpy(dtype=bool, na_value=False)
+        has_baseline = native["baseline"].notna().to_numpy()
+        observed = chosen & (target != base.target_day) & has_baseline
+        slots, _ = self._slots(native, visits)
+        if impute == "observed" or n_visits == 1:
+            take = np.flatnonzero(observed)
+            take = take[np.argsort(slots[take], kind="stable")]  # one row per slot
+            baseline = native["baseline"].to_numpy(dtype=np.int64, na_value=0)
+            columns = {
+                "patient_id": code[take],
+                "target_day": target[take],
+                "study_day": pd.arrays.IntegerArray(day[take], np.zeros(len(take), dtype=bool)),
+                "baseline": baseline[take],
+                "score": score[take],
+                "imputed": np.zeros(len(take), dtype=bool),
+            }
+            return nw.from_native(pd.DataFrame(columns), eager_only=True)
+        # The grid: a slot per patient with a baseline (in code order) and post visit.
+        at_base = np.flatnonzero(chosen & (target == base.target_day))
+        at_base = at_base[np.argsort(code[at_base], kind="stable")]
+        patients, baselines = code[at_base], score[at_base]
+        n_post = n_visits - 1
+        index = np.full(int(code.max(initial=-1)) + 1, -1, dtype=np.int64)
+        index[patients] = np.arange(len(patients))
+        grid = np.flatnonzero(observed)
+        grid_slot = index[code[grid]] * n_post + (slots[grid] % n_visits - 1)
+        size = len(patients) * n_post
+        seen = np.zeros(size, dtype=bool)
+        value = np.zeros(size, dtype=np.int64)
+        when = np.zeros(size, dtype=np.int64)
+        seen[grid_slot], value[grid_slot], when[grid_slot] = True, score[grid], day[grid]
+        carried_baseline = np.repeat(baselines, n_post)
+        if impute == "locf":
+            # The latest observed visit at or before each visit of the patient.
+            last = np.where(seen, np.arange(size), -1).reshape(len(patients), n_post)
+            last = np.maximum.accumulate(last, axis=1).ravel()
+            keep = last >= 0
+            filled = value[np.maximum(last, 0)]
+        else:  # bocf
+            keep = np.ones(size, dtype=bool)
+            filled = carried_baseline
+        posts = np.array([v.target_day for v in visits[1:]], dtype=np.int64)
+        columns = {
+            "patient_id": np.repeat(patients, n_post)[keep],
+            "target_day": np.tile(posts, len(patients))[keep],
+            "study_day": pd.arrays.IntegerArray(when[keep], ~seen[keep]),
+            "baseline": carried_baseline[keep],
+            "score": np.where(seen, value, filled)[keep],
+            "imputed": ~seen[keep],
+        }
+        return nw.from_native(pd.DataFrame(columns), eager_only=True)
+
+    def outcomes(
+        self,
+        rows,
+        instrument: Instrument,
+        visits: Sequence[Visit],
+        criteria: Criteria,
+        threshold: float,
+        bands,
+    ):
         native = rows.to_native()
-        slots, n_slots = self._slots(native, visits)
-        # Each row has its own slot (one row per patient and window): reading the rows off
-        # the occupied slots in slot order sorts them in linear time.
-        row_of_slot = np.full(n_slots, -1, dtype=np.int64)
-        row_of_slot[slots] = np.arange(len(slots))
-        order = row_of_slot[row_of_slot >= 0]
-        return nw.from_native(native.take(order), eager_only=True)
+        score, no_score = _ints(native["score"])
+        baseline, no_baseline = _ints(native["baseline"])
+        target, no_target = _ints(native["target_day"])
+        change, no_change = score - baseline, no_score | no_baseline
+        hundred = 100 * change
+
+        def flag(value, defined=True):
+            """A nullable boolean: NA where undefined or a term is missing (as the
+            expressions' ``when``)."""
+            return pd.arrays.BooleanArray(
+                np.asarray(value, dtype=bool), ~(np.asarray(defined) & ~no_change)
+            )
+
+        positive = baseline > 0
+        pct = np.divide(hundred, baseline, out=np.zeros(len(native)), where=baseline != 0)
+        response = -criteria.response_reduction * baseline
+        partial = -criteria.partial_response_reduction * baseline
+        remission = criteria.remission_cutoff
+        names = {v.target_day: v.name for v in visits}
+        columns: dict[str, object] = {
+            "patient_id": native["patient_id"],
+            "instrument": np.full(len(native), instrument.name, dtype=object),
+            "visit": np.array([names.get(t) for t in target.tolist()], dtype=object),
+            "target_day": pd.arrays.IntegerArray(target, no_target),
+            "study_day": native["study_day"],
+            "baseline": pd.arrays.IntegerArray(baseline, no_baseline),
+            "score": pd.arrays.IntegerArray(score, no_score),
+            "change": pd.arrays.IntegerArray(change, no_change),
+            "pct_change": pd.arrays.FloatingArray(pct, (baseline == 0) | no_change),
+            "response": flag(hundred <= response, positive),
+            "partial_response": flag((hundred > response) & (hundred <= partial), positive),
+            "remission": flag(score <= remission, baseline > remission),
+            "reliable_improvement": flag(-change >= threshold),
+            "reliable_deterioration": flag(change >= threshold),
+        }
+        case = criteria.caseness_cutoff
+        if case is None:
+            columns["recovery"] = columns["reliable_recovery"] = flag(score < 0, False)
+        else:
+            columns["recovery"] = flag(score < case, baseline >= case)
+            columns["reliable_recovery"] = flag(
+                (score < case) & (-change >= threshold), baseline >= case
+            )
+        columns["severity"] = _bands(bands, score, no_score)
+        columns["baseline_severity"] = _bands(bands, baseline, no_baseline)
+        columns["imputed"] = native["imputed"]
+        out = pd.DataFrame(
+            {c: _values(columns[c], native.index) for c in ENDPOINT_COLUMNS}, index=native.index
+        )
+        return cast_columns(nw.from_native(out, eager_only=True), _DTYPES)
+
+    def account(self, annotated, visits: Sequence[Visit], columns: Sequence[str]):
+        native = annotated.to_native()
+        target, no_target = _ints(native["target_day"])
+        names = {v.target_day: v.name for v in visits}
+        visit = np.array([names.get(t) for t in target.tolist()], dtype=object)
+        visit[no_target] = None
+        reason = np.full(len(native), "visit", dtype=object)
+        chosen = native["_chosen"].to_numpy(dtype=bool, na_value=False)
+        # The first reason that applies wins: assigned from the last to the first.
+        cases = [
+            (native["score"].isna().to_numpy(), "unscorable"),
+            (no_target, "outside_schedule"),
+            (native["baseline"].isna().to_numpy(), "no_baseline"),
+            (~chosen, "superseded_in_window"),
+            (~no_target & (target == visits[0].target_day), "baseline"),
+        ]
+        for condition, label in reversed(cases):
+            reason[condition] = label
+        out = replace_columns(native, {"visit": visit, "reason": reason})[list(columns)]
+        return cast_columns(nw.from_native(out, eager_only=True), _ACCOUNT_DTYPES)
+
+
+def _floats(series: pd.Series) -> np.ndarray:
+    return series.to_numpy(dtype="float64", na_value=np.nan)
+
+
+def _ints(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
+    """A (nullable) integer column as int64 values (0 where missing) and its missing mask."""
+    missing = series.isna().to_numpy()
+    return series.to_numpy(dtype=np.int64, na_value=0), missing
+
+
+def _values(column, index: pd.Index):
+    """A column of the pandas outcomes as a Series on ``index`` (arrays not copied)."""
+    if isinstance(column, pd.Series):
+        return column
+    return pd.Series(column, index=index, copy=False)
+
+
+def _bands(bands, values: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """The band label of each value (None where missing): ``bands.classify``."""
+    labels = bands.classify(np.where(missing, np.nan, values.astype(float)))
+    return np.array(labels, dtype=object)
+
+
+def _window_target(visits: Sequence[Visit], study_day: pd.Series):
+    """The target day of the window holding each study day, and whether one does
+    (:func:`_target_day` through a table of the schedule's days)."""
+    low = min(v.window_low for v in visits)
+    high = max(v.window_high for v in visits)
+    table = np.zeros(high - low + 1, dtype=np.int64)
+    covered = np.zeros(high - low + 1, dtype=bool)
+    for v in visits:
+        table[v.window_low - low : v.window_high - low + 1] = v.target_day
+        covered[v.window_low - low : v.window_high - low + 1] = True
+    day, missing = _ints(study_day)
+    at = np.clip(day, low, high) - low
+    known = ~missing & (day >= low) & (day <= high) & covered[at]
+    return np.where(known, table[at], 0), known
 
 
 def _steps_for(frame) -> _Steps:
@@ -611,19 +877,9 @@ def _by_visit(visits: Sequence[Visit], condition, value) -> nw.Expr:
     return expr
 
 
-def _target_day(visits: Sequence[Visit], lookup: bool = False) -> nw.Expr:
-    """Target day of the window holding ``study_day`` (null outside every window).
-
-    ``lookup`` maps each day of a window through a table (``replace_strict``), one hash
-    lookup per row, instead of a chain of comparisons: much faster on pandas, where each
-    link of the chain is a pass over the column (the SQL engines evaluate the chain as
-    one ``CASE`` and keep it).
-    """
+def _target_day(visits: Sequence[Visit]) -> nw.Expr:
+    """Target day of the window holding ``study_day`` (null outside every window)."""
     day = nw.col("study_day")
-    if lookup:
-        days = [d for v in visits for d in range(v.window_low, v.window_high + 1)]
-        targets = [v.target_day for v in visits for _ in range(v.window_low, v.window_high + 1)]
-        return day.replace_strict(days, targets, default=None, return_dtype=nw.Int64)
     # ``0 * day + target`` rather than a literal keeps pandas in its nullable integer dtype.
     return _by_visit(
         visits,
@@ -632,16 +888,9 @@ def _target_day(visits: Sequence[Visit], lookup: bool = False) -> nw.Expr:
     )
 
 
-def _visit_name(visits: Sequence[Visit], lookup: bool = False) -> nw.Expr:
-    """Name of the visit of ``target_day``; ``lookup`` as for :func:`_target_day`."""
+def _visit_name(visits: Sequence[Visit]) -> nw.Expr:
+    """Name of the visit of ``target_day``."""
     target = nw.col("target_day")
-    if lookup:
-        return target.replace_strict(
-            [v.target_day for v in visits],
-            [v.name for v in visits],
-            default=None,
-            return_dtype=nw.String,
-        )
     return _by_visit(visits, lambda v: target == v.target_day, lambda v: nw.lit(v.name))
 
 
@@ -664,14 +913,7 @@ def _annotate(
     """
     if not filtered:
         frame = frame.filter(_of_instrument(instrument))
-    frame = frame.with_columns(
-        n_items_answered=answered_expr(instrument),
-        _item_sum=item_sum_expr(instrument),
-        target_day=_target_day(visits, steps.lookup),
-    )
-    frame = frame.with_columns(
-        score=score_expr(instrument, nw.col("n_items_answered"), nw.col("_item_sum"))
-    )
+    frame = steps.score(frame, instrument, visits)
     if keep is not None:
         frame = _select(frame, *keep, "target_day", "score")
     return steps.choose(frame, visits)
@@ -805,22 +1047,7 @@ def _jacobson_truax(frame, instrument: Instrument, criteria: Criteria, base_targ
     return criteria.rci_z * sd * (2 * (1 - reliability)) ** 0.5
 
 
-def _severity(bands, score: nw.Expr, lookup: bool) -> nw.Expr:
-    """:func:`~analysis.instruments.severity_expr`; ``lookup`` as for :func:`_target_day`.
-
-    The lookup maps the score, clipped to ``lower[0]..lower[-1]`` (below the second
-    bound is the first band, from the last bound on the last band), through a table.
-    """
-    if not lookup:
-        return severity_expr(bands, score)
-    low, high = bands.lower[0], bands.lower[-1]
-    values = list(range(low, high + 1))
-    labels = [bands.classify([v])[0] for v in values]
-    clipped = score.clip(low, high)
-    return clipped.replace_strict(values, labels, default=None, return_dtype=nw.String)
-
-
-def _outcomes(criteria: Criteria, threshold: float, bands, lookup=False) -> dict[str, nw.Expr]:
+def _outcomes(criteria: Criteria, threshold: float, bands) -> dict[str, nw.Expr]:
     """The outcome columns from ``score``, ``baseline`` and ``change`` (docs/design.md, Endpoint
     semantics); ``change`` is a column computed beforehand, which every flag reads rather
     than subtracting again (pandas evaluates each use of an expression)."""
@@ -840,8 +1067,8 @@ def _outcomes(criteria: Criteria, threshold: float, bands, lookup=False) -> dict
         ),
         "reliable_improvement": -change >= threshold,
         "reliable_deterioration": change >= threshold,
-        "severity": _severity(bands, score, lookup),
-        "baseline_severity": _severity(bands, baseline, lookup),
+        "severity": severity_expr(bands, score),
+        "baseline_severity": severity_expr(bands, baseline),
     }
     case = criteria.caseness_cutoff
     if case is None:
@@ -981,23 +1208,11 @@ def derive_endpoints(
         threshold = _jacobson_truax(frame, instrument, criteria, visits[0].target_day)
     else:
         threshold = criteria.reliable_change
-    rows = _observed(frame, visits[0])
-    if impute == "observed":
-        rows = rows.with_columns(imputed=nw.col("score").is_null())
-    else:
-        rows = _impute(frame, rows, visits, impute)
-    # Eager rows are sorted now, on few columns, rather than every output column at the end.
-    rows = steps.sort(rows, visits)
-    rows = rows.with_columns(change=nw.col("score") - nw.col("baseline"))
-    rows = rows.with_columns(
-        instrument=nw.lit(instrument.name),
-        visit=_visit_name(visits, steps.lookup),
-        **_outcomes(criteria, threshold, bands, steps.lookup),
-    )
-    rows = _select(rows, *ENDPOINT_COLUMNS)
+    rows = steps.rows(frame, visits, impute)
+    rows = steps.outcomes(rows, instrument, visits, criteria, threshold, bands)
     if isinstance(rows, nw.LazyFrame):
         rows = rows.sort("patient_id", "target_day")
-    return _to_native(steps.restore(cast_columns(rows, _DTYPES)))
+    return _to_native(steps.restore(rows))
 
 
 @overload
@@ -1088,17 +1303,12 @@ def endpoint_accounting(
     else:
         frame = frame.with_row_index("row")
     out_columns = ["row", *columns, "score", "visit", "reason"]
-    dtypes = {"score": nw.Int64, "visit": nw.String, "reason": nw.String}
-    parts = []
-    for i, visits in plans:
-        steps = _steps_for(frame)
-        annotated = _annotate(frame, i, visits, steps).with_columns(
-            _is_baseline_window=nw.col("target_day") == visits[0].target_day
-        )
-        annotated = annotated.with_columns(
-            visit=_visit_name(visits, steps.lookup), reason=_reason()
-        )
-        parts.append(cast_columns(_select(annotated, *out_columns), dtypes))
+    steps = _steps_for(frame)
+    frame = steps.encode(frame)
+    parts = [
+        steps.account(_annotate(frame, i, visits, steps), visits, out_columns)
+        for i, visits in plans
+    ]
     if instrument is None:
         unknown = frame.filter(~nw.col("instrument").is_in(list(INSTRUMENTS)))
         never = nw.lit(False)
@@ -1107,8 +1317,8 @@ def endpoint_accounting(
             visit=nw.when(never).then(nw.lit("")),
             reason=nw.lit("unscorable"),
         )
-        parts.append(cast_columns(_select(unknown, *out_columns), dtypes))
-    return _to_native(nw.concat(parts).sort("row"))
+        parts.append(cast_columns(_select(unknown, *out_columns), _ACCOUNT_DTYPES))
+    return _to_native(steps.restore_rows(nw.concat(parts).sort("row")))
 
 
 # --------------------------------------------------------------------------- visit order

@@ -529,6 +529,30 @@ def _generic_scoring() -> Iterator[None]:
         _SCORE_FAST_PATH.reset(token)
 
 
+def _score_arrays(
+    instrument: Instrument, items: np.ndarray, recorded: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The rules of :func:`score_expr` and :func:`prorated_expr` on arrays (pandas).
+
+    ``items`` holds one row per assessment and one float column per item of
+    ``instrument`` (NaN unanswered), ``recorded`` the recorded totals (NaN missing).
+    Returns the items answered, the score (0 where unscorable), whether there is a
+    score, and whether it is prorated: the numpy form of the narwhals expressions, shared
+    by :func:`score_items` and the endpoint derivation's pandas fast path (each held equal
+    to the expressions by a test).
+    """
+    present = ~np.isnan(items)
+    n = present.sum(axis=1).astype(np.int64)
+    item_sum = np.where(present, items, 0).sum(axis=1).astype(np.int64)
+    k, m = instrument.n_items, instrument.max_missing_items
+    prorate = (n < k) & (n >= k - m) & (n > 0)
+    safe_n = np.maximum(n, 1)
+    value = np.where(n == k, item_sum, (2 * k * item_sum + safe_n) // (2 * safe_n))
+    has = (n == k) | prorate | ~np.isnan(recorded)
+    value = np.where((n == k) | prorate, value, np.nan_to_num(recorded).astype(np.int64))
+    return n, value, has, prorate
+
+
 def _score_pandas(
     native: pd.DataFrame,
     original: list[str],
@@ -561,20 +585,10 @@ def _score_pandas(
         items = {
             c: native[c].to_numpy(dtype="float64", na_value=np.nan)[on] for c in inst.item_columns
         }
-        values = np.column_stack(list(items.values()))
-        present = ~np.isnan(values)
-        n = present.sum(axis=1)
-        item_sum = np.where(present, values, 0).sum(axis=1).astype(np.int64)
-        k, m = inst.n_items, inst.max_missing_items
-        prorate = (n < k) & (n >= k - m) & (n > 0)
         recorded = total.to_numpy(dtype="float64", na_value=np.nan)[on]
-        value = np.where(
-            n == k,
-            item_sum,
-            (2 * k * item_sum + np.maximum(n, 1)) // (2 * np.maximum(n, 1)),
+        n, value, has, prorate = _score_arrays(
+            inst, np.column_stack(list(items.values())), recorded
         )
-        has = (n == k) | prorate | ~np.isnan(recorded)
-        value = np.where((n == k) | prorate, value, np.nan_to_num(recorded).astype(np.int64))
         answered[on], score[on], prorated[on], scored[on] = n, value, prorate, has
         severity[on] = inst.severity_bands.classify(np.where(has, value, np.nan))
         for name, having in subscales.items():

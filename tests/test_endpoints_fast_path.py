@@ -84,17 +84,39 @@ def test_switch_selects_the_generic_steps():
     assert type(_steps_for(nw.from_native(frame))) is _PandasSteps
 
 
+#: Outcome definitions overridden at random: the pandas outcomes are arrays compared with
+#: the same thresholds as the expressions (integer and fractional percentages, cut-offs
+#: on either side of the scores, no caseness cut-off).
+criteria_overrides = st.fixed_dictionaries(
+    {},
+    optional={
+        "response_reduction": st.sampled_from([50, 40.0, 33.3, 100]),
+        "partial_response_reduction": st.sampled_from([25, 12.5, 0.1]),
+        "remission_cutoff": st.integers(0, 12),
+        "caseness_cutoff": st.one_of(st.none(), st.integers(0, 20)),
+        "reliable_change": st.sampled_from([0.5, 4, 7.0, 12.25]),
+        "severity_bands": st.integers(0, 1),  # which of the instrument's schemes
+    },
+)
+
+
 @settings(max_examples=40)
 @given(
     cohort=cohorts(),
     instrument=st.sampled_from(sorted(INSTRUMENTS)),
     impute=st.sampled_from(IMPUTE),
+    criteria=st.one_of(st.none(), criteria_overrides),
 )
-def test_fast_path_equals_generic_steps(cohort, instrument, impute):
+def test_fast_path_equals_generic_steps(cohort, instrument, impute, criteria):
+    if criteria is not None:
+        criteria = dict(criteria)
+        if "severity_bands" in criteria:
+            schemes = sorted(INSTRUMENTS[instrument].bands)
+            criteria["severity_bands"] = schemes[criteria["severity_bands"] % len(schemes)]
+        partial = criteria.get("partial_response_reduction", 25)
+        criteria["response_reduction"] = max(criteria.get("response_reduction", 50), partial)
     if instrument == "HAMA":  # Jacobson-Truax from the data needs two varying baselines
-        criteria = {"reliable_change": 7.0}
-    else:
-        criteria = None
+        criteria = {"reliable_change": 7.0} | (criteria or {})
     fast, generic = _both(derive_endpoints, cohort, instrument, impute=impute, criteria=criteria)
     pd.testing.assert_frame_equal(fast, generic)
 
@@ -132,3 +154,53 @@ def test_a_missing_patient_id_is_not_joined_on_the_fast_path_either():
     pd.testing.assert_frame_equal(fast, generic)
     missing = fast[fast["patient_id"].isna()]
     assert len(missing) == 6 and missing["imputed"].all()
+
+
+def test_an_instrument_without_rows_gives_the_same_empty_results():
+    cohort = pd.DataFrame(
+        {"patient_id": ["a", "a"], "instrument": "GAD7", "study_day": [0, 7], "total": [9, 4]}
+    )
+    for impute in IMPUTE:
+        fast, generic = _both(derive_endpoints, cohort, "HAMA", impute=impute)
+        pd.testing.assert_frame_equal(fast, generic)
+        assert fast.empty
+    fast, generic = _both(endpoint_accounting, cohort.iloc[0:0])
+    pd.testing.assert_frame_equal(fast, generic)
+
+
+_column_values = st.one_of(
+    st.lists(st.integers(-5, 5), min_size=4, max_size=4).map(np.array),
+    st.lists(st.floats(allow_nan=True), min_size=4, max_size=4).map(np.array),
+    st.lists(st.one_of(st.none(), st.integers(0, 9)), min_size=4, max_size=4).map(
+        lambda v: pd.array(v, dtype="Int64")
+    ),
+    st.lists(st.one_of(st.none(), st.text(max_size=3)), min_size=4, max_size=4).map(
+        lambda v: pd.Series(v, index=[9, 8, 7, 6], dtype=object)  # its index is not used
+    ),
+)
+
+
+@given(
+    base=st.dictionaries(st.sampled_from("abcdef"), _column_values, min_size=1),
+    columns=st.dictionaries(st.sampled_from("abcxyz"), _column_values),
+)
+def test_replace_columns_small_frames_equal_the_concatenation(base, columns, monkeypatch_module):
+    """Small frames take a shallow copy: the same frame as the concatenation of columns,
+    and the frame passed in unchanged."""
+    from analysis import _frames
+
+    native = pd.DataFrame({k: pd.Series(v).array for k, v in base.items()}, index=[3, 1, 2, 0])
+    before = native.copy(deep=True)
+    small = _frames.replace_columns(native, columns)
+    with monkeypatch_module.context() as patch:
+        patch.setattr(_frames, "SMALL_FRAME_ROWS", -1)
+        concatenated = _frames.replace_columns(native, columns)
+    pd.testing.assert_frame_equal(small, concatenated)
+    pd.testing.assert_frame_equal(native, before)
+
+
+@pytest.fixture(scope="module")
+def monkeypatch_module():
+    """A monkeypatch a property test may use (each example undoes its own changes)."""
+    with pytest.MonkeyPatch.context() as patch:
+        yield patch
