@@ -21,6 +21,7 @@ import contextlib
 import importlib.util
 import os
 import pickle
+import sys
 from pathlib import Path
 
 import matplotlib
@@ -33,6 +34,14 @@ except ImportError:  # Windows
     fcntl = None
 
 matplotlib.use("Agg")
+
+# jsonschema (imported with nbformat by the report tests and papermill) imports the optional
+# `rfc3987_syntax` for its "iri" format checker, which builds its lark grammars at import:
+# 1.3 CPU-seconds in every pytest process. No schema the suite validates uses that format
+# (nbformat validates notebooks without format checks; the data schemas are checked by
+# analysis._checks), so the suite's processes skip the import: jsonschema then simply has
+# no "iri" checker. Subprocesses (the wheel and import probes, notebook kernels) are untouched.
+sys.modules.setdefault("rfc3987_syntax", None)
 
 #: Whether the report stack (papermill) is installed: without it no report test runs.
 _REPORT_STACK = importlib.util.find_spec("papermill") is not None
