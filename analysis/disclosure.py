@@ -167,6 +167,9 @@ def small_count(values: object, min_cell: int) -> np.ndarray:
     >>> small_count([0, 1, 10, 11, None], 11).tolist()
     [False, True, True, False, False]
     """
+    if isinstance(values, np.ndarray) and values.dtype.kind in "fiu":  # numbers: no parsing
+        numbers = values.astype(float, copy=False)
+        return (numbers >= 1) & (numbers < min_cell)  # NaN compares False
     v = pd.to_numeric(pd.Series(values, dtype=object), errors="coerce").astype(float)
     return ((v >= 1) & (v < min_cell)).fillna(False).to_numpy(dtype=bool)
 
@@ -296,13 +299,12 @@ def complementary_mask(
 def _blank(out: pd.DataFrame, column: str, mask: np.ndarray) -> None:
     col = out[column]
     if pd.api.types.is_bool_dtype(col.dtype):
-        out[column] = col.astype("boolean").mask(mask)
+        col = col.astype("boolean")
     elif pd.api.types.is_integer_dtype(col.dtype):
-        out[column] = col.astype("Int64").mask(mask)
+        col = col.astype("Int64")
     elif pd.api.types.is_numeric_dtype(col.dtype):
-        out[column] = col.astype(float).mask(mask)
-    else:
-        out[column] = col.mask(mask)
+        col = col.astype(float)
+    out[column] = col.mask(mask) if mask.any() else col  # nothing to blank: no copy
 
 
 def suppress_cells(

@@ -308,6 +308,49 @@ def test_property_suppress_cells_never_shows_a_small_count_or_complement(sizes, 
     assert out["n"].isna().sum() != 1
 
 
+@given(
+    values=st.lists(st.one_of(st.none(), st.integers(-3, 30), st.floats(-3, 30)), max_size=8),
+    integers=st.booleans(),
+    min_cell=st.integers(1, 15),
+)
+def test_small_count_of_numbers_equals_the_parsing_path(values, integers, min_cell):
+    """The numpy shortcut for arrays of numbers flags what parsing each value flags."""
+    if integers:
+        values = [int(v) for v in values if v is not None]
+    array = np.array(values, dtype=np.int64 if integers else float)  # None -> NaN
+    parsed = disclosure.small_count(values, min_cell)  # a list: parsed one by one
+    assert disclosure.small_count(array, min_cell).tolist() == parsed.tolist()
+
+
+@given(
+    column=st.one_of(
+        st.lists(st.floats(allow_nan=True), min_size=3, max_size=3).map(pd.Series),
+        st.lists(st.integers(0, 9), min_size=3, max_size=3).map(pd.Series),
+        st.lists(st.booleans(), min_size=3, max_size=3).map(pd.Series),
+        st.lists(st.one_of(st.none(), st.integers(0, 9)), min_size=3, max_size=3).map(
+            lambda v: pd.Series(v, dtype="Int64")
+        ),
+        st.lists(st.one_of(st.none(), st.text(max_size=2)), min_size=3, max_size=3).map(
+            lambda v: pd.Series(v, dtype=object)
+        ),
+    ),
+    mask=st.lists(st.booleans(), min_size=3, max_size=3).map(np.array),
+)
+def test_blanking_a_column_types_it_as_before_also_when_nothing_is_blanked(column, mask):
+    """Blanking skips the copy when no row is hidden; the column is typed as always."""
+    out = pd.DataFrame({"c": column})
+    disclosure._blank(out, "c", mask)
+    if pd.api.types.is_bool_dtype(column.dtype):
+        expected = column.astype("boolean").mask(mask)
+    elif pd.api.types.is_integer_dtype(column.dtype):
+        expected = column.astype("Int64").mask(mask)
+    elif pd.api.types.is_numeric_dtype(column.dtype):
+        expected = column.astype(float).mask(mask)
+    else:
+        expected = column.mask(mask)
+    pd.testing.assert_series_equal(out["c"], expected, check_names=False)
+
+
 def test_small_group_rule_for_statistics():
     t = pd.DataFrame({"route": ["iv", "im"], "n": [40, 2], "mean": [-8.1, -3.0]})
     out = suppress_small_groups(t, 11, "n")
@@ -1061,11 +1104,13 @@ def test_property_completeness_and_accounting_agree_on_the_baseline_count(
     drop = a["patient_id"].isin(ids) & a["instrument"].eq(instrument) & a["study_day"].le(0)
     cohort.assessments = a[~drop].reset_index(drop=True)
 
+    accounting = endpoint_accounting(cohort)  # one accounting, summarised twice
+
     def counts(m):
         comp = completeness_table(cohort, min_cell=m).set_index(["instrument", "visit"])
-        acc = accounting_summary(
-            endpoint_accounting(cohort), min_cell=m, patients=len(cohort.patients)
-        ).set_index(["instrument", "reason"])
+        acc = accounting_summary(accounting, min_cell=m, patients=len(cohort.patients)).set_index(
+            ["instrument", "reason"]
+        )
         return comp.loc[(instrument, "baseline"), "observed"], acc.loc[
             (instrument, "baseline"), "assessments"
         ]
