@@ -361,7 +361,14 @@ def is_identifier_column(column: object) -> bool:
     >>> [is_identifier_column(c) for c in ["patient_id", "study_day", "drug_name", "site_id"]]
     [False, False, False, False]
     """
-    return _name_announces(column) or _header_is_identifier(column)
+    return _identifier_name(str(column))
+
+
+@functools.lru_cache(maxsize=4096)
+def _identifier_name(text: str) -> bool:
+    """:func:`is_identifier_column` of a column name's text (the same names recur in
+    every table checked, so the answers are kept)."""
+    return _name_announces(text) or _header_is_identifier(text)
 
 
 def _name_announces(column: object) -> bool:
@@ -387,7 +394,11 @@ def _name_announces(column: object) -> bool:
 
 def _header_is_identifier(column: object) -> bool:
     """A header that is itself an e-mail, phone number, date, name, ... (a pasted value)."""
-    text = str(column)
+    return _header_text_is_identifier(str(column))
+
+
+@functools.lru_cache(maxsize=4096)
+def _header_text_is_identifier(text: str) -> bool:
     if any(pattern.search(text) for _, pattern in _VALUE_PATTERNS.values()):
         return True
     return _has_given_name(text)
@@ -416,12 +427,13 @@ def _is_temporal(series: pd.Series) -> bool:
         t = dtype.pyarrow_dtype
         return bool(pa.types.is_temporal(t) and not pa.types.is_duration(t))
     if pd.api.types.is_object_dtype(dtype) or isinstance(dtype, pd.CategoricalDtype):
-        values = series.dropna()
         if isinstance(dtype, pd.CategoricalDtype):
-            values = pd.Series(dtype.categories)
-        sample = values.iloc[:1000]
+            values = np.asarray(dtype.categories, dtype=object)
+        else:
+            values = series.to_numpy(dtype=object)
+        sample = values[pd.notna(values)][:1000]  # the first 1000 values present
         kinds = (datetime.date, datetime.time, pd.Timestamp, pd.Period, np.datetime64)
-        return bool(len(sample)) and any(isinstance(v, kinds) for v in sample)
+        return any(isinstance(v, kinds) for v in sample)
     return False
 
 
@@ -451,7 +463,7 @@ def _compiled(pattern: str) -> re.Pattern:
 
 def _value_masks(series: pd.Series, column: object = "") -> dict[str, np.ndarray]:
     """Rows of a text column whose value has each identifier shape (vectorised on uniques)."""
-    codes, uniques = pd.factorize(series.astype(object), use_na_sentinel=True)
+    codes, uniques = pd.factorize(series.to_numpy(dtype=object), use_na_sentinel=True)
     # Plain Python over the distinct values: pandas' string methods loop in Python too,
     # and their overhead per call dominated the guard on small tables.
     text = [str(value) for value in np.asarray(uniques, dtype=object)]
@@ -493,13 +505,12 @@ def _scan(tables: Cohort | Mapping[str, pd.DataFrame]) -> tuple[pd.DataFrame, pd
         )
 
     for table, df in cohort_tables(tables, check=False).items():
-        for position, column in enumerate(df.columns):
+        for position, (column, series) in enumerate(df.items()):
             label = _column_label(column, position)
             name_flagged = is_identifier_column(column)
             summary.append((table, label, _NAME_CHECK, int(name_flagged)))
             if name_flagged:
                 flag(table, label, _NAME_CHECK, np.array([pd.NA], dtype=object))
-            series = df.iloc[:, position]
             temporal = _is_temporal(series)
             summary.append((table, label, _TEMPORAL_CHECK, int(temporal)))
             if temporal:
