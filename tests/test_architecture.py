@@ -9,6 +9,7 @@ they fail on a new circle before anything runs.
 from __future__ import annotations
 
 import ast
+import functools
 import subprocess
 import sys
 from pathlib import Path
@@ -48,14 +49,21 @@ def _is_type_checking_block(node: ast.AST) -> bool:
     return isinstance(node, ast.If) and getattr(node.test, "id", None) == "TYPE_CHECKING"
 
 
+@functools.cache
+def _parsed_modules() -> tuple[tuple[Path, ast.Module], ...]:
+    """Each module of the package and its syntax tree, parsed once per run (read only)."""
+    return tuple(
+        (path, ast.parse(path.read_text(encoding="utf-8"))) for path in sorted(PACKAGE.glob("*.py"))
+    )
+
+
 def import_graph(*, deferred: bool) -> dict[str, set[str]]:
     """Module -> package modules it imports: at module level, or anywhere (``deferred``).
 
     Imports under ``if TYPE_CHECKING:`` never run and are left out.
     """
     graph = {}
-    for path in sorted(PACKAGE.glob("*.py")):
-        tree = ast.parse(path.read_text(encoding="utf-8"))
+    for path, tree in _parsed_modules():
         nodes = []
         stack = [n for n in tree.body if not _is_type_checking_block(n)]
         while stack:
