@@ -51,7 +51,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from pathlib import Path
-from typing import Literal, overload
+from typing import Any, Literal, overload
 
 import numpy as np
 import pandas as pd
@@ -299,12 +299,25 @@ def complementary_mask(
 def _blank(out: pd.DataFrame, column: str, mask: np.ndarray) -> None:
     col = out[column]
     if pd.api.types.is_bool_dtype(col.dtype):
-        col = col.astype("boolean")
+        values: Any = col.array.astype("boolean", copy=True)
     elif pd.api.types.is_integer_dtype(col.dtype):
-        col = col.astype("Int64")
+        values = col.array.astype("Int64", copy=True)
     elif pd.api.types.is_numeric_dtype(col.dtype):
-        col = col.astype(float)
-    out[column] = col.mask(mask) if mask.any() else col  # nothing to blank: no copy
+        values = col.to_numpy(dtype=float, na_value=np.nan, copy=True)
+    else:
+        out[column] = col.mask(mask) if mask.any() else col
+        return
+    # ``Series.mask`` on the typed column, on its array (a column per derived statistic
+    # of every suppressed table: the Series method's overhead adds up).
+    values[mask] = np.nan if isinstance(values, np.ndarray) else pd.NA
+    out[column] = values
+
+
+def _masked_counts(values: np.ndarray, mask: np.ndarray) -> Any:
+    """Counts (floats, NaN missing) as nullable ``Int64``, rounded, NA where ``mask``."""
+    counts = pd.array(values, dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]  # pandas-stubs: ExtensionArray has no round
+    counts[mask] = pd.NA
+    return counts
 
 
 def suppress_cells(
@@ -415,11 +428,9 @@ def suppress_cells(
             if (flag == before[0]).all() and (hide_total == before[1]).all():
                 break
     for c in counts:
-        out[c] = pd.array(values[c], dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]  # pandas-stubs: ExtensionArray has no round
-        out[c] = out[c].mask(flag)
+        out[c] = _masked_counts(values[c], flag)
     if total:
-        out[total] = pd.array(values[total], dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]  # pandas-stubs: ExtensionArray has no round
-        out[total] = out[total].mask(hide_total)
+        out[total] = _masked_counts(values[total], hide_total)
     for c in derived:
         _blank(out, c, flag)
     out["suppressed"] = flag | previous

@@ -330,14 +330,20 @@ def test_small_count_of_numbers_equals_the_parsing_path(values, integers, min_ce
         st.lists(st.one_of(st.none(), st.integers(0, 9)), min_size=3, max_size=3).map(
             lambda v: pd.Series(v, dtype="Int64")
         ),
+        st.lists(st.one_of(st.none(), st.floats(0, 9)), min_size=3, max_size=3).map(
+            lambda v: pd.Series(v, dtype="Float64")
+        ),
+        st.lists(st.one_of(st.none(), st.booleans()), min_size=3, max_size=3).map(
+            lambda v: pd.Series(v, dtype="boolean")
+        ),
         st.lists(st.one_of(st.none(), st.text(max_size=2)), min_size=3, max_size=3).map(
             lambda v: pd.Series(v, dtype=object)
         ),
     ),
     mask=st.lists(st.booleans(), min_size=3, max_size=3).map(np.array),
 )
-def test_blanking_a_column_types_it_as_before_also_when_nothing_is_blanked(column, mask):
-    """Blanking skips the copy when no row is hidden; the column is typed as always."""
+def test_blanking_a_column_equals_the_series_mask_of_the_typed_column(column, mask):
+    """Blanking masks the typed column's array: the column ``Series.mask`` gives."""
     out = pd.DataFrame({"c": column})
     disclosure._blank(out, "c", mask)
     if pd.api.types.is_bool_dtype(column.dtype):
