@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 
 import nbformat
@@ -39,6 +40,17 @@ MANIFEST_KEYS = {
 def rendered(rendered_reports):
     """All reports, rendered once per test run (conftest.py)."""
     return rendered_reports
+
+
+@pytest.mark.xdist_group("rendered_reports")
+def test_a_group_of_tests_is_one_unit_for_pytest_xdist(request):
+    """Under ``--dist loadgroup`` a grouped test's node id ends with ``@<group>``: that is
+    what makes pytest-xdist run the tests of the shared render on one worker (on pytest
+    9.2 only because ``tests/conftest.py`` sets it; without it both workers waited on the
+    one render). Without pytest-xdist the id is the plain one."""
+    name = "test_a_group_of_tests_is_one_unit_for_pytest_xdist"
+    grouped = bool(os.environ.get("PYTEST_XDIST_WORKER")) and request.config.getvalue("loadgroup")
+    assert request.node.nodeid.endswith(name + ("@rendered_reports" if grouped else ""))
 
 
 @pytest.mark.slow
