@@ -1409,7 +1409,13 @@ def _with_named_population(df: pd.DataFrame, name: str, named: dict[str, set[str
 
 
 def _interval_disclosed(
-    matrix: np.ndarray, rhs: np.ndarray, position: dict[int, int], cells: list[int], min_cell: int
+    matrix: np.ndarray,
+    rhs: np.ndarray,
+    position: dict[int, int],
+    cells: list[int],
+    min_cell: int,
+    *,
+    prune: bool = True,
 ) -> set[int]:
     """Hidden unknowns whose feasible range (equations, counts >= 0) discloses them.
 
@@ -1420,17 +1426,50 @@ def _interval_disclosed(
     1``, say: present means exactly that small count). A range such as ``0 .. 10`` says
     no more than the ``<11`` mark itself. An infeasible system (tables that disagree)
     discloses nothing.
+
+    Every solution found is a feasible point of the same system, so the smallest and
+    largest value each unknown took in them bound its range from inside; a cell whose
+    values seen so far already span more than one unit, from below 1 or up to above
+    ``min_cell - 1``, is disclosed by neither rule and needs no program of its own (the
+    same cells are found; ``prune=False`` solves the programs of every cell, tested). The
+    largest value is sought first: a cell without one (most hidden cells, whose margin
+    is hidden too) is not disclosed whatever its smallest value.
     """
     from scipy.optimize import linprog
 
     found: set[int] = set()
+    seen_low = np.full(matrix.shape[1], np.inf)  # per unknown, over the solutions found
+    seen_high = np.full(matrix.shape[1], -np.inf)
+
+    def solve(objective: np.ndarray):
+        result = linprog(objective, A_eq=matrix, b_eq=rhs, bounds=(0, None), method="highs")
+        if result.status == 0 and prune:
+            np.minimum(seen_low, result.x, out=seen_low)
+            np.maximum(seen_high, result.x, out=seen_high)
+        return result
+
     for k in cells:
+        j = position[k]
+        if (
+            prune
+            and seen_high[j] - seen_low[j] > 1 + 1e-6
+            and (seen_low[j] < 1 - 1e-6 or seen_high[j] > min_cell - 1 + 1e-6)
+        ):
+            continue  # neither within 1 .. min_cell - 1 nor within one unit
         objective = np.zeros(matrix.shape[1])
-        objective[position[k]] = 1.0
-        low = linprog(objective, A_eq=matrix, b_eq=rhs, bounds=(0, None), method="highs")
+        objective[j] = 1.0
+        if prune:
+            high = solve(-objective)
+            if high.status != 0:  # unbounded (or infeasible: no disclosure either)
+                continue
+            low = solve(objective)
+        else:
+            low = solve(objective)
+            if low.status != 0:
+                continue
+            high = solve(-objective)
         if low.status != 0:
             continue
-        high = linprog(-objective, A_eq=matrix, b_eq=rhs, bounds=(0, None), method="highs")
         lo = float(low.fun)
         hi = float(-high.fun) if high.status == 0 else np.inf
         small = lo >= 1 - 1e-6 and hi <= min_cell - 1 + 1e-6
@@ -2109,11 +2148,45 @@ def _html_tables(text: str) -> list[pd.DataFrame]:
 
 
 def _typed(df: pd.DataFrame) -> pd.DataFrame:
-    """Columns whose every non-missing cell is a number become numeric."""
+    """Columns whose every non-missing cell is a number become numeric.
+
+    The audit types every table it reads (CSV files, page and notebook tables: columns
+    of text). A column of Python strings is checked string by string with the compiled
+    pattern; any other column as :func:`_typed_generic` does (the same result, tested).
+    """
     out = df.copy()
     for c in out.columns:
-        text = out[c].dropna().astype(str).str.strip()
-        if len(text) and text.str.match(_NUMERIC.pattern).all():
+        column = out[c]
+        values = column.to_numpy()
+        if values.dtype != object:
+            if _numeric_text(column):
+                out[c] = pd.to_numeric(column, errors="coerce")
+            continue
+        present = values[~pd.isna(values)]
+        if not all(type(v) is str for v in present):
+            if _numeric_text(column):
+                out[c] = pd.to_numeric(column, errors="coerce")
+            continue
+        if len(present) and all(_NUMERIC_TEXT.match(v.strip()) for v in present):
+            out[c] = pd.to_numeric(column, errors="coerce")
+    return out
+
+
+#: :data:`_NUMERIC` as pandas' ``str.match`` compiles its pattern (no flags).
+_NUMERIC_TEXT = re.compile(_NUMERIC.pattern)
+
+
+def _numeric_text(column: pd.Series) -> bool:
+    """Whether every non-missing cell of ``column``, as text and stripped, is a number."""
+    text = column.dropna().astype(str).str.strip()
+    return bool(len(text) and text.str.match(_NUMERIC.pattern).all())
+
+
+def _typed_generic(df: pd.DataFrame) -> pd.DataFrame:
+    """:func:`_typed` through pandas' string methods for every column (the reference)."""
+    out = df.copy()
+    for c in out.columns:
+        if _numeric_text(out[c]):
             out[c] = pd.to_numeric(out[c], errors="coerce")
     return out
 

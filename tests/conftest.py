@@ -93,6 +93,32 @@ def _schedule(items: list[pytest.Item]) -> None:
     for item in items:
         if "rendered_reports" in getattr(item, "fixturenames", ()):
             item.add_marker(pytest.mark.xdist_group("rendered_reports"))
+        _group_node_id(item)
+
+
+def _group_node_id(item: pytest.Item) -> None:
+    """Give a grouped test the node id ``<id>@<group>`` that ``--dist loadgroup`` reads.
+
+    pytest-xdist's worker appends the group to ``item._nodeid``, which pytest 9.2 no
+    longer reads (the id became the structured ``item._id``; pytest-xdist issue #1386):
+    the groups were silently ignored and the tests of one render ran on both workers.
+    Here the structured id gets the suffix (a no-op on pytest versions without ``_id``,
+    where pytest-xdist's own suffix works).
+    """
+    if not os.environ.get("PYTEST_XDIST_WORKER") or not item.config.getvalue("loadgroup"):
+        return
+    groups = sorted(
+        {
+            str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+            for m in item.iter_markers("xdist_group")
+        }
+    )
+    node_id = getattr(item, "_id", None)
+    if not groups or node_id is None or "@" in str(node_id).rpartition("]")[2]:
+        return
+    from _pytest.nodeid import NodeId
+
+    item._id = NodeId.parse(f"{node_id}@{'_'.join(groups)}")
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -21,6 +21,7 @@ import hashlib
 import json
 import os
 import re
+import shutil
 from pathlib import Path
 
 import _report_cohorts as cohorts
@@ -457,12 +458,31 @@ def test_a_snapshot_changed_after_validation_is_refused_by_the_notebooks(
     assert "This report failed" in page and "does not match the data fingerprint" in page
 
 
+@pytest.fixture(scope="module")
+def serial_run(tmp_path_factory):
+    """The stand-ins (01 loading the snapshot) rendered once with ``--jobs 1`` in reused
+    kernels: the reference both the parallel run and the fresh-kernel run are compared
+    with. Returns the files of the run (path -> SHA-256) and the notebooks' folder (the
+    other runs use these very files: a notebook written again gets new cell ids)."""
+    root = tmp_path_factory.mktemp("serial")
+    folder = root / "nb"
+    folder.mkdir()
+    nbformat.write(_notebook(LOADS_SNAPSHOT), folder / "01_first.ipynb")
+    nbformat.write(_notebook(GOOD), folder / "02_second.ipynb")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(reports, "NOTEBOOKS_DIR", folder)
+        patch.setattr(reports, "FRESH_KERNELS", False)
+        assert _run(root / "serial", "--jobs", "1") == 0
+    return _snapshot(root / "serial"), folder
+
+
 @pytest.mark.slow
-def test_parallel_jobs_give_the_same_files_as_serial(tmp_path, stand_ins):
-    nbformat.write(_notebook(LOADS_SNAPSHOT), stand_ins / "01_first.ipynb")
-    assert _run(tmp_path / "serial", "--jobs", "1") == 0
+@pytest.mark.xdist_group("serial_run")  # one worker: one serial run
+def test_parallel_jobs_give_the_same_files_as_serial(tmp_path, stand_ins, serial_run):
+    serial, notebooks = serial_run
+    for notebook in notebooks.glob("*.ipynb"):
+        shutil.copyfile(notebook, stand_ins / notebook.name)
     assert _run(tmp_path / "parallel", "--jobs", "2") == 0
-    serial = _snapshot(tmp_path / "serial")
     parallel = _snapshot(tmp_path / "parallel")
     # the executed notebooks record their timings, the manifest its timestamp
     varying = {"manifest.json", "01_first.ipynb", "02_second.ipynb"}
@@ -603,12 +623,15 @@ def test_a_notebook_that_kills_its_kernel_fails_alone(tmp_path, stand_ins):
 
 
 @pytest.mark.slow
-def test_fresh_kernels_give_the_same_files_as_reused_ones(tmp_path, stand_ins, monkeypatch):
-    nbformat.write(_notebook(LOADS_SNAPSHOT), stand_ins / "01_first.ipynb")
-    assert _run(tmp_path / "reused", "--jobs", "1") == 0
+@pytest.mark.xdist_group("serial_run")  # one worker: one serial run
+def test_fresh_kernels_give_the_same_files_as_reused_ones(
+    tmp_path, stand_ins, monkeypatch, serial_run
+):
+    reused, notebooks = serial_run  # --jobs 1 in reused kernels
+    for notebook in notebooks.glob("*.ipynb"):
+        shutil.copyfile(notebook, stand_ins / notebook.name)
     monkeypatch.setattr(reports, "FRESH_KERNELS", True)
     assert _run(tmp_path / "fresh", "--jobs", "1") == 0
-    reused = _snapshot(tmp_path / "reused")
     fresh = _snapshot(tmp_path / "fresh")
     varying = {"manifest.json", "01_first.ipynb", "02_second.ipynb"}  # timings, timestamp
     assert {k: v for k, v in reused.items() if k not in varying} == {

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import html
 import json
+import os
 import re
 
 import nbformat
@@ -39,6 +40,17 @@ MANIFEST_KEYS = {
 def rendered(rendered_reports):
     """All reports, rendered once per test run (conftest.py)."""
     return rendered_reports
+
+
+@pytest.mark.xdist_group("rendered_reports")
+def test_a_group_of_tests_is_one_unit_for_pytest_xdist(request):
+    """Under ``--dist loadgroup`` a grouped test's node id ends with ``@<group>``: that is
+    what makes pytest-xdist run the tests of the shared render on one worker (on pytest
+    9.2 only because ``tests/conftest.py`` sets it; without it both workers waited on the
+    one render). Without pytest-xdist the id is the plain one."""
+    name = "test_a_group_of_tests_is_one_unit_for_pytest_xdist"
+    grouped = bool(os.environ.get("PYTEST_XDIST_WORKER")) and request.config.getvalue("loadgroup")
+    assert request.node.nodeid.endswith(name + ("@rendered_reports" if grouped else ""))
 
 
 @pytest.mark.slow
@@ -245,17 +257,37 @@ def test_serial_and_parallel_runs_write_the_same_reports(rendered, tmp_path):
         assert one == two, page
 
 
-@pytest.mark.slow
-def test_by_site_with_the_real_report(tmp_path):
-    cohort = synthetic_cohort(60, 1)
-    sites = ["S01"] * 34 + ["S02"] * 26
-    data = tmp_path / "data"
-    write_cohort(Cohort(cohort.patients.assign(site_id=sites), *_rest(cohort)), data)
-    out = tmp_path / "out"
+#: Site sizes of the --by-site run below: two sites of different sizes and patients without a
+#: site (16, 4 of them with PTSD). Primary diagnosis per block of rows.
+SITES = {"S01": 46, "S02": 44, None: 16}
+DIAGNOSES = (
+    ["PTSD"] * 15 + ["GAD"] * 31 + ["PTSD"] * 12 + ["SAD"] * 32 + ["PTSD"] * 4 + ["GAD"] * 12
+)
+
+
+@pytest.fixture(scope="module")
+def by_site_run(tmp_path_factory):
+    """One real ``--by-site`` run of report 01, shared by the tests of this module that
+    check different things about it: ``(cohort, out, manifest)``."""
+    cohort = synthetic_cohort(sum(SITES.values()), seed=5)
+    p = cohort.patients.copy()
+    sites = [site for site, n in SITES.items() for _ in range(n)]
+    p["site_id"] = pd.array(sites, dtype=p["site_id"].dtype)
+    p["primary_diagnosis"] = pd.array(DIAGNOSES, dtype=p["primary_diagnosis"].dtype)
+    root = tmp_path_factory.mktemp("by_site")
+    data = write_cohort(Cohort(p, *_rest(cohort)), root / "data")
+    out = root / "out"
     manifest = run_reports(data, out, ["data_quality"], progress=False, by_site=True)
+    return cohort, out, manifest
+
+
+@pytest.mark.slow
+@pytest.mark.xdist_group("by_site_run")  # one worker: one run
+def test_by_site_with_the_real_report(by_site_run):
+    _, out, manifest = by_site_run
     assert list(manifest["sites"]["shown"]) == ["S01", "S02"]
     assert manifest["sites"]["withheld"] == []
-    for site, n in (("S01", 34), ("S02", 26)):
+    for site, n in (("S01", 46), ("S02", 44)):
         page = (out / "sites" / site / "01_data_quality.html").read_text(encoding="utf-8")
         assert f"site {site} ({n} patients)" in page  # the provenance header says which data
         assert f"<title>Data quality: site {site} | anxiety-outcomes</title>" in page
@@ -268,18 +300,12 @@ def test_by_site_with_the_real_report(tmp_path):
 
 
 @pytest.mark.slow
-def test_by_site_run_hides_a_population_whose_remainder_is_small(tmp_path):
+@pytest.mark.xdist_group("by_site_run")  # one worker: one run
+def test_by_site_run_hides_a_population_whose_remainder_is_small(by_site_run):
     # 16 patients have no site, 4 of them with PTSD: pooled PTSD (31) minus S01's 15 and
     # S02's 12 would give those 4. The run hides PTSD at S02, the smallest site showing
     # it (12 + 4 hidden together), and its audit passes (issue 9, session 5).
-    cohort = synthetic_cohort(106, seed=5)
-    p = cohort.patients.copy()
-    p["site_id"] = pd.array(["S01"] * 45 + ["S02"] * 45 + [None] * 16, dtype=p["site_id"].dtype)
-    dx = ["PTSD"] * 15 + ["GAD"] * 30 + ["PTSD"] * 12 + ["SAD"] * 33 + ["PTSD"] * 4 + ["GAD"] * 12
-    p["primary_diagnosis"] = pd.array(dx, dtype=p["primary_diagnosis"].dtype)
-    data = write_cohort(Cohort(p, *_rest(cohort)), tmp_path / "data")
-    out = tmp_path / "out"
-    manifest = run_reports(data, out, ["data_quality"], progress=False, by_site=True)
+    cohort, out, manifest = by_site_run
     assert manifest["sites"]["patients_without_site"] is True
     assert list(manifest["sites"]["shown"]) == ["S01", "S02"]
 
