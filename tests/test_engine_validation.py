@@ -382,3 +382,17 @@ def test_queries_after_the_pass_read_stored_text_where_nothing_needs_stripping(
         passes, after = texts[:4], texts[4:]
         assert all(edge in t for t in passes)  # the pass converts as pandas does
         assert any(edge in t for t in after) == expect_strip, name
+
+
+def test_typed_tables_of_a_clean_cohort_are_the_stored_columns(base, tmp_path):
+    """The typed tables a lazy cohort hands to the statistics convert only what the
+    aggregate pass found needs it: on clean Parquet the patients' text columns are read as
+    stored (no strip test, no missing-token test), so a join on them (rates by site)
+    costs what a join of the files costs; the values are pandas' typed values."""
+    _write(_tables(base), tmp_path)
+    cohort = load_cohort(tmp_path, engine="duckdb")
+    sql = cohort.patients.sql_query()
+    assert r"[\s\x0b]$" not in sql and "'N/A'" not in sql
+    typed = cohort.patients.df().sort_values("patient_id", ignore_index=True)
+    expected = load_cohort(tmp_path).patients.sort_values("patient_id", ignore_index=True)
+    pd.testing.assert_frame_equal(typed, expected, check_dtype=False)
