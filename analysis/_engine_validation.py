@@ -19,6 +19,10 @@ Design contract:
   with ``count`` the number of rows concerned (``row`` and ``line`` empty, ``value``
   never shown). ``tests/test_engine_validation.py`` holds the counts equal to the pandas
   path's on valid and invalid Parquet folders for every engine.
+- The counts come in two batches (:class:`_Batch`): the aggregate pass of every table,
+  then the keys, references and findings, written with expressions the first batch's
+  counts simplified (stored text where no value needs stripping or is a missing token).
+  Polars and Spark get each batch as one query; DuckDB one query per count.
 - Identifier-shaped values are found in two steps: the engine filters each text column
   with a regular expression that matches a superset of the guard's patterns (lookarounds
   dropped and back-references widened, since RE2, Rust's regex and Java agree on that
@@ -432,7 +436,7 @@ def _counts(frame: Lazy) -> dict[str, int]:
 
 
 class _Batch:
-    """The validation's counts, asked of the engine in ONE query.
+    """The validation's counts, gathered and asked of the engine together.
 
     Every count the checks need is a one-row aggregate over some frame: a table's pass
     over its rows (the column checks, the instrument rules, the guard's filters), the
@@ -471,7 +475,8 @@ class _Batch:
         self._then.append((names, then))
 
     def run(self) -> None:
-        """Send the registered counts as one query and hand each its counts."""
+        """Send the registered counts (one query, or one per count on DuckDB) and hand
+        each its counts."""
         if not self._frames:
             return
         if self._frames[0].implementation.is_duckdb():
