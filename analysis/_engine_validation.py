@@ -19,6 +19,10 @@ Design contract:
   with ``count`` the number of rows concerned (``row`` and ``line`` empty, ``value``
   never shown). ``tests/test_engine_validation.py`` holds the counts equal to the pandas
   path's on valid and invalid Parquet folders for every engine.
+- The counts come in two batches (:class:`_Batch`): the aggregate pass of every table,
+  then the keys, references and findings, written with expressions the first batch's
+  counts simplified (stored text where no value needs stripping or is a missing token).
+  Polars and Spark get each batch as one query; DuckDB one query per count.
 - Identifier-shaped values are found in two steps: the engine filters each text column
   with a regular expression that matches a superset of the guard's patterns (lookarounds
   dropped and back-references widened, since RE2, Rust's regex and Java agree on that
@@ -37,6 +41,7 @@ database file (``engine="duckdb"``).
 from __future__ import annotations
 
 import functools
+import operator
 import re
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -214,6 +219,16 @@ def _field_dtype(field: Mapping[str, Any]) -> DType:
     return nw.String()
 
 
+def _is_token(text: nw.Expr, tokens: Sequence[str]) -> nw.Expr:
+    """``text`` is one of the missing-value ``tokens`` (null where ``text`` is null), as
+    ``text = 'NA' OR text = '' OR ...``: equal to ``is_in``, and cheaper on DuckDB, where
+    ``is_in`` on a text column inlined into a join became a join of its own (measured on
+    a 2.1M-row join of the typed patients: 0.60 s with ``=``, 0.84 s with ``is_in``)."""
+    if not tokens:
+        return text.is_in([])
+    return functools.reduce(operator.or_, [text == token for token in tokens])
+
+
 def _strip(text: nw.Expr) -> nw.Expr:
     return text.str.strip_chars()
 
@@ -256,6 +271,7 @@ class _Field:
         strip: Callable[[nw.Expr], nw.Expr] | None = None,
     ) -> None:
         self.type: str = field.get("type", "string")
+        self.column, self.stored, self.missing = column, dtype, list(missing)
         col = nw.col(column)
         if _is_float(dtype):
             col = nw.when(~col.is_nan()).then(col)  # NaN is missing, as in pandas
@@ -263,7 +279,7 @@ class _Field:
         text: nw.Expr | None = None
         if _is_text(dtype):
             stripped = (strip or _strip)(col.cast(nw.String))
-            text = nw.when(~stripped.is_in(list(missing))).then(stripped)
+            text = nw.when(~_is_token(stripped, missing)).then(stripped)
         if self.type in ("integer", "number"):
             if dtype == nw.Boolean:
                 self.typed, self.type_bad = nw.lit(None).cast(nw.Float64), ~col.is_null()
@@ -327,11 +343,43 @@ class _Field:
         self.never_bad = self.type == "string" or (self.type == "boolean" and dtype == nw.Boolean)
         if self.type == "string" and text is not None:
             self.plain = stripped
-            self.present = (~stripped.is_in(list(missing))).fill_null(False)
+            self.present = (~_is_token(stripped, missing)).fill_null(False)
         elif self.type in ("integer", "number") and dtype.is_integer() and text is None:
             self.plain, self.present = col, ~col.is_null()
         else:
             self.plain, self.present = self.typed, ~self.typed.is_null()
+
+    def facts(self) -> dict[str, nw.Expr]:
+        """Counts that show a step of the conversion changes nothing (for :meth:`settle`):
+        values with whitespace at an end, and values that are missing tokens."""
+        if not _is_text(self.stored) or self.type != "string":
+            return {}
+        text = nw.col(self.column).cast(nw.String)
+        return {
+            "edge": _count(text.str.contains(_EDGE_SPACE)),
+            "token": _count(_is_token(_strip(text), self.missing)),
+        }
+
+    def settle(self, facts: Mapping[str, int], type_bad: int) -> None:
+        """Simpler expressions, equal on this table, where the aggregate pass found that
+        no value needs stripping, no value is a missing token or no value fails its type:
+        the queries after the pass (keys, references, findings) then read the stored
+        column as the hand-written SQL does instead of converting every value again."""
+        if self.type == "string" and facts and not facts["edge"]:
+            col = nw.col(self.column)
+            stripped = col if self.stored == nw.String else col.cast(nw.String)
+            if facts["token"]:
+                keep = ~_is_token(stripped, self.missing)
+                self.typed = nw.when(keep).then(stripped)
+                self.present = keep.fill_null(False)
+            else:
+                self.typed, self.present = stripped, ~stripped.is_null()
+            self.plain = stripped
+        elif self.type in ("integer", "number") and self.stored.is_integer() and not type_bad:
+            col = nw.col(self.column)
+            self.typed = col if self.type == "integer" else col.cast(nw.Float64)
+            self.type_bad, self.never_bad = col.is_null() & nw.lit(False), True
+            self.plain, self.present = col, ~col.is_null()
 
 
 def _check_expr(check: Any, value: nw.Expr) -> nw.Expr:
@@ -380,13 +428,67 @@ def _count(condition: nw.Expr) -> nw.Expr:
 
 def _counts(frame: Lazy) -> dict[str, int]:
     """The one row of an aggregate query, as counts (a null count is 0)."""
-    row = small_to_pandas(frame).iloc[0]
+    rows = small_to_pandas(frame)
+    if len(rows) != 1:  # pragma: no cover - every aggregate without groups is one row
+        raise RuntimeError(f"an aggregate query returned {len(rows)} rows instead of one")
+    row = rows.iloc[0]
     return {str(k): 0 if pd.isna(v) else int(v) for k, v in row.items()}
 
 
-def _scalar(frame: Lazy) -> int:
-    """The count a one-cell aggregate query returns (a null count is 0)."""
-    return next(iter(_counts(frame).values()))
+class _Batch:
+    """The validation's counts, gathered and asked of the engine together.
+
+    Every count the checks need is a one-row aggregate over some frame: a table's pass
+    over its rows (the column checks, the instrument rules, the guard's filters), the
+    rows repeating a key, the rows whose patient is unknown, the cohort findings.
+    :meth:`ask` registers one (its aggregates and what to do with their counts);
+    :meth:`run` sends them and hands each its counts. Polars and Spark get them as a
+    single query, the one-row frames side by side (a cross join of one row with one row):
+    one ``collect`` (one Spark action) instead of one per table, key, reference and
+    finding. DuckDB gets them one by one: measured on 1,000,000 patients, the single
+    query took the same CPU time but twice the wall time (DuckDB ran the cross join's
+    branches one after the other instead of each on every thread), while a query costs
+    DuckDB only milliseconds to start.
+
+    A validation asks two batches: the aggregate pass of every table, whose counts settle
+    the columns' expressions (:meth:`_Table.settle`), then the keys, references and
+    findings on the settled expressions. Only checks that failed ask for more (the
+    guard's candidate values).
+    """
+
+    def __init__(self) -> None:
+        self._frames: list[Lazy] = []
+        self._then: list[tuple[dict[str, str], Callable[[dict[str, int]], None]]] = []
+
+    def ask(
+        self,
+        frame: Lazy,
+        aggregates: Mapping[str, nw.Expr],
+        then: Callable[[dict[str, int]], None],
+    ) -> None:
+        """Count ``aggregates`` (one-row expressions) over ``frame``; :meth:`run` calls
+        ``then`` with ``{alias: count}`` (a null count is 0)."""
+        k = len(self._frames)
+        names = {f"_q{k}_{j}": alias for j, alias in enumerate(aggregates)}
+        exprs = [e.alias(n) for n, e in zip(names, aggregates.values(), strict=True)]
+        self._frames.append(frame.select(*exprs))
+        self._then.append((names, then))
+
+    def run(self) -> None:
+        """Send the registered counts (one query, or one per count on DuckDB) and hand
+        each its counts."""
+        if not self._frames:
+            return
+        if self._frames[0].implementation.is_duckdb():
+            row: dict[str, int] = {}
+            for frame in self._frames:
+                row.update(_counts(frame))
+        else:
+            combined = functools.reduce(lambda a, b: a.join(b, how="cross"), self._frames)
+            row = _counts(combined)
+        then, self._frames, self._then = self._then, [], []
+        for names, callback in then:
+            callback({alias: row[name] for name, alias in names.items()})
 
 
 # --------------------------------------------------------------------------- one table
@@ -402,7 +504,7 @@ class _Table:
     expressions stay flat (a condition on the typed column, not a value wrapped in a
     value wrapped in a value), so an engine that inlines projections, as DuckDB does,
     evaluates each rule about as the hand-written SQL does; all per-row counts of a table
-    are sums in one aggregate query (:meth:`finish`).
+    are sums in one aggregate query (:meth:`ask`, sent with the other counts by :class:`_Batch`).
     """
 
     aggregates: dict[str, nw.Expr]
@@ -439,6 +541,7 @@ class _Table:
         self.frame = frame  # the frame the aggregate pass reads (stages added to it)
         self.staged: dict[str, str] = {}  # column -> its clean flag in ``frame``
         self.rows: dict[str, nw.Expr] = {}  # instrument -> its rows, in ``frame``
+        self.after_pass: list[Callable[[], None]] = []  # run once the counts are known
 
     # -- expressions
     def typed(self, name: str) -> nw.Expr:
@@ -501,6 +604,8 @@ class _Table:
         and set each column's ``bad`` condition."""
         for name, f in self.fields.items():
             self.count(f"_type_{name}", f.type_bad, name, f"type {f.type}")
+            for fact, expr in f.facts().items():
+                self.aggregates[f"_fact_{fact}_{name}"] = expr
         for name, column in self.validator.pandera.columns.items():
             if name not in self.fields:
                 continue
@@ -525,9 +630,24 @@ class _Table:
         self.aggregates[alias] = _count(condition)
         self.pending[alias] = (column, check, severity)
 
-    def finish(self) -> None:
-        """Run the aggregate pass (every count registered), then the key checks."""
-        self.counts = counts = _counts(self.frame.select(**self.aggregates))
+    def ask(self, batch: _Batch) -> None:
+        """Ask for the aggregate pass (every count registered); its counts settle the
+        columns' expressions (:meth:`settle`) for the queries after it."""
+        batch.ask(self.frame, self.aggregates, self._counted)
+
+    def ask_keys(self, batch: _Batch) -> None:
+        """Ask for the rows repeating a key (after the aggregate pass)."""
+        for key in self.validator.unique_keys:
+            if not all(c in self.fields for c in key):
+                continue
+            complete = self.raw.filter(
+                nw.all_horizontal(*[self.type_ok(c) for c in key], ignore_nulls=True)
+            ).select(*[self.plain(c).alias(c) for c in key])
+            dup = complete.group_by(*key).agg(nw.len().alias("_n")).filter(nw.col("_n") > 1)
+            batch.ask(dup, {"n": nw.col("_n").sum()}, functools.partial(self._repeated, key))
+
+    def _counted(self, counts: dict[str, int]) -> None:
+        self.counts = counts
         self.n = counts["__rows__"]
         for alias, (column, check, severity) in self.pending.items():
             if counts[alias]:
@@ -535,21 +655,29 @@ class _Table:
         for name in self.validator.required:
             if name not in self.fields:
                 self.add(name, "required_column", self.n)
-        for key in self.validator.unique_keys:
-            if not all(c in self.fields for c in key):
-                continue
-            complete = self.raw.filter(
-                nw.all_horizontal(*[self.type_ok(c) for c in key], ignore_nulls=True)
-            ).select(*[self.plain(c).alias(c) for c in key])
-            dup = (
-                complete.group_by(*key)
-                .agg(nw.len().alias("_n"))
-                .filter(nw.col("_n") > 1)
-                .select(nw.col("_n").sum())
-            )
-            n = _scalar(dup)
-            if n:
-                self.add(", ".join(key), "unique " + "+".join(key), n)
+        self.settle()
+
+    def settle(self) -> None:
+        """After the aggregate pass: each column's expressions made as simple as its
+        counts allow (:meth:`_Field.settle`); a column whose checks no cell failed keeps
+        ``clean`` equal to ``type_ok`` without re-evaluating the checks."""
+        for name, f in self.fields.items():
+            prefix = "_fact_"
+            facts = {
+                k: self.counts[f"{prefix}{k}_{name}"]
+                for k in ("edge", "token")
+                if f"{prefix}{k}_{name}" in self.counts
+            }
+            f.settle(facts, self.counts[f"_type_{name}"])
+            passes = self._passes.get(name, [])
+            if passes and not any(self.counts[f"_check_{name}_{k}"] for k in range(len(passes))):
+                self._passes[name] = []
+        for settled in self.after_pass:
+            settled()
+
+    def _repeated(self, key: Sequence[str], counts: dict[str, int]) -> None:
+        if counts["n"]:
+            self.add(", ".join(key), "unique " + "+".join(key), counts["n"])
 
     def add(self, column: str, check: str, n: int, severity: str = "error") -> None:
         self.results.append((column, check, n, severity))
@@ -691,6 +819,23 @@ def _assessment_rules(t: _Table) -> None:
     t.rows = {i: nw.col(f"_rows_{i}") for i in INSTRUMENTS}
     _outside_schedule(t)
 
+    def settled() -> None:
+        """No instrument rule flagged a cell: the cells left are the clean cells, and the
+        findings read ``scorable`` from them on the stored table, without the stages."""
+        if any(t.counts[k] for k in flags):
+            return
+        t.frame, t.rows, t.staged = t.raw, {}, {}
+        has_total = t.clean("total") if "total" in present else nw.lit(False)
+        parts = []
+        for instrument in INSTRUMENTS.values():
+            items = [c for c in instrument.item_columns if c in present]
+            answered = nw.sum_horizontal(*[t.clean(c).cast(nw.Int64) for c in items], nw.lit(0))
+            needed = instrument.n_items - instrument.max_missing_items
+            parts.append(_rows_of(t, instrument.name) & (has_total | (answered >= needed)))
+        t.scorable = nw.any_horizontal(*parts, ignore_nulls=True).fill_null(False)
+
+    t.after_pass.append(settled)
+
 
 def _windows(t: _Table, instrument: str) -> list[nw.Expr]:
     """Per visit of ``instrument``'s schedule: the clean study day falls in its window."""
@@ -721,7 +866,7 @@ def _session_rules(t: _Table) -> None:
     t.count("_session_1", off, "study_day", "session_1_on_day_0")
 
 
-def _adverse_event_rules(t: _Table) -> None:
+def _adverse_event_rules(t: _Table, batch: _Batch) -> None:
     columns = [t.value(c).alias(c) for c in t.fields]
     columns += [nw.col(t.source[e]).alias(e) for e in t.extras]
     if not columns:
@@ -732,14 +877,16 @@ def _adverse_event_rules(t: _Table) -> None:
         .group_by(*keys, drop_null_keys=False)
         .agg(nw.len().alias("_n"))
         .filter(nw.col("_n") > 1)
-        .select(nw.col("_n").sum())
     )
-    n = _scalar(dup)
-    if n:
-        t.add("(row)", "duplicate_row: every column repeated", n)
+
+    def repeated(counts: dict[str, int]) -> None:
+        if counts["n"]:
+            t.add("(row)", "duplicate_row: every column repeated", counts["n"])
+
+    batch.ask(dup, {"n": nw.col("_n").sum()}, repeated)
 
 
-def _foreign_keys(t: _Table, parents: Mapping[str, _Table]) -> None:
+def _foreign_keys(t: _Table, parents: Mapping[str, _Table], batch: _Batch) -> None:
     """Rows whose (clean) key is absent from the referenced table's typed keys."""
     for fk in t.validator.foreign_keys:
         fields, ref = fk["fields"], fk["reference"]
@@ -759,14 +906,19 @@ def _foreign_keys(t: _Table, parents: Mapping[str, _Table]) -> None:
         ).select(
             *[parent.plain(k).alias(k) for k in ref_fields]
         )  # no need to make it unique: an anti join only asks whether a key is there
-        unknown = child.join(known, on=list(ref_fields), how="anti").select(nw.len().alias("n"))
-        n = _scalar(unknown)
-        if n:
-            check = f"foreign_key {ref_table}.{'+'.join(ref_fields)}"
-            t.add(", ".join(fields), check, n)
+        unknown = child.join(known, on=list(ref_fields), how="anti")
+        check = f"foreign_key {ref_table}.{'+'.join(ref_fields)}"
+
+        def found(
+            counts: dict[str, int], column: str = ", ".join(fields), check: str = check
+        ) -> None:
+            if counts["n"]:
+                t.add(column, check, counts["n"])
+
+        batch.ask(unknown, {"n": nw.len()}, found)
 
 
-def _cohort_findings(tables: Mapping[str, _Table]) -> None:
+def _cohort_findings(tables: Mapping[str, _Table], batch: _Batch) -> None:
     """The findings of ``schema._cohort_findings``, counted in the engine."""
     if "assessments" not in tables or "patients" not in tables:
         return
@@ -807,11 +959,14 @@ def _cohort_findings(tables: Mapping[str, _Table]) -> None:
         every, base, post = (nw.col(f"{k}_{name}").fill_null(0) for k in ("every", "base", "post"))
         aggregates[f"no_baseline for {name}"] = _count((every == 1) & (base == 0))
         aggregates[f"no_post_baseline for {name}"] = _count((base == 1) & (post == 0))
-    counts = _counts(joined.select(**aggregates))
     order = [f"{k} for {n}" for n in INSTRUMENTS for k in ("no_baseline", "no_post_baseline")]
-    for check in [*order, "no_assessments"]:
-        if counts[check]:
-            p.add("patient_id", check, counts[check], "finding")
+
+    def found(counts: dict[str, int]) -> None:
+        for check in [*order, "no_assessments"]:
+            if counts[check]:
+                p.add("patient_id", check, counts[check], "finding")
+
+    batch.ask(joined, aggregates, found)
     last = (  # from the stored values alone, not through the rule stages
         a.raw.filter(a.clean("patient_id"))
         .select(a.plain("patient_id").alias("patient_id"), a.value("study_day").alias("_last"))
@@ -827,12 +982,13 @@ def _cohort_findings(tables: Mapping[str, _Table]) -> None:
         events = t.raw.filter(t.clean("patient_id")).select(
             t.plain("patient_id").alias("patient_id"), t.value("study_day").alias("_day")
         )
-        after = events.join(last, on="patient_id", how="left").select(
-            _count(nw.col("_day") > nw.col("_last")).alias("n")
-        )
-        n = _scalar(after)
-        if n:
-            t.add("study_day", "after_last_assessment", n, "finding")
+        after = events.join(last, on="patient_id", how="left")
+
+        def later(counts: dict[str, int], t: _Table = t) -> None:
+            if counts["n"]:
+                t.add("study_day", "after_last_assessment", counts["n"], "finding")
+
+        batch.ask(after, {"n": _count(nw.col("_day") > nw.col("_last"))}, later)
 
 
 # --------------------------------------------------------------------------- the guard
@@ -1047,6 +1203,7 @@ def validate_engine_cohort(
             return _problem_report([problem])
     checked: dict[str, _Table] = {}
     plans: dict[str, list[_GuardStep]] = {}
+    batch = _Batch()  # the aggregate pass of every table, in one query
     for table, frame in frames.items():
         t = _Table(table, frame, missing)
         t.checked()
@@ -1055,13 +1212,17 @@ def validate_engine_cohort(
         elif table == "sessions":
             _session_rules(t)
         plans[table] = _guard_plan(t, frame)
-        t.finish()  # one aggregate pass per table, then the keys
-        if table == "adverse_events":
-            _adverse_event_rules(t)
+        t.ask(batch)
         checked[table] = t
+    batch.run()  # the per-row counts; each column's expressions settled by them
+    for table, t in checked.items():  # the keys, references and findings, in one query
+        t.ask_keys(batch)
+        if table == "adverse_events":
+            _adverse_event_rules(t, batch)
     for t in checked.values():
-        _foreign_keys(t, checked)
-    _cohort_findings(checked)
+        _foreign_keys(t, checked, batch)
+    _cohort_findings(checked, batch)
+    batch.run()
     entries: list[Entry] = []
     for table, t in checked.items():
         for note in t.notes:

@@ -18,8 +18,10 @@ the same files:
   with their normal-approximation intervals, after the check that no patient repeats
   within a cell (which the library makes before an effect size).
 
-Each step prints its time, the ratio library / SQL and the peak resident set size of the
-process during the step (the whole process: Python, Arrow and DuckDB). Before timing, the
+Each step prints its time, the ratio library / SQL, the peak resident set size of the
+process during the step (the whole process: Python, Arrow and DuckDB) and the ratio of
+CPU seconds (every thread), which other work on a shared machine disturbs less than the
+wall time; the load average before and after the runs is printed with them. Before timing, the
 SQL is checked to give the library's results on a small registry with injected errors
 (validation counts, endpoint rows, rates and effect sizes). ``--spark-patients`` (default
 500,000) then times the library on local Spark (a subset of the same files); Spark's
@@ -386,11 +388,22 @@ class _Steps:
 
         gc.collect()
         with _PeakRSS() as rss:
-            start = time.perf_counter()
+            cpu, start = _cpu(), time.perf_counter()
             value = func()
-            seconds = time.perf_counter() - start
-        self.results.append({"step": name, "seconds": seconds, "peak_mb": rss.peak / 2**20})
+            seconds, cpu = time.perf_counter() - start, _cpu() - cpu
+        self.results.append(
+            {"step": name, "seconds": seconds, "cpu": cpu, "peak_mb": rss.peak / 2**20}
+        )
         return value
+
+
+def _cpu() -> float:
+    """CPU seconds of this process, every thread (user and system): less sensitive than
+    the wall time to other work on a shared machine."""
+    import resource
+
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
 
 
 def library_pipeline(folder: Path, work: Path, engine: str, memory_limit: str | None):
@@ -595,25 +608,30 @@ def main(argv=None) -> None:
             + f"; {sum(f.stat().st_size for f in folder.rglob('*.parquet')) / 2**30:.2f} GiB of Parquet"
         )
         runs = {"sql": [], "duckdb": []}
+        load_before = os.getloadavg()[0]
         for _ in range(args.repeats):
             for kind in ("sql", "duckdb"):
                 runs[kind].append(_run_worker(kind, folder, work, args.memory_limit))
         print(
-            f"\nDuckDB, memory_limit={args.memory_limit!r} set by load_cohort; {args.repeats} run(s)"
+            f"\nDuckDB, memory_limit={args.memory_limit!r} set by load_cohort; {args.repeats} run(s); "
+            f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
         )
         print(
             f"{'step':<14}{'library s':>14}{'SQL s':>14}{'ratio':>12}{'peak RSS MB':>16}{'SQL peak MB':>14}"
+            f"{'CPU ratio':>12}"
         )
         for k, step in enumerate(STEPS):
             lib = [r[k] for r in runs["duckdb"]]
             sql = [r[k] for r in runs["sql"]]
             ratio = [a["seconds"] / b["seconds"] for a, b in zip(lib, sql, strict=True)]
+            cpu_ratio = [a["cpu"] / max(b["cpu"], 1e-9) for a, b in zip(lib, sql, strict=True)]
             print(
                 f"{step:<14}{_spread([r['seconds'] for r in lib], '.1f'):>14}"
                 f"{_spread([r['seconds'] for r in sql], '.1f'):>14}"
                 f"{_spread(ratio, '.2f') + 'x':>12}"
                 f"{_spread([r['peak_mb'] for r in lib], ',.0f'):>16}"
                 f"{_spread([r['peak_mb'] for r in sql], ',.0f'):>14}"
+                f"{_spread(cpu_ratio, '.2f') + 'x':>12}"
             )
         totals = [sum(s["seconds"] for s in run) for run in runs["duckdb"]]
         sql_totals = [sum(s["seconds"] for s in run) for run in runs["sql"]]

@@ -112,11 +112,24 @@ def _identifiers(t):
     return t
 
 
+def _padded(t):
+    """Text keys with whitespace at an end and missing tokens: the engine converts them as
+    pandas does (so the simpler expressions after the aggregate pass must not apply)."""
+    p, a, s = t["patients"], t["assessments"], t["sessions"]
+    p.loc[p.index[4], "patient_id"] = " " + p["patient_id"].iloc[5]  # repeats row 5 once stripped
+    a.loc[a.index[:5], "patient_id"] = a["patient_id"].iloc[:5] + "  "  # still known
+    a.loc[a.index[5:8], "patient_id"] = "NA"  # missing: not_null, and not a foreign key
+    s.loc[s.index[:2], "patient_id"] = "\t" + s["patient_id"].iloc[:2]
+    s.loc[s.index[2], "patient_id"] = "P999998 "  # unknown once stripped
+    return t
+
+
 CASES = {
     "valid": lambda t: t,
     "values": _values_errors,
     "types_columns": _types_and_columns,
     "identifiers": _identifiers,
+    "padded": _padded,
 }
 
 
@@ -291,3 +304,95 @@ def test_one_table_discovery_for_files_and_engines(tmp_path, base):
     assert "table `patients` is in 2 sources (patients, patients.parquet)" in message
     assert "keep one file or folder of Parquet files per table" in message
     assert "adverse_events.parquet: the file is a link to a file that does not exist" in message
+
+
+def _queries(monkeypatch, engine) -> list[int]:
+    """One entry per query the engine runs (DuckDB: a relation turned into Arrow; Polars:
+    a LazyFrame collected)."""
+    ran: list[int] = []
+    if engine == "duckdb":
+        import duckdb
+
+        original = duckdb.DuckDBPyRelation.to_arrow_table
+
+        def spy(self, *args, **kwargs):
+            ran.append(1)
+            return original(self, *args, **kwargs)
+
+        monkeypatch.setattr(duckdb.DuckDBPyRelation, "to_arrow_table", spy)
+    else:
+        import polars as pl
+
+        original_collect = pl.LazyFrame.collect
+
+        def spy_collect(self, *args, **kwargs):
+            ran.append(1)
+            return original_collect(self, *args, **kwargs)
+
+        monkeypatch.setattr(pl.LazyFrame, "collect", spy_collect)
+    return ran
+
+
+# A valid cohort of four tables: Polars (and Spark) get two queries, the aggregate pass of
+# every table, then the keys, references and findings; DuckDB runs the same counts one
+# query each (one per table, three keys, the repeated adverse events, three references,
+# the findings, two "after the last assessment"), which keeps each on every thread.
+VALID_QUERIES = {"polars": 2, "duckdb": 14}
+
+
+@pytest.mark.parametrize("engine", ENGINES)
+def test_validation_asks_the_engine_in_two_batches(engine, folder, monkeypatch, pandas_results):
+    """The counts of a cohort come in two batches; only failed checks ask for more (the
+    guard's candidate values, one query per text column whose filter matched)."""
+    case, path = folder
+    expected = pandas_results(path, "report")
+    ran = _queries(monkeypatch, engine)
+    report = validate_cohort(path, engine=engine)
+    assert counts(report) == counts(expected)
+    # the guard's exact check of candidate values: one query per text column that matched
+    values = report.errors[report.errors["check"].str.endswith("_value")]
+    candidates = values[values["check"] != "date_value"].groupby(["table", "column"]).ngroups
+    assert len(ran) == VALID_QUERIES[engine] + candidates
+    assert (candidates > 0) == (case == "identifiers")
+
+
+def test_queries_after_the_pass_read_stored_text_where_nothing_needs_stripping(
+    base, tmp_path, monkeypatch
+):
+    """The aggregate pass counts the values with whitespace at an end; where there are
+    none, the keys, references and findings compare the stored text (as the SQL would),
+    without the strip test on every row; where there are some, they strip."""
+    import duckdb
+
+    texts: list[str] = []
+    original = duckdb.DuckDBPyRelation.to_arrow_table
+
+    def spy(self, *args, **kwargs):
+        texts.append(self.sql_query())
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(duckdb.DuckDBPyRelation, "to_arrow_table", spy)
+    edge = r"[\s\x0b]$"  # the strip test's pattern, as it appears in the SQL
+    for name, expect_strip in (("valid", False), ("padded", True)):
+        folder = tmp_path / name
+        folder.mkdir()
+        _write(CASES[name](_tables(base)), folder)
+        texts.clear()
+        validate_cohort(folder, engine="duckdb")
+        passes, after = texts[:4], texts[4:]
+        assert all(edge in t for t in passes)  # the pass converts as pandas does
+        assert any(edge in t for t in after) == expect_strip, name
+
+
+def test_typed_tables_of_a_clean_cohort_are_the_stored_columns(base, tmp_path):
+    """The typed tables a lazy cohort hands to the statistics convert only what the
+    aggregate pass found needs it: on clean Parquet the patients' text columns are read as
+    stored (no strip test, no missing-token test), so a join on them (rates by site)
+    costs what a join of the files costs; the values are pandas' typed values."""
+    _write(_tables(base), tmp_path)
+    cohort = load_cohort(tmp_path, engine="duckdb")
+    sql = cohort.patients.sql_query()
+    assert r"[\s\x0b]$" not in sql and "'N/A'" not in sql
+    typed = cohort.patients.df().sort_values("patient_id", ignore_index=True)
+    expected = load_cohort(tmp_path).patients.sort_values("patient_id", ignore_index=True)
+    pd.testing.assert_frame_equal(typed, expected, check_dtype=False)
