@@ -253,7 +253,11 @@ class _Coercer:
             return pd.Series(pd.NA, index=raw.index, dtype=self.dtype), raw.notna().to_numpy()
         if self.type in ("integer", "number") and pd.api.types.is_numeric_dtype(raw.dtype):
             return self._numbers(raw.astype("Float64"))
-        codes, uniques = pd.factorize(raw.astype(object), use_na_sentinel=True)
+        if isinstance(raw.dtype, pd.CategoricalDtype):  # the distinct values are at hand
+            codes = raw.cat.codes.to_numpy()
+            uniques = raw.cat.categories.to_numpy(dtype=object)
+        else:
+            codes, uniques = pd.factorize(raw.astype(object), use_na_sentinel=True)
         converted, bad = self._convert(pd.Series(np.asarray(uniques, dtype=object)))
         converted = pd.Series([*converted, pd.NA], dtype=self.dtype).array
         bad = np.append(bad, False)

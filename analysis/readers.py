@@ -291,7 +291,7 @@ def read_table_file(
     frame = _missing_to_na(frame, missing)
     for column in frame.columns:  # extra columns: numbers as numbers, as pandas reads them
         if normalise_name(column) not in known:
-            frame[column] = _infer(frame[column])
+            frame[column] = _infer(_as_objects(frame[column]))
     return ReadTable(frame, name, np.asarray(lines, dtype=np.int64), findings)
 
 
@@ -325,7 +325,12 @@ def _check_header(header: list, name: str) -> None:
 
 
 def _missing_to_na(frame: pd.DataFrame, missing: set[str]) -> pd.DataFrame:
-    out = {}
+    """Text stripped, missing values to None, dates as ISO text; on the distinct values.
+
+    An object column stays an object column; a categorical column (as the CSV and Parquet
+    readers read text) stays categorical, with the cleaned values as its categories.
+    """
+    out: dict[Any, Any] = {}
     for column in frame.columns:
         values = frame[column]
         codes, uniques = pd.factorize(values, use_na_sentinel=True)
@@ -338,9 +343,27 @@ def _missing_to_na(frame: pd.DataFrame, missing: set[str]) -> pd.DataFrame:
                 cleaned.append(v.isoformat())  # a calendar date stays visible to the guard
             else:
                 cleaned.append(v)
-        table = np.array([*cleaned, None], dtype=object)
-        out[column] = table[codes]
+        table = np.empty(len(cleaned) + 1, dtype=object)  # last slot: missing (code -1)
+        table[: len(cleaned)] = cleaned
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            # values equal once cleaned (" a" and "a") become one category
+            kept, categories = pd.factorize(table, use_na_sentinel=True)
+            out[column] = pd.Categorical.from_codes(
+                kept[codes], categories=pd.Index(categories, dtype=object)
+            )
+        else:
+            out[column] = table[codes]
     return pd.DataFrame(out, index=frame.index, columns=frame.columns)
+
+
+def _as_objects(values: pd.Series) -> pd.Series:
+    """A categorical column as the object column it stands for (None where missing)."""
+    if not isinstance(values.dtype, pd.CategoricalDtype):
+        return values
+    categories = values.cat.categories
+    table = np.empty(len(categories) + 1, dtype=object)
+    table[: len(categories)] = categories.to_numpy(dtype=object)
+    return pd.Series(table[values.cat.codes.to_numpy()], index=values.index, name=values.name)
 
 
 def _decode(data: bytes, name: str) -> tuple[str, list]:
@@ -404,6 +427,25 @@ def _delimiter(text: str, name: str, known: set[str]) -> tuple[str, list]:
     return best, findings
 
 
+def _line_chunks(text: str, size: int = 1 << 20):
+    """``text`` in pieces of about ``size`` characters, each but the last ending a line.
+
+    Split one piece at a time, the lines of a 100 MB file are never all held as strings
+    at once. A piece is cut at a line break (``\\n`` or ``\\r\\n``), which it leaves
+    out, so that the lines of the pieces are the lines of the text.
+    """
+    start = 0
+    while len(text) - start > size:
+        cut = text.rfind("\n", start, start + size)
+        if cut < 0:
+            cut = text.find("\n", start + size)
+            if cut < 0:
+                break
+        yield text[start : cut - 1 if cut > start and text[cut - 1] == "\r" else cut]
+        start = cut + 1
+    yield text[start:]
+
+
 def _records(text: str, delimiter: str):
     """``(line number, fields, blank)`` of each record of a CSV text.
 
@@ -412,8 +454,11 @@ def _records(text: str, delimiter: str):
     """
     if '"' not in text:
         strip = " \t\f\v" + delimiter
-        for number, line in enumerate(re.split("\r\n|\r|\n", text), start=1):
-            yield number, line.split(delimiter), not line.strip(strip)
+        number = 0
+        for chunk in _line_chunks(text):
+            for line in re.split("\r\n|\r|\n", chunk):
+                number += 1
+                yield number, line.split(delimiter), not line.strip(strip)
         return
     records = csv.reader(io.StringIO(text, newline=""), delimiter=delimiter)
     for number, record in enumerate(records, start=1):
@@ -427,7 +472,10 @@ def _read_csv(path: Path, name: str, known: set[str]):
     differs from the header (nothing is stored but line numbers); pandas' C parser then
     reads the cells, with the same quoting rules.
     """
-    text, findings = _decode(path.read_bytes(), name)
+    data = path.read_bytes()
+    text, findings = _decode(data, name)
+    if findings:  # decoded from UTF-16: pandas reads the UTF-8 encoding of the same text
+        data = text.encode("utf-8")
     delimiter, more = _delimiter(text, name, known)
     findings += more
     ragged: dict[int, list[int]]
@@ -468,12 +516,17 @@ def _read_csv(path: Path, name: str, known: set[str]):
             "separators (empty cells still need their separator)",
             all_lines,
         )
+    del text
+    # Categorical columns: each distinct text once plus a small integer code per cell (62
+    # MB instead of about 900 MB of Python strings for 2 million assessments); read from
+    # the bytes, since a StringIO of the text would hold it four bytes per character.
     cells = pd.read_csv(
-        io.StringIO(text, newline=""),
+        io.BytesIO(data),
         sep=delimiter,
         header=None,
         names=list(range(max(widest, width))),
-        dtype=object,
+        dtype="category",
+        encoding="utf-8",
         keep_default_na=False,
         na_filter=False,
         skip_blank_lines=True,
