@@ -333,7 +333,11 @@ def _missing_to_na(frame: pd.DataFrame, missing: set[str]) -> pd.DataFrame:
     out: dict[Any, Any] = {}
     for column in frame.columns:
         values = frame[column]
-        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        categorical = isinstance(values.dtype, pd.CategoricalDtype)
+        if categorical:  # the categories are the distinct values; small integer codes
+            codes, uniques = values.cat.codes.to_numpy(), values.cat.categories
+        else:
+            codes, uniques = pd.factorize(values, use_na_sentinel=True)
         cleaned = []
         for v in uniques:
             if isinstance(v, str):
@@ -345,12 +349,12 @@ def _missing_to_na(frame: pd.DataFrame, missing: set[str]) -> pd.DataFrame:
                 cleaned.append(v)
         table = np.empty(len(cleaned) + 1, dtype=object)  # last slot: missing (code -1)
         table[: len(cleaned)] = cleaned
-        if isinstance(values.dtype, pd.CategoricalDtype):
+        if categorical:
             # values equal once cleaned (" a" and "a") become one category
             kept, categories = pd.factorize(table, use_na_sentinel=True)
             out[column] = pd.Categorical.from_codes(
-                kept[codes], categories=pd.Index(categories, dtype=object)
-            )
+                kept.astype(codes.dtype)[codes], categories=pd.Index(categories, dtype=object)
+            ).remove_unused_categories()
         else:
             out[column] = table[codes]
     return pd.DataFrame(out, index=frame.index, columns=frame.columns)
