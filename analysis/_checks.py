@@ -375,6 +375,52 @@ def _frictionless_to_pandera(descriptor: Mapping[str, Any]) -> DataFrameSchema:
     )
 
 
+def _passes(check: Check, values: pd.Series) -> np.ndarray:
+    """Rows of a typed column that pass a pandera check (missing values pass).
+
+    The operators of pandera's built-in checks (``in_range`` is ``min <= x <= max``,
+    ``str_matches`` is ``Series.str.match``, ...); on the distinct values of a text or
+    yes/no column, then spread to the rows.
+    """
+    if isinstance(values.dtype, pd.StringDtype | pd.BooleanDtype):
+        codes, uniques = pd.factorize(values, use_na_sentinel=True)
+        ok = _check_result(check, pd.Series(uniques))
+        return np.append(ok, True)[codes]
+    return _check_result(check, values)
+
+
+def _check_result(check: Check, values: pd.Series) -> np.ndarray:
+    stats = check.statistics or {}
+    name = check.name
+    if name == "in_range":
+        low, high = stats["min_value"], stats["max_value"]
+        above = values >= low if stats.get("include_min", True) else values > low
+        below = values <= high if stats.get("include_max", True) else values < high
+        result = above & below
+    elif name == "greater_than_or_equal_to":
+        result = values >= stats["min_value"]
+    elif name == "less_than_or_equal_to":
+        result = values <= stats["max_value"]
+    elif name == "greater_than":
+        result = values > stats["min_value"]
+    elif name == "less_than":
+        result = values < stats["max_value"]
+    elif name == "isin":
+        result = values.isin(list(stats["allowed_values"]))
+    elif name == "str_matches":
+        result = values.str.match(str(stats["pattern"]), na=False)
+    elif name == "str_length":
+        n = values.str.len()
+        result = pd.Series(True, index=values.index)
+        if stats.get("min_value") is not None:
+            result &= n >= stats["min_value"]
+        if stats.get("max_value") is not None:
+            result &= n <= stats["max_value"]
+    else:  # pragma: no cover - the Table Schema constraints make only the checks above
+        raise NotImplementedError(f"check {name} is not applied to pandas columns")
+    return pd.Series(result).to_numpy(dtype=bool, na_value=True)
+
+
 @functools.cache
 def _table_validator(table: str) -> _TableValidator:
     return _TableValidator(table)
@@ -456,36 +502,36 @@ class _TableValidator:
     def check_columns(
         self, raw: pd.DataFrame, typed: pd.DataFrame, bad: dict[str, np.ndarray]
     ) -> list[pd.DataFrame]:
-        """Required columns and values, ranges, codes and patterns (pandera, lazily)."""
-        from pandera.errors import SchemaErrors
+        """Required columns and values, ranges, codes and patterns, column by column.
 
-        try:
-            # inplace: no copy of the table (the schema coerces nothing, so nothing changes)
-            self.pandera.validate(typed, lazy=True, inplace=True)
-        except SchemaErrors as exc:
-            cases = exc.failure_cases
-        else:
-            return []
+        The rules are the pandera checks built from the Table Schema (``self.pandera``,
+        which the engine validation reads too), applied here one column at a time with
+        pandera's semantics (a missing value passes every check but ``not_null``) and
+        pandera's check functions' operators, on the distinct values of a text or yes/no
+        column. Only the failing rows are kept: no frame of results per check, and none
+        of the copies pandera's lazy validation makes (about 0.1 s per small table).
+        """
         failures = []
-        for (column, check, number), group in cases.groupby(
-            ["column", "check", "check_number"], dropna=False, sort=False
-        ):
-            if check == "column_in_dataframe":
-                for missing in group["failure_case"]:
-                    failures.append(
-                        _fail(self.table, [None], str(missing), "required_column", None)
-                    )
+        for name in self.required:
+            if name not in typed.columns:
+                failures.append(_fail(self.table, [None], name, "required_column", None))
+        for name, column in self.pandera.columns.items():
+            if name not in typed.columns:
                 continue
-            rows = group["index"].to_numpy(dtype=np.int64)
-            if check == "not_nullable":
-                rows = rows[~bad[column][rows]]  # a cell that failed its type is reported once
-                label = "not_null"
-            else:
-                label = self.labels.get((column, int(number)), str(check))
-            bad[column][rows] = True
-            failures.append(
-                _fail(self.table, rows, column, label, _as_text(raw[column].iloc[rows]))
-            )
+            values = typed[name]
+            present = values.notna().to_numpy(dtype=bool)
+            found: list[tuple[np.ndarray, str]] = []
+            if not column.nullable:  # a cell that failed its type is reported once
+                found.append((np.flatnonzero(~present & ~bad[name]), "not_null"))
+            for k, check in enumerate(column.checks):
+                failing = present & ~_passes(check, values)
+                found.append((np.flatnonzero(failing), self.labels[(name, k)]))
+            for rows, label in found:
+                if len(rows):
+                    bad[name][rows] = True
+                    failures.append(
+                        _fail(self.table, rows, name, label, _as_text(raw[name].iloc[rows]))
+                    )
         return failures
 
     def check_unique(self, raw: pd.DataFrame, typed: pd.DataFrame) -> list[pd.DataFrame]:
