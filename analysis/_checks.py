@@ -251,51 +251,75 @@ class _Coercer:
     def __call__(self, raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
         if pd.api.types.is_bool_dtype(raw.dtype) and self.type in ("integer", "number"):
             return pd.Series(pd.NA, index=raw.index, dtype=self.dtype), raw.notna().to_numpy()
-        if self.type in ("integer", "number") and pd.api.types.is_numeric_dtype(raw.dtype):
-            return self._numbers(raw.astype("Float64"))
+        numeric = self.type in ("integer", "number")
+        if numeric and pd.api.types.is_numeric_dtype(raw.dtype):
+            numbers = raw.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
+            data, mask, bad = self._numbers(numbers)
+            return pd.Series(self._array(data, mask), index=raw.index), bad
         if isinstance(raw.dtype, pd.CategoricalDtype):  # the distinct values are at hand
             codes = raw.cat.codes.to_numpy()
             uniques = raw.cat.categories.to_numpy(dtype=object)
         else:
             codes, uniques = pd.factorize(raw.astype(object), use_na_sentinel=True)
+        if numeric:  # numpy on the distinct values, spread to the rows by their codes
+            data, mask, bad = self._convert_numbers(list(uniques))
+            data, mask = np.append(data, data.dtype.type(0)), np.append(mask, True)
+            typed = pd.Series(self._array(data[codes], mask[codes]), index=raw.index)
+            return typed, np.append(bad, False)[codes]
         converted, bad = self._convert(pd.Series(np.asarray(uniques, dtype=object)))
         converted = pd.Series([*converted, pd.NA], dtype=self.dtype).array
         bad = np.append(bad, False)
         typed = pd.Series(converted.take(codes), index=raw.index, dtype=self.dtype)
         return typed, bad[codes]
 
-    def _numbers(self, numbers: pd.Series) -> tuple[pd.Series, np.ndarray]:
-        finite = numbers.notna() & np.isfinite(numbers.fillna(0).to_numpy(dtype=float))
-        ok = finite.copy()
+    def _array(self, data: np.ndarray, mask: np.ndarray) -> pd.api.extensions.ExtensionArray:
+        """The ``Int64`` or ``Float64`` array of values ``data`` (missing where ``mask``)."""
         if self.type == "integer":
-            whole = numbers.fillna(0).to_numpy(dtype=float)
-            ok &= (np.floor(whole) == whole) & (np.abs(whole) < 2**53)
-        bad = (numbers.notna() & ~ok).to_numpy(dtype=bool)
-        typed = numbers.where(ok)  # <NA> where not ok (a nullable dtype)
-        if self.type == "integer":
-            typed = typed.round().astype("Int64")
-        return typed, bad
+            return pd.arrays.IntegerArray(data, mask)
+        return pd.arrays.FloatingArray(data, mask)
 
-    def _convert(self, values: pd.Series) -> tuple[list, np.ndarray]:
-        """Convert distinct non-missing values; strings are stripped, missingValues -> NA."""
+    def _numbers(self, numbers: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Values, missing mask and failures of numbers (NaN = missing) for the field's type.
+
+        A number that is not finite (or, for an integer, not whole or beyond 2**53) is a
+        failure and becomes missing.
+        """
+        present = ~np.isnan(numbers)
+        ok = np.isfinite(numbers)
+        if self.type == "integer":
+            ok &= (np.floor(numbers) == numbers) & (np.abs(numbers) < 2**53)
+            data = np.where(ok, numbers, 0.0).round().astype(np.int64)
+        else:
+            data = np.where(ok, numbers, 0.0)
+        return data, ~ok, present & ~ok
+
+    def _convert_numbers(self, values: list) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Distinct non-missing values as numbers: strings stripped, missingValues -> NA.
+
+        A value that is not a number (text that ``pandas.to_numeric`` does not read, a
+        yes/no value) is a failure, unless it is one of the missing values.
+        """
         text = [v.strip() if isinstance(v, str) else v for v in values]
         missing = np.array([isinstance(v, str) and v in self.missing for v in text], dtype=bool)
-        if self.type == "string":
-            out = [pd.NA if m else _as_string(v) for v, m in zip(text, missing, strict=True)]
-            return out, np.zeros(len(text), dtype=bool)
-        if self.type == "boolean":
-            out = [pd.NA if m else self._boolean(v) for v, m in zip(text, missing, strict=True)]
-            bad = np.array([o is None for o in out], dtype=bool)
-            return [pd.NA if o is None else o for o in out], bad
         is_bool = np.array([isinstance(v, bool | np.bool_) for v in text], dtype=bool)
         candidates = pd.Series(
             [None if m or b else v for v, m, b in zip(text, missing, is_bool, strict=True)],
             dtype=object,
         )
         numbers = pd.to_numeric(candidates, errors="coerce").astype("Float64")
-        typed, bad = self._numbers(numbers)
-        bad = ~missing & (bad | typed.isna().to_numpy(dtype=bool))
-        return list(typed.astype(object)), bad
+        data, mask, _ = self._numbers(numbers.to_numpy(dtype=float, na_value=np.nan))
+        return data, mask, ~missing & mask
+
+    def _convert(self, values: pd.Series) -> tuple[list, np.ndarray]:
+        """Convert distinct non-missing text or yes/no values; strings are stripped."""
+        text = [v.strip() if isinstance(v, str) else v for v in values]
+        missing = np.array([isinstance(v, str) and v in self.missing for v in text], dtype=bool)
+        if self.type == "boolean":
+            out = [pd.NA if m else self._boolean(v) for v, m in zip(text, missing, strict=True)]
+            bad = np.array([o is None for o in out], dtype=bool)
+            return [pd.NA if o is None else o for o in out], bad
+        out = [pd.NA if m else _as_string(v) for v, m in zip(text, missing, strict=True)]
+        return out, np.zeros(len(text), dtype=bool)
 
     def _boolean(self, value: object) -> bool | None:
         """True, False, or None when the value is not a boolean."""
