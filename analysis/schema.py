@@ -357,9 +357,10 @@ def _validate_table(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Dat
             clean[name] = typed[name].mask(mask)
     if table in _TABLE_RULES:
         failures += _TABLE_RULES[table].check(raw, clean, bad)
-    extras = [c for c in raw.columns if c not in validator.fields]
-    # extra columns are copied: the typed table must not share data with the caller's frame
-    out = pd.concat([typed[list(validator.fields)], raw[extras].copy()], axis=1, copy=False)
+    # Series by Series: selecting a list of columns (typed[list]) would copy every column.
+    # Extra columns are copied: the typed table must not share data with the caller's frame.
+    extras = [raw.iloc[:, k].copy() for k, c in enumerate(raw.columns) if c not in validator.fields]
+    out = pd.concat([typed[name] for name in validator.fields] + extras, axis=1, copy=False)
     return out, clean, failures
 
 
