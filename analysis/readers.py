@@ -355,8 +355,9 @@ def _missing_to_na(frame: pd.DataFrame, missing: set[str]) -> pd.DataFrame:
         if categorical:
             # values equal once cleaned (" a" and "a") become one category
             kept, categories = pd.factorize(table, use_na_sentinel=True)
+            new_codes: Any = kept.astype(codes.dtype)[codes]  # pandas-stubs: a list only
             out[column] = pd.Categorical.from_codes(
-                kept.astype(codes.dtype)[codes], categories=pd.Index(categories, dtype=object)
+                new_codes, categories=pd.Index(categories, dtype=object)
             ).remove_unused_categories()
         else:
             out[column] = table[codes]

@@ -359,8 +359,11 @@ def _validate_table(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Dat
         failures += _TABLE_RULES[table].check(raw, clean, bad)
     # Series by Series: selecting a list of columns (typed[list]) would copy every column.
     # Extra columns are copied: the typed table must not share data with the caller's frame.
-    extras = [raw.iloc[:, k].copy() for k, c in enumerate(raw.columns) if c not in validator.fields]
-    out = pd.concat([typed[name] for name in validator.fields] + extras, axis=1, copy=False)
+    columns = [typed[name] for name in validator.fields]
+    columns += [
+        raw.iloc[:, k].copy() for k, c in enumerate(raw.columns) if c not in validator.fields
+    ]
+    out: pd.DataFrame = pd.concat(columns, axis=1, copy=False)
     return out, clean, failures
 
 
@@ -461,9 +464,7 @@ def _positional(df: pd.DataFrame) -> pd.DataFrame:
 def _validate_tables(tables, lines=None, read_findings=None) -> ValidationReport:
     """Validate tables together: every error and finding, typed tables, guard outcome."""
 
-    raw = {
-        name: _positional(df) for name, df in cohort_tables(tables, collected_only=True).items()
-    }
+    raw = {name: _positional(df) for name, df in cohort_tables(tables, collected_only=True).items()}
     typed, clean, failures = {}, {}, list(read_findings or [])
     for table in TABLES:
         if table in raw:
