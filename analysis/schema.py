@@ -13,7 +13,9 @@ Everything here is built from them:
 * per-column rules (required columns and values, types, ranges, allowed codes, patterns)
   are pandera checks made by pandera's Frictionless field parser from the JSON (without
   importing frictionless itself), with the nullable pandas dtypes below and
-  ``exclusiveMinimum`` added;
+  ``exclusiveMinimum`` added; they are applied one column at a time, on the distinct
+  values of a text column, keeping only the failing rows (pandera's semantics, without
+  the copies of its lazy validation);
 * the primary and foreign keys come from the JSON ``primaryKey`` and ``foreignKeys``;
 * rules a Table Schema cannot express are small validator classes that read the
   instrument constants of :mod:`analysis.instruments`: item and total ranges per scale,
