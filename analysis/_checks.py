@@ -248,13 +248,15 @@ class _Coercer:
         self.true = {str(v).strip().lower() for v in field.get("trueValues", ["true"])}
         self.false = {str(v).strip().lower() for v in field.get("falseValues", ["false"])}
 
-    def __call__(self, raw: pd.Series) -> tuple[pd.Series, np.ndarray]:
+    def __call__(self, raw: pd.Series, *, share: bool = False) -> tuple[pd.Series, np.ndarray]:
         if pd.api.types.is_bool_dtype(raw.dtype) and self.type in ("integer", "number"):
             return pd.Series(pd.NA, index=raw.index, dtype=self.dtype), raw.notna().to_numpy()
         numeric = self.type in ("integer", "number")
         if numeric and pd.api.types.is_numeric_dtype(raw.dtype):
             numbers = raw.astype("Float64").to_numpy(dtype=float, na_value=np.nan)
             data, mask, bad = self._numbers(numbers)
+            if share and self.type == "integer" and raw.dtype == "Int64" and not bad.any():
+                return raw, bad  # already typed and valid: the same values, not a copy
             return pd.Series(self._array(data, mask), index=raw.index), bad
         if isinstance(raw.dtype, pd.CategoricalDtype):  # the distinct values are at hand
             codes = raw.cat.codes.to_numpy()
@@ -502,13 +504,20 @@ class _TableValidator:
         """An empty table with every schema column and dtype."""
         return pd.DataFrame({name: pd.Series(dtype=c.dtype) for name, c in self.coercers.items()})
 
-    def coerce(self, raw: pd.DataFrame) -> tuple[pd.DataFrame, list[pd.DataFrame], dict]:
-        """Typed columns (present ones only), type failures, and the cells that failed."""
+    def coerce(
+        self, raw: pd.DataFrame, *, share: bool = False
+    ) -> tuple[pd.DataFrame, list[pd.DataFrame], dict]:
+        """Typed columns (present ones only), type failures, and the cells that failed.
+
+        ``share=True`` (a table read from a file, which nobody else holds): a column that
+        already has the field's nullable dtype and valid values is used as it is, not
+        copied (a Parquet file written from typed tables).
+        """
         typed, failures, bad = {}, [], {}
         for name, coercer in self.coercers.items():
             if name not in raw.columns:
                 continue
-            typed[name], bad_cells = coercer(raw[name])
+            typed[name], bad_cells = coercer(raw[name], share=share)
             bad[name] = bad_cells
             if bad_cells.any():
                 rows = np.flatnonzero(bad_cells)

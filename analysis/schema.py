@@ -341,11 +341,13 @@ def _check_foreign_keys(table, raw, clean, typed_tables) -> list[pd.DataFrame]:
     return failures
 
 
-def _validate_table(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+def _validate_table(
+    table: str, raw: pd.DataFrame, *, share: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame, list]:
     """Typed table, its pre-check typed values (for keys), and its failures and findings."""
     validator = _table_validator(table)
     raw, failures = _match_columns(table, raw)
-    typed, more, bad = validator.coerce(raw)
+    typed, more, bad = validator.coerce(raw, share=share)
     failures += more
     failures += validator.check_columns(raw, typed, bad)
     failures += validator.check_unique(raw, typed)
@@ -470,7 +472,9 @@ def _validate_tables(tables, lines=None, read_findings=None) -> ValidationReport
     typed, clean, failures = {}, {}, list(read_findings or [])
     for table in TABLES:
         if table in raw:
-            typed[table], clean[table], table_failures = _validate_table(table, raw[table])
+            typed[table], clean[table], table_failures = _validate_table(
+                table, raw[table], share=lines is not None
+            )
             failures += table_failures
     for table in TABLES:
         if table in raw:
