@@ -13,7 +13,9 @@ Everything here is built from them:
 * per-column rules (required columns and values, types, ranges, allowed codes, patterns)
   are pandera checks made by pandera's Frictionless field parser from the JSON (without
   importing frictionless itself), with the nullable pandas dtypes below and
-  ``exclusiveMinimum`` added;
+  ``exclusiveMinimum`` added; they are applied one column at a time, on the distinct
+  values of a text column, keeping only the failing rows (pandera's semantics, without
+  the copies of its lazy validation);
 * the primary and foreign keys come from the JSON ``primaryKey`` and ``foreignKeys``;
 * rules a Table Schema cannot express are small validator classes that read the
   instrument constants of :mod:`analysis.instruments`: item and total ranges per scale,
@@ -179,6 +181,22 @@ def findings_summary(findings: pd.DataFrame, *, min_cell: int | None = None) -> 
 # --------------------------------------------------------------------------- validators
 
 
+def _answered_and_sum(clean: pd.DataFrame, columns) -> tuple[np.ndarray, np.ndarray]:
+    """Items answered per row and their sum (missing items count 0), column by column.
+
+    One float column at a time: a row-wise sum over a frame of nullable integer columns
+    goes through a 2-D object array (about 1.5 GB for 2 million assessments).
+    """
+    answered = np.zeros(len(clean), dtype=np.int64)
+    total = np.zeros(len(clean), dtype=float)
+    for column in columns:
+        values = clean[column].to_numpy(dtype=float, na_value=np.nan)
+        present = ~np.isnan(values)
+        answered += present
+        total += np.where(present, values, 0.0)
+    return answered, total
+
+
 class _AssessmentRules:
     """Rules that depend on the instrument of each assessment (read from ``INSTRUMENTS``)."""
 
@@ -222,11 +240,9 @@ class _AssessmentRules:
             # Cross-field rules only on rows whose items and total passed their own checks.
             scoring = ["total", *instrument.item_columns, *instrument.unused_item_columns]
             ok = rows & ~np.logical_or.reduce([bad[c] for c in scoring])
-            items = clean[instrument.item_columns]
-            answered = items.notna().sum(axis=1).to_numpy()
+            answered, item_sum = _answered_and_sum(clean, instrument.item_columns)
             has_total = clean["total"].notna().to_numpy(dtype=bool)
             complete = answered == instrument.n_items
-            item_sum = items.sum(axis=1, skipna=True).to_numpy(dtype=float)
             total_value = clean["total"].to_numpy(dtype=float, na_value=np.nan)
             mismatch = ok & complete & has_total & (total_value != item_sum)
             if mismatch.any():
@@ -325,11 +341,13 @@ def _check_foreign_keys(table, raw, clean, typed_tables) -> list[pd.DataFrame]:
     return failures
 
 
-def _validate_table(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.DataFrame, list]:
+def _validate_table(
+    table: str, raw: pd.DataFrame, *, share: bool = False
+) -> tuple[pd.DataFrame, pd.DataFrame, list]:
     """Typed table, its pre-check typed values (for keys), and its failures and findings."""
     validator = _table_validator(table)
     raw, failures = _match_columns(table, raw)
-    typed, more, bad = validator.coerce(raw)
+    typed, more, bad = validator.coerce(raw, share=share)
     failures += more
     failures += validator.check_columns(raw, typed, bad)
     failures += validator.check_unique(raw, typed)
@@ -343,8 +361,13 @@ def _validate_table(table: str, raw: pd.DataFrame) -> tuple[pd.DataFrame, pd.Dat
             clean[name] = typed[name].mask(mask)
     if table in _TABLE_RULES:
         failures += _TABLE_RULES[table].check(raw, clean, bad)
-    extras = [c for c in raw.columns if c not in validator.fields]
-    out = pd.concat([typed[list(validator.fields)], raw[extras]], axis=1, copy=False)
+    # Series by Series: selecting a list of columns (typed[list]) would copy every column.
+    # Extra columns are copied: the typed table must not share data with the caller's frame.
+    columns = [typed[name] for name in validator.fields]
+    columns += [
+        raw.iloc[:, k].copy() for k, c in enumerate(raw.columns) if c not in validator.fields
+    ]
+    out: pd.DataFrame = pd.concat(columns, axis=1, copy=False)
     return out, clean, failures
 
 
@@ -353,7 +376,7 @@ def _scorable(assessments: pd.DataFrame) -> np.ndarray:
     out = np.zeros(len(assessments), dtype=bool)
     for instrument in INSTRUMENTS.values():
         rows = (assessments["instrument"] == instrument.name).to_numpy(bool, na_value=False)
-        answered = assessments[instrument.item_columns].notna().sum(axis=1).to_numpy()
+        answered, _ = _answered_and_sum(assessments, instrument.item_columns)
         enough = answered >= instrument.n_items - instrument.max_missing_items
         out |= rows & (assessments["total"].notna().to_numpy(dtype=bool) | enough)
     return out
@@ -433,17 +456,25 @@ def _cohort_findings(clean: dict[str, pd.DataFrame]) -> list[pd.DataFrame]:
     return out
 
 
+def _positional(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` indexed 0..n-1, sharing its columns (``reset_index`` would copy them all)."""
+    if isinstance(df.index, pd.RangeIndex) and df.index.start == 0 and df.index.step == 1:
+        return df
+    out = df.copy(deep=False)
+    out.index = pd.RangeIndex(len(df))
+    return out
+
+
 def _validate_tables(tables, lines=None, read_findings=None) -> ValidationReport:
     """Validate tables together: every error and finding, typed tables, guard outcome."""
 
-    raw = {
-        name: df.reset_index(drop=True)
-        for name, df in cohort_tables(tables, collected_only=True).items()
-    }
+    raw = {name: _positional(df) for name, df in cohort_tables(tables, collected_only=True).items()}
     typed, clean, failures = {}, {}, list(read_findings or [])
     for table in TABLES:
         if table in raw:
-            typed[table], clean[table], table_failures = _validate_table(table, raw[table])
+            typed[table], clean[table], table_failures = _validate_table(
+                table, raw[table], share=lines is not None
+            )
             failures += table_failures
     for table in TABLES:
         if table in raw:
