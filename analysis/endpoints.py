@@ -765,11 +765,10 @@ class _PandasSteps(_Steps):
         response = -criteria.response_reduction * baseline
         partial = -criteria.partial_response_reduction * baseline
         remission = criteria.remission_cutoff
-        names = {v.target_day: v.name for v in visits}
         columns: dict[str, object] = {
             "patient_id": native["patient_id"],
             "instrument": np.full(len(native), instrument.name, dtype=object),
-            "visit": np.array([names.get(t) for t in target.tolist()], dtype=object),
+            "visit": _visit_labels(visits, target, no_target),
             "target_day": pd.arrays.IntegerArray(target, no_target),
             "study_day": native["study_day"],
             "baseline": pd.arrays.IntegerArray(baseline, no_baseline),
@@ -801,9 +800,7 @@ class _PandasSteps(_Steps):
     def account(self, annotated, visits: Sequence[Visit], columns: Sequence[str]):
         native = annotated.to_native()
         target, no_target = _ints(native["target_day"])
-        names = {v.target_day: v.name for v in visits}
-        visit = np.array([names.get(t) for t in target.tolist()], dtype=object)
-        visit[no_target] = None
+        visit = _visit_labels(visits, target, no_target)
         reason = np.full(len(native), "visit", dtype=object)
         chosen = native["_chosen"].to_numpy(dtype=bool, na_value=False)
         # The first reason that applies wins: assigned from the last to the first.
@@ -828,6 +825,15 @@ def _ints(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     """A (nullable) integer column as int64 values (0 where missing) and its missing mask."""
     missing = series.isna().to_numpy()
     return series.to_numpy(dtype=np.int64, na_value=0), missing
+
+
+def _visit_labels(visits: Sequence[Visit], target: np.ndarray, missing: np.ndarray) -> np.ndarray:
+    """The visit name of each target day (None where missing or not a visit's day):
+    :func:`_visit_name` on arrays."""
+    names = {v.target_day: v.name for v in visits}
+    labels = np.array([names.get(t) for t in target.tolist()], dtype=object)
+    labels[missing] = None
+    return labels
 
 
 def _values(column, index: pd.Index):
