@@ -170,6 +170,37 @@ def test_same_seed_same_imputations(trial):
     assert not one["score_continuous"].equals(other["score_continuous"])
 
 
+def test_same_seed_same_imputations_whatever_signs_lapack_gives(trial, monkeypatch):
+    """LAPACK builds (OpenBLAS' kernel for the CPU) may return an eigenvector or its
+    negative; a seed must still give the same imputations on every machine."""
+    from scipy import linalg
+
+    from analysis import missing_data
+
+    one = multiple_imputation(trial, group="arm", strategy="j2r", n_imputations=3, seed=5)
+    eigh = linalg.eigh
+
+    def flipped_eigh(a, *args, **kwargs):
+        values, vectors = eigh(a, *args, **kwargs)
+        return values, -vectors
+
+    def no_cholesky(*args, **kwargs):
+        raise linalg.LinAlgError("forced")
+
+    monkeypatch.setattr(missing_data.linalg, "eigh", flipped_eigh)
+    two = multiple_imputation(trial, group="arm", strategy="j2r", n_imputations=3, seed=5)
+    pd.testing.assert_frame_equal(one, two)
+    # The eigen root of a rank-deficient covariance is signed the same way whatever
+    # LAPACK returns, and is a square root.
+    monkeypatch.setattr(missing_data.linalg, "cholesky", no_cholesky)
+    cov = np.array([[4.0, 2.0, 0.0], [2.0, 1.0, 0.0], [0.0, 0.0, 9.0]])
+    flipped = missing_data._root(cov)
+    monkeypatch.setattr(missing_data.linalg, "eigh", eigh)
+    plain = missing_data._root(cov)
+    np.testing.assert_array_equal(flipped, plain)
+    np.testing.assert_allclose(plain @ plain.T, cov, atol=1e-12)
+
+
 def test_observed_rows_are_kept_and_missing_rows_filled(trial):
     sets = multiple_imputation(trial, group="arm", n_imputations=4, seed=1)
     assert len(sets) == 4 * len(trial)
