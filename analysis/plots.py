@@ -663,7 +663,9 @@ def _hue(table: pd.DataFrame, known: Sequence[str]) -> str | None:
     return extra[0] if extra else None
 
 
-def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = None) -> Figure:
+def plot_adverse_events(
+    table: pd.DataFrame, *, terms: Sequence[str] | None = None, human_labels: bool = True
+) -> Figure:
     """Horizontal bars of the percent of patients with each adverse event, by group.
 
     Parameters
@@ -673,6 +675,10 @@ def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = No
         suppressed cells have no bar.
     terms : sequence of str, optional
         Terms to draw, in this order; default every term of the table.
+    human_labels : bool
+        Terms, groups and the legend title by their labels
+        (:func:`analysis.formatting.label`: "Elevated blood pressure", "IV ketamine",
+        "Route"); ``False`` draws the codes of the table.
 
     Returns
     -------
@@ -688,6 +694,11 @@ def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = No
     data = table[table["term"].isin(order)].assign(
         percent=pd.to_numeric(table["percent"], errors="coerce").astype(float)
     )
+    if human_labels:
+        data["term"] = [_label(t) for t in data["term"]]
+        order = [_label(t) for t in order]
+        if hue:
+            data[hue] = [_label(v, hue) for v in data[hue]]
     bars = len(order) * (data[hue].nunique() if hue else 1)
     fig = ReportFigure(figsize=(8, min(12.0, max(3.0, 1.0 + 0.12 * bars))), layout="constrained")
     ax = fig.subplots()
@@ -706,17 +717,21 @@ def plot_adverse_events(table: pd.DataFrame, *, terms: Sequence[str] | None = No
         say_empty(ax)
     ax.set(xlabel="Patients with the event (% of treated)", ylabel="")
     if hue or len(ys):
-        ax.legend(title=hue, loc="lower right")
+        title = _label(hue, "column") if hue and human_labels else hue
+        ax.legend(title=title, loc="lower right")
     return fig
 
 
-def plot_blood_pressure(table: pd.DataFrame) -> Figure:
+def plot_blood_pressure(table: pd.DataFrame, *, human_labels: bool = True) -> Figure:
     """Mean rise in SBP and DBP (peak - pre) with its interval, by group.
 
     Parameters
     ----------
     table : DataFrame
         Output of :func:`analysis.safety.blood_pressure_table` (its first ``by`` column is the x axis).
+    human_labels : bool
+        Groups and the axis title by their labels ("IV ketamine", "Route"); ``False``
+        draws the codes of the table.
 
     Returns
     -------
@@ -751,13 +766,17 @@ def plot_blood_pressure(table: pd.DataFrame) -> Figure:
         )
         mark_suppressed(ax, pos[np.isnan(mean)], np.zeros(int(np.isnan(mean).sum())))
     ax.axhline(0, color="grey", linewidth=0.8)
-    ax.set_xticks(range(len(levels)), [str(level) for level in levels])
-    ax.set(xlabel=x or "", ylabel="Peak - pre-dose (mmHg), mean and 95% CI")
+    ticks = [_label(v, x) if x and human_labels else str(v) for v in levels]
+    ax.set_xticks(range(len(levels)), ticks)
+    xlabel = (_label(x, "column") if human_labels else x) if x else ""
+    ax.set(xlabel=xlabel, ylabel="Peak - pre-dose (mmHg), mean and 95% CI")
     ax.legend(loc="upper right")
     return fig
 
 
-def plot_dissociation(table: pd.DataFrame, *, x: str | None = None) -> Figure:
+def plot_dissociation(
+    table: pd.DataFrame, *, x: str | None = None, human_labels: bool = True
+) -> Figure:
     """Median CADSS total with its interquartile range, by group (and over ``x``).
 
     Parameters
@@ -767,6 +786,9 @@ def plot_dissociation(table: pd.DataFrame, *, x: str | None = None) -> Figure:
     x : str, optional
         A ``by`` column for the x axis (e.g. ``"session_number"``); the other ``by``
         column colours the lines. Default: the first ``by`` column on x.
+    human_labels : bool
+        Groups and axis and legend titles by their labels ("IV ketamine", "Session
+        number"); ``False`` draws the codes of the table.
 
     Returns
     -------
@@ -789,7 +811,8 @@ def plot_dissociation(table: pd.DataFrame, *, x: str | None = None) -> Figure:
         elif pd.api.types.is_numeric_dtype(rows[x].dtype):
             xs = pd.to_numeric(rows[x]).astype(float).to_numpy()
         else:
-            xs = rows[x].astype(str).to_numpy()
+            codes = rows[x].astype(str)
+            xs = np.array([_label(v, x) for v in codes] if human_labels else codes.to_numpy())
         med = pd.to_numeric(rows["median"]).astype(float).to_numpy()
         q1 = pd.to_numeric(rows["q1"]).astype(float).to_numpy()
         q3 = pd.to_numeric(rows["q3"]).astype(float).to_numpy()
@@ -800,13 +823,14 @@ def plot_dissociation(table: pd.DataFrame, *, x: str | None = None) -> Figure:
             fmt="o-" if hue else "o",
             capsize=3,
             color=f"C{k % 10}",
-            label=None if level is None else str(level),
+            label=None if level is None else _label(level, hue) if human_labels else str(level),
         )
         if pd.api.types.is_numeric_dtype(np.asarray(xs).dtype):
             mark_suppressed(ax, xs[np.isnan(med)], np.zeros(int(np.isnan(med).sum())))
-    ax.set(xlabel=x or "", ylabel="CADSS total, median and IQR")
+    xlabel = (_label(x, "column") if human_labels else x) if x else ""
+    ax.set(xlabel=xlabel, ylabel="CADSS total, median and IQR")
     if hue:
-        ax.legend(title=hue)
+        ax.legend(title=_label(hue, "column") if human_labels else hue)
     return fig
 
 

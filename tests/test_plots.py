@@ -261,6 +261,50 @@ def test_plot_rates_human_labels(demo):
     assert [t.get_text() for t in ax.get_xticklabels()][0] == "Day 1"
 
 
+def test_safety_figures_show_labels_not_codes():
+    """Report 05's figures read "IV ketamine" and "Elevated blood pressure", not ``iv``
+    and ``elevated_blood_pressure``; ``human_labels=False`` keeps the codes."""
+    from analysis.plots import plot_adverse_events, plot_blood_pressure, plot_dissociation
+    from analysis.safety import adverse_event_table, blood_pressure_table, dissociation_table
+
+    cohort = synthetic_cohort(n_patients=200, seed=1)
+    ae = adverse_event_table(cohort, min_cell=11)
+    (ax,) = plot_adverse_events(ae).axes
+    terms = [t.get_text() for t in ax.get_yticklabels()]
+    assert "Elevated blood pressure" in terms and "Any adverse event" in terms
+    legend = [t.get_text() for t in ax.get_legend().get_texts()]
+    assert {"IV ketamine", "Oral ketamine"} <= set(legend)
+    assert not {"iv", "oral"} & set(legend)
+    assert ax.get_legend().get_title().get_text() == "Route"
+    # A suppressed cell's marker still sits in its group's slot of its term.
+    hidden = ae[ae["percent"].isna()]
+    assert len(hidden) and plots.SUPPRESSED_LABEL in legend
+    marks = ax.collections[-1].get_offsets()[:, 1]
+    levels = list(dict.fromkeys(ae["route"]))
+    codes = list(dict.fromkeys(ae["term"]))
+    width = 0.8 / len(levels)
+    expected = [
+        codes.index(t) - 0.4 + width * (levels.index(r) + 0.5)
+        for t, r in zip(hidden["term"], hidden["route"], strict=True)
+    ]
+    assert sorted(marks) == pytest.approx(sorted(expected))
+    (ax,) = plot_adverse_events(ae, human_labels=False).axes
+    assert "elevated_blood_pressure" in [t.get_text() for t in ax.get_yticklabels()]
+    assert "iv" in [t.get_text() for t in ax.get_legend().get_texts()]
+
+    (ax,) = plot_blood_pressure(blood_pressure_table(cohort, min_cell=11)).axes
+    assert "IV ketamine" in [t.get_text() for t in ax.get_xticklabels()]
+    assert ax.get_xlabel() == "Route"
+
+    table = dissociation_table(cohort, by=("route", "session_number"), min_cell=11)
+    (ax,) = plot_dissociation(table, x="session_number").axes
+    assert "IV ketamine" in [t.get_text() for t in ax.get_legend().get_texts()]
+    assert ax.get_legend().get_title().get_text() == "Route"
+    (ax,) = plot_dissociation(dissociation_table(cohort, min_cell=11)).axes
+    assert "IV ketamine" in [t.get_text() for t in ax.get_xticklabels()]
+    assert ax.get_xlabel() == "Route"
+
+
 def test_safety_figures_moved_with_deprecated_aliases():
     import analysis.safety as safety
 
