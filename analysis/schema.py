@@ -863,7 +863,8 @@ def load_cohort(
     report.raise_for_errors()
     typed = dict(report.tables)
     for table in OPTIONAL_TABLES:
-        typed.setdefault(table, _table_validator(table).empty())
+        if table not in typed:  # (setdefault would build the empty table every time)
+            typed[table] = _table_validator(table).empty()
     return Cohort(**typed, findings=report.findings, collected=report.collected)
 
 
