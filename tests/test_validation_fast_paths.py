@@ -9,6 +9,8 @@ form, each held equal here to the plain pandas form it replaced:
   is the pandas comparison);
 - the text checks of a ``string`` column (``_passes(..., fast=False)``: ``isin``,
   ``Series.str.match`` and ``Series.str.len`` on a Series of the distinct values);
+- the foreign-key lookup of a one-column key (``schema._unknown_keys(..., fast=False)``:
+  MultiIndex of the child's and the parent's key frames);
 - the typed conversion (``_Coercer.__call__(..., fast=False)``): the column's object
   array is factorized rather than an object Series, and whole-number text is read by
   ``int`` rather than ``pandas.to_numeric``.
@@ -24,6 +26,7 @@ from hypothesis import strategies as st
 
 from analysis._checks import _WHOLE, _check_result, _passes, _table_validator
 from analysis.cohort import TABLES
+from analysis.schema import _unknown_keys
 
 _bounds = st.one_of(
     st.integers(-(2**40), 2**40), st.floats(allow_nan=False, allow_infinity=False, width=64)
@@ -179,3 +182,34 @@ def test_whole_number_text_reads_alike_with_int_and_pandas(text):
     assert _WHOLE.fullmatch(text)
     through_pandas = pd.to_numeric(pd.Series([text], dtype=object)).astype("Float64")
     assert float(int(text)) == through_pandas.to_numpy(dtype=float)[0] == int(text)
+
+
+_key_values = st.one_of(st.none(), st.integers(0, 5))
+
+
+@given(
+    child=st.lists(_key_values, max_size=10),
+    parent=st.lists(_key_values, max_size=6),
+    dtype=st.sampled_from(["string", "Int64", object]),
+    mixed=st.booleans(),
+)
+@example(child=["P1", "P2", None], parent=["P1", None], dtype="string", mixed=False)
+def test_unknown_keys_of_one_column_equal_the_multiindex_lookup(child, parent, dtype, mixed):
+    def column(values):
+        if dtype == "string" or (dtype is object and mixed):
+            values = [v if v is None or isinstance(v, str) else f"P{v}" for v in values]
+        if dtype is object and mixed:  # text and numbers side by side: "P1" is not 1
+            values = [
+                v if k % 2 else (None if v is None else int(v[1:])) for k, v in enumerate(values)
+            ]
+        return pd.Series(values, dtype=dtype)
+
+    child_frame = pd.DataFrame(
+        {"patient_id": column(child)}, index=pd.RangeIndex(7, 7 + len(child))
+    )
+    parent_frame = pd.DataFrame({"patient_id": column(parent)})
+    args = (child_frame, ["patient_id"], parent_frame, ["patient_id"])
+    fast = _unknown_keys(*args)
+    plain = _unknown_keys(*args, fast=False)
+    assert fast.dtype == plain.dtype == bool
+    np.testing.assert_array_equal(fast, plain)
