@@ -11,6 +11,8 @@ form, each held equal here to the plain pandas form it replaced:
   ``Series.str.match`` and ``Series.str.len`` on a Series of the distinct values);
 - the foreign-key lookup of a one-column key (``schema._unknown_keys(..., fast=False)``:
   MultiIndex of the child's and the parent's key frames);
+- the message of a :class:`DataValidationError` (``_summarise(..., fast=False)``: the
+  counts per table, column and check by a pandas groupby);
 - the typed conversion (``_Coercer.__call__(..., fast=False)``): the column's object
   array is factorized rather than an object Series, and whole-number text is read by
   ``int`` rather than ``pandas.to_numeric``.
@@ -25,7 +27,8 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 
 from analysis._checks import _WHOLE, _check_result, _passes, _table_validator
-from analysis.cohort import TABLES
+from analysis.cohort import TABLES, DataValidationError
+from analysis.deid import DeidentificationError
 from analysis.schema import _unknown_keys
 
 _bounds = st.one_of(
@@ -213,3 +216,40 @@ def test_unknown_keys_of_one_column_equal_the_multiindex_lookup(child, parent, d
     plain = _unknown_keys(*args, fast=False)
     assert fast.dtype == plain.dtype == bool
     np.testing.assert_array_equal(fast, plain)
+
+
+_failure_rows = st.tuples(
+    st.sampled_from([*TABLES, "other_table", "Patients"]),
+    st.sampled_from(["patient_id", "age", "(row)", "item_1", "Age", "total, study_day"]),
+    st.sampled_from(
+        [
+            "type integer",
+            "in_range 0-21 for GAD7",
+            "foreign_key patients.patient_id",
+            "unique patient_id",
+            "email",
+            "required_column",
+            "Type integer",
+        ]
+    ),
+    st.one_of(st.none(), st.integers(0, 50)),
+)
+
+
+@given(
+    rows=st.lists(_failure_rows, max_size=30),
+    max_lines=st.integers(1, 45),
+    error=st.sampled_from([DataValidationError, DeidentificationError]),
+)
+@example(
+    rows=[("sessions", "age", "type integer", None), ("patients", "age", "type integer", 3)]
+    + [("patients", "age", "type integer", 4), ("other_table", "(row)", "email", 1)],
+    max_lines=40,
+    error=DataValidationError,
+)
+def test_the_error_message_equals_the_groupby_form(rows, max_lines, error):
+    failures = pd.DataFrame(rows, columns=["table", "column", "check", "row"])
+    failures = failures.astype({"table": "string", "column": "string", "check": "string"})
+    failures["row"] = failures["row"].astype("Int64")
+    fast = error._summarise(failures, max_lines)
+    assert fast == error._summarise(failures, max_lines, fast=False)
