@@ -315,6 +315,32 @@ _TABLE_RULES: dict[str, _AssessmentRules | _SessionRules | _AdverseEventRules] =
 }
 
 
+def _unknown_keys(
+    child: pd.DataFrame,
+    fields: list[str],
+    parent: pd.DataFrame,
+    ref_fields: list[str],
+    *,
+    fast: bool = True,
+) -> np.ndarray:
+    """Rows of ``child`` whose ``fields`` are all present and not a row of ``ref_fields``.
+
+    ``fast`` (default): a one-column key (the schema's ``patient_id`` keys) is looked up
+    in the parent's values with ``pandas.Index.isin`` on object arrays, without the
+    frames and the two MultiIndex of the plain form (``fast=False``, which
+    ``tests/test_validation_fast_paths.py`` holds it equal to).
+    """
+    if fast and len(fields) == 1:
+        column, known = child[fields[0]], parent[ref_fields[0]]
+        present = column.notna().to_numpy(dtype=bool)
+        values = known.to_numpy(dtype=object)[known.notna().to_numpy(dtype=bool)]
+        return present & ~pd.Index(column.to_numpy(dtype=object)).isin(values)
+    keys = child[fields]
+    index = pd.MultiIndex.from_frame(parent[ref_fields].dropna().astype(object))
+    present = keys.notna().all(axis=1).to_numpy()
+    return present & ~pd.MultiIndex.from_frame(keys.astype(object)).isin(index)
+
+
 def _check_foreign_keys(table, raw, clean, typed_tables) -> list[pd.DataFrame]:
     """Rows whose key is absent from the referenced table (when that table is given)."""
     failures = []
@@ -328,11 +354,7 @@ def _check_foreign_keys(table, raw, clean, typed_tables) -> list[pd.DataFrame]:
             continue
         if not set(fields) <= set(clean.columns):
             continue
-        child = clean[fields]
-        known = pd.MultiIndex.from_frame(parent[ref_fields].dropna().astype(object))
-        present = child.notna().all(axis=1).to_numpy()
-        found = pd.MultiIndex.from_frame(child.astype(object)).isin(known)
-        unknown = present & ~found
+        unknown = _unknown_keys(clean, fields, parent, ref_fields)
         if unknown.any():
             rows = np.flatnonzero(unknown)
             text = raw[fields].iloc[rows].astype(object).astype(str).agg(", ".join, axis=1)
@@ -863,7 +885,8 @@ def load_cohort(
     report.raise_for_errors()
     typed = dict(report.tables)
     for table in OPTIONAL_TABLES:
-        typed.setdefault(table, _table_validator(table).empty())
+        if table not in typed:  # (setdefault would build the empty table every time)
+            typed[table] = _table_validator(table).empty()
     return Cohort(**typed, findings=report.findings, collected=report.collected)
 
 
