@@ -43,6 +43,7 @@ from __future__ import annotations
 import functools
 import operator
 import re
+import string
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -238,11 +239,22 @@ def _strip(text: nw.Expr) -> nw.Expr:
 _EDGE_SPACE = r"^[\s\x0b]|[\s\x0b]$"
 
 
+def _ends_in_space(text: nw.Expr) -> nw.Expr:
+    """``text`` starts or ends with a character that :func:`_strip` removes on DuckDB
+    (narwhals trims ``string.whitespace`` there): exactly where the strip changes the
+    value, as prefix and suffix comparisons, which DuckDB evaluates faster than the
+    regular expression :data:`_EDGE_SPACE` (measured on the 8.7 million session rows of
+    1,000,000 patients, one thread: ``patient_id`` 0.71-0.76 CPU-seconds against
+    0.91-0.95, ``route`` 0.29-0.40 against 0.61-0.91)."""
+    ends = [text.str.starts_with(c) | text.str.ends_with(c) for c in string.whitespace]
+    return functools.reduce(operator.or_, ends)
+
+
 def _strip_if_needed(text: nw.Expr) -> nw.Expr:
-    """``text`` stripped, calling the strip only where an end may be whitespace: equal to
-    :func:`_strip`, and several times faster on DuckDB, whose ``trim`` with a set of
-    characters costs more than an anchored regular expression."""
-    return nw.when(text.str.contains(_EDGE_SPACE)).then(_strip(text)).otherwise(text)
+    """``text`` stripped, calling the strip only where an end is whitespace: equal to
+    :func:`_strip` on DuckDB, and several times faster there, whose ``trim`` with a set
+    of characters costs more than testing the two ends (DuckDB only)."""
+    return nw.when(_ends_in_space(text)).then(_strip(text)).otherwise(text)
 
 
 class _Field:
@@ -272,6 +284,13 @@ class _Field:
     ) -> None:
         self.type: str = field.get("type", "string")
         self.column, self.stored, self.missing = column, dtype, list(missing)
+        # whitespace at an end: tested as the strip tests it on DuckDB (exact), else
+        # with the superset regular expression
+        self._edge: Callable[[nw.Expr], nw.Expr] = (
+            _ends_in_space
+            if strip is _strip_if_needed
+            else (lambda text: text.str.contains(_EDGE_SPACE))
+        )
         col = nw.col(column)
         if _is_float(dtype):
             col = nw.when(~col.is_nan()).then(col)  # NaN is missing, as in pandas
@@ -351,13 +370,19 @@ class _Field:
 
     def facts(self) -> dict[str, nw.Expr]:
         """Counts that show a step of the conversion changes nothing (for :meth:`settle`):
-        values with whitespace at an end, and values that are missing tokens."""
+        values with whitespace at an end, and values that are missing tokens.
+
+        The tokens are counted on the stored text, not stripped: :meth:`settle` reads the
+        token count only where no value has whitespace at an end, where stripping changes
+        nothing, so the count is the same and costs a comparison instead of a strip per
+        value (measured on the 8.7 million session rows of 1,000,000 patients, DuckDB:
+        2.4 CPU-seconds with ``trim`` on every ``patient_id``, 0.3 without)."""
         if not _is_text(self.stored) or self.type != "string":
             return {}
         text = nw.col(self.column).cast(nw.String)
         return {
-            "edge": _count(text.str.contains(_EDGE_SPACE)),
-            "token": _count(_is_token(_strip(text), self.missing)),
+            "edge": _count(self._edge(text)),
+            "token": _count(_is_token(text, self.missing)),
         }
 
     def settle(self, facts: Mapping[str, int], type_bad: int) -> None:
@@ -538,6 +563,8 @@ class _Table:
         self.pending = {}
         self._passes: dict[str, list[nw.Expr]] = {}  # column checks, on ``plain``
         self.scorable: nw.Expr | None = None  # set by _assessment_rules
+        #: instrument -> a row of it is scorable (with its rows: ``scorable`` on them)
+        self.scorable_of: dict[str, nw.Expr] = {}
         self.frame = frame  # the frame the aggregate pass reads (stages added to it)
         self.staged: dict[str, str] = {}  # column -> its clean flag in ``frame``
         self.rows: dict[str, nw.Expr] = {}  # instrument -> its rows, in ``frame``
@@ -831,7 +858,9 @@ def _assessment_rules(t: _Table) -> None:
             items = [c for c in instrument.item_columns if c in present]
             answered = nw.sum_horizontal(*[t.clean(c).cast(nw.Int64) for c in items], nw.lit(0))
             needed = instrument.n_items - instrument.max_missing_items
-            parts.append(_rows_of(t, instrument.name) & (has_total | (answered >= needed)))
+            enough = has_total | (answered >= needed)
+            t.scorable_of[instrument.name] = enough
+            parts.append(_rows_of(t, instrument.name) & enough)
         t.scorable = nw.any_horizontal(*parts, ignore_nulls=True).fill_null(False)
 
     t.after_pass.append(settled)
@@ -934,8 +963,12 @@ def _cohort_findings(tables: Mapping[str, _Table], batch: _Batch) -> None:
         rows = _rows_of(a, name) & a.clean("study_day")
         windows = _windows(a, name)
         flags[f"every_{name}"] = rows
-        flags[f"base_{name}"] = rows & scorable & windows[0]
-        flags[f"post_{name}"] = rows & scorable & nw.any_horizontal(*windows[1:], ignore_nulls=True)
+        # on the rows of one instrument, ``scorable`` is that instrument's part of it
+        # (the instruments' rows are disjoint): after the pass the findings evaluate one
+        # instrument's items per flag instead of every instrument's (``scorable_of``)
+        enough = a.scorable_of.get(name, scorable)
+        flags[f"base_{name}"] = rows & enough & windows[0]
+        flags[f"post_{name}"] = rows & enough & nw.any_horizontal(*windows[1:], ignore_nulls=True)
     per_patient = (
         a.frame.filter(a.clean("patient_id"))
         .select(

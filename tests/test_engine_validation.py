@@ -12,6 +12,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import example, given
+from hypothesis import strategies as st
 
 from analysis import derive_endpoints, rate_table, synthetic_cohort
 from analysis.deid import DeidentificationError
@@ -124,12 +126,23 @@ def _padded(t):
     return t
 
 
+def _tokens(t):
+    """Missing tokens in text keys with no whitespace at an end anywhere in the table: the
+    aggregate pass counts them on the stored text (nothing to strip), so the queries after
+    it still treat them as missing (not_null, and not an unknown patient or a key)."""
+    s, ae = t["sessions"], t["adverse_events"]
+    s.loc[s.index[:2], "patient_id"] = "NA"
+    ae.loc[ae.index[:3], "patient_id"] = "N/A"
+    return t
+
+
 CASES = {
     "valid": lambda t: t,
     "values": _values_errors,
     "types_columns": _types_and_columns,
     "identifiers": _identifiers,
     "padded": _padded,
+    "tokens": _tokens,
 }
 
 
@@ -372,7 +385,7 @@ def test_queries_after_the_pass_read_stored_text_where_nothing_needs_stripping(
         return original(self, *args, **kwargs)
 
     monkeypatch.setattr(duckdb.DuckDBPyRelation, "to_arrow_table", spy)
-    edge = r"[\s\x0b]$"  # the strip test's pattern, as it appears in the SQL
+    edge = "ends_with("  # the strip test (an end of the value is whitespace), in the SQL
     for name, expect_strip in (("valid", False), ("padded", True)):
         folder = tmp_path / name
         folder.mkdir()
@@ -392,7 +405,45 @@ def test_typed_tables_of_a_clean_cohort_are_the_stored_columns(base, tmp_path):
     _write(_tables(base), tmp_path)
     cohort = load_cohort(tmp_path, engine="duckdb")
     sql = cohort.patients.sql_query()
-    assert r"[\s\x0b]$" not in sql and "'N/A'" not in sql
+    assert "ends_with(" not in sql and "trim" not in sql and "'N/A'" not in sql
     typed = cohort.patients.df().sort_values("patient_id", ignore_index=True)
     expected = load_cohort(tmp_path).patients.sort_values("patient_id", ignore_index=True)
     pd.testing.assert_frame_equal(typed, expected, check_dtype=False)
+
+
+_EDGES = st.sampled_from([" ", "\t", "\n", "\r", "\x0b", "\x0c", "\xa0", "\u2003", "\x1c", ""])
+
+
+@given(
+    values=st.lists(
+        st.one_of(
+            st.none(),
+            st.tuples(_EDGES, st.text(max_size=6), _EDGES).map("".join),
+        ),
+        max_size=12,
+    )
+)
+@example(values=[" a", "b\t", "\x0bc\x0c", "\xa0d", "e", "", None, "\r\n"])
+def test_duckdb_strips_only_where_an_end_is_whitespace_and_equals_the_strip(values):
+    """On DuckDB, text is stripped only where an end is whitespace (prefix and suffix
+    tests, :func:`_ends_in_space`): equal to the strip on every value, and the edge count
+    of the aggregate pass equal to the values the strip changes."""
+    import duckdb
+    import narwhals as nw
+
+    from analysis._engine_validation import _ends_in_space, _strip, _strip_if_needed
+
+    rel = duckdb.from_arrow(pd.DataFrame({"v": pd.Series(values, dtype=object)}).astype("string"))
+    text = nw.col("v").cast(nw.String)
+    got = nw.from_native(rel).select(
+        _strip(text).alias("plain"),
+        _strip_if_needed(text).alias("fast"),
+        _ends_in_space(text).alias("edge"),
+        text.alias("stored"),
+    )
+    rows = got.to_native().df()
+    assert rows["fast"].tolist() == rows["plain"].tolist()
+    stored = rows["stored"].tolist()
+    changed = [v is not None and p != v for p, v in zip(rows["plain"], stored, strict=True)]
+    edge = [bool(e) if v is not None else False for e, v in zip(rows["edge"], stored, strict=True)]
+    assert edge == changed
