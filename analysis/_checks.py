@@ -487,7 +487,8 @@ _COMPARISONS = {
 
 
 def _compared(name: str, stats: dict, data: Any) -> Any:
-    """The comparison check ``name`` of numbers ``data`` (a numpy array or a Series)."""
+    """The comparison check ``name`` of numbers ``data``: a numpy array, a Series, or a
+    narwhals expression (the engines' validation builds its conditions with it too)."""
     if name == "in_range":
         low, high = stats["min_value"], stats["max_value"]
         above = data >= low if stats.get("include_min", True) else data > low

@@ -51,7 +51,14 @@ from typing import TYPE_CHECKING, Any, Literal
 import narwhals as nw
 import pandas as pd
 
-from analysis._checks import ValidationReport, _match_columns, _problem_report, _table_validator
+from analysis._checks import (
+    _COMPARISONS,
+    ValidationReport,
+    _compared,
+    _match_columns,
+    _problem_report,
+    _table_validator,
+)
 from analysis._frames import column_names, small_to_pandas
 from analysis.cohort import (
     FAILURE_COLUMNS,
@@ -411,26 +418,8 @@ def _check_expr(check: Any, value: nw.Expr) -> nw.Expr:
     """A pandera check (made from a Table Schema constraint) as a narwhals condition."""
     stats = check.statistics or {}
     name = check.name
-    if name == "in_range":
-        low = (
-            value >= stats["min_value"]
-            if stats.get("include_min", True)
-            else value > stats["min_value"]
-        )
-        high = (
-            value <= stats["max_value"]
-            if stats.get("include_max", True)
-            else value < stats["max_value"]
-        )
-        return low & high
-    if name == "greater_than_or_equal_to":
-        return value >= stats["min_value"]
-    if name == "less_than_or_equal_to":
-        return value <= stats["max_value"]
-    if name == "greater_than":
-        return value > stats["min_value"]
-    if name == "less_than":
-        return value < stats["max_value"]
+    if name in _COMPARISONS:  # the pandas path's comparisons, on an expression
+        return _compared(name, stats, value)
     if name == "isin":
         return value.is_in(list(stats["allowed_values"]))
     if name == "str_matches":
