@@ -207,10 +207,11 @@ def _tight_png(fig: Figure, dpi: float | None = None) -> bytes:
     What ``fig.savefig(buffer, format="png", dpi=dpi, bbox_inches="tight")`` writes (the
     image a notebook shows), with one draw instead of two: ``savefig`` draws the figure
     once without rendering to lay it out and measure its tight box and once more to render
-    that box (the first is the cheap one: about 12 % of the figures' time is saved). Here the figure is drawn (laid out and rendered) once on its own canvas,
-    the tight box is measured on that drawing, padded by ``savefig.pad_inches`` and cut
-    out of the pixels; where the padding reaches past the figure's edge it is the
-    figure's background colour, as ``savefig`` draws it. The pixels are the same as
+    that box (the first is the cheap one: about 12 % of the figures' time is saved). Here
+    the figure is drawn (laid out and rendered) once on its own canvas, the tight box is
+    measured on that drawing, padded by ``savefig.pad_inches`` and cut out of the pixels;
+    where the padding reaches past the figure's edge it is the figure's background
+    colour, as ``savefig`` draws it. The pixels are the same as
     ``savefig``'s up to the sub-pixel position of the box (the crop starts on a whole
     pixel, ``savefig`` draws shifted by the fraction), and the size is the same.
 
