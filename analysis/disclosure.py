@@ -82,6 +82,7 @@ __all__ = [
     "suppress_group_statistics",
     "suppress_small_groups",
     "suppress_survival_curve",
+    "withhold_groups",
 ]
 
 #: The reports' small-cell threshold: no count of 1 to 10 is shown (CMS rule).
@@ -679,6 +680,121 @@ def suppress_survival_curve(
         out["n_events"] = pd.to_numeric(out["n_events"]).astype("Int64").mask(hide)  # type: ignore[arg-type]  # pandas-stubs: Series.mask takes an ndarray condition
     out["suppressed"] = np.asarray(hide, dtype=bool)
     return out.reset_index(drop=True)
+
+
+def withhold_groups(
+    result: pd.DataFrame,
+    shown_in: pd.DataFrame,
+    count: str = "n_events",
+    *,
+    group: str = "group",
+    labels: Sequence[str] = ("time",),
+    among: str | None = None,
+) -> pd.DataFrame:
+    """Hide the groups of an analysis of a sub-population whose size another table hides.
+
+    An analysis restricted to the patients with an outcome (durability among
+    responders) counts, in each group, the patients of that sub-population: its ``n``,
+    its number at risk at day 0, the 1/n steps of its Kaplan-Meier curve all give the
+    group's number of responders. That number is a cell of the table of the outcome
+    itself (the number of responders of a route in the time-to-response table), which
+    may hide it: because it is small, because the patients *without* the outcome are
+    (``n`` minus it), or by complementary suppression. Whatever the reason, the
+    sub-population's analysis must then not show the group either, or the two tables
+    together give what the first one hides.
+
+    Parameters
+    ----------
+    result : DataFrame
+        A table or curve of the sub-population by group, with the small-cell rules
+        already applied (:func:`analysis.survival.median_time_to_event`,
+        :func:`number_at_risk`, :func:`analysis.survival.kaplan_meier` with
+        ``min_cell``).
+    shown_in : DataFrame
+        The table, as shown, whose column ``count`` counts each group's sub-population
+        (for durability among responders: the time-to-response table of
+        :func:`analysis.survival.median_time_to_event`, whose ``n_events`` are the
+        responders).
+    count : str
+        That column (default ``"n_events"``).
+    group : str
+        The column holding the groups' levels in both tables (default ``"group"``).
+    labels : sequence of str
+        Other label columns of ``result``, kept as they are (default ``("time",)``).
+    among : str, optional
+        The sub-population's name (``"responders"``): when given, a column ``among``
+        holding it follows ``group``. The audit knows a population only by the labels
+        of a table's rows (:func:`cross_table_findings`), and would otherwise take a
+        hidden ``n`` of responders for the hidden count of all the group's patients,
+        which other tables show.
+
+    Returns
+    -------
+    DataFrame
+        A copy of ``result`` in which every group whose ``count`` is hidden in
+        ``shown_in`` (or that ``shown_in`` does not list) is hidden as a group of fewer
+        than ``min_cell`` patients is: a table keeps its rows with every column but the
+        labels blanked and ``suppressed`` (when present) True; a curve (a table with a
+        ``survival`` column) loses them, so that it is not drawn. The reports'
+        durability section applies it to its table, its curve and its number at risk.
+
+    Raises
+    ------
+    ValueError
+        When a column is missing, and when a curve of at least one row would lose every
+        row (no curve can be drawn; a report section built with
+        :func:`analysis.report_sections.section` says so in one sentence).
+
+    Examples
+    --------
+    The time-to-response table hides IM's responders (4 of its 20 patients did not
+    respond), so the durability table must not show them as its ``n``:
+
+    >>> response = pd.DataFrame({"group": ["im", "iv"], "n": [20, 47],
+    ...                          "n_events": pd.array([pd.NA, 30], dtype="Int64")})
+    >>> durability = pd.DataFrame({"group": ["im", "iv"], "n": [16, 30],
+    ...                            "n_events": [12, 14], "suppressed": [False, False]})
+    >>> withhold_groups(durability, response, among="responders")
+      group       among     n  n_events  suppressed
+    0    im  responders  <NA>      <NA>        True
+    1    iv  responders    30        14       False
+    """
+    problems = [
+        f"`{name}` has no column `{column}`"
+        for name, frame, columns in (
+            ("result", result, [group]),
+            ("shown_in", shown_in, [group, count]),
+        )
+        for column in columns
+        if column not in frame.columns
+    ]
+    if problems:
+        raise ValueError(
+            f"withhold_groups: {'; '.join(problems)}. Pass the column that holds the groups' "
+            "levels in both tables as `group` and the count of the sub-population as `count`."
+        )
+    shown = shown_in.loc[shown_in[count].notna().to_numpy(), group]
+    hide = ~result[group].isin(shown).to_numpy()
+    if "survival" in result.columns:  # a curve: not drawn, as a small group's
+        if len(result) and hide.all():
+            raise ValueError(
+                f"Every curve is left out, because the table that counts its patients hides "
+                f"the count (column `{count}`) of each; drawing one would reveal it."
+            )
+        out = result.loc[~hide].reset_index(drop=True)
+    else:
+        out = result.copy()
+        for column in out.columns:
+            if column == group or column in labels or not hide.any():
+                continue
+            if column == "suppressed":
+                out[column] = out[column].fillna(True).astype(bool).to_numpy() | hide
+            else:
+                _blank(out, column, hide)
+    if among is not None:
+        out.insert(list(out.columns).index(group) + 1, "among", among)
+    out.attrs = dict(result.attrs)
+    return out
 
 
 def number_at_risk(

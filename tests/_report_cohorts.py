@@ -166,6 +166,16 @@ def one_patient() -> Cohort:
     return cohort
 
 
+def few_non_responders() -> Cohort:
+    """Most patients of each route respond at some visit, and 1 to 10 of a route never do.
+
+    The time-to-response table then hides each route's responders (their complement is
+    small), so the durability section, whose every number counts responders, must leave
+    the routes out (the seeded demo cohort of 120 patients, seed 1, is such a program).
+    """
+    return _base(n=120, seed=1)
+
+
 def no_adverse_events() -> Cohort:
     """Adverse events collected and none reported."""
     cohort = _base()
@@ -186,5 +196,6 @@ COHORTS = {
     "hama_only": hama_only,
     "baselines_only": baselines_only,
     "one_patient": one_patient,
+    "few_non_responders": few_non_responders,
     "no_adverse_events": no_adverse_events,
 }

@@ -49,6 +49,7 @@ SITUATIONS = {
     "nobody_responds": (["durability"], {"durability": "log-rank test is not defined"}),
     "everybody_responds": (["durability"], {"durability": "log-rank test is not defined"}),
     "gad7_only": (["durability"], {"durability": "agreement between the scales: not available"}),
+    "few_non_responders": (["durability"], {"durability": "Every curve is left out"}),
     "hama_only": (["effect_sizes"], {"effect_sizes": "GAD-7 MMRM: not available"}),
     "baselines_only": (["outcomes"], {"outcomes": "no data for it"}),
     "one_patient": (
