@@ -98,8 +98,23 @@ def _linked(table):
 
 
 def say_empty(ax, text: str = EMPTY_PANEL_TEXT) -> None:
-    """Write in the middle of a panel that suppression left it empty."""
-    ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.3")
+    """Write in the middle of a panel that suppression left it empty.
+
+    The text lies above everything else of the panel (the suppressed marks of
+    :func:`mark_suppressed` included) on a white box, so that marks drawn in the middle
+    of the panel do not hide it.
+    """
+    ax.text(
+        0.5,
+        0.5,
+        text,
+        transform=ax.transAxes,
+        ha="center",
+        va="center",
+        color="0.3",
+        zorder=10,
+        bbox={"facecolor": "white", "edgecolor": "0.8", "boxstyle": "round,pad=0.4"},
+    )
 
 
 class ReportFigure(Figure):
@@ -839,7 +854,9 @@ def plot_adverse_events(
     Returns
     -------
     Figure
-        One axes: terms on y, percent of treated patients on x.
+        One axes: terms on y, percent of treated patients on x, from 0 (to 100 when no
+        bar is longer than 0). A panel whose every cell is suppressed says so over its
+        marks.
     """
     table = _linked(table)  # a --by-site run's linked decision
     check_columns(table, ["term", "percent"], "adverse_event_table")
@@ -869,6 +886,10 @@ def plot_adverse_events(
         for t, h in zip(hidden["term"], hidden[hue] if hue else hidden["term"], strict=True)
     ]
     mark_suppressed(ax, np.zeros(len(ys)), ys)
+    if not (data["percent"] > 0).any():  # no bar: a percent axis, not one around 0
+        ax.set_xlim(0, 100)
+    else:
+        ax.set_xlim(left=0)
     if len(data) and data["percent"].notna().sum() == 0:
         say_empty(ax)
     ax.set(xlabel="Patients with the event (% of treated)", ylabel="")

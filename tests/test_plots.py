@@ -305,6 +305,29 @@ def test_safety_figures_show_labels_not_codes():
     assert ax.get_xlabel() == "Route"
 
 
+def test_an_adverse_event_figure_without_bars_has_a_percent_axis_and_says_why():
+    """A 40-patient program hides every adverse-event cell but two zeros: the axis ran
+    from -0.05 to 0.05 around the suppressed marks, and the "nothing to show" text lay
+    under the marks in the middle of the panel."""
+    from analysis.plots import plot_adverse_events
+    from analysis.safety import adverse_event_table
+
+    ae = adverse_event_table(synthetic_cohort(n_patients=40, seed=7), min_cell=11)
+    assert not (ae["percent"] > 0).any() and ae["percent"].isna().any()
+    (ax,) = plot_adverse_events(ae).axes
+    assert ax.get_xlim() == (0.0, 100.0)
+    (ax,) = plot_adverse_events(ae.assign(percent=float("nan"))).axes
+    assert ax.get_xlim() == (0.0, 100.0)
+    (text,) = [t for t in ax.texts if t.get_text() == plots.EMPTY_PANEL_TEXT]
+    marks = max(c.get_zorder() for c in ax.collections)
+    assert text.get_zorder() > marks and text.get_bbox_patch() is not None
+    # with bars, the axis starts at 0 and ends past the longest bar
+    ae = adverse_event_table(synthetic_cohort(n_patients=300, seed=7), min_cell=11)
+    (ax,) = plot_adverse_events(ae).axes
+    low, high = ax.get_xlim()
+    assert low == 0 and ae["percent"].max() <= high < 100 * 1.2
+
+
 def test_safety_figures_moved_with_deprecated_aliases():
     import analysis.safety as safety
 
