@@ -1895,6 +1895,12 @@ def run_reports(
 
     Notes
     -----
+    Tables of one run that count the same patients are linked: when one shows a count
+    another hides (their complementary suppression chose apart), the run hides it in
+    every table (:func:`analysis.disclosure.linked_suppression`, read from the set's
+    snapshot by :func:`save_table` and the figures) and renders the reports again
+    before the audit; a ``--by-site`` run links its report sets the same way.
+
     Output files per report ``NN_name``: ``NN_name.html`` (no code cells),
     ``NN_name.ipynb`` (executed) and ``tables/name/*.csv``; a site's under
     ``sites/<site>/``.
@@ -2017,10 +2023,15 @@ def _run_into(
             ]
     entries = _render_all(jobs, n_jobs, progress)
     linked: dict = {}
-    if plan is not None and sites and all(e["status"] == "ok" for e in entries):
-        # Secondary suppression across the linked report sets (disclosure.py decides):
-        # the sets with cells to hide in addition are rendered again with them hidden.
-        linked = _linked_site_suppression(staging, plan, folders, values["min_cell"])
+    if all(e["status"] == "ok" for e in entries):
+        # Secondary suppression across linked tables (disclosure.py decides): across the
+        # report sets of a --by-site run, or across the tables of one set whose separate
+        # complementary choices let one show what another hides. The sets with cells to
+        # hide in addition are rendered again with them hidden.
+        if plan is not None and sites:
+            linked = _linked_site_suppression(staging, plan, folders, values["min_cell"])
+        else:
+            linked = _linked_table_suppression(staging, values["min_cell"])
         if linked:
             snapshots = {
                 "": private / "pooled",
@@ -2160,6 +2171,30 @@ def _linked_site_suppression(staging: Path, plan: SitePlan, folders: dict, min_c
         all_sites_reported=not plan.withheld and not plan.unassigned,
         min_cell=min_cell,
     )
+
+
+def _linked_table_suppression(staging: Path, min_cell: int) -> dict:
+    """The populations the reports of one set must hide in addition (``{"": [...]}``).
+
+    Each table chooses its complementary suppression within its own margins, so two
+    tables that count the same population (the patients of a route at a visit, in the
+    rate table and in the mean-score table) can choose differently: one hides a cell that
+    the other shows. When the saved tables (CSV files) show a hidden count elsewhere
+    (``shown_elsewhere`` of :func:`analysis.disclosure.cross_table_findings`, a pass of
+    a fraction of a second), :func:`analysis.disclosure.linked_suppression` decides
+    which populations every table hides, with complementary suppression within each
+    table, until nothing follows; empty otherwise. What this does not settle (a cell
+    that several tables' margins determine together) the audit still refuses.
+    """
+    from analysis.disclosure import _typed, cross_table_findings, linked_suppression
+
+    tables = []
+    for path in sorted(staging.rglob("*.csv")):
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        tables.append((path.relative_to(staging).as_posix(), path.stem, _typed(df)))
+    if not (cross_table_findings(tables)["check"] == "shown_elsewhere").any():
+        return {}
+    return linked_suppression(tables, {}, all_sites_reported=True, min_cell=min_cell)
 
 
 def _audit_written_reports(out: Path, min_cell: int, cohort) -> None:

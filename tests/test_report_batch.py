@@ -26,6 +26,7 @@ from pathlib import Path
 
 import _report_cohorts as cohorts
 import nbformat
+import pandas as pd
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
 
@@ -263,6 +264,39 @@ def test_disk_full_half_way_leaves_the_previous_report(tmp_path, stand_ins, monk
 
 
 @pytest.mark.slow
+def _saving(name: str, counts: list) -> str:
+    """A stand-in cell that saves ``name``: the week-4 patients of four routes."""
+    return (
+        "import pandas as pd\n"
+        "from analysis.reports import load_report_cohort, save_table\n"
+        "snapshot, fingerprint = globals().get('snapshot'), globals().get('fingerprint')\n"
+        "load_report_cohort(data_dir, n_patients, seed, snapshot=snapshot, "
+        "fingerprint=fingerprint)\n"
+        f"save_table(pd.DataFrame({{'visit': ['week4'] * 4, "
+        f"'route': ['iv', 'im', 'oral', 'sublingual'], "
+        f"'n': pd.array({counts!r}, dtype='Int64')}}), {name!r}, tables_dir)"
+    )
+
+
+def test_tables_that_hide_different_cells_of_one_population_are_linked(tmp_path, stand_ins):
+    """Two tables count the same patients (a route at week 4) and chose their complementary
+    suppression apart: the first shows IM and hides oral, the second the reverse, so
+    together they show both. A batch of 120 demo patients with seed 2 did so (the rate and
+    the mean-score tables) and failed its audit; the run now hides both routes in both
+    tables and renders the reports again."""
+    nbformat.write(_notebook(_saving("rates", [40, 15, None, None])), stand_ins / "01_first.ipynb")
+    nbformat.write(_notebook(_saving("means", [40, None, 12, None])), stand_ins / "02_second.ipynb")
+    out = tmp_path / "reports"
+    assert _run(out) == 0
+    for name in ("first/rates", "second/means"):
+        table = pd.read_csv(out / "tables" / f"{name}.csv").set_index("route")
+        assert table["n"].isna().to_dict() == {
+            "iv": False, "im": True, "oral": True, "sublingual": True
+        }, name  # fmt: skip
+    # tables that agree need nothing more: rendered once, unchanged
+    assert reports._linked_table_suppression(out, 11) == {}
+
+
 def test_the_output_folder_cannot_shadow_the_kernels_imports(tmp_path, stand_ins):
     out = tmp_path / "reports"
     assert _run(out) == 0
