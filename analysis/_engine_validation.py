@@ -22,7 +22,10 @@ Design contract:
 - The counts come in two batches (:class:`_Batch`): the aggregate pass of every table,
   then the keys, references and findings, written with expressions the first batch's
   counts simplified (stored text where no value needs stripping or is a missing token).
-  Polars and Spark get each batch as one query; DuckDB one query per count.
+  Polars and Spark get each batch as one query; DuckDB one query per count, after a
+  small batch that settles the columns before the pass (:meth:`_Table.ask_facts`: the
+  text values with whitespace at an end, the missing tokens, the integer columns'
+  bounds), so that the pass too compares stored values where nothing needs converting.
 - Identifier-shaped values are found in two steps: the engine filters each text column
   with a regular expression that matches a superset of the guard's patterns (lookarounds
   dropped and back-references widened, since RE2, Rust's regex and Java agree on that
@@ -481,7 +484,11 @@ class _Batch:
     A validation asks two batches: the aggregate pass of every table, whose counts settle
     the columns' expressions (:meth:`_Table.settle`), then the keys, references and
     findings on the settled expressions. Only checks that failed ask for more (the
-    guard's candidate values).
+    guard's candidate values). On DuckDB a smaller batch comes first
+    (:meth:`_Table.ask_facts`, two queries per table): the facts that settle the columns
+    before the pass is written (measured on 250,000 patients, 2.7 million assessment
+    rows: the assessments' pass 11.5 CPU-seconds before, 6.2-7.1 after, the facts query
+    0.5 s and the bounds, read from the Parquet statistics, about 0 s).
     """
 
     def __init__(self) -> None:
