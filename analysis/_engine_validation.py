@@ -22,7 +22,10 @@ Design contract:
 - The counts come in two batches (:class:`_Batch`): the aggregate pass of every table,
   then the keys, references and findings, written with expressions the first batch's
   counts simplified (stored text where no value needs stripping or is a missing token).
-  Polars and Spark get each batch as one query; DuckDB one query per count.
+  Polars and Spark get each batch as one query; DuckDB one query per count, after a
+  small batch that settles the columns before the pass (:meth:`_Table.ask_facts`: the
+  text values with whitespace at an end, the missing tokens, the integer columns'
+  bounds), so that the pass too compares stored values where nothing needs converting.
 - Identifier-shaped values are found in two steps: the engine filters each text column
   with a regular expression that matches a superset of the guard's patterns (lookarounds
   dropped and back-references widened, since RE2, Rust's regex and Java agree on that
@@ -366,12 +369,15 @@ class _Field:
                 self.typed = col.cast(nw.String)
             self.type_bad = never
         self.dtype = _field_dtype(field)
+        #: the cell holds a value (see :meth:`_Table.filled`), where simpler than the rule
+        self.filled: nw.Expr | None = None
         self.never_bad = self.type == "string" or (self.type == "boolean" and dtype == nw.Boolean)
         if self.type == "string" and text is not None:
             self.plain = stripped
             self.present = (~_is_token(stripped, missing)).fill_null(False)
         elif self.type in ("integer", "number") and dtype.is_integer() and text is None:
             self.plain, self.present = col, ~col.is_null()
+            self.filled = self.present  # ``type_bad`` (too big) holds only on a value
         else:
             self.plain, self.present = self.typed, ~self.typed.is_null()
 
@@ -437,6 +443,17 @@ def _check_expr(check: Any, value: nw.Expr) -> nw.Expr:
 
 
 def _count(condition: nw.Expr) -> nw.Expr:
+    """The rows where ``condition`` holds (null counts as false), as ``sum(CASE WHEN
+    condition THEN 1 ELSE 0 END)``: equal to :func:`_count_plain`, and cheaper on DuckDB,
+    which evaluates a ``CASE`` on the rows its condition selects instead of filling and
+    casting every row (14 range checks over 2.7 million assessment rows, one thread:
+    0.25 CPU-seconds against 0.57)."""
+    return nw.when(condition).then(nw.lit(1, nw.Int64())).otherwise(nw.lit(0, nw.Int64())).sum()
+
+
+def _count_plain(condition: nw.Expr) -> nw.Expr:
+    """The rows where ``condition`` holds, as a filled and cast sum (the plain form of
+    :func:`_count`, which ``tests/test_engine_validation.py`` holds it equal to)."""
     return condition.fill_null(False).cast(nw.Int64).sum()
 
 
@@ -467,7 +484,11 @@ class _Batch:
     A validation asks two batches: the aggregate pass of every table, whose counts settle
     the columns' expressions (:meth:`_Table.settle`), then the keys, references and
     findings on the settled expressions. Only checks that failed ask for more (the
-    guard's candidate values).
+    guard's candidate values). On DuckDB a smaller batch comes first
+    (:meth:`_Table.ask_facts`, two queries per table): the facts that settle the columns
+    before the pass is written (measured on 250,000 patients, 2.7 million assessment
+    rows: the assessments' pass 11.5 CPU-seconds before, 6.2-7.1 after, the facts query
+    0.5 s and the bounds, read from the Parquet statistics, about 0 s).
     """
 
     def __init__(self) -> None:
@@ -558,6 +579,10 @@ class _Table:
         self.staged: dict[str, str] = {}  # column -> its clean flag in ``frame``
         self.rows: dict[str, nw.Expr] = {}  # instrument -> its rows, in ``frame``
         self.after_pass: list[Callable[[], None]] = []  # run once the counts are known
+        #: the facts were counted before the pass (:meth:`ask_facts`, DuckDB)
+        self.settled_early = False
+        #: text columns (as read) where no value has whitespace at an end (known early)
+        self.unpadded: set[str] = set()
 
     # -- expressions
     def typed(self, name: str) -> nw.Expr:
@@ -586,6 +611,17 @@ class _Table:
         ok = self.type_ok(name)
         passes = [p.fill_null(True) for p in self._passes.get(name, [])]
         return nw.all_horizontal(ok, *passes, ignore_nulls=True) if passes else ok
+
+    def filled(self, name: str) -> nw.Expr:
+        """The cell holds a value, convertible or not (not missing; never null): where
+        it holds, :meth:`bad` is the negation of :meth:`clean` before the instrument
+        rules."""
+        f = self.fields[name]
+        if f.filled is not None:
+            return f.filled
+        if f.never_bad:
+            return f.present.fill_null(False)
+        return f.present.fill_null(False) | f.type_bad.fill_null(False)
 
     def bad(self, name: str) -> nw.Expr:
         """The cell failed its type or a check of its column (never null)."""
@@ -620,6 +656,8 @@ class _Table:
         and set each column's ``bad`` condition."""
         for name, f in self.fields.items():
             self.count(f"_type_{name}", f.type_bad, name, f"type {f.type}")
+            if self.settled_early:
+                continue
             for fact, expr in f.facts().items():
                 self.aggregates[f"_fact_{fact}_{name}"] = expr
         for name, column in self.validator.pandera.columns.items():
@@ -645,6 +683,53 @@ class _Table:
         """Count the rows where ``condition`` holds in the table's single aggregate pass."""
         self.aggregates[alias] = _count(condition)
         self.pending[alias] = (column, check, severity)
+
+    def ask_facts(self, batch: _Batch) -> None:
+        """Ask, before the pass, what settles the columns' expressions (DuckDB): the
+        values with whitespace at an end of every text column and the missing-token
+        count of every text field, in one query, and the smallest and largest value of
+        every integer column of a number field, in another (which DuckDB answers from the
+        Parquet statistics without reading the values). :meth:`_facts_counted` then
+        settles each column before the pass is written, so the pass itself compares
+        stored values where nothing needs converting, as the SQL does."""
+        schema = self.raw.collect_schema()
+        facts: dict[str, nw.Expr] = {}
+        for column in schema.names():
+            if _is_text(schema[column]):
+                text = nw.col(column).cast(nw.String)
+                facts[f"_edge_{column}"] = _count(_ends_in_space(text))
+        for name, f in self.fields.items():
+            if _is_text(f.stored) and f.type == "string":
+                text = nw.col(f.column).cast(nw.String)
+                facts[f"_token_{name}"] = _count(_is_token(text, f.missing))
+        bounds: dict[str, nw.Expr] = {}
+        for name, f in self.fields.items():
+            if f.type in ("integer", "number") and f.stored.is_integer():
+                bounds[f"_min_{name}"] = nw.col(f.column).min()
+                bounds[f"_max_{name}"] = nw.col(f.column).max()
+        self.settled_early = True
+        self.early: dict[str, int] = {}
+        for aggregates in (facts, bounds):
+            if aggregates:
+                batch.ask(self.raw, aggregates, self.early.update)
+
+    def settle_early(self) -> None:
+        """After :meth:`ask_facts`: each column's expressions as simple as its facts
+        allow (:meth:`_Field.settle`), before the pass is written."""
+        counts = self.early
+        schema = self.raw.collect_schema()
+        self.unpadded = {
+            c for c in schema.names() if _is_text(schema[c]) and not counts[f"_edge_{c}"]
+        }
+        for name, f in self.fields.items():
+            facts: dict[str, int] = {}
+            if f"_token_{name}" in counts:
+                facts = {"edge": counts[f"_edge_{f.column}"], "token": counts[f"_token_{name}"]}
+            too_big = 0
+            if f"_min_{name}" in counts:  # pandas' bound: |value| < 2**53 (type integer)
+                low, high = counts[f"_min_{name}"], counts[f"_max_{name}"]
+                too_big = int(low <= -(2**53) or high >= 2**53)
+            f.settle(facts, too_big)
 
     def ask(self, batch: _Batch) -> None:
         """Ask for the aggregate pass (every count registered); its counts settle the
@@ -784,7 +869,10 @@ def _assessment_rules(t: _Table) -> None:
             left[f"_ok_{c}"] = ok & ~nw.any_horizontal(*flagged, ignore_nulls=True)
         else:
             left[f"_ok_{c}"] = ok
-        bad[f"_bad_{c}"] = nw.any_horizontal(t.bad(c), *flagged, ignore_nulls=True)
+        # failed its type or a check: filled and not clean in stage 1 (equal to
+        # ``t.bad(c)``, without evaluating the type and the checks a second time)
+        failed = t.filled(c) & ~ok
+        bad[f"_bad_{c}"] = nw.any_horizontal(failed, *flagged, ignore_nulls=True)
     stage = stage.with_columns(**left, **bad)
     t.staged.update({c: f"_ok_{c}" for c in scoring})
     # stage 4: per instrument, items answered, their sum and whether the row may be judged
@@ -1102,6 +1190,10 @@ def _guard_patterns(column: str) -> tuple[str, list[tuple[str, Callable[[str], b
     return superset, tests
 
 
+def _kept(text: nw.Expr) -> nw.Expr:
+    return text
+
+
 #: One check of the guard: ``(kind, column label, check or column, count alias)``; kind
 #: ``rows`` (the whole column), ``count`` (an aggregate) or ``text`` (candidates to test).
 _GuardStep = tuple[Literal["rows", "count", "text"], str, str, str | None]
@@ -1113,11 +1205,14 @@ def _guard_plan(t: _Table, frame: Lazy) -> list[_GuardStep]:
     from analysis import deid
 
     schema = frame.collect_schema()
-    strip = _strip_if_needed if frame.implementation.is_duckdb() else _strip
+    _stripper = _strip_if_needed if frame.implementation.is_duckdb() else _strip
     plan: list[_GuardStep] = []
     for position, column in enumerate(schema.names()):
         label = deid._column_label(column, position)
         dtype = schema[column]
+        # no value of the column has whitespace at an end (counted before the pass):
+        # stripping changes nothing, so the filter reads the stored text
+        strip = _kept if column in t.unpadded else _stripper
         if deid.is_identifier_column(column):
             plan.append(("rows", label, deid._NAME_CHECK, None))
         temporal = dtype in (nw.Datetime, nw.Time) or isinstance(dtype, nw.Datetime)
@@ -1225,9 +1320,17 @@ def validate_engine_cohort(
             return _problem_report([problem])
     checked: dict[str, _Table] = {}
     plans: dict[str, list[_GuardStep]] = {}
+    tables = {table: _Table(table, frame, missing) for table, frame in frames.items()}
+    early = _Batch()  # DuckDB: the facts that settle the columns, before the pass
+    for t in tables.values():
+        if t.raw.implementation.is_duckdb():
+            t.ask_facts(early)
+    early.run()
     batch = _Batch()  # the aggregate pass of every table, in one query
     for table, frame in frames.items():
-        t = _Table(table, frame, missing)
+        t = tables[table]
+        if t.settled_early:
+            t.settle_early()
         t.checked()
         if table == "assessments":
             _assessment_rules(t)

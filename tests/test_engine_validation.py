@@ -136,6 +136,18 @@ def _tokens(t):
     return t
 
 
+def _big_integers(t):
+    """Integer columns holding values pandas cannot type (|value| >= 2**53): DuckDB reads
+    each integer column's bounds before the pass, and only where they are within 2**53
+    does the pass drop the type test (so here it must keep it)."""
+    p, a = t["patients"], t["assessments"]
+    a["study_day"] = a["study_day"].astype("int64")
+    a.loc[a.index[:2], "study_day"] = 2**60  # type integer, not in_range
+    p["prior_treatment_count"] = p["prior_treatment_count"].astype("Int64")
+    p.loc[p.index[0], "prior_treatment_count"] = -(2**55)
+    return t
+
+
 CASES = {
     "valid": lambda t: t,
     "values": _values_errors,
@@ -143,6 +155,7 @@ CASES = {
     "identifiers": _identifiers,
     "padded": _padded,
     "tokens": _tokens,
+    "big_integers": _big_integers,
 }
 
 
@@ -349,8 +362,10 @@ def _queries(monkeypatch, engine) -> list[int]:
 # A valid cohort of four tables: Polars (and Spark) get two queries, the aggregate pass of
 # every table, then the keys, references and findings; DuckDB runs the same counts one
 # query each (one per table, three keys, the repeated adverse events, three references,
-# the findings, two "after the last assessment"), which keeps each on every thread.
-VALID_QUERIES = {"polars": 2, "duckdb": 14}
+# the findings, two "after the last assessment"), which keeps each on every thread, after
+# two small queries per table that settle its columns before the pass (the text facts,
+# and the integer columns' bounds, read from the Parquet statistics).
+VALID_QUERIES = {"polars": 2, "duckdb": 22}
 
 
 @pytest.mark.parametrize("engine", ENGINES)
@@ -372,9 +387,10 @@ def test_validation_asks_the_engine_in_two_batches(engine, folder, monkeypatch, 
 def test_queries_after_the_pass_read_stored_text_where_nothing_needs_stripping(
     base, tmp_path, monkeypatch
 ):
-    """The aggregate pass counts the values with whitespace at an end; where there are
-    none, the keys, references and findings compare the stored text (as the SQL would),
-    without the strip test on every row; where there are some, they strip."""
+    """DuckDB counts the values with whitespace at an end before the aggregate pass
+    (one query per table); where there are none, the pass, the keys, references and
+    findings compare the stored text (as the SQL would), without the strip test on every
+    row; where there are some, they strip."""
     import duckdb
 
     texts: list[str] = []
@@ -392,9 +408,9 @@ def test_queries_after_the_pass_read_stored_text_where_nothing_needs_stripping(
         _write(CASES[name](_tables(base)), folder)
         texts.clear()
         validate_cohort(folder, engine="duckdb")
-        passes, after = texts[:4], texts[4:]
-        assert all(edge in t for t in passes)  # the pass converts as pandas does
-        assert any(edge in t for t in after) == expect_strip, name
+        early, rest = texts[:8], texts[8:]  # per table: the text facts, the bounds
+        assert sum(edge in t for t in early) == 4
+        assert any(edge in t for t in rest) == expect_strip, name
 
 
 def test_typed_tables_of_a_clean_cohort_are_the_stored_columns(base, tmp_path):
@@ -447,3 +463,26 @@ def test_duckdb_strips_only_where_an_end_is_whitespace_and_equals_the_strip(valu
     changed = [v is not None and p != v for p, v in zip(rows["plain"], stored, strict=True)]
     edge = [bool(e) if v is not None else False for e, v in zip(rows["edge"], stored, strict=True)]
     assert edge == changed
+
+
+@given(flags=st.lists(st.one_of(st.none(), st.booleans()), min_size=1, max_size=30))
+@example(flags=[None, None])
+@example(flags=[True, None, False, True])
+def test_counts_as_case_equal_the_filled_sum(flags):
+    """A count of the aggregate pass, ``sum(CASE WHEN c THEN 1 ELSE 0 END)``
+    (:func:`_count`), equals the filled and cast sum (:func:`_count_plain`) and the rows
+    where the condition is true (null is not true), on every engine."""
+    import duckdb
+    import narwhals as nw
+    import polars as pl
+
+    from analysis._engine_validation import _count, _count_plain, _counts
+
+    native = pl.DataFrame({"c": flags}, schema={"c": pl.Boolean})
+    for frame in (native.lazy(), duckdb.from_arrow(native.to_arrow())):
+        got = _counts(
+            nw.from_native(frame).select(
+                _count(nw.col("c")).alias("fast"), _count_plain(nw.col("c")).alias("plain")
+            )
+        )
+        assert got == {"fast": flags.count(True), "plain": flags.count(True)}
