@@ -98,14 +98,103 @@ _DUCKDB_SUFFIXES = (".duckdb", ".ddb", ".db")
 # --------------------------------------------------------------------------- opening
 
 
+#: The share of a ``memory_limit`` budget that :func:`open_tables` gives DuckDB's buffer
+#: manager (DuckDB's own ``memory_limit``, which bounds only those buffers) ...
+DUCKDB_SHARE = 0.75
+#: ... but never so much that less than this is left (bytes) for what DuckDB does not
+#: count: Python with pandas, Arrow and the library (about 170 MiB), DuckDB's Parquet
+#: readers and the allocator's slack (measured 260-300 MiB in all at 1,000,000 patients).
+OUTSIDE_DUCKDB = 512 * 2**20
+#: The least DuckDB's buffers get: a smaller budget is refused.
+_LEAST_FOR_DUCKDB = 128 * 2**20
+
+# DuckDB's memory units (``DBConfig::ParseMemoryLimit``), lower case: 1000**i and 1024**i.
+_SIZE_UNITS = {
+    **dict.fromkeys(("b", "byte", "bytes"), 1),
+    **{
+        name: 1000**power
+        for power, names in enumerate(
+            [
+                ("kb", "k", "kilobyte", "kilobytes"),
+                ("mb", "m", "megabyte", "megabytes"),
+                ("gb", "g", "gigabyte", "gigabytes"),
+                ("tb", "t", "terabyte", "terabytes"),
+            ],
+            start=1,
+        )
+        for name in names
+    },
+    **{name: 1024**power for power, name in enumerate(("kib", "mib", "gib", "tib"), start=1)},
+}
+_SIZE = re.compile(r"\s*((?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?)\s*(\S*)\s*")
+
+
+def parse_size(value: str, name: str = "memory_limit") -> int:
+    """Bytes of a size written as DuckDB reads it (``"4GB"``, ``"4 GiB"``, ``"500MB"``).
+
+    Units (any case): ``B``, ``KB``/``MB``/``GB``/``TB`` (powers of 1000, also ``K``,
+    ``M``, ``G``, ``T`` and ``kilobytes`` ...) and ``KiB``/``MiB``/``GiB``/``TiB`` (powers
+    of 1024); the number may have a decimal point and an exponent, and spaces may surround
+    it. Raises ``TypeError`` or ``ValueError`` naming ``name`` and what to pass for
+    anything else: no unit, an unknown unit, zero or a negative size, and a share of the
+    machine's memory (``"50%"``, which DuckDB reads), since a budget is a size.
+    """
+    fix = (
+        f"pass a size such as '4GB', '4GiB' or '1500MB' (units B, KB, MB, GB, TB for "
+        f"powers of 1000, KiB, MiB, GiB, TiB for powers of 1024), or leave `{name}` out "
+        "for DuckDB's defaults"
+    )
+    if not isinstance(value, str):
+        raise TypeError(f"`{name}` must be a string, not {type(value).__name__} {value!r}: {fix}.")
+    match = _SIZE.fullmatch(value)
+    if match is None:
+        raise ValueError(f"`{name}`={value!r} is not a size: {fix}.")
+    number, unit = float(match[1]), match[2].lower()
+    if unit == "%":
+        raise ValueError(
+            f"`{name}`={value!r} is a share of the machine's memory, not a size: the budget "
+            f"of the process is a size; {fix}."
+        )
+    if unit not in _SIZE_UNITS:
+        what = "has no unit" if not unit else f"has an unknown unit {match[2]!r}"
+        raise ValueError(f"`{name}`={value!r} {what}: {fix}.")
+    size = int(number * _SIZE_UNITS[unit])
+    if size < 1:
+        raise ValueError(f"`{name}`={value!r} is not a positive size: {fix}.")
+    return size
+
+
+def duckdb_memory_limit(budget: str) -> str:
+    """DuckDB's ``memory_limit`` (in bytes, ``"<n>B"``) for a process budget.
+
+    :data:`DUCKDB_SHARE` of the budget, or the budget less :data:`OUTSIDE_DUCKDB` where
+    that is smaller: ``"4GB"`` gives ``"3000000000B"``, ``"1GB"`` gives ``"463129088B"``
+    (1 GB less 512 MiB). See :func:`parse_size` for the sizes accepted; a budget that
+    leaves DuckDB under 128 MiB is refused.
+    """
+    size = parse_size(budget)
+    share = min(int(size * DUCKDB_SHARE), size - OUTSIDE_DUCKDB)
+    if share < _LEAST_FOR_DUCKDB:
+        least = (OUTSIDE_DUCKDB + _LEAST_FOR_DUCKDB) // 2**20
+        raise ValueError(
+            f"`memory_limit`={budget!r} is too small a budget for the process: "
+            f"{OUTSIDE_DUCKDB // 2**20} MiB of it is left for Python, Arrow and DuckDB's "
+            f"Parquet readers, and DuckDB's buffers need at least "
+            f"{_LEAST_FOR_DUCKDB // 2**20} MiB; pass at least {least} MiB (e.g. '1GB')."
+        )
+    return f"{share}B"
+
+
 def _duckdb_connection(memory_limit: str | None, database: Path | None = None) -> Any:
     import duckdb
 
+    setting = None if memory_limit is None else duckdb_memory_limit(memory_limit)
     con = duckdb.connect(str(database) if database else ":memory:", read_only=bool(database))
-    if memory_limit is not None:
-        con.execute("SET memory_limit = ?", [str(memory_limit)])
-        # Order of rows is not part of the data model: dropping it lets DuckDB stream
-        # (and spill) instead of buffering whole tables to keep their order.
+    if setting is not None:
+        con.execute("SET memory_limit = ?", [setting])
+        # Order of rows is not part of the data model (every result the library returns
+        # is sorted explicitly): dropping it lets DuckDB stream (and spill) instead of
+        # buffering whole tables to keep their order.
         con.execute("SET preserve_insertion_order = false")
     return con
 
@@ -127,8 +216,10 @@ def open_tables(
     engine : {"duckdb", "polars", "spark"}
         The engine that reads the files.
     memory_limit : str, optional
-        DuckDB only: the most memory DuckDB may use (e.g. ``"4GB"``); beyond it DuckDB
-        spills to disk.
+        DuckDB only: the memory budget of the process (e.g. ``"4GB"``, read by
+        :func:`parse_size`); DuckDB's ``memory_limit`` is set to DuckDB's share of it
+        (:func:`duckdb_memory_limit`), beyond which DuckDB spills to disk, and insertion
+        order is dropped (every result is sorted explicitly). Default: DuckDB's defaults.
     spark : SparkSession, optional
         Spark only: the session to read with (default: the active one, or a new local
         one).

@@ -818,11 +818,17 @@ def load_cohort(
         instead of listing them (``row``, ``line`` and ``value`` are empty); nothing is
         read into pandas. See :mod:`analysis._engine_validation`.
     memory_limit : str, optional
-        ``engine="duckdb"`` only: the most memory DuckDB may use, e.g. ``"4GB"`` (DuckDB's
-        own default is 80% of the machine); beyond it DuckDB spills to a temporary
-        folder. Set on the connection the returned tables belong to, so that
+        ``engine="duckdb"`` only: the memory budget of the whole process, e.g. ``"4GB"``
+        (sizes as DuckDB writes them: ``"4GB"``, ``"4GiB"``, ``"1500MB"``; at least 640
+        MiB). DuckDB's buffers get three quarters of it, or the budget less 512 MiB where
+        that is less (``"1GB"``: 442 MiB; DuckDB's own ``memory_limit`` bounds only its
+        buffers); the rest is left for what DuckDB does not count (its Parquet readers,
+        the allocator's slack) and for Python, pandas and Arrow. Beyond its share DuckDB
+        spills to its temporary folder (``.tmp`` in the working folder). Set on the
+        connection the returned tables belong to, so that
         :func:`~analysis.endpoints.derive_endpoints` and the statistics on them stay
-        within it.
+        within it. Default: no budget, DuckDB's defaults (its buffers may take 80% of the
+        machine's memory). A size that is not one, or too small, raises ``ValueError``.
     spark : SparkSession, optional
         ``engine="spark"`` only: the session to read with (default: the active one, or
         a new local one).

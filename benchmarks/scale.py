@@ -10,18 +10,21 @@ the same files:
   the de-identification guard in DuckDB), ``derive_endpoints(cohort, "GAD7")`` written to
   Parquet, ``rate_table`` of week-4 response and remission by site (Wilson intervals) and
   the within-patient ``effect_size_table``;
-- ``sql``: the same computation as hand-written DuckDB SQL on a connection with the same
-  memory limit: one query per table for the column rules, the keys, the instrument rules,
-  the findings and the identifier-shaped values; the derivation of
-  ``benchmarks/derive.py`` (baseline window, closest in window with ties to the earlier
-  day, prorating, the flags); the rates with Wilson intervals and the d_av effect sizes
-  with their normal-approximation intervals, after the check that no patient repeats
-  within a cell (which the library makes before an effect size).
+- ``sql``: the same computation as hand-written DuckDB SQL on a connection with the
+  library's DuckDB settings for the budget (``--memory-limit`` is the budget of the whole
+  process, as for ``load_cohort``: both give DuckDB's buffers the same share of it, so
+  that the ratio compares like with like): one query per table for the column rules, the
+  keys, the instrument rules, the findings and the identifier-shaped values; the
+  derivation of ``benchmarks/derive.py`` (baseline window, closest in window with ties to
+  the earlier day, prorating, the flags); the rates with Wilson intervals and the d_av
+  effect sizes with their normal-approximation intervals, after the check that no
+  patient repeats within a cell (which the library makes before an effect size).
 
 Each step prints its time, the ratio library / SQL, the peak resident set size of the
-process during the step (the whole process: Python, Arrow and DuckDB) and the ratio of
-CPU seconds (every thread), which other work on a shared machine disturbs less than the
-wall time; the load average before and after the runs is printed with them. Before timing, the
+process during the step (the whole process: Python, Arrow and DuckDB; in MiB, 2**20
+bytes, and at the end as a share of the budget) and the ratio of CPU seconds (every
+thread), which other work on a shared machine disturbs less than the wall time; the load
+average before and after the runs is printed with them. Before timing, the
 SQL is checked to give the library's results on a small registry with injected errors
 (validation counts, endpoint rows, rates and effect sizes). ``--spark-patients`` (default
 500,000) then times the library on local Spark (a subset of the same files); Spark's
@@ -443,12 +446,15 @@ def library_pipeline(folder: Path, work: Path, engine: str, memory_limit: str | 
 
 
 def sql_pipeline(folder: Path, work: Path, memory_limit: str | None):
-    """The hand-written SQL on a DuckDB connection with the same memory limit."""
+    """The hand-written SQL on a DuckDB connection with the library's DuckDB settings for
+    the budget ``memory_limit`` (the same share of it for DuckDB's buffers)."""
     import duckdb
 
+    from analysis._engine_validation import duckdb_memory_limit
+
     con = duckdb.connect()
-    if memory_limit:
-        con.execute(f"SET memory_limit = '{memory_limit}'")
+    if memory_limit:  # the library's budget, read as the library reads it: DuckDB's share
+        con.execute("SET memory_limit = ?", [duckdb_memory_limit(memory_limit)])
         con.execute("SET preserve_insertion_order = false")
     steps = _Steps()
     counts = steps.run("validate", lambda: reference_validation(con, folder))
@@ -571,7 +577,9 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--patients", type=int, default=5_000_000)
     parser.add_argument("--chunk", type=int, default=250_000, help="patients per Parquet file")
-    parser.add_argument("--memory-limit", default="4GB", help="DuckDB memory_limit (library)")
+    parser.add_argument(
+        "--memory-limit", default="4GB", help="the process budget (load_cohort's memory_limit)"
+    )
     parser.add_argument("--spark-patients", type=int, default=500_000, help="0: no Spark run")
     parser.add_argument("--repeats", type=int, default=1, help="runs of each pipeline")
     parser.add_argument("--check-patients", type=int, default=3_000)
@@ -613,11 +621,13 @@ def main(argv=None) -> None:
             for kind in ("sql", "duckdb"):
                 runs[kind].append(_run_worker(kind, folder, work, args.memory_limit))
         print(
-            f"\nDuckDB, memory_limit={args.memory_limit!r} set by load_cohort; {args.repeats} run(s); "
-            f"load average {load_before:.1f} before, {os.getloadavg()[0]:.1f} after"
+            f"\nDuckDB, memory_limit={args.memory_limit!r} set by load_cohort (the process "
+            f"budget: DuckDB's memory_limit {_share(args.memory_limit)}, for the library and "
+            f"the SQL alike); {args.repeats} run(s); load average {load_before:.1f} before, "
+            f"{os.getloadavg()[0]:.1f} after"
         )
         print(
-            f"{'step':<14}{'library s':>14}{'SQL s':>14}{'ratio':>12}{'peak RSS MB':>16}{'SQL peak MB':>14}"
+            f"{'step':<14}{'library s':>14}{'SQL s':>14}{'ratio':>12}{'peak RSS MiB':>16}{'SQL peak MiB':>14}"
             f"{'CPU ratio':>12}"
         )
         for k, step in enumerate(STEPS):
@@ -637,10 +647,19 @@ def main(argv=None) -> None:
         sql_totals = [sum(s["seconds"] for s in run) for run in runs["sql"]]
         ratios = [a / b for a, b in zip(totals, sql_totals, strict=True)]
         peak = max(s["peak_mb"] for run in runs["duckdb"] for s in run)
+        sql_peak = max(s["peak_mb"] for run in runs["sql"] for s in run)
         print(
             f"{'total':<14}{_spread(totals, '.1f'):>14}{_spread(sql_totals, '.1f'):>14}"
-            f"{_spread(ratios, '.2f') + 'x':>12}{peak:>16,.0f}"
+            f"{_spread(ratios, '.2f') + 'x':>12}{peak:>16,.0f}{sql_peak:>14,.0f}"
         )
+        if args.memory_limit:
+            from analysis._engine_validation import parse_size
+
+            budget = parse_size(args.memory_limit) / 2**20
+            print(
+                f"Budget {args.memory_limit} = {budget:,.0f} MiB: peak RSS {peak / budget:.0%} "
+                f"of it (library), {sql_peak / budget:.0%} (SQL)"
+            )
         sys.stdout.flush()
         if args.spark_patients:
             subset = root / "spark"
@@ -661,6 +680,16 @@ def _rows(folder: Path) -> int:
     import pyarrow.parquet as pq
 
     return sum(pq.ParquetFile(p).metadata.num_rows for p in folder.glob("*.parquet"))
+
+
+def _share(budget: str | None) -> str:
+    """DuckDB's memory_limit for the budget, and its share of it (``"3.00 GB, 75%"``)."""
+    from analysis._engine_validation import duckdb_memory_limit, parse_size
+
+    if budget is None:
+        return "DuckDB's default"
+    setting = int(duckdb_memory_limit(budget)[:-1])
+    return f"{setting / 1e9:.2f} GB, {setting / parse_size(budget):.0%} of it"
 
 
 def _spread(values, fmt: str) -> str:
