@@ -788,7 +788,7 @@ def withhold_groups(
             if column == group or column in labels or not hide.any():
                 continue
             if column == "suppressed":
-                out[column] = out[column].fillna(True).astype(bool).to_numpy() | hide
+                out[column] = out[column].fillna(False).astype(bool).to_numpy() | hide
             else:
                 _blank(out, column, hide)
     if among is not None:

@@ -111,6 +111,9 @@ def test_the_report_case_hides_the_routes_whose_responders_are_hidden():
     assert np.isnan(out["median"][0]) and out["median"][1] == 41.0
     assert out["suppressed"].tolist() == [True, False]
     assert durability["n"].tolist() == [16, 30]  # a copy: the input is unchanged
+    # a shown row whose mark is missing is not marked suppressed by the hidden one's
+    unmarked = durability.assign(suppressed=pd.array([pd.NA, pd.NA], dtype="boolean"))
+    assert withhold_groups(unmarked, response)["suppressed"].tolist() == [True, False]
     # a group the response table does not list is hidden as well (nothing vouches for it)
     assert withhold_groups(durability, response.iloc[1:]).equals(out)
 
