@@ -2152,6 +2152,17 @@ def _run_into(
 LINKED_SUPPRESSION_FILE = "linked_suppression.json"
 
 
+def _saved_tables(staging: Path) -> list[tuple[str, str, pd.DataFrame]]:
+    """Every CSV table the run saved, as the audit reads it: ``(file, name, table)``."""
+    from analysis.disclosure import _typed
+
+    tables = []
+    for path in sorted(staging.rglob("*.csv")):
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
+        tables.append((path.relative_to(staging).as_posix(), path.stem, _typed(df)))
+    return tables
+
+
 def _linked_site_suppression(staging: Path, plan: SitePlan, folders: dict, min_cell: int) -> dict:
     """The populations each report set of a ``--by-site`` run must hide in addition.
 
@@ -2159,14 +2170,10 @@ def _linked_site_suppression(staging: Path, plan: SitePlan, folders: dict, min_c
     :func:`analysis.disclosure.linked_suppression`; empty when no site's hidden cell
     follows from the pooled reports and the other sites'.
     """
-    from analysis.disclosure import _typed, linked_suppression
+    from analysis.disclosure import linked_suppression
 
-    tables = []
-    for path in sorted(staging.rglob("*.csv")):
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        tables.append((path.relative_to(staging).as_posix(), path.stem, _typed(df)))
     return linked_suppression(
-        tables,
+        _saved_tables(staging),
         {folders[site]: site for site in plan.shown},
         all_sites_reported=not plan.withheld and not plan.unassigned,
         min_cell=min_cell,
@@ -2186,12 +2193,9 @@ def _linked_table_suppression(staging: Path, min_cell: int) -> dict:
     table, until nothing follows; empty otherwise. What this does not settle (a cell
     that several tables' margins determine together) the audit still refuses.
     """
-    from analysis.disclosure import _typed, cross_table_findings, linked_suppression
+    from analysis.disclosure import cross_table_findings, linked_suppression
 
-    tables = []
-    for path in sorted(staging.rglob("*.csv")):
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, na_values=[""])
-        tables.append((path.relative_to(staging).as_posix(), path.stem, _typed(df)))
+    tables = _saved_tables(staging)
     if not (cross_table_findings(tables)["check"] == "shown_elsewhere").any():
         return {}
     return linked_suppression(tables, {}, all_sites_reported=True, min_cell=min_cell)
