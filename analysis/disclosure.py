@@ -314,6 +314,19 @@ def _blank(out: pd.DataFrame, column: str, mask: np.ndarray) -> None:
     out[column] = values
 
 
+def _hide_rows(table: pd.DataFrame, hide: np.ndarray, labels: Iterable[str]) -> pd.DataFrame:
+    """A copy of ``table`` with the rows ``hide`` blanked in every column but ``labels``,
+    and marked in its ``suppressed`` column when it has one."""
+    keep = {str(c) for c in labels} | {"suppressed"}
+    out = table.copy()
+    for c in out.columns:
+        if str(c) not in keep:
+            _blank(out, c, hide)
+    if "suppressed" in out.columns:
+        out["suppressed"] = out["suppressed"].fillna(False).astype(bool).to_numpy() | hide
+    return out
+
+
 def _masked_counts(values: np.ndarray, mask: np.ndarray) -> Any:
     """Counts (floats, NaN missing) as nullable ``Int64``, rounded, NA where ``mask``."""
     counts = pd.array(values, dtype="Float64").round().astype("Int64")  # type: ignore[attr-defined]  # pandas-stubs: ExtensionArray has no round
@@ -783,14 +796,7 @@ def withhold_groups(
             )
         out = result.loc[~hide].reset_index(drop=True)
     else:
-        out = result.copy()
-        for column in out.columns:
-            if column == group or column in labels or not hide.any():
-                continue
-            if column == "suppressed":
-                out[column] = out[column].fillna(False).astype(bool).to_numpy() | hide
-            else:
-                _blank(out, column, hide)
+        out = _hide_rows(result, hide, [group, *labels]) if hide.any() else result.copy()
     if among is not None:
         out.insert(list(out.columns).index(group) + 1, "among", among)
     out.attrs = dict(result.attrs)
@@ -1949,14 +1955,7 @@ def hide_populations(
             mask = complementary_mask(values, blank | hide, groups, min_cell=min_cell)
             hide |= mask & ~blank
         changed = bool((hide != before).any())
-    out = table.copy()
-    for c in out.columns:
-        if str(c) in labels or str(c) == "suppressed":
-            continue
-        _blank(out, c, hide)
-    if "suppressed" in out.columns:
-        out["suppressed"] = out["suppressed"].fillna(False).astype(bool).to_numpy() | hide
-    return out
+    return _hide_rows(table, hide, labels)
 
 
 def set_linked_suppression(populations: Iterable, *, min_cell: int | None = None) -> None:
