@@ -670,8 +670,8 @@ class _Table:
         self.staged: dict[str, str] = {}  # column -> its clean flag in ``frame``
         self.rows: dict[str, nw.Expr] = {}  # instrument -> its rows, in ``frame``
         self.after_pass: list[Callable[[], None]] = []  # run once the counts are known
-        #: the facts were counted before the pass (:meth:`ask_facts`, DuckDB)
-        self.settled_early = False
+        #: the facts counted before the pass (:meth:`ask_facts`, DuckDB); None: not asked
+        self.early: dict[str, int] | None = None
         #: text columns (as read) where no value has whitespace at an end (known early)
         self.unpadded: set[str] = set()
 
@@ -747,7 +747,7 @@ class _Table:
         and set each column's ``bad`` condition."""
         for name, f in self.fields.items():
             self.count(f"_type_{name}", f.type_bad, name, f"type {f.type}")
-            if self.settled_early:
+            if self.early is not None:  # its facts are known: settled before the pass
                 continue
             for fact, expr in f.facts().items():
                 self.aggregates[f"_fact_{fact}_{name}"] = expr
@@ -798,16 +798,17 @@ class _Table:
             if f.type in ("integer", "number") and f.stored.is_integer():
                 bounds[f"_min_{name}"] = nw.col(f.column).min()
                 bounds[f"_max_{name}"] = nw.col(f.column).max()
-        self.settled_early = True
-        self.early: dict[str, int] = {}
+        early: dict[str, int] = {}
+        self.early = early
         for aggregates in (facts, bounds):
             if aggregates:
-                batch.ask(self.raw, aggregates, self.early.update)
+                batch.ask(self.raw, aggregates, early.update)
 
     def settle_early(self) -> None:
         """After :meth:`ask_facts`: each column's expressions as simple as its facts
         allow (:meth:`_Field.settle`), before the pass is written."""
         counts = self.early
+        assert counts is not None, "ask_facts comes first"
         schema = self.raw.collect_schema()
         self.unpadded = {
             c for c in schema.names() if _is_text(schema[c]) and not counts[f"_edge_{c}"]
@@ -1420,7 +1421,7 @@ def validate_engine_cohort(
     batch = _Batch()  # the aggregate pass of every table, in one query
     for table, frame in frames.items():
         t = tables[table]
-        if t.settled_early:
+        if t.early is not None:
             t.settle_early()
         t.checked()
         if table == "assessments":
