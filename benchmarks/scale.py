@@ -448,14 +448,10 @@ def library_pipeline(folder: Path, work: Path, engine: str, memory_limit: str | 
 def sql_pipeline(folder: Path, work: Path, memory_limit: str | None):
     """The hand-written SQL on a DuckDB connection with the library's DuckDB settings for
     the budget ``memory_limit`` (the same share of it for DuckDB's buffers)."""
-    import duckdb
+    from analysis._engine_validation import _duckdb_connection
 
-    from analysis._engine_validation import duckdb_memory_limit
-
-    con = duckdb.connect()
-    if memory_limit:  # the library's budget, read as the library reads it: DuckDB's share
-        con.execute("SET memory_limit = ?", [duckdb_memory_limit(memory_limit)])
-        con.execute("SET preserve_insertion_order = false")
+    # the connection load_cohort opens: DuckDB's share of the budget, no insertion order
+    con = _duckdb_connection(memory_limit or None)
     steps = _Steps()
     counts = steps.run("validate", lambda: reference_validation(con, folder))
     path = work / "endpoints_sql.parquet"
