@@ -636,9 +636,7 @@ class _PandasSteps(_Steps):
 
     def score(self, frame, instrument: Instrument, visits: Sequence[Visit]):
         native = frame.to_native()
-        items = np.column_stack(
-            [_floats(native[c]) for c in instrument.item_columns] or [np.empty((len(native), 0))]
-        )
+        items = [_floats(native[c]) for c in instrument.item_columns]
         answered, value, scored, _ = _score_arrays(instrument, items, _floats(native["total"]))
         target, known = _window_target(visits, native["study_day"])
         added = {
@@ -701,7 +699,7 @@ class _PandasSteps(_Steps):
                 "score": score[take],
                 "imputed": np.zeros(len(take), dtype=bool),
             }
-            return nw.from_native(pd.DataFrame(columns), eager_only=True)
+            return nw.from_native(_frame_of(columns, len(take)), eager_only=True)
         # The grid: a slot per patient with a baseline (in code order) and post visit.
         at_base = np.flatnonzero(chosen & (target == base.target_day))
         at_base = at_base[np.argsort(code[at_base], kind="stable")]
@@ -735,7 +733,7 @@ class _PandasSteps(_Steps):
             "score": np.where(seen, value, filled)[keep],
             "imputed": ~seen[keep],
         }
-        return nw.from_native(pd.DataFrame(columns), eager_only=True)
+        return nw.from_native(_frame_of(columns, int(keep.sum())), eager_only=True)
 
     def outcomes(
         self,
@@ -789,12 +787,11 @@ class _PandasSteps(_Steps):
             columns["reliable_recovery"] = flag(
                 (score < case) & (-change >= threshold), baseline >= case
             )
+        del hundred, pct, response, partial  # held in the flags: free before the frame
         columns["severity"] = _bands(bands, score, no_score)
         columns["baseline_severity"] = _bands(bands, baseline, no_baseline)
         columns["imputed"] = native["imputed"]
-        out = pd.DataFrame(
-            {c: _values(columns[c], native.index) for c in ENDPOINT_COLUMNS}, index=native.index
-        )
+        out = _frame_of({c: columns[c] for c in ENDPOINT_COLUMNS}, native.index)
         return cast_columns(nw.from_native(out, eager_only=True), _DTYPES)
 
     def account(self, annotated, visits: Sequence[Visit], columns: Sequence[str]):
@@ -817,6 +814,16 @@ class _PandasSteps(_Steps):
         return cast_columns(nw.from_native(out, eager_only=True), _ACCOUNT_DTYPES)
 
 
+def _frame_of(columns: Mapping[str, object], index: pd.Index | int) -> pd.DataFrame:
+    """A pandas frame of ``columns`` (arrays or Series on ``index``), none of them copied.
+
+    ``pd.DataFrame(dict)`` copies the columns of one dtype into one block: on 10 million
+    rows that is about half a gigabyte more at the derivation's peak.
+    """
+    index = pd.RangeIndex(index) if isinstance(index, int) else index
+    return replace_columns(pd.DataFrame(index=index), columns)
+
+
 def _floats(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype="float64", na_value=np.nan)
 
@@ -830,23 +837,17 @@ def _ints(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 def _visit_labels(visits: Sequence[Visit], target: np.ndarray, missing: np.ndarray) -> np.ndarray:
     """The visit name of each target day (None where missing or not a visit's day):
     :func:`_visit_name` on arrays."""
+    days = np.array(sorted({v.target_day for v in visits}), dtype=np.int64)
     names = {v.target_day: v.name for v in visits}
-    labels = np.array([names.get(t) for t in target.tolist()], dtype=object)
-    labels[missing] = None
-    return labels
-
-
-def _values(column, index: pd.Index):
-    """A column of the pandas outcomes as a Series on ``index`` (arrays not copied)."""
-    if isinstance(column, pd.Series):
-        return column
-    return pd.Series(column, index=index, copy=False)
+    labels = np.array([names[d] for d in days.tolist()] + [None], dtype=object)
+    at = np.minimum(np.searchsorted(days, target), len(days) - 1)
+    found = ~missing & (days[at] == target) if len(days) else np.zeros(len(target), bool)
+    return labels[np.where(found, at, len(days))]
 
 
 def _bands(bands, values: np.ndarray, missing: np.ndarray) -> np.ndarray:
     """The band label of each value (None where missing): ``bands.classify``."""
-    labels = bands.classify(np.where(missing, np.nan, values.astype(float)))
-    return np.array(labels, dtype=object)
+    return bands._label_array(np.where(missing, np.nan, values.astype(float)))
 
 
 def _window_target(visits: Sequence[Visit], study_day: pd.Series):

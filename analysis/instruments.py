@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import functools
 import operator
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, field, fields, replace
@@ -73,11 +73,17 @@ class SeverityBands:
         values = pd.to_numeric(pd.Series(scores, dtype="object"), errors="coerce").to_numpy(
             dtype=float
         )
+        return self._label_array(values).tolist()
+
+    def _label_array(self, values: np.ndarray) -> np.ndarray:
+        """:meth:`classify` of a float array (NaN missing), as an object array.
+
+        The form the pandas fast paths use: no conversion of every score to a Python
+        object and back (about 1 s per call on 10 million scores).
+        """
         index = np.searchsorted(np.asarray(self.lower, dtype=float), values, side="right") - 1
-        labels = np.asarray(self.labels, dtype=object)
-        out = labels[np.clip(index, 0, len(labels) - 1)]
-        out[np.isnan(values)] = None
-        return out.tolist()
+        labels = np.asarray(self.labels + (None,), dtype=object)
+        return labels[np.where(np.isnan(values), len(self.labels), np.maximum(index, 0))]
 
 
 class _Unset:
@@ -530,20 +536,27 @@ def _generic_scoring() -> Iterator[None]:
 
 
 def _score_arrays(
-    instrument: Instrument, items: np.ndarray, recorded: np.ndarray
+    instrument: Instrument, items: np.ndarray | Sequence[np.ndarray], recorded: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The rules of :func:`score_expr` and :func:`prorated_expr` on arrays (pandas).
 
-    ``items`` holds one row per assessment and one float column per item of
-    ``instrument`` (NaN unanswered), ``recorded`` the recorded totals (NaN missing).
+    ``items`` holds one float array per item of ``instrument`` (NaN unanswered; or a 2-D
+    array with one row per assessment and one column per item), ``recorded`` the
+    recorded totals (NaN missing).
     Returns the items answered, the score (0 where unscorable), whether there is a
     score, and whether it is prorated: the numpy form of the narwhals expressions, shared
     by :func:`score_items` and the endpoint derivation's pandas fast path (each held equal
     to the expressions by a test).
     """
-    present = ~np.isnan(items)
-    n = present.sum(axis=1).astype(np.int64)
-    item_sum = np.where(present, items, 0).sum(axis=1).astype(np.int64)
+    columns = list(items.T) if isinstance(items, np.ndarray) else list(items)
+    rows = len(recorded)
+    n = np.zeros(rows, dtype=np.int64)
+    total = np.zeros(rows, dtype=np.float64)
+    for column in columns:  # column by column: no stacked copy of the items
+        present = ~np.isnan(column)
+        n += present
+        total += np.where(present, column, 0.0)
+    item_sum = total.astype(np.int64)
     k, m = instrument.n_items, instrument.max_missing_items
     prorate = (n < k) & (n >= k - m) & (n > 0)
     safe_n = np.maximum(n, 1)
@@ -586,11 +599,9 @@ def _score_pandas(
             c: native[c].to_numpy(dtype="float64", na_value=np.nan)[on] for c in inst.item_columns
         }
         recorded = total.to_numpy(dtype="float64", na_value=np.nan)[on]
-        n, value, has, prorate = _score_arrays(
-            inst, np.column_stack(list(items.values())), recorded
-        )
+        n, value, has, prorate = _score_arrays(inst, list(items.values()), recorded)
         answered[on], score[on], prorated[on], scored[on] = n, value, prorate, has
-        severity[on] = inst.severity_bands.classify(np.where(has, value, np.nan))
+        severity[on] = inst.severity_bands._label_array(np.where(has, value, np.nan))
         for name, having in subscales.items():
             if inst not in having:
                 continue
