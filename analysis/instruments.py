@@ -555,7 +555,7 @@ def _score_arrays(
     for column in columns:  # column by column: no stacked copy of the items
         present = ~np.isnan(column)
         n += present
-        total += np.where(present, column, 0.0)
+        np.add(total, column, out=total, where=present)
     item_sum = total.astype(np.int64)
     k, m = instrument.n_items, instrument.max_missing_items
     prorate = (n < k) & (n >= k - m) & (n > 0)
