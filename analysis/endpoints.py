@@ -799,7 +799,7 @@ class _PandasSteps(_Steps):
             columns["reliable_recovery"] = flag(
                 (score < case) & (-change >= threshold), baseline >= case
             )
-        del hundred, pct, response, partial  # held in the flags: free before the frame
+        del hundred, response, partial  # temporaries of the flags: freed before the frame
         columns["severity"] = _bands(bands, score, no_score)
         columns["baseline_severity"] = _bands(bands, baseline, no_baseline)
         columns["imputed"] = native["imputed"]

@@ -536,23 +536,20 @@ def _generic_scoring() -> Iterator[None]:
 
 
 def _score_arrays(
-    instrument: Instrument, items: np.ndarray | Sequence[np.ndarray], recorded: np.ndarray
+    instrument: Instrument, items: Sequence[np.ndarray], recorded: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """The rules of :func:`score_expr` and :func:`prorated_expr` on arrays (pandas).
 
-    ``items`` holds one float array per item of ``instrument`` (NaN unanswered; or a 2-D
-    array with one row per assessment and one column per item), ``recorded`` the
-    recorded totals (NaN missing).
+    ``items`` holds one float array per item of ``instrument`` (NaN unanswered),
+    ``recorded`` the recorded totals (NaN missing).
     Returns the items answered, the score (0 where unscorable), whether there is a
     score, and whether it is prorated: the numpy form of the narwhals expressions, shared
     by :func:`score_items` and the endpoint derivation's pandas fast path (each held equal
     to the expressions by a test).
     """
-    columns = list(items.T) if isinstance(items, np.ndarray) else list(items)
-    rows = len(recorded)
-    n = np.zeros(rows, dtype=np.int64)
-    total = np.zeros(rows, dtype=np.float64)
-    for column in columns:  # column by column: no stacked copy of the items
+    n = np.zeros(len(recorded), dtype=np.int64)
+    total = np.zeros(len(recorded), dtype=np.float64)
+    for column in items:  # column by column: no stacked copy of the items
         present = ~np.isnan(column)
         n += present
         np.add(total, column, out=total, where=present)
