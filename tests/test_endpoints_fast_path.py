@@ -19,6 +19,7 @@ from analysis.endpoints import (
     IMPUTE,
     _generic_steps,
     _PandasSteps,
+    _sorted_codes,
     _Steps,
     _steps_for,
     derive_endpoints,
@@ -154,6 +155,32 @@ def test_a_missing_patient_id_is_not_joined_on_the_fast_path_either():
     pd.testing.assert_frame_equal(fast, generic)
     missing = fast[fast["patient_id"].isna()]
     assert len(missing) == 6 and missing["imputed"].all()
+
+
+_ID = st.one_of(
+    st.text(max_size=3),
+    st.integers(-3, 3),
+    st.sampled_from([None, np.nan, "P0001", "p0001", "P0010"]),
+)
+
+
+@given(ids=st.lists(_ID, max_size=30), as_string=st.booleans())
+def test_sorted_codes_are_pandas_sorted_factorisation(ids, as_string):
+    """The patient codes of the pandas fast path are ``pd.factorize(..., sort=True)``'s,
+    whatever the ids: text, integers, a mix that does not sort, missing values."""
+    series = pd.Series(ids, dtype=object)
+    if as_string:
+        series = series.map(lambda v: v if v is None or isinstance(v, str) else str(v))
+        series = series.astype("string")
+    try:
+        expected, uniques = pd.factorize(series, sort=True)
+    except TypeError:
+        with pytest.raises(TypeError):
+            _sorted_codes(series)
+        return
+    codes, n_ids = _sorted_codes(series)
+    np.testing.assert_array_equal(codes, expected)
+    assert n_ids == len(uniques)
 
 
 def test_an_instrument_without_rows_gives_the_same_empty_results():
