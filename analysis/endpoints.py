@@ -873,8 +873,8 @@ def _ints(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 def _visit_labels(visits: Sequence[Visit], target: np.ndarray, missing: np.ndarray) -> np.ndarray:
     """The visit name of each target day (None where missing or not a visit's day):
     :func:`_visit_name` on arrays."""
-    days = np.array(sorted({v.target_day for v in visits}), dtype=np.int64)
     names = {v.target_day: v.name for v in visits}
+    days = np.array(sorted(names), dtype=np.int64)
     labels = np.array([names[d] for d in days.tolist()] + [None], dtype=object)
     at = np.minimum(np.searchsorted(days, target), len(days) - 1)
     found = ~missing & (days[at] == target) if len(days) else np.zeros(len(target), bool)
