@@ -931,6 +931,12 @@ def _target_day(visits: Sequence[Visit]) -> nw.Expr:
     )
 
 
+def _in_window(frame, visit: Visit):
+    """The rows of ``frame`` whose ``study_day`` lies in ``visit``'s window."""
+    day = nw.col("study_day")
+    return frame.filter((day >= visit.window_low) & (day <= visit.window_high))
+
+
 def _visit_name(visits: Sequence[Visit]) -> nw.Expr:
     """Name of the visit of ``target_day``."""
     target = nw.col("target_day")
@@ -1244,13 +1250,19 @@ def derive_endpoints(
     steps = _steps_for(frame)
     frame = steps.encode(frame)
     keep = ["patient_id", "study_day"]
-    if criteria.reliable_change is None:
-        keep += ["n_items_answered", *instrument.item_columns]
-    frame = _annotate(frame, instrument, visits, steps, keep, filtered=True)
-    if criteria.reliable_change is None:
+    items = ["n_items_answered", *instrument.item_columns]
+    threshold = criteria.reliable_change
+    if threshold is None and isinstance(frame, nw.LazyFrame):
+        # A lazy engine would run the whole derivation once for the threshold and again
+        # for the rows; the threshold needs only the assessments of the baseline window.
+        base = _in_window(frame, visits[0])
+        base = _annotate(base, instrument, visits, steps, keep + items, filtered=True)
+        threshold = _jacobson_truax(base, instrument, criteria, visits[0].target_day)
+    if threshold is None:  # an eager frame: annotated once, for the threshold and the rows
+        frame = _annotate(frame, instrument, visits, steps, keep + items, filtered=True)
         threshold = _jacobson_truax(frame, instrument, criteria, visits[0].target_day)
     else:
-        threshold = criteria.reliable_change
+        frame = _annotate(frame, instrument, visits, steps, keep, filtered=True)
     rows = steps.rows(frame, visits, impute)
     rows = steps.outcomes(rows, instrument, visits, criteria, threshold, bands)
     if isinstance(rows, nw.LazyFrame):
