@@ -926,15 +926,20 @@ def _target_day(visits: Sequence[Visit]) -> nw.Expr:
     # ``0 * day + target`` rather than a literal keeps pandas in its nullable integer dtype.
     return _by_visit(
         visits,
-        lambda v: (day >= v.window_low) & (day <= v.window_high),
+        _in_window_expr,
         lambda v: 0 * day + v.target_day,
     )
 
 
+def _in_window_expr(visit: Visit) -> nw.Expr:
+    """Whether ``study_day`` lies in ``visit``'s window (null where the day is missing)."""
+    day = nw.col("study_day")
+    return (day >= visit.window_low) & (day <= visit.window_high)
+
+
 def _in_window(frame, visit: Visit):
     """The rows of ``frame`` whose ``study_day`` lies in ``visit``'s window."""
-    day = nw.col("study_day")
-    return frame.filter((day >= visit.window_low) & (day <= visit.window_high))
+    return frame.filter(_in_window_expr(visit))
 
 
 def _visit_name(visits: Sequence[Visit]) -> nw.Expr:
