@@ -141,3 +141,36 @@ def test_same_scores_on_every_backend(cohort, backend):
 def test_default_schedule_is_exercised(cohort):
     acc = endpoint_accounting(cohort)
     assert set(acc.visit.dropna()) == {v.name for v in DEFAULT_SCHEDULE}
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_rows_without_a_patient_id_have_no_baseline_on_every_backend(cohort, backend):
+    # Some ids blanked, among them a patient's baseline rows: those rows belong to no
+    # patient on every engine (the window of the derivation would group them as one).
+    blanked = cohort.copy()
+    blanked["patient_id"] = blanked["patient_id"].astype(object)
+    blank = blanked["patient_id"].isin(["P0003", "P0011", "P0042"]) | (blanked.index % 97 == 0)
+    blanked.loc[blank, "patient_id"] = None
+    for instrument in ["GAD7", "HAMA"]:
+        expected = to_pandas(derive_endpoints(blanked, instrument, impute="bocf"))
+        assert expected["patient_id"].notna().all() and len(expected) > 100
+        got = to_pandas(derive_endpoints(BACKENDS[backend](blanked), instrument, impute="bocf"))
+        pd.testing.assert_frame_equal(got, expected)
+    accounted = to_pandas(endpoint_accounting(BACKENDS[backend](blanked)))
+    no_id = accounted[accounted["patient_id"].isna()]
+    assert len(no_id) == blank.sum()
+    assert set(no_id["reason"]) <= {"no_baseline", "unscorable", "outside_schedule"}
+    assert (no_id["reason"] == "no_baseline").any()
+
+
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_a_duplicated_assessment_is_chosen_twice_on_every_backend(cohort, backend):
+    # Validation refuses a duplicated (patient, instrument, day); unvalidated, both copies
+    # tie for their window on every engine (DuckDB ranks where the others compare with the
+    # window's minimum), so both become rows, as on pandas.
+    doubled = pd.concat([cohort, cohort.iloc[::50]], ignore_index=True)
+    for instrument in ["GAD7", "HAMA"]:
+        expected = to_pandas(derive_endpoints(doubled, instrument))
+        assert len(expected) > len(to_pandas(derive_endpoints(cohort, instrument)))
+        got = to_pandas(derive_endpoints(BACKENDS[backend](doubled), instrument))
+        pd.testing.assert_frame_equal(got, expected)

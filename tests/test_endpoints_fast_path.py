@@ -140,9 +140,10 @@ def test_fast_path_equals_generic_steps_with_reliability_from_data(instrument):
         assert len(fast) > 50  # a cohort that exercises the derivation
 
 
-def test_a_missing_patient_id_is_not_joined_on_the_fast_path_either():
-    # A join never matches a missing key (Polars, DuckDB and the generic steps agree): the
-    # observed week-1 row of the patient without an id is not in its bocf grid.
+def test_a_row_without_a_patient_id_has_no_baseline_on_either_path():
+    # A row without an id belongs to no patient (a join never matches a missing key, on
+    # Polars, DuckDB and Spark alike): the two id-less rows, one in the baseline window,
+    # give no endpoint row and are accounted for as no_baseline; the patients are unchanged.
     cohort = pd.DataFrame(
         {
             "patient_id": ["b", None, "a", None, "b", "a"],
@@ -151,10 +152,16 @@ def test_a_missing_patient_id_is_not_joined_on_the_fast_path_either():
             "total": [15, 12, 18, 9, 10, 4],
         }
     )
-    fast, generic = _both(derive_endpoints, cohort, "GAD7", impute="bocf")
+    for impute in IMPUTE:
+        fast, generic = _both(derive_endpoints, cohort, "GAD7", impute=impute)
+        pd.testing.assert_frame_equal(fast, generic)
+        assert fast["patient_id"].notna().all()
+        with_ids = cohort.dropna(subset=["patient_id"])
+        expected = derive_endpoints(with_ids, "GAD7", impute=impute)
+        pd.testing.assert_frame_equal(fast.reset_index(drop=True), expected)
+    fast, generic = _both(endpoint_accounting, cohort, "GAD7")
     pd.testing.assert_frame_equal(fast, generic)
-    missing = fast[fast["patient_id"].isna()]
-    assert len(missing) == 6 and missing["imputed"].all()
+    assert list(fast.loc[fast["patient_id"].isna(), "reason"]) == ["no_baseline"] * 2
 
 
 _ID = st.one_of(
