@@ -554,8 +554,8 @@ class _Steps:
 
         With ``every_row`` every row is kept and flagged (the accounting); without it, the
         rows not chosen may be left out, as the derivation reads only the chosen ones: the
-        unscorable and unscheduled rows are dropped before the window, and the rows kept
-        are those of :meth:`first_in_window`.
+        unscorable and unscheduled rows and those without a ``patient_id`` are dropped
+        before the window, and the rows kept are those of :meth:`first_in_window`.
         """
         base = visits[0]
         day, target, score = nw.col("study_day"), nw.col("target_day"), nw.col("score")
@@ -564,30 +564,25 @@ class _Steps:
             .then(base.window_high - day)
             .otherwise(2 * (day - target).abs() + (day > target).cast(nw.Int64))
         )
+        # A row without a patient_id belongs to no patient: it is never chosen, so it gives
+        # no baseline, no endpoint row and nothing to the Jacobson-Truax SD.
+        candidate = ~score.is_null() & ~target.is_null() & ~nw.col("patient_id").is_null()
         if every_row:
-            frame = frame.with_columns(_key=nw.when(~score.is_null() & ~target.is_null()).then(key))
-            chosen = nw.col("_key") == nw.col("_key").min().over("patient_id", "target_day")
-            frame = frame.with_columns(_chosen=chosen.fill_null(False))
+            frame = frame.with_columns(_key=nw.when(candidate).then(key))
+            frame = frame.with_columns(_chosen=self.first_in_window().fill_null(False))
         else:
-            frame = frame.filter(~score.is_null() & ~target.is_null()).with_columns(_key=key)
+            frame = frame.filter(candidate).with_columns(_key=key)
             frame = frame.filter(self.first_in_window()).with_columns(_chosen=nw.lit(True))
         if not baseline:
             return frame
-        # A row without a patient_id belongs to no patient: it gives no baseline and gets
-        # none (the window would take the rows without an id together as one patient).
         # A join of the baselines instead of this window was about as fast on DuckDB at
         # 1,000,000 patients but held 1.6x the memory (the shared input computed twice).
         own = nw.col("_chosen") & (target == base.target_day)
-        return frame.with_columns(
-            baseline=nw.when(own & ~nw.col("patient_id").is_null())
-            .then(score)
-            .max()
-            .over("patient_id")
-        )
+        return frame.with_columns(baseline=nw.when(own).then(score).max().over("patient_id"))
 
     def first_in_window(self) -> nw.Expr:
         """Whether a row's ``_key`` is the smallest in its patient's window (ties all
-        are), as a filter of rows that have a key."""
+        are); null where the row has no key."""
         return nw.col("_key") == nw.col("_key").min().over("patient_id", "target_day")
 
     def rows(self, frame, visits: Sequence[Visit], impute: str):
@@ -1119,11 +1114,7 @@ def _jacobson_truax(frame, instrument: Instrument, criteria: Criteria, base_targ
     ``k / (k - 1) x (1 - sum of item variances / variance of the totals)``. Only the
     sufficient statistics (counts, sums, sums of squares) leave the engine.
     """
-    base = frame.filter(
-        nw.col("_chosen")
-        & (nw.col("target_day") == base_target)
-        & ~nw.col("patient_id").is_null()  # a row without an id is no patient's baseline
-    )
+    base = frame.filter(nw.col("_chosen") & (nw.col("target_day") == base_target))
     score = nw.col("score").cast(nw.Float64)
     complete = nw.col("n_items_answered") == instrument.n_items
     aggs = {"n": score.count(), "s": score.sum(), "ss": (score * score).sum()}

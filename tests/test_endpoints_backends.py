@@ -154,6 +154,11 @@ def test_rows_without_a_patient_id_have_no_baseline_on_every_backend(cohort, bac
     for instrument in ["GAD7", "HAMA"]:
         expected = to_pandas(derive_endpoints(blanked, instrument, impute="bocf"))
         assert expected["patient_id"].notna().all() and len(expected) > 100
+        # As if the rows were not there (the HAM-A's Jacobson-Truax SD included).
+        dropped = blanked.dropna(subset=["patient_id"])
+        pd.testing.assert_frame_equal(
+            expected, to_pandas(derive_endpoints(dropped, instrument, impute="bocf"))
+        )
         got = to_pandas(derive_endpoints(BACKENDS[backend](blanked), instrument, impute="bocf"))
         pd.testing.assert_frame_equal(got, expected)
     accounted = to_pandas(endpoint_accounting(BACKENDS[backend](blanked)))
@@ -174,3 +179,22 @@ def test_a_duplicated_assessment_is_chosen_twice_on_every_backend(cohort, backen
         assert len(expected) > len(to_pandas(derive_endpoints(cohort, instrument)))
         got = to_pandas(derive_endpoints(BACKENDS[backend](doubled), instrument))
         pd.testing.assert_frame_equal(got, expected)
+
+
+@pytest.mark.parametrize("backend", ["pandas", *BACKENDS])
+def test_a_row_without_a_patient_id_is_not_in_the_jacobson_truax_sd(backend):
+    # Baselines 20, 22, 24: SD 2, threshold 1.96 x 2 x sqrt(2 x 0.1) = 1.75, so the drops
+    # of 10 points are reliable. An id-less baseline of 56 would make the SD 17.1 and the
+    # threshold 15.0, and no drop reliable.
+    cohort = pd.DataFrame(
+        {
+            "patient_id": ["a", "a", "b", "b", "c", "c", None],
+            "instrument": "HAMA",
+            "study_day": [0, 28, 0, 28, 0, 28, 0],
+            "total": [20, 10, 22, 12, 24, 14, 56],
+        }
+    )
+    make = BACKENDS.get(backend, lambda df: df)
+    got = to_pandas(derive_endpoints(make(cohort), "HAMA", criteria={"reliability": 0.9}))
+    assert list(got["patient_id"]) == ["a", "b", "c"]
+    assert got["reliable_improvement"].tolist() == [True, True, True]
