@@ -86,14 +86,21 @@ def _schedule(items: list[pytest.Item]) -> None:
       one worker running them alone while the other has finished.
     - The tests of the rendered reports share one ``xdist_group`` (``make test`` runs with
       ``--dist loadgroup``): one worker renders them and runs them all, instead of the other
-      worker waiting on the render's lock.
+      worker waiting on the render's lock. So do the tests that read the engine
+      validations of ``tests/test_engine_validation.py`` (``engine_results``, a module
+      cache): on two workers each validation would run twice.
     """
     slow_files = {item.path for item in items if item.get_closest_marker("slow")}
     items.sort(key=lambda item: item.path not in slow_files)  # stable: file order kept
     for item in items:
-        if "rendered_reports" in getattr(item, "fixturenames", ()):
-            item.add_marker(pytest.mark.xdist_group("rendered_reports"))
+        for shared in _SHARED_RUNS.intersection(getattr(item, "fixturenames", ())):
+            item.add_marker(pytest.mark.xdist_group(shared))
         _group_node_id(item)
+
+
+#: Fixtures whose one run (or cache of runs) several tests read: their tests share an
+#: ``xdist_group`` named after the fixture.
+_SHARED_RUNS = frozenset({"rendered_reports", "engine_results"})
 
 
 def _group_node_id(item: pytest.Item) -> None:
