@@ -469,3 +469,19 @@ def cast_columns(frame, dtypes: Mapping[str, type]):
             )
         return nw.from_native(native, eager_only=True)
     return frame.with_columns(nw.col(c).cast(d) for c, d in dtypes.items())
+
+
+def typed_select(frame, columns: Mapping[str, nw.Expr], dtypes: Mapping[str, type]):
+    """``frame.select`` of ``columns`` (name -> expression), then cast as
+    :func:`cast_columns` casts ``dtypes``; on a lazy engine in one projection.
+
+    DuckDB (2.0) binds the whole query again at each step of the relational API, so a
+    select, then a cast, costs two binds of an ever longer query; the casts are folded
+    into the select there. pandas selects, then casts natively (nullable dtypes).
+    """
+    if frame.implementation.is_pandas():
+        return cast_columns(frame.select(**columns), dtypes)
+    return frame.select(
+        expr.cast(dtypes[name]).alias(name) if name in dtypes else expr.alias(name)
+        for name, expr in columns.items()
+    )

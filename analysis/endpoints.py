@@ -64,6 +64,7 @@ import narwhals as nw
 import numpy as np
 import pandas as pd
 
+from analysis._frames import typed_select
 from analysis._utils import check_choice
 from analysis.cohort import Cohort
 from analysis.instruments import (
@@ -535,18 +536,21 @@ class _Steps:
         """:meth:`restore` for a frame of input rows numbered by ``row`` (the accounting)."""
         return self.restore(frame)
 
-    def score(self, frame, instrument: Instrument, visits: Sequence[Visit]):
+    def score(self, frame, instrument: Instrument, visits: Sequence[Visit], keep=None):
         """Add ``n_items_answered``, ``target_day`` (of the window holding ``study_day``,
         null outside the schedule) and ``score`` (:func:`~analysis.instruments.score_expr`)
-        to assessments of ``instrument``."""
+        to assessments of ``instrument``; with ``keep``, only the columns ``keep``,
+        ``target_day`` and ``score`` (in one projection with the score: a lazy engine
+        binds each step of the query again, see :func:`_annotate`)."""
         frame = frame.with_columns(
             n_items_answered=answered_expr(instrument),
             _item_sum=item_sum_expr(instrument),
             target_day=_target_day(visits),
         )
-        return frame.with_columns(
-            score=score_expr(instrument, nw.col("n_items_answered"), nw.col("_item_sum"))
-        )
+        score = score_expr(instrument, nw.col("n_items_answered"), nw.col("_item_sum"))
+        if keep is None:
+            return frame.with_columns(score=score)
+        return frame.select(*(nw.col(c) for c in keep), nw.col("target_day"), score.alias("score"))
 
     def choose(self, frame, visits: Sequence[Visit], every_row: bool = True, baseline: bool = True):
         """Add ``_chosen`` and (``baseline``) ``baseline`` to scored assessments
@@ -567,34 +571,42 @@ class _Steps:
         # A row without a patient_id belongs to no patient: it is never chosen, so it gives
         # no baseline, no endpoint row and nothing to the Jacobson-Truax SD.
         candidate = ~score.is_null() & ~target.is_null() & ~nw.col("patient_id").is_null()
-        if every_row:
-            frame = frame.with_columns(_key=nw.when(candidate).then(key))
-            frame = frame.with_columns(_chosen=self.first_in_window().fill_null(False))
-        else:
-            frame = frame.filter(candidate).with_columns(_key=key)
-            frame = frame.filter(self.first_in_window()).with_columns(_chosen=nw.lit(True))
-        if not baseline:
-            return frame
         # A join of the baselines instead of this window was about as fast on DuckDB at
         # 1,000,000 patients but held 1.6x the memory (the shared input computed twice).
-        own = nw.col("_chosen") & (target == base.target_day)
-        return frame.with_columns(baseline=nw.when(own).then(score).max().over("patient_id"))
+        own_baseline = target == base.target_day
+        if every_row:
+            frame = frame.with_columns(_key=nw.when(candidate).then(key))
+            frame = frame.with_columns(
+                _chosen=self.first_in_window(nw.col("_key")).fill_null(False)
+            )
+            own_baseline = nw.col("_chosen") & own_baseline
+            if not baseline:
+                return frame
+            return frame.with_columns(
+                baseline=nw.when(own_baseline).then(score).max().over("patient_id")
+            )
+        # Every row left is chosen: ``_chosen`` and the baseline come in one step (each
+        # step of a lazy query is bound again by DuckDB, see :func:`_annotate`).
+        frame = frame.filter(candidate).filter(self.first_in_window(key))
+        added = {"_chosen": nw.lit(True)}
+        if baseline:
+            added["baseline"] = nw.when(own_baseline).then(score).max().over("patient_id")
+        return frame.with_columns(**added)
 
-    def first_in_window(self) -> nw.Expr:
-        """Whether a row's ``_key`` is the smallest in its patient's window (ties all
+    def first_in_window(self, key: nw.Expr) -> nw.Expr:
+        """Whether a row's ``key`` is the smallest in its patient's window (ties all
         are); null where the row has no key."""
-        return nw.col("_key") == nw.col("_key").min().over("patient_id", "target_day")
+        return key == key.min().over("patient_id", "target_day")
 
     def rows(self, frame, visits: Sequence[Visit], impute: str):
         """The endpoint rows of a chosen frame (:meth:`choose`): ``patient_id,
         target_day, study_day, baseline, score, imputed``, the chosen post-baseline
         assessments of patients with a baseline and (``impute``) the imputed visits;
         eager rows sorted by ``patient_id, target_day``."""
-        rows = _observed(frame, visits[0])
         if impute == "observed":
-            rows = rows.with_columns(imputed=nw.col("score").is_null())
+            rows = _observed(frame, visits[0], imputed=True)
         else:
-            rows = _impute(frame, rows, visits, impute)
+            rows = _impute(frame, _observed(frame, visits[0]), visits, impute)
         # Eager rows are sorted now, on few columns, rather than every output column at the end.
         return self.sort(rows, visits)
 
@@ -616,12 +628,12 @@ class _Steps:
     ):
         """The columns :data:`ENDPOINT_COLUMNS` (typed) from :meth:`rows`."""
         rows = rows.with_columns(change=nw.col("score") - nw.col("baseline"))
-        rows = rows.with_columns(
-            instrument=nw.lit(instrument.name),
-            visit=_visit_name(visits),
+        added = {
+            "instrument": nw.lit(instrument.name),
+            "visit": _visit_name(visits),
             **_outcomes(criteria, threshold, bands),
-        )
-        return cast_columns(_select(rows, *ENDPOINT_COLUMNS), _DTYPES)
+        }
+        return typed_select(rows, {c: added.get(c, nw.col(c)) for c in ENDPOINT_COLUMNS}, _DTYPES)
 
     def account(self, annotated, visits: Sequence[Visit], columns: Sequence[str]):
         """``columns`` (typed) of an annotated frame (:func:`_annotate`) with ``visit``
@@ -629,8 +641,10 @@ class _Steps:
         annotated = annotated.with_columns(
             _is_baseline_window=nw.col("target_day") == visits[0].target_day
         )
-        annotated = annotated.with_columns(visit=_visit_name(visits), reason=_reason())
-        return cast_columns(_select(annotated, *columns), _ACCOUNT_DTYPES)
+        added = {"visit": _visit_name(visits), "reason": _reason()}
+        return typed_select(
+            annotated, {c: added.get(c, nw.col(c)) for c in columns}, _ACCOUNT_DTYPES
+        )
 
 
 class _PandasSteps(_Steps):
@@ -695,7 +709,7 @@ class _PandasSteps(_Steps):
         slots = code * len(visits) + position[target - first]
         return slots, len(self.codes.position) * len(visits)
 
-    def score(self, frame, instrument: Instrument, visits: Sequence[Visit]):
+    def score(self, frame, instrument: Instrument, visits: Sequence[Visit], keep=None):
         native = frame.to_native()
         items = [_floats(native[c]) for c in instrument.item_columns]
         answered, value, scored, _ = _score_arrays(instrument, items, _floats(native["total"]))
@@ -705,7 +719,8 @@ class _PandasSteps(_Steps):
             "target_day": pd.arrays.IntegerArray(target, ~known),
             "score": pd.arrays.IntegerArray(value, ~scored),
         }
-        return nw.from_native(replace_columns(native, added), eager_only=True)
+        scored_frame = nw.from_native(replace_columns(native, added), eager_only=True)
+        return scored_frame if keep is None else _select(scored_frame, *keep, "target_day", "score")
 
     def choose(self, frame, visits: Sequence[Visit], every_row: bool = True, baseline: bool = True):
         if not self._coded:
@@ -937,8 +952,8 @@ class _SQLSteps(_Steps):
     alike, ``rank("min")``).
     """
 
-    def first_in_window(self) -> nw.Expr:
-        return nw.col("_key").rank("min").over("patient_id", "target_day") == 1
+    def first_in_window(self, key: nw.Expr) -> nw.Expr:
+        return key.rank("min").over("patient_id", "target_day") == 1
 
 
 _SQL_ENGINES = (
@@ -1018,12 +1033,15 @@ def _annotate(
     is the engine's form of the steps (:class:`_Steps`). Without ``every_row`` the rows
     not chosen may be left out, and without ``baseline`` the ``baseline`` column may be
     (:meth:`_Steps.choose`).
+
+    The steps are few on purpose: DuckDB (2.0) binds the whole query again at each step
+    of its relational API, so the cost of building a lazy query grows with the square of
+    its steps (about 0.1 s of a 0.8 s derivation of 100,000 patients before they were cut
+    from 19 to 12); Spark analyses the plan at each step too.
     """
     if not filtered:
         frame = frame.filter(_of_instrument(instrument))
-    frame = steps.score(frame, instrument, visits)
-    if keep is not None:
-        frame = _select(frame, *keep, "target_day", "score")
+    frame = steps.score(frame, instrument, visits, keep)
     return steps.choose(frame, visits, every_row, baseline)
 
 
@@ -1042,15 +1060,17 @@ def _reason() -> nw.Expr:
     return expr
 
 
-def _observed(frame, base: Visit):
-    """The chosen post-baseline assessments of patients with a baseline."""
+def _observed(frame, base: Visit, imputed: bool = False):
+    """The chosen post-baseline assessments of patients with a baseline (and, with
+    ``imputed``, the column ``imputed``: whether the score is missing)."""
     target = nw.col("target_day")
     columns = ["patient_id", "target_day", "study_day", "baseline", "score"]
     # Select before filtering, so that only the columns kept are gathered.
     observed = _select(frame, *columns, "_chosen").filter(
         nw.col("_chosen") & (target != base.target_day) & ~nw.col("baseline").is_null()
     )
-    return _select(observed, *columns)
+    flag = {"imputed": nw.col("score").is_null()} if imputed else {}
+    return observed.select(*(nw.col(c) for c in columns), **flag)
 
 
 def _impute(frame, observed, visits: Sequence[Visit], method: str):
