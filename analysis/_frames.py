@@ -435,14 +435,28 @@ def as_nullable_int(series: pd.Series, column: str, table: str = "assessments") 
             values = np.array([np.nan])
     missing = np.isnan(values)
     values[missing] = 0.0
-    if len(values) != len(series) or not np.array_equal(values, np.trunc(values)):
-        raise ValueError(
-            f"Column `{column}` of the {table} must hold whole numbers (or be empty), "
-            "but some values are not integers. Check the data with "
-            f"analysis.validate(df, {table!r})."
-        )
+    if len(values) != len(series):
+        _not_whole(column, table)
+    _check_whole(values, column, table)
     array = pd.arrays.IntegerArray(values.astype(np.int64), missing)
     return pd.Series(array, index=series.index, name=column)
+
+
+def _check_whole(values: np.ndarray, column: str, table: str = "assessments") -> None:
+    """Raise :func:`as_nullable_int`'s error unless the floats ``values`` (NaN: missing)
+    are whole numbers."""
+    with np.errstate(invalid="ignore"):  # NaN where missing or infinite
+        fraction = values - np.trunc(values)
+    if (np.abs(fraction) > 0).any() or np.isinf(values).any():
+        _not_whole(column, table)
+
+
+def _not_whole(column: str, table: str) -> None:
+    raise ValueError(
+        f"Column `{column}` of the {table} must hold whole numbers (or be empty), "
+        "but some values are not integers. Check the data with "
+        f"analysis.validate(df, {table!r})."
+    )
 
 
 _PANDAS_NULLABLE = {

@@ -363,7 +363,9 @@ def _assessments(data, instrument: Instrument | None = None):
     needed = ["total", *instrument.item_columns]
     frame = _select(nw.from_native(native), *_REQUIRED, *(c for c in needed if c in columns))
     frame = frame.filter(_of_instrument(instrument))
-    return prepare_assessments(frame.to_native(), needed)
+    # The pandas fast path scores floats: float item columns need no Int64 round trip.
+    fast = frame.implementation.is_pandas() and _FAST_PATH.get()
+    return prepare_assessments(frame.to_native(), needed, float_scores=fast)
 
 
 def _of_instrument(instrument: Instrument) -> nw.Expr:

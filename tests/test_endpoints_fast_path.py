@@ -9,6 +9,8 @@ value and dtype.
 
 from __future__ import annotations
 
+import contextlib
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -39,11 +41,13 @@ def _both(function, frame, *args, **kwargs):
 def cohorts(draw):
     """Assessments with several per window, days outside and between windows, missing
     items (prorated or unscorable), total-only rows, patients without a baseline, and ids
-    that are strings or integers, in any row order."""
+    that are strings or integers, in any row order; items and totals as nullable
+    ``Int64`` or as NumPy floats (NaN missing, as a raw export reads)."""
     n_patients = draw(st.integers(1, 12))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
     integer_ids = draw(st.booleans())
+    floats = draw(st.booleans())
     rows = []
     for p in rng.permutation(n_patients):
         for instrument in INSTRUMENTS.values():
@@ -72,7 +76,8 @@ def cohorts(draw):
     df = pd.DataFrame(rows, columns=columns)
     df = df.sample(frac=1, random_state=seed % 2**31, ignore_index=True)
     numeric = ["total", *(f"item_{k}" for k in range(1, MAX_ITEMS + 1))]
-    return df.astype(dict.fromkeys(numeric, "Int64") | {"study_day": "int64"})
+    scores = "float64" if floats else "Int64"
+    return df.astype(dict.fromkeys(numeric, scores) | {"study_day": "int64"})
 
 
 def test_switch_selects_the_generic_steps():
@@ -134,10 +139,30 @@ def test_fast_path_equals_generic_steps_with_reliability_from_data(instrument):
     from test_endpoints_backends import random_assessments
 
     cohort = random_assessments(80, seed=3)
+    # the same cohort with float items and totals (NaN missing): the fast path scores the
+    # floats as they are (no Int64 round trip), the threshold and rows are the same
+    numeric = ["total", *(f"item_{k}" for k in range(1, MAX_ITEMS + 1))]
+    floats = cohort.astype(dict.fromkeys(numeric, "float64"))
     for impute in IMPUTE:
         fast, generic = _both(derive_endpoints, cohort, instrument, impute=impute)
         pd.testing.assert_frame_equal(fast, generic)
         assert len(fast) > 50  # a cohort that exercises the derivation
+        fast_floats, generic_floats = _both(derive_endpoints, floats, instrument, impute=impute)
+        pd.testing.assert_frame_equal(fast_floats, fast)
+        pd.testing.assert_frame_equal(generic_floats, fast)
+
+
+@pytest.mark.parametrize("value", [1.5, np.inf, -np.inf])
+def test_a_float_item_that_is_not_a_whole_number_is_refused_on_either_path(value):
+    from test_endpoints_backends import random_assessments
+
+    numeric = ["total", *(f"item_{k}" for k in range(1, MAX_ITEMS + 1))]
+    floats = random_assessments(5, seed=1).astype(dict.fromkeys(numeric, "float64"))
+    floats.loc[floats.index[floats["instrument"] == "GAD7"][0], "item_2"] = value
+    for generic in (False, True):
+        with _generic_steps() if generic else contextlib.nullcontext():
+            with pytest.raises(ValueError, match="`item_2` of the assessments must hold whole"):
+                derive_endpoints(floats, "GAD7")
 
 
 def test_a_row_without_a_patient_id_has_no_baseline_on_either_path():
