@@ -364,8 +364,7 @@ def _assessments(data, instrument: Instrument | None = None):
     frame = _select(nw.from_native(native), *_REQUIRED, *(c for c in needed if c in columns))
     frame = frame.filter(_of_instrument(instrument))
     # The pandas fast path scores floats: float item columns need no Int64 round trip.
-    fast = frame.implementation.is_pandas() and _FAST_PATH.get()
-    return prepare_assessments(frame.to_native(), needed, float_scores=fast)
+    return prepare_assessments(frame.to_native(), needed, float_scores=_pandas_fast_path(frame))
 
 
 def _of_instrument(instrument: Instrument) -> nw.Expr:
@@ -958,19 +957,17 @@ class _SQLSteps(_Steps):
         return key.rank("min").over("patient_id", "target_day") == 1
 
 
-_SQL_ENGINES = (
-    nw.Implementation.DUCKDB,
-    nw.Implementation.PYSPARK,
-    nw.Implementation.PYSPARK_CONNECT,
-    nw.Implementation.SQLFRAME,
-)
+def _pandas_fast_path(frame) -> bool:
+    """Whether ``frame``'s derivation takes :class:`_PandasSteps` (pandas, unless
+    :func:`_generic_steps` is in force)."""
+    return frame.implementation.is_pandas() and _FAST_PATH.get()
 
 
 def _steps_for(frame) -> _Steps:
     """The form of the engine-dependent steps for ``frame``'s engine."""
-    if frame.implementation.is_pandas() and _FAST_PATH.get():
+    if _pandas_fast_path(frame):
         return _PandasSteps()
-    if frame.implementation in _SQL_ENGINES:
+    if frame.implementation.is_duckdb() or frame.implementation.is_spark_like():
         return _SQLSteps()
     return _Steps()
 

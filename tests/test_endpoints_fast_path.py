@@ -29,6 +29,14 @@ from analysis.endpoints import (
 )
 from analysis.instruments import INSTRUMENTS, MAX_ITEMS
 
+#: The score columns of an assessments frame: drawn as nullable ``Int64`` or NumPy floats.
+SCORE_COLUMNS = ["total", *(f"item_{k}" for k in range(1, MAX_ITEMS + 1))]
+
+
+def _as_floats(df: pd.DataFrame) -> pd.DataFrame:
+    """``df`` with its score columns as NumPy floats (NaN missing), as a raw export reads."""
+    return df.astype(dict.fromkeys(SCORE_COLUMNS, "float64"))
+
 
 def _both(function, frame, *args, **kwargs):
     fast = function(frame, *args, **kwargs)
@@ -75,9 +83,8 @@ def cohorts(draw):
     columns += [f"item_{k}" for k in range(1, MAX_ITEMS + 1)]
     df = pd.DataFrame(rows, columns=columns)
     df = df.sample(frac=1, random_state=seed % 2**31, ignore_index=True)
-    numeric = ["total", *(f"item_{k}" for k in range(1, MAX_ITEMS + 1))]
     scores = "float64" if floats else "Int64"
-    return df.astype(dict.fromkeys(numeric, scores) | {"study_day": "int64"})
+    return df.astype(dict.fromkeys(SCORE_COLUMNS, scores) | {"study_day": "int64"})
 
 
 def test_switch_selects_the_generic_steps():
@@ -141,8 +148,7 @@ def test_fast_path_equals_generic_steps_with_reliability_from_data(instrument):
     cohort = random_assessments(80, seed=3)
     # the same cohort with float items and totals (NaN missing): the fast path scores the
     # floats as they are (no Int64 round trip), the threshold and rows are the same
-    numeric = ["total", *(f"item_{k}" for k in range(1, MAX_ITEMS + 1))]
-    floats = cohort.astype(dict.fromkeys(numeric, "float64"))
+    floats = _as_floats(cohort)
     for impute in IMPUTE:
         fast, generic = _both(derive_endpoints, cohort, instrument, impute=impute)
         pd.testing.assert_frame_equal(fast, generic)
@@ -156,8 +162,7 @@ def test_fast_path_equals_generic_steps_with_reliability_from_data(instrument):
 def test_a_float_item_that_is_not_a_whole_number_is_refused_on_either_path(value):
     from test_endpoints_backends import random_assessments
 
-    numeric = ["total", *(f"item_{k}" for k in range(1, MAX_ITEMS + 1))]
-    floats = random_assessments(5, seed=1).astype(dict.fromkeys(numeric, "float64"))
+    floats = _as_floats(random_assessments(5, seed=1))
     floats.loc[floats.index[floats["instrument"] == "GAD7"][0], "item_2"] = value
     for generic in (False, True):
         with _generic_steps() if generic else contextlib.nullcontext():
