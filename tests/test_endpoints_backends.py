@@ -200,7 +200,7 @@ def test_a_row_without_a_patient_id_is_not_in_the_jacobson_truax_sd(backend):
     assert got["reliable_improvement"].tolist() == [True, True, True]
 
 
-@pytest.mark.parametrize("engine", ["pandas", "polars", "polars_lazy", "duckdb"])
+@pytest.mark.parametrize("engine", ["pandas", *BACKENDS])
 def test_typed_select_equals_a_select_then_cast_columns(engine):
     # The derivation's last projection (typed_select: the casts folded into the select on
     # a lazy engine) gives what a select, then cast_columns, gives.
@@ -209,16 +209,11 @@ def test_typed_select_equals_a_select_then_cast_columns(engine):
     from analysis._frames import cast_columns, typed_select
 
     df = pd.DataFrame({"a": [1.0, None, 3.0], "b": [0, 1, 0], "c": ["x", None, "z"]})
-    native = {
-        "pandas": lambda: df,
-        "polars": lambda: pl.from_pandas(df),
-        "polars_lazy": lambda: pl.from_pandas(df).lazy(),
-        "duckdb": lambda: duckdb.from_df(df),
-    }[engine]()
+    native = BACKENDS.get(engine, lambda df: df)(df)
     columns = {"c": nw.col("c"), "a": nw.col("a") * 2, "flag": nw.col("b") == 1}
     dtypes = {"a": nw.Int64, "flag": nw.Boolean}
 
-    def to_pandas(frame):
+    def collected(frame):  # as pandas, with the engine's own dtypes (to_pandas casts)
         frame = frame.collect() if isinstance(frame, nw.LazyFrame) else frame
         return frame.to_pandas()
 
@@ -226,4 +221,4 @@ def test_typed_select_equals_a_select_then_cast_columns(engine):
     expected = cast_columns(nw.from_native(native).select(**columns), dtypes)
     assert got.columns == ["c", "a", "flag"]
     assert got.collect_schema() == expected.collect_schema()
-    pd.testing.assert_frame_equal(to_pandas(got), to_pandas(expected))
+    pd.testing.assert_frame_equal(collected(got), collected(expected))
