@@ -20,8 +20,10 @@ from hypothesis import strategies as st
 from analysis.endpoints import (
     IMPUTE,
     _generic_steps,
+    _identity_codes,
     _PandasSteps,
     _sorted_codes,
+    _sorted_value_codes,
     _Steps,
     _steps_for,
     derive_endpoints,
@@ -215,9 +217,62 @@ def test_sorted_codes_are_pandas_sorted_factorisation(ids, as_string):
         with pytest.raises(TypeError):
             _sorted_codes(series)
         return
+    for sorted_codes in (_sorted_codes, _sorted_value_codes):  # by identity first, or not
+        codes, n_ids = sorted_codes(series)
+        np.testing.assert_array_equal(codes, expected)
+        assert n_ids == len(uniques)
+
+
+@given(
+    picks=st.lists(st.integers(0, 7), max_size=60),
+    pool=st.lists(st.sampled_from(["P1", "P2", "P10", ""]), min_size=8, max_size=8),
+)
+def test_identity_codes_number_the_objects_and_sorted_codes_merge_equal_values(picks, pool):
+    """Rows holding one object share a code, rows holding equal strings in different
+    objects do not (the pool holds equal values as distinct objects); the sorted codes,
+    factorised by value afterwards, are pandas' all the same."""
+    objects = [("#" + value)[1:] for value in pool]  # a new object for every value
+    values = np.empty(len(picks), dtype=object)
+    values[:] = [objects[k] for k in picks]
+    found = _identity_codes(values)
+    assert (found is None) == (not picks)  # a few blocks of memory fit the slot table
+    if found is not None:
+        codes, distinct = found
+        assert codes.min() == 0 and codes.max() == len(distinct) - 1
+        assert all(distinct[c] is v for c, v in zip(codes, values, strict=True))
+        assert len({id(v) for v in values}) == len(distinct)
+    series = pd.Series(values, dtype=object)
     codes, n_ids = _sorted_codes(series)
+    expected, uniques = pd.factorize(series, sort=True)
     np.testing.assert_array_equal(codes, expected)
     assert n_ids == len(uniques)
+
+
+def test_objects_spread_too_far_for_the_slot_table_are_hashed(monkeypatch):
+    """Where the slot table would grow past its bound (here: blocks made huge), the
+    objects are not numbered by address, and the codes are pandas' all the same."""
+    import analysis.endpoints
+
+    monkeypatch.setattr(analysis.endpoints, "_BLOCK_BITS", 48)
+    values = np.array([("#" + v)[1:] for v in ["b", "a", "b", "c"] * 3], dtype=object)
+    assert _identity_codes(values) is None
+    codes, n_ids = _sorted_codes(pd.Series(values))
+    np.testing.assert_array_equal(codes, [1, 0, 1, 2] * 3)
+    assert n_ids == 3
+
+
+def test_ids_read_from_a_file_are_numbered_by_identity(tmp_path):
+    """A CSV's and a Parquet file's ids are few objects repeated: the fast numbering
+    applies to what the readers give, not only to the benchmark's data."""
+    ids = np.repeat([f"P{k:05d}" for k in range(5000)], 8)
+    pd.DataFrame({"patient_id": ids}).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame({"patient_id": ids}).to_parquet(tmp_path / "a.parquet")
+    for column in (
+        pd.read_csv(tmp_path / "a.csv")["patient_id"],
+        pd.read_parquet(tmp_path / "a.parquet")["patient_id"].astype(object),
+    ):
+        found = _identity_codes(column.to_numpy())
+        assert found is not None and len(found[1]) <= len(ids) // 2
 
 
 def test_an_instrument_without_rows_gives_the_same_empty_results():
