@@ -501,10 +501,10 @@ def _identity_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     slot += ((address & ((1 << _BLOCK_BITS) - 1)) >> shift).astype(np.int64)
     used = np.zeros(span, dtype=bool)
     used[slot] = True
+    # The code of each slot in use: the number of slots in use before it.
     table = np.cumsum(used, dtype=np.int32 if span < 2**31 else np.int64)
-    table -= 1
-    codes = table[slot]
-    one_of_each = np.empty(int(table[-1]) + 1, dtype=np.intp)
+    codes = table[slot] - 1
+    one_of_each = np.empty(int(table[-1]), dtype=np.intp)
     one_of_each[codes] = np.arange(n)
     return codes, values[one_of_each]
 
