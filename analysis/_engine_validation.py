@@ -1086,7 +1086,7 @@ def _windows(t: _Table, instrument: str) -> list[nw.Expr]:
 
     day = t.plain("study_day")
     visits = [v for v in DEFAULT_SCHEDULE if instrument in v.instruments]
-    return [((day >= v.window_low) & (day <= v.window_high)).fill_null(False) for v in visits]
+    return [v.contains(day).fill_null(False) for v in visits]
 
 
 def _outside_schedule(t: _Table) -> None:

@@ -196,9 +196,16 @@ class Visit:
     window_high: int
     instruments: tuple[str, ...] = tuple(INSTRUMENTS)
 
-    def contains(self, day: int) -> bool:
-        """True when ``day`` lies in the window."""
-        return self.window_low <= day <= self.window_high
+    @overload
+    def contains(self, day: int) -> bool: ...
+    @overload
+    def contains(self, day: np.ndarray) -> np.ndarray: ...
+    @overload
+    def contains(self, day: nw.Expr) -> nw.Expr: ...
+    def contains(self, day):
+        """Whether ``day`` lies in the window: a bool for a day, elementwise for a NumPy
+        array of days or a narwhals expression (null where the day is missing)."""
+        return (day >= self.window_low) & (day <= self.window_high)
 
 
 #: The default visit schedule (docs/design.md, "Endpoint semantics"): the HAM-A is not
@@ -1059,8 +1066,7 @@ def _target_day(visits: Sequence[Visit]) -> nw.Expr:
 
 def _in_window_expr(visit: Visit) -> nw.Expr:
     """Whether ``study_day`` lies in ``visit``'s window (null where the day is missing)."""
-    day = nw.col("study_day")
-    return (day >= visit.window_low) & (day <= visit.window_high)
+    return visit.contains(nw.col("study_day"))
 
 
 def _in_window(frame, visit: Visit):

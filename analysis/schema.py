@@ -435,7 +435,7 @@ def _cohort_findings(clean: dict[str, pd.DataFrame]) -> list[pd.DataFrame]:
         if not rows.any():
             continue
         visits = [v for v in DEFAULT_SCHEDULE if name in v.instruments]
-        windows = [(day >= v.window_low) & (day <= v.window_high) for v in visits]
+        windows = [v.contains(day) for v in visits]
         in_base, in_post = windows[0], np.logical_or.reduce(windows[1:])
         outside = rows & ~in_base & ~in_post
         if outside.any():
