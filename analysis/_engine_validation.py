@@ -644,9 +644,10 @@ class _Table:
 
     Every per-row quantity is a narwhals expression over the columns as read (never a
     column of an intermediate projection, but for the cleaned text of a text column that
-    converts to a number or a boolean, which ``raw`` adds as a column): ``typed(c)`` the value in the field's type,
-    ``bad(c)`` the cell failed its type or a check, ``clean(c)`` the cell holds a value
-    that passed them (the pandas path keeps it), ``value(c)`` that value or null. The
+    converts to a number or a boolean, which ``raw`` adds as a column): ``typed(c)`` the
+    value in the field's type, ``bad(c)`` the cell failed its type or a check,
+    ``clean(c)`` the cell holds a value that passed them (the pandas path keeps it),
+    ``value(c)`` that value or null. The
     expressions stay flat (a condition on the typed column, not a value wrapped in a
     value wrapped in a value), so an engine that inlines projections, as DuckDB does,
     evaluates each rule about as the hand-written SQL does; all per-row counts of a table
@@ -679,9 +680,9 @@ class _Table:
         # A text column of a number, integer or boolean field: its cleaned text (stripped,
         # the missing tokens null) is a column of ``raw`` that the field's expressions
         # read. Written into each of them it was repeated dozens of times over: a range
-        # check of an integer stored as text grew to 16,600 expression nodes, 4 of the
-        # 6 seconds a DuckDB validation of a 60-patient cohort took. The engines inline
-        # the projection (DuckDB evaluates the common expression once).
+        # check of an integer stored as text grew to 16,600 expression nodes, and a
+        # DuckDB validation of a 60-patient folder with such columns took 6.3 s (1.4 s
+        # with the column).
         texts: dict[str, str] = {}
         for name, f in fields.items():
             column = self.source.get(name)
