@@ -1083,10 +1083,10 @@ def _assessment_rules(t: _Table) -> None:
 
 def _windows(t: _Table, instrument: str) -> list[nw.Expr]:
     """Per visit of ``instrument``'s schedule: the clean study day falls in its window."""
-    from analysis.endpoints import DEFAULT_SCHEDULE
+    from analysis.endpoints import DEFAULT_SCHEDULE, _instrument_visits
 
     day = t.plain("study_day")
-    visits = [v for v in DEFAULT_SCHEDULE if instrument in v.instruments]
+    visits = _instrument_visits(DEFAULT_SCHEDULE, INSTRUMENTS[instrument])
     return [v.contains(day).fill_null(False) for v in visits]
 
 

@@ -410,7 +410,7 @@ def _cohort_findings(clean: dict[str, pd.DataFrame]) -> list[pd.DataFrame]:
     Judged on the default visit schedule (:data:`analysis.endpoints.DEFAULT_SCHEDULE`),
     with the cells that failed a check treated as missing.
     """
-    from analysis.endpoints import DEFAULT_SCHEDULE
+    from analysis.endpoints import DEFAULT_SCHEDULE, _instrument_visits
 
     if "assessments" not in clean or "patients" not in clean:
         return []
@@ -434,7 +434,7 @@ def _cohort_findings(clean: dict[str, pd.DataFrame]) -> list[pd.DataFrame]:
         rows = (a["instrument"] == name).to_numpy(dtype=bool, na_value=False) & known_day
         if not rows.any():
             continue
-        visits = [v for v in DEFAULT_SCHEDULE if name in v.instruments]
+        visits = _instrument_visits(DEFAULT_SCHEDULE, instrument)
         windows = [v.contains(day) for v in visits]
         in_base, in_post = windows[0], np.logical_or.reduce(windows[1:])
         outside = rows & ~in_base & ~in_post
