@@ -434,8 +434,8 @@ def _sorted_codes(ids: pd.Series) -> tuple[np.ndarray, int]:
     """The codes of ``pd.factorize(ids, sort=True)`` and the number of distinct ids.
 
     Ids of Python objects are first numbered by identity (:func:`_identity_codes`), and
-    only the distinct objects are hashed by value: 7.6 million ids of 1 million patients
-    read from a file or built by the benchmark take 0.5-0.9 s instead of 2-3.7 s. Then
+    only the distinct objects are hashed by value: the 9.6 million ids of the benchmark's
+    1,000,000 patients take 0.6-0.9 s, against 3.7 s hashed, measured side by side. Then
     (:func:`_sorted_value_codes`) the distinct values, found in input order, are sorted
     and the codes renumbered through the inverse of that order, where pandas' sorted
     factorisation renumbers them through a second hash table. Where an id is missing or
@@ -477,12 +477,12 @@ def _identity_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     A column of ids read from a file holds few string objects, each repeated: pandas' CSV
     reader and Arrow's conversion to pandas give equal cells one shared object. Hashing
     the strings (:func:`pandas.factorize`) probes a table of one entry per patient for
-    every row, at random: 2-3 s for the 7.6 million rows of a million patients, most of
+    every row, at random: 3.7 s for the 9.6 million rows of a million patients, most of
     it waiting on memory. The objects' addresses (the array's buffer of pointers) number
     them without hashing: the address's block (1 MiB) is factorised (a table of a few
     hundred entries, in cache) and its offset in the block, divided by the spacing common
     to all addresses, indexes a table of every possible slot; the slots in use, in order,
-    are the codes (0.3-0.5 s). Equal strings held by different objects get different
+    are the codes (about 0.5 s). Equal strings held by different objects get different
     codes here; the caller factorises the distinct objects (one per patient, at best)
     by value.
 
