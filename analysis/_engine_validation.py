@@ -358,6 +358,11 @@ def _strip_if_needed(text: nw.Expr) -> nw.Expr:
     return nw.when(_ends_in_space(text)).then(_strip(text)).otherwise(text)
 
 
+def _stripped(column: str, strip: Callable[[nw.Expr], nw.Expr] | None) -> nw.Expr:
+    """The text of ``column``, stripped by ``strip`` (the engine's form; :func:`_strip`)."""
+    return (strip or _strip)(nw.col(column).cast(nw.String))
+
+
 def _clean_text(stripped: nw.Expr, missing: Sequence[str]) -> nw.Expr:
     """Stripped text with the missing-value tokens null: what a field converts."""
     return nw.when(~_is_token(stripped, missing)).then(stripped)
@@ -417,7 +422,7 @@ class _Field:
         if _is_text(dtype) and text_column is not None:
             text = nw.col(text_column)  # :func:`_clean_text` of the column, computed once
         elif _is_text(dtype):
-            stripped = (strip or _strip)(col.cast(nw.String))
+            stripped = _stripped(column, strip)
             text = _clean_text(stripped, missing)
         if self.type in ("integer", "number"):
             if dtype == nw.Boolean:
@@ -662,7 +667,6 @@ class _Table:
     def __init__(self, table: str, frame: Lazy, missing: Sequence[str]) -> None:
         self.table = table
         self.validator = validator = _table_validator(table)
-        self.raw = frame
         self.missing = list(missing)
         names = column_names(frame)
         schema = frame.collect_schema()
@@ -691,13 +695,11 @@ class _Table:
         if texts:
             frame = frame.with_columns(
                 **{
-                    helper: _clean_text(
-                        (strip or _strip)(nw.col(self.source[name]).cast(nw.String)), missing
-                    )
+                    helper: _clean_text(_stripped(self.source[name], strip), missing)
                     for name, helper in texts.items()
                 }
             )
-            self.raw = frame
+        self.raw = frame
         self.fields = {
             name: _Field(
                 f, schema[self.source[name]], self.source[name], missing, strip, texts.get(name)
