@@ -474,12 +474,15 @@ def sql_pipeline(folder: Path, work: Path, memory_limit: str | None):
 def _spark():
     from pyspark.sql import SparkSession
 
+    from analysis._engine_validation import SPARK_SETTINGS
+
     session = (
         SparkSession.builder.master("local[2]")
         .appName("anxiety-outcomes-scale")
         .config("spark.driver.memory", "4g")
         .config("spark.sql.shuffle.partitions", "8")
         .config("spark.ui.enabled", "false")
+        .config(map=SPARK_SETTINGS)  # as the library's own session
         .getOrCreate()
     )
     session.sparkContext.setLogLevel("ERROR")
