@@ -982,6 +982,7 @@ def imputation_sensitivity(
     """
     from analysis.endpoints import IMPUTE
 
+    check_min_cell(min_cell)  # before the derivations, not after them
     names = as_by(impute)
     if not names:
         raise ValueError("`impute` must name at least one of ('observed', 'locf', 'bocf').")

@@ -79,10 +79,12 @@ def endpoints():
     return cohort_endpoints(small_cohort(), patient_columns=("route", "primary_diagnosis"))
 
 
+@functools.cache
 def _week4():
     return endpoints().query("visit == 'week4'")
 
 
+@functools.cache
 def _gad7_tte():
     return time_to_event(endpoints().query("instrument == 'GAD7'"), "response")
 
@@ -140,6 +142,19 @@ COUNT_FUNCTIONS = {
 def test_every_count_function_refuses_an_invalid_min_cell(name, bad):
     with pytest.raises(ValueError, match="`min_cell` must be a positive integer"):
         COUNT_FUNCTIONS[name](bad)
+
+
+def test_imputation_sensitivity_refuses_min_cell_before_deriving(monkeypatch):
+    # It derived the endpoints once per imputation method (about 0.3 s here) before
+    # outcome_rates refused the min_cell.
+    import analysis.tables
+
+    def derive(*args, **kwargs):
+        raise AssertionError("derived before checking min_cell")
+
+    monkeypatch.setattr(analysis.tables, "cohort_endpoints", derive)
+    with pytest.raises(ValueError, match="`min_cell` must be a positive integer"):
+        imputation_sensitivity(small_cohort(), min_cell=0)
 
 
 @pytest.mark.parametrize("name", sorted(COUNT_FUNCTIONS))
