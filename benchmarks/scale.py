@@ -548,6 +548,7 @@ def check_reference(n_patients: int, work: Path) -> None:
 
 def _worker(args) -> None:
     folder, work = Path(args.data), Path(args.work)
+    work.mkdir(parents=True, exist_ok=True)  # a worker run by hand may name a new folder
     if args.worker == "sql":
         results, *_ = sql_pipeline(folder, work, args.memory_limit)
     else:

@@ -8,6 +8,7 @@ pipelines in fresh processes and prints one line per step; the files are deleted
 
 from __future__ import annotations
 
+import json
 import re
 import subprocess
 import sys
@@ -28,3 +29,22 @@ def test_scale_benchmark_runs_at_tiny_size(tmp_path):
         line = next(x for x in out.splitlines() if x.startswith(step))
         assert re.search(r"\d+\.\d\d(-\d+\.\d\d)?x", line), line  # a ratio to the SQL
     assert not data.exists()  # generated files are deleted
+
+
+def test_a_worker_run_by_hand_makes_its_work_folder(tmp_path, monkeypatch, capsys):
+    # `--worker ... --work DIR` (how the script runs each pipeline, and how one is rerun
+    # by hand) failed when DIR did not exist yet. The pipeline itself is the run above's.
+    monkeypatch.syspath_prepend(str(SCRIPT.parent))
+    import scale
+
+    seen = []
+
+    def pipeline(folder, work, kind, memory_limit):
+        seen.append(work.is_dir())
+        return [{"step": "validate"}], None
+
+    monkeypatch.setattr(scale, "library_pipeline", pipeline)
+    work = tmp_path / "not" / "yet"
+    scale.main(["--worker", "duckdb", "--data", str(tmp_path), "--work", str(work)])
+    assert seen == [True]
+    assert json.loads(capsys.readouterr().out) == [{"step": "validate"}]
