@@ -437,12 +437,12 @@ def as_nullable_int(series: pd.Series, column: str, table: str = "assessments") 
     values[missing] = 0.0
     if len(values) != len(series):
         _not_whole(column, table)
-    _check_whole(values, column, table)
+    check_whole(values, column, table)
     array = pd.arrays.IntegerArray(values.astype(np.int64), missing)
     return pd.Series(array, index=series.index, name=column)
 
 
-def _check_whole(values: np.ndarray, column: str, table: str = "assessments") -> None:
+def check_whole(values: np.ndarray, column: str, table: str = "assessments") -> None:
     """Raise :func:`as_nullable_int`'s error unless the floats ``values`` (NaN: missing)
     are whole numbers."""
     with np.errstate(invalid="ignore"):  # NaN where missing or infinite

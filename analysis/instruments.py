@@ -23,7 +23,7 @@ import narwhals as nw
 import numpy as np
 import pandas as pd
 
-from analysis._frames import _check_whole, as_nullable_int, cast_columns, replace_columns
+from analysis._frames import as_nullable_int, cast_columns, check_whole, replace_columns
 from analysis._utils import check_choice
 
 __all__ = [
@@ -499,7 +499,7 @@ def prepare_assessments(native, columns=None, *, float_scores: bool = False):
             if column not in native.columns:
                 converted[column] = pd.array([pd.NA] * len(native), dtype="Int64")
             elif float_scores and column != "study_day" and native[column].dtype == np.float64:
-                _check_whole(native[column].to_numpy(), column)
+                check_whole(native[column].to_numpy(), column)
             elif not isinstance(native[column].dtype, pd.Int64Dtype):
                 converted[column] = as_nullable_int(native[column], column)
         if converted:
