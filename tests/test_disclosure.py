@@ -85,6 +85,11 @@ def _week4():
 
 
 @functools.cache
+def _accounting():
+    return endpoint_accounting(small_cohort())
+
+
+@functools.cache
 def _gad7_tte():
     return time_to_event(endpoints().query("instrument == 'GAD7'"), "response")
 
@@ -115,9 +120,7 @@ COUNT_FUNCTIONS = {
     "outcome_rates": lambda m: outcome_rates(endpoints(), min_cell=m),
     "mean_scores": lambda m: analysis.tables.mean_scores(endpoints(), min_cell=m),
     "imputation_sensitivity": lambda m: imputation_sensitivity(small_cohort(), min_cell=m),
-    "accounting_summary": lambda m: accounting_summary(
-        endpoint_accounting(small_cohort()), min_cell=m
-    ),
+    "accounting_summary": lambda m: accounting_summary(_accounting(), min_cell=m),
     "agreement_table": lambda m: agreement_table(endpoints(), min_cell=m),
     "adverse_event_table": lambda m: adverse_event_table(small_cohort(), min_cell=m),
     "blood_pressure_table": lambda m: blood_pressure_table(small_cohort(), min_cell=m),
