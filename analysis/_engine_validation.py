@@ -432,11 +432,13 @@ class _Field:
             col = nw.when(~col.is_nan()).then(col)  # NaN is missing, as in pandas
         never = col.is_null() & nw.lit(False)  # a column expression, so it can be summed
         text: nw.Expr | None = None
-        if _is_text(dtype) and text_column is not None:
-            text = nw.col(text_column)  # :func:`_clean_text` of the column, computed once
-        elif _is_text(dtype):
+        if _is_text(dtype):
             stripped = _stripped(column, strip)
-            text = _clean_text(stripped, missing)
+            # its cleaned text: a column of the table's ``raw`` where the table computed
+            # it once (``text_column``), else written here
+            text = (
+                nw.col(text_column) if text_column is not None else _clean_text(stripped, missing)
+            )
         if self.type in ("integer", "number"):
             if dtype == nw.Boolean:
                 self.typed, self.type_bad = nw.lit(None).cast(nw.Float64), ~col.is_null()
