@@ -12,6 +12,7 @@ from analysis.endpoints import (
     DEFAULT_SCHEDULE,
     ENDPOINT_COLUMNS,
     derive_endpoints,
+    _generic_steps,
     endpoint_accounting,
 )
 from analysis.instruments import INSTRUMENTS, MAX_ITEMS, score_items
@@ -113,6 +114,18 @@ def test_same_endpoints_on_every_backend(cohort, backend, instrument, impute):
     pd.testing.assert_frame_equal(got, expected)
 
 
+@pytest.mark.parametrize("impute", ["observed", "locf"])
+@pytest.mark.parametrize("backend", ["polars", "polars_lazy"])
+def test_polars_rows_come_sorted_by_patient_and_visit(cohort, backend, impute):
+    # Polars keeps its rows' order, so they are sorted before the outcome columns are
+    # added and not at the end: the result is in the order of pandas' without a sort.
+    expected = derive_endpoints(cohort, "GAD7", impute=impute)
+    got = derive_endpoints(BACKENDS[backend](cohort), "GAD7", impute=impute)
+    got = got.collect() if isinstance(got, pl.LazyFrame) else got
+    keys = ["patient_id", "target_day"]
+    assert got.select(keys).to_pandas().values.tolist() == expected[keys].values.tolist()
+
+
 @pytest.mark.parametrize("backend", list(BACKENDS))
 def test_same_accounting_on_every_backend(cohort, backend):
     expected = to_pandas(endpoint_accounting(cohort))
@@ -179,6 +192,34 @@ def test_a_duplicated_assessment_is_chosen_twice_on_every_backend(cohort, backen
         assert len(expected) > len(to_pandas(derive_endpoints(cohort, instrument)))
         got = to_pandas(derive_endpoints(BACKENDS[backend](doubled), instrument))
         pd.testing.assert_frame_equal(got, expected)
+
+
+@pytest.mark.parametrize("backend", ["pandas", "pandas_generic", *BACKENDS])
+def test_tied_baseline_assessments_give_the_larger_score_on_every_backend(backend):
+    # Unvalidated, two assessments on the same day with different scores tie for the
+    # baseline window: the baseline is the larger score on every engine (a maximum in the
+    # generic steps, the first of the scores ordered from the highest in DuckDB's SQL),
+    # and both week-4 assessments of a tied day are rows.
+    cohort = pd.DataFrame(
+        {
+            "patient_id": ["a", "a", "a", "a", "b", "b", "b"],
+            "instrument": "GAD7",
+            "study_day": [0, 0, 28, 28, -1, 28, 28],
+            "total": [10, 14, 5, 3, 12, 6, 2],
+        }
+    )
+    if backend == "pandas_generic":
+        with _generic_steps():
+            got = to_pandas(derive_endpoints(cohort, "GAD7"))
+    else:
+        got = to_pandas(derive_endpoints(BACKENDS.get(backend, lambda df: df)(cohort), "GAD7"))
+    got = got.sort_values(["patient_id", "score"])
+    assert got[["patient_id", "baseline", "score"]].values.tolist() == [
+        ["a", 14, 3],
+        ["a", 14, 5],
+        ["b", 12, 2],
+        ["b", 12, 6],
+    ]
 
 
 @pytest.mark.parametrize("backend", ["pandas", *BACKENDS])
