@@ -27,7 +27,7 @@ its subclasses :class:`_PandasSteps` (same results, computed with numpy on integ
 patient codes), :class:`_PolarsSteps` (Polars: the rows sorted before their outcomes),
 :class:`_SQLSteps` (DuckDB and Spark: the choice in a window as a rank, which
 those engines plan better) and :class:`_DuckDBSteps` (DuckDB: the choice and the baseline
-of the derivation in one SQL step whose windows share one sort); nothing else in the
+of the derivation with SQL window functions that share one sort); nothing else in the
 module tests which engine it runs on.
 ``with _generic_steps():`` forces the generic form on pandas too, which is how
 ``tests/test_endpoints_fast_path.py`` holds the two forms equal on random cohorts. The
@@ -1054,8 +1054,8 @@ class _SQLSteps(_Steps):
 
 
 class _DuckDBSteps(_SQLSteps):
-    """DuckDB: :meth:`choose` of the chosen rows only (the derivation) as one SQL step
-    whose windows share one sort.
+    """DuckDB: :meth:`choose` of the chosen rows only (the derivation) with SQL window functions
+    that share one sort (on the relation itself, no named view).
 
     Written in narwhals, the choice and the baseline are two windows on different
     partitions (``patient_id, target_day`` for the rank, ``patient_id`` for the
@@ -1089,18 +1089,20 @@ class _DuckDBSteps(_SQLSteps):
             f"ELSE 2 * abs({day} - {target}) + CAST({day} > {target} AS BIGINT) END"
         )
         by_target = f"PARTITION BY patient_id ORDER BY {target}"
-        query = f"""
-            SELECT {columns}, TRUE AS _chosen,
-                first_value(CASE WHEN {target} = {base.target_day} THEN score END) OVER (
-                    {by_target}, _key, score DESC
-                ) AS baseline
-            FROM (
-                SELECT {columns}, {key} AS _key FROM _scored
-                WHERE score IS NOT NULL AND {target} IS NOT NULL AND patient_id IS NOT NULL
+        base_score = f"CASE WHEN {target} = {base.target_day} THEN score END"
+        # The relation's own methods rather than SQL over a named view: a name could be
+        # shadowed by a table of the caller's connection.
+        chosen = (
+            frame.to_native()
+            .filter(f"score IS NOT NULL AND {target} IS NOT NULL AND patient_id IS NOT NULL")
+            .project(
+                f"{columns}, "
+                f"rank() OVER ({by_target}, {key}) = rank() OVER ({by_target}) AS _chosen, "
+                f"first_value({base_score}) OVER ({by_target}, {key}, score DESC) AS baseline"
             )
-            QUALIFY rank() OVER ({by_target}, _key) = rank() OVER ({by_target})
-        """
-        return nw.from_native(frame.to_native().query("_scored", query))
+            .filter("_chosen")
+        )
+        return nw.from_native(chosen)
 
 
 def _sql_name(name: str) -> str:

@@ -11,8 +11,8 @@ import pytest
 from analysis.endpoints import (
     DEFAULT_SCHEDULE,
     ENDPOINT_COLUMNS,
-    derive_endpoints,
     _generic_steps,
+    derive_endpoints,
     endpoint_accounting,
 )
 from analysis.instruments import INSTRUMENTS, MAX_ITEMS, score_items
@@ -220,6 +220,21 @@ def test_tied_baseline_assessments_give_the_larger_score_on_every_backend(backen
         ["b", 12, 2],
         ["b", 12, 6],
     ]
+
+
+def test_duckdb_derivation_reads_no_table_of_the_callers_connection_by_name(cohort):
+    # DuckDB's choice is written in SQL on the relation itself, not on a view named in
+    # the connection, where a table of the caller's of the same name would be read
+    # instead (a first version read a table called "_scored").
+    con = duckdb.connect()
+    for name in ["_scored", "scored", "assessments", "t"]:
+        con.execute(f"CREATE TABLE {name} AS SELECT 42 AS score, 1 AS patient_id")
+    con.register("cohort_frame", cohort)
+    relation = con.sql("SELECT * FROM cohort_frame")
+    for instrument in ["GAD7", "HAMA"]:
+        expected = to_pandas(derive_endpoints(cohort, instrument))
+        pd.testing.assert_frame_equal(to_pandas(derive_endpoints(relation, instrument)), expected)
+    assert con.sql("SELECT * FROM _scored").fetchall() == [(42, 1)]
 
 
 @pytest.mark.parametrize("backend", ["pandas", *BACKENDS])
