@@ -1243,11 +1243,11 @@ def _impute(frame, observed, visits: Sequence[Visit], method: str):
     grid = nw.concat(
         [patients.with_columns(target_day=nw.lit(v.target_day, dtype=nw.Int64)) for v in visits[1:]]
     )
-    grid = grid.join(
-        _select(observed, "patient_id", "target_day", "study_day", "score"),
-        on=["patient_id", "target_day"],
-        how="left",
-    )
+    # The observed target days take the type of ``study_day`` (float days give float
+    # targets) and the grid's are integers: Polars joins keys of one type only.
+    observed_rows = _select(observed, "patient_id", "target_day", "study_day", "score")
+    observed_rows = observed_rows.with_columns(nw.col("target_day").cast(nw.Int64))
+    grid = grid.join(observed_rows, on=["patient_id", "target_day"], how="left")
     if method == "locf":
         # The latest observed score at or before each visit, from one column per visit
         # (a patient-level table) rather than an ordered fill, which pandas lacks for

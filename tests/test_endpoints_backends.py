@@ -222,6 +222,23 @@ def test_tied_baseline_assessments_give_the_larger_score_on_every_backend(backen
     ]
 
 
+@pytest.mark.parametrize("impute", ["locf", "bocf"])
+@pytest.mark.parametrize("backend", ["pandas_generic", *BACKENDS])
+def test_float_study_days_are_imputed_on_every_backend(cohort, backend, impute):
+    # A study day read as a float (a pandas column with NaN, converted to Polars) gives
+    # float target days, which the imputation joins with its integer grid of visits:
+    # Polars refused to join keys of two types.
+    floats = cohort.assign(study_day=cohort["study_day"].astype("float64"))
+    expected = to_pandas(derive_endpoints(cohort, "GAD7", impute=impute))
+    if backend == "pandas_generic":
+        with _generic_steps():
+            got = to_pandas(derive_endpoints(floats, "GAD7", impute=impute))
+    else:
+        got = to_pandas(derive_endpoints(BACKENDS[backend](floats), "GAD7", impute=impute))
+    assert len(expected) > 100
+    pd.testing.assert_frame_equal(got, expected)
+
+
 def test_duckdb_derivation_reads_no_table_of_the_callers_connection_by_name(cohort):
     # DuckDB's choice is written in SQL on the relation itself, not on a view named in
     # the connection, where a table of the caller's of the same name would be read
