@@ -1308,7 +1308,8 @@ def _jacobson_truax(frame, instrument: Instrument, criteria: Criteria, base_targ
     if stats["n"] < 2:
         raise ValueError(
             f"The Jacobson-Truax reliable change of {instrument.name} needs the baseline SD of "
-            f"at least 2 patients, but {stats['n']} have a baseline. Pass a fixed threshold: "
+            f"at least 2 patients, but only {stats['n']} patient has a baseline. Pass a fixed "
+            "threshold: "
             "criteria={'reliable_change': ...}."
         )
     reliability = criteria.reliability

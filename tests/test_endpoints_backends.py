@@ -239,6 +239,24 @@ def test_float_study_days_are_imputed_on_every_backend(cohort, backend, impute):
     pd.testing.assert_frame_equal(got, expected)
 
 
+@pytest.mark.parametrize("backend", ["pandas", "pandas_generic", *BACKENDS])
+def test_one_hama_baseline_asks_for_a_fixed_threshold_on_every_backend(backend):
+    # The Jacobson-Truax threshold needs the SD of at least two baselines: with one, every
+    # engine raises the same error, which says how many baselines there are and the fix.
+    one = pd.DataFrame(
+        {"patient_id": ["a", "a"], "instrument": "HAMA", "study_day": [0, 28], "total": [22, 9]}
+    )
+    message = r"at least 2 patients, but only 1 patient has a baseline\. Pass a fixed threshold"
+    with pytest.raises(ValueError, match=message):
+        if backend == "pandas_generic":
+            with _generic_steps():
+                derive_endpoints(one, "HAMA")
+        else:
+            derive_endpoints(BACKENDS.get(backend, lambda df: df)(one), "HAMA")
+    fixed = derive_endpoints(one, "HAMA", criteria={"reliable_change": 6})
+    assert fixed["reliable_improvement"].tolist() == [True]
+
+
 def test_duckdb_derivation_reads_no_table_of_the_callers_connection_by_name(cohort):
     # DuckDB's choice is written in SQL on the relation itself, not on a view named in
     # the connection, where a table of the caller's of the same name would be read
