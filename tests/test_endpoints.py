@@ -585,3 +585,38 @@ def test_accounting_covers_every_row_once_and_matches_endpoints(df):
             assert not rows.imputed.iloc[0]  # starts at the first observed visit
             previous = rows.score.shift()
             assert (rows.score[rows.imputed] == previous[rows.imputed]).all()
+
+
+def test_tied_baseline_assessments_give_the_larger_score(backend):
+    # Unvalidated, two assessments on the same day with different scores tie for the
+    # baseline window: the baseline is the larger score on every engine (a maximum in the
+    # generic steps, the first of the scores ordered from the highest in DuckDB's SQL),
+    # and both week-4 assessments of a tied day are rows.
+    cohort = pd.DataFrame(
+        {
+            "patient_id": ["a", "a", "a", "a", "b", "b", "b"],
+            "instrument": "GAD7",
+            "study_day": [0, 0, 28, 28, -1, 28, 28],
+            "total": [10, 14, 5, 3, 12, 6, 2],
+        }
+    )
+    got = backend.derive_endpoints(cohort, "GAD7").sort_values(["patient_id", "score"])
+    assert got[["patient_id", "baseline", "score"]].values.tolist() == [
+        ["a", 14, 3],
+        ["a", 14, 5],
+        ["b", 12, 2],
+        ["b", 12, 6],
+    ]
+
+
+def test_one_hama_baseline_asks_for_a_fixed_threshold(backend):
+    # The Jacobson-Truax threshold needs the SD of at least two baselines: with one, every
+    # engine raises the same error, which says how many baselines there are and the fix.
+    one = pd.DataFrame(
+        {"patient_id": ["a", "a"], "instrument": "HAMA", "study_day": [0, 28], "total": [22, 9]}
+    )
+    message = r"at least 2 patients, but only 1 patient has a baseline\. Pass a fixed threshold"
+    with pytest.raises(ValueError, match=message):
+        backend.derive_endpoints(one, "HAMA")
+    fixed = backend.derive_endpoints(one, "HAMA", criteria={"reliable_change": 6})
+    assert fixed["reliable_improvement"].tolist() == [True]

@@ -7,11 +7,11 @@ import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
+from _engines import ENGINES, Backend
 
 from analysis.endpoints import (
     DEFAULT_SCHEDULE,
     ENDPOINT_COLUMNS,
-    _generic_steps,
     derive_endpoints,
     endpoint_accounting,
 )
@@ -194,67 +194,17 @@ def test_a_duplicated_assessment_is_chosen_twice_on_every_backend(cohort, backen
         pd.testing.assert_frame_equal(got, expected)
 
 
-@pytest.mark.parametrize("backend", ["pandas", "pandas_generic", *BACKENDS])
-def test_tied_baseline_assessments_give_the_larger_score_on_every_backend(backend):
-    # Unvalidated, two assessments on the same day with different scores tie for the
-    # baseline window: the baseline is the larger score on every engine (a maximum in the
-    # generic steps, the first of the scores ordered from the highest in DuckDB's SQL),
-    # and both week-4 assessments of a tied day are rows.
-    cohort = pd.DataFrame(
-        {
-            "patient_id": ["a", "a", "a", "a", "b", "b", "b"],
-            "instrument": "GAD7",
-            "study_day": [0, 0, 28, 28, -1, 28, 28],
-            "total": [10, 14, 5, 3, 12, 6, 2],
-        }
-    )
-    if backend == "pandas_generic":
-        with _generic_steps():
-            got = to_pandas(derive_endpoints(cohort, "GAD7"))
-    else:
-        got = to_pandas(derive_endpoints(BACKENDS.get(backend, lambda df: df)(cohort), "GAD7"))
-    got = got.sort_values(["patient_id", "score"])
-    assert got[["patient_id", "baseline", "score"]].values.tolist() == [
-        ["a", 14, 3],
-        ["a", 14, 5],
-        ["b", 12, 2],
-        ["b", 12, 6],
-    ]
-
-
 @pytest.mark.parametrize("impute", ["locf", "bocf"])
-@pytest.mark.parametrize("backend", ["pandas_generic", *BACKENDS])
+@pytest.mark.parametrize("backend", ENGINES)
 def test_float_study_days_are_imputed_on_every_backend(cohort, backend, impute):
     # A study day read as a float (a pandas column with NaN, converted to Polars) gives
     # float target days, which the imputation joins with its integer grid of visits:
     # Polars refused to join keys of two types.
     floats = cohort.assign(study_day=cohort["study_day"].astype("float64"))
     expected = to_pandas(derive_endpoints(cohort, "GAD7", impute=impute))
-    if backend == "pandas_generic":
-        with _generic_steps():
-            got = to_pandas(derive_endpoints(floats, "GAD7", impute=impute))
-    else:
-        got = to_pandas(derive_endpoints(BACKENDS[backend](floats), "GAD7", impute=impute))
+    got = to_pandas(Backend(backend).derive_endpoints(floats, "GAD7", impute=impute))
     assert len(expected) > 100
     pd.testing.assert_frame_equal(got, expected)
-
-
-@pytest.mark.parametrize("backend", ["pandas", "pandas_generic", *BACKENDS])
-def test_one_hama_baseline_asks_for_a_fixed_threshold_on_every_backend(backend):
-    # The Jacobson-Truax threshold needs the SD of at least two baselines: with one, every
-    # engine raises the same error, which says how many baselines there are and the fix.
-    one = pd.DataFrame(
-        {"patient_id": ["a", "a"], "instrument": "HAMA", "study_day": [0, 28], "total": [22, 9]}
-    )
-    message = r"at least 2 patients, but only 1 patient has a baseline\. Pass a fixed threshold"
-    with pytest.raises(ValueError, match=message):
-        if backend == "pandas_generic":
-            with _generic_steps():
-                derive_endpoints(one, "HAMA")
-        else:
-            derive_endpoints(BACKENDS.get(backend, lambda df: df)(one), "HAMA")
-    fixed = derive_endpoints(one, "HAMA", criteria={"reliable_change": 6})
-    assert fixed["reliable_improvement"].tolist() == [True]
 
 
 def test_duckdb_derivation_reads_no_table_of_the_callers_connection_by_name(cohort):
