@@ -485,7 +485,8 @@ def prepare_assessments(native, columns=None, *, float_scores: bool = False):
     or total columns are added as nulls. A pandas frame gets its integer
     columns as nullable ``Int64``: pandas stores a missing integer as a float NaN, on which
     comparisons are False rather than missing, and the outcome flags rely on three-valued
-    logic. Other backends are only wrapped.
+    logic. On other backends, integer columns narrower than 64 bits are widened to
+    ``Int64`` (sums of 8-bit items overflow) and the rest is only wrapped.
 
     With ``float_scores`` (pandas), item and total columns of NumPy ``float64`` stay
     ``float64`` (NaN missing) once checked to hold whole numbers, with the same error:
@@ -506,9 +507,19 @@ def prepare_assessments(native, columns=None, *, float_scores: bool = False):
             native = replace_columns(native, converted)
         return nw.from_native(native, eager_only=True)
     frame = nw.from_native(native)
-    missing = [c for c in numeric if c not in frame.columns and c != "study_day"]
-    if missing:
-        frame = frame.with_columns(nw.lit(None, dtype=nw.Int64).alias(c) for c in missing)
+    schema = frame.collect_schema()
+    # Integers narrower than 64 bits (a Parquet file's INT8 items) are widened: the
+    # proration multiplies the item sum by twice the number of items, which overflows an
+    # 8-bit integer (DuckDB raises, Polars wraps around silently).
+    narrow = [
+        c for c in numeric if c in schema and schema[c].is_integer() and schema[c] != nw.Int64
+    ]
+    missing = [c for c in numeric if c not in schema and c != "study_day"]
+    if narrow or missing:
+        frame = frame.with_columns(
+            *(nw.col(c).cast(nw.Int64) for c in narrow),
+            *(nw.lit(None, dtype=nw.Int64).alias(c) for c in missing),
+        )
     return frame
 
 

@@ -263,3 +263,30 @@ def test_typed_select_equals_a_select_then_cast_columns(engine):
     assert got.columns == ["c", "a", "flag"]
     assert got.collect_schema() == expected.collect_schema()
     pd.testing.assert_frame_equal(collected(got), collected(expected))
+
+
+@pytest.mark.parametrize("dtype", [pl.Int8, pl.UInt8, pl.Int16, pl.Int32])
+@pytest.mark.parametrize("backend", list(BACKENDS))
+def test_narrow_integer_items_are_scored_as_pandas_scores_them(backend, dtype):
+    # A prorated HAM-A of 13 items of 3 is floor((2 x 14 x 39 + 13) / 26) = 42: the
+    # product 1,092 overflows an 8-bit integer, which Polars wrapped around silently (a
+    # baseline of 3) and DuckDB refused; the items are widened to 64 bits first.
+    rows = [
+        {"patient_id": p, "instrument": "HAMA", "study_day": day, "total": np.nan}
+        | {f"item_{k}": value for k in range(1, 15)}
+        for p, after in [("a", 1), ("b", 2)]
+        for day, value in [(0, 3), (28, after)]
+    ]
+    df = pd.DataFrame(rows)
+    df.loc[0, "item_1"] = np.nan
+    narrow = pl.from_pandas(df).with_columns(pl.col(f"item_{k}").cast(dtype) for k in range(1, 15))
+    native = {
+        "polars": narrow,
+        "polars_lazy": narrow.lazy(),
+        "duckdb": duckdb.from_arrow(narrow.to_arrow()),
+    }[backend]
+    criteria = {"reliability": 0.9}
+    got = to_pandas(derive_endpoints(native, "HAMA", criteria=criteria))
+    expected = to_pandas(derive_endpoints(df, "HAMA", criteria=criteria))
+    assert got["baseline"].tolist() == [42, 42]
+    pd.testing.assert_frame_equal(got, expected)
