@@ -666,6 +666,21 @@ class _Steps:
             added["baseline"] = nw.when(own_baseline).then(score).max().over("patient_id")
         return frame.with_columns(**added)
 
+    def baseline_sums(self, base, instrument: Instrument, items: bool) -> dict[str, Any]:
+        """Sufficient statistics of the chosen baselines ``base`` for :func:`_jacobson_truax`:
+        ``n``, ``s``, ``ss`` (count, sum and sum of squares of the scores) and, with
+        ``items``, ``nc`` (the baselines with every item answered) and ``<column>_s``,
+        ``<column>_ss`` of their scores and items. Sums over no value may be ``None``."""
+        score = nw.col("score").cast(nw.Float64)
+        complete = nw.col("n_items_answered") == instrument.n_items
+        aggs = {"n": score.count(), "s": score.sum(), "ss": (score * score).sum()}
+        if items:
+            aggs["nc"] = complete.cast(nw.Int64).sum()
+            for c in ["score", *instrument.item_columns]:
+                x = nw.when(complete).then(nw.col(c).cast(nw.Float64))
+                aggs[f"{c}_s"], aggs[f"{c}_ss"] = x.sum(), (x * x).sum()
+        return {k: v[0] for k, v in _collect(base.select(**aggs)).to_dict(as_series=False).items()}
+
     def first_in_window(self, key: nw.Expr) -> nw.Expr:
         """Whether a row's ``key`` is the smallest in its patient's window (ties all
         are); null where the row has no key."""
@@ -1054,8 +1069,9 @@ class _SQLSteps(_Steps):
 
 
 class _DuckDBSteps(_SQLSteps):
-    """DuckDB: :meth:`choose` of the chosen rows only (the derivation) with SQL window functions
-    that share one sort (on the relation itself, no named view).
+    """DuckDB: the derivation's :meth:`score`, :meth:`choose` and :meth:`baseline_sums`
+    written in SQL on the relation itself (no named view), with the generic results and
+    column types.
 
     Written in narwhals, the choice and the baseline are two windows on different
     partitions (``patient_id, target_day`` for the rank, ``patient_id`` for the
@@ -1073,13 +1089,77 @@ class _DuckDBSteps(_SQLSteps):
 
     The GAD-7 derivation took 0.67-0.83x the hand-written SQL at 1,000,000 patients
     instead of 0.91-0.96x, and 0.78-1.17x at 3,000,000 instead of 1.05-1.30x
-    (``docs/performance.md``). The accounting (``every_row``) and the threshold's query
-    (without ``baseline``, one window) keep the narwhals form. ``tests/test_endpoints_backends.py``
-    holds the results identical to pandas'.
+    (``docs/performance.md``). The threshold's query takes the same choice without the
+    baseline; the accounting (``every_row``) keeps the narwhals form.
+
+    Scoring and the threshold's sums are SQL of their own for the fixed cost: in
+    narwhals they spent about 0.1 s in Python and DuckDB's binding of each step, at any
+    size, a third of the HAM-A derivation at 100,000 patients (0.94-1.43x the
+    hand-written SQL there, 0.75-1.12x in SQL; the GAD-7 derivation binds 13 times
+    instead of 16, the HAM-A 21 instead of 28). ``tests/test_endpoints_backends.py``
+    holds the results identical to pandas' and each SQL step equal to its generic form,
+    types included.
     """
 
+    def score(self, frame, instrument: Instrument, visits: Sequence[Visit], keep=None):
+        """:meth:`_Steps.score` as one projection written in SQL, for the derivation (with
+        ``keep``) on integer or floating-point items and totals.
+
+        The same expressions as :func:`~analysis.instruments.score_expr` and
+        :func:`_target_day`, types included: the narwhals form spends about 30 ms a call in
+        Python and binding at any size (its floor division alone is a dozen nodes), a
+        tenth of the HAM-A derivation at 100,000 patients. Other column types (decimals)
+        and the accounting (without ``keep``) take the generic form.
+        """
+        native = frame.to_native()
+        types = dict(zip(native.columns, (str(t) for t in native.types), strict=True))
+        scored = [*instrument.item_columns, "total"]
+        numbers = {"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "DOUBLE"}
+        if keep is None or not all(types.get(c) in numbers for c in [*scored, "study_day"]):
+            return super().score(frame, instrument, visits, keep)
+        items = [_sql_name(c) for c in instrument.item_columns]
+        k, m = instrument.n_items, instrument.max_missing_items
+        answered = f"{k} - (" + " + ".join(f"CAST({c} IS NULL AS BIGINT)" for c in items) + ")"
+        item_sum = " + ".join(f"coalesce({c}, 0)" for c in items)
+        day = "study_day"
+        # The visits in the order of :func:`_by_visit` (the windows of a schedule do not
+        # overlap, so no day is in two).
+        target = (
+            "CASE "
+            + " ".join(
+                f"WHEN {day} >= {v.window_low} AND {day} <= {v.window_high} "
+                f"THEN 0 * {day} + {v.target_day}"
+                for v in reversed(visits)
+            )
+            + " END"
+        )
+        # ``greatest(_n, 1)`` as ``safe_n`` in score_expr: no row divides by 0, whichever rows
+        # DuckDB evaluates a branch of the CASE on.
+        twice_k = (
+            f"CAST({2 * k} AS INTEGER)"  # as narwhals types a literal (TINYINT would overflow)
+        )
+        dividend, divisor = f"{twice_k} * _item_sum + greatest(_n, 1)", "2 * greatest(_n, 1)"
+        if any(types[c] == "DOUBLE" for c in instrument.item_columns):
+            prorated = f"floor(({dividend}) / ({divisor}))"
+        else:  # DuckDB's ``//`` truncates integers towards zero: floor below zero
+            prorated = (
+                f"({dividend}) // ({divisor}) - CAST(({dividend}) % ({divisor}) <> 0 "
+                f"AND ({dividend}) < 0 AS BIGINT)"
+            )
+        score = (
+            f"CASE WHEN _n = {k} THEN _item_sum WHEN _n >= {k - m} AND _n > 0 THEN {prorated} "
+            "ELSE total END"
+        )
+        names = {"n_items_answered": "_n AS n_items_answered"}
+        kept = ", ".join(names.get(c, _sql_name(c)) for c in keep)
+        inner = ", ".join(_sql_name(c) for c in dict.fromkeys([*keep, "total", day]) if c in types)
+        scored_rows = native.project(
+            f"{inner}, {answered} AS _n, {item_sum} AS _item_sum, {target} AS target_day"
+        ).project(f"{kept}, target_day, {score} AS score")
+        return nw.from_native(scored_rows)
+
     def choose(self, frame, visits: Sequence[Visit], every_row: bool = True, baseline: bool = True):
-        if every_row or not baseline:
+        if every_row:
             return super().choose(frame, visits, every_row, baseline)
         base = visits[0]
         columns = ", ".join(_sql_name(c) for c in frame.columns)
@@ -1092,17 +1172,35 @@ class _DuckDBSteps(_SQLSteps):
         base_score = f"CASE WHEN {target} = {base.target_day} THEN score END"
         # The relation's own methods rather than SQL over a named view: a name could be
         # shadowed by a table of the caller's connection.
+        first = f"rank() OVER ({by_target}, {key}) = rank() OVER ({by_target}) AS _chosen"
+        if baseline:
+            first += (
+                f", first_value({base_score}) OVER ({by_target}, {key}, score DESC) AS baseline"
+            )
         chosen = (
             frame.to_native()
             .filter(f"score IS NOT NULL AND {target} IS NOT NULL AND patient_id IS NOT NULL")
-            .project(
-                f"{columns}, "
-                f"rank() OVER ({by_target}, {key}) = rank() OVER ({by_target}) AS _chosen, "
-                f"first_value({base_score}) OVER ({by_target}, {key}, score DESC) AS baseline"
-            )
+            .project(f"{columns}, {first}")
             .filter("_chosen")
         )
         return nw.from_native(chosen)
+
+    def baseline_sums(self, base, instrument: Instrument, items: bool) -> dict[str, Any]:
+        """:meth:`_Steps.baseline_sums` as one aggregate written in SQL."""
+        aggs = {
+            "n": "count(CAST(score AS DOUBLE))",
+            "s": "sum(CAST(score AS DOUBLE))",
+            "ss": "sum(CAST(score AS DOUBLE) * CAST(score AS DOUBLE))",
+        }
+        if items:
+            complete = f"n_items_answered = {instrument.n_items}"
+            aggs["nc"] = f"sum(CAST({complete} AS BIGINT))"
+            for c in ["score", *instrument.item_columns]:
+                x = f"CASE WHEN {complete} THEN CAST({_sql_name(c)} AS DOUBLE) END"
+                aggs[f"{c}_s"], aggs[f"{c}_ss"] = f"sum({x})", f"sum({x} * {x})"
+        sums = ", ".join(f"{v} AS {_sql_name(k)}" for k, v in aggs.items())
+        (row,) = base.to_native().aggregate(sums).fetchall()
+        return dict(zip(aggs, row, strict=True))
 
 
 def _sql_name(name: str) -> str:
@@ -1191,7 +1289,7 @@ def _annotate(
 
     The steps are few on purpose: DuckDB (2.0) binds the whole query so far again at each
     step of its relational API (about 2 ms a step at 100,000 patients; the GAD-7
-    derivation binds 16 times, with the HAM-A's threshold query 26), and Spark analyses
+    derivation binds 13 times, with the HAM-A's threshold query 21), and Spark analyses
     the plan again at each step.
     """
     if not filtered:
@@ -1281,7 +1379,9 @@ def _impute(frame, observed, visits: Sequence[Visit], method: str):
     )
 
 
-def _jacobson_truax(frame, instrument: Instrument, criteria: Criteria, base_target: int) -> float:
+def _jacobson_truax(
+    frame, instrument: Instrument, criteria: Criteria, base_target: int, steps: _Steps
+) -> float:
     """Jacobson-Truax threshold ``z x SD_baseline x sqrt(2 (1 - r))`` from the baselines.
 
     ``SD_baseline`` is the sample SD of the chosen baseline scores; ``r`` is
@@ -1290,15 +1390,7 @@ def _jacobson_truax(frame, instrument: Instrument, criteria: Criteria, base_targ
     sufficient statistics (counts, sums, sums of squares) leave the engine.
     """
     base = frame.filter(nw.col("_chosen") & (nw.col("target_day") == base_target))
-    score = nw.col("score").cast(nw.Float64)
-    complete = nw.col("n_items_answered") == instrument.n_items
-    aggs = {"n": score.count(), "s": score.sum(), "ss": (score * score).sum()}
-    if criteria.reliability is None:
-        aggs["nc"] = complete.cast(nw.Int64).sum()
-        for c in ["score", *instrument.item_columns]:
-            x = nw.when(complete).then(nw.col(c).cast(nw.Float64))
-            aggs[f"{c}_s"], aggs[f"{c}_ss"] = x.sum(), (x * x).sum()
-    stats = {k: v[0] for k, v in _collect(base.select(**aggs)).to_dict(as_series=False).items()}
+    stats = steps.baseline_sums(base, instrument, items=criteria.reliability is None)
 
     def variance(n, s, ss):
         return (float(ss or 0) - float(s or 0) ** 2 / n) / (n - 1)
@@ -1502,12 +1594,12 @@ def derive_endpoints(
             every_row=False,
             baseline=False,
         )
-        threshold = _jacobson_truax(base, instrument, criteria, visits[0].target_day)
+        threshold = _jacobson_truax(base, instrument, criteria, visits[0].target_day, steps)
     if threshold is None:  # an eager frame: annotated once, for the threshold and the rows
         frame = _annotate(
             frame, instrument, visits, steps, keep + items, filtered=True, every_row=False
         )
-        threshold = _jacobson_truax(frame, instrument, criteria, visits[0].target_day)
+        threshold = _jacobson_truax(frame, instrument, criteria, visits[0].target_day, steps)
     else:
         frame = _annotate(frame, instrument, visits, steps, keep, filtered=True, every_row=False)
     rows = steps.rows(frame, visits, impute)

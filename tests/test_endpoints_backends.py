@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
+import re
+
 import duckdb
 import numpy as np
 import pandas as pd
 import polars as pl
 import pytest
 from _engines import ENGINES, Backend
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from analysis import endpoints
 from analysis.endpoints import (
     DEFAULT_SCHEDULE,
     ENDPOINT_COLUMNS,
+    _generic_steps,
     derive_endpoints,
     endpoint_accounting,
 )
@@ -263,6 +269,79 @@ def test_typed_select_equals_a_select_then_cast_columns(engine):
     assert got.columns == ["c", "a", "flag"]
     assert got.collect_schema() == expected.collect_schema()
     pd.testing.assert_frame_equal(collected(got), collected(expected))
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    item_type=st.sampled_from(
+        ["BIGINT", "INTEGER", "SMALLINT", "TINYINT", "DOUBLE", "DECIMAL(6, 1)"]
+    ),
+    total_type=st.sampled_from(["BIGINT", "DOUBLE"]),
+    day_type=st.sampled_from(["BIGINT", "DOUBLE"]),
+    lowest_item=st.sampled_from([0, -3]),
+    instrument=st.sampled_from(sorted(INSTRUMENTS)),
+)
+def test_duckdb_sql_scoring_equals_the_generic_steps(
+    seed, item_type, total_type, day_type, lowest_item, instrument
+):
+    # DuckDB scores in SQL of its own (endpoints._DuckDBSteps.score: integer or float
+    # items, floor division written out) and sums the Jacobson-Truax baselines in SQL:
+    # the endpoints equal those of the generic narwhals steps on pandas, whatever the
+    # column types, with negative items (the floor of a negative proration), rows with no
+    # item answered, and a threshold from the data. Decimals take the generic form.
+    rng = np.random.default_rng(seed)
+    inst = INSTRUMENTS[instrument]
+    rows = []
+    for p in range(int(rng.integers(2, 9))):
+        for day in np.union1d(rng.choice(np.arange(-16, 120), 5, replace=False), [0, -3]):
+            items = rng.integers(lowest_item, inst.item_max + 1, inst.n_items).astype(float)
+            items[rng.random(inst.n_items) < rng.choice([0.0, 0.1, 0.5, 1.0])] = np.nan
+            row = {"patient_id": f"P{p}", "instrument": instrument, "study_day": int(day)}
+            row |= {f"item_{k}": v for k, v in enumerate(items, start=1)}
+            row["total"] = (
+                float(rng.integers(0, inst.total_max + 1)) if rng.random() < 0.3 else None
+            )
+            rows.append(row)
+    df = pd.DataFrame(rows).astype({"total": "float64"})
+    con = duckdb.connect()
+    con.register("raw", df)
+    casts = ", ".join(
+        f"CAST(item_{k} AS {item_type}) AS item_{k}" for k in range(1, inst.n_items + 1)
+    )
+    relation = con.sql(
+        f"SELECT patient_id, instrument, CAST(study_day AS {day_type}) AS study_day, {casts}, "
+        f"CAST(total AS {total_type}) AS total FROM raw"
+    )
+    # The two forms of the steps on the same relation: the scores, then the sums of the
+    # scored rows the Jacobson-Truax threshold is computed from (to 1e-12).
+    frame = endpoints._assessments(relation, inst)  # as the derivation reads it
+    keep = ["patient_id", "study_day", "n_items_answered", *inst.item_columns]
+    visits = [v for v in DEFAULT_SCHEDULE if instrument in v.instruments]
+    forms = [endpoints._Steps(), endpoints._DuckDBSteps()]
+    generic, sql = (f.score(frame, inst, visits, keep).to_native() for f in forms)
+    assert [str(t) for t in sql.types] == [str(t) for t in generic.types]
+    pd.testing.assert_frame_equal(to_pandas(sql), to_pandas(generic))
+    generic_sums, sql_sums = (
+        f.baseline_sums(forms[0].score(frame, inst, visits, keep), inst, items=True) for f in forms
+    )
+    assert sql_sums.keys() == generic_sums.keys()
+    for key, value in generic_sums.items():
+        if value is None or key in ("n", "nc"):  # counts exactly (a Decimal from narwhals)
+            assert sql_sums[key] == value, key
+        else:
+            assert sql_sums[key] == pytest.approx(float(value), rel=1e-12), key
+    typed = relation.df()
+    criteria = None if instrument == "HAMA" and seed % 2 else {"reliable_change": 3.0}
+    with _generic_steps():
+        try:
+            expected = to_pandas(derive_endpoints(typed, instrument, criteria=criteria))
+        except ValueError as error:  # too few complete baselines for Cronbach's alpha
+            with pytest.raises(ValueError, match=re.escape(str(error))):
+                derive_endpoints(relation, instrument, criteria=criteria)
+            return
+    got = to_pandas(derive_endpoints(relation, instrument, criteria=criteria))
+    pd.testing.assert_frame_equal(got, expected)
 
 
 @pytest.mark.parametrize("dtype", [pl.Int8, pl.UInt8, pl.Int16, pl.Int32])
