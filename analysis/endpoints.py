@@ -1069,9 +1069,9 @@ class _SQLSteps(_Steps):
 
 
 class _DuckDBSteps(_SQLSteps):
-    """DuckDB: the derivation's :meth:`score`, :meth:`choose` and :meth:`baseline_sums`
-    written in SQL on the relation itself (no named view), with the generic results and
-    column types.
+    """DuckDB: the derivation's :meth:`score`, :meth:`choose`, :meth:`baseline_sums` and
+    :meth:`outcomes` written in SQL on the relation itself (no named view), with the
+    generic results and column types.
 
     Written in narwhals, the choice and the baseline are two windows on different
     partitions (``patient_id, target_day`` for the rank, ``patient_id`` for the
@@ -1092,13 +1092,13 @@ class _DuckDBSteps(_SQLSteps):
     (``docs/performance.md``). The threshold's query takes the same choice without the
     baseline; the accounting (``every_row``) keeps the narwhals form.
 
-    Scoring and the threshold's sums are SQL of their own for the fixed cost: in
-    narwhals they spent about 0.1 s in Python and DuckDB's binding of each step, at any
-    size, a third of the HAM-A derivation at 100,000 patients (0.94-1.43x the
-    hand-written SQL there, 0.75-1.12x in SQL; the GAD-7 derivation binds 13 times
-    instead of 16, the HAM-A 21 instead of 28). ``tests/test_endpoints_backends.py``
-    holds the results identical to pandas' and each SQL step equal to its generic form,
-    types included.
+    Scoring, the threshold's sums and the outcome columns are SQL of their own for the
+    fixed cost: in narwhals they spent about 0.13 s per HAM-A derivation in Python and in
+    DuckDB's binding of each step, at any size, a third of that derivation at 100,000
+    patients (1.29-1.43x the hand-written SQL there, 0.76-0.89x in SQL; the GAD-7
+    derivation binds 13 times instead of 16, the HAM-A 21 instead of 28).
+    ``tests/test_endpoints_backends.py`` holds the results identical to pandas' and each
+    SQL step equal to its generic form, types included.
     """
 
     def score(self, frame, instrument: Instrument, visits: Sequence[Visit], keep=None):
@@ -1201,6 +1201,106 @@ class _DuckDBSteps(_SQLSteps):
         sums = ", ".join(f"{v} AS {_sql_name(k)}" for k, v in aggs.items())
         (row,) = base.to_native().aggregate(sums).fetchall()
         return dict(zip(aggs, row, strict=True))
+
+    def outcomes(
+        self,
+        rows,
+        instrument: Instrument,
+        visits: Sequence[Visit],
+        criteria: Criteria,
+        threshold: float,
+        bands,
+    ):
+        """:meth:`_Steps.outcomes` written in SQL: the expressions of :func:`_outcomes`,
+        :func:`_visit_name` and :func:`~analysis.instruments.severity_expr`, each cast as
+        :func:`~analysis._frames.typed_select` casts, with the criteria as literals of the
+        narwhals form's types (integers, or doubles). Criteria of other Python types take
+        the generic form."""
+        numbers = [
+            criteria.response_reduction,
+            criteria.partial_response_reduction,
+            criteria.remission_cutoff,
+            criteria.caseness_cutoff,
+            threshold,
+            *bands.lower,
+        ]
+        if not all(v is None or type(v) in (int, float) for v in numbers):
+            return super().outcomes(rows, instrument, visits, criteria, threshold, bands)
+        n = _sql_number
+
+        def severity(x: str) -> str:
+            whens = " ".join(
+                f"WHEN {x} >= {n(low)} THEN {_sql_text(label)}"
+                for low, label in reversed(
+                    list(zip(bands.lower[1:], bands.labels[1:], strict=True))
+                )
+            )
+            return f"CASE WHEN {x} IS NULL THEN NULL {whens} ELSE {_sql_text(bands.labels[0])} END"
+
+        visit = (
+            "CASE "
+            + " ".join(
+                f"WHEN target_day = {v.target_day} THEN {_sql_text(v.name)}"
+                for v in reversed(visits)
+            )
+            + " END"
+        )
+        rr, pr = n(-criteria.response_reduction), n(-criteria.partial_response_reduction)
+        rc, rt = n(criteria.remission_cutoff), n(threshold)
+        added = {
+            "instrument": _sql_text(instrument.name),
+            "visit": visit,
+            "pct_change": "CASE WHEN baseline <> 0 THEN 100 * change / baseline END",
+            "response": f"CASE WHEN baseline > 0 THEN 100 * change <= baseline * {rr} END",
+            "partial_response": (
+                f"CASE WHEN baseline > 0 THEN 100 * change > baseline * {rr} "
+                f"AND 100 * change <= baseline * {pr} END"
+            ),
+            "remission": f"CASE WHEN baseline > {rc} THEN score <= {rc} END",
+            "reliable_improvement": f"-change >= {rt}",
+            "reliable_deterioration": f"change >= {rt}",
+            "severity": severity("score"),
+            "baseline_severity": severity("baseline"),
+        }
+        case = criteria.caseness_cutoff
+        if case is None:
+            added["recovery"] = added["reliable_recovery"] = "CAST(NULL AS BOOLEAN)"
+        else:
+            added["recovery"] = f"CASE WHEN baseline >= {n(case)} THEN score < {n(case)} END"
+            added["reliable_recovery"] = (
+                f"CASE WHEN baseline >= {n(case)} THEN score < {n(case)} AND -change >= {rt} END"
+            )
+        types = {
+            nw.Int64: "BIGINT",
+            nw.Float64: "DOUBLE",
+            nw.Boolean: "BOOLEAN",
+            nw.String: "VARCHAR",
+        }
+        columns = []
+        for c in ENDPOINT_COLUMNS:
+            expr = added.get(c, _sql_name(c))
+            if c in _DTYPES:
+                expr = f"CAST({expr} AS {types[_DTYPES[c]]})"
+            columns.append(f"{expr} AS {_sql_name(c)}")
+        native = (
+            rows.to_native().project("*, score - baseline AS change").project(", ".join(columns))
+        )
+        return nw.from_native(native)
+
+
+def _sql_number(value: float | None) -> str:
+    """``value`` as a SQL literal of the type narwhals gives a Python number: an integer,
+    or a double (``inf`` included)."""
+    if value is None:
+        return "NULL"
+    if type(value) is int:
+        return str(value)
+    return f"CAST('{float(value)!r}' AS DOUBLE)"
+
+
+def _sql_text(text: str) -> str:
+    """``text`` as a SQL string literal."""
+    return "'" + text.replace("'", "''") + "'"
 
 
 def _sql_name(name: str) -> str:

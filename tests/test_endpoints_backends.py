@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 
 import duckdb
@@ -12,6 +13,8 @@ import pytest
 from _engines import ENGINES, Backend
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from test_endpoints_fast_path import cohorts as fast_path_cohorts
+from test_endpoints_fast_path import criteria_overrides
 
 from analysis import endpoints
 from analysis.endpoints import (
@@ -369,3 +372,43 @@ def test_narrow_integer_items_are_scored_as_pandas_scores_them(backend, dtype):
     expected = to_pandas(derive_endpoints(df, "HAMA", criteria=criteria))
     assert got["baseline"].tolist() == [42, 42]
     pd.testing.assert_frame_equal(got, expected)
+
+
+@settings(max_examples=30, deadline=None)
+@given(
+    cohort=fast_path_cohorts(),
+    instrument=st.sampled_from(sorted(INSTRUMENTS)),
+    impute=st.sampled_from(["observed", "locf", "bocf"]),
+    criteria=st.one_of(st.none(), criteria_overrides),
+    threshold=st.sampled_from([0.5, 4, 7.0, 12.25, math.inf]),
+)
+def test_duckdb_sql_outcomes_equal_the_generic_steps(
+    cohort, instrument, impute, criteria, threshold
+):
+    # DuckDB writes the outcome columns in SQL of its own (endpoints._DuckDBSteps.outcomes):
+    # on the same endpoint rows they equal the generic narwhals form's, types included,
+    # under criteria drawn at random (integer and fractional percentages, cut-offs either
+    # side of the scores, no caseness cut-off, either severity scheme) and an infinite
+    # threshold (no baseline to compute one from).
+    inst = INSTRUMENTS[instrument]
+    criteria = dict(criteria or {})
+    if "severity_bands" in criteria:
+        schemes = sorted(inst.bands)
+        criteria["severity_bands"] = schemes[criteria["severity_bands"] % len(schemes)]
+    partial = criteria.get("partial_response_reduction", 25)
+    criteria["response_reduction"] = max(criteria.get("response_reduction", 50), partial)
+    resolved = endpoints._resolve_criteria(inst, criteria)
+    bands = inst.band(resolved.severity_bands)
+    visits = [v for v in DEFAULT_SCHEDULE if instrument in v.instruments]
+    steps = endpoints._DuckDBSteps()
+    frame = endpoints._assessments(Backend("duckdb").convert(cohort), inst)
+    keep = ["patient_id", "study_day"]
+    chosen = endpoints._annotate(frame, inst, visits, steps, keep, filtered=True, every_row=False)
+    rows = steps.rows(chosen, visits, impute)
+    generic, sql = (
+        form.outcomes(rows, inst, visits, resolved, threshold, bands).to_native()
+        for form in (endpoints._Steps(), steps)
+    )
+    assert sql.columns == generic.columns
+    assert [str(t) for t in sql.types] == [str(t) for t in generic.types]
+    pd.testing.assert_frame_equal(to_pandas(sql), to_pandas(generic))
