@@ -594,6 +594,8 @@ class _Steps:
     - :meth:`rows`: the endpoint rows (observed, then imputed), eager ones sorted by
       ``patient_id, target_day`` (:meth:`sort`);
     - :meth:`outcomes`: the output columns of :func:`derive_endpoints` from those rows;
+    - :meth:`baseline_sums`: the sufficient statistics of the chosen baselines for the
+      Jacobson-Truax threshold;
     - :meth:`account`: the ``visit`` and ``reason`` of :func:`endpoint_accounting`.
     """
 
