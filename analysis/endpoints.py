@@ -1109,7 +1109,8 @@ class _DuckDBSteps(_SQLSteps):
 
     def score(self, frame, instrument: Instrument, visits: Sequence[Visit], keep=None):
         """:meth:`_Steps.score` as one projection written in SQL, for the derivation (with
-        ``keep``) on integer or floating-point items and totals.
+        ``keep``) on 64-bit integer or floating-point items and totals (narrower integers
+        are widened before, by :func:`~analysis.instruments.prepare_assessments`).
 
         The same expressions as :func:`~analysis.instruments.score_expr` and
         :func:`_target_day`, types included: the narwhals form spends about 30 ms a call in
@@ -1119,9 +1120,8 @@ class _DuckDBSteps(_SQLSteps):
         """
         native = frame.to_native()
         types = dict(zip(native.columns, (str(t) for t in native.types), strict=True))
-        scored = [*instrument.item_columns, "total"]
-        numbers = {"BIGINT", "INTEGER", "SMALLINT", "TINYINT", "DOUBLE"}
-        if keep is None or not all(types.get(c) in numbers for c in [*scored, "study_day"]):
+        scored = [*instrument.item_columns, "total", "study_day"]
+        if keep is None or not all(types.get(c) in ("BIGINT", "DOUBLE") for c in scored):
             return super().score(frame, instrument, visits, keep)
         items = [_sql_name(c) for c in instrument.item_columns]
         k, m = instrument.n_items, instrument.max_missing_items
@@ -1141,10 +1141,7 @@ class _DuckDBSteps(_SQLSteps):
         )
         # ``greatest(_n, 1)`` as ``safe_n`` in score_expr: no row divides by 0, whichever rows
         # DuckDB evaluates a branch of the CASE on.
-        twice_k = (
-            f"CAST({2 * k} AS INTEGER)"  # as narwhals types a literal (TINYINT would overflow)
-        )
-        dividend, divisor = f"{twice_k} * _item_sum + greatest(_n, 1)", "2 * greatest(_n, 1)"
+        dividend, divisor = f"{2 * k} * _item_sum + greatest(_n, 1)", "2 * greatest(_n, 1)"
         if any(types[c] == "DOUBLE" for c in instrument.item_columns):
             prorated = f"floor(({dividend}) / ({divisor}))"
         else:  # DuckDB's ``//`` truncates integers towards zero: floor below zero
