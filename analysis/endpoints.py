@@ -67,7 +67,7 @@ import narwhals as nw
 import numpy as np
 import pandas as pd
 
-from analysis._frames import typed_select
+from analysis._frames import blocks, filled, typed_select
 from analysis._utils import check_choice
 from analysis.cohort import Cohort
 from analysis.instruments import (
@@ -417,7 +417,8 @@ class _PatientCodes:
         codes = codes.astype(np.int64, copy=False)
         # A row holding each code (shifted by one for the missing id, code -1).
         self.position = np.zeros(n_ids + 1, dtype=np.intp)
-        self.position[codes + 1] = np.arange(len(codes))
+        for block in blocks(len(codes)):
+            self.position[codes[block] + 1] = np.arange(block.start, block.stop)
         self.ids = ids
         self.frame = nw.from_native(_with_column(native, "patient_id", codes), eager_only=True)
 
@@ -427,7 +428,10 @@ class _PatientCodes:
             return frame
         native = frame.to_native()
         codes = native["patient_id"].to_numpy()
-        ids = self.ids.take(self.position[codes + 1]).to_numpy()
+        rows = np.empty(len(codes), dtype=np.intp)
+        for block in blocks(len(codes)):
+            rows[block] = self.position[codes[block] + 1]
+        ids = self.ids.take(rows).to_numpy()
         ids = pd.Series(ids, index=native.index, dtype=self.ids.dtype)
         return nw.from_native(_with_column(native, "patient_id", ids), eager_only=True)
 
@@ -498,23 +502,31 @@ def _identity_codes(values: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
     values = np.ascontiguousarray(values)
     # A view of the buffer of n pointers (PyObject *), alive as long as ``values``.
     address = np.ctypeslib.as_array((ctypes.c_size_t * n).from_address(values.ctypes.data))
-    spacing = int(np.bitwise_or.reduce(address - address[0]))
+    # (Array arithmetic on the n addresses goes block by block: see `blocks`.)
+    spacing = 0
+    for part in blocks(n):
+        spacing |= int(np.bitwise_or.reduce(address[part] - address[0]))
     # The spacing's trailing zeros (all rows one object: any shift numbers it 0).
     shift = min((spacing & -spacing).bit_length() - 1, _BLOCK_BITS) if spacing else _BLOCK_BITS
-    block_codes, blocks = pd.factorize(address >> _BLOCK_BITS, sort=False)
+    block_codes, memory_blocks = pd.factorize(address >> _BLOCK_BITS, sort=False)
     per_block = 1 << (_BLOCK_BITS - shift)
-    span = len(blocks) * per_block
+    span = len(memory_blocks) * per_block
     if span > 4 * n + (1 << 20):  # at most 5 bytes a slot: used, then its code
         return None
-    slot = block_codes.astype(np.int64, copy=False) * per_block
-    slot += ((address & ((1 << _BLOCK_BITS) - 1)) >> shift).astype(np.int64)
+    slot = block_codes.astype(np.int64, copy=False)
+    slot *= per_block
+    for part in blocks(n):
+        slot[part] += ((address[part] & ((1 << _BLOCK_BITS) - 1)) >> shift).astype(np.int64)
     used = np.zeros(span, dtype=bool)
     used[slot] = True
     # The code of each slot in use: the number of slots in use before it.
     table = np.cumsum(used, dtype=np.int32 if span < 2**31 else np.int64)
-    codes = table[slot] - 1
+    del used
+    codes = np.empty(n, dtype=table.dtype)
     one_of_each = np.empty(int(table[-1]), dtype=np.intp)
-    one_of_each[codes] = np.arange(n)
+    for part in blocks(n):
+        codes[part] = table[slot[part]] - 1
+        one_of_each[codes[part]] = np.arange(part.start, part.stop)
     return codes, values[one_of_each]
 
 
@@ -804,9 +816,13 @@ class _PandasSteps(_Steps):
         position = np.zeros(visits[-1].target_day - first + 1, dtype=np.int64)
         for i, v in enumerate(visits):
             position[v.target_day - first] = i
-        target = native["target_day"].to_numpy(dtype=np.int64, na_value=first)
-        code = native["patient_id"].to_numpy(dtype=np.int64) + 1  # a missing id is -1
-        slots = code * len(visits) + position[target - first]
+        target = native["target_day"].array
+        code = native["patient_id"].to_numpy()
+        slots = np.empty(len(native), dtype=np.int64)
+        for block in blocks(len(native)):  # block by block: no column-sized temporaries
+            day = target[block].to_numpy(dtype=np.int64, na_value=first)
+            # A missing id is -1 (code + 1 is 0).
+            slots[block] = (code[block].astype(np.int64) + 1) * len(visits) + position[day - first]
         return slots, len(self.codes.position) * len(visits)
 
     def score(self, frame, instrument: Instrument, visits: Sequence[Visit], keep=None):
@@ -828,25 +844,40 @@ class _PandasSteps(_Steps):
         assert self.codes is not None
         native = frame.to_native()
         base = visits[0]
-        target = native["target_day"].to_numpy(dtype=np.int64, na_value=base.target_day)
-        day = native["study_day"].to_numpy(dtype=np.int64, na_value=0)
-        score = native["score"].to_numpy(dtype=np.int64, na_value=0)
+        n = len(native)
+        target, day = native["target_day"].array, native["study_day"].array
         valid = (native["score"].notna() & native["target_day"].notna()).to_numpy()
-        is_base = target == base.target_day
-        key = np.where(is_base, base.window_high - day, 2 * np.abs(day - target) + (day > target))
+        is_base = np.empty(n, dtype=bool)
+        key = np.empty(n, dtype=np.int64)
+        never = np.iinfo(np.int64).max  # the key of rows without a score or a window
+        for block in blocks(n):  # block by block: no column-sized temporaries
+            t = target[block].to_numpy(dtype=np.int64, na_value=base.target_day)
+            d = day[block].to_numpy(dtype=np.int64, na_value=0)
+            is_base[block] = at_base = t == base.target_day
+            close = np.where(at_base, base.window_high - d, 2 * np.abs(d - t) + (d > t))
+            key[block] = np.where(valid[block], close, never)
         slots, n_slots = self._slots(native, visits)
-        lowest = np.full(n_slots, np.iinfo(np.int64).max)
-        np.minimum.at(lowest, slots[valid], key[valid])
-        chosen = valid & (key == lowest[slots])
-        # One chosen baseline per patient (keys are distinct within a window): a scatter
-        # gives the patient's baseline, as the maximum over the patient's rows does.
-        at_base = chosen & is_base
-        patient = slots // len(visits)
-        baseline = np.zeros(len(self.codes.position), dtype=np.int64)
-        has = np.zeros(len(self.codes.position), dtype=bool)
-        baseline[patient[at_base]] = score[at_base]
-        has[patient[at_base]] = True
-        baseline = pd.arrays.IntegerArray(baseline[patient], ~has[patient])
+        lowest = np.full(n_slots, never)
+        np.minimum.at(lowest, slots, key)
+        chosen = np.empty(n, dtype=bool)
+        for block in blocks(n):
+            chosen[block] = valid[block] & (key[block] == lowest[slots[block]])
+        del key, lowest
+        # The patient's baseline: the largest score of its chosen baseline rows (one, but
+        # for assessments tied on the same day), as the generic steps' maximum.
+        at_base = np.flatnonzero(chosen & is_base)
+        patients = len(self.codes.position)
+        scores = np.full(patients, np.iinfo(np.int64).min)
+        has = np.zeros(patients, dtype=bool)
+        patient = slots[at_base] // len(visits)
+        np.maximum.at(scores, patient, native["score"].array[at_base].to_numpy(dtype=np.int64))
+        has[patient] = True
+        values = np.empty(n, dtype=np.int64)
+        unknown = np.empty(n, dtype=bool)
+        for block in blocks(n):
+            patient = slots[block] // len(visits)
+            values[block], unknown[block] = scores[patient], ~has[patient]
+        baseline = pd.arrays.IntegerArray(values, unknown)
         out = replace_columns(native, {"_chosen": chosen, "baseline": baseline})
         return nw.from_native(out, eager_only=True)
 
@@ -856,26 +887,31 @@ class _PandasSteps(_Steps):
         native = frame.to_native()
         base, n_visits = visits[0], len(visits)
         code = native["patient_id"].to_numpy(dtype=np.int64)
-        target = native["target_day"].to_numpy(dtype=np.int64, na_value=base.target_day)
-        score = native["score"].to_numpy(dtype=np.int64, na_value=0)
-        day = native["study_day"].to_numpy(dtype=np.int64, na_value=0)
         chosen = native["_chosen"].to_numpy(dtype=bool, na_value=False)
-        has_baseline = native["baseline"].notna().to_numpy()
-        observed = chosen & (target != base.target_day) & has_baseline
+        observed = chosen & native["baseline"].notna().to_numpy()
+        target = native["target_day"].array
+        for block in blocks(len(native)):
+            at_base = target[block].to_numpy(dtype=np.int64, na_value=base.target_day)
+            observed[block] &= at_base != base.target_day
         slots, _ = self._slots(native, visits)
         if impute == "observed" or n_visits == 1:
             take = np.flatnonzero(observed)
             take = take[np.argsort(slots[take], kind="stable")]  # one row per slot
-            baseline = native["baseline"].to_numpy(dtype=np.int64, na_value=0)
+            del slots, observed
             columns = {
                 "patient_id": code[take],
-                "target_day": target[take],
-                "study_day": pd.arrays.IntegerArray(day[take], np.zeros(len(take), dtype=bool)),
-                "baseline": baseline[take],
-                "score": score[take],
+                "target_day": _gather(native["target_day"], take),
+                "study_day": pd.arrays.IntegerArray(
+                    _gather(native["study_day"], take), np.zeros(len(take), dtype=bool)
+                ),
+                "baseline": _gather(native["baseline"], take),
+                "score": _gather(native["score"], take),
                 "imputed": np.zeros(len(take), dtype=bool),
             }
             return nw.from_native(_frame_of(columns, len(take)), eager_only=True)
+        target = target.to_numpy(dtype=np.int64, na_value=base.target_day)
+        score = native["score"].to_numpy(dtype=np.int64, na_value=0)
+        day = native["study_day"].to_numpy(dtype=np.int64, na_value=0)
         # The grid: a slot per patient with a baseline (in code order) and post visit.
         at_base = np.flatnonzero(chosen & (target == base.target_day))
         at_base = at_base[np.argsort(code[at_base], kind="stable")]
@@ -921,60 +957,67 @@ class _PandasSteps(_Steps):
         bands,
     ):
         native = rows.to_native()
+        n = len(native)
         score, no_score = _ints(native["score"])
         baseline, no_baseline = _ints(native["baseline"])
         target, no_target = _ints(native["target_day"])
-        change, no_change = score - baseline, no_score | no_baseline
-        hundred = 100 * change
-
-        def flag(value, defined=True):
-            """A nullable boolean: NA where undefined or a term is missing (as the
-            expressions' ``when``)."""
-            return pd.arrays.BooleanArray(
-                np.asarray(value, dtype=bool), ~(np.asarray(defined) & ~no_change)
-            )
-
-        positive = baseline > 0
-        pct = np.divide(hundred, baseline, out=np.zeros(len(native)), where=baseline != 0)
-        response = -criteria.response_reduction * baseline
-        partial = -criteria.partial_response_reduction * baseline
-        remission = criteria.remission_cutoff
+        change, no_change = np.empty(n, dtype=np.int64), np.empty(n, dtype=bool)
+        pct, no_pct = np.empty(n, dtype=np.float64), np.empty(n, dtype=bool)
+        # Each flag is a nullable boolean: its values, and NA where undefined or a term is
+        # missing (as the expressions' ``when``).
+        flags = {name: (np.empty(n, dtype=bool), np.empty(n, dtype=bool)) for name in OUTCOMES}
+        case = criteria.caseness_cutoff
+        for block in blocks(n):  # block by block: no column-sized temporaries
+            now, base = score[block], baseline[block]
+            changed, unknown = now - base, no_score[block] | no_baseline[block]
+            change[block], no_change[block] = changed, unknown
+            hundred = 100 * changed
+            pct[block] = np.divide(hundred, base, out=np.zeros(len(base)), where=base != 0)
+            no_pct[block] = (base == 0) | unknown
+            positive = base > 0
+            response = -criteria.response_reduction * base
+            partial = -criteria.partial_response_reduction * base
+            remission = criteria.remission_cutoff
+            values = [
+                ("response", hundred <= response, positive),
+                ("partial_response", (hundred > response) & (hundred <= partial), positive),
+                ("remission", now <= remission, base > remission),
+                ("reliable_improvement", -changed >= threshold, True),
+                ("reliable_deterioration", changed >= threshold, True),
+            ]
+            if case is None:
+                values += [(name, now < 0, False) for name in ("recovery", "reliable_recovery")]
+            else:
+                values += [
+                    ("recovery", now < case, base >= case),
+                    ("reliable_recovery", (now < case) & (-changed >= threshold), base >= case),
+                ]
+            for name, value, defined in values:
+                flags[name][0][block] = value
+                flags[name][1][block] = ~(defined & ~unknown)
         columns: dict[str, object] = {
             "patient_id": native["patient_id"],
-            "instrument": np.full(len(native), instrument.name, dtype=object),
-            "visit": _visit_labels(visits, target, no_target),
+            "instrument": filled(n, instrument.name),
+            "visit": pd.arrays.StringArray(_visit_labels(visits, target, no_target, pd.NA)),
             "target_day": pd.arrays.IntegerArray(target, no_target),
             "study_day": native["study_day"],
             "baseline": pd.arrays.IntegerArray(baseline, no_baseline),
             "score": pd.arrays.IntegerArray(score, no_score),
             "change": pd.arrays.IntegerArray(change, no_change),
-            "pct_change": pd.arrays.FloatingArray(pct, (baseline == 0) | no_change),
-            "response": flag(hundred <= response, positive),
-            "partial_response": flag((hundred > response) & (hundred <= partial), positive),
-            "remission": flag(score <= remission, baseline > remission),
-            "reliable_improvement": flag(-change >= threshold),
-            "reliable_deterioration": flag(change >= threshold),
+            "pct_change": pd.arrays.FloatingArray(pct, no_pct),
+            **{name: pd.arrays.BooleanArray(*flags[name]) for name in OUTCOMES},
+            "severity": pd.arrays.StringArray(_bands(bands, score, no_score, pd.NA)),
+            "baseline_severity": pd.arrays.StringArray(_bands(bands, baseline, no_baseline, pd.NA)),
+            "imputed": native["imputed"],
         }
-        case = criteria.caseness_cutoff
-        if case is None:
-            columns["recovery"] = columns["reliable_recovery"] = flag(score < 0, False)
-        else:
-            columns["recovery"] = flag(score < case, baseline >= case)
-            columns["reliable_recovery"] = flag(
-                (score < case) & (-change >= threshold), baseline >= case
-            )
-        del hundred, response, partial  # temporaries of the flags: freed before the frame
-        columns["severity"] = _bands(bands, score, no_score)
-        columns["baseline_severity"] = _bands(bands, baseline, no_baseline)
-        columns["imputed"] = native["imputed"]
         out = _frame_of({c: columns[c] for c in ENDPOINT_COLUMNS}, native.index)
         return cast_columns(nw.from_native(out, eager_only=True), _DTYPES)
 
     def account(self, annotated, visits: Sequence[Visit], columns: Sequence[str]):
         native = annotated.to_native()
         target, no_target = _ints(native["target_day"])
-        visit = _visit_labels(visits, target, no_target)
-        reason = np.full(len(native), "visit", dtype=object)
+        visit = pd.arrays.StringArray(_visit_labels(visits, target, no_target, pd.NA))
+        reason = filled(len(native), "visit")
         chosen = native["_chosen"].to_numpy(dtype=bool, na_value=False)
         # The first reason that applies wins: assigned from the last to the first.
         cases = [
@@ -986,6 +1029,7 @@ class _PandasSteps(_Steps):
         ]
         for condition, label in reversed(cases):
             reason[condition] = label
+        reason = pd.arrays.StringArray(reason)  # the cast to ``string`` would copy it
         out = replace_columns(native, {"visit": visit, "reason": reason})[list(columns)]
         return cast_columns(nw.from_native(out, eager_only=True), _ACCOUNT_DTYPES)
 
@@ -1000,6 +1044,16 @@ def _frame_of(columns: Mapping[str, object], index: pd.Index | int) -> pd.DataFr
     return replace_columns(pd.DataFrame(index=index), columns)
 
 
+def _gather(series: pd.Series, take: np.ndarray) -> np.ndarray:
+    """The int64 values of an integer column at the positions ``take`` (none missing),
+    gathered block by block: no int64 copy of the whole column on the way."""
+    values = series.array
+    out = np.empty(len(take), dtype=np.int64)
+    for block in blocks(len(take)):
+        out[block] = values.take(take[block]).to_numpy(dtype=np.int64)
+    return out
+
+
 def _floats(series: pd.Series) -> np.ndarray:
     return series.to_numpy(dtype="float64", na_value=np.nan)
 
@@ -1010,20 +1064,28 @@ def _ints(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
     return series.to_numpy(dtype=np.int64, na_value=0), missing
 
 
-def _visit_labels(visits: Sequence[Visit], target: np.ndarray, missing: np.ndarray) -> np.ndarray:
-    """The visit name of each target day (None where missing or not a visit's day):
+def _visit_labels(
+    visits: Sequence[Visit], target: np.ndarray, missing: np.ndarray, na: object = None
+) -> np.ndarray:
+    """The visit name of each target day (``na`` where missing or not a visit's day):
     :func:`_visit_name` on arrays."""
     names = {v.target_day: v.name for v in visits}
     days = np.array(sorted(names), dtype=np.int64)
-    labels = np.array([names[d] for d in days.tolist()] + [None], dtype=object)
-    at = np.minimum(np.searchsorted(days, target), len(days) - 1)
-    found = ~missing & (days[at] == target) if len(days) else np.zeros(len(target), bool)
-    return labels[np.where(found, at, len(days))]
+    labels = np.array([names[d] for d in days.tolist()] + [na], dtype=object)
+    out = np.empty(len(target), dtype=object)
+    for block in blocks(len(target)):  # block by block: no column-sized temporaries
+        part = target[block]
+        at = np.minimum(np.searchsorted(days, part), len(days) - 1)
+        found = ~missing[block] & (days[at] == part) if len(days) else np.zeros(len(part), bool)
+        out[block] = labels[np.where(found, at, len(days))]
+    return out
 
 
-def _bands(bands, values: np.ndarray, missing: np.ndarray) -> np.ndarray:
-    """The band label of each value (None where missing): ``bands.classify``."""
-    return bands._label_array(np.where(missing, np.nan, values.astype(float)))
+def _bands(bands, values: np.ndarray, missing: np.ndarray, na: object = None) -> np.ndarray:
+    """The band label of each value (``na`` where missing): ``bands.classify``."""
+    scores = values.astype(float)
+    scores[missing] = np.nan
+    return bands._label_array(scores, na)
 
 
 def _window_target(visits: Sequence[Visit], study_day: pd.Series):
@@ -1036,10 +1098,16 @@ def _window_target(visits: Sequence[Visit], study_day: pd.Series):
     for v in visits:
         table[v.window_low - low : v.window_high - low + 1] = v.target_day
         covered[v.window_low - low : v.window_high - low + 1] = True
-    day, missing = _ints(study_day)
-    at = np.clip(day, low, high) - low
-    known = ~missing & (day >= low) & (day <= high) & covered[at]
-    return np.where(known, table[at], 0), known
+    days = study_day.array
+    target = np.empty(len(days), dtype=np.int64)
+    known = np.empty(len(days), dtype=bool)
+    for block in blocks(len(days)):  # block by block: no column-sized temporaries
+        part = days[block]
+        day = part.to_numpy(dtype=np.int64, na_value=low - 1)  # a missing day: no window
+        at = np.clip(day, low, high) - low
+        known[block] = inside = ~part.isna() & (day >= low) & (day <= high) & covered[at]
+        target[block] = np.where(inside, table[at], 0)
+    return target, known
 
 
 class _PolarsSteps(_Steps):

@@ -23,7 +23,13 @@ import narwhals as nw
 import numpy as np
 import pandas as pd
 
-from analysis._frames import as_nullable_int, cast_columns, check_whole, replace_columns
+from analysis._frames import (
+    as_nullable_int,
+    blocks,
+    cast_columns,
+    check_whole,
+    replace_columns,
+)
 from analysis._utils import check_choice
 
 __all__ = [
@@ -75,15 +81,21 @@ class SeverityBands:
         )
         return self._label_array(values).tolist()
 
-    def _label_array(self, values: np.ndarray) -> np.ndarray:
-        """:meth:`classify` of a float array (NaN missing), as an object array.
+    def _label_array(self, values: np.ndarray, na: object = None) -> np.ndarray:
+        """:meth:`classify` of a float array (NaN missing), as an object array (``na``
+        where missing: ``pd.NA`` makes it a ready ``StringArray``).
 
         The form the pandas fast paths use: no conversion of every score to a Python
         object and back (about 1 s per call on 10 million scores).
         """
-        index = np.searchsorted(np.asarray(self.lower, dtype=float), values, side="right") - 1
-        labels = np.asarray(self.labels + (None,), dtype=object)
-        return labels[np.where(np.isnan(values), len(self.labels), np.maximum(index, 0))]
+        lower = np.asarray(self.lower, dtype=float)
+        labels = np.asarray((*self.labels, na), dtype=object)
+        out = np.empty(len(values), dtype=object)
+        for block in blocks(len(values)):  # block by block: no column-sized temporaries
+            part = values[block]
+            index = np.searchsorted(lower, part, side="right") - 1
+            out[block] = labels[np.where(np.isnan(part), len(self.labels), np.maximum(index, 0))]
+        return out
 
 
 class _Unset:
@@ -565,19 +577,29 @@ def _score_arrays(
     by :func:`score_items` and the endpoint derivation's pandas fast path (each held equal
     to the expressions by a test).
     """
-    n = np.zeros(len(recorded), dtype=np.int64)
-    total = np.zeros(len(recorded), dtype=np.float64)
-    for column in items:  # column by column: no stacked copy of the items
-        present = ~np.isnan(column)
-        n += present
-        np.add(total, column, out=total, where=present)
-    item_sum = total.astype(np.int64)
+    rows = len(recorded)
+    n = np.empty(rows, dtype=np.int64)
+    value = np.empty(rows, dtype=np.int64)
+    has = np.empty(rows, dtype=bool)
+    prorate = np.empty(rows, dtype=bool)
     k, m = instrument.n_items, instrument.max_missing_items
-    prorate = (n < k) & (n >= k - m) & (n > 0)
-    safe_n = np.maximum(n, 1)
-    value = np.where(n == k, item_sum, (2 * k * item_sum + safe_n) // (2 * safe_n))
-    has = (n == k) | prorate | ~np.isnan(recorded)
-    value = np.where((n == k) | prorate, value, np.nan_to_num(recorded).astype(np.int64))
+    for block in blocks(rows):  # block by block: the temporaries stay small
+        count = np.zeros(block.stop - block.start, dtype=np.int64)
+        total = np.zeros(block.stop - block.start, dtype=np.float64)
+        for column in items:  # column by column: no stacked copy of the items
+            part = column[block]
+            present = ~np.isnan(part)
+            count += present
+            np.add(total, part, out=total, where=present)
+        item_sum = total.astype(np.int64)
+        pro = (count < k) & (count >= k - m) & (count > 0)
+        safe_n = np.maximum(count, 1)
+        full = count == k
+        scored = np.where(full, item_sum, (2 * k * item_sum + safe_n) // (2 * safe_n))
+        given = recorded[block]
+        n[block], prorate[block] = count, pro
+        has[block] = full | pro | ~np.isnan(given)
+        value[block] = np.where(full | pro, scored, np.nan_to_num(given).astype(np.int64))
     return n, value, has, prorate
 
 

@@ -115,14 +115,33 @@ criteria_overrides = st.fixed_dictionaries(
 )
 
 
+#: Rows per block of the fast path's array arithmetic (``analysis._frames.BLOCK_ROWS``):
+#: the default (one block on these small frames) or a few rows, so that values cross
+#: block boundaries as they do on a large frame.
+block_rows = st.sampled_from([None, 1, 2, 5])
+
+
+@contextlib.contextmanager
+def _blocks_of(rows: int | None, patch: pytest.MonkeyPatch):
+    from analysis import _frames
+
+    with patch.context() as inner:
+        if rows is not None:
+            inner.setattr(_frames, "BLOCK_ROWS", rows)
+        yield
+
+
 @settings(max_examples=40)
 @given(
     cohort=cohorts(),
     instrument=st.sampled_from(sorted(INSTRUMENTS)),
     impute=st.sampled_from(IMPUTE),
     criteria=st.one_of(st.none(), criteria_overrides),
+    rows=block_rows,
 )
-def test_fast_path_equals_generic_steps(cohort, instrument, impute, criteria):
+def test_fast_path_equals_generic_steps(
+    cohort, instrument, impute, criteria, rows, monkeypatch_module
+):
     if criteria is not None:
         criteria = dict(criteria)
         if "severity_bands" in criteria:
@@ -132,14 +151,18 @@ def test_fast_path_equals_generic_steps(cohort, instrument, impute, criteria):
         criteria["response_reduction"] = max(criteria.get("response_reduction", 50), partial)
     if instrument == "HAMA":  # Jacobson-Truax from the data needs two varying baselines
         criteria = {"reliable_change": 7.0} | (criteria or {})
-    fast, generic = _both(derive_endpoints, cohort, instrument, impute=impute, criteria=criteria)
+    with _blocks_of(rows, monkeypatch_module):
+        fast, generic = _both(
+            derive_endpoints, cohort, instrument, impute=impute, criteria=criteria
+        )
     pd.testing.assert_frame_equal(fast, generic)
 
 
 @settings(max_examples=20)
-@given(cohort=cohorts())
-def test_fast_path_equals_generic_steps_for_accounting(cohort):
-    fast, generic = _both(endpoint_accounting, cohort)
+@given(cohort=cohorts(), rows=block_rows)
+def test_fast_path_equals_generic_steps_for_accounting(cohort, rows, monkeypatch_module):
+    with _blocks_of(rows, monkeypatch_module):
+        fast, generic = _both(endpoint_accounting, cohort)
     pd.testing.assert_frame_equal(fast, generic)
 
 
@@ -161,11 +184,18 @@ def test_fast_path_equals_generic_steps_with_reliability_from_data(instrument):
 
 
 @pytest.mark.parametrize("value", [1.5, np.inf, -np.inf])
-def test_a_float_item_that_is_not_a_whole_number_is_refused_on_either_path(value):
+@pytest.mark.parametrize("rows", [None, 4])
+def test_a_float_item_that_is_not_a_whole_number_is_refused_on_either_path(
+    value, rows, monkeypatch
+):
     from test_endpoints_backends import random_assessments
 
+    from analysis import _frames
+
+    if rows is not None:  # checked block by block: a bad value in the last block
+        monkeypatch.setattr(_frames, "BLOCK_ROWS", rows)
     floats = _as_floats(random_assessments(5, seed=1))
-    floats.loc[floats.index[floats["instrument"] == "GAD7"][0], "item_2"] = value
+    floats.loc[floats.index[floats["instrument"] == "GAD7"][-1], "item_2"] = value
     for generic in (False, True):
         with _generic_steps() if generic else contextlib.nullcontext():
             with pytest.raises(ValueError, match="`item_2` of the assessments must hold whole"):

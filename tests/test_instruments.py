@@ -441,11 +441,15 @@ def _assessment_frames(draw):
 # Each example is a frame of up to 12 assessments (every instrument, missing items, recorded
 # totals), and the generic form costs about 0.25 s a call: 30 frames cover some 180 rows.
 @settings(max_examples=30)
-@given(_assessment_frames())
-def test_score_items_fast_path_equals_the_generic_expressions(frame):
+@given(_assessment_frames(), st.sampled_from([None, 1, 3]))
+def test_score_items_fast_path_equals_the_generic_expressions(frame, block_rows):
+    from analysis import _frames
     from analysis.instruments import _generic_scoring
 
-    fast = score_items(frame)
+    with pytest.MonkeyPatch.context() as patch:
+        if block_rows is not None:  # the arrays computed a few rows at a time
+            patch.setattr(_frames, "BLOCK_ROWS", block_rows)
+        fast = score_items(frame)
     with _generic_scoring():
         generic = score_items(frame)
     pd.testing.assert_frame_equal(fast, generic)
