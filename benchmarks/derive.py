@@ -30,7 +30,12 @@ in-memory size of the pandas input frame:
   freed pages for about 10 s and reuses them only in part).
 
 Times are printed as the range over the runs; a ratio pairs the i-th run of an engine
-with the i-th run of the reference. Before timing, the SQL result is checked to equal the
+with the i-th run of the reference, and ``median`` is the ratio of the engine's median
+time to the reference's. The goals in ``docs/performance.md`` are judged on ``median``:
+on the shared virtual machine the benchmark is measured on, a single run of either side
+can take half as long again as the runs beside it for reasons outside the process (time
+the kernel spends handing over memory), so a ratio of single runs measures that noise
+as much as the code; the range is printed beside it. Before timing, the SQL result is checked to equal the
 narwhals result on a sample of patients, so the reference computes the same thing.
 
 Usage::
@@ -44,6 +49,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import subprocess
 import sys
 import time
@@ -385,8 +391,9 @@ def _spread(values, fmt: str) -> str:
 def report(results: dict, n_patients: int, instrument: str) -> None:
     """Print one table: seconds and ratio to the SQL reference of each engine as the range
     over the repeated runs (ratios pair the i-th run of an engine with the i-th run of the
-    reference), the first run's peak memory, and the largest of the later runs' (an upper
-    bound, see the module's docstring), each also relative to the input."""
+    reference), the ratio of the median times, the first run's peak memory, and the
+    largest of the later runs' (an upper bound, see the module's docstring), each also
+    relative to the input."""
     runs = {e: [r for r in rs if r["instrument"] == instrument] for e, rs in results.items()}
     sql = runs["sql"]
     first = sql[0]
@@ -397,18 +404,19 @@ def report(results: dict, n_patients: int, instrument: str) -> None:
         f"{len(sql)} run(s) each"
     )
     print(
-        f"{'engine':<8}{'seconds':>14}{'vs SQL':>13}{'peak MB':>10}{'peak/input':>12}"
+        f"{'engine':<8}{'seconds':>14}{'vs SQL':>13}{'median':>8}{'peak MB':>10}{'peak/input':>12}"
         f"{'later MB':>10}{'later/input':>13}"
     )
     for engine, rs in runs.items():
         seconds = [r["seconds"] for r in rs]
         ratios = [r["seconds"] / s["seconds"] for r, s in zip(rs, sql, strict=True)]
+        median = statistics.median(seconds) / statistics.median(r["seconds"] for r in sql)
         peak = rs[0]["peak_mb"]
         later = max((r["peak_mb"] for r in rs[1:]), default=None)
         later_text = ("-", "-") if later is None else (f"{later:,.0f}", f"{later / input_mb:.2f}x")
         print(
             f"{engine:<8}{_spread(seconds, '.2f'):>14}{_spread(ratios, '.2f') + 'x':>13}"
-            f"{peak:>10,.0f}{peak / input_mb:>11.2f}x{later_text[0]:>10}{later_text[1]:>13}"
+            f"{median:>7.2f}x{peak:>10,.0f}{peak / input_mb:>11.2f}x{later_text[0]:>10}{later_text[1]:>13}"
         )
 
 
