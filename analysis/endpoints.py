@@ -891,8 +891,8 @@ class _PandasSteps(_Steps):
         observed = chosen & native["baseline"].notna().to_numpy()
         target = native["target_day"].array
         for block in blocks(len(native)):
-            at_base = target[block].to_numpy(dtype=np.int64, na_value=base.target_day)
-            observed[block] &= at_base != base.target_day
+            days = target[block].to_numpy(dtype=np.int64, na_value=base.target_day)
+            observed[block] &= days != base.target_day  # post-baseline visits only
         slots, _ = self._slots(native, visits)
         if impute == "observed" or n_visits == 1:
             take = np.flatnonzero(observed)
