@@ -998,7 +998,7 @@ class _PandasSteps(_Steps):
         columns: dict[str, object] = {
             "patient_id": native["patient_id"],
             "instrument": filled(n, instrument.name),
-            "visit": pd.arrays.StringArray(_visit_labels(visits, target, no_target, pd.NA)),
+            "visit": _visit_labels(visits, target, no_target),
             "target_day": pd.arrays.IntegerArray(target, no_target),
             "study_day": native["study_day"],
             "baseline": pd.arrays.IntegerArray(baseline, no_baseline),
@@ -1006,8 +1006,8 @@ class _PandasSteps(_Steps):
             "change": pd.arrays.IntegerArray(change, no_change),
             "pct_change": pd.arrays.FloatingArray(pct, no_pct),
             **{name: pd.arrays.BooleanArray(*flags[name]) for name in OUTCOMES},
-            "severity": pd.arrays.StringArray(_bands(bands, score, no_score, pd.NA)),
-            "baseline_severity": pd.arrays.StringArray(_bands(bands, baseline, no_baseline, pd.NA)),
+            "severity": _bands(bands, score, no_score),
+            "baseline_severity": _bands(bands, baseline, no_baseline),
             "imputed": native["imputed"],
         }
         out = _frame_of({c: columns[c] for c in ENDPOINT_COLUMNS}, native.index)
@@ -1016,7 +1016,7 @@ class _PandasSteps(_Steps):
     def account(self, annotated, visits: Sequence[Visit], columns: Sequence[str]):
         native = annotated.to_native()
         target, no_target = _ints(native["target_day"])
-        visit = pd.arrays.StringArray(_visit_labels(visits, target, no_target, pd.NA))
+        visit = _visit_labels(visits, target, no_target)
         reason = filled(len(native), "visit")
         chosen = native["_chosen"].to_numpy(dtype=bool, na_value=False)
         # The first reason that applies wins: assigned from the last to the first.
@@ -1065,27 +1065,29 @@ def _ints(series: pd.Series) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _visit_labels(
-    visits: Sequence[Visit], target: np.ndarray, missing: np.ndarray, na: object = None
-) -> np.ndarray:
-    """The visit name of each target day (``na`` where missing or not a visit's day):
-    :func:`_visit_name` on arrays."""
+    visits: Sequence[Visit], target: np.ndarray, missing: np.ndarray
+) -> pd.arrays.StringArray:
+    """The visit name of each target day (NA where missing or not a visit's day):
+    :func:`_visit_name` on arrays, as a ``string`` array (built directly: the cast of an
+    object column to ``string`` copies it)."""
     names = {v.target_day: v.name for v in visits}
     days = np.array(sorted(names), dtype=np.int64)
-    labels = np.array([names[d] for d in days.tolist()] + [na], dtype=object)
+    labels = np.array([names[d] for d in days.tolist()] + [pd.NA], dtype=object)
     out = np.empty(len(target), dtype=object)
     for block in blocks(len(target)):  # block by block: no column-sized temporaries
         part = target[block]
         at = np.minimum(np.searchsorted(days, part), len(days) - 1)
         found = ~missing[block] & (days[at] == part) if len(days) else np.zeros(len(part), bool)
         out[block] = labels[np.where(found, at, len(days))]
-    return out
+    return pd.arrays.StringArray(out)
 
 
-def _bands(bands, values: np.ndarray, missing: np.ndarray, na: object = None) -> np.ndarray:
-    """The band label of each value (``na`` where missing): ``bands.classify``."""
+def _bands(bands, values: np.ndarray, missing: np.ndarray) -> pd.arrays.StringArray:
+    """The band label of each value (NA where missing): ``bands.classify``, as a
+    ``string`` array (as :func:`_visit_labels`)."""
     scores = values.astype(float)
     scores[missing] = np.nan
-    return bands._label_array(scores, na)
+    return pd.arrays.StringArray(bands._label_array(scores, pd.NA))
 
 
 def _window_target(visits: Sequence[Visit], study_day: pd.Series):

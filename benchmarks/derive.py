@@ -35,8 +35,9 @@ time to the reference's. The goals in ``docs/performance.md`` are judged on ``me
 on the shared virtual machine the benchmark is measured on, a single run of either side
 can take half as long again as the runs beside it for reasons outside the process (time
 the kernel spends handing over memory), so a ratio of single runs measures that noise
-as much as the code; the range is printed beside it. Before timing, the SQL result is checked to equal the
-narwhals result on a sample of patients, so the reference computes the same thing.
+as much as the code; the range is printed beside it. Before timing, the SQL result is
+checked to equal the narwhals result on a sample of patients, so the reference computes
+the same thing.
 
 Usage::
 

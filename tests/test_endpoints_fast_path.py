@@ -122,12 +122,13 @@ block_rows = st.sampled_from([None, 1, 2, 5])
 
 
 @contextlib.contextmanager
-def _blocks_of(rows: int | None, patch: pytest.MonkeyPatch):
+def blocks_of(rows: int | None):
+    """``analysis._frames.BLOCK_ROWS`` set to ``rows`` (the default if ``None``) inside."""
     from analysis import _frames
 
-    with patch.context() as inner:
+    with pytest.MonkeyPatch.context() as patch:
         if rows is not None:
-            inner.setattr(_frames, "BLOCK_ROWS", rows)
+            patch.setattr(_frames, "BLOCK_ROWS", rows)
         yield
 
 
@@ -139,9 +140,7 @@ def _blocks_of(rows: int | None, patch: pytest.MonkeyPatch):
     criteria=st.one_of(st.none(), criteria_overrides),
     rows=block_rows,
 )
-def test_fast_path_equals_generic_steps(
-    cohort, instrument, impute, criteria, rows, monkeypatch_module
-):
+def test_fast_path_equals_generic_steps(cohort, instrument, impute, criteria, rows):
     if criteria is not None:
         criteria = dict(criteria)
         if "severity_bands" in criteria:
@@ -151,7 +150,7 @@ def test_fast_path_equals_generic_steps(
         criteria["response_reduction"] = max(criteria.get("response_reduction", 50), partial)
     if instrument == "HAMA":  # Jacobson-Truax from the data needs two varying baselines
         criteria = {"reliable_change": 7.0} | (criteria or {})
-    with _blocks_of(rows, monkeypatch_module):
+    with blocks_of(rows):
         fast, generic = _both(
             derive_endpoints, cohort, instrument, impute=impute, criteria=criteria
         )
@@ -160,8 +159,8 @@ def test_fast_path_equals_generic_steps(
 
 @settings(max_examples=20)
 @given(cohort=cohorts(), rows=block_rows)
-def test_fast_path_equals_generic_steps_for_accounting(cohort, rows, monkeypatch_module):
-    with _blocks_of(rows, monkeypatch_module):
+def test_fast_path_equals_generic_steps_for_accounting(cohort, rows):
+    with blocks_of(rows):
         fast, generic = _both(endpoint_accounting, cohort)
     pd.testing.assert_frame_equal(fast, generic)
 
@@ -185,19 +184,14 @@ def test_fast_path_equals_generic_steps_with_reliability_from_data(instrument):
 
 @pytest.mark.parametrize("value", [1.5, np.inf, -np.inf])
 @pytest.mark.parametrize("rows", [None, 4])
-def test_a_float_item_that_is_not_a_whole_number_is_refused_on_either_path(
-    value, rows, monkeypatch
-):
+def test_a_float_item_that_is_not_a_whole_number_is_refused_on_either_path(value, rows):
     from test_endpoints_backends import random_assessments
 
-    from analysis import _frames
-
-    if rows is not None:  # checked block by block: a bad value in the last block
-        monkeypatch.setattr(_frames, "BLOCK_ROWS", rows)
     floats = _as_floats(random_assessments(5, seed=1))
+    # checked block by block (``rows``): the bad value in the last block
     floats.loc[floats.index[floats["instrument"] == "GAD7"][-1], "item_2"] = value
     for generic in (False, True):
-        with _generic_steps() if generic else contextlib.nullcontext():
+        with _generic_steps() if generic else contextlib.nullcontext(), blocks_of(rows):
             with pytest.raises(ValueError, match="`item_2` of the assessments must hold whole"):
                 derive_endpoints(floats, "GAD7")
 

@@ -443,12 +443,11 @@ def _assessment_frames(draw):
 @settings(max_examples=30)
 @given(_assessment_frames(), st.sampled_from([None, 1, 3]))
 def test_score_items_fast_path_equals_the_generic_expressions(frame, block_rows):
-    from analysis import _frames
+    from test_endpoints_fast_path import blocks_of
+
     from analysis.instruments import _generic_scoring
 
-    with pytest.MonkeyPatch.context() as patch:
-        if block_rows is not None:  # the arrays computed a few rows at a time
-            patch.setattr(_frames, "BLOCK_ROWS", block_rows)
+    with blocks_of(block_rows):  # the arrays computed a few rows at a time
         fast = score_items(frame)
     with _generic_scoring():
         generic = score_items(frame)
