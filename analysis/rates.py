@@ -846,9 +846,13 @@ def adjust_pvalues(
 
     Notes
     -----
-    Computed by :func:`statsmodels.stats.multitest.multipletests`. Holm: sort the m
+    Computed by :func:`statsmodels.stats.multitest.multipletests`, except Holm's, which
+    is computed here (:func:`_holm`, equal to statsmodels' to the last bit, tested):
+    statsmodels' Holm runs a full garbage collection of the whole process on every call
+    (``gc.collect()``, for large arrays), about 0.1-0.4 CPU-seconds in a report kernel or a
+    test process, more than the rest of a comparison table. Holm: sort the m
     p-values, multiply the i-th smallest by ``m - i + 1``, then enforce monotonicity
-    (step-down). Hochberg: the same multipliers, with the running minimum taken from the
+    (step-down) and cap at 1. Hochberg: the same multipliers, with the running minimum taken from the
     largest p-value down (step-up); R ``p.adjust(c(0.01, 0.04, 0.03), "hochberg")`` gives
     0.03, 0.04, 0.04.
 
@@ -881,9 +885,34 @@ def adjust_pvalues(
     adjusted = pd.Series(np.nan, index=out.index)
     ok = p.notna()
     if ok.any():
-        engine = _P_ADJUST_ALIASES.get(method, method)
-        adjusted[ok] = multipletests(p[ok].to_numpy(), method=engine)[1]
+        values = p[ok].to_numpy()
+        if method == "holm":
+            adjusted[ok] = _holm(values)
+        else:
+            engine = _P_ADJUST_ALIASES.get(method, method)
+            adjusted[ok] = multipletests(values, method=engine)[1]
     out["p_adjusted"] = adjusted.astype(float)
+    return out
+
+
+def _holm(p: np.ndarray) -> np.ndarray:
+    """Holm's (1979) step-down adjusted p-values, in the order given.
+
+    What ``multipletests(p, method="holm")[1]`` returns, without its ``gc.collect()``:
+    the i-th smallest of the m p-values times ``m - i + 1``, the running maximum of these
+    from the smallest up, capped at 1. Tied p-values get the same adjusted value
+    whichever order the sort gives them (their products are folded into one maximum).
+
+    Examples
+    --------
+    >>> _holm(np.array([0.01, 0.04, 0.03]))
+    array([0.03, 0.06, 0.06])
+    """
+    m = len(p)
+    order = np.argsort(p, kind="stable")
+    stepped = np.maximum.accumulate(p[order] * np.arange(m, 0, -1, dtype=float))
+    out = np.empty(m, dtype=float)
+    out[order] = np.minimum(stepped, 1.0)
     return out
 
 

@@ -463,6 +463,27 @@ def test_p_adjust_holm_and_fdr_across_rows():
         compare_rates(ep, "response", "route", by="visit", p_adjust="tukey")
 
 
+@given(
+    st.lists(
+        st.one_of(
+            st.floats(0, 1),
+            st.sampled_from([0.0, 0.01, 0.05, 0.5, 1.0]),  # ties and the ends
+        ),
+        min_size=1,
+        max_size=40,
+    )
+)
+def test_holm_is_statsmodels_holm_to_the_last_bit(p):
+    # adjust_pvalues computes Holm itself (statsmodels' Holm runs gc.collect() on every
+    # call): the adjusted p-values are statsmodels' exactly, ties and all.
+    from statsmodels.stats.multitest import multipletests
+
+    values = np.array(p, dtype=float)
+    expected = multipletests(values, method="holm")[1]
+    got = adjust_pvalues(pd.DataFrame({"p_value": values}))["p_adjusted"].to_numpy()
+    np.testing.assert_array_equal(got, expected)
+
+
 def test_adjust_pvalues_keeps_missing_p_values_out_of_the_family():
     t = pd.DataFrame({"p_value": [0.01, np.nan, 0.04]})
     res = adjust_pvalues(t, method="bonferroni")
