@@ -913,9 +913,11 @@ class _PandasSteps(_Steps):
         score = native["score"].to_numpy(dtype=np.int64, na_value=0)
         day = native["study_day"].to_numpy(dtype=np.int64, na_value=0)
         # The grid: a slot per patient with a baseline (in code order) and post visit.
+        # Two assessments tied on the baseline day (unvalidated data) are two chosen
+        # rows of one patient, with the same (largest) baseline: one grid each patient.
         at_base = np.flatnonzero(chosen & (target == base.target_day))
-        at_base = at_base[np.argsort(code[at_base], kind="stable")]
-        patients, baselines = code[at_base], score[at_base]
+        patients, first = np.unique(code[at_base], return_index=True)
+        baselines = native["baseline"].to_numpy(dtype=np.int64, na_value=0)[at_base[first]]
         n_post = n_visits - 1
         index = np.full(int(code.max(initial=-1)) + 1, -1, dtype=np.int64)
         index[patients] = np.arange(len(patients))
@@ -923,29 +925,44 @@ class _PandasSteps(_Steps):
         grid_slot = index[code[grid]] * n_post + (slots[grid] % n_visits - 1)
         size = len(patients) * n_post
         seen = np.zeros(size, dtype=bool)
-        value = np.zeros(size, dtype=np.int64)
-        when = np.zeros(size, dtype=np.int64)
-        seen[grid_slot], value[grid_slot], when[grid_slot] = True, score[grid], day[grid]
+        seen[grid_slot] = True
         carried_baseline = np.repeat(baselines, n_post)
         if impute == "locf":
-            # The latest observed visit at or before each visit of the patient.
+            # The latest observed visit at or before each visit of the patient; of two
+            # assessments tied on that visit's day, the larger score (as the generic
+            # steps' maximum).
+            value = np.full(size, np.iinfo(np.int64).min)
+            np.maximum.at(value, grid_slot, score[grid])
             last = np.where(seen, np.arange(size), -1).reshape(len(patients), n_post)
             last = np.maximum.accumulate(last, axis=1).ravel()
-            keep = last >= 0
             filled = value[np.maximum(last, 0)]
+            missing = np.flatnonzero(~seen & (last >= 0))
         else:  # bocf
-            keep = np.ones(size, dtype=bool)
             filled = carried_baseline
+            missing = np.flatnonzero(~seen)
+        # The rows: every observed one (both of a tied visit, as impute="observed" gives
+        # them), then one per missing visit, put in slot order (observed rows of one slot
+        # in their input order).
+        slot = np.concatenate([grid_slot, missing])
+        order = np.argsort(slot, kind="stable")
+        n_seen = len(grid)
         posts = np.array([v.target_day for v in visits[1:]], dtype=np.int64)
+
+        def rows_of(observed_values, imputed_values):
+            return np.concatenate([observed_values, imputed_values])[order]
+
         columns = {
-            "patient_id": np.repeat(patients, n_post)[keep],
-            "target_day": np.tile(posts, len(patients))[keep],
-            "study_day": pd.arrays.IntegerArray(when[keep], ~seen[keep]),
-            "baseline": carried_baseline[keep],
-            "score": np.where(seen, value, filled)[keep],
-            "imputed": ~seen[keep],
+            "patient_id": rows_of(code[grid], patients[missing // n_post]),
+            "target_day": rows_of(target[grid], posts[missing % n_post]),
+            "study_day": pd.arrays.IntegerArray(
+                rows_of(day[grid], np.zeros(len(missing), dtype=np.int64)),
+                rows_of(np.zeros(n_seen, dtype=bool), np.ones(len(missing), dtype=bool)),
+            ),
+            "baseline": rows_of(carried_baseline[grid_slot], carried_baseline[missing]),
+            "score": rows_of(score[grid], filled[missing]),
+            "imputed": rows_of(np.zeros(n_seen, dtype=bool), np.ones(len(missing), dtype=bool)),
         }
-        return nw.from_native(_frame_of(columns, int(keep.sum())), eager_only=True)
+        return nw.from_native(_frame_of(columns, len(slot)), eager_only=True)
 
     def outcomes(
         self,
@@ -1510,7 +1527,9 @@ def _impute(frame, observed, visits: Sequence[Visit], method: str):
     if len(visits) == 1:  # a schedule with a baseline only has nothing to impute
         return observed.with_columns(imputed=nw.col("score").is_null())
     patients = frame.filter(nw.col("_chosen") & (nw.col("target_day") == base.target_day))
-    patients = _select(patients, "patient_id", "baseline")
+    # One grid per patient: two assessments tied on the baseline day (unvalidated data)
+    # are two chosen rows with the same (largest) baseline.
+    patients = _select(patients, "patient_id", "baseline").unique()
     grid = nw.concat(
         [patients.with_columns(target_day=nw.lit(v.target_day, dtype=nw.Int64)) for v in visits[1:]]
     )
@@ -1672,7 +1691,9 @@ def derive_endpoints(
         ``"observed"``: rows for observed visits only. ``"locf"``: every scheduled visit
         from the patient's first observed post-baseline visit on; a missing visit takes the
         latest earlier observed visit's score. ``"bocf"``: every scheduled visit for every
-        patient with a baseline; a missing visit takes the baseline score.
+        patient with a baseline; a missing visit takes the baseline score. The observed
+        rows are those of ``"observed"`` (two assessments tied on a visit's day, which
+        validation refuses, are two rows; ``"locf"`` carries the larger of their scores).
     criteria : Criteria or mapping, optional
         Outcome definitions; default ``instrument.criteria``. A mapping overrides fields
         of the default, e.g. ``{"response_reduction": 40}``.

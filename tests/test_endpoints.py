@@ -609,6 +609,44 @@ def test_tied_baseline_assessments_give_the_larger_score(backend):
     assert got[["patient_id", "baseline", "score"]].values.tolist() == expected
 
 
+@pytest.mark.parametrize("impute", ["locf", "bocf"])
+def test_tied_assessments_under_locf_and_bocf_give_the_rows_of_observed(backend, impute):
+    # Unvalidated, two assessments on one day: a's baseline day (10 and 14) and b's
+    # week-4 day (6 and 2). Imputation adds rows for the missing visits only: the observed
+    # rows are those of impute="observed" (both tied week-4 rows of b), each missing visit
+    # gets one row, the baseline is the larger tied score, locf carries the larger tied
+    # score. The generic steps once gave a's every visit twice (one grid per tied
+    # baseline row) and the pandas fast path kept one of b's tied week-4 rows.
+    cohort = totals(
+        [("a", 0, 10), ("a", 0, 14), ("a", 14, 8), ("b", -1, 12), ("b", 28, 6), ("b", 28, 2)]
+    )
+    got = backend.derive_endpoints(cohort, "GAD7", impute=impute)
+    got = got.assign(order=got["visit"].map(_VISIT_ORDER))
+    got = got.sort_values(["patient_id", "order", "score"])  # tied rows in either order
+    rows = got[["patient_id", "visit", "baseline", "score", "imputed"]].values.tolist()
+    # a: week2 observed (8); locf drops day1 and week1 (nothing before them) and carries
+    # 8 to weeks 4-12; bocf fills day1, week1 and weeks 4-12 with the baseline, 14.
+    # b: week4 observed twice (2 and 6); locf drops day1-week2 and carries 6 (the larger);
+    # bocf fills every other visit with 12.
+    if impute == "locf":
+        a = [["a", "week2", 14, 8, False]]
+        a += [["a", v, 14, 8, True] for v in ("week4", "week8", "week12")]
+        b = [["b", "week4", 12, 2, False], ["b", "week4", 12, 6, False]]
+        b += [["b", v, 12, 6, True] for v in ("week8", "week12")]
+    else:
+        a = [["a", v, 14, 14, True] for v in ("day1", "week1")] + [["a", "week2", 14, 8, False]]
+        a += [["a", v, 14, 14, True] for v in ("week4", "week8", "week12")]
+        b = [["b", v, 12, 12, True] for v in ("day1", "week1", "week2")]
+        b += [["b", "week4", 12, 2, False], ["b", "week4", 12, 6, False]]
+        b += [["b", v, 12, 12, True] for v in ("week8", "week12")]
+    assert rows == a + b
+    observed = backend.derive_endpoints(cohort, "GAD7")
+    assert (got["imputed"] == False).sum() == len(observed)  # noqa: E712
+
+
+_VISIT_ORDER = {v.name: k for k, v in enumerate(DEFAULT_SCHEDULE)}
+
+
 def test_one_hama_baseline_asks_for_a_fixed_threshold(backend):
     # The Jacobson-Truax threshold needs the SD of at least two baselines: with one, every
     # engine raises the same error, which says how many baselines there are and the fix.

@@ -49,8 +49,9 @@ def _both(function, frame, *args, **kwargs):
 
 @st.composite
 def cohorts(draw):
-    """Assessments with several per window, days outside and between windows, missing
-    items (prorated or unscorable), total-only rows, patients without a baseline, and ids
+    """Assessments with several per window, days outside and between windows, two on one
+    day (which validation refuses), missing items (prorated or unscorable), total-only
+    rows, patients without a baseline, and ids
     that are strings or integers, in any row order; items and totals as nullable
     ``Int64`` or as NumPy floats (NaN missing, as a raw export reads)."""
     n_patients = draw(st.integers(1, 12))
@@ -65,6 +66,8 @@ def cohorts(draw):
             days = rng.choice(np.arange(-20, 130), size=n, replace=False)
             if rng.random() < 0.8:
                 days = np.union1d(days, rng.integers(-14, 1, 2))
+            if len(days) and rng.random() < 0.2:  # two assessments on one day (unvalidated)
+                days = np.append(days, rng.choice(days))
             for day in days:
                 items = rng.integers(0, instrument.item_max + 1, instrument.n_items).astype(object)
                 missing = rng.choice([0, 0, 1, instrument.max_missing_items + 1])

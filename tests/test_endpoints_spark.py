@@ -61,3 +61,19 @@ def test_spark_statistics_equal_pandas(spark):
     tte = time_to_event(endpoints, "response", instrument="GAD7")
     spark_tte = spark.createDataFrame(tte.astype(object).where(tte.notna(), None))
     _same(kaplan_meier(spark_tte, group="route"), kaplan_meier(tte, group="route"))
+
+
+@pytest.mark.parametrize("impute", ["locf", "bocf"])
+def test_spark_tied_assessments_under_imputation_equal_pandas(spark, impute):
+    # Two assessments on one day (a's baseline, b's week 4): one grid per patient, both
+    # tied week-4 rows, as pandas gives them (tests/test_endpoints.py works the rows).
+    tied = pd.DataFrame(
+        [("a", 0, 10), ("a", 0, 14), ("a", 14, 8), ("b", -1, 12), ("b", 28, 6), ("b", 28, 2)],
+        columns=["patient_id", "study_day", "total"],
+    ).assign(instrument="GAD7")
+    order = ["patient_id", "target_day", "score"]
+    got = to_pandas(derive_endpoints(spark.createDataFrame(tied), "GAD7", impute=impute))
+    expected = to_pandas(derive_endpoints(tied, "GAD7", impute=impute))
+    pd.testing.assert_frame_equal(
+        got.sort_values(order, ignore_index=True), expected.sort_values(order, ignore_index=True)
+    )
