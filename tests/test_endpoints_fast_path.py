@@ -18,6 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from analysis.endpoints import (
+    DEFAULT_SCHEDULE,
     IMPUTE,
     _generic_steps,
     _identity_codes,
@@ -158,6 +159,25 @@ def test_fast_path_equals_generic_steps(cohort, instrument, impute, criteria, ro
             derive_endpoints, cohort, instrument, impute=impute, criteria=criteria
         )
     pd.testing.assert_frame_equal(fast, generic)
+
+
+@given(cohort=cohorts(), instrument=st.sampled_from(sorted(INSTRUMENTS)))
+def test_fast_path_baseline_sums_equal_the_generic_ones(cohort, instrument):
+    # The Jacobson-Truax sums (count, sum and sum of squares of the scores; of the scores
+    # and each item over the rows with every item answered) on arrays equal those of the
+    # narwhals expressions exactly: whole numbers add up exactly in any order. All scored
+    # rows are summed here (the derivation passes the chosen baselines).
+    from analysis import endpoints
+
+    inst = INSTRUMENTS[instrument]
+    visits = [v for v in DEFAULT_SCHEDULE if instrument in v.instruments]
+    keep = ["patient_id", "study_day", "n_items_answered", *inst.item_columns]
+    scored = endpoints._Steps().score(endpoints._assessments(cohort, inst), inst, visits, keep)
+    for items in (True, False):
+        fast = _PandasSteps().baseline_sums(scored, inst, items=items)
+        generic = _Steps().baseline_sums(scored, inst, items=items)
+        assert fast.keys() == generic.keys()
+        assert {k: float(v) for k, v in fast.items()} == {k: float(v) for k, v in generic.items()}
 
 
 @settings(max_examples=20)
