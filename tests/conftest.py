@@ -13,11 +13,15 @@ No profile has a wall-clock deadline: the machine is shared.
 Rendering the report notebooks (a kernel per notebook) is the slowest thing the suite
 does, so every test that needs rendered reports shares the session fixture
 :func:`rendered_reports`, which renders them once per run, also under pytest-xdist.
+
+After each test file the objects still alive are frozen out of the garbage collector's
+sight (:func:`pytest_runtest_teardown`): see there for why.
 """
 
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib.util
 import os
 import pickle
@@ -126,6 +130,30 @@ def _group_node_id(item: pytest.Item) -> None:
     from _pytest.nodeid import NodeId
 
     item._id = NodeId.parse(f"{node_id}@{'_'.join(groups)}")
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
+    """After the last test of a file (its fixtures torn down): collect, then freeze.
+
+    A pytest process holds millions of long-lived objects (pandas, Polars, DuckDB,
+    matplotlib, hypothesis and the tests' session caches), and CPython's full collections,
+    which start by themselves as objects outlive the younger generations, walk all of them:
+    measured with ``gc.callbacks`` on 2026-12-02, 84 s of a ``make test`` run's 501
+    CPU-seconds went to about 165 full collections in the two workers. ``gc.freeze()``
+    moves what is alive into a generation the collector never walks, so later collections
+    only look at what was made since (13 s in all; the run took 408 CPU-seconds and 215 s
+    instead of 501 and 260 s; two more pairs of runs alike). A frozen object is still
+    freed when its last reference goes; only a reference cycle that becomes garbage after
+    it was frozen stays (the ``gc.collect()`` first frees the file's own garbage; the
+    workers' peak memory was 0.71-0.72 GB, 0.71-0.74 GB without). The report kernels do
+    the same after each reset (``analysis/_kernel.py``).
+    """
+    result = yield
+    if nextitem is None or nextitem.path != item.path:
+        gc.collect()
+        gc.freeze()
+    return result
 
 
 @pytest.fixture(scope="session", autouse=True)
