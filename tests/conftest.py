@@ -143,7 +143,7 @@ def pytest_runtest_teardown(item: pytest.Item, nextitem: pytest.Item | None):
     CPU-seconds went to about 165 full collections in the two workers. ``gc.freeze()``
     moves what is alive into a generation the collector never walks, so later collections
     only look at what was made since (13 s in all; the run took 408 CPU-seconds and 215 s
-    instead of 501 and 260 s; two more pairs of runs alike). A frozen object is still
+    instead of 501 and 260 s; another pair of runs alike). A frozen object is still
     freed when its last reference goes; only a reference cycle that becomes garbage after
     it was frozen stays (the ``gc.collect()`` first frees the file's own garbage; the
     workers' peak memory was 0.71-0.72 GB, 0.71-0.74 GB without). The report kernels do
