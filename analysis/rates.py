@@ -849,12 +849,11 @@ def adjust_pvalues(
     Computed by :func:`statsmodels.stats.multitest.multipletests`, except Holm's, which
     is computed here (:func:`_holm`, equal to statsmodels' to the last bit, tested):
     statsmodels' Holm runs a full garbage collection of the whole process on every call
-    (``gc.collect()``, for large arrays), about 0.1-0.4 CPU-seconds in a report kernel or a
-    test process, more than the rest of a comparison table. Holm: sort the m
-    p-values, multiply the i-th smallest by ``m - i + 1``, then enforce monotonicity
-    (step-down) and cap at 1. Hochberg: the same multipliers, with the running minimum taken from the
-    largest p-value down (step-up); R ``p.adjust(c(0.01, 0.04, 0.03), "hochberg")`` gives
-    0.03, 0.04, 0.04.
+    (``gc.collect()``, meant for large arrays), 0.1-0.4 CPU-seconds in a report kernel
+    or a test process. Holm: sort the m p-values, multiply the i-th smallest by
+    ``m - i + 1``, then enforce monotonicity (step-down) and cap at 1. Hochberg: the same
+    multipliers, with the running minimum taken from the largest p-value down (step-up);
+    R ``p.adjust(c(0.01, 0.04, 0.03), "hochberg")`` gives 0.03, 0.04, 0.04.
 
     References
     ----------
