@@ -940,7 +940,7 @@ class _PandasSteps(_Steps):
         # rows of one patient, with the same (largest) baseline: one grid each patient.
         at_base = np.flatnonzero(chosen & (target == base.target_day))
         patients, first = np.unique(code[at_base], return_index=True)
-        baselines = native["baseline"].to_numpy(dtype=np.int64, na_value=0)[at_base[first]]
+        baselines = _gather(native["baseline"], at_base[first])
         n_post = n_visits - 1
         index = np.full(int(code.max(initial=-1)) + 1, -1, dtype=np.int64)
         index[patients] = np.arange(len(patients))
@@ -974,16 +974,16 @@ class _PandasSteps(_Steps):
         def rows_of(observed_values, imputed_values):
             return np.concatenate([observed_values, imputed_values])[order]
 
+        imputed = rows_of(np.zeros(n_seen, dtype=bool), np.ones(len(missing), dtype=bool))
         columns = {
             "patient_id": rows_of(code[grid], patients[missing // n_post]),
             "target_day": rows_of(target[grid], posts[missing % n_post]),
             "study_day": pd.arrays.IntegerArray(
-                rows_of(day[grid], np.zeros(len(missing), dtype=np.int64)),
-                rows_of(np.zeros(n_seen, dtype=bool), np.ones(len(missing), dtype=bool)),
+                rows_of(day[grid], np.zeros(len(missing), dtype=np.int64)), imputed.copy()
             ),
             "baseline": rows_of(carried_baseline[grid_slot], carried_baseline[missing]),
             "score": rows_of(score[grid], filled[missing]),
-            "imputed": rows_of(np.zeros(n_seen, dtype=bool), np.ones(len(missing), dtype=bool)),
+            "imputed": imputed,
         }
         return nw.from_native(_frame_of(columns, len(slot)), eager_only=True)
 

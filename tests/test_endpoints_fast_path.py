@@ -52,9 +52,9 @@ def _both(function, frame, *args, **kwargs):
 def cohorts(draw):
     """Assessments with several per window, days outside and between windows, two on one
     day (which validation refuses), missing items (prorated or unscorable), total-only
-    rows, patients without a baseline, and ids
-    that are strings or integers, in any row order; items and totals as nullable
-    ``Int64`` or as NumPy floats (NaN missing, as a raw export reads)."""
+    rows, patients without a baseline, and ids that are strings or integers, in any row
+    order; items and totals as nullable ``Int64`` or as NumPy floats (NaN missing, as a
+    raw export reads)."""
     n_patients = draw(st.integers(1, 12))
     seed = draw(st.integers(0, 2**32 - 1))
     rng = np.random.default_rng(seed)
