@@ -55,6 +55,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import cached_property
 
 import narwhals as nw
 import numpy as np
@@ -250,6 +251,20 @@ def rubin_rules(estimates, variances, *, df_complete: float | None = None, alpha
 # ---------------------------------------------------------------------------------------
 
 
+class _Pattern:
+    """Patients sharing one pattern of missed visits, and the index grids of their cells
+    and of the covariance blocks (missed x missed, missed x observed, observed x observed)."""
+
+    def __init__(self, rows: np.ndarray, miss: np.ndarray, observed: np.ndarray):
+        self.rows, self.miss, self.any_observed = rows, miss, bool(observed.any())
+        self.missed = np.ix_(miss, miss)
+        self.rows_missed = np.ix_(rows, miss)
+        if self.any_observed:
+            self.cross = np.ix_(miss, observed)
+            self.seen = np.ix_(observed, observed)
+            self.rows_seen = np.ix_(rows, observed)
+
+
 class _Wide:
     """The endpoint rows of one instrument as patients x visits arrays.
 
@@ -384,6 +399,18 @@ class _Wide:
         self.last_observed = np.where(
             self.observed.any(axis=1), self.m - 1 - np.argmax(self.observed[:, ::-1], axis=1), -1
         )
+
+    @cached_property
+    def missing_patterns(self) -> list[_Pattern]:
+        """The patterns of missed visits (in :func:`numpy.unique`'s order), with their
+        patients and index grids: the same for every imputed set, so built once."""
+        patterns, which = np.unique(self.observed, axis=0, return_inverse=True)
+        out = []
+        for k, pattern in enumerate(patterns):
+            miss = ~pattern
+            if miss.any():
+                out.append(_Pattern(np.flatnonzero(which.ravel() == k), miss, pattern))
+        return out
 
     # -- the model ---------------------------------------------------------------------
 
@@ -522,21 +549,16 @@ def _conditional(wide: _Wide, mean: np.ndarray, sigma: np.ndarray, change: np.nd
     cmean = np.where(wide.observed, change, mean)
     cvar = np.zeros_like(mean)
     roots = []
-    patterns, which = np.unique(wide.observed, axis=0, return_inverse=True)
-    for k, pattern in enumerate(patterns):
-        miss = ~pattern
-        if not miss.any():
-            continue
-        rows = np.flatnonzero(which.ravel() == k)
-        s_mm = sigma[np.ix_(miss, miss)]
-        if pattern.any():
-            s_mo = sigma[np.ix_(miss, pattern)]
-            gain = linalg.solve(sigma[np.ix_(pattern, pattern)], s_mo.T, assume_a="pos").T
-            resid = change[np.ix_(rows, pattern)] - mean[np.ix_(rows, pattern)]
-            cmean[np.ix_(rows, miss)] = mean[np.ix_(rows, miss)] + resid @ gain.T
+    for pattern in wide.missing_patterns:
+        s_mm = sigma[pattern.missed]
+        if pattern.any_observed:
+            s_mo = sigma[pattern.cross]
+            gain = linalg.solve(sigma[pattern.seen], s_mo.T, assume_a="pos").T
+            resid = change[pattern.rows_seen] - mean[pattern.rows_seen]
+            cmean[pattern.rows_missed] = mean[pattern.rows_missed] + resid @ gain.T
             s_mm = s_mm - gain @ s_mo.T
-        cvar[np.ix_(rows, miss)] = np.diag(s_mm)
-        roots.append((rows, miss, _root(s_mm)))
+        cvar[pattern.rows_missed] = np.diag(s_mm)
+        roots.append((pattern, _root(s_mm)))
     return cmean, cvar, roots
 
 
@@ -618,9 +640,9 @@ def _draw_changes(model: _Model, strategy: str, n_imputations: int, rng) -> list
         beta, sigma = model.draw(rng)
         cmean, _, roots = _conditional(wide, model.means(beta, strategy), sigma, wide.change)
         change = cmean.copy()
-        for rows, miss, root in roots:
-            noise = rng.standard_normal((len(rows), root.shape[1])) @ root.T
-            change[np.ix_(rows, miss)] += noise
+        for pattern, root in roots:
+            noise = rng.standard_normal((len(pattern.rows), root.shape[1])) @ root.T
+            change[pattern.rows_missed] += noise
         draws.append(change)
     return draws
 
@@ -746,8 +768,18 @@ def multiple_imputation(
     return _assemble(wide, rules, draws)
 
 
-def _assemble(wide: _Wide, rules: _Rules, draws: list[np.ndarray]) -> pd.DataFrame:
-    """The imputed endpoint sets, one block of ``n x m`` rows per imputation."""
+def _assemble(
+    wide: _Wide, rules: _Rules, draws: list[np.ndarray], *, fast: bool = True
+) -> pd.DataFrame:
+    """The imputed endpoint sets, one block of ``n x m`` rows per imputation.
+
+    ``fast`` (default) builds the ``M`` blocks at once: the grid repeated ``M`` times, the
+    imputed scores and their outcome flags as arrays (one lookup for every imputed cell of
+    every set). ``fast=False`` builds and concatenates one block per imputation, the plain
+    form ``tests/test_missing_data.py`` holds it equal to (frame for frame, dtypes
+    included). On the 120-patient synthetic cohort (20 sets, four strategies) the blocks
+    took half of :func:`missing_data_sensitivity`'s time.
+    """
     i, j = wide.row_index
     template = pd.DataFrame({"_i": np.repeat(np.arange(wide.n), wide.m)})
     template["_j"] = np.tile(np.arange(wide.m), wide.n)
@@ -762,9 +794,25 @@ def _assemble(wide: _Wide, rules: _Rules, draws: list[np.ndarray]) -> pd.DataFra
     base["visit"] = np.asarray(wide.visits, dtype=object)[base["_j"]]
     base["target_day"] = pd.array(wide.target_days[base["_j"]].astype(int), dtype="Int64")
     base["instrument"] = wide.instrument.name
+    flag_columns = [c for c in rules.table.columns if c not in ("baseline", "score", "change")]
+    if fast:
+        result = _assembled_at_once(wide, rules, draws, base, flag_columns, keep)
+    else:
+        result = _assembled_by_block(wide, rules, draws, base, flag_columns, keep)
+    for column in ("baseline", "study_day"):
+        result[column] = result[column].astype("Int64")
+    for column in keep:  # the dtypes of derive_endpoints' output
+        try:
+            result[column] = result[column].astype(wide.rows[column].dtype)
+        except (TypeError, ValueError):
+            continue
+    return result
+
+
+def _assembled_by_block(wide, rules, draws, base, flag_columns, keep) -> pd.DataFrame:
+    """One block per imputation, concatenated (the plain form of :func:`_assemble`)."""
     observed = wide.observed.ravel()
     missing = ~observed
-    flag_columns = [c for c in rules.table.columns if c not in ("baseline", "score", "change")]
     out = []
     for m, change in enumerate(draws, start=1):
         block = base.copy()
@@ -783,15 +831,35 @@ def _assemble(wide: _Wide, rules: _Rules, draws: list[np.ndarray]) -> pd.DataFra
         block["score_continuous"] = np.where(observed, wide.score.ravel(), continuous)
         block.insert(0, "imputation", m)
         out.append(block[["imputation", *keep, "score_continuous"]])
-    result = pd.concat(out, ignore_index=True)
-    for column in ("baseline", "study_day"):
-        result[column] = result[column].astype("Int64")
-    for column in keep:  # the dtypes of derive_endpoints' output
-        try:
-            result[column] = result[column].astype(wide.rows[column].dtype)
-        except (TypeError, ValueError):
-            continue
-    return result
+    return pd.concat(out, ignore_index=True)
+
+
+def _assembled_at_once(wide, rules, draws, base, flag_columns, keep) -> pd.DataFrame:
+    """The ``M`` blocks of :func:`_assembled_by_block` built as one frame."""
+    observed = wide.observed.ravel()
+    missing = ~observed
+    n_sets, cells = len(draws), wide.n * wide.m
+    continuous = (wide.baseline[:, None] + np.stack(draws)).reshape(n_sets, cells)
+    score = rules.round(continuous)
+    every_missing = np.tile(missing, n_sets)
+    baselines = np.tile(np.repeat(wide.baseline, wide.m)[missing], n_sets)
+    looked = rules.lookup(baselines, score[:, missing].ravel())
+    block = base.iloc[np.tile(np.arange(len(base)), n_sets)].reset_index(drop=True)
+    scores = block["score"].astype("Int64")
+    scores[every_missing] = score[:, missing].ravel().astype(int)
+    block["score"] = scores
+    block["change"] = (block["score"] - block["baseline"].astype("Int64")).astype("Int64")
+    for column in flag_columns:
+        values = block[column].astype(looked[column].dtype)
+        values[every_missing] = looked[column].to_numpy()
+        block[column] = values
+    block.loc[every_missing, "study_day"] = pd.NA
+    block["imputed"] = pd.array(every_missing, dtype="boolean")
+    block["score_continuous"] = np.where(
+        np.tile(observed, n_sets), np.tile(wide.score.ravel(), n_sets), continuous.ravel()
+    )
+    block.insert(0, "imputation", np.repeat(np.arange(1, n_sets + 1), cells))
+    return block[["imputation", *keep, "score_continuous"]]
 
 
 # ---------------------------------------------------------------------------------------
