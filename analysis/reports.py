@@ -1391,8 +1391,10 @@ class _KernelPool:
         self._lock = threading.Lock()
 
     def acquire(self) -> _Kernel:
+        """An idle kernel, or a new one; always a new one under :data:`FRESH_KERNELS`
+        (the idle kernels stay idle for later runs)."""
         with self._lock:
-            while self._idle:
+            while self._idle and FRESH_KERNELS is False:
                 kernel = self._idle.pop()
                 if kernel.alive():
                     return kernel

@@ -672,3 +672,45 @@ def test_fresh_kernels_give_the_same_files_as_reused_ones(
     assert {k: v for k, v in reused.items() if k not in varying} == {
         k: v for k, v in fresh.items() if k not in varying
     }
+
+
+class _CountedKernel:
+    """A stand-in for ``reports._Kernel``: numbered, always alive, closing recorded."""
+
+    made = 0
+
+    def __init__(self):
+        _CountedKernel.made += 1
+        self.number, self.closed = _CountedKernel.made, False
+
+    def alive(self):
+        return True
+
+    def close(self):
+        self.closed = True
+
+
+def test_the_kernel_pool_reuses_idle_kernels_and_fresh_kernels_leave_them_idle(monkeypatch):
+    # Under FRESH_KERNELS every notebook gets a kernel of its own (closed after it), and
+    # the kernels already idle in a shared pool stay there for the runs after; a notebook
+    # that failed has its kernel closed either way. (Before, the switch took an idle
+    # kernel for the first notebook, so that notebook did not run in a fresh kernel, and
+    # closed it: the suite's shared kernels were started again after the fresh-kernel test.)
+    monkeypatch.setattr(reports, "_Kernel", _CountedKernel)
+    pool = reports._KernelPool()
+    first = pool.acquire()
+    pool.release(first, healthy=True)
+    assert pool.acquire() is first  # reused
+    pool.release(first, healthy=True)
+    monkeypatch.setattr(reports, "FRESH_KERNELS", True)
+    fresh = [pool.acquire() for _ in range(2)]
+    assert first not in fresh and fresh[0] is not fresh[1]
+    for kernel in fresh:
+        pool.release(kernel, healthy=True)
+        assert kernel.closed
+    assert not first.closed
+    monkeypatch.setattr(reports, "FRESH_KERNELS", False)
+    assert pool.acquire() is first  # still idle after the fresh-kernel notebooks
+    pool.release(first, healthy=False)  # a failed notebook's kernel is not kept
+    assert first.closed and pool.acquire() is not first
+    pool.close()
