@@ -108,6 +108,7 @@ bench: install
 	$(BIN)/python benchmarks/derive.py
 	$(BIN)/python benchmarks/mmrm.py
 	$(BIN)/python benchmarks/synthetic.py
+	$(BIN)/python benchmarks/kernel_latency.py
 
 clean:
 	rm -rf $(VENV) $(OUT) .pytest_cache .ruff_cache .hypothesis dist build docs/_build docs/api/generated

@@ -714,3 +714,17 @@ def test_the_kernel_pool_reuses_idle_kernels_and_fresh_kernels_leave_them_idle(m
     pool.release(first, healthy=False)  # a failed notebook's kernel is not kept
     assert first.closed and pool.acquire() is not first
     pool.close()
+
+
+def test_report_kernels_use_the_prompt_client_whose_wait_reads_iopub_briefly():
+    # jupyter_client's wait_for_ready reads IOPub until 0.2 s pass without a message: on
+    # a kept kernel, most of a small notebook's time (benchmarks/kernel_latency.py). The
+    # report kernels' client waits IOPUB_SETTLE_SECONDS and still checks that IOPub is
+    # connected (every render test runs on it; outputs are compared across runs).
+    from jupyter_client.asynchronous import AsyncKernelClient
+
+    manager = reports._kernel_manager_class()()
+    client = manager.client()
+    assert isinstance(client, AsyncKernelClient)
+    assert type(client).wait_for_ready is not AsyncKernelClient.wait_for_ready
+    assert reports.IOPUB_SETTLE_SECONDS < 0.2
