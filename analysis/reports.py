@@ -922,12 +922,19 @@ def _prompt_client_class():
     small notebook's time (0.2 s of 0.29 s, measured in session 19). Here both IOPub reads
     wait :data:`IOPUB_SETTLE_SECONDS` (a missed message is asked for again at once); the
     messages left unread are those of the ``kernel_info`` requests, which nbclient does
-    not take for a cell's (it reads only the replies to its own requests).
+    not take for a cell's (it reads only the replies to its own requests). A
+    jupyter_client without the two helpers it calls gets its own client back.
     """
     import time
     from queue import Empty
 
     from jupyter_client.asynchronous import AsyncKernelClient
+
+    if not all(
+        hasattr(AsyncKernelClient, name)
+        for name in ("_async_is_alive", "_handle_kernel_info_reply")
+    ):
+        return AsyncKernelClient
 
     class PromptClient(AsyncKernelClient):
         async def wait_for_ready(self, timeout: float | None = None) -> None:
