@@ -42,7 +42,7 @@ report: install
 
 ## Lint, then the whole suite: unit and property tests, doctests, notebook checks.
 ## The report notebooks run once per run; every property test draws its full count.
-## mypy (the slow part of `make lint`: about 35 s of CPU without its cache in .mypy_cache)
+## mypy (the slow part of `make lint`: about 26 s of CPU without its cache in .mypy_cache)
 ## runs beside pytest (niced: the tests come first), its output held until they end; either
 ## failing fails the target.
 test: install

@@ -1569,8 +1569,7 @@ def raise_for_errors(report: ValidationReport) -> None:
     """Raise the pandas path's error (or the guard's) with the aggregated counts."""
     if report.ok:
         return
-    files = report.errors[report.errors["column"] == "(file)"]
-    if len(files):
+    if report.errors["column"].eq("(file)").any():
         report.raise_for_errors()
     error = DeidentificationError if report.deidentification else DataValidationError
     message = summary_message(report.errors, error.title, error.hints)

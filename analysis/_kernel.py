@@ -34,6 +34,7 @@ import gc
 import os
 import sys
 import warnings
+from typing import Any
 
 _baseline: dict | None = None
 
@@ -56,7 +57,10 @@ def reset(work_dir: str) -> None:
 
         if shell is not None:
             shell.run_line_magic("matplotlib", "inline")
-        rc = {key: value for key, value in matplotlib.rcParams.items() if key != "backend"}
+        # its keys as Any to mypy: typed as a Literal of every rc key, they took it half a
+        # second to infer this comprehension
+        params: dict[Any, Any] = matplotlib.rcParams
+        rc = {key: value for key, value in params.items() if key != "backend"}
         _baseline = {
             "filters": list(warnings.filters),
             "environ": dict(os.environ),

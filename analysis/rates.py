@@ -29,7 +29,7 @@ from collections.abc import Iterable, Sequence
 import narwhals as nw
 import numpy as np
 import pandas as pd
-from numpy.typing import ArrayLike
+from numpy.typing import ArrayLike, NDArray
 from scipy import stats
 from statsmodels.stats.contingency_tables import StratifiedTable
 from statsmodels.stats.multitest import multipletests
@@ -1323,9 +1323,12 @@ def _adjusted_cell(
             }
         elif boot is not None and len(boot):
             q = [100 * alpha / 2, 100 * (1 - alpha / 2)]
-            rd_low, rd_high = np.percentile(boot[:, j] - boot[:, 0], q)
+            # typed float arrays: on an untyped array mypy spent 0.5 s on each percentile
+            differences: NDArray[np.float64] = boot[:, j] - boot[:, 0]
+            rd_low, rd_high = np.percentile(differences, q)
             with np.errstate(divide="ignore", invalid="ignore"):
-                rr_low, rr_high = np.percentile(boot[:, j] / boot[:, 0], q)
+                ratios: NDArray[np.float64] = boot[:, j] / boot[:, 0]
+                rr_low, rr_high = np.percentile(ratios, q)
             row |= {"rd_ci_low": rd_low, "rd_ci_high": rd_high}
             row |= {"rr_ci_low": rr_low, "rr_ci_high": rr_high}
         out.append(row)

@@ -1794,16 +1794,18 @@ def plan_sites(patients: pd.DataFrame, *, min_cell: int) -> SitePlan:
             "Add the pseudonymous site code (site_id) or run without --by-site."
         )
     site = patients["site_id"].astype("string")
-    sizes = site.value_counts(dropna=True)
+    # site -> patients, as plain str and int (pandas-stubs types value_counts' labels as
+    # Hashable, and mypy took 7 s to resolve the overloads of indexing it in a generator)
+    sizes: dict[str, int] = {str(s): int(n) for s, n in site.value_counts(dropna=True).items()}
     unassigned = int(site.isna().sum())
     withheld = {s for s, n in sizes.items() if n < min_cell}
-    shown = sorted((s for s in sizes.index if s not in withheld), key=lambda s: (sizes[s], s))
-    remainder = unassigned + sum(int(sizes[s]) for s in withheld)  # type: ignore[misc,call-overload]  # pandas-stubs: value_counts labels are Hashable
+    shown = sorted((s for s in sizes if s not in withheld), key=lambda s: (sizes[s], s))
+    remainder = unassigned + sum(sizes[s] for s in withheld)
     while shown and 0 < remainder < min_cell:
         smallest = shown.pop(0)
         withheld.add(smallest)
-        remainder += int(sizes[smallest])
-    return SitePlan(tuple(sorted(shown)), tuple(sorted(withheld)), unassigned > 0)  # type: ignore[arg-type]  # site labels are str (Hashable to pandas-stubs)
+        remainder += sizes[smallest]
+    return SitePlan(tuple(sorted(shown)), tuple(sorted(withheld)), unassigned > 0)
 
 
 def _site_folders(sites: Sequence[str]) -> dict[str, str]:
