@@ -57,8 +57,8 @@ def reset(work_dir: str) -> None:
 
         if shell is not None:
             shell.run_line_magic("matplotlib", "inline")
-        # its keys as Any to mypy: typed as a Literal of every rc key, they took it half a
-        # second to infer this comprehension
+        # rcParams as a dict of Any to mypy: its stubs type the keys as a Literal of every
+        # rc name, and inferring this comprehension over them took mypy half a second
         params: dict[Any, Any] = matplotlib.rcParams
         rc = {key: value for key, value in params.items() if key != "backend"}
         _baseline = {
