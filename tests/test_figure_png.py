@@ -23,10 +23,14 @@ half a pixel off savefig's image, which the blur cannot tell from a one-pixel er
 
 from __future__ import annotations
 
+import ast
 import base64
 import io
+import json
+from pathlib import Path
 
 import numpy as np
+import pandas as pd
 import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
@@ -98,6 +102,45 @@ def report_figures():
 def test_a_report_figure_drawn_once_looks_as_savefig_draws_it(report_figures, name):
     fast, plain = _twice(report_figures[name])
     _looks_the_same(plots._tight_png(fast, dpi=100), plots._savefig_png(plain, 100))
+
+
+def _notebook_keyword(stem: str, keyword: str) -> list[str]:
+    """The text given as ``keyword=`` in the code cells of a report notebook."""
+    path = Path(__file__).resolve().parent.parent / "notebooks" / f"{stem}.ipynb"
+    found = []
+    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        code = "\n".join(line for line in source.splitlines() if not line.startswith("%"))
+        for node in ast.walk(ast.parse(code)):
+            if isinstance(node, ast.keyword) and node.arg == keyword:
+                assert isinstance(node.value, ast.Constant), ast.unparse(node)
+                found.append(node.value.value)
+    return found
+
+
+def test_the_ls_means_figures_fit_their_canvas(monkeypatch):
+    """Report 03's LS-means figures with the notebook's y labels: nothing is drawn past
+    the figure's edge (a one-line label was taller than the axes and reached a pixel
+    past the top: a plain savefig cut it, and `_tight_png` had to draw the figure again
+    with savefig), so `_tight_png` crops the one drawing."""
+    labels = _notebook_keyword("03_effect_sizes", "ylabel")
+    assert len(labels) == 2 and all("LS mean" in label for label in labels)
+    rows = [
+        {"route": route, "visit": visit, "estimate": -3.0 - k, "ci_low": -5.0 - k}
+        for route in ("iv", "im", "oral")
+        for k, visit in enumerate(["week1", "week2", "week4", "week8"])
+    ]
+    table = pd.DataFrame(rows).assign(ci_high=lambda t: t["estimate"] + 2.0)
+
+    def refuse(*args):
+        raise AssertionError("drawn past the figure's edge: savefig was needed")
+
+    monkeypatch.setattr(plots, "_savefig_laid_out", refuse)
+    for label in labels:
+        fig = plots.plot_change_trajectory(table, group="route", ylabel=label, human_labels=True)
+        assert plots._tight_png(fig, dpi=100)[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def _labelled(width, height, dpi, x, y, constrained):
