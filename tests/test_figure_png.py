@@ -26,17 +26,17 @@ from __future__ import annotations
 import ast
 import base64
 import io
-import json
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
+from _notebooks import code_cells
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
 from analysis import plots
+from analysis.reports import NOTEBOOKS_DIR
 from analysis.synthetic import synthetic_cohort
 from analysis.tables import (
     cohort_endpoints,
@@ -106,14 +106,9 @@ def test_a_report_figure_drawn_once_looks_as_savefig_draws_it(report_figures, na
 
 def _notebook_keyword(stem: str, keyword: str) -> list[str]:
     """The text given as ``keyword=`` in the code cells of a report notebook."""
-    path = Path(__file__).resolve().parent.parent / "notebooks" / f"{stem}.ipynb"
     found = []
-    for cell in json.loads(path.read_text(encoding="utf-8"))["cells"]:
-        if cell["cell_type"] != "code":
-            continue
-        source = "".join(cell["source"])
-        code = "\n".join(line for line in source.splitlines() if not line.startswith("%"))
-        for node in ast.walk(ast.parse(code)):
+    for _, tree in code_cells(NOTEBOOKS_DIR / f"{stem}.ipynb"):
+        for node in ast.walk(tree):
             if isinstance(node, ast.keyword) and node.arg == keyword:
                 assert isinstance(node.value, ast.Constant), ast.unparse(node)
                 found.append(node.value.value)

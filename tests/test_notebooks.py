@@ -6,6 +6,7 @@ import ast
 
 import nbformat
 import pytest
+from _notebooks import code_cells
 
 from analysis.reports import (
     NOTEBOOKS_DIR,
@@ -67,12 +68,8 @@ def test_kernel_and_format(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
 def test_code_cells_only_call(path):
     """Narrative and calls, no logic (STYLE.md): no loops, branches or function definitions."""
-    nb = nbformat.read(path, as_version=4)
-    for cell in nb.cells:
-        if cell.cell_type != "code":
-            continue
-        source = "\n".join(line for line in cell.source.splitlines() if not line.startswith("%"))
-        for node in ast.walk(ast.parse(source)):
+    for source, tree in code_cells(path):
+        for node in ast.walk(tree):
             assert not isinstance(
                 node,
                 ast.For
@@ -84,4 +81,4 @@ def test_code_cells_only_call(path):
                 | ast.ListComp
                 | ast.DictComp
                 | ast.GeneratorExp,
-            ), f"{path.name}: logic in a code cell; move it into a tested function:\n{cell.source}"
+            ), f"{path.name}: logic in a code cell; move it into a tested function:\n{source}"
