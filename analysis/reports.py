@@ -37,9 +37,10 @@ import shutil
 import sys
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import asdict, dataclass, is_dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -966,28 +967,36 @@ def _prompt_client_class():
     return PromptClient
 
 
-_exporters = threading.local()
+#: Idle nbconvert exporters, kept for the next page of this run or of a later one in this
+#: process: building one compiles its Jinja templates, about 60 ms of CPU, more than half
+#: the cost of a page. An exporter is not shared between threads: each page takes one
+#: (:func:`_html_exporter`) and gives it back when done.
+_idle_exporters: list[Any] = []
+_exporters_lock = threading.Lock()
 
 
-def _html_exporter():
-    """This thread's nbconvert exporter (building one loads its templates: half the time
-    of a page). Exporters are not shared between threads."""
-    exporter = getattr(_exporters, "html", None)
+@contextlib.contextmanager
+def _html_exporter() -> Iterator[Any]:
+    """An nbconvert HTML exporter (code cells and prompts excluded) for one page."""
+    with _exporters_lock:
+        exporter = _idle_exporters.pop() if _idle_exporters else None
     if exporter is None:
         from nbconvert import HTMLExporter
 
         exporter = HTMLExporter(
             exclude_input=True, exclude_input_prompt=True, exclude_output_prompt=True
         )
-        _exporters.html = exporter
-    return exporter
+    try:
+        yield exporter
+    finally:
+        with _exporters_lock:
+            _idle_exporters.append(exporter)
 
 
 def _render_html(notebook_path: Path, title: str | None = None) -> str:
     """HTML of an executed notebook without code cells or prompts (page title ``title``)."""
     import nbformat
 
-    exporter = _html_exporter()
     notebook = nbformat.read(notebook_path, as_version=4)
     # The page <title>: the report's heading (nbconvert would write "Notebook").
     for cell in notebook.cells:  # papermill gives its cell a random id: the page would vary
@@ -995,7 +1004,8 @@ def _render_html(notebook_path: Path, title: str | None = None) -> str:
             cell["id"] = "injected-parameters"
     heading = title if title is not None else _title(notebook_path, notebook_path.stem)
     notebook.metadata["title"] = f"{heading} | anxiety-outcomes"
-    body, _ = exporter.from_notebook_node(notebook)
+    with _html_exporter() as exporter:
+        body, _ = exporter.from_notebook_node(notebook)
     # No third-party scripts (require.js, MathJax from a CDN): the pages need none, work
     # offline, and a report on patients' data does not call out to other servers.
     body = re.sub(r'<script src="https?://[^"]*">\s*</script>\s*', "", body)
