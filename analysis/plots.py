@@ -16,6 +16,10 @@ Design contract:
   and the figure displays itself in Jupyter through ``_repr_png_``, so a returned figure
   shows as an image in a fresh notebook without ``%matplotlib inline``. Its PNG is drawn
   once (:func:`_tight_png`), also under ``%matplotlib inline`` (a printer of its own).
+- Every legend stands to the right of its plotting area, never inside it, and the
+  figure is widened by the legend so the plotting area keeps its width (:func:`_legend`,
+  the one place a legend is made: a legend inside the axes, wherever it went, covered
+  some cohort's data).
 - All the package's figures live here (the safety figures included; their old names in
   :mod:`analysis.safety` still work, with a ``DeprecationWarning``).
 """
@@ -82,6 +86,42 @@ def mark_suppressed(ax, x, y) -> None:
     labels = ax.get_legend_handles_labels()[1]
     label = "_nolegend_" if SUPPRESSED_LABEL in labels else SUPPRESSED_LABEL
     ax.scatter(x, y, marker="X", s=70, color="0.3", zorder=6, label=label, clip_on=False)
+
+
+def _legend(ax, *args, **kwargs):
+    """The legend of ``ax``, to the right of its plotting area and top-aligned.
+
+    Every legend of the package is placed here (as ggplot2 places them), never inside
+    the axes: wherever a legend stood inside ("best" or a fixed corner), some data put a
+    point, a bar or an error bar under it (report 03's LS means hid a route's week-12
+    estimate). The figure is widened by the legend (:func:`_fit_legends`), so the plotting
+    area keeps the width the figure was made with. Arguments as ``Axes.legend``.
+    """
+    legend = ax.legend(*args, loc="upper left", bbox_to_anchor=(1.01, 1), **kwargs)
+    _fit_legends(ax.figure)
+    return legend
+
+
+#: Inches between a plotting area and its legend, and after the legend (the anchor's
+#: offset, the legend's border pad and the layout's margin).
+_LEGEND_GAP = 0.25
+
+
+def _fit_legends(fig: Figure) -> None:
+    """Make ``fig`` as wide as it was made plus its widest legend (and a gap).
+
+    Called whenever a legend is placed or its texts change (:func:`_relabel`); the width
+    the figure was made with is kept on it, so calling again does not add up.
+    """
+    from matplotlib.backends.backend_agg import RendererAgg
+
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    if not legends:
+        return
+    renderer = RendererAgg(1, 1, fig.dpi)  # text metrics only; the figure is not drawn
+    widest = max(legend.get_window_extent(renderer).width for legend in legends) / fig.dpi
+    made = fig.__dict__.setdefault("_width_without_legends", fig.get_figwidth())
+    fig.set_figwidth(made + widest + _LEGEND_GAP)
 
 
 def _linked(table):
@@ -364,7 +404,7 @@ def plot_completeness(table: pd.DataFrame, *, human_labels: bool = False) -> Fig
     if data["percent"].notna().sum() == 0:
         say_empty(ax)
     ax.set(xlabel="Visit", ylabel="Patients assessed (% of expected)", ylim=(0, 100))
-    ax.legend(title="Instrument", loc="upper right")
+    _legend(ax, title="Instrument")
     if human_labels:
         _relabel(fig, {"visit": "visit", "legend": "instrument"})
     return fig
@@ -415,7 +455,7 @@ def plot_item_missingness(table: pd.DataFrame, *, human_labels: bool = True) -> 
                 hidden_y.append(y)
         mark_suppressed(ax, np.zeros(len(hidden_y)), hidden_y)
         if hidden_y:
-            ax.legend(loc="lower right", fontsize="small")
+            _legend(ax, fontsize="small")
         if len(hidden_y) == len(rows):
             say_empty(ax)
         title = _label(instrument, "instrument") if human_labels else instrument
@@ -518,14 +558,15 @@ def plot_rates(
     axes[0].set_ylabel(ylabel)
     if group is not None and human_labels:
         handles, names = axes[-1].get_legend_handles_labels()
-        axes[-1].legend(
+        _legend(
+            axes[-1],
             handles,
             [n if n == SUPPRESSED_LABEL else _label(n, group) for n in names],
             title=_label(group, "column"),
             fontsize="small",
         )
     elif group is not None or SUPPRESSED_LABEL in axes[-1].get_legend_handles_labels()[1]:
-        axes[-1].legend(title=group, fontsize="small")
+        _legend(axes[-1], title=group, fontsize="small")
     return fig
 
 
@@ -577,7 +618,7 @@ def plot_change_trajectory(
         ax.set(title=panel or "", xlabel="Visit")
     axes[0].set_ylabel(ylabel)
     if group is not None or SUPPRESSED_LABEL in axes[-1].get_legend_handles_labels()[1]:
-        axes[-1].legend(title=group, fontsize="small")
+        _legend(axes[-1], title=group, fontsize="small")
     if human_labels:
         _relabel(fig, {"visit": "visit", "title": col, "legend": group})
     return fig
@@ -595,6 +636,7 @@ def _relabel(fig: Figure, kinds: dict) -> None:
             for text in legend.get_texts():
                 text.set_text(_label(text.get_text(), kinds.get("legend")))
             legend.set_title(_label(legend.get_title().get_text(), "column"))
+    _fit_legends(fig)  # the labels are longer than the names
 
 
 def plot_cumulative_incidence(
@@ -714,7 +756,7 @@ def plot_cumulative_incidence(
     if max_time is not None:
         ax.set_xlim(0, max_time)
     if group is not None:
-        ax.legend(fontsize="small")
+        _legend(ax, fontsize="small")
     if at_risk is not None:
         _at_risk_table(ax_risk, at_risk, xlabel, ax.get_xlim())
     return fig
@@ -803,13 +845,11 @@ def plot_effect_sizes(
         ax.set_xticks(range(len(order)), order)
         ax.set(xlabel=x.replace("_", " ").capitalize(), ylabel="Effect size (95% CI)")
     if group is not None:
-        legend = ax.legend(
-            title=_label(group, "column") if human_labels else group, fontsize="small"
-        )
+        handles, names = ax.get_legend_handles_labels()
         if human_labels:
-            for text in legend.get_texts():
-                if text.get_text() != SUPPRESSED_LABEL:
-                    text.set_text(_label(text.get_text(), group))
+            names = [n if n == SUPPRESSED_LABEL else _label(n, group) for n in names]
+        title = _label(group, "column") if human_labels else group
+        _legend(ax, handles, names, title=title, fontsize="small")
     return fig
 
 
@@ -895,7 +935,7 @@ def plot_adverse_events(
     ax.set(xlabel="Patients with the event (% of treated)", ylabel="")
     if hue or len(ys):
         title = _label(hue, "column") if hue and human_labels else hue
-        ax.legend(title=title, loc="lower right")
+        _legend(ax, title=title)
     return fig
 
 
@@ -947,7 +987,7 @@ def plot_blood_pressure(table: pd.DataFrame, *, human_labels: bool = True) -> Fi
     ax.set_xticks(range(len(levels)), ticks)
     xlabel = (_label(x, "column") if human_labels else x) if x else ""
     ax.set(xlabel=xlabel, ylabel="Peak - pre-dose (mmHg), mean and 95% CI")
-    ax.legend(loc="upper right")
+    _legend(ax)
     return fig
 
 
@@ -1007,7 +1047,7 @@ def plot_dissociation(
     xlabel = (_label(x, "column") if human_labels else x) if x else ""
     ax.set(xlabel=xlabel, ylabel="CADSS total, median and IQR")
     if hue:
-        ax.legend(title=_label(hue, "column") if human_labels else hue)
+        _legend(ax, title=_label(hue, "column") if human_labels else hue)
     return fig
 
 
@@ -1259,12 +1299,12 @@ def plot_waterfall(
     if group is not None and (levels or hidden):
         handles, names = ax.get_legend_handles_labels()  # the routes drawn, then those hidden
         order = sorted(range(len(names)), key=lambda j: names[j].endswith(f": {_SUPPRESSED}"))
-        ax.legend(
+        _legend(
+            ax,
             [handles[j] for j in order],
             [names[j] for j in order],
             title=_label(group, "column"),
             fontsize="small",
-            loc="upper right",
         )
     if too_few:
         say_empty(ax)
@@ -1327,9 +1367,7 @@ def plot_severity_transitions(table: pd.DataFrame, *, title: str | None = None) 
     ax.set(xlabel="Severity at baseline", ylabel="Patients (% of the baseline band)", ylim=(0, 118))
     if title:
         ax.set_title(title)
-    ax.legend(
-        title="Severity at the visit", fontsize="small", loc="upper left", bbox_to_anchor=(1, 1)
-    )
+    _legend(ax, title="Severity at the visit", fontsize="small")
     return fig
 
 
@@ -1468,12 +1506,7 @@ def plot_mean_trajectories(
         ax.set(title=_label(panel, "instrument") if panel else "", xlabel="Visit")
         ax.set_ylabel(ylabel)
     if group is not None:
-        axes[-1].legend(
-            title=_label(group, "column"),
-            fontsize="small",
-            loc="upper left",
-            bbox_to_anchor=(1.01, 1),
-        )
+        _legend(axes[-1], title=_label(group, "column"), fontsize="small")
     return fig
 
 
@@ -1537,5 +1570,5 @@ def plot_exposure_response(
     if title:
         ax.set_title(title)
     if group is not None:
-        ax.legend(handles, [_label(v, group) for v in labels], fontsize="small")
+        _legend(ax, handles, [_label(v, group) for v in labels], fontsize="small")
     return fig
