@@ -1424,22 +1424,27 @@ def plot_forest(
     )
     right = np.nanmax(np.abs(np.concatenate([low, high, [10.0]])))
     right = float(np.ceil(right / 10) * 10)
+    # The p-values in a column right of the plotting area (x in axes units, y in rows), so
+    # neither an interval nor the frame runs through them; the layout makes room for them.
+    beside = ax.get_yaxis_transform()
     for y, ok, p in zip(ys, shown, table.get(p_column, pd.Series([np.nan] * n)), strict=True):
         if not ok:
             _mark_suppressed(ax, 0, y, centered=True)
         else:
-            ax.text(right * 1.05, y, format_p(p), va="center", fontsize=8)
+            ax.text(1.03, y, format_p(p), va="center", fontsize=8, transform=beside)
     ax.text(
-        right * 1.05,
-        n - 0.3,
+        1.03,
+        1.0,
         "adj. p" if p_column == "p_adjusted" else "p",
+        va="bottom",
         fontsize=8,
         fontweight="bold",
+        transform=ax.transAxes,
     )
     ax.axvline(0, color="0.4", linewidth=0.8)
     ax.set_yticks(ys, labels)
     ax.set(
-        xlim=(-right, right * 1.25),
+        xlim=(-right, right),
         ylim=(-0.7, n - 0.1),
         xlabel=f"{_label(outcome, 'outcome')}: risk difference, % points (95% CI)",
     )

@@ -7,6 +7,7 @@ import io
 import matplotlib.pyplot as plt
 import pandas as pd
 import pytest
+from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 
 from analysis.plots import plot_completeness, plot_item_missingness
@@ -209,6 +210,15 @@ def test_forest_plot_rows_p_values_and_suppressed_rows(demo):
     np.testing.assert_allclose(
         sorted(errorbar.lines[0].get_xdata()), sorted(100 * shown["risk_difference"])
     )
+    # the p-values stand in a column right of the plotting area: no interval and no frame
+    # runs through them (inside the axes, the right spine crossed "adj. p" and the values)
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    frame = ax.get_window_extent(canvas.get_renderer())
+    p_texts = [t for t in ax.texts if t.get_text() != "suppressed"]
+    assert len(p_texts) == len(shown) + 1
+    for text in p_texts:
+        assert text.get_window_extent(canvas.get_renderer()).x0 > frame.x1, text.get_text()
 
 
 def test_mean_trajectories_bands_and_labels(demo):
