@@ -1543,7 +1543,8 @@ def plot_exposure_response(
     Returns
     -------
     Figure
-        Percent (0-100) on y; a suppressed cell is a gap marked "suppressed".
+        Percent (0-100) on y; a suppressed cell is a grey "X" at 0 labelled
+        "suppressed".
     """
     table = _linked(table)  # a --by-site run's linked decision
     check_columns(table, [x, "rate", "ci_low", "ci_high"], "rate_table")
@@ -1571,7 +1572,14 @@ def plot_exposure_response(
             for v in order
         ],
     )
-    ax.set(xlabel=xlabel or _label(x, "column"), ylabel=ylabel, ylim=(0, 100))
+    # a category's width on each side, as a categorical axis has: the "suppressed" labels
+    # of the first and last categories stay inside the frame
+    ax.set(
+        xlabel=xlabel or _label(x, "column"),
+        ylabel=ylabel,
+        xlim=(-0.5, len(order) - 0.5),
+        ylim=(0, 100),
+    )
     if title:
         ax.set_title(title)
     if group is not None:

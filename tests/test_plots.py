@@ -253,6 +253,31 @@ def test_exposure_response_order_and_suppression(demo):
     assert _texts(fig).count("suppressed") == int(table["suppressed"].sum())
 
 
+def test_exposure_response_keeps_the_suppressed_labels_inside_the_frame():
+    # The first band's cells hidden: its "suppressed" labels, dodged sideways, stood on
+    # the frame's left edge and the y tick labels (the axis was only as wide as the marks,
+    # as in a 15-patient demo); each band now has its own width, as on a categorical axis.
+    table = pd.DataFrame(
+        {
+            "sessions_band": ["6-7", "8+"] * 2,
+            "outcome": ["response"] * 2 + ["reliable_deterioration"] * 2,
+            "rate": [np.nan, 0.6, np.nan, np.nan],
+            "ci_low": [np.nan, 0.5, np.nan, np.nan],
+            "ci_high": [np.nan, 0.7, np.nan, np.nan],
+        }
+    )
+    fig = plots.plot_exposure_response(table, "sessions_band")
+    (ax,) = fig.axes
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    frame = ax.get_window_extent(canvas.get_renderer())
+    labels = [t for t in ax.texts if t.get_text() == "suppressed"]
+    assert len(labels) == 3
+    for text in labels:
+        box = text.get_window_extent(canvas.get_renderer())
+        assert frame.x0 < box.x0 and box.x1 < frame.x1
+
+
 def test_plot_rates_human_labels(demo):
     cohort, ep = demo
     exposure = ep.merge(patient_exposure(cohort), on="patient_id")
