@@ -115,7 +115,7 @@ def _fit_legends(fig: Figure) -> None:
     """
     from matplotlib.backends.backend_agg import RendererAgg
 
-    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    legends = [legend for ax in fig.axes if (legend := ax.get_legend()) is not None]
     if not legends:
         return
     renderer = RendererAgg(1, 1, fig.dpi)  # text metrics only; the figure is not drawn
