@@ -1371,6 +1371,10 @@ def plot_severity_transitions(table: pd.DataFrame, *, title: str | None = None) 
     return fig
 
 
+#: Characters in a forest plot's row label beyond which it takes two lines.
+_FOREST_LABEL_WIDTH = 40
+
+
 def plot_forest(
     table: pd.DataFrame, *, outcome: str = "response", title: str | None = None
 ) -> Figure:
@@ -1390,9 +1394,10 @@ def plot_forest(
     Returns
     -------
     Figure
-        One row per comparison ("Primary diagnosis: PTSD vs GAD"), the difference as a
-        square with its interval, a line at 0, and the (adjusted) p-value at the right;
-        a suppressed comparison reads "suppressed".
+        One row per comparison ("Primary diagnosis: PTSD vs GAD"; a label over 40
+        characters on two lines, the second starting at "vs"), the difference as a
+        square with its interval, a line at 0, and the (adjusted) p-value in a column
+        right of the plot; a suppressed comparison reads "suppressed".
     """
     table = _linked(table)  # a --by-site run's linked decision
     check_columns(
@@ -1412,7 +1417,12 @@ def plot_forest(
     for row in table.itertuples(index=False):
         kind = getattr(row, "subgroup", None)
         text = f"{_label(row.group, kind)} vs {_label(row.reference, kind)}"
-        labels.append(f"{_label(kind, 'variable')}: {text}" if kind else text)
+        label = f"{_label(kind, 'variable')}: {text}" if kind else text
+        # a long label takes two lines, the comparison's reference on the second: on one
+        # line the longest took most of the figure's width from the intervals
+        if len(label) > _FOREST_LABEL_WIDTH:
+            label = label.replace(" vs ", "\nvs ", 1)
+        labels.append(label)
     shown = np.isfinite(est)
     ax.errorbar(
         est[shown],

@@ -200,6 +200,11 @@ def test_forest_plot_rows_p_values_and_suppressed_rows(demo):
     labels = [t.get_text() for t in ax.get_yticklabels()]
     assert labels[0] == "Route: IM ketamine vs IV ketamine"
     assert len(labels) == len(table)
+    # a long label takes two lines, broken before its reference ("vs ..."), so the
+    # labels leave the intervals most of the width
+    broken = [label for label in labels if "\n" in label]
+    assert broken and all(label.split("\n")[1].startswith("vs ") for label in broken)
+    assert max(len(line) for label in labels for line in label.split("\n")) <= 50
     texts = _texts(fig)
     assert "adj. p" in texts
     assert texts.count("suppressed") == int(table["suppressed"].sum()) > 0
