@@ -164,7 +164,7 @@ def test_no_legend_covers_a_plotting_area_and_each_fits_its_canvas(demo):
     seen = []
     for name, make in _figures(demo):
         fig = make()
-        legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+        legends = [legend for ax in fig.axes if (legend := ax.get_legend()) is not None]
         assert legends, f"{name}: the figure was meant to have a legend"
         seen.append(name)
         canvas = FigureCanvasAgg(fig)
@@ -174,13 +174,13 @@ def test_no_legend_covers_a_plotting_area_and_each_fits_its_canvas(demo):
         x0, y0, x1, y1 = fig.get_tightbbox(renderer).extents * fig.dpi
         assert x0 >= -0.5 and y0 >= -0.5, name
         assert x1 <= fig.bbox.width + 0.5 and y1 <= fig.bbox.height + 0.5, name
-        for legend in legends:
-            box = legend.get_window_extent(renderer)
+        boxes = [legend.get_window_extent(renderer) for legend in legends]
+        for box in boxes:
             assert 0 <= box.x0 and box.x1 <= fig.bbox.width, name
             for ax in fig.axes:
                 if ax.get_visible():
                     assert not box.overlaps(ax.get_window_extent(renderer)), (name, ax)
-        widest = max(legend.get_window_extent(renderer).width for legend in legends) / fig.dpi
+        widest = max(box.width for box in boxes) / fig.dpi
         made = getattr(fig, "_width_without_legends", None)
         assert made is not None and fig.get_figwidth() == pytest.approx(
             made + widest + plots._LEGEND_GAP

@@ -100,6 +100,14 @@ def demo():
     return cohort, cohort_endpoints(cohort, patient_columns=columns)
 
 
+def _drawn(fig):
+    """Draw ``fig`` (the constrained layout places its axes) and return the renderer,
+    for the window extents of what it drew."""
+    canvas = FigureCanvasAgg(fig)
+    canvas.draw()
+    return canvas.get_renderer()
+
+
 def _texts(fig) -> list[str]:
     return [t.get_text() for ax in fig.axes for t in ax.texts]
 
@@ -217,13 +225,12 @@ def test_forest_plot_rows_p_values_and_suppressed_rows(demo):
     )
     # the p-values stand in a column right of the plotting area: no interval and no frame
     # runs through them (inside the axes, the right spine crossed "adj. p" and the values)
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    frame = ax.get_window_extent(canvas.get_renderer())
+    renderer = _drawn(fig)
+    frame = ax.get_window_extent(renderer)
     p_texts = [t for t in ax.texts if t.get_text() != "suppressed"]
     assert len(p_texts) == len(shown) + 1
     for text in p_texts:
-        assert text.get_window_extent(canvas.get_renderer()).x0 > frame.x1, text.get_text()
+        assert text.get_window_extent(renderer).x0 > frame.x1, text.get_text()
 
 
 def test_mean_trajectories_bands_and_labels(demo):
@@ -273,13 +280,12 @@ def test_exposure_response_keeps_the_suppressed_labels_inside_the_frame():
     )
     fig = plots.plot_exposure_response(table, "sessions_band")
     (ax,) = fig.axes
-    canvas = FigureCanvasAgg(fig)
-    canvas.draw()
-    frame = ax.get_window_extent(canvas.get_renderer())
+    renderer = _drawn(fig)
+    frame = ax.get_window_extent(renderer)
     labels = [t for t in ax.texts if t.get_text() == "suppressed"]
     assert len(labels) == 3
     for text in labels:
-        box = text.get_window_extent(canvas.get_renderer())
+        box = text.get_window_extent(renderer)
         assert frame.x0 < box.x0 and box.x1 < frame.x1
 
 
