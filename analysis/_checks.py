@@ -170,15 +170,23 @@ class ValidationReport:
                 ["_order", "table", "column", "check"], sort=True, dropna=False
             )
             for (_, table, column, check), group in groups:
-                if column == "(file)":  # the check names the file, the problem and the fix
-                    out.append(f"  {check}")
+                if column == "(file)" and title == "Errors":
+                    out.append(f"  {check}")  # it names the file, the problem and the fix
+                    continue
+                lines = group["line"].dropna().astype(int).tolist()
+                if column == "(file)":  # how a file was read (blank rows: on which lines)
+                    text = f"  {table} file: {check}"
+                    if lines:
+                        more = ", ..." if len(lines) > max_rows else ""
+                        label = "line" if len(lines) == 1 else "lines"
+                        text += f" ({label} {', '.join(map(str, lines[:max_rows]))}{more})"
+                    out.append(text)
                     continue
                 rows = group["row"].notna()
                 n = int(group["count"].fillna(0).sum()) if not rows.any() else int(rows.sum())
                 where = f"{table}.{column}" if column != "(file)" else f"{table} file"
                 noun = "row" if n == 1 else "rows"
                 text = f"  {where}: {n} {noun} `{check}`"
-                lines = group["line"].dropna().astype(int).tolist()
                 if lines:
                     more = ", ..." if len(lines) > max_rows else ""
                     label = "line" if len(lines) == 1 else "lines"

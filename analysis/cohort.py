@@ -364,6 +364,9 @@ class DataValidationError(ValueError):
         "encoding": "nothing to fix; save files as UTF-8 next time",
         "delimiter": "nothing to fix; comma-separated files are the standard",
         "value_labels": "nothing to fix; check the codes in the loaded table",
+        "blank_rows": (
+            "nothing to fix; a blank row holds no data (the other rows keep their line numbers)"
+        ),
     }
 
     def __init__(

@@ -23,7 +23,8 @@ Every cell is read as it is written, except that text is stripped of surrounding
 and a cell equal to one of the *missing values* (:data:`MISSING_VALUES`: ``""``, ``NA``,
 ``N/A``, ``n/a``, ``NULL``, ``.``; overridable) becomes missing. Entirely blank rows are
 skipped; the others keep the spreadsheet line number they had (header = line 1), which
-error messages print. Text of a large CSV file (4 MB or more) and of a Parquet file is
+error messages print. Blank rows between the header and the last row of data are listed
+as the finding ``blank_rows`` (with their lines); those below the data end the table. Text of a large CSV file (4 MB or more) and of a Parquet file is
 held as categorical columns (each distinct value once), which the validation reads
 value by value: the same cells, in a fraction of the memory of Python strings; extra
 columns are handed on as object columns, as read.
@@ -102,6 +103,11 @@ class FileProblem(Exception):
         super().__init__(f"{self.file}: {problem}. Fix: {fix}.")
 
 
+#: A reading finding: ``(column, check, value, lines)``: the spreadsheet lines it concerns,
+#: none for the whole table.
+Finding = tuple[str, str, str, tuple[int, ...]]
+
+
 @dataclass
 class ReadTable:
     """One table as read: the frame, its spreadsheet line numbers and reading findings."""
@@ -109,7 +115,8 @@ class ReadTable:
     frame: pd.DataFrame
     source: str
     lines: np.ndarray
-    findings: list[tuple[str, str, str]] = field(default_factory=list)  # (column, check, value)
+    #: ``(column, check, value, lines)``: the lines concerned (none: the whole table)
+    findings: list[Finding] = field(default_factory=list)
 
 
 def normalise_name(name) -> str:
@@ -377,10 +384,10 @@ def _as_objects(values: pd.Series) -> pd.Series:
     return pd.Series(table[values.cat.codes.to_numpy()], index=values.index, name=values.name)
 
 
-def _decode(data: bytes, name: str) -> tuple[str, list]:
-    findings = []
+def _decode(data: bytes, name: str) -> tuple[str, list[Finding]]:
+    findings: list[Finding] = []
     if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        findings.append(("(file)", "encoding: read as UTF-16 (save as UTF-8 next time)", ""))
+        findings.append(("(file)", "encoding: read as UTF-16 (save as UTF-8 next time)", "", ()))
         return data.decode("utf-16"), findings
     if b"\x00" in data[:4096]:
         raise FileProblem(
@@ -410,7 +417,7 @@ def _first_line(text: str) -> str:
     return ""
 
 
-def _delimiter(text: str, name: str, known: set[str]) -> tuple[str, list]:
+def _delimiter(text: str, name: str, known: set[str]) -> tuple[str, list[Finding]]:
     header = _first_line(text)
     scores = {}
     for delimiter in _DELIMITERS:
@@ -432,9 +439,9 @@ def _delimiter(text: str, name: str, known: set[str]) -> tuple[str, list]:
             "write the header row with the column names of data_schema/README.md (e.g. "
             "patient_id) and separate the values with commas",
         )
-    findings = []
+    findings: list[Finding] = []
     if best != ",":
-        findings.append(("(file)", f"delimiter: read as {_DELIMITERS[best]}-separated", ""))
+        findings.append(("(file)", f"delimiter: read as {_DELIMITERS[best]}-separated", "", ()))
     return best, findings
 
 
@@ -491,9 +498,12 @@ def _read_csv(path: Path, name: str, known: set[str]):
     findings += more
     ragged: dict[int, list[int]]
     header, lines, ragged, widest = None, [], {}, 0
+    blanks: list[int] = []  # blank lines after the header
     for number, record, blank in _records(text, delimiter):
         widest = max(widest, len(record))
         if blank:
+            if header is not None:
+                blanks.append(number)
             continue
         if header is None:
             header = [cell.strip() for cell in record]
@@ -527,6 +537,7 @@ def _read_csv(path: Path, name: str, known: set[str]):
             "separators (empty cells still need their separator)",
             all_lines,
         )
+    findings += _blank_rows(blanks, lines)
     del text
     # A large file is read into categorical columns: each distinct text once plus a small
     # integer code per cell (62 MB instead of about 900 MB of Python strings for 2 million
@@ -619,9 +630,12 @@ def _read_excel(path: Path, name: str, sheet):
         sheet = wanted[0] if wanted else sheets[0]
     values = workbook.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
     header, rows, lines = None, [], []
+    blanks: list[int] = []  # blank rows after the header
     for number, record in enumerate(values, start=1):
         cells = ["" if v is None else v for v in record]
         if not any(str(c).strip() for c in cells):
+            if header is not None:
+                blanks.append(number)
             continue
         if header is None:
             header = [str(c).strip() for c in cells]
@@ -644,7 +658,17 @@ def _read_excel(path: Path, name: str, sheet):
         raise FileProblem(
             name, "empty_file", "the sheet is empty", "put the header row and the data in it"
         )
-    return header, rows, lines, []
+    return header, rows, lines, _blank_rows(blanks, lines)
+
+
+def _blank_rows(blanks: list[int], lines: list[int]) -> list[Finding]:
+    """The finding for blank rows between the header and the last row of data (skipped;
+    listed so that the line numbers that jump are explained). Blank rows after the last
+    row of data end the table (a file's last line end, the empty rows a spreadsheet
+    exports below its data) and are not listed."""
+    last = lines[-1] if lines else 0
+    inside = tuple(n for n in blanks if n < last)
+    return [("(file)", "blank_rows: skipped", "", inside)] if inside else []
 
 
 def _excel_value(value):
@@ -666,7 +690,7 @@ def _read_stat(path: Path, name: str, ext: str, table: str, missing: set[str]) -
     }[ext]
     frame, meta = reader(str(path))
     _check_header(list(frame.columns), name)
-    findings = []
+    findings: list[Finding] = []
     labels = getattr(meta, "variable_value_labels", None) or {}
     from analysis.cohort import read_schema
 
@@ -678,7 +702,7 @@ def _read_stat(path: Path, name: str, ext: str, table: str, missing: set[str]) -
         mapped = _map_labels(f, mapping)
         if mapped is not None:
             frame[column] = frame[column].map(lambda v, m=mapped: m.get(v, v))
-            findings.append((str(column), "value_labels: mapped to the schema's codes", ""))
+            findings.append((str(column), "value_labels: mapped to the schema's codes", "", ()))
     text = [c for c in frame.columns if frame[c].dtype == object]
     if text:
         frame[text] = _missing_to_na(frame[text].astype(object), missing)

@@ -544,8 +544,13 @@ def _validate_tables(tables, lines=None, read_findings=None) -> ValidationReport
 
 
 def _report_frame(result: pd.DataFrame, raw: dict, lines: dict) -> pd.DataFrame:
-    """Failures in the :data:`REPORT_COLUMNS` layout (line numbers, counts, safe values)."""
+    """Failures in the :data:`REPORT_COLUMNS` layout (line numbers, counts, safe values).
+
+    A row's line comes from its position; a finding on lines outside the table (a blank
+    row) brings its own ``line``."""
     line = pd.array([pd.NA] * len(result), dtype="Int64")
+    if "line" in result.columns:
+        line[:] = result["line"].astype("Int64").array
     for table in result["table"].dropna().unique():
         mask = (result["table"] == table).to_numpy(dtype=bool) & result["row"].notna().to_numpy(
             dtype=bool
@@ -707,9 +712,13 @@ def _read_folder(folder: Path, missing_values) -> tuple[dict, dict, list, list[F
             problems.append(problem)
             continue
         raw[table], lines[table] = read.frame, read.lines
-        for column, check, value in read.findings:
-            note = _fail(table, [None], column, check, value or None, severity="finding")
-            note["count"] = len(read.frame)
+        for column, check, value, at in read.findings:
+            if at:  # rows not in the table (blank ones): one finding per line
+                note = _fail(table, [None] * len(at), column, check, value or None, "finding")
+                note["count"], note["line"] = 1, pd.array(at, dtype="Int64")
+            else:  # how the whole table was read
+                note = _fail(table, [None], column, check, value or None, severity="finding")
+                note["count"] = len(read.frame)
             findings.append(note)
     return raw, lines, findings, problems
 

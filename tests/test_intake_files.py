@@ -139,6 +139,55 @@ def test_a_utf16_file_with_a_byte_order_mark_is_decoded(tmp_path):
     assert "encoding: read as UTF-16" in cohort.findings["check"].iloc[0]
 
 
+@pytest.mark.parametrize("quoted", [False, True], ids=["plain", "quoted"])
+def test_blank_rows_inside_a_table_are_listed_with_their_lines(tmp_path, capsys, quoted):
+    # Blank rows hold no data and are skipped, but one between rows of data is listed (the
+    # line numbers below it jump); blank rows after the data (a spreadsheet's empty rows
+    # exported as separators only, a last line end) end the table and are not listed.
+    # Quoted cells take the csv module's reader, plain ones the fast line split.
+    tables = valid_tables()
+    lines = _csv(tables["patients"], ";", "\r\n").split("\r\n")
+    if quoted:
+        lines = [lines[0]] + [
+            f'"{line.split(";")[0]}";' + line.split(";", 1)[1] for line in lines[1:] if line
+        ]
+    separators = ";" * lines[0].count(";")
+    # header, row (line 2), blank (3), separators only (4), rows (5, 6), spaces (7), row (8)
+    body = [lines[0], lines[1], "", separators, lines[2], lines[3], "  ", lines[4]]
+    text = "\r\n".join(body + [separators, separators, "", ""])
+    folder = _folder(tmp_path, **{"patients.csv": text})
+    report = validate_cohort(folder)
+    assert report.ok
+    blank = report.findings[report.findings["check"].str.startswith("blank_rows")]
+    assert blank[["table", "line", "column", "check", "count"]].values.tolist() == [
+        ["patients", n, "(file)", "blank_rows: skipped", 1] for n in (3, 4, 7)
+    ]
+    assert blank["row"].isna().all()  # not rows of the table
+    assert len(load_cohort(folder).patients) == len(tables["patients"])
+    assert main(["validate", str(folder)]) == 0
+    printed = capsys.readouterr().out
+    assert "  patients file: blank_rows: skipped (lines 3, 4, 7)" in printed
+    assert "  patients file: delimiter: read as semicolon-separated" in printed
+
+
+def test_blank_rows_inside_a_sheet_are_listed_with_their_lines(tmp_path):
+    pytest.importorskip("openpyxl")
+    tables = valid_tables()
+    folder = write_cohort(valid_cohort(), tmp_path / "sheet")
+    (folder / "patients.csv").unlink()
+    patients = tables["patients"].replace({None: ""})
+    gap = pd.DataFrame([[""] * patients.shape[1]], columns=patients.columns)
+    # header (line 1), rows 2-3, blank (4), rows 5-6, then blank rows below the data
+    pd.concat([patients.iloc[:2], gap, patients.iloc[2:], gap, gap]).to_excel(
+        folder / "patients.xlsx", index=False
+    )
+    report = validate_cohort(folder)
+    assert report.ok
+    blank = report.findings[report.findings["check"].str.startswith("blank_rows")]
+    assert blank[["line", "check"]].values.tolist() == [[4, "blank_rows: skipped"]]
+    assert load_cohort(folder).patients["patient_id"].tolist() == patients["patient_id"].tolist()
+
+
 # ----------------------------------------------------------------------------- unreadable files
 
 
