@@ -364,6 +364,10 @@ class DataValidationError(ValueError):
         "encoding": "nothing to fix; save files as UTF-8 next time",
         "delimiter": "nothing to fix; comma-separated files are the standard",
         "value_labels": "nothing to fix; check the codes in the loaded table",
+        "sheets": (
+            "nothing to fix if the other sheets hold no rows of this table; otherwise put "
+            "all its rows on one sheet (or one sheet per table, named after the tables)"
+        ),
         "blank_rows": (
             "nothing to fix; a blank row holds no data (the other rows keep their line numbers)"
         ),

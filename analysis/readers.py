@@ -13,7 +13,9 @@ beyond what is needed to read a file faithfully. What it reads:
 * **Parquet** (``.parquet``): flat columns only; a list, struct or map column is refused.
 * **Excel** (``.xlsx``, ``.xlsm``, ``.xls``; read with python-calamine): a workbook named
   after a table (its sheet named after the table, else its first sheet), or any workbook
-  whose sheets are named after the tables (one sheet per table).
+  whose sheets are named after the tables (one sheet per table). A workbook of one table
+  with other sheets besides is read from its table's sheet and lists the finding
+  ``sheets`` (how many were not read; sheet names are never shown).
 * **SPSS** ``.sav``/``.zsav``, **SAS** ``.sas7bdat``/``.xpt`` and **Stata** ``.dta``
   (read with pyreadstat). Value labels are mapped to the schema's codes where every
   labelled value of a column matches one (``1 = "Female"`` -> ``female``; booleans from
@@ -624,10 +626,15 @@ def _read_excel(path: Path, name: str, sheet):
     from python_calamine import CalamineWorkbook
 
     workbook = CalamineWorkbook.from_path(str(path))
+    findings: list[Finding] = []
     if sheet is None:
         sheets = list(workbook.sheet_names)
         wanted = [s for s in sheets if normalise_name(s) == normalise_name(path.stem)]
         sheet = wanted[0] if wanted else sheets[0]
+        if len(sheets) > 1:  # the others are not read: said, without their names
+            which = "the sheet named after the table" if wanted else "the first sheet"
+            others = f"{len(sheets) - 1} other{'s' if len(sheets) > 2 else ''}"
+            findings.append(("(file)", f"sheets: read {which}, {others} not read", "", ()))
     values = workbook.get_sheet_by_name(sheet).to_python(skip_empty_area=False)
     header, rows, lines = None, [], []
     blanks: list[int] = []  # blank rows after the header
@@ -658,7 +665,7 @@ def _read_excel(path: Path, name: str, sheet):
         raise FileProblem(
             name, "empty_file", "the sheet is empty", "put the header row and the data in it"
         )
-    return header, rows, lines, _blank_rows(blanks, lines)
+    return header, rows, lines, findings + _blank_rows(blanks, lines)
 
 
 def _blank_rows(blanks: list[int], lines: list[int]) -> list[Finding]:

@@ -186,6 +186,34 @@ def test_blank_rows_inside_a_sheet_are_listed_with_their_lines(tmp_path):
     blank = report.findings[report.findings["check"].str.startswith("blank_rows")]
     assert blank[["line", "check"]].values.tolist() == [[4, "blank_rows: skipped"]]
     assert load_cohort(folder).patients["patient_id"].tolist() == patients["patient_id"].tolist()
+    assert not report.findings["check"].str.startswith("sheets").any()  # one sheet
+
+
+@pytest.mark.parametrize("named", [True, False], ids=["named", "first"])
+def test_the_other_sheets_of_a_one_table_workbook_are_counted_never_named(tmp_path, named):
+    pytest.importorskip("openpyxl")
+    tables = valid_tables()
+    folder = write_cohort(valid_cohort(), tmp_path / "book")
+    (folder / "patients.csv").unlink()
+    patients = tables["patients"].replace({None: ""})
+    table_sheet = "Patients" if named else "Export"
+    with pd.ExcelWriter(folder / "patients.xlsx") as writer:
+        if named:
+            pd.DataFrame({"x": [1]}).to_excel(writer, sheet_name="Jennifer Smith", index=False)
+        patients.to_excel(writer, sheet_name=table_sheet, index=False)
+        pd.DataFrame({"x": [1]}).to_excel(writer, sheet_name="P999999 notes", index=False)
+    report = validate_cohort(folder)
+    assert report.ok
+    sheets = report.findings[report.findings["check"].str.startswith("sheets")]
+    which = "the sheet named after the table" if named else "the first sheet"
+    others = "2 others" if named else "1 other"
+    assert sheets[["table", "column", "check"]].values.tolist() == [
+        ["patients", "(file)", f"sheets: read {which}, {others} not read"]
+    ]
+    assert load_cohort(folder).patients["patient_id"].tolist() == patients["patient_id"].tolist()
+    described = report.describe()
+    assert f"patients file: sheets: read {which}" in described
+    assert "Jennifer" not in described and "P999999" not in described
 
 
 # ----------------------------------------------------------------------------- unreadable files
