@@ -364,6 +364,7 @@ class DataValidationError(ValueError):
         "encoding": "nothing to fix; save files as UTF-8 next time",
         "delimiter": "nothing to fix; comma-separated files are the standard",
         "value_labels": "nothing to fix; check the codes in the loaded table",
+        "decimal_comma": "nothing to fix; numbers with a '.' decimal point are the standard",
         "sheets": (
             "nothing to fix if the other sheets hold no rows of this table; otherwise put "
             "all its rows on one sheet (or one sheet per table, named after the tables)"

@@ -9,7 +9,10 @@ beyond what is needed to read a file faithfully. What it reads:
   (then the one giving the most fields); a delimiter other than the comma is listed as a
   finding. A file with a UTF-16 byte-order mark is decoded (and listed); a file that is
   not UTF-8 is refused with the encoding it looks like (UTF-16 without a byte-order mark,
-  latin-1/Windows-1252), because a wrong guess would silently change text.
+  latin-1/Windows-1252), because a wrong guess would silently change text. The numeric
+  columns of a semicolon-separated file written with decimal commas (``42,5``) are read
+  with points and listed, unless some numeric cell of the file holds a point
+  (:func:`_decimal_commas`).
 * **Parquet** (``.parquet``): flat columns only; a list, struct or map column is refused.
 * **Excel** (``.xlsx``, ``.xlsm``, ``.xls``; read with python-calamine): a workbook named
   after a table (its sheet named after the table, else its first sheet), or any workbook
@@ -46,7 +49,7 @@ import csv
 import datetime as _dt
 import io
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -263,12 +266,22 @@ def _source_name(path: Path, sheet: str | None) -> str:
 
 
 def read_table_file(
-    path, table: str, known_columns: Iterable[str], *, sheet=None, missing_values=None
+    path,
+    table: str,
+    known_columns: Iterable[str],
+    *,
+    sheet=None,
+    missing_values=None,
+    numeric_columns: Iterable[str] = (),
 ) -> ReadTable:
-    """Read one table file (see the module docstring); raises :class:`FileProblem`."""
+    """Read one table file (see the module docstring); raises :class:`FileProblem`.
+
+    ``numeric_columns`` (of ``known_columns``) may be written with a decimal comma in a
+    semicolon-separated file (see :func:`_decimal_commas`)."""
     path = Path(path)
     missing = set(MISSING_VALUES if missing_values is None else missing_values)
     known = {normalise_name(c) for c in known_columns}
+    numeric = {normalise_name(c): str(c) for c in numeric_columns}
     name = _source_name(path, sheet)
     _, ext = _split_name(path)
     if path.stat().st_size == 0:
@@ -281,7 +294,7 @@ def read_table_file(
         )
     try:
         if ext in CSV_FORMATS:
-            header, rows, lines, findings = _read_csv(path, name, known)
+            header, rows, lines, findings = _read_csv(path, name, known, numeric, missing)
         elif ext == "parquet":
             return _read_parquet(path, name, missing, known)
         elif ext in EXCEL_FORMATS:
@@ -485,7 +498,13 @@ def _records(text: str, delimiter: str):
         yield number, record, not any(cell.strip() for cell in record)
 
 
-def _read_csv(path: Path, name: str, known: set[str]):
+def _read_csv(
+    path: Path,
+    name: str,
+    known: set[str],
+    numeric: Mapping[str, str] | None = None,
+    missing: Collection[str] = (),
+):
     """Header, rows (a frame of text), spreadsheet line numbers and reading findings.
 
     One streaming pass with :mod:`csv` finds blank lines and rows whose number of fields
@@ -567,7 +586,54 @@ def _read_csv(path: Path, name: str, known: set[str]):
     if len(cells) != len(lines):  # the two parsers disagree: fall back to positions
         lines = list(range(2, len(cells) + 2))
     cells = cells.reset_index(drop=True)
+    if delimiter == ";" and numeric:
+        findings += _decimal_commas(cells, header, numeric, missing)
     return header, cells, lines, findings
+
+
+#: A number written with a decimal comma (``34,2``, ``-0,5``): digits on both sides.
+_DECIMAL_COMMA = re.compile(r"[+-]?\d+,\d+")
+
+
+def _decimal_commas(
+    cells: pd.DataFrame, header: list[str], numeric: Mapping[str, str], missing: Collection[str]
+) -> list[Finding]:
+    """Read the numeric columns of a semicolon-separated file written with a decimal comma.
+
+    Spreadsheets set to a language that writes ``34,2`` save CSV files separated by
+    semicolons, with the numbers as shown. The numeric columns of such a file are read
+    with a decimal point (in place, on the text) when some cell is a number with a decimal
+    comma and no numeric cell of the file holds a point (the missing-value markers aside):
+    a file that mixes ``34,2`` and ``0.5`` is left as written, and its cells with a comma
+    fail their type check as before. Each column read so is listed (``decimal_comma``).
+    """
+    columns = {}  # position -> (schema name, distinct texts)
+    for position, column in enumerate(header):
+        field_name = numeric.get(normalise_name(column))
+        if field_name is None:
+            continue
+        values = cells.iloc[:, position]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            distinct = [str(v) for v in values.cat.categories]
+        else:
+            distinct = [str(v) for v in pd.unique(values.dropna())]
+        texts = [t.strip() for t in distinct if t.strip() not in missing]
+        if any("." in t for t in texts):
+            return []
+        if any(_DECIMAL_COMMA.fullmatch(t) for t in texts):
+            columns[position] = field_name, distinct
+    findings: list[Finding] = []
+    for position, (field_name, distinct) in columns.items():
+        point = {
+            t: t.replace(",", ".") if _DECIMAL_COMMA.fullmatch(t.strip()) else t for t in distinct
+        }
+        values = cells.iloc[:, position]
+        if isinstance(values.dtype, pd.CategoricalDtype):
+            cells.isetitem(position, values.cat.rename_categories(point).array)
+        else:
+            cells.isetitem(position, values.map(point, na_action="ignore").to_numpy(dtype=object))
+        findings.append((field_name, "decimal_comma: read as a decimal point", "", ()))
+    return findings
 
 
 def _read_parquet(path: Path, name: str, missing: set[str], known: set[str]) -> ReadTable:

@@ -701,12 +701,16 @@ def _read_folder(folder: Path, missing_values) -> tuple[dict, dict, list, list[F
     raw, lines, findings = {}, {}, []
     for table, (path, sheet) in sources.items():
         try:
+            fields = _table_validator(table).fields
             read = read_table_file(
                 path,
                 table,
-                _table_validator(table).fields,
+                fields,
                 sheet=sheet,
                 missing_values=missing_values,
+                numeric_columns=[
+                    n for n, f in fields.items() if f.get("type") in ("integer", "number")
+                ],
             )
         except FileProblem as problem:
             problems.append(problem)

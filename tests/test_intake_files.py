@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 from _cohort_fixtures import valid_cohort, valid_tables
 
+from analysis import readers
 from analysis.cli import main
 from analysis.instruments import GAD7
 from analysis.schema import (
@@ -214,6 +215,51 @@ def test_the_other_sheets_of_a_one_table_workbook_are_counted_never_named(tmp_pa
     described = report.describe()
     assert f"patients file: sheets: read {which}" in described
     assert "Jennifer" not in described and "P999999" not in described
+
+
+@pytest.mark.parametrize("categorical", [False, True], ids=["text", "categorical"])
+def test_a_semicolon_file_with_decimal_commas_is_read_with_decimal_points(
+    tmp_path, monkeypatch, categorical
+):
+    # Excel in a language that writes 42,5 saves CSV separated by semicolons with the
+    # numbers as shown: the numeric columns are read with a decimal point and listed; the
+    # same cohort written with points loads to the same tables. A large file (4 MB or
+    # more) is read as categorical text: the same cells, converted on the categories.
+    if categorical:
+        monkeypatch.setattr(readers, "_CATEGORICAL_BYTES", 0)
+    sessions = valid_tables()["sessions"]
+    sessions.loc[1, "dose_mg_per_kg"] = "."  # a missing-value marker with a point
+    sessions.loc[0, "dose_mg"] = "N/A"
+    text = _csv(sessions.astype(str).replace({"None": ""}), ";").replace(".", ",")
+    text = text.replace(";,;", ";.;")  # the marker stays a point
+    assert "42,5" in text and "0,6" in text
+    folder = _folder(tmp_path, **{"sessions.csv": text})
+    cohort = load_cohort(folder)
+    expected = load_cohort(_folder(tmp_path / "points", **{"sessions.csv": _csv(sessions)}))
+    pd.testing.assert_frame_equal(cohort.sessions, expected.sessions)
+    assert pd.isna(cohort.sessions.loc[0, "dose_mg"])  # N/A
+    assert cohort.sessions["dose_mg"].tolist()[1:3] == [35.0, 42.5]
+    assert pd.isna(cohort.sessions.loc[1, "dose_mg_per_kg"])  # "."
+    assert cohort.sessions.loc[2, "dose_mg_per_kg"] == 0.6
+    found = cohort.findings[cohort.findings["check"].str.startswith("decimal_comma")]
+    assert sorted(found["column"]) == ["dose_mg", "dose_mg_per_kg"]  # the others are whole
+
+
+def test_decimal_commas_are_not_guessed_where_a_point_or_comma_separates(tmp_path):
+    # A file that mixes 42,5 (dose_mg) and 0.5 (dose_mg_per_kg) is left as written (its
+    # commas fail their type check, as before); in a comma-separated file a quoted "42,5"
+    # is not a number either.
+    sessions = valid_tables()["sessions"]
+    mixed = _csv(sessions.astype(str).replace({"None": ""}), ";").replace(";42.5;", ";42,5;")
+    assert ";42,5;" in mixed and ";0.5;" in mixed
+    report = validate_cohort(_folder(tmp_path / "mixed", **{"sessions.csv": mixed}))
+    failed = report.errors[report.errors["check"] == "type number"]
+    assert failed[["column", "line"]].values.tolist() == [["dose_mg", 4]]
+    assert not report.findings["check"].str.startswith("decimal_comma").any()
+    commas = _csv(sessions).replace(",42.5,", ',"42,5",')
+    report = validate_cohort(_folder(tmp_path / "commas", **{"sessions.csv": commas}))
+    failed = report.errors[report.errors["check"] == "type number"]
+    assert failed[["column", "line"]].values.tolist() == [["dose_mg", 4]]
 
 
 # ----------------------------------------------------------------------------- unreadable files
