@@ -40,6 +40,7 @@ completed) are counted by reason in the log; nothing is dropped silently.
 
 from __future__ import annotations
 
+import csv
 import functools
 import hashlib
 import hmac
@@ -61,6 +62,7 @@ import pandas as pd
 
 from analysis.deid import is_identifier_column
 from analysis.instruments import INSTRUMENTS, get_instrument
+from analysis.readers import normalise_name
 from analysis.schema import (
     FILE_FORMATS,
     TABLES,
@@ -1222,14 +1224,30 @@ def _scores(sheet: _Sheet, spec: FieldSpec | None, where: str, recode) -> pd.Ser
     return pd.Series([None if b else v for v, b in zip(out, bad, strict=True)], dtype=object)
 
 
-def _read_table_file(path: Path) -> pd.DataFrame:
+def _read_table_file(path: Path, columns: Iterable[str] = ()) -> pd.DataFrame:
+    """A sheet file as text: workbooks with python-calamine (a dependency of the core;
+    pandas' default reader, openpyxl, is not), a CSV with the delimiter (comma,
+    semicolon, tab or ``|``) whose header names the most of ``columns``."""
     suffix = path.suffix.lower()
     if suffix == ".parquet":
         return pd.read_parquet(path)
-    if suffix in (".xlsx", ".xlsm", ".xls", ".ods"):
-        return pd.read_excel(path, dtype=object)
-    sep = "\t" if suffix in (".tsv", ".tab") else ","
+    if suffix in (".xlsx", ".xlsm", ".xls", ".xlsb", ".ods"):
+        return pd.read_excel(path, dtype=object, engine="calamine")
+    sep = "\t" if suffix in (".tsv", ".tab") else _csv_delimiter(path, columns)
     return pd.read_csv(path, dtype=str, keep_default_na=False, sep=sep, encoding="utf-8-sig")
+
+
+def _csv_delimiter(path: Path, columns: Iterable[str]) -> str:
+    """The delimiter whose split of the header line names the most of ``columns`` (the
+    comma on a tie or when none is named)."""
+    with open(path, encoding="utf-8-sig", errors="replace", newline="") as file:
+        header = next((line for line in file if line.strip()), "")
+    wanted = {normalise_name(c) for c in columns}
+    named = {
+        d: sum(normalise_name(f) in wanted for f in next(csv.reader([header], delimiter=d), []))
+        for d in (",", ";", "\t", "|")
+    }
+    return max(named, key=lambda d: (named[d], d == ","))
 
 
 def from_wide(frame, mapping, *, key=None, sessions=None) -> ImportedCohort:
@@ -1238,8 +1256,9 @@ def from_wide(frame, mapping, *, key=None, sessions=None) -> ImportedCohort:
     Parameters
     ----------
     frame : DataFrame, str or Path
-        The sheet (a DataFrame, or a ``.csv``/``.tsv``/``.parquet``/``.xlsx`` file, read
-        as text). A row may hold an assessment (any item or total filled), a ketamine
+        The sheet (a DataFrame, or a ``.csv``/``.tsv``/``.parquet``/``.xlsx``/``.xls``/
+        ``.ods`` file, read as text; a CSV may be separated by commas, semicolons, tabs or
+        ``|``: the delimiter whose header names the mapped patient column is taken). A row may hold an assessment (any item or total filled), a ketamine
         session (its session date filled), both, or an adverse event.
     mapping : str, Path, dict or ImportMapping
         See :func:`read_mapping`. ``patient`` and ``sessions.date`` are required.
@@ -1292,8 +1311,9 @@ def from_wide(frame, mapping, *, key=None, sessions=None) -> ImportedCohort:
     mapping = read_mapping(mapping)
     _check_kind(mapping, "wide")
     key = _key_bytes(key)
+    named = [c for c in (mapping.patient, mapping.sessions and mapping.sessions.date) if c]
     if isinstance(frame, str | os.PathLike):
-        frame = _read_table_file(Path(frame))
+        frame = _read_table_file(Path(frame), named)
     if not isinstance(frame, pd.DataFrame):
         raise TypeError(
             f"`frame` must be a pandas DataFrame or a file, not {type(frame).__name__}."
@@ -1301,7 +1321,7 @@ def from_wide(frame, mapping, *, key=None, sessions=None) -> ImportedCohort:
     log_sheet = None
     if sessions is not None:
         if isinstance(sessions, str | os.PathLike):
-            sessions = _read_table_file(Path(sessions))
+            sessions = _read_table_file(Path(sessions), named)
         log_sheet = _Sheet(sessions, "wide", name="session_log")
     extract = _tabular_extract(_Sheet(frame, "wide"), mapping, "wide", log_sheet)
     return _finish(extract, mapping, key)

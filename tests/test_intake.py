@@ -258,6 +258,32 @@ def test_source_file_is_not_modified(sheet_file, tmp_path):
     assert sorted(p.name for p in sheet_file.parent.iterdir()) == ["visits.csv"]
 
 
+def test_sheet_files_as_a_clinic_saves_them_import_like_the_frame(tmp_path, monkeypatch):
+    # The same sheet as an Excel workbook with real dates and numbers (read with
+    # python-calamine: openpyxl, pandas' default, is only a test dependency and is hidden
+    # here), as a semicolon- and a tab-separated CSV with a byte-order mark: the same cohort.
+    import sys
+
+    expected = from_wide(visit_sheet(), WIDE_MAP, key=KEY)
+    typed = visit_sheet()
+    for column in ("visit_date", "ketamine_date", "dob"):
+        typed[column] = pd.to_datetime(typed[column].replace("", None))
+    for k in range(1, 8):
+        typed[f"gad7_{k}"] = pd.to_numeric(typed[f"gad7_{k}"])
+    typed.to_excel(tmp_path / "visits.xlsx", index=False)
+    for name, sep in (("visits_semicolon.csv", ";"), ("visits.tsv", "\t")):
+        (tmp_path / name).write_text(
+            visit_sheet().to_csv(index=False, sep=sep), encoding="utf-8-sig"
+        )
+    monkeypatch.setitem(sys.modules, "openpyxl", None)
+    for name in ("visits.xlsx", "visits_semicolon.csv", "visits.tsv"):
+        got = from_wide(tmp_path / name, WIDE_MAP, key=KEY)
+        for table in ("patients", "assessments", "sessions"):
+            pd.testing.assert_frame_equal(
+                getattr(got, table), getattr(expected, table), obj=f"{name} {table}"
+            )
+
+
 def test_refuses_a_folder_holding_a_cohort_unless_forced(tmp_path):
     cohort = from_wide(visit_sheet(), WIDE_MAP, key=KEY)
     folder = write_import(cohort, tmp_path / "cohort")
