@@ -44,6 +44,7 @@ database file (``engine="duckdb"``).
 from __future__ import annotations
 
 import functools
+import importlib
 import operator
 import re
 import string
@@ -63,6 +64,7 @@ from analysis._checks import (
     _table_validator,
 )
 from analysis._frames import column_names, small_to_pandas
+from analysis._utils import needs_extra
 from analysis.cohort import (
     FAILURE_COLUMNS,
     OPTIONAL_TABLES,
@@ -186,7 +188,8 @@ def duckdb_memory_limit(budget: str) -> str:
 
 
 def _duckdb_connection(memory_limit: str | None, database: Path | None = None) -> Any:
-    import duckdb
+    with needs_extra("engine='duckdb'"):
+        import duckdb
 
     setting = None if memory_limit is None else duckdb_memory_limit(memory_limit)
     con = duckdb.connect(str(database) if database else ":memory:", read_only=bool(database))
@@ -238,6 +241,8 @@ def open_tables(
             "memory is set when it starts (spark.driver.memory). Drop it or use "
             "engine='duckdb'."
         )
+    with needs_extra(f"engine={engine!r}"):  # before the files: the engine must be there
+        importlib.import_module({"duckdb": "duckdb", "polars": "polars"}.get(engine, "pyspark"))
     path = Path(path)
     if engine == "duckdb" and path.is_file() and path.suffix.lower() in _DUCKDB_SUFFIXES:
         con = _duckdb_connection(memory_limit, path)
@@ -274,7 +279,8 @@ def open_tables(
             target = source / "*.parquet" if source.is_dir() else source
             natives[table] = con.read_parquet(str(target))
     elif engine == "polars":
-        import polars as pl
+        with needs_extra("engine='polars'"):
+            import polars as pl
 
         for table, source in sources.items():
             target = source / "*.parquet" if source.is_dir() else source
@@ -299,7 +305,8 @@ SPARK_SETTINGS: dict[str, bool | float | int | str | None] = {
 
 def _spark_session() -> Any:
     """The active Spark session, or a local one (``local[*]``, :data:`SPARK_SETTINGS`)."""
-    from pyspark.sql import SparkSession
+    with needs_extra("engine='spark'"):
+        from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:

@@ -7,16 +7,66 @@ missing column names the table and the columns.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
 import warnings
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import pandas as pd
 
 # The engine layer owns frame conversion; the old home of ``to_pandas`` keeps the name.
 from analysis._frames import to_pandas as to_pandas
+
+#: The extra (``pip install "anxiety-outcomes[EXTRA]"``) that installs each optional module.
+EXTRAS = {
+    **dict.fromkeys(["matplotlib", "seaborn"], "plots"),
+    **dict.fromkeys(
+        ["papermill", "nbconvert", "nbformat", "nbclient", "jupyter_client", "ipykernel"],
+        "reports",
+    ),
+    **dict.fromkeys(["IPython", "great_tables", "jupyterlab"], "reports"),
+    **dict.fromkeys(["polars", "duckdb"], "engines"),
+    "pyspark": "spark",
+}
+
+
+def missing_extra(module: str | None) -> str | None:
+    """How to install a missing optional module (None for a module no extra installs).
+
+    Examples
+    --------
+    >>> missing_extra("seaborn.axisgrid")
+    'seaborn, which the `plots` extra installs: pip install "anxiety-outcomes[plots]" (in a clone of the repository: make install)'
+    >>> missing_extra("numpy") is None
+    True
+    """
+    root = (module or "").split(".")[0]
+    extra = EXTRAS.get(root)
+    if extra is None:
+        return None
+    return (
+        f'{root}, which the `{extra}` extra installs: pip install "anxiety-outcomes[{extra}]" '
+        "(in a clone of the repository: make install)"
+    )
+
+
+@contextlib.contextmanager
+def needs_extra(what: str) -> Iterator[None]:
+    """Imports for ``what`` whose missing module is named with the extra that installs it.
+
+    A ``ModuleNotFoundError`` of an optional module (:data:`EXTRAS`) is raised again with
+    the ``pip install`` command in its message (and the same ``name``); any other error
+    passes unchanged.
+    """
+    try:
+        yield
+    except ModuleNotFoundError as error:
+        hint = missing_extra(error.name)
+        if hint is None:
+            raise
+        raise ModuleNotFoundError(f"{what} needs {hint}.", name=error.name) from error
 
 
 def check_choice(name: str, value: object, choices: Iterable[object]) -> None:

@@ -23,6 +23,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from analysis._utils import missing_extra
 from analysis._version import __version__
 from analysis.reports import REPORT_PARAMETERS
 
@@ -504,11 +505,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if debug:
             raise
         name = getattr(error, "name", None) or str(error)
-        print(
-            f"{prefix} missing dependency {name}; reinstall anxiety-outcomes with its "
-            "dependencies (pip install -e .)",
-            file=sys.stderr,
+        hint = missing_extra(name) or (
+            f"{name}; reinstall anxiety-outcomes with its dependencies "
+            '(pip install --force-reinstall "anxiety-outcomes[reports]"; in a clone: make install)'
         )
+        print(f"{prefix} missing dependency {hint}", file=sys.stderr)
         return EXIT_ENVIRONMENT
     except Exception as error:
         if debug:

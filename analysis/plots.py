@@ -34,11 +34,13 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import seaborn as sns
-from matplotlib.figure import Figure
 
 from analysis._safety_columns import _AE_COLUMNS, _BP_COLUMNS, _CADSS_COLUMNS, NOT_COLLECTED
-from analysis._utils import check_columns, renamed_arguments, to_float_array
+from analysis._utils import check_columns, needs_extra, renamed_arguments, to_float_array
+
+with needs_extra("analysis.plots"):
+    import seaborn as sns
+    from matplotlib.figure import Figure
 from analysis.endpoints import visit_order
 
 __all__ = [

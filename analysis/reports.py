@@ -45,6 +45,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from analysis._utils import needs_extra
 from analysis._version import DISTRIBUTION, __version__
 from analysis.cohort import SnapshotCohort, data_fingerprint  # homes: the data model
 from analysis.disclosure import check_min_cell, shown_count
@@ -1992,7 +1993,9 @@ def run_reports(
     empty working directory with ``PYTHONSAFEPATH=1``, so a file in ``out_dir`` (say a
     ``seaborn.py``) is never imported.
     """
-    import papermill  # noqa: F401  (a missing dependency fails here, before anything runs)
+    with needs_extra("run_reports"):  # a missing dependency fails here, before anything runs
+        import nbconvert  # noqa: F401
+        import papermill  # noqa: F401
 
     chosen = _select(discover_reports(), reports)
     values = _check_params(params)

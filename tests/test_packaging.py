@@ -127,6 +127,57 @@ def test_extras_split_core_from_reports():
     assert {"plots", "reports", "engines", "test", "docs", "spark"} <= set(extras)
 
 
+def test_every_optional_module_belongs_to_an_extra_that_installs_it():
+    # analysis._utils.EXTRAS names the extra a missing module's error tells users to
+    # install: each must be an extra that lists it (directly or through another extra).
+    from analysis._utils import EXTRAS
+
+    extras = PYPROJECT["project"]["optional-dependencies"]
+
+    def names(extra):
+        out = set()
+        for requirement in extras[extra]:
+            name = requirement.split(">")[0].split("<")[0].split("=")[0].split("[")[0]
+            if name == "anxiety-outcomes":
+                inner = requirement.split("[")[1].split("]")[0]
+                out |= set().union(*(names(e) for e in inner.split(",")))
+            out.add(name.lower().replace("-", "_"))
+        return out
+
+    for module, extra in EXTRAS.items():
+        installed = names(extra)
+        # IPython comes with ipykernel, the reports extra's kernel
+        assert module.lower() in installed or (module, extra) == ("IPython", "reports"), module
+    for module in REPORT_STACK + PLOTTING:
+        assert module in EXTRAS, module
+
+
+@pytest.mark.parametrize(
+    ("hidden", "code", "extra"),
+    [
+        ("seaborn", "import analysis.plots", "plots"),
+        ("matplotlib", "from analysis.plots import plot_rates", "plots"),
+        ("papermill", "import analysis; analysis.run_reports(None, 'out')", "reports"),
+        ("duckdb", "import analysis; analysis.load_cohort('.', engine='duckdb')", "engines"),
+        ("polars", "import analysis; analysis.validate_cohort('.', engine='polars')", "engines"),
+    ],
+)
+def test_a_missing_optional_module_names_the_extra_to_install(tmp_path, hidden, code, extra):
+    # A fresh interpreter in which the module cannot be imported (as after installing the
+    # core alone): the error names the module and the pip command of its extra.
+    probe = f"import sys; sys.modules[{hidden!r}] = None\n{code}"
+    done = subprocess.run(
+        [sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path
+    )
+    assert done.returncode == 1
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("ModuleNotFoundError:"), done.stderr
+    assert (
+        f'{hidden}, which the `{extra}` extra installs: pip install "anxiety-outcomes[{extra}]"'
+        in last
+    )
+
+
 # ------------------------------------------------------------------------ package data
 
 

@@ -418,6 +418,7 @@ def test_a_missing_dependency_exits_3(tmp_path, monkeypatch, capsys):
     assert main(["report", "--out", str(tmp_path / "r"), "--quiet"]) == 3
     err = capsys.readouterr().err
     assert "missing dependency papermill" in err and "Traceback" not in err
+    assert 'pip install "anxiety-outcomes[reports]"' in err  # the extra that installs it
     assert not any(tmp_path.iterdir())
 
 
