@@ -38,7 +38,7 @@ def missing_extra(module: str | None) -> str | None:
     Examples
     --------
     >>> missing_extra("seaborn.axisgrid")
-    'seaborn, which the `plots` extra installs: pip install "anxiety-outcomes[plots]" (in a clone of the repository: make install)'
+    'seaborn, which the `plots` extra installs: pip install "anxiety-outcomes[plots]" (...)'
     >>> missing_extra("numpy") is None
     True
     """

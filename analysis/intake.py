@@ -1258,8 +1258,9 @@ def from_wide(frame, mapping, *, key=None, sessions=None) -> ImportedCohort:
     frame : DataFrame, str or Path
         The sheet (a DataFrame, or a ``.csv``/``.tsv``/``.parquet``/``.xlsx``/``.xls``/
         ``.ods`` file, read as text; a CSV may be separated by commas, semicolons, tabs or
-        ``|``: the delimiter whose header names the mapped patient column is taken). A row may hold an assessment (any item or total filled), a ketamine
-        session (its session date filled), both, or an adverse event.
+        ``|``: the delimiter whose header names the mapped patient column is taken). A row
+        may hold an assessment (any item or total filled), a ketamine session (its session
+        date filled), both, or an adverse event.
     mapping : str, Path, dict or ImportMapping
         See :func:`read_mapping`. ``patient`` and ``sessions.date`` are required.
     key : bytes, str or Path, optional

@@ -37,11 +37,11 @@ import pandas as pd
 
 from analysis._safety_columns import _AE_COLUMNS, _BP_COLUMNS, _CADSS_COLUMNS, NOT_COLLECTED
 from analysis._utils import check_columns, needs_extra, renamed_arguments, to_float_array
+from analysis.endpoints import visit_order
 
-with needs_extra("analysis.plots"):
+with needs_extra("analysis.plots"):  # the `plots` extra: its absence named with the command
     import seaborn as sns
     from matplotlib.figure import Figure
-from analysis.endpoints import visit_order
 
 __all__ = [
     "ReportFigure",

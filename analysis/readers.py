@@ -29,10 +29,11 @@ and a cell equal to one of the *missing values* (:data:`MISSING_VALUES`: ``""``,
 ``N/A``, ``n/a``, ``NULL``, ``.``; overridable) becomes missing. Entirely blank rows are
 skipped; the others keep the spreadsheet line number they had (header = line 1), which
 error messages print. Blank rows between the header and the last row of data are listed
-as the finding ``blank_rows`` (with their lines); those below the data end the table. Text of a large CSV file (4 MB or more) and of a Parquet file is
-held as categorical columns (each distinct value once), which the validation reads
-value by value: the same cells, in a fraction of the memory of Python strings; extra
-columns are handed on as object columns, as read.
+as the finding ``blank_rows`` (with their lines); those below the data end the table.
+Text of a large CSV file (4 MB or more) and of a Parquet file is held as categorical
+columns (each distinct value once), which the validation reads value by value: the same
+cells, in a fraction of the memory of Python strings; extra columns are handed on as
+object columns, as read.
 
 A file that cannot be read faithfully raises :class:`FileProblem` (collected by
 :func:`analysis.schema.load_cohort` into one :class:`~analysis.schema.DataValidationError`
