@@ -14,7 +14,8 @@ beyond what is needed to read a file faithfully. What it reads:
   with points and listed, unless some numeric cell of the file holds a point
   (:func:`_decimal_commas`).
 * **Parquet** (``.parquet``): flat columns only; a list, struct or map column is refused.
-* **Excel** (``.xlsx``, ``.xlsm``, ``.xls``; read with python-calamine): a workbook named
+* **Excel** (``.xlsx``, ``.xlsm``, ``.xls``) and **OpenDocument** (``.ods``, LibreOffice)
+  workbooks, read with python-calamine: a workbook named
   after a table (its sheet named after the table, else its first sheet), or any workbook
   whose sheets are named after the tables (one sheet per table). A workbook of one table
   with other sheets besides is read from its table's sheet and lists the finding
@@ -75,7 +76,7 @@ __all__ = [
 MISSING_VALUES: tuple[str, ...] = ("", "NA", "N/A", "n/a", "NULL", ".")
 
 CSV_FORMATS = ("csv", "tsv", "txt")
-EXCEL_FORMATS = ("xlsx", "xlsm", "xls")
+EXCEL_FORMATS = ("xlsx", "xlsm", "xls", "ods")
 STAT_FORMATS = ("sav", "zsav", "sas7bdat", "xpt", "dta")
 #: Every file extension a table may have.
 FILE_FORMATS = (*CSV_FORMATS, "parquet", *EXCEL_FORMATS, *STAT_FORMATS)

@@ -693,7 +693,7 @@ def _read_folder(folder: Path, missing_values) -> tuple[dict, dict, list, list[F
         table = missing[0]
         raise FileNotFoundError(
             f"Table `{table}` not found in {folder}: expected {table}.csv or {table}.parquet "
-            f"(or .xlsx, .sav, .sas7bdat, .xpt, .dta, or a sheet named {table} in a "
+            f"(or .xlsx, .ods, .sav, .sas7bdat, .xpt, .dta, or a sheet named {table} in a "
             "workbook). A cohort folder holds "
             f"{', '.join(t + '.csv' for t in REQUIRED_TABLES)} (or another format) and "
             f"optionally {', '.join(t + '.csv' for t in OPTIONAL_TABLES)}."
@@ -810,9 +810,9 @@ def load_cohort(
     path : str or Path
         A folder holding ``patients`` and ``assessments`` and optionally ``sessions`` and
         ``adverse_events``: each a file named after the table (any case) as ``.csv``
-        (``.tsv``/``.txt``), ``.parquet``, ``.xlsx``, SPSS ``.sav``, SAS ``.sas7bdat`` or
-        ``.xpt``, or Stata ``.dta``, or a sheet named after the table in a workbook; one
-        source per table. Other files are ignored. CSV files are UTF-8 (a byte-order mark
+        (``.tsv``/``.txt``), ``.parquet``, ``.xlsx``, ``.ods``, SPSS ``.sav``, SAS
+        ``.sas7bdat`` or ``.xpt``, or Stata ``.dta``, or a sheet named after the table in a
+        workbook; one source per table. Other files are ignored. CSV files are UTF-8 (a byte-order mark
         and CRLF line ends are fine) with a header row; the delimiter (comma, semicolon,
         tab) is detected. See :mod:`analysis.readers`.
     strict : bool

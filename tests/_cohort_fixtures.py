@@ -3,11 +3,14 @@
 Built from the instrument constants (never hard-coded scale sizes): four patients, GAD-7
 and HAM-A assessments (complete, one item missing, total only), sessions and adverse
 events. ``valid_tables()`` returns the tables as text, as a CSV file is read.
+``write_ods`` writes frames as an OpenDocument spreadsheet (no writer of it is installed).
 """
 
 from __future__ import annotations
 
 import functools
+import zipfile
+from xml.sax.saxutils import escape, quoteattr
 
 import pandas as pd
 
@@ -150,3 +153,47 @@ def _valid_tables() -> dict[str, pd.DataFrame]:
 def valid_cohort() -> Cohort:
     """The cohort as a :class:`Cohort` of the Python-valued frames."""
     return Cohort(**valid_frames())
+
+
+def write_ods(path, sheets: dict[str, pd.DataFrame]) -> None:
+    """A minimal OpenDocument spreadsheet (what LibreOffice saves, without styles): text
+    cells as strings, numbers as floats, empty cells empty. No writer of it is installed."""
+
+    def cell(value) -> str:
+        if value is None or value == "" or (isinstance(value, float) and value != value):
+            return "<table:table-cell/>"
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            return (
+                f'<table:table-cell office:value-type="float" office:value="{value}">'
+                f"<text:p>{value}</text:p></table:table-cell>"
+            )
+        return (
+            '<table:table-cell office:value-type="string">'
+            f"<text:p>{escape(str(value))}</text:p></table:table-cell>"
+        )
+
+    tables = []
+    for name, frame in sheets.items():
+        rows = [list(frame.columns), *frame.itertuples(index=False)]
+        body = "".join(f"<table:table-row>{''.join(map(cell, r))}</table:table-row>" for r in rows)
+        tables.append(f"<table:table table:name={quoteattr(name)}>{body}</table:table>")
+    ns = "urn:oasis:names:tc:opendocument:xmlns"
+    content = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<office:document-content xmlns:office="{ns}:office:1.0" '
+        f'xmlns:table="{ns}:table:1.0" xmlns:text="{ns}:text:1.0" office:version="1.2">'
+        f"<office:body><office:spreadsheet>{''.join(tables)}</office:spreadsheet>"
+        "</office:body></office:document-content>"
+    )
+    manifest = (
+        '<?xml version="1.0" encoding="UTF-8"?>'
+        f'<manifest:manifest xmlns:manifest="{ns}:manifest:1.0" manifest:version="1.2">'
+        '<manifest:file-entry manifest:full-path="/" '
+        'manifest:media-type="application/vnd.oasis.opendocument.spreadsheet"/>'
+        '<manifest:file-entry manifest:full-path="content.xml" manifest:media-type="text/xml"/>'
+        "</manifest:manifest>"
+    )
+    with zipfile.ZipFile(path, "w") as ods:
+        ods.writestr("mimetype", "application/vnd.oasis.opendocument.spreadsheet")
+        ods.writestr("content.xml", content, zipfile.ZIP_DEFLATED)
+        ods.writestr("META-INF/manifest.xml", manifest, zipfile.ZIP_DEFLATED)

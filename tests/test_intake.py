@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+from _cohort_fixtures import write_ods
 
 from analysis import derive_endpoints, load_cohort
 from analysis.cli import main
@@ -261,7 +262,8 @@ def test_source_file_is_not_modified(sheet_file, tmp_path):
 def test_sheet_files_as_a_clinic_saves_them_import_like_the_frame(tmp_path, monkeypatch):
     # The same sheet as an Excel workbook with real dates and numbers (read with
     # python-calamine: openpyxl, pandas' default, is only a test dependency and is hidden
-    # here), as a semicolon- and a tab-separated CSV with a byte-order mark: the same cohort.
+    # here), as an OpenDocument sheet, as a semicolon- and a tab-separated CSV with a
+    # byte-order mark: the same cohort.
     import sys
 
     expected = from_wide(visit_sheet(), WIDE_MAP, key=KEY)
@@ -275,8 +277,9 @@ def test_sheet_files_as_a_clinic_saves_them_import_like_the_frame(tmp_path, monk
         (tmp_path / name).write_text(
             visit_sheet().to_csv(index=False, sep=sep), encoding="utf-8-sig"
         )
+    write_ods(tmp_path / "visits.ods", {"Visits": visit_sheet()})  # LibreOffice's format
     monkeypatch.setitem(sys.modules, "openpyxl", None)
-    for name in ("visits.xlsx", "visits_semicolon.csv", "visits.tsv"):
+    for name in ("visits.xlsx", "visits.ods", "visits_semicolon.csv", "visits.tsv"):
         got = from_wide(tmp_path / name, WIDE_MAP, key=KEY)
         for table in ("patients", "assessments", "sessions"):
             pd.testing.assert_frame_equal(

@@ -11,7 +11,7 @@ import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
-from _cohort_fixtures import valid_cohort, valid_tables
+from _cohort_fixtures import valid_cohort, valid_tables, write_ods
 
 from analysis import readers
 from analysis.cli import main
@@ -367,6 +367,36 @@ def test_one_workbook_with_a_sheet_per_table(tmp_path):
     cohort = load_cohort(folder)
     assert [len(getattr(cohort, t)) for t in tables] == [len(df) for df in tables.values()]
     assert cohort.collected == tuple(tables)
+
+
+def _as_a_spreadsheet_holds_it(frame: pd.DataFrame) -> pd.DataFrame:
+    """Numbers as numbers (as a spreadsheet stores them), the rest as text."""
+    out = frame.copy()
+    for column in out.columns.drop("patient_id"):
+        try:
+            out[column] = pd.to_numeric(out[column])
+        except ValueError:  # a text column
+            pass
+    return out
+
+
+@pytest.mark.parametrize("one_workbook", [False, True], ids=["per_table", "one_workbook"])
+def test_opendocument_spreadsheets_load_like_csv(tmp_path, one_workbook):
+    # LibreOffice's .ods: a file per table, or one workbook with a sheet per table.
+    tables = {
+        n: _as_a_spreadsheet_holds_it(t.replace({None: ""})) for n, t in valid_tables().items()
+    }
+    folder = tmp_path / "ods"
+    folder.mkdir()
+    if one_workbook:
+        write_ods(folder / "clinic_export.ods", {n.title(): t for n, t in tables.items()})
+    else:
+        for name, frame in tables.items():
+            write_ods(folder / f"{name}.ods", {"Sheet1": frame})
+    cohort = load_cohort(folder)
+    expected = load_cohort(write_cohort(valid_cohort(), tmp_path / "csv"))
+    for name in tables:
+        pd.testing.assert_frame_equal(getattr(cohort, name), getattr(expected, name), obj=name)
 
 
 @pytest.mark.parametrize("ext", ["sav", "dta", "xpt"])
