@@ -128,6 +128,26 @@ def test_tables_are_saved_as_csv_and_suppressed(rendered):
 
 
 @pytest.mark.slow
+def test_findings_are_a_saved_publication_table(rendered):
+    # Report 01's findings were shown as a pandas frame: its index, "<NA>" for a hidden
+    # count, a True/False column and fixes cut at 50 characters, and no saved table. They
+    # are a table like the others: saved, counts of people hidden, shown whole.
+    out, manifest = rendered
+    assert "tables/data_quality/findings.csv" in manifest["reports"][0]["tables"]
+    findings = pd.read_csv(out / "tables/data_quality/findings.csv")
+    assert list(findings.columns) == ["table", "column", "check", "rows", "fix", "suppressed"]
+    assert not findings["rows"].dropna().between(1, 10).any()  # min_cell=11
+    assert findings["suppressed"].any()  # the 60-patient demo has small findings
+    page = (out / "01_data_quality.html").read_text(encoding="utf-8")
+    section = page[page.index("Findings: rows loaded and accounted for") :]
+    section = html.unescape(re.sub(r"<[^>]+>", " ", section[: section.index("</table>")]))
+    assert "<NA>" not in section and "..." not in section
+    assert not re.search(r"\b(True|False)\b", section)  # no flag column: a dagger instead
+    for fix in findings["fix"].dropna():
+        assert " ".join(fix.split()) in " ".join(section.split())  # whole, not cut
+
+
+@pytest.mark.slow
 def test_manifest(rendered):
     out, manifest = rendered
     on_disk = json.loads((out / "manifest.json").read_text())
