@@ -137,6 +137,12 @@ LABELS: Mapping[str, Mapping[str, str]] = {
         "severe": "Severe",
     },
     "phase": {"induction": "Induction", "maintenance": "Maintenance"},
+    "strategy": {
+        "mar": "Missing at random (MAR)",
+        "j2r": "Jump to reference (J2R)",
+        "cr": "Copy reference (CR)",
+        "cir": "Copy increments in reference (CIR)",
+    },
     "phase_group": {
         "induction_only": "Induction only",
         "maintenance": "Induction and maintenance",
@@ -213,6 +219,18 @@ LABELS: Mapping[str, Mapping[str, str]] = {
         "phase_group": "Phase",
         "baseline_severity": "Severity at baseline",
         "severity": "Severity",
+        "n_ref": "N (reference)",
+        "rate_ref": "Rate (reference)",
+        "risk_difference": "Risk difference",
+        "strategy": "Missing visits assumed",
+        "fmi": "FMI",
+        "n_imputations": "Imputations",
+        "shifted": "Route made worse",
+        "delta": "Points worse",
+        "significant": "Significant",
+        "significant_at_zero": "Significant under MAR",
+        "tipping_point": "Tipping point (points)",
+        "note": "Note",
     },
 }
 
@@ -937,6 +955,7 @@ _VALUE_KINDS = {
     "severity": "severity",
     "baseline_severity": "severity",
     "phase": "phase",
+    "strategy": "strategy",
     "term": None,
     "table": None,
     "check": None,
@@ -953,7 +972,7 @@ def gt_table(
     subtitle: str | None = None,
     group: str | None = None,
     stub: str | None = None,
-    digits: int = 1,
+    digits: int | Mapping[str, int] = 1,
     notes: Sequence[str] = (),
     min_cell: int | None = None,
     drop: Sequence[str] = (),
@@ -974,11 +993,14 @@ def gt_table(
     title, subtitle : str, optional
         Heading.
     group : str, optional
-        Column whose values become row groups (e.g. ``"instrument"``).
+        Column whose values become row groups (e.g. ``"instrument"``); none when the
+        table lacks it (a section run on too little data may hold only its note).
     stub : str, optional
-        Column holding the row labels (default the first remaining column).
-    digits : int
-        Decimals of non-integer numbers.
+        Column holding the row labels (default, and when the table lacks it, the first
+        remaining column).
+    digits : int or mapping of str to int
+        Decimals of non-integer numbers; a mapping gives them per column (the others 1),
+        e.g. ``{"rate": 3, "tipping_point": 0}``.
     notes : sequence of str
         Footnotes (definitions).
     min_cell : int, optional
@@ -998,7 +1020,8 @@ def gt_table(
     Returns
     -------
     great_tables.GT
-        ``ci_low`` and ``ci_high`` are shown as one "95% CI" column ("14.7 to 33.3").
+        ``ci_low`` and ``ci_high`` are shown as one "95% CI" column ("14.7 to 33.3"), and
+        so are ``rd_ci_low`` and ``rd_ci_high`` (the risk difference's).
 
     Examples
     --------
@@ -1027,7 +1050,8 @@ def gt_table(
         elif c.startswith("p_") or c in ("p", "p_value"):
             out[c] = [format_p(v) for v in values]
         else:
-            out[c] = [_cell(v, digits) for v in values]
+            places = digits.get(c, 1) if isinstance(digits, Mapping) else digits
+            out[c] = [_cell(v, places) for v in values]
     for i, blank in enumerate(flags):
         if blank:
             for c in out.columns:
@@ -1037,6 +1061,7 @@ def gt_table(
     for low, high, name in (
         ("ci_low", "ci_high", "ci"),
         ("change_ci_low", "change_ci_high", "change_ci"),
+        ("rd_ci_low", "rd_ci_high", "rd_ci"),
     ):
         if low in out.columns and high in out.columns:
             position = list(out.columns).index(low)
@@ -1049,7 +1074,9 @@ def gt_table(
             numeric.add(name)
     if columns is not None:
         return _transposed(out, columns, numeric, title, subtitle, notes, flags, min_cell)
-    stub = stub if stub is not None else next((c for c in out.columns if c != group), None)
+    group = group if group in out.columns else None
+    if stub not in out.columns:
+        stub = next((c for c in out.columns if c != group), None)
     gt = _gt(out, stub=stub, group=group, title=title, subtitle=subtitle)
     gt = gt.cols_label(**{c: _column_label(c) for c in out.columns if c not in (group, stub)})
     if stub is not None:
@@ -1064,8 +1091,9 @@ def gt_table(
 
 
 def _column_label(name: str) -> str:
-    if name in ("ci", "change_ci"):
-        return "95% CI" if name == "ci" else "Change, 95% CI"
+    joined = {"ci": "95% CI", "change_ci": "Change, 95% CI", "rd_ci": "Risk difference, 95% CI"}
+    if name in joined:
+        return joined[name]
     return label(name, "column")
 
 

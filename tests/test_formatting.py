@@ -257,3 +257,33 @@ def test_gt_table_labels_a_column_whose_kind_the_caller_names():
     named = gt_table(t, kinds={"group": "route"}).as_raw_html()
     assert ">iv<" in plain and "IV ketamine" not in plain
     assert "IV ketamine" in named and "IM ketamine" in named and ">iv<" not in named
+
+
+def test_gt_table_decimals_per_column_and_the_risk_difference_interval():
+    # The multiple-imputation tables of report 02: rates and differences to 3 decimals,
+    # whole points of a tipping point to none, the risk difference's bounds joined into
+    # one interval, and the missing-data assumption spelled out.
+    table = pd.DataFrame(
+        {
+            "strategy": ["mar", "j2r"],
+            "group": ["im", "im"],
+            "rate": [0.6604, 0.6581],
+            "risk_difference": [0.0493, 0.0468],
+            "rd_ci_low": [-0.0903, -0.0921],
+            "rd_ci_high": [0.1884, 0.1853],
+            "tipping_point": [2.0, np.nan],
+            "fmi": [0.1671, 0.1623],
+        }
+    )
+    digits = {"rate": 3, "risk_difference": 3, "rd_ci_low": 3, "rd_ci_high": 3, "tipping_point": 0}
+    html = _plain(gt_table(table, group="strategy", digits=digits).as_raw_html())
+    cells = _body_cells(html)
+    assert "Missing at random (MAR)" in html and "Jump to reference (J2R)" in html
+    assert "Risk difference, 95% CI" in html.split("<tbody")[0] and "FMI" in html
+    first = cells[cells.index("im") :][:6]
+    assert first == ["im", "0.660", "0.049", "−0.090 to 0.188", "2", "0.2"]
+    assert gt_table(table, digits=2).as_raw_html().count("0.66<") == 2  # one int for all
+    # a section run on too little data holds its note alone: no row groups, no stub asked
+    note = pd.DataFrame({"group": ["im"], "reference": ["iv"], "note": ["too few patients"]})
+    html = _plain(gt_table(note, group="strategy", stub="delta").as_raw_html())
+    assert "too few patients" in html and "im" in _body_cells(html)

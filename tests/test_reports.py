@@ -128,6 +128,18 @@ def test_tables_are_saved_as_csv_and_suppressed(rendered):
 
 
 @pytest.mark.slow
+def test_every_table_of_every_page_is_a_publication_table(rendered):
+    # A notebook cell ending in a bare data frame shows pandas' own table: the index,
+    # machine column names, True/False, "<NA>" and text cut at 50 characters. Reports 01,
+    # 02 and 05 did (findings, the multiple-imputation and tipping-point tables, the
+    # tables collected); every table goes through analysis.formatting instead.
+    out, manifest = rendered
+    for entry in manifest["reports"]:
+        page = (out / entry["html"]).read_text(encoding="utf-8")
+        assert 'class="dataframe"' not in page, entry["html"]
+
+
+@pytest.mark.slow
 def test_findings_are_a_saved_publication_table(rendered):
     # Report 01's findings were shown as a pandas frame: its index, "<NA>" for a hidden
     # count, a True/False column and fixes cut at 50 characters, and no saved table. They
