@@ -230,7 +230,48 @@ def _ipython_png(fig: ReportFigure):
         return printer(fig)
     if not fig.axes and not fig.lines:  # as the inline printer: nothing for an empty figure
         return None
-    return base64.b64encode(_tight_png(fig, dpi=fig.dpi)).decode("ascii")
+    # with its description, which the report pages give the image as its alt text
+    return base64.b64encode(_tight_png(fig, dpi=fig.dpi)).decode("ascii"), {"alt": _alt_text(fig)}
+
+
+def _alt_text(fig: Figure) -> str:
+    """A short description of a figure, for readers who cannot see it (an image's alt).
+
+    Each panel that shows data: its title, what it plots (the y label by the x label) and
+    the series its legend names; with the figure's own title first (a figure of text
+    boxes only, the patient flow, gives its words). The report pages
+    give each figure's image this text (``alt``), instead of nbconvert's "No description
+    has been provided for this image".
+
+    Examples
+    --------
+    >>> fig = ReportFigure(figsize=(3, 2))
+    >>> ax = fig.subplots()
+    >>> _ = ax.plot([0, 1], [30, 60], label="IV ketamine")
+    >>> _ = ax.set(xlabel="Visit", ylabel="Response (%)", title="GAD-7")
+    >>> _ = ax.legend()
+    >>> _alt_text(fig)
+    'Figure. GAD-7: Response (%) by Visit (IV ketamine).'
+    """
+    panels = []
+    for ax in fig.axes:
+        if not ax.get_visible() or not ax.has_data():
+            continue
+        title = ax.get_title() or ax.get_title(loc="left")
+        y, x = ax.get_ylabel().strip(), ax.get_xlabel().strip()
+        plotted = f"{y} by {x}" if y and x else (y or x)
+        text = ": ".join(t for t in (title.strip(), plotted) if t)
+        legend = ax.get_legend()
+        names = [t.get_text() for t in legend.get_texts()] if legend is not None else []
+        if names:
+            text = f"{text} ({', '.join(names)})" if text else ", ".join(names)
+        if text:
+            panels.append(" ".join(text.split()))
+    if not panels:  # a diagram of labelled boxes (the patient flow): its words
+        words = [t.get_text() for ax in fig.axes for t in ax.texts if t.get_text().strip()]
+        panels = [" ".join("; ".join(words).split())] if words else []
+    heading = fig.get_suptitle().strip() if hasattr(fig, "get_suptitle") else ""
+    return ". ".join(["Figure", *([heading] if heading else []), *panels]) + "."
 
 
 def _savefig_png(fig: Figure, dpi: float) -> bytes:

@@ -1007,6 +1007,7 @@ def _render_html(notebook_path: Path, title: str | None = None) -> str:
     notebook.metadata["title"] = f"{heading} | anxiety-outcomes"
     with _html_exporter() as exporter:
         body, _ = exporter.from_notebook_node(notebook)
+    body = _image_descriptions(body, notebook)
     # No third-party scripts (require.js, MathJax from a CDN): the pages need none, work
     # offline, and a report on patients' data does not call out to other servers.
     body = re.sub(r'<script src="https?://[^"]*">\s*</script>\s*', "", body)
@@ -1018,6 +1019,41 @@ def _render_html(notebook_path: Path, title: str | None = None) -> str:
 
 
 _GT_ID = re.compile(r'(?<=<div id=")[a-z]{10}(?=" style="padding-left:0px)')
+
+#: The alt text nbconvert gives an image that has none.
+_NO_ALT = 'alt="No description has been provided for this image"'
+_PNG_IMG = re.compile(r'<img\b[^>]*src="data:image/png;base64,([^"]+)"[^>]*>')
+
+
+def _image_descriptions(body: str, notebook) -> str:
+    """The page with each figure's description as its image's alt text.
+
+    A report figure's output carries its description (``metadata["image/png"]["alt"]``,
+    see :func:`analysis.plots._alt_text`); nbconvert's template has no place for it and
+    writes "No description has been provided for this image". Images are matched to
+    outputs by their data, so the order of the page does not matter.
+    """
+    import html as _html
+
+    alts = {}
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            data = output.get("data", {}).get("image/png")
+            alt = output.get("metadata", {}).get("image/png", {}).get("alt")
+            if isinstance(data, str) and isinstance(alt, str) and alt.strip():
+                alts["".join(data.split())] = alt
+    if not alts:
+        return body
+
+    def described(match: re.Match) -> str:
+        tag = match.group(0)
+        alt = alts.get("".join(match.group(1).split()))
+        if alt is None or _NO_ALT not in tag:
+            return tag
+        return tag.replace(_NO_ALT, f'alt="{_html.escape(alt, quote=True)}"', 1)
+
+    return _PNG_IMG.sub(described, body)
+
 
 #: Page style added to every report: wide tables scroll inside the page, not past it.
 _PAGE_STYLE = (

@@ -248,8 +248,9 @@ def _figure():
 def test_inline_png_of_a_report_figure_is_drawn_once(shell):
     _inline(shell, {"png"}, bbox_inches="tight")  # what %matplotlib inline registers
     fast, plain = _figure(), _figure()
-    data, _ = shell.display_formatter.format(fast)
+    data, metadata = shell.display_formatter.format(fast)
     assert data["image/png"] == base64.b64encode(plots._tight_png(_figure())).decode("ascii")
+    assert metadata["image/png"] == {"alt": plots._alt_text(fast)}  # the page's alt text
     inline = shell.display_formatter.formatters["image/png"].type_printers[plots.Figure]
     _looks_the_same(base64.b64decode(data["image/png"]), base64.b64decode(inline(plain)))
 

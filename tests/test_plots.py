@@ -433,3 +433,19 @@ def test_human_labels_on_the_older_figures():
     (ax,) = plots.plot_change_trajectory(lsm, human_labels=True).axes
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["IV ketamine", "Oral ketamine"]
     assert ax.get_legend().get_title().get_text() == "Route"
+
+
+def test_a_figure_is_described_by_its_panels_labels_and_series():
+    # The report pages give each figure's image this text as its alt (the reports test
+    # that no image keeps nbconvert's "No description has been provided").
+    cohort = synthetic_cohort(60, seed=1)
+    fig = plot_completeness(completeness_table(cohort))
+    text = plots._alt_text(fig)
+    assert text.startswith("Figure. ") and text.endswith(".")
+    ax = fig.axes[0]
+    assert f"{ax.get_ylabel()} by {ax.get_xlabel()}" in text
+    for name in (t.get_text() for t in ax.get_legend().get_texts()):
+        assert name in text
+    flow = plots.plot_patient_flow(patient_flow(cohort, min_cell=11))  # boxes of text only
+    assert "Treated with ketamine" in plots._alt_text(flow)
+    assert plots._alt_text(plots.ReportFigure()) == "Figure."  # nothing to say

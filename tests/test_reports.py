@@ -140,6 +140,20 @@ def test_every_table_of_every_page_is_a_publication_table(rendered):
 
 
 @pytest.mark.slow
+def test_every_figure_of_every_page_is_described(rendered):
+    # nbconvert gives an image without alt text "No description has been provided for
+    # this image"; each report figure's image gets its own description instead.
+    out, manifest = rendered
+    for entry in manifest["reports"]:
+        page = (out / entry["html"]).read_text(encoding="utf-8")
+        images = re.findall(r"<img\b[^>]*>", page)
+        assert images, entry["html"]
+        for tag in images:
+            alt = html.unescape(re.search(r'alt="([^"]*)"', tag).group(1))
+            assert alt.startswith("Figure. ") and len(alt) > len("Figure. ") + 10, alt
+
+
+@pytest.mark.slow
 def test_findings_are_a_saved_publication_table(rendered):
     # Report 01's findings were shown as a pandas frame: its index, "<NA>" for a hidden
     # count, a True/False column and fixes cut at 50 characters, and no saved table. They
