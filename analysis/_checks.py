@@ -174,23 +174,18 @@ class ValidationReport:
                     out.append(f"  {check}")  # it names the file, the problem and the fix
                     continue
                 lines = group["line"].dropna().astype(int).tolist()
-                if column == "(file)":  # how a file was read (blank rows: on which lines)
-                    text = f"  {table} file: {check}"
-                    if lines:
-                        more = ", ..." if len(lines) > max_rows else ""
-                        label = "line" if len(lines) == 1 else "lines"
-                        text += f" ({label} {', '.join(map(str, lines[:max_rows]))}{more})"
-                    out.append(text)
-                    continue
-                rows = group["row"].notna()
-                n = int(group["count"].fillna(0).sum()) if not rows.any() else int(rows.sum())
-                where = f"{table}.{column}" if column != "(file)" else f"{table} file"
-                noun = "row" if n == 1 else "rows"
-                text = f"  {where}: {n} {noun} `{check}`"
+                at = ""
                 if lines:
                     more = ", ..." if len(lines) > max_rows else ""
                     label = "line" if len(lines) == 1 else "lines"
-                    text += f" ({label} {', '.join(map(str, lines[:max_rows]))}{more})"
+                    at = f" ({label} {', '.join(map(str, lines[:max_rows]))}{more})"
+                if column == "(file)":  # how a file was read (blank rows: on which lines)
+                    out.append(f"  {table} file: {check}{at}")
+                    continue
+                rows = group["row"].notna()
+                n = int(group["count"].fillna(0).sum()) if not rows.any() else int(rows.sum())
+                noun = "row" if n == 1 else "rows"
+                text = f"  {table}.{column}: {n} {noun} `{check}`{at}"
                 values = group["value"].dropna().astype(str)
                 values = [v for v in dict.fromkeys(values) if v != ""]
                 if values:

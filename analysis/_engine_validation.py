@@ -188,8 +188,7 @@ def duckdb_memory_limit(budget: str) -> str:
 
 
 def _duckdb_connection(memory_limit: str | None, database: Path | None = None) -> Any:
-    with needs_extra("engine='duckdb'"):
-        import duckdb
+    import duckdb
 
     setting = None if memory_limit is None else duckdb_memory_limit(memory_limit)
     con = duckdb.connect(str(database) if database else ":memory:", read_only=bool(database))
@@ -241,7 +240,8 @@ def open_tables(
             "memory is set when it starts (spark.driver.memory). Drop it or use "
             "engine='duckdb'."
         )
-    with needs_extra(f"engine={engine!r}"):  # before the files: the engine must be there
+    # before the files, the engine's module (the imports below then find it loaded)
+    with needs_extra(f"engine={engine!r}"):
         importlib.import_module({"duckdb": "duckdb", "polars": "polars"}.get(engine, "pyspark"))
     path = Path(path)
     if engine == "duckdb" and path.is_file() and path.suffix.lower() in _DUCKDB_SUFFIXES:
@@ -279,8 +279,7 @@ def open_tables(
             target = source / "*.parquet" if source.is_dir() else source
             natives[table] = con.read_parquet(str(target))
     elif engine == "polars":
-        with needs_extra("engine='polars'"):
-            import polars as pl
+        import polars as pl
 
         for table, source in sources.items():
             target = source / "*.parquet" if source.is_dir() else source
@@ -305,8 +304,7 @@ SPARK_SETTINGS: dict[str, bool | float | int | str | None] = {
 
 def _spark_session() -> Any:
     """The active Spark session, or a local one (``local[*]``, :data:`SPARK_SETTINGS`)."""
-    with needs_extra("engine='spark'"):
-        from pyspark.sql import SparkSession
+    from pyspark.sql import SparkSession
 
     active = SparkSession.getActiveSession()
     if active is not None:

@@ -23,10 +23,10 @@ from analysis._frames import to_pandas as to_pandas
 EXTRAS = {
     **dict.fromkeys(["matplotlib", "seaborn"], "plots"),
     **dict.fromkeys(
-        ["papermill", "nbconvert", "nbformat", "nbclient", "jupyter_client", "ipykernel"],
+        ["papermill", "nbconvert", "nbformat", "nbclient", "jupyter_client", "ipykernel"]
+        + ["IPython", "great_tables", "jupyterlab"],
         "reports",
     ),
-    **dict.fromkeys(["IPython", "great_tables", "jupyterlab"], "reports"),
     **dict.fromkeys(["polars", "duckdb"], "engines"),
     "pyspark": "spark",
 }

@@ -40,7 +40,6 @@ completed) are counted by reason in the log; nothing is dropped silently.
 
 from __future__ import annotations
 
-import csv
 import functools
 import hashlib
 import hmac
@@ -62,7 +61,7 @@ import pandas as pd
 
 from analysis.deid import is_identifier_column
 from analysis.instruments import INSTRUMENTS, get_instrument
-from analysis.readers import normalise_name
+from analysis.readers import FileProblem, _delimiter, normalise_name
 from analysis.schema import (
     FILE_FORMATS,
     TABLES,
@@ -1238,16 +1237,15 @@ def _read_table_file(path: Path, columns: Iterable[str] = ()) -> pd.DataFrame:
 
 
 def _csv_delimiter(path: Path, columns: Iterable[str]) -> str:
-    """The delimiter whose split of the header line names the most of ``columns`` (the
-    comma on a tie or when none is named)."""
+    """The delimiter :func:`analysis.readers` finds for a cohort table, on the header line
+    of a sheet: the one whose split names the most of ``columns`` (the comma when none)."""
     with open(path, encoding="utf-8-sig", errors="replace", newline="") as file:
         header = next((line for line in file if line.strip()), "")
-    wanted = {normalise_name(c) for c in columns}
-    named = {
-        d: sum(normalise_name(f) in wanted for f in next(csv.reader([header], delimiter=d), []))
-        for d in (",", ";", "\t", "|")
-    }
-    return max(named, key=lambda d: (named[d], d == ","))
+    try:
+        delimiter, _ = _delimiter(header, path.name, {normalise_name(c) for c in columns})
+    except FileProblem:  # no column named: the comma, and the mapping names what is missing
+        return ","
+    return delimiter
 
 
 def from_wide(frame, mapping, *, key=None, sessions=None) -> ImportedCohort:

@@ -270,7 +270,7 @@ def _alt_text(fig: Figure) -> str:
     if not panels:  # a diagram of labelled boxes (the patient flow): its words
         words = [t.get_text() for ax in fig.axes for t in ax.texts if t.get_text().strip()]
         panels = [" ".join("; ".join(words).split())] if words else []
-    heading = fig.get_suptitle().strip() if hasattr(fig, "get_suptitle") else ""
+    heading = fig.get_suptitle().strip()
     return ". ".join(["Figure", *([heading] if heading else []), *panels]) + "."
 
 

@@ -1033,8 +1033,6 @@ def _image_descriptions(body: str, notebook) -> str:
     writes "No description has been provided for this image". Images are matched to
     outputs by their data, so the order of the page does not matter.
     """
-    import html as _html
-
     alts = {}
     for cell in notebook.cells:
         for output in cell.get("outputs", []):
@@ -1050,7 +1048,7 @@ def _image_descriptions(body: str, notebook) -> str:
         alt = alts.get("".join(match.group(1).split()))
         if alt is None or _NO_ALT not in tag:
             return tag
-        return tag.replace(_NO_ALT, f'alt="{_html.escape(alt, quote=True)}"', 1)
+        return tag.replace(_NO_ALT, f'alt="{html.escape(alt, quote=True)}"', 1)
 
     return _PNG_IMG.sub(described, body)
 
