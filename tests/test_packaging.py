@@ -130,18 +130,18 @@ def test_extras_split_core_from_reports():
 def test_every_optional_module_belongs_to_an_extra_that_installs_it():
     # analysis._utils.EXTRAS names the extra a missing module's error tells users to
     # install: each must be an extra that lists it (directly or through another extra).
+    from packaging.requirements import Requirement
+
     from analysis._utils import EXTRAS
 
     extras = PYPROJECT["project"]["optional-dependencies"]
 
     def names(extra):
         out = set()
-        for requirement in extras[extra]:
-            name = requirement.split(">")[0].split("<")[0].split("=")[0].split("[")[0]
-            if name == "anxiety-outcomes":
-                inner = requirement.split("[")[1].split("]")[0]
-                out |= set().union(*(names(e) for e in inner.split(",")))
-            out.add(name.lower().replace("-", "_"))
+        for requirement in map(Requirement, extras[extra]):
+            if requirement.name == "anxiety-outcomes":  # another extra of the package
+                out |= set().union(*(names(e) for e in requirement.extras))
+            out.add(requirement.name.lower().replace("-", "_"))
         return out
 
     for module, extra in EXTRAS.items():
